@@ -1,0 +1,416 @@
+//! The storage backend trait and the plain data it moves.
+//!
+//! [`TrackingStore`] is MLflow's data model (experiments, runs, artifacts, registered
+//! models, versions, tags, aliases) as one trait with two implementations: the local
+//! `mlruns/` tree ([`crate::FileStore`]) and an MLflow tracking server over REST. Everything
+//! above it — checkpoints, [`crate::ModelVersion`] metadata, promotion, lineage, cleanup —
+//! works on either.
+//!
+//! ```no_run
+//! use ratchet_registry::{open_store, resolve_tracking_uri};
+//!
+//! let store = open_store(&resolve_tracking_uri(None))?; // ./mlruns unless configured
+//! let experiment = store.get_or_create_experiment("ratchet")?;
+//! let run = store.create_run(&experiment.experiment_id, "ppo-googl", &[])?;
+//! store.log_params(&run.run_id, &[("lr".into(), "0.0003".into())])?;
+//! # Ok::<(), ratchet_registry::RegistryError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RegistryError, Result};
+
+/// An MLflow experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub experiment_id: String,
+    pub name: String,
+    /// Root URI under which the experiment's runs keep their artifacts.
+    pub artifact_location: String,
+    /// `active` or `deleted`.
+    pub lifecycle_stage: String,
+    /// Milliseconds since the Unix epoch.
+    pub creation_time: Option<i64>,
+    pub last_update_time: Option<i64>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Lifecycle state of a run, as MLflow defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunStatus {
+    Running,
+    Scheduled,
+    Finished,
+    Failed,
+    Killed,
+}
+
+impl RunStatus {
+    /// The name used by MLflow's REST API and Python client (`"FINISHED"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Scheduled => "SCHEDULED",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+
+    /// The integer stored in a file-store run's `meta.yaml` (`1` RUNNING … `5` KILLED).
+    pub fn code(self) -> i64 {
+        match self {
+            RunStatus::Running => 1,
+            RunStatus::Scheduled => 2,
+            RunStatus::Finished => 3,
+            RunStatus::Failed => 4,
+            RunStatus::Killed => 5,
+        }
+    }
+
+    /// Inverse of [`RunStatus::code`].
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            1 => RunStatus::Running,
+            2 => RunStatus::Scheduled,
+            3 => RunStatus::Finished,
+            4 => RunStatus::Failed,
+            5 => RunStatus::Killed,
+            _ => return None,
+        })
+    }
+
+    /// Inverse of [`RunStatus::as_str`] (case-insensitive).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            RunStatus::Running,
+            RunStatus::Scheduled,
+            RunStatus::Finished,
+            RunStatus::Failed,
+            RunStatus::Killed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Identity and lifecycle of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub experiment_id: String,
+    pub run_name: String,
+    pub user_id: String,
+    pub status: RunStatus,
+    /// Milliseconds since the Unix epoch.
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    /// Where the run's artifacts live (`file:///…/artifacts`, `mlflow-artifacts:/…`).
+    pub artifact_uri: String,
+    /// `active` or `deleted`.
+    pub lifecycle_stage: String,
+}
+
+/// One logged metric point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub key: String,
+    pub value: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub step: i64,
+}
+
+impl Metric {
+    /// A point stamped with the current time.
+    pub fn now(key: impl Into<String>, value: f64, step: i64) -> Self {
+        Metric {
+            key: key.into(),
+            value,
+            timestamp: now_ms(),
+            step,
+        }
+    }
+}
+
+/// A run with its data. `metrics` holds the latest point per key as MLflow defines it
+/// (largest `(step, timestamp, value)`); [`TrackingStore::get_metric_history`] gives all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub info: RunInfo,
+    pub params: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub metrics: BTreeMap<String, Metric>,
+}
+
+/// One entry of an artifact listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactEntry {
+    /// Path relative to the run's artifact root, `/`-separated.
+    pub path: String,
+    pub is_dir: bool,
+    /// Size in bytes, for files.
+    pub size: Option<u64>,
+}
+
+/// A registered model (the container of versions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredModel {
+    pub name: String,
+    pub creation_timestamp: Option<i64>,
+    pub last_updated_timestamp: Option<i64>,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Alias → version number.
+    pub aliases: BTreeMap<String, u64>,
+}
+
+/// A model version as the store keeps it: MLflow's fields, tags and aliases. Ratchet's own
+/// metadata ([`crate::ModelVersion`]) is built from this plus the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVersion {
+    pub name: String,
+    pub version: u64,
+    /// Milliseconds since the Unix epoch.
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+    /// URI of the model directory (the run's checkpoint artifact).
+    pub source: String,
+    pub run_id: Option<String>,
+    pub description: Option<String>,
+    /// MLflow's registration status, `READY` for every version Ratchet creates.
+    pub status: String,
+    pub tags: BTreeMap<String, String>,
+    /// Aliases currently pointing at this version.
+    pub aliases: Vec<String>,
+}
+
+/// Held while a caller performs a read-modify-write on one registered model (promotion with
+/// alias history, registration choosing a unique human id). Released on drop.
+///
+/// The file store takes an exclusive OS file lock; a remote server offers no cross-client
+/// lock, so there it only serialises nothing and callers re-check after writing.
+pub struct ModelLock {
+    _guard: Option<Box<dyn Send>>,
+}
+
+impl ModelLock {
+    /// A lock that guards nothing (backends without locking).
+    pub fn unlocked() -> Self {
+        ModelLock { _guard: None }
+    }
+
+    /// Keeps `guard` alive (e.g. a locked [`std::fs::File`]) until the lock is dropped.
+    pub fn holding(guard: Box<dyn Send>) -> Self {
+        ModelLock {
+            _guard: Some(guard),
+        }
+    }
+
+    /// `true` when this lock really excludes other writers.
+    pub fn is_exclusive(&self) -> bool {
+        self._guard.is_some()
+    }
+}
+
+/// MLflow's tracking + registry data model. One implementation per backend.
+///
+/// Conventions shared by all implementations:
+/// - names, keys and ids are checked with [`crate::names`] before anything is written;
+/// - times are milliseconds since the Unix epoch;
+/// - "not found" is always [`RegistryError::NotFound`], so callers can branch on it;
+/// - writes are all-or-nothing where the backend allows it: a reader never sees a
+///   half-created experiment, run, registered model or version.
+pub trait TrackingStore: Send + Sync {
+    /// The URI this store was opened with (`file:///abs/mlruns`, `http://host:5000`).
+    fn tracking_uri(&self) -> String;
+
+    // ---- experiments -------------------------------------------------------------------
+
+    /// The active experiment called `name`, created if missing.
+    fn get_or_create_experiment(&self, name: &str) -> Result<Experiment>;
+    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment>;
+    /// Active experiments, ordered by id.
+    fn list_experiments(&self) -> Result<Vec<Experiment>>;
+    fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()>;
+
+    // ---- runs --------------------------------------------------------------------------
+
+    /// Starts a RUNNING run now. `mlflow.runName` is set from `run_name`; `tags` are added.
+    fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        tags: &[(String, String)],
+    ) -> Result<RunInfo>;
+    fn get_run(&self, run_id: &str) -> Result<Run>;
+    /// Active runs of an experiment, newest first.
+    fn list_runs(&self, experiment_id: &str) -> Result<Vec<RunInfo>>;
+    /// Params are immutable: re-logging the same value is a no-op, a different value is an
+    /// error.
+    fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()>;
+    /// Appends points to each metric's history, in order.
+    fn log_metrics(&self, run_id: &str, metrics: &[Metric]) -> Result<()>;
+    /// Every logged point of one metric, in logging order.
+    fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>>;
+    fn set_run_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()>;
+    /// Sets the status; `end_time_ms` is recorded when given (terminal states).
+    fn set_run_status(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        end_time_ms: Option<i64>,
+    ) -> Result<()>;
+
+    // ---- artifacts ---------------------------------------------------------------------
+
+    /// Copies `local` (a directory: its contents; a file: the file itself) under
+    /// `artifact_path` (`""` = the artifact root) of the run's artifacts.
+    fn upload_artifacts(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()>;
+    /// Every file and directory below `artifact_path` (recursive), sorted by path.
+    fn list_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<Vec<ArtifactEntry>>;
+    /// Copies the artifact file or directory `artifact_path` to `dest` (created; for a
+    /// directory, `dest` receives its contents).
+    fn download_artifacts(&self, run_id: &str, artifact_path: &str, dest: &Path) -> Result<()>;
+    /// Like [`TrackingStore::upload_artifacts`] for a directory the caller no longer needs:
+    /// the store may move it instead of copying (the file store does when `local` lies in
+    /// [`TrackingStore::scratch_dir`]). `local` is gone afterwards.
+    fn upload_artifacts_owned(
+        &self,
+        run_id: &str,
+        local: &Path,
+        artifact_path: &str,
+    ) -> Result<()> {
+        self.upload_artifacts(run_id, local, artifact_path)?;
+        crate::fsutil::remove_tree(local)
+    }
+    /// A directory where callers build files they will upload, chosen so that
+    /// [`TrackingStore::upload_artifacts_owned`] can move rather than copy.
+    fn scratch_dir(&self) -> Result<PathBuf> {
+        Ok(std::env::temp_dir())
+    }
+    /// Removes leftovers of writers that were killed mid-way (older than `older_than`);
+    /// returns how many. Backends without local temporaries have nothing to do.
+    fn remove_stale_temporaries(&self, _older_than: std::time::Duration) -> Result<usize> {
+        Ok(0)
+    }
+    /// Removes an artifact file or directory (used by retention cleanup).
+    fn delete_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<()>;
+    /// Where the artifact already is on this machine, when the backend stores artifacts
+    /// locally, so readers can skip the copy. Remote backends return `None`.
+    fn local_artifact_path(&self, _run_id: &str, _artifact_path: &str) -> Result<Option<PathBuf>> {
+        Ok(None)
+    }
+    /// The URI of an artifact, suitable as a model version's `source`.
+    fn artifact_uri(&self, run_id: &str, artifact_path: &str) -> Result<String> {
+        let root = self.get_run(run_id)?.info.artifact_uri;
+        let path = artifact_path.trim_matches('/');
+        Ok(if path.is_empty() {
+            root
+        } else {
+            format!("{}/{}", root.trim_end_matches('/'), path)
+        })
+    }
+
+    // ---- model registry ----------------------------------------------------------------
+
+    /// Creates the registered model, or returns the existing one (idempotent, race-safe).
+    fn create_registered_model(&self, name: &str) -> Result<RegisteredModel>;
+    fn get_registered_model(&self, name: &str) -> Result<RegisteredModel>;
+    /// All registered models, ordered by name.
+    fn list_registered_models(&self) -> Result<Vec<RegisteredModel>>;
+    fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()>;
+    fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()>;
+
+    /// Creates the next version of `name` (READY) with its tags in one step. Concurrent
+    /// callers get distinct consecutive numbers; numbers are never reused.
+    fn create_model_version(
+        &self,
+        name: &str,
+        source: &str,
+        run_id: &str,
+        tags: &[(String, String)],
+        description: Option<&str>,
+    ) -> Result<StoredVersion>;
+    fn get_model_version(&self, name: &str, version: u64) -> Result<StoredVersion>;
+    /// Live (not deleted) versions, ascending by number.
+    fn list_model_versions(&self, name: &str) -> Result<Vec<StoredVersion>>;
+    /// Deletes the version (MLflow: number burned, aliases pointing at it removed).
+    fn delete_model_version(&self, name: &str, version: u64) -> Result<()>;
+    fn set_model_version_tag(&self, name: &str, version: u64, key: &str, value: &str)
+    -> Result<()>;
+    fn delete_model_version_tag(&self, name: &str, version: u64, key: &str) -> Result<()>;
+
+    /// Points `alias` at `version` (moving it if it pointed elsewhere).
+    fn set_alias(&self, name: &str, alias: &str, version: u64) -> Result<()>;
+    fn delete_alias(&self, name: &str, alias: &str) -> Result<()>;
+    fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<StoredVersion>;
+
+    /// Serialises read-modify-write sequences on one registered model across processes
+    /// (see [`ModelLock`]). The model must exist.
+    fn lock_model(&self, name: &str) -> Result<ModelLock>;
+}
+
+/// The tracking URI to use: the explicit flag, else `MLFLOW_TRACKING_URI`, else `./mlruns`.
+pub fn resolve_tracking_uri(flag: Option<&str>) -> String {
+    if let Some(uri) = flag.filter(|uri| !uri.trim().is_empty()) {
+        return uri.to_string();
+    }
+    match std::env::var("MLFLOW_TRACKING_URI") {
+        Ok(uri) if !uri.trim().is_empty() => uri,
+        _ => "./mlruns".to_string(),
+    }
+}
+
+/// Opens the store a tracking URI names: a plain path or `file:` URI → the local file
+/// store (created if missing); `http://` / `https://` → an MLflow tracking server.
+pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
+    let uri = tracking_uri.trim();
+    let lower = uri.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Err(RegistryError::Unsupported(format!(
+            "tracking URI {uri}: the MLflow REST backend is not available in this build yet; \
+             use a local store (a path or file: URI such as ./mlruns)"
+        )));
+    }
+    if let Some((scheme, _)) = uri.split_once("://")
+        && scheme != "file"
+    {
+        return Err(RegistryError::Unsupported(format!(
+            "tracking URI {uri}: scheme {scheme:?} is not supported; use a path, a file: URI, \
+             or an http(s):// MLflow server"
+        )));
+    }
+    Ok(Box::new(crate::FileStore::open(
+        crate::file_store::path_from_uri(uri)?,
+    )?))
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_status_round_trips() {
+        for code in 1..=5 {
+            let status = RunStatus::from_code(code).unwrap();
+            assert_eq!(status.code(), code);
+            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(RunStatus::from_code(0), None);
+        assert_eq!(RunStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn tracking_uri_flag_wins() {
+        assert_eq!(resolve_tracking_uri(Some("/tmp/x")), "/tmp/x");
+    }
+}
