@@ -76,6 +76,26 @@ impl MarketData {
     }
 
     /// Number of bars.
+    /// Writes the observation of decision bar `row`: feature rows `row - window + 1 ..= row`
+    /// (oldest first), then `position` and its `unrealised_return`. The one layout both
+    /// [`TradingEnv`] and backtests of a trained policy use. `row + 1 >= window` and
+    /// `obs.len() == window * width + 2`.
+    #[inline]
+    pub fn write_observation(
+        &self,
+        row: usize,
+        window: usize,
+        position: f64,
+        unrealised_return: f64,
+        obs: &mut [f32],
+    ) {
+        let w = window * self.width;
+        let end = (row + 1) * self.width;
+        obs[..w].copy_from_slice(&self.features[end - w..end]);
+        obs[w] = position as f32;
+        obs[w + 1] = unrealised_return as f32;
+    }
+
     pub fn rows(&self) -> usize {
         self.close.len()
     }
@@ -380,13 +400,9 @@ impl TradingEnv {
 
     #[inline]
     fn observe(&self, obs: &mut [f32]) {
-        let data = &*self.data;
-        let w = self.window_values;
-        let end = (self.t + 1) * data.width;
-        obs[..w].copy_from_slice(&data.features[end - w..end]);
-        let unrealised = self.position * (data.close[self.t] / self.entry_price - 1.0);
-        obs[w] = self.position as f32;
-        obs[w + 1] = unrealised as f32;
+        let unrealised = self.position * (self.data.close[self.t] / self.entry_price - 1.0);
+        self.data
+            .write_observation(self.t, self.config.window, self.position, unrealised, obs);
     }
 
     /// Moody & Saffell's differential Sharpe ratio for return `r`, updating the moments.
