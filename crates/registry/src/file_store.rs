@@ -16,7 +16,7 @@
 //! exclusive file lock. Listing a model's versions is served from a cache file that is
 //! rebuilt whenever the model changed (see [`FileStore::list_model_versions`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -1062,7 +1062,7 @@ impl TrackingStore for FileStore {
         check_value_len("registered model tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         let dir = self.existing_model_dir(name)?;
         self.change_model(&dir, || {
-            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, true)
+            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
         })
     }
 
@@ -1103,7 +1103,7 @@ impl TrackingStore for FileStore {
                 if let Some(parent) = path.parent() {
                     fsutil::create_dir_all(parent)?;
                 }
-                fsutil::write_new_file(&path, value.as_bytes(), true).map_err(|e| match e {
+                fsutil::write_new_file(&path, value.as_bytes(), false).map_err(|e| match e {
                     RegistryError::Io { source, .. }
                         if source.kind() == std::io::ErrorKind::AlreadyExists =>
                     {
@@ -1229,7 +1229,7 @@ impl TrackingStore for FileStore {
         self.live_version(&model_dir, name, version)?;
         let dir = Self::version_dir(&model_dir, version);
         self.change_model(&model_dir, || {
-            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, true)
+            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
         })
     }
 
@@ -1515,15 +1515,6 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Keys of a directory listing that are not temporaries — used by tests and tools that
-/// check a store holds nothing half-written.
-pub fn visible_entries(dir: &Path) -> Result<BTreeSet<String>> {
-    Ok(list_dir_names(dir)?
-        .into_iter()
-        .filter(|n| !fsutil::is_internal_name(n))
-        .collect())
 }
 
 #[cfg(test)]

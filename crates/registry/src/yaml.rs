@@ -367,19 +367,6 @@ impl Writer {
         self
     }
 
-    /// A one-level nested mapping of strings.
-    pub fn map(mut self, key: &str, entries: &[(String, String)]) -> Self {
-        if entries.is_empty() {
-            let _ = writeln!(self.out, "{key}: {{}}");
-        } else {
-            let _ = writeln!(self.out, "{key}:");
-            for (k, v) in entries {
-                let _ = writeln!(self.out, "  {}: {}", quote(k), quote(v));
-            }
-        }
-        self
-    }
-
     pub fn finish(self) -> String {
         self.out
     }

@@ -1,0 +1,671 @@
+//! Checkpoints: one directory holding a complete training state.
+//!
+//! ```text
+//! model.safetensors      weights; header __metadata__: feature_hash, algorithm,
+//!                        observation_shape, action_count, version (human id), semver, …
+//! optimizer.safetensors  optimizer moments named by parameter path
+//! state.safetensors      other state tensors (the DQN replay buffer)
+//! state.json             counters, schedule positions, RNG states, episode statistics
+//! metadata.json          the ModelVersion
+//! MLmodel                lets MLflow recognise the directory as a model (flavor `ratchet`)
+//! MANIFEST.json          size and sha256 of every file above
+//! ```
+//!
+//! Saving builds the directory under a temporary name beside the target, fsyncs it and
+//! renames it into place, so a reader never sees a half-written checkpoint. Loading checks
+//! every file against the manifest and names the one that is missing or corrupt.
+//!
+//! ```no_run
+//! use ratchet_registry::{Checkpoint, CheckpointState, Tensor};
+//! # fn metadata() -> ratchet_registry::ModelVersion { unimplemented!() }
+//!
+//! let checkpoint = Checkpoint {
+//!     state: CheckpointState {
+//!         weights: vec![Tensor::new("actor.layers.0.weight", vec![64, 30], vec![0.0; 64 * 30])],
+//!         optimizer: vec![],
+//!         state_tensors: vec![],
+//!         state: serde_json::json!({ "step": 1000 }),
+//!     },
+//!     metadata: metadata(),
+//! };
+//! checkpoint.save("runs/ppo/checkpoint".as_ref())?;
+//! let back = Checkpoint::load("runs/ppo/checkpoint".as_ref())?;
+//! assert_eq!(back.state, checkpoint.state);
+//! # Ok::<(), ratchet_registry::RegistryError>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{RegistryError, Result};
+use crate::fsutil;
+use crate::model_version::ModelVersion;
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_TENSORS_FILE: &str = "state.safetensors";
+pub const STATE_FILE: &str = "state.json";
+pub const METADATA_FILE: &str = "metadata.json";
+pub const MLMODEL_FILE: &str = "MLmodel";
+pub const MANIFEST_FILE: &str = "MANIFEST.json";
+/// Identifies the layout; bumped on incompatible changes.
+pub const CHECKPOINT_FORMAT: &str = "ratchet-checkpoint/1";
+/// The MLflow flavor name written to `MLmodel`.
+pub const FLAVOR: &str = "ratchet";
+
+/// Every file of a checkpoint, in the order they are written.
+pub const CHECKPOINT_FILES: [&str; 6] = [
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    STATE_TENSORS_FILE,
+    STATE_FILE,
+    METADATA_FILE,
+    MLMODEL_FILE,
+];
+
+/// One named `f32` tensor, row-major. Plain data so any framework converts to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
+        Tensor {
+            name: name.into(),
+            shape,
+            data,
+        }
+    }
+
+    /// Number of elements the shape describes.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// The training state a checkpoint holds, as plain data: the three tensor groups and the
+/// JSON of everything else. Training code converts its own types to and from this.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CheckpointState {
+    /// Network weights, named by parameter path → `model.safetensors`.
+    pub weights: Vec<Tensor>,
+    /// Optimizer moments, named by the parameter path they belong to →
+    /// `optimizer.safetensors`.
+    pub optimizer: Vec<Tensor>,
+    /// Other state tensors such as the DQN replay buffer (may be empty) →
+    /// `state.safetensors`.
+    pub state_tensors: Vec<Tensor>,
+    /// Counters, schedule positions, RNG states, episode statistics → `state.json`.
+    pub state: serde_json::Value,
+}
+
+/// A complete checkpoint in memory: the state plus its [`ModelVersion`] metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub state: CheckpointState,
+    pub metadata: ModelVersion,
+}
+
+/// One file's entry in `MANIFEST.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// `MANIFEST.json`: the checksum of every other file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub files: BTreeMap<String, ManifestEntry>,
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint to `dir` atomically (replacing an existing checkpoint there)
+    /// and returns its manifest.
+    pub fn save(&self, dir: &Path) -> Result<Manifest> {
+        let parent = parent_dir(dir)?;
+        fsutil::create_dir_all(&parent)?;
+        let temp = fsutil::temp_path(&parent, "checkpoint");
+        let written = self.write_into(&temp, dir);
+        let manifest = match written {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                let _ = fsutil::remove_tree(&temp);
+                return Err(e);
+            }
+        };
+        replace_dir(&temp, dir)?;
+        Ok(manifest)
+    }
+
+    fn write_into(&self, temp: &Path, final_dir: &Path) -> Result<Manifest> {
+        fs::create_dir(temp).map_err(|e| RegistryError::io(temp, e))?;
+        let header = self.header_metadata();
+        let small_files = [
+            (STATE_FILE, to_json(&self.state.state)?),
+            (METADATA_FILE, to_json(&self.metadata)?),
+            (MLMODEL_FILE, self.mlmodel(final_dir).into_bytes()),
+        ];
+        // The three tensor files are written (and hashed while written) in parallel.
+        let groups = [
+            (MODEL_FILE, &self.state.weights, Some(&header)),
+            (OPTIMIZER_FILE, &self.state.optimizer, None),
+            (STATE_TENSORS_FILE, &self.state.state_tensors, None),
+        ];
+        let mut files = BTreeMap::new();
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = groups
+                .iter()
+                .map(|(name, tensors, meta)| {
+                    let path = temp.join(name);
+                    scope
+                        .spawn(move || write_safetensors(&path, tensors, *meta).map(|e| (*name, e)))
+                })
+                .collect();
+            for (name, bytes) in &small_files {
+                let path = temp.join(name);
+                fsutil::write_new_file(&path, bytes, true)?;
+                files.insert(name.to_string(), entry_for(bytes));
+            }
+            for handle in handles {
+                let (name, entry) = handle.join().expect("checkpoint writer thread panicked")?;
+                files.insert(name.to_string(), entry);
+            }
+            Ok(())
+        })?;
+        let manifest = Manifest {
+            format: CHECKPOINT_FORMAT.into(),
+            files,
+        };
+        fsutil::write_new_file(&temp.join(MANIFEST_FILE), &to_json(&manifest)?, true)?;
+        fsutil::sync_dir(temp)?;
+        Ok(manifest)
+    }
+
+    /// The `__metadata__` of `model.safetensors`: what a tool needs to know about the
+    /// weights without reading `metadata.json`.
+    pub fn header_metadata(&self) -> BTreeMap<String, String> {
+        let m = &self.metadata;
+        let t = &m.training;
+        BTreeMap::from([
+            ("format".into(), CHECKPOINT_FORMAT.into()),
+            ("name".into(), m.name.clone()),
+            ("version".into(), m.version_id.clone()),
+            ("semver".into(), m.semver.to_string()),
+            ("algorithm".into(), t.algorithm.clone()),
+            ("feature_hash".into(), t.feature_hash.clone()),
+            (
+                "observation_shape".into(),
+                serde_json::to_string(&t.observation_shape).expect("a Vec<usize> serialises"),
+            ),
+            ("action_count".into(), t.action_count.to_string()),
+            ("network_hash".into(), m.network_hash.clone()),
+        ])
+    }
+
+    fn mlmodel(&self, final_dir: &Path) -> String {
+        let m = &self.metadata;
+        let artifact_path = checkpoint_artifact_path(m, final_dir);
+        let mut text = String::new();
+        text.push_str(&format!("artifact_path: {}\n", yaml_quote(&artifact_path)));
+        text.push_str("flavors:\n");
+        text.push_str(&format!("  {FLAVOR}:\n"));
+        for (key, value) in [
+            ("format", CHECKPOINT_FORMAT),
+            ("weights", MODEL_FILE),
+            ("optimizer", OPTIMIZER_FILE),
+            ("state_tensors", STATE_TENSORS_FILE),
+            ("state", STATE_FILE),
+            ("metadata", METADATA_FILE),
+            ("manifest", MANIFEST_FILE),
+            ("algorithm", m.training.algorithm.as_str()),
+            ("ratchet_version", env!("CARGO_PKG_VERSION")),
+        ] {
+            text.push_str(&format!("    {key}: {}\n", yaml_quote(value)));
+        }
+        text.push_str("metadata:\n");
+        for (key, value) in [
+            ("name", m.name.clone()),
+            ("version_id", m.version_id.clone()),
+            ("semver", m.semver.to_string()),
+            ("feature_hash", m.training.feature_hash.clone()),
+        ] {
+            text.push_str(&format!("  {key}: {}\n", yaml_quote(&value)));
+        }
+        text.push_str(&format!("model_uuid: {}\n", yaml_quote(&model_uuid(m))));
+        if let Some(run_id) = &m.run_id {
+            text.push_str(&format!("run_id: {}\n", yaml_quote(run_id)));
+        }
+        let created = m.created_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+        text.push_str(&format!("utc_time_created: {}\n", yaml_quote(&created)));
+        text
+    }
+
+    /// Reads and verifies a checkpoint.
+    pub fn load(dir: &Path) -> Result<Checkpoint> {
+        let manifest = read_manifest(dir)?;
+        // Read and hash the tensor files in parallel; each is read with one large read.
+        let tensor_files = [MODEL_FILE, OPTIMIZER_FILE, STATE_TENSORS_FILE];
+        let loaded: Vec<Result<Vec<Tensor>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = tensor_files
+                .iter()
+                .map(|name| {
+                    let manifest = &manifest;
+                    scope.spawn(move || {
+                        let path = dir.join(name);
+                        let bytes = read_verified(&path, name, manifest)?;
+                        parse_safetensors(&path, &bytes)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("checkpoint reader thread panicked"))
+                .collect()
+        });
+        let mut loaded = loaded.into_iter();
+        let mut next = || loaded.next().expect("three tensor files");
+        let (weights, optimizer, state_tensors) = (next()?, next()?, next()?);
+        let state_bytes = read_verified(&dir.join(STATE_FILE), STATE_FILE, &manifest)?;
+        let state = from_json(&dir.join(STATE_FILE), &state_bytes)?;
+        let metadata_bytes = read_verified(&dir.join(METADATA_FILE), METADATA_FILE, &manifest)?;
+        let metadata = from_json(&dir.join(METADATA_FILE), &metadata_bytes)?;
+        read_verified(&dir.join(MLMODEL_FILE), MLMODEL_FILE, &manifest)?;
+        Ok(Checkpoint {
+            state: CheckpointState {
+                weights,
+                optimizer,
+                state_tensors,
+                state,
+            },
+            metadata,
+        })
+    }
+}
+
+/// The artifact path a version's checkpoint is stored under in its run:
+/// `checkpoints/<human id>` (or the directory's own name when there is no id yet).
+pub fn checkpoint_artifact_path(metadata: &ModelVersion, dir: &Path) -> String {
+    if metadata.version_id.is_empty() {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "checkpoint".into())
+    } else {
+        format!("checkpoints/{}", metadata.version_id)
+    }
+}
+
+/// The MLmodel's `model_uuid`: 32 hex digits derived from the model name and human id, so
+/// the run's `mlflow.log-model.history` tag can name the same id.
+pub fn model_uuid(metadata: &ModelVersion) -> String {
+    let digest = Sha256::digest(format!("{}\n{}", metadata.name, metadata.version_id));
+    hex(&digest[..16])
+}
+
+/// Checks every file against `MANIFEST.json` without parsing tensors. Errors name the
+/// first file that is missing, has the wrong size or the wrong checksum.
+pub fn verify(dir: &Path) -> Result<Manifest> {
+    let manifest = read_manifest(dir)?;
+    for name in manifest.files.keys() {
+        read_verified(&dir.join(name), name, &manifest)?;
+    }
+    Ok(manifest)
+}
+
+/// Reads `metadata.json` (checked against the manifest) without touching the tensors.
+pub fn read_metadata(dir: &Path) -> Result<ModelVersion> {
+    let manifest = read_manifest(dir)?;
+    let path = dir.join(METADATA_FILE);
+    let bytes = read_verified(&path, METADATA_FILE, &manifest)?;
+    from_json(&path, &bytes)
+}
+
+/// The `__metadata__` map of `model.safetensors` (reads only the header).
+pub fn read_header_metadata(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let path = dir.join(MODEL_FILE);
+    let mut file = File::open(&path).map_err(|e| RegistryError::io(&path, e))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| RegistryError::io(&path, e))?;
+    let len = u64::from_le_bytes(len);
+    let file_len = file
+        .metadata()
+        .map_err(|e| RegistryError::io(&path, e))?
+        .len();
+    if len > file_len.saturating_sub(8) || len > 100_000_000 {
+        return Err(RegistryError::corrupt(
+            &path,
+            format!("header length {len} exceeds the file"),
+        ));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| RegistryError::io(&path, e))?;
+    #[derive(Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: BTreeMap<String, String>,
+    }
+    let header: Header = serde_json::from_slice(&header)
+        .map_err(|e| RegistryError::corrupt(&path, format!("safetensors header: {e}")))?;
+    Ok(header.metadata)
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if dir.is_dir() {
+                RegistryError::corrupt(&path, "checkpoint manifest is missing")
+            } else {
+                RegistryError::NotFound(format!("checkpoint directory {}", dir.display()))
+            });
+        }
+        Err(e) => return Err(RegistryError::io(&path, e)),
+    };
+    let manifest: Manifest = from_json(&path, &bytes)?;
+    if manifest.format != CHECKPOINT_FORMAT {
+        return Err(RegistryError::corrupt(
+            &path,
+            format!(
+                "format {:?} is not {CHECKPOINT_FORMAT:?}; this build cannot read it",
+                manifest.format
+            ),
+        ));
+    }
+    let listed: BTreeSet<&str> = manifest.files.keys().map(String::as_str).collect();
+    for name in CHECKPOINT_FILES {
+        if !listed.contains(name) {
+            return Err(RegistryError::corrupt(
+                &path,
+                format!("does not list {name}"),
+            ));
+        }
+    }
+    for name in &listed {
+        if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            return Err(RegistryError::corrupt(
+                &path,
+                format!("lists an unsafe path {name:?}"),
+            ));
+        }
+    }
+    Ok(manifest)
+}
+
+/// Reads a whole file with one allocation of the right size and checks size and sha256.
+fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>> {
+    let expected = manifest.files.get(name).ok_or_else(|| {
+        RegistryError::corrupt(path, format!("{name} is not listed in {MANIFEST_FILE}"))
+    })?;
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RegistryError::corrupt(path, "checkpoint file is missing"),
+        _ => RegistryError::io(path, e),
+    })?;
+    let size = file
+        .metadata()
+        .map_err(|e| RegistryError::io(path, e))?
+        .len();
+    if size != expected.size {
+        return Err(RegistryError::corrupt(
+            path,
+            format!("corrupt: {size} bytes, the manifest says {}", expected.size),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| RegistryError::io(path, e))?;
+    let actual = hex(&Sha256::digest(&bytes));
+    if actual != expected.sha256 {
+        return Err(RegistryError::corrupt(
+            path,
+            format!(
+                "corrupt: sha256 {actual} does not match the manifest's {}",
+                expected.sha256
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Writes one safetensors file: the header, then each tensor's bytes, through a large
+/// buffer (small tensors coalesce; large ones go straight to the file). Hashes what it
+/// writes, so the manifest costs no second read.
+fn write_safetensors(
+    path: &Path,
+    tensors: &[Tensor],
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<ManifestEntry> {
+    let header = safetensors_header(path, tensors, metadata)?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| RegistryError::io(path, e))?;
+    let total =
+        8 + header.len() as u64 + tensors.iter().map(|t| t.data.len() as u64 * 4).sum::<u64>();
+    let mut hasher = Sha256::new();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut emit = |bytes: &[u8]| -> Result<()> {
+        hasher.update(bytes);
+        out.write_all(bytes).map_err(|e| RegistryError::io(path, e))
+    };
+    emit(&(header.len() as u64).to_le_bytes())?;
+    emit(&header)?;
+    for tensor in tensors {
+        emit(&f32_bytes(&tensor.data))?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| RegistryError::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| RegistryError::io(path, e))?;
+    Ok(ManifestEntry {
+        size: total,
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+/// The JSON header, padded with spaces to a multiple of 8 bytes as the format recommends
+/// (keeps tensor data aligned for zero-copy readers).
+fn safetensors_header(
+    path: &Path,
+    tensors: &[Tensor],
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let mut header = serde_json::Map::new();
+    if let Some(metadata) = metadata {
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).expect("string map"),
+        );
+    }
+    let mut offset = 0usize;
+    let mut seen = BTreeSet::new();
+    for tensor in tensors {
+        if tensor.name.is_empty() || tensor.name == "__metadata__" {
+            return Err(RegistryError::InvalidArgument(format!(
+                "{}: tensor name {:?} is not allowed",
+                path.display(),
+                tensor.name
+            )));
+        }
+        if !seen.insert(tensor.name.as_str()) {
+            return Err(RegistryError::InvalidArgument(format!(
+                "{}: two tensors are named {:?}",
+                path.display(),
+                tensor.name
+            )));
+        }
+        if tensor.numel() != tensor.data.len() {
+            return Err(RegistryError::InvalidArgument(format!(
+                "{}: tensor {:?} has shape {:?} ({} values) but holds {} values",
+                path.display(),
+                tensor.name,
+                tensor.shape,
+                tensor.numel(),
+                tensor.data.len()
+            )));
+        }
+        let end = offset + tensor.data.len() * 4;
+        header.insert(
+            tensor.name.clone(),
+            serde_json::json!({ "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut bytes = serde_json::to_vec(&header).expect("a JSON map serialises");
+    while bytes.len() % 8 != 0 {
+        bytes.push(b' ');
+    }
+    Ok(bytes)
+}
+
+/// Parses a safetensors buffer with the `safetensors` crate (which validates the header,
+/// offsets and sizes); tensors come back in file order.
+fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<Tensor>> {
+    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| RegistryError::corrupt(path, format!("not a valid safetensors file: {e}")))?;
+    let data = &bytes[8 + header_len..];
+    let mut tensors = Vec::new();
+    for name in metadata.offset_keys() {
+        let info = metadata
+            .info(&name)
+            .expect("offset_keys lists known tensors");
+        if info.dtype != safetensors::Dtype::F32 {
+            return Err(RegistryError::corrupt(
+                path,
+                format!(
+                    "tensor {name:?} has dtype {:?}; checkpoints hold F32 only",
+                    info.dtype
+                ),
+            ));
+        }
+        let (start, end) = info.data_offsets;
+        tensors.push(Tensor {
+            shape: info.shape.clone(),
+            data: f32_from_bytes(&data[start..end]),
+            name,
+        });
+    }
+    Ok(tensors)
+}
+
+/// The little-endian bytes of an `f32` slice, borrowed where the CPU is little-endian.
+fn f32_bytes(data: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: f32 has no padding and no invalid bit patterns, u8 has alignment 1, and
+        // the byte length is exactly the slice's size in memory.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
+        })
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        std::borrow::Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
+fn f32_from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn entry_for(bytes: &[u8]) -> ManifestEntry {
+    ManifestEntry {
+        size: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(bytes)),
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|e| {
+        RegistryError::InvalidArgument(format!("cannot serialise checkpoint JSON: {e}"))
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| RegistryError::corrupt(path, format!("invalid JSON: {e}")))
+}
+
+fn yaml_quote(value: &str) -> String {
+    crate::yaml::quote(value)
+}
+
+fn parent_dir(dir: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(dir).map_err(|e| RegistryError::io(dir, e))?;
+    absolute.parent().map(Path::to_path_buf).ok_or_else(|| {
+        RegistryError::InvalidArgument(format!("{} has no parent directory", dir.display()))
+    })
+}
+
+/// Moves a finished directory to `target`. An existing target is swapped out first (it is
+/// briefly absent, never half-written) and removed afterwards.
+fn replace_dir(temp: &Path, target: &Path) -> Result<()> {
+    let parent = parent_dir(target)?;
+    let old = if target.exists() {
+        let old = fsutil::temp_path(&parent, "replaced");
+        fs::rename(target, &old).map_err(|e| RegistryError::io(target, e))?;
+        Some(old)
+    } else {
+        None
+    };
+    if let Err(e) = fs::rename(temp, target) {
+        if let Some(old) = &old {
+            let _ = fs::rename(old, target);
+        }
+        let _ = fsutil::remove_tree(temp);
+        return Err(RegistryError::io(target, e));
+    }
+    fsutil::sync_dir(&parent)?;
+    if let Some(old) = old {
+        fsutil::remove_tree(&old)?;
+    }
+    Ok(())
+}
+
+/// sha256 over the tensors' names, shapes and values (not the header, which carries the
+/// version id): equal for the same weights however they were saved.
+pub fn weights_sha256(weights: &[Tensor]) -> String {
+    let mut hasher = Sha256::new();
+    for tensor in weights {
+        hash_name_shape(&mut hasher, tensor);
+        hasher.update(&f32_bytes(&tensor.data));
+    }
+    hex(&hasher.finalize())
+}
+
+/// sha256 over the tensors' names and shapes: equal for the same network architecture.
+pub fn network_hash(weights: &[Tensor]) -> String {
+    let mut hasher = Sha256::new();
+    for tensor in weights {
+        hash_name_shape(&mut hasher, tensor);
+    }
+    hex(&hasher.finalize())
+}
+
+fn hash_name_shape(hasher: &mut Sha256, tensor: &Tensor) {
+    hasher.update((tensor.name.len() as u64).to_le_bytes());
+    hasher.update(tensor.name.as_bytes());
+    hasher.update((tensor.shape.len() as u64).to_le_bytes());
+    for dim in &tensor.shape {
+        hasher.update((*dim as u64).to_le_bytes());
+    }
+}
