@@ -1,1 +1,39 @@
+//! Market data for Ratchet: OHLCV loading and validation, feature configs with a canonical hash,
+//! causal features, a feature cache and train/validation/test splits.
+//!
+//! ```
+//! use ratchet_data::{compute_features, load_bars, split, FeatureConfig, LoadOptions, SplitSpec};
+//!
+//! let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/STOCKS_GOOGL.csv");
+//! let loaded = load_bars(&path, &LoadOptions::default())?;
+//! let cfg = FeatureConfig::default();
+//! let frame = compute_features(&loaded.bars, &cfg)?;
+//! let splits = split(&frame, &SplitSpec::default())?;
+//! println!(
+//!     "{} bars (sha256 {}), features {} ({} columns, {} warm-up bars dropped), train {} .. {}",
+//!     loaded.bars.len(), &loaded.sha256[..12], cfg.short_hash(), frame.width(), frame.first_bar,
+//!     splits.train.first_date, splits.train.last_date,
+//! );
+//! # Ok::<(), ratchet_data::DataError>(())
+//! ```
 
+mod bars;
+mod cache;
+mod checksum;
+mod config;
+mod error;
+mod features;
+mod load;
+mod rolling;
+mod split;
+mod timestamp;
+
+pub use bars::Bars;
+pub use cache::{CacheOutcome, FeatureCache};
+pub use checksum::sha256_file;
+pub use config::{FEATURE_SCHEMA_VERSION, FeatureConfig, FeatureSpec, Normalization};
+pub use error::DataError;
+pub use features::{FeatureFrame, compute_features};
+pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars};
+pub use split::{Segment, SplitSpec, Splits, split};
+pub use timestamp::{format_date, format_timestamp};

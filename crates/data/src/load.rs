@@ -1,0 +1,754 @@
+//! Loading OHLCV bars from CSV and Parquet files, with validation.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::checksum::{io_error, sha256_hex};
+use crate::timestamp::{TimestampError, epoch_ints_to_ms, format_timestamp, parse_timestamps};
+use crate::{Bars, DataError};
+
+/// How to read a data file. The default reads the bundled files as they are.
+///
+/// In a TOML config:
+/// ```
+/// let opts: ratchet_data::LoadOptions = toml::from_str(r#"
+///     timestamp_format = "%d.%m.%Y %H:%M:%S%.f"
+///     repair = true
+/// "#).unwrap();
+/// assert!(opts.repair && !opts.use_adj_close);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadOptions {
+    /// Layout of the timestamp column: a chrono strftime pattern such as `"%d.%m.%Y %H:%M:%S%.f"`,
+    /// or `epoch_s`, `epoch_ms`, `epoch_us`, `epoch_ns` for numbers. `None` detects ISO dates and
+    /// date-times, RFC 3339, epoch numbers (unit told by magnitude) and common day-first and
+    /// month-first layouts, and fails with a request to set this when the layout is ambiguous.
+    pub timestamp_format: Option<String>,
+    /// Use the `Adj Close` column as close, scaling open, high and low by the same factor
+    /// (`adj_close / close`) so that bars stay consistent. Otherwise `Adj Close` is ignored.
+    pub use_adj_close: bool,
+    /// Sort rows by time and drop rows whose timestamp repeats an earlier one (the first in file
+    /// order is kept) instead of failing. What was done is reported in [`LoadedBars`].
+    pub repair: bool,
+}
+
+/// The two file formats read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    Csv,
+    Parquet,
+}
+
+impl FileFormat {
+    /// The format a path's extension names (case-insensitive `.csv` or `.parquet`/`.pq`).
+    pub fn from_path(path: &Path) -> Result<FileFormat, DataError> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "csv" => Ok(FileFormat::Csv),
+            "parquet" | "pq" => Ok(FileFormat::Parquet),
+            _ => Err(DataError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                extension: if ext.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    format!(".{ext}")
+                },
+            }),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "CSV",
+            FileFormat::Parquet => "Parquet",
+        }
+    }
+
+    /// File row number of data row `index` (0-based): CSV counts the header line, like an editor.
+    fn row(self, index: usize) -> usize {
+        match self {
+            FileFormat::Csv => index + 2,
+            FileFormat::Parquet => index + 1,
+        }
+    }
+}
+
+/// Bars loaded from a file, with what is needed to trace them back to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedBars {
+    pub bars: Bars,
+    /// The path as given.
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes (lowercase hex), the same bytes the bars were parsed from.
+    pub sha256: String,
+    pub format: FileFormat,
+    /// The column(s) the timestamps came from, as named in the file (`Date+Time` when combined).
+    pub timestamp_column: String,
+    /// The timestamp layout used (detected or given), e.g. `%Y-%m-%d` or `epoch_ms`.
+    pub timestamp_format: String,
+    /// Data rows in the file.
+    pub rows_read: usize,
+    /// Rows that were out of time order and moved by `repair`.
+    pub rows_reordered: usize,
+    /// Rows dropped by `repair` because their timestamp repeated an earlier row's.
+    pub duplicates_dropped: usize,
+    /// `rows_reordered + duplicates_dropped`: zero when the file needed no repair.
+    pub rows_repaired: usize,
+}
+
+impl LoadedBars {
+    /// One line describing what `repair` did, or `None` when nothing was needed.
+    pub fn repair_summary(&self) -> Option<String> {
+        (self.rows_repaired > 0).then(|| {
+            format!(
+                "{}: repaired {} of {} rows ({} moved into time order, {} with a duplicate timestamp dropped, keeping the first)",
+                self.path.display(),
+                self.rows_repaired,
+                self.rows_read,
+                self.rows_reordered,
+                self.duplicates_dropped
+            )
+        })
+    }
+}
+
+/// Loads and validates OHLCV bars from a `.csv` or `.parquet` file.
+///
+/// Columns are matched by name, case-, space- and punctuation-insensitively: time from `Date`,
+/// `Time`, `Timestamp`, `Datetime`, `Gmt time`, ... (separate `Date` and `Time` columns are
+/// joined); `Open`/`O`, `High`/`H`, `Low`/`L`, `Close`/`C`/`Last`, `Volume`/`Vol`/`V`;
+/// `Adj Close` only with [`LoadOptions::use_adj_close`]. Other columns are ignored.
+///
+/// Every problem is returned as a [`DataError`] naming the file, row and column.
+///
+/// ```
+/// use ratchet_data::{load_bars, LoadOptions};
+/// let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/FOREX_EURUSD_1H_ASK.csv");
+/// let loaded = load_bars(&path, &LoadOptions::default())?;
+/// assert_eq!(loaded.bars.len(), 6225);
+/// assert_eq!(loaded.timestamp_format, "%d.%m.%Y %H:%M:%S%.f");
+/// # Ok::<(), ratchet_data::DataError>(())
+/// ```
+pub fn load_bars(path: &Path, opts: &LoadOptions) -> Result<LoadedBars, DataError> {
+    let format = FileFormat::from_path(path)?;
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let sha256 = sha256_hex(&bytes);
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let df = read_frame(format, bytes).map_err(|e| DataError::Malformed {
+        path: path.to_path_buf(),
+        format: format.name(),
+        message: one_line(&e.to_string()),
+    })?;
+    if df.height() == 0 {
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let ctx = Context { path, format };
+    let columns = ColumnMap::find(&df, &ctx, opts.use_adj_close)?;
+    let (timestamps, timestamp_format) = ctx.timestamps(&df, &columns.time, opts)?;
+
+    let open = ctx.numbers(&df, &columns.open)?;
+    let high = ctx.numbers(&df, &columns.high)?;
+    let low = ctx.numbers(&df, &columns.low)?;
+    let close = ctx.numbers(&df, &columns.close)?;
+    let volume = ctx.numbers(&df, &columns.volume)?;
+    let adj_close = match &columns.adj_close {
+        Some(name) => Some(ctx.numbers(&df, name)?),
+        None => None,
+    };
+
+    for (name, values) in [
+        (&columns.open, &open),
+        (&columns.high, &high),
+        (&columns.low, &low),
+        (&columns.close, &close),
+    ]
+    .into_iter()
+    .chain(columns.adj_close.as_ref().zip(adj_close.as_ref()))
+    {
+        ctx.check_prices(name, values)?;
+    }
+    ctx.check_volume(&columns.volume, &volume)?;
+    ctx.check_bar_consistency(&open, &high, &low, &close)?;
+
+    let mut bars = Bars {
+        timestamps,
+        open,
+        high,
+        low,
+        close,
+        volume,
+    };
+    if let Some(adj) = adj_close {
+        apply_adjusted_close(&mut bars, adj);
+    }
+    let rows_read = bars.len();
+    let (rows_reordered, duplicates_dropped) = if opts.repair {
+        repair_order(&mut bars)
+    } else {
+        ctx.check_order(&bars.timestamps, &columns.time.label())?;
+        (0, 0)
+    };
+    Ok(LoadedBars {
+        bars,
+        path: path.to_path_buf(),
+        sha256,
+        format,
+        timestamp_column: columns.time.label(),
+        timestamp_format,
+        rows_read,
+        rows_reordered,
+        duplicates_dropped,
+        rows_repaired: rows_reordered + duplicates_dropped,
+    })
+}
+
+fn read_frame(format: FileFormat, bytes: Vec<u8>) -> PolarsResult<DataFrame> {
+    match format {
+        // Every column as text: values are parsed here so that errors can name the row.
+        FileFormat::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .into_reader_with_file_handle(Cursor::new(bytes))
+            .finish(),
+        FileFormat::Parquet => ParquetReader::new(Cursor::new(bytes)).finish(),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Where values come from, for error messages.
+struct Context<'a> {
+    path: &'a Path,
+    format: FileFormat,
+}
+
+/// Lowercase letters and digits only: `Adj. Close`, `adj_close` and `ADJCLOSE` all become `adjclose`.
+fn normalise(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+const TIME_ALIASES: &[&str] = &[
+    "timestamp",
+    "datetime",
+    "date",
+    "time",
+    "gmttime",
+    "localtime",
+    "opentime",
+    "ts",
+];
+const OPEN_ALIASES: &[&str] = &["open", "o", "openprice"];
+const HIGH_ALIASES: &[&str] = &["high", "h", "highprice"];
+const LOW_ALIASES: &[&str] = &["low", "l", "lowprice"];
+const CLOSE_ALIASES: &[&str] = &["close", "c", "closeprice", "last"];
+const ADJ_CLOSE_ALIASES: &[&str] = &["adjclose", "adjustedclose"];
+const VOLUME_ALIASES: &[&str] = &["volume", "vol", "v"];
+
+/// The timestamp source: one column, or a date column and a time column joined with a space.
+enum TimeColumns {
+    One(String),
+    DateAndTime(String, String),
+}
+
+impl TimeColumns {
+    fn label(&self) -> String {
+        match self {
+            TimeColumns::One(name) => name.clone(),
+            TimeColumns::DateAndTime(d, t) => format!("{d}+{t}"),
+        }
+    }
+}
+
+/// The file's column name for each field.
+struct ColumnMap {
+    time: TimeColumns,
+    open: String,
+    high: String,
+    low: String,
+    close: String,
+    adj_close: Option<String>,
+    volume: String,
+}
+
+impl ColumnMap {
+    fn find(df: &DataFrame, ctx: &Context, use_adj_close: bool) -> Result<ColumnMap, DataError> {
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let matching = |aliases: &[&str]| -> Vec<&String> {
+            names
+                .iter()
+                .filter(|n| aliases.contains(&normalise(n).as_str()))
+                .collect()
+        };
+        let missing = |field: &'static str, aliases: &[&str]| DataError::MissingColumn {
+            path: ctx.path.to_path_buf(),
+            field,
+            accepted: aliases.join(", "),
+            found: names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let ambiguous = |field: &'static str, found: &[&String]| DataError::AmbiguousColumn {
+            path: ctx.path.to_path_buf(),
+            field,
+            columns: found
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let one = |field: &'static str, aliases: &[&str]| -> Result<String, DataError> {
+            match matching(aliases).as_slice() {
+                [] => Err(missing(field, aliases)),
+                [name] => Ok((*name).clone()),
+                many => Err(ambiguous(field, many)),
+            }
+        };
+
+        let time_found = matching(TIME_ALIASES);
+        let time = match time_found.as_slice() {
+            [] => return Err(missing("timestamp", TIME_ALIASES)),
+            [name] => TimeColumns::One((*name).clone()),
+            [a, b] if [normalise(a), normalise(b)] == ["date", "time"] => {
+                TimeColumns::DateAndTime((*a).clone(), (*b).clone())
+            }
+            [a, b] if [normalise(a), normalise(b)] == ["time", "date"] => {
+                TimeColumns::DateAndTime((*b).clone(), (*a).clone())
+            }
+            many => return Err(ambiguous("timestamp", many)),
+        };
+        Ok(ColumnMap {
+            time,
+            open: one("open", OPEN_ALIASES)?,
+            high: one("high", HIGH_ALIASES)?,
+            low: one("low", LOW_ALIASES)?,
+            close: one("close", CLOSE_ALIASES)?,
+            adj_close: if use_adj_close {
+                Some(one(
+                    "adjusted close (use_adj_close is set)",
+                    ADJ_CLOSE_ALIASES,
+                )?)
+            } else {
+                None
+            },
+            volume: one("volume", VOLUME_ALIASES)?,
+        })
+    }
+}
+
+impl Context<'_> {
+    fn invalid(&self, index: usize, column: &str, problem: String) -> DataError {
+        DataError::InvalidValue {
+            path: self.path.to_path_buf(),
+            row: self.format.row(index),
+            column: column.to_string(),
+            problem,
+        }
+    }
+
+    fn column<'df>(&self, df: &'df DataFrame, name: &str) -> &'df Column {
+        df.column(name)
+            .expect("column names come from the frame itself")
+    }
+
+    /// Text cells of a string column, trimmed; a missing cell is an error.
+    fn texts<'df>(
+        &self,
+        df: &'df DataFrame,
+        name: &str,
+    ) -> Result<Option<Vec<&'df str>>, DataError> {
+        let col = self.column(df, name);
+        let Ok(ca) = col.str() else {
+            return Ok(None);
+        };
+        ca.iter()
+            .enumerate()
+            .map(|(i, v)| match v.map(str::trim) {
+                Some(s) if !s.is_empty() => Ok(s),
+                _ => Err(self.invalid(
+                    i,
+                    name,
+                    "missing value; fill it in or remove the row".to_string(),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    fn numbers(&self, df: &DataFrame, name: &str) -> Result<Vec<f64>, DataError> {
+        if let Some(texts) = self.texts(df, name)? {
+            return texts
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.parse::<f64>().map_err(|_| {
+                        self.invalid(
+                            i,
+                            name,
+                            format!("cannot read {s:?} as a number; fix the value"),
+                        )
+                    })
+                })
+                .collect();
+        }
+        let col = self.column(df, name);
+        if !col.dtype().is_primitive_numeric() {
+            return Err(self.column_type(name, col.dtype(), "numbers"));
+        }
+        let cast = col
+            .cast(&DataType::Float64)
+            .map_err(|_| self.column_type(name, col.dtype(), "numbers"))?;
+        let ca = cast.f64().expect("cast to Float64");
+        ca.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.ok_or_else(|| {
+                    self.invalid(
+                        i,
+                        name,
+                        "missing value; fill it in or remove the row".to_string(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn column_type(&self, name: &str, found: &DataType, expected: &'static str) -> DataError {
+        DataError::ColumnType {
+            path: self.path.to_path_buf(),
+            column: name.to_string(),
+            found: found.to_string(),
+            expected,
+        }
+    }
+
+    fn timestamps(
+        &self,
+        df: &DataFrame,
+        time: &TimeColumns,
+        opts: &LoadOptions,
+    ) -> Result<(Vec<i64>, String), DataError> {
+        let label = time.label();
+        let format = opts.timestamp_format.as_deref();
+        let map_err = |e: TimestampError| match e {
+            TimestampError::Value { index, problem } => self.invalid(index, &label, problem),
+            TimestampError::Format(problem) => DataError::TimestampFormat {
+                path: self.path.to_path_buf(),
+                column: label.clone(),
+                problem,
+            },
+        };
+        match time {
+            TimeColumns::DateAndTime(d, t) => {
+                let (Some(dates), Some(times)) = (self.texts(df, d)?, self.texts(df, t)?) else {
+                    return Err(self.column_type(
+                        &label,
+                        self.column(df, d).dtype(),
+                        "text dates and times",
+                    ));
+                };
+                let joined: Vec<String> = dates
+                    .iter()
+                    .zip(&times)
+                    .map(|(d, t)| format!("{d} {t}"))
+                    .collect();
+                let refs: Vec<&str> = joined.iter().map(String::as_str).collect();
+                parse_timestamps(&refs, format).map_err(map_err)
+            }
+            TimeColumns::One(name) => {
+                if let Some(texts) = self.texts(df, name)? {
+                    return parse_timestamps(&texts, format).map_err(map_err);
+                }
+                let col = self.column(df, name);
+                let missing = |i| {
+                    self.invalid(
+                        i,
+                        name,
+                        "missing timestamp; fill it in or remove the row".to_string(),
+                    )
+                };
+                let physical = |dtype: &DataType| -> Result<Vec<i64>, DataError> {
+                    let cast = col
+                        .cast(dtype)
+                        .and_then(|c| c.cast(&DataType::Int64))
+                        .map_err(|_| self.column_type(name, col.dtype(), "timestamps"))?;
+                    let ca = cast.i64().expect("cast to Int64");
+                    ca.iter()
+                        .enumerate()
+                        .map(|(i, v)| v.ok_or_else(|| missing(i)))
+                        .collect()
+                };
+                match col.dtype() {
+                    DataType::Datetime(unit, _) => {
+                        let per_ms = match unit {
+                            TimeUnit::Milliseconds => 1,
+                            TimeUnit::Microseconds => 1_000,
+                            TimeUnit::Nanoseconds => 1_000_000,
+                        };
+                        let raw = physical(col.dtype())?;
+                        Ok((
+                            raw.iter().map(|v| v.div_euclid(per_ms)).collect(),
+                            "parquet datetime".to_string(),
+                        ))
+                    }
+                    DataType::Date => {
+                        let days = physical(&DataType::Int32)?;
+                        Ok((
+                            days.iter().map(|d| d * 86_400_000).collect(),
+                            "parquet date".to_string(),
+                        ))
+                    }
+                    d if d.is_integer() => {
+                        let raw = physical(&DataType::Int64)?;
+                        match format {
+                            Some(f) if !f.starts_with("epoch_") => {
+                                // An integer column such as 20170103 with an explicit pattern.
+                                let texts: Vec<String> =
+                                    raw.iter().map(|v| v.to_string()).collect();
+                                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                                parse_timestamps(&refs, format).map_err(map_err)
+                            }
+                            _ => epoch_ints_to_ms(&raw, format).map_err(map_err),
+                        }
+                    }
+                    d if d.is_float() => {
+                        let cast = col
+                            .cast(&DataType::Float64)
+                            .map_err(|_| self.column_type(name, d, "timestamps"))?;
+                        let texts = cast
+                            .f64()
+                            .expect("cast to Float64")
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| v.map(|v| v.to_string()).ok_or_else(|| missing(i)))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                        parse_timestamps(&refs, format).map_err(map_err)
+                    }
+                    other => Err(self.column_type(name, other, "timestamps")),
+                }
+            }
+        }
+    }
+
+    fn check_prices(&self, column: &str, values: &[f64]) -> Result<(), DataError> {
+        for (i, &v) in values.iter().enumerate() {
+            let problem = if v.is_nan() {
+                "price is NaN"
+            } else if v.is_infinite() {
+                "price is infinite"
+            } else if v < 0.0 {
+                "price is negative"
+            } else if v == 0.0 {
+                "price is zero"
+            } else {
+                continue;
+            };
+            return Err(self.invalid(
+                i,
+                column,
+                format!(
+                    "{problem} ({v}); prices must be finite and positive, fix or remove the row"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_volume(&self, column: &str, values: &[f64]) -> Result<(), DataError> {
+        for (i, &v) in values.iter().enumerate() {
+            if !v.is_finite() || v < 0.0 {
+                return Err(self.invalid(
+                    i,
+                    column,
+                    format!(
+                        "volume {v} is not a finite non-negative number; fix or remove the row"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_bar_consistency(
+        &self,
+        open: &[f64],
+        high: &[f64],
+        low: &[f64],
+        close: &[f64],
+    ) -> Result<(), DataError> {
+        for i in 0..open.len() {
+            let (o, h, l, c) = (open[i], high[i], low[i], close[i]);
+            let problem = if h < l {
+                format!("high {h} is below low {l}")
+            } else if h < o || h < c {
+                format!(
+                    "high {h} is below {} {}",
+                    if h < o { "open" } else { "close" },
+                    if h < o { o } else { c }
+                )
+            } else if l > o || l > c {
+                format!(
+                    "low {l} is above {} {}",
+                    if l > o { "open" } else { "close" },
+                    if l > o { o } else { c }
+                )
+            } else {
+                continue;
+            };
+            return Err(DataError::InvalidBar {
+                path: self.path.to_path_buf(),
+                row: self.format.row(i),
+                problem,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_order(&self, timestamps: &[i64], column: &str) -> Result<(), DataError> {
+        for i in 1..timestamps.len() {
+            let (prev, cur) = (timestamps[i - 1], timestamps[i]);
+            if cur <= prev {
+                return Err(DataError::Unordered {
+                    path: self.path.to_path_buf(),
+                    row: self.format.row(i),
+                    column: column.to_string(),
+                    current: format_timestamp(cur),
+                    previous: format_timestamp(prev),
+                    previous_row: self.format.row(i - 1),
+                    problem: if cur == prev {
+                        "repeats"
+                    } else {
+                        "is earlier than"
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replaces close by the adjusted close and scales open, high and low by the same factor.
+fn apply_adjusted_close(bars: &mut Bars, adj: Vec<f64>) {
+    for i in 0..bars.len() {
+        let factor = adj[i] / bars.close[i];
+        let (o, c) = (bars.open[i] * factor, adj[i]);
+        bars.open[i] = o;
+        bars.close[i] = c;
+        // Rounding of the products must not break high >= max(open, close) >= min(...) >= low.
+        bars.high[i] = (bars.high[i] * factor).max(o).max(c);
+        bars.low[i] = (bars.low[i] * factor).min(o).min(c);
+    }
+}
+
+/// Sorts bars by time (stable) and drops repeats of a timestamp, keeping the first in file order.
+/// Returns (rows moved, rows dropped).
+fn repair_order(bars: &mut Bars) -> (usize, usize) {
+    let n = bars.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| bars.timestamps[i]);
+    let mut keep = Vec::with_capacity(n);
+    for &i in &order {
+        if keep
+            .last()
+            .is_none_or(|&last: &usize| bars.timestamps[last] != bars.timestamps[i])
+        {
+            keep.push(i);
+        }
+    }
+    let dropped = n - keep.len();
+    // A kept row moved when an earlier row of the file has a later timestamp.
+    let mut kept = vec![false; n];
+    for &i in &keep {
+        kept[i] = true;
+    }
+    let mut running_max = i64::MIN;
+    let mut moved = 0;
+    for i in 0..n {
+        let t = bars.timestamps[i];
+        if kept[i] && t < running_max {
+            moved += 1;
+        }
+        running_max = running_max.max(t);
+    }
+    if moved > 0 || dropped > 0 {
+        let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        *bars = Bars {
+            timestamps: keep.iter().map(|&i| bars.timestamps[i]).collect(),
+            open: pick(&bars.open),
+            high: pick(&bars.high),
+            low: pick(&bars.low),
+            close: pick(&bars.close),
+            volume: pick(&bars.volume),
+        };
+    }
+    (moved, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_normalise() {
+        assert_eq!(normalise("Adj Close"), "adjclose");
+        assert_eq!(normalise(" <GMT Time>"), "gmttime");
+        assert_eq!(normalise("\u{feff}Date"), "date");
+    }
+
+    #[test]
+    fn repair_sorts_and_deduplicates() {
+        let mut bars = Bars {
+            timestamps: vec![3, 1, 2, 2, 4, 1],
+            open: vec![3.0, 1.0, 2.0, 2.5, 4.0, 1.5],
+            high: vec![0.0; 6],
+            low: vec![0.0; 6],
+            close: vec![0.0; 6],
+            volume: vec![0.0; 6],
+        };
+        let (moved, dropped) = repair_order(&mut bars);
+        assert_eq!(bars.timestamps, vec![1, 2, 3, 4]);
+        assert_eq!(bars.open, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!((moved, dropped), (2, 2));
+    }
+
+    #[test]
+    fn adjusted_close_keeps_bars_consistent() {
+        let mut bars = Bars {
+            timestamps: vec![0],
+            open: vec![10.0],
+            high: vec![10.3],
+            low: vec![9.7],
+            close: vec![10.3],
+            volume: vec![1.0],
+        };
+        apply_adjusted_close(&mut bars, vec![5.15]);
+        assert_eq!(bars.close, vec![5.15]);
+        assert!((bars.open[0] - 5.0).abs() < 1e-12);
+        assert!(bars.high[0] >= bars.close[0] && bars.low[0] <= bars.open[0]);
+    }
+}

@@ -1,0 +1,169 @@
+//! Train / validation / test splits of a feature frame, recorded as row ranges and date ranges.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::{format_date, format_timestamp, parse_boundary};
+use crate::{DataError, FeatureFrame};
+
+/// How to split a frame into three consecutive segments: train, then validation, then test.
+///
+/// In TOML: `split = { kind = "fraction", train = 0.7, validation = 0.15 }` or
+/// `split = { kind = "dates", train_end = "2015-12-31", validation_end = "2016-12-31" }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SplitSpec {
+    /// The first `train` fraction of rows, then `validation`; the test segment is the rest.
+    Fraction { train: f64, validation: f64 },
+    /// Rows up to and including `train_end`, then up to and including `validation_end`; the test
+    /// segment is everything after. ISO dates (`2015-12-31`, the whole day, UTC) or date-times.
+    Dates {
+        train_end: String,
+        validation_end: String,
+    },
+}
+
+impl Default for SplitSpec {
+    /// 70 % train, 15 % validation, 15 % test.
+    fn default() -> Self {
+        SplitSpec::Fraction {
+            train: 0.7,
+            validation: 0.15,
+        }
+    }
+}
+
+/// A contiguous range of frame rows and the dates it covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// First row (index into the [`FeatureFrame`]).
+    pub start: usize,
+    /// One past the last row.
+    pub end: usize,
+    /// ISO 8601 date (`2009-05-22`) of the first row, or date-time (`2017-01-01T22:00:00Z`) for
+    /// intraday data.
+    pub first_date: String,
+    /// Same for the last row.
+    pub last_date: String,
+}
+
+impl Segment {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// True when the segment has no rows (never the case for segments made by [`split`]).
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// The rows as a range.
+    pub fn range(&self) -> Range<usize> {
+        self.start..self.end
+    }
+}
+
+/// The three segments of a split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Splits {
+    pub train: Segment,
+    pub validation: Segment,
+    pub test: Segment,
+}
+
+/// Splits `frame` into consecutive, non-empty train, validation and test segments.
+///
+/// ```
+/// use ratchet_data::{split, FeatureFrame, SplitSpec};
+/// let frame = FeatureFrame {
+///     names: vec!["x".into()],
+///     values: vec![0.0; 10],
+///     first_bar: 0,
+///     timestamps: (0..10).map(|d| d * 86_400_000).collect(), // 1970-01-01 .. 1970-01-10
+/// };
+/// let s = split(&frame, &SplitSpec::Fraction { train: 0.6, validation: 0.2 })?;
+/// assert_eq!((s.train.range(), s.validation.range(), s.test.range()), (0..6, 6..8, 8..10));
+/// assert_eq!(s.test.first_date, "1970-01-09");
+/// let s = split(&frame, &SplitSpec::Dates { train_end: "1970-01-05".into(), validation_end: "1970-01-07".into() })?;
+/// assert_eq!((s.train.end, s.validation.end), (5, 7));
+/// # Ok::<(), ratchet_data::DataError>(())
+/// ```
+pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError> {
+    let n = frame.rows();
+    let err = |m: String| Err(DataError::Split(m));
+    let (train_end, validation_end) = match spec {
+        SplitSpec::Fraction { train, validation } => {
+            let ok = |f: f64| f.is_finite() && f > 0.0;
+            if !(ok(*train) && ok(*validation) && train + validation < 1.0) {
+                return err(format!(
+                    "fractions train = {train}, validation = {validation} must be positive with a sum below 1 (the test segment gets the rest)"
+                ));
+            }
+            let train_end = (n as f64 * train).round() as usize;
+            let validation_end = (n as f64 * (train + validation)).round() as usize;
+            (train_end, validation_end)
+        }
+        SplitSpec::Dates {
+            train_end,
+            validation_end,
+        } => {
+            let bound = |name: &str, s: &str| {
+                parse_boundary(s).ok_or_else(|| {
+                    DataError::Split(format!(
+                        "{name} {s:?} is not an ISO date (YYYY-MM-DD) or date-time; fix it"
+                    ))
+                })
+            };
+            let (t, v) = (
+                bound("train_end", train_end)?,
+                bound("validation_end", validation_end)?,
+            );
+            if t >= v {
+                return err(format!(
+                    "train_end {train_end} must be before validation_end {validation_end}"
+                ));
+            }
+            let rows_before = |limit: i64| frame.timestamps.partition_point(|&ts| ts < limit);
+            (rows_before(t), rows_before(v))
+        }
+    };
+    let bounds = [
+        (0, train_end, "train"),
+        (train_end, validation_end, "validation"),
+        (validation_end, n, "test"),
+    ];
+    if let Some((_, _, name)) = bounds.iter().find(|(s, e, _)| s >= e) {
+        let range = match (frame.timestamps.first(), frame.timestamps.last()) {
+            (Some(a), Some(b)) => format!("{} .. {}", format_timestamp(*a), format_timestamp(*b)),
+            _ => "no rows".to_string(),
+        };
+        return err(format!(
+            "the {name} segment would be empty ({n} feature rows covering {range}); move the split boundaries"
+        ));
+    }
+    // Dates alone when every row is at midnight (daily data), date-times otherwise.
+    let daily = frame
+        .timestamps
+        .iter()
+        .all(|t| t.rem_euclid(86_400_000) == 0);
+    let fmt = |t: i64| {
+        if daily {
+            format_date(t)
+        } else {
+            format_timestamp(t)
+        }
+    };
+    let segment = |start: usize, end: usize| Segment {
+        start,
+        end,
+        first_date: fmt(frame.timestamps[start]),
+        last_date: fmt(frame.timestamps[end - 1]),
+    };
+    Ok(Splits {
+        train: segment(0, train_end),
+        validation: segment(train_end, validation_end),
+        test: segment(validation_end, n),
+    })
+}
