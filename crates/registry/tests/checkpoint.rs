@@ -225,8 +225,8 @@ fn python_safetensors_reads_the_weights() {
                 tensor.name
             );
             assert_eq!(
-                t["first"].as_f64().unwrap(),
-                tensor.data[0] as f64,
+                t["first_bits"].as_u64().unwrap(),
+                tensor.data[0].to_bits() as u64,
                 "{}",
                 tensor.name
             );

@@ -15,6 +15,7 @@ with safe_open(path, framework="np") as f:
             "shape": list(array.shape),
             "dtype": str(array.dtype),
             "sum": float(array.astype("float64").sum()),
-            "first": float(array.reshape(-1)[0]) if array.size else None,
+            # Exact: the float32 bit pattern of the first element.
+            "first_bits": int(array.reshape(-1)[:1].view("uint32")[0]) if array.size else None,
         }
 print(json.dumps(out))
