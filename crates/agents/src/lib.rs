@@ -1,1 +1,85 @@
+//! Deep-RL agents for Ratchet, written with Burn 0.22.
+//!
+//! - [`Ppo`] and [`Dqn`]: proximal policy optimisation and (double) deep Q-learning, one file each
+//!   ([`ppo`], [`dqn`]), reading top to bottom like their papers;
+//! - [`network`]: the MLP the agents are made of, plus [`policy::InferenceMlp`], its Burn-free copy
+//!   for fast rollouts and backtests;
+//! - [`optim::Adam`]: Adam with global gradient-norm clipping and state keyed by parameter path;
+//! - [`state`]: a complete training state as named `f32` tensors plus JSON, the bridge to the
+//!   Burn-free registry;
+//! - [`device`]: `cpu` (Burn's flex backend, the default) or `wgpu`, chosen at run time.
+//!
+//! Every random draw (initialisation, action sampling, minibatch shuffling, episode starts) comes
+//! from [`ratchet_env::Rng`], whose state is saved with the training state, so a resumed run is
+//! bitwise identical to an uninterrupted one.
+//!
+//! ```no_run
+//! use ratchet_agents::{DeviceKind, Ppo, PpoConfig};
+//! use ratchet_env::CartPole;
+//!
+//! let envs = (0..1).map(|_| CartPole::default()).collect();
+//! let mut ppo = Ppo::new(PpoConfig::default(), envs, DeviceKind::Cpu, 42)?;
+//! ppo.train(100_000, &mut |log| eprintln!("{} {:?}", log.step, log.metrics))?;
+//! let saved = ppo.state()?; // weights, Adam moments, counters, RNG and env state
+//! # Ok::<(), ratchet_agents::AgentError>(())
+//! ```
 
+pub mod device;
+pub mod episodes;
+pub mod network;
+pub mod optim;
+pub mod policy;
+pub mod ppo;
+pub mod schedule;
+pub mod state;
+
+pub use device::{DeviceKind, device};
+pub use episodes::EpisodeStats;
+pub use network::{Activation, Mlp, MlpConfig};
+pub use optim::{Adam, AdamConfig};
+pub use policy::{InferenceMlp, argmax};
+pub use ppo::{Ppo, PpoConfig};
+pub use schedule::LinearSchedule;
+pub use state::{NamedTensor, TrainingState};
+
+/// Diagnostics handed to the training callback after every update.
+///
+/// `metrics` use the names Stable-Baselines3 logs (`train/policy_loss`, `train/value_loss`,
+/// `train/entropy`, `train/approx_kl`, `train/clip_fraction`, `train/explained_variance`,
+/// `train/learning_rate`, `train/epsilon`, `time/steps_per_second`, `rollout/ep_return_mean`,
+/// `rollout/ep_len_mean`, …); an algorithm reports those that apply to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateLog {
+    /// Environment steps taken so far (over all copies of the environment).
+    pub step: u64,
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
+impl UpdateLog {
+    /// The value logged under `name`, if any.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Everything that can go wrong in this crate, as one-line messages.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The requested compute device cannot be used.
+    #[error("{0}")]
+    Device(String),
+    /// A hyperparameter or shape is invalid.
+    #[error("invalid agent configuration: {0}")]
+    Config(String),
+    /// A saved training state does not fit this agent.
+    #[error("cannot restore training state: {0}")]
+    State(String),
+    /// The backend failed while computing.
+    #[error("backend error: {0}")]
+    Backend(String),
+    #[error(transparent)]
+    Env(#[from] ratchet_env::EnvError),
+}

@@ -1,0 +1,872 @@
+//! Proximal Policy Optimization (Schulman et al., 2017, "Proximal Policy Optimization
+//! Algorithms") with the clipped surrogate objective, following Stable-Baselines3's `PPO`.
+//!
+//! One training iteration:
+//!
+//! 1. **Rollout.** Step `n_envs` environments `n_steps` times with actions sampled from the
+//!    current policy, storing observations, actions, rewards, value estimates and log-probabilities.
+//!    When an episode is cut by a time limit, the value of its last observation is added to the
+//!    final reward (`r + gamma * V(s_final)`), so truncation is not mistaken for failure.
+//! 2. **Advantages.** Generalised advantage estimation, `A_t = sum_l (gamma lambda)^l delta_{t+l}`
+//!    with `delta_t = r_t + gamma V(s_{t+1}) - V(s_t)`; returns are `A_t + V(s_t)`.
+//! 3. **Update.** `n_epochs` passes over the rollout in shuffled minibatches of `batch_size`,
+//!    minimising `L = -min(rho A, clip(rho, 1 - eps, 1 + eps) A) + vf_coef (V - R)^2 - ent_coef H`
+//!    (advantages normalised per minibatch), with gradients clipped to a global norm and Adam.
+//!
+//! Rollouts run on a Burn-free copy of the networks ([`InferenceMlp`]), refreshed after every
+//! update; the update runs on Burn with autodiff. Diagnostics are read back from the device once
+//! per update, not per minibatch.
+//!
+//! ```no_run
+//! use ratchet_agents::{DeviceKind, Ppo, PpoConfig};
+//! use ratchet_env::CartPole;
+//!
+//! let mut ppo = Ppo::new(PpoConfig::default(), vec![CartPole::default()], DeviceKind::Cpu, 1)?;
+//! ppo.train(100_000, &mut |log| {
+//!     if let Some(r) = log.get("rollout/ep_return_mean") {
+//!         println!("{:>7} steps  mean return {r:.1}", log.step);
+//!     }
+//! })?;
+//! # Ok::<(), ratchet_agents::AgentError>(())
+//! ```
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ratchet_env::{Env, Rng, RngState, VecEnv, VecEnvState};
+use serde::{Deserialize, Serialize};
+
+use crate::episodes::EpisodeStats;
+use crate::network::{Activation, Mlp, MlpConfig};
+use crate::optim::{Adam, AdamConfig};
+use crate::policy::InferenceMlp;
+use crate::schedule::LinearSchedule;
+use crate::state::{NamedTensor, TrainingState, load_module_tensors, module_tensors, read_f32};
+use crate::{AgentError, DeviceKind, UpdateLog};
+
+/// PPO's hyperparameters. The defaults are Stable-Baselines3's `PPO("MlpPolicy", env)`, so a run
+/// compares one to one with SB3.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PpoConfig {
+    /// Adam's step size. Default 3e-4.
+    pub learning_rate: f64,
+    /// Anneal the learning rate linearly to 0 over this many environment steps (SB3: pass a
+    /// linear schedule; CleanRL: `anneal_lr`). Default `None`: constant.
+    pub lr_anneal_steps: Option<u64>,
+    /// Steps per environment in each rollout. Default 2048.
+    pub n_steps: usize,
+    /// Minibatch size. Default 64.
+    pub batch_size: usize,
+    /// Passes over each rollout. Default 10.
+    pub n_epochs: usize,
+    /// Discount factor. Default 0.99.
+    pub gamma: f64,
+    /// GAE's lambda. Default 0.95.
+    pub gae_lambda: f64,
+    /// Clipping of the probability ratio. Default 0.2.
+    pub clip_range: f64,
+    /// Clipping of the value prediction around the rollout's value. Default `None`: no clipping.
+    pub clip_range_vf: Option<f64>,
+    /// Normalise advantages per minibatch. Default true.
+    pub normalize_advantage: bool,
+    /// Entropy bonus coefficient. Default 0.0.
+    pub ent_coef: f64,
+    /// Value loss coefficient. Default 0.5.
+    pub vf_coef: f64,
+    /// Global gradient-norm clipping. Default 0.5.
+    pub max_grad_norm: f64,
+    /// Hidden layers of the policy and of the (separate) value network. Default `[64, 64]`.
+    pub hidden: Vec<usize>,
+    /// Default tanh.
+    pub activation: Activation,
+    /// Adam's epsilon. Default 1e-5: SB3's `ActorCriticPolicy` sets it for PPO (PyTorch's own
+    /// default is 1e-8; Burn's is 1e-5). Explicit either way.
+    pub adam_eps: f64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 3e-4,
+            lr_anneal_steps: None,
+            n_steps: 2048,
+            batch_size: 64,
+            n_epochs: 10,
+            gamma: 0.99,
+            gae_lambda: 0.95,
+            clip_range: 0.2,
+            clip_range_vf: None,
+            normalize_advantage: true,
+            ent_coef: 0.0,
+            vf_coef: 0.5,
+            max_grad_norm: 0.5,
+            hidden: vec![64, 64],
+            activation: Activation::Tanh,
+            adam_eps: 1e-5,
+        }
+    }
+}
+
+impl PpoConfig {
+    fn validate(&self) -> Result<(), AgentError> {
+        let bad = |msg: String| Err(AgentError::Config(msg));
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad(format!(
+                "learning_rate must be > 0, got {}",
+                self.learning_rate
+            ));
+        }
+        if self.n_steps == 0 || self.batch_size == 0 || self.n_epochs == 0 {
+            return bad("n_steps, batch_size and n_epochs must be at least 1".into());
+        }
+        if self.normalize_advantage && self.batch_size < 2 {
+            return bad("batch_size must be at least 2 to normalise advantages".into());
+        }
+        if !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.gae_lambda) {
+            return bad(format!(
+                "gamma and gae_lambda must lie in [0, 1], got {} and {}",
+                self.gamma, self.gae_lambda
+            ));
+        }
+        if self.clip_range <= 0.0 || self.clip_range_vf.is_some_and(|c| c <= 0.0) {
+            return bad("clip_range and clip_range_vf must be > 0".into());
+        }
+        if self.max_grad_norm <= 0.0 || self.adam_eps <= 0.0 {
+            return bad("max_grad_norm and adam_eps must be > 0".into());
+        }
+        if self.hidden.contains(&0) {
+            return bad("hidden layer widths must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The policy (logits) and value networks, optimised together as SB3 does.
+#[derive(Module, Debug)]
+pub struct ActorCritic {
+    pub actor: Mlp,
+    pub critic: Mlp,
+}
+
+/// The current rollout, stored step-major: entry `t * n_envs + e` is step `t` of copy `e`.
+#[derive(Clone, Debug, Default)]
+struct Rollout {
+    len: usize,
+    observations: Vec<f32>,
+    actions: Vec<usize>,
+    rewards: Vec<f32>,
+    /// 1 where the observation is the first of an episode.
+    episode_starts: Vec<f32>,
+    values: Vec<f32>,
+    log_probs: Vec<f32>,
+}
+
+impl Rollout {
+    fn clear(&mut self) {
+        self.len = 0;
+        self.observations.clear();
+        self.actions.clear();
+        self.rewards.clear();
+        self.episode_starts.clear();
+        self.values.clear();
+        self.log_probs.clear();
+    }
+}
+
+/// A PPO agent training on its own vector of environments.
+pub struct Ppo<E: Env> {
+    config: PpoConfig,
+    device_kind: DeviceKind,
+    /// The training device, with autodiff.
+    device: Device,
+    seed: u64,
+    envs: VecEnv<E>,
+    /// Every random draw after initialisation: action sampling and minibatch shuffling.
+    rng: Rng,
+    model: ActorCritic,
+    adam: Adam,
+    /// Burn-free copies of `model` for rollouts.
+    actor: InferenceMlp,
+    critic: InferenceMlp,
+    rollout: Rollout,
+    /// Whether each copy's current observation starts an episode.
+    episode_starts: Vec<bool>,
+    total_steps: u64,
+    updates: u64,
+    episodes: EpisodeStats,
+}
+
+/// Per-minibatch results kept on the device until the end of the update.
+struct Diagnostics {
+    sizes: Vec<usize>,
+    ratios: Vec<Tensor<1>>,
+    log_probs: Vec<Tensor<2>>,
+    policy_losses: Vec<Tensor<1>>,
+    value_losses: Vec<Tensor<1>>,
+}
+
+impl<E: Env> Ppo<E> {
+    /// Builds the agent: networks initialised from `seed`, environments reset with draws from it.
+    pub fn new(
+        config: PpoConfig,
+        envs: Vec<E>,
+        device_kind: DeviceKind,
+        seed: u64,
+    ) -> Result<Self, AgentError> {
+        config.validate()?;
+        if envs.is_empty() {
+            return Err(AgentError::Config(
+                "PPO needs at least one environment".into(),
+            ));
+        }
+        let (obs_size, actions) = (envs[0].observation_size(), envs[0].action_count());
+        if envs
+            .iter()
+            .any(|e| e.observation_size() != obs_size || e.action_count() != actions)
+        {
+            return Err(AgentError::Config(
+                "all environments must have the same observation size and action count".into(),
+            ));
+        }
+        if actions == 0 || obs_size == 0 {
+            return Err(AgentError::Config(
+                "the environment must have at least one action and one observation value".into(),
+            ));
+        }
+        let device = crate::device(device_kind)?.autodiff();
+        let mut rng = Rng::seed_from(seed);
+        let mut init = rng.fork();
+        let envs = VecEnv::new(envs, rng.next_u64());
+        // SB3's orthogonal initialisation: gain sqrt(2) for hidden layers, 0.01 for the policy
+        // output (near-uniform initial policy), 1 for the value output.
+        let actor_config = MlpConfig::new(obs_size, config.hidden.clone(), actions)
+            .with_activation(config.activation)
+            .with_output_gain(0.01);
+        let critic_config = MlpConfig::new(obs_size, config.hidden.clone(), 1)
+            .with_activation(config.activation)
+            .with_output_gain(1.0);
+        let model = ActorCritic {
+            actor: Mlp::new(&actor_config, &device, &mut init),
+            critic: Mlp::new(&critic_config, &device, &mut init),
+        };
+        let adam = Adam::new(AdamConfig {
+            epsilon: config.adam_eps,
+            max_grad_norm: Some(config.max_grad_norm),
+            ..AdamConfig::default()
+        });
+        let n = envs.len();
+        Ok(Self {
+            actor: InferenceMlp::from_mlp(&model.actor)?,
+            critic: InferenceMlp::from_mlp(&model.critic)?,
+            config,
+            device_kind,
+            device,
+            seed,
+            envs,
+            rng,
+            model,
+            adam,
+            rollout: Rollout::default(),
+            episode_starts: vec![true; n],
+            total_steps: 0,
+            updates: 0,
+            episodes: EpisodeStats::default(),
+        })
+    }
+
+    /// Takes `steps` more environment steps (rounded up to a multiple of the number of
+    /// environments), updating the networks after every full rollout and calling `on_update`
+    /// after each update. Training can stop anywhere, mid-rollout included: `train(a)` then
+    /// `train(b)` is exactly `train(a + b)`.
+    pub fn train(
+        &mut self,
+        steps: u64,
+        on_update: &mut dyn FnMut(&UpdateLog),
+    ) -> Result<(), AgentError> {
+        let target = self.total_steps + steps;
+        let (start, start_steps) = (Instant::now(), self.total_steps);
+        while self.total_steps < target {
+            self.collect_step();
+            if self.rollout.len == self.config.n_steps {
+                let (advantages, returns) = self.compute_advantages();
+                let mut metrics = self.update(&advantages, &returns)?;
+                self.rollout.clear();
+                let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+                metrics.push((
+                    "time/steps_per_second",
+                    (self.total_steps - start_steps) as f64 / elapsed,
+                ));
+                self.episodes.log_into(&mut metrics);
+                on_update(&UpdateLog {
+                    step: self.total_steps,
+                    metrics,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 1: one step of every environment with actions sampled from the policy.
+    fn collect_step(&mut self) {
+        let (n, k) = (self.envs.len(), self.envs.observation_size());
+        let a = self.envs.action_count();
+        let mut logits = vec![0.0f32; n * a];
+        let mut values = vec![0.0f32; n];
+        let obs = self.envs.observations();
+        self.actor.forward_batch(obs, n, &mut logits);
+        self.critic.forward_batch(obs, n, &mut values);
+        let r = &mut self.rollout;
+        r.observations.extend_from_slice(obs);
+        let mut actions = Vec::with_capacity(n);
+        for (e, row) in logits.chunks_exact(a).enumerate() {
+            let (action, log_prob) = sample_categorical(row, &mut self.rng);
+            actions.push(action);
+            r.actions.push(action);
+            r.log_probs.push(log_prob);
+            r.values.push(values[e]);
+            r.episode_starts
+                .push(if self.episode_starts[e] { 1.0 } else { 0.0 });
+        }
+        r.len += 1;
+
+        let step = self.envs.step(&actions);
+        let mut rewards = step.rewards.to_vec();
+        let done: Vec<(bool, bool)> = step
+            .terminated
+            .iter()
+            .zip(step.truncated)
+            .map(|(&te, &tr)| (te, tr))
+            .collect();
+        for end in step.finished {
+            self.episodes.record(end);
+        }
+        let mut v = [0.0f32];
+        for (e, &(terminated, truncated)) in done.iter().enumerate() {
+            if truncated && !terminated {
+                // Bootstrap through the time limit from the episode's last observation.
+                self.critic.forward(self.envs.final_observation(e), &mut v);
+                rewards[e] += self.config.gamma as f32 * v[0];
+            }
+            self.episode_starts[e] = terminated || truncated;
+        }
+        self.rollout.rewards.extend_from_slice(&rewards);
+        self.total_steps += n as u64;
+        debug_assert_eq!(self.rollout.observations.len(), self.rollout.len * n * k);
+    }
+
+    /// Step 2: GAE(lambda) advantages and returns over the full rollout.
+    fn compute_advantages(&self) -> (Vec<f32>, Vec<f32>) {
+        let n = self.envs.len();
+        let (gamma, lambda) = (self.config.gamma as f32, self.config.gae_lambda as f32);
+        let r = &self.rollout;
+        let mut last_values = vec![0.0f32; n];
+        self.critic
+            .forward_batch(self.envs.observations(), n, &mut last_values);
+        let mut advantages = vec![0.0f32; r.len * n];
+        let mut last_gae = vec![0.0f32; n];
+        for t in (0..r.len).rev() {
+            for e in 0..n {
+                let (next_value, next_non_terminal) = if t + 1 == r.len {
+                    let done = if self.episode_starts[e] { 1.0 } else { 0.0 };
+                    (last_values[e], 1.0 - done)
+                } else {
+                    let j = (t + 1) * n + e;
+                    (r.values[j], 1.0 - r.episode_starts[j])
+                };
+                let i = t * n + e;
+                let delta = r.rewards[i] + gamma * next_value * next_non_terminal - r.values[i];
+                last_gae[e] = delta + gamma * lambda * next_non_terminal * last_gae[e];
+                advantages[i] = last_gae[e];
+            }
+        }
+        let returns = advantages
+            .iter()
+            .zip(&r.values)
+            .map(|(a, v)| a + v)
+            .collect();
+        (advantages, returns)
+    }
+
+    /// Step 3: `n_epochs` passes of shuffled minibatches; returns the update's diagnostics.
+    fn update(
+        &mut self,
+        advantages: &[f32],
+        returns: &[f32],
+    ) -> Result<Vec<(&'static str, f64)>, AgentError> {
+        let lr = self.learning_rate();
+        let batch = advantages.len();
+        let mut model = self.model.clone();
+        let mut diagnostics = Diagnostics {
+            sizes: Vec::new(),
+            ratios: Vec::new(),
+            log_probs: Vec::new(),
+            policy_losses: Vec::new(),
+            value_losses: Vec::new(),
+        };
+        let mut indices: Vec<usize> = Vec::with_capacity(batch);
+        for _epoch in 0..self.config.n_epochs {
+            indices.clear();
+            indices.extend(0..batch);
+            self.rng.shuffle(&mut indices);
+            for minibatch in indices.chunks(self.config.batch_size) {
+                let loss = self.loss(&model, minibatch, advantages, returns, &mut diagnostics);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = self.adam.step(lr, model, grads);
+            }
+        }
+        self.model = model;
+        self.actor = InferenceMlp::from_mlp(&self.model.actor)?;
+        self.critic = InferenceMlp::from_mlp(&self.model.critic)?;
+        self.updates += 1;
+
+        let mut metrics = self.summarise(diagnostics)?;
+        metrics.push((
+            "train/explained_variance",
+            explained_variance(&self.rollout.values, returns),
+        ));
+        metrics.push(("train/learning_rate", lr));
+        metrics.push(("train/clip_range", self.config.clip_range));
+        metrics.push((
+            "train/n_updates",
+            (self.updates * self.config.n_epochs as u64) as f64,
+        ));
+        Ok(metrics)
+    }
+
+    /// The PPO loss of one minibatch (the entries of the rollout at `indices`).
+    fn loss(
+        &self,
+        model: &ActorCritic,
+        indices: &[usize],
+        advantages: &[f32],
+        returns: &[f32],
+        diagnostics: &mut Diagnostics,
+    ) -> Tensor<1> {
+        let (bs, k) = (indices.len(), self.envs.observation_size());
+        let r = &self.rollout;
+        let dev = &self.device;
+        let gather = |xs: &[f32]| -> Vec<f32> { indices.iter().map(|&i| xs[i]).collect() };
+        let mut obs = Vec::with_capacity(bs * k);
+        for &i in indices {
+            obs.extend_from_slice(&r.observations[i * k..(i + 1) * k]);
+        }
+        let mut adv = gather(advantages);
+        if self.config.normalize_advantage {
+            normalize(&mut adv);
+        }
+        let obs = Tensor::<2>::from_data(TensorData::new(obs, [bs, k]), dev);
+        let actions: Vec<i64> = indices.iter().map(|&i| r.actions[i] as i64).collect();
+        let actions = Tensor::<2, Int>::from_data(TensorData::new(actions, [bs, 1]), dev);
+        let old_log_probs =
+            Tensor::<1>::from_data(TensorData::new(gather(&r.log_probs), [bs]), dev);
+        let adv = Tensor::<1>::from_data(TensorData::new(adv, [bs]), dev);
+        let returns = Tensor::<1>::from_data(TensorData::new(gather(returns), [bs]), dev);
+
+        let log_probs = log_softmax(model.actor.forward(obs.clone()), 1);
+        let values = model.critic.forward(obs).reshape([bs]);
+        let log_prob = log_probs.clone().gather(1, actions).reshape([bs]);
+        let ratio = (log_prob - old_log_probs).exp();
+
+        // Clipped surrogate objective.
+        let clip = self.config.clip_range;
+        let surrogate = ratio.clone() * adv.clone();
+        let clipped = ratio.clone().clamp(1.0 - clip, 1.0 + clip) * adv;
+        let policy_loss = surrogate.min_pair(clipped).mean().neg();
+
+        // Value loss, optionally on a prediction clipped around the rollout's value.
+        let values = match self.config.clip_range_vf {
+            None => values,
+            Some(c) => {
+                let old = Tensor::<1>::from_data(TensorData::new(gather(&r.values), [bs]), dev);
+                old.clone() + (values - old).clamp(-c, c)
+            }
+        };
+        let value_loss = (returns - values).square().mean();
+
+        let mut loss = policy_loss.clone() + value_loss.clone().mul_scalar(self.config.vf_coef);
+        if self.config.ent_coef != 0.0 {
+            let entropy = (log_probs.clone().exp() * log_probs.clone())
+                .sum_dim(1)
+                .mean()
+                .neg();
+            loss = loss - entropy.mul_scalar(self.config.ent_coef);
+        }
+
+        diagnostics.sizes.push(bs);
+        diagnostics.ratios.push(ratio.inner());
+        diagnostics.log_probs.push(log_probs.inner());
+        diagnostics.policy_losses.push(policy_loss.inner());
+        diagnostics.value_losses.push(value_loss.inner());
+        loss
+    }
+
+    /// Reads the update's per-minibatch results back once and averages them as SB3 does (the
+    /// mean over minibatches of each minibatch's mean).
+    fn summarise(&self, d: Diagnostics) -> Result<Vec<(&'static str, f64)>, AgentError> {
+        let ratios = read_f32(Tensor::cat(d.ratios, 0))?;
+        let log_probs = read_f32(Tensor::cat(d.log_probs, 0))?;
+        let policy_losses = read_f32(Tensor::cat(d.policy_losses, 0))?;
+        let value_losses = read_f32(Tensor::cat(d.value_losses, 0))?;
+        let a = self.envs.action_count();
+        let clip = self.config.clip_range;
+        let (mut kl, mut clipped, mut entropy, mut start) = (0.0, 0.0, 0.0, 0);
+        for &size in &d.sizes {
+            let rs = &ratios[start..start + size];
+            kl += rs
+                .iter()
+                .map(|&r| (r as f64 - 1.0) - (r as f64).ln())
+                .sum::<f64>()
+                / size as f64;
+            clipped += rs
+                .iter()
+                .filter(|&&r| (r as f64 - 1.0).abs() > clip)
+                .count() as f64
+                / size as f64;
+            entropy += log_probs[start * a..(start + size) * a]
+                .iter()
+                .map(|&lp| -(lp as f64).exp() * lp as f64)
+                .sum::<f64>()
+                / size as f64;
+            start += size;
+        }
+        let m = d.sizes.len() as f64;
+        let mean = |xs: &[f32]| xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
+        Ok(vec![
+            ("train/policy_loss", mean(&policy_losses)),
+            ("train/value_loss", mean(&value_losses)),
+            ("train/entropy", entropy / m),
+            ("train/approx_kl", kl / m),
+            ("train/clip_fraction", clipped / m),
+        ])
+    }
+
+    /// The learning rate of the next update.
+    pub fn learning_rate(&self) -> f64 {
+        match self.config.lr_anneal_steps {
+            None => self.config.learning_rate,
+            Some(horizon) => LinearSchedule {
+                start: self.config.learning_rate,
+                end: 0.0,
+                fraction: 1.0,
+            }
+            .at_step(self.total_steps, horizon),
+        }
+    }
+
+    /// The policy as a Burn-free network whose outputs are action logits.
+    pub fn policy(&self) -> InferenceMlp {
+        self.actor.clone()
+    }
+
+    /// The value network, Burn-free.
+    pub fn value_function(&self) -> InferenceMlp {
+        self.critic.clone()
+    }
+
+    /// The Burn networks.
+    pub fn model(&self) -> &ActorCritic {
+        &self.model
+    }
+
+    pub fn config(&self) -> &PpoConfig {
+        &self.config
+    }
+
+    pub fn device_kind(&self) -> DeviceKind {
+        self.device_kind
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Environment steps taken so far, over all copies.
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
+    /// Updates (full rollouts trained on) so far.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    pub fn episode_stats(&self) -> &EpisodeStats {
+        &self.episodes
+    }
+
+    pub fn envs(&self) -> &VecEnv<E> {
+        &self.envs
+    }
+
+    /// The complete training state: weights (`actor.*`, `critic.*`), Adam moments (`optim.*`),
+    /// the partial rollout (`rollout.*`), the environments' observations (`envs.observations`),
+    /// and in `meta` the counters, RNG and environment states, episode statistics and config.
+    pub fn state(&self) -> Result<TrainingState, AgentError> {
+        let mut tensors = module_tensors(&self.model.actor, "actor")?;
+        tensors.extend(module_tensors(&self.model.critic, "critic")?);
+        tensors.extend(self.adam.tensors("optim", &self.model)?);
+        let (n, k) = (self.envs.len(), self.envs.observation_size());
+        let env_state = self.envs.state();
+        tensors.push(NamedTensor::new(
+            "envs.observations",
+            vec![n, k],
+            env_state.observations.clone(),
+        ));
+        let r = &self.rollout;
+        if r.len > 0 {
+            let flat = |name: &str, data: Vec<f32>| NamedTensor::new(name, vec![r.len, n], data);
+            tensors.push(NamedTensor::new(
+                "rollout.observations",
+                vec![r.len, n, k],
+                r.observations.clone(),
+            ));
+            tensors.push(flat(
+                "rollout.actions",
+                r.actions.iter().map(|&a| a as f32).collect(),
+            ));
+            tensors.push(flat("rollout.rewards", r.rewards.clone()));
+            tensors.push(flat("rollout.episode_starts", r.episode_starts.clone()));
+            tensors.push(flat("rollout.values", r.values.clone()));
+            tensors.push(flat("rollout.log_probs", r.log_probs.clone()));
+        }
+        let meta = PpoMeta {
+            config: self.config.clone(),
+            seed: self.seed,
+            device: self.device_kind,
+            observation_size: k,
+            action_count: self.envs.action_count(),
+            n_envs: n,
+            total_steps: self.total_steps,
+            updates: self.updates,
+            adam_steps: self.adam.steps(),
+            rng: self.rng.state(),
+            env_rng: env_state.rng,
+            env_states_f64_bits: env_state
+                .envs
+                .iter()
+                .map(|s| s.iter().map(|x| x.to_bits()).collect())
+                .collect(),
+            episode_returns_f64_bits: env_state
+                .episode_returns
+                .iter()
+                .map(|x| x.to_bits())
+                .collect(),
+            episode_lengths: env_state.episode_lengths,
+            episode_starts: self.episode_starts.clone(),
+            rollout_len: r.len,
+            episodes: self.episodes.clone(),
+        };
+        Ok(TrainingState {
+            algorithm: "ppo".into(),
+            tensors,
+            meta: serde_json::to_value(meta)
+                .map_err(|e| AgentError::State(format!("serialising PPO state: {e}")))?,
+        })
+    }
+
+    /// Restores a state from [`Ppo::state`] into this agent, which must have the same network
+    /// shape and number of environments. Hyperparameters stay this agent's own (continued
+    /// training may change them); the seed becomes the saved run's. On error the agent is
+    /// unchanged.
+    pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
+        if state.algorithm != "ppo" {
+            return Err(AgentError::State(format!(
+                "the state is for '{}', not PPO",
+                state.algorithm
+            )));
+        }
+        let meta: PpoMeta = serde_json::from_value(state.meta.clone())
+            .map_err(|e| AgentError::State(format!("PPO metadata: {e}")))?;
+        let (n, k) = (self.envs.len(), self.envs.observation_size());
+        if meta.n_envs != n
+            || meta.observation_size != k
+            || meta.action_count != self.envs.action_count()
+        {
+            return Err(AgentError::State(format!(
+                "the state is for {} environments with {} observations and {} actions; this agent has {} x {} and {}",
+                meta.n_envs,
+                meta.observation_size,
+                meta.action_count,
+                n,
+                k,
+                self.envs.action_count()
+            )));
+        }
+        if meta.rollout_len > self.config.n_steps {
+            return Err(AgentError::State(format!(
+                "the saved rollout holds {} steps, more than n_steps = {}",
+                meta.rollout_len, self.config.n_steps
+            )));
+        }
+        let model = ActorCritic {
+            actor: load_module_tensors(self.model.actor.clone(), &state.tensors, "actor")?,
+            critic: load_module_tensors(self.model.critic.clone(), &state.tensors, "critic")?,
+        };
+        let mut adam = Adam::new(self.adam.config().clone());
+        adam.restore(&state.tensors, "optim", meta.adam_steps, &model)?;
+
+        let tensor = |name: &str, shape: Vec<usize>| -> Result<Vec<f32>, AgentError> {
+            let t = state
+                .tensor(name)
+                .ok_or_else(|| AgentError::State(format!("missing tensor '{name}'")))?;
+            t.check_shape(&shape)?;
+            Ok(t.data.clone())
+        };
+        let env_state = VecEnvState {
+            rng: meta.env_rng,
+            envs: meta
+                .env_states_f64_bits
+                .iter()
+                .map(|s| s.iter().map(|&b| f64::from_bits(b)).collect())
+                .collect(),
+            observations: tensor("envs.observations", vec![n, k])?,
+            episode_returns: meta
+                .episode_returns_f64_bits
+                .iter()
+                .map(|&b| f64::from_bits(b))
+                .collect(),
+            episode_lengths: meta.episode_lengths.clone(),
+        };
+        let len = meta.rollout_len;
+        let mut rollout = Rollout {
+            len,
+            ..Rollout::default()
+        };
+        if len > 0 {
+            let a = self.envs.action_count();
+            rollout.observations = tensor("rollout.observations", vec![len, n, k])?;
+            rollout.actions = tensor("rollout.actions", vec![len, n])?
+                .into_iter()
+                .map(|x| x as usize)
+                .collect();
+            if let Some(bad) = rollout.actions.iter().find(|&&x| x >= a) {
+                return Err(AgentError::State(format!(
+                    "rollout.actions holds action {bad}, but the environment has {a}"
+                )));
+            }
+            rollout.rewards = tensor("rollout.rewards", vec![len, n])?;
+            rollout.episode_starts = tensor("rollout.episode_starts", vec![len, n])?;
+            rollout.values = tensor("rollout.values", vec![len, n])?;
+            rollout.log_probs = tensor("rollout.log_probs", vec![len, n])?;
+        }
+        if meta.episode_starts.len() != n {
+            return Err(AgentError::State(format!(
+                "episode_starts has {} entries for {n} environments",
+                meta.episode_starts.len()
+            )));
+        }
+        let actor = InferenceMlp::from_mlp(&model.actor)?;
+        let critic = InferenceMlp::from_mlp(&model.critic)?;
+        self.envs.restore(&env_state)?;
+
+        self.model = model;
+        self.adam = adam;
+        self.actor = actor;
+        self.critic = critic;
+        self.seed = meta.seed;
+        self.rng = Rng::from_state(meta.rng);
+        self.rollout = rollout;
+        self.episode_starts = meta.episode_starts;
+        self.total_steps = meta.total_steps;
+        self.updates = meta.updates;
+        self.episodes = meta.episodes;
+        Ok(())
+    }
+}
+
+/// The plain-data part of a PPO training state. Floats that training depends on are stored as
+/// bit patterns so that they survive any JSON writer and reader exactly.
+#[derive(Serialize, Deserialize)]
+struct PpoMeta {
+    config: PpoConfig,
+    seed: u64,
+    device: DeviceKind,
+    observation_size: usize,
+    action_count: usize,
+    n_envs: usize,
+    total_steps: u64,
+    updates: u64,
+    adam_steps: u64,
+    rng: RngState,
+    env_rng: RngState,
+    env_states_f64_bits: Vec<Vec<u64>>,
+    episode_returns_f64_bits: Vec<u64>,
+    episode_lengths: Vec<u64>,
+    episode_starts: Vec<bool>,
+    rollout_len: usize,
+    episodes: EpisodeStats,
+}
+
+/// Samples an action from the softmax of `logits`; returns it with its log-probability.
+fn sample_categorical(logits: &[f32], rng: &mut Rng) -> (usize, f32) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let log_norm = max + sum.ln();
+    let u = rng.next_f64() as f32 * sum;
+    let mut acc = 0.0f32;
+    let mut action = logits.len() - 1;
+    for (i, &l) in logits.iter().enumerate() {
+        acc += (l - max).exp();
+        if u < acc {
+            action = i;
+            break;
+        }
+    }
+    (action, logits[action] - log_norm)
+}
+
+/// `(x - mean) / (std + 1e-8)` with the unbiased standard deviation, as SB3 does per minibatch.
+fn normalize(xs: &mut [f32]) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let var = xs.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let scale = 1.0 / (var.sqrt() + 1e-8);
+    xs.iter_mut()
+        .for_each(|x| *x = ((*x as f64 - mean) * scale) as f32);
+}
+
+/// `1 - Var(returns - values) / Var(returns)`: how much of the returns' variance the value
+/// function explains (NaN when the returns do not vary).
+fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
+    let var = |xs: &mut dyn Iterator<Item = f64>| {
+        let v: Vec<f64> = xs.collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64
+    };
+    let var_returns = var(&mut returns.iter().map(|&x| x as f64));
+    if var_returns == 0.0 {
+        return f64::NAN;
+    }
+    let var_residual = var(&mut returns.iter().zip(values).map(|(&r, &v)| (r - v) as f64));
+    1.0 - var_residual / var_returns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categorical_sampling_follows_the_softmax() {
+        let mut rng = Rng::seed_from(5);
+        let logits = [0.0f32, (3.0f32).ln()]; // probabilities 1/4, 3/4
+        let n = 40_000;
+        let ones = (0..n)
+            .filter(|_| sample_categorical(&logits, &mut rng).0 == 1)
+            .count();
+        assert!((ones as f64 / n as f64 - 0.75).abs() < 0.01);
+        let (a, lp) = sample_categorical(&logits, &mut rng);
+        let expected = if a == 1 { 0.75f32.ln() } else { 0.25f32.ln() };
+        assert!((lp - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn advantages_are_normalised_with_the_unbiased_std() {
+        let mut xs = [1.0f32, 2.0, 3.0];
+        normalize(&mut xs);
+        assert!((xs[0] + 1.0).abs() < 1e-6 && xs[1].abs() < 1e-6 && (xs[2] - 1.0).abs() < 1e-6);
+    }
+}

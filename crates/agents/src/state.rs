@@ -1,0 +1,243 @@
+//! Training state as plain data: named `f32` tensors plus JSON.
+//!
+//! This is the bridge between Burn and the Burn-free registry, which writes the tensors to
+//! safetensors and the JSON next to them. Tensors are named by **parameter path**
+//! (`actor.layers.0.weight`, `optim.actor.layers.0.weight.moment_1`), never by Burn's `ParamId`,
+//! so a state loads into any freshly built network of the same shape.
+//!
+//! ```
+//! use ratchet_agents::{Mlp, MlpConfig, device, DeviceKind};
+//! use ratchet_agents::state::{module_tensors, load_module_tensors};
+//! use ratchet_env::Rng;
+//!
+//! let dev = device(DeviceKind::Cpu).unwrap();
+//! let config = MlpConfig::new(4, vec![8], 2);
+//! let a = Mlp::new(&config, &dev, &mut Rng::seed_from(1));
+//! let saved = module_tensors(&a, "actor").unwrap();
+//! assert_eq!(saved[0].name, "actor.layers.0.weight");
+//! let b = load_module_tensors(Mlp::new(&config, &dev, &mut Rng::seed_from(2)), &saved, "actor").unwrap();
+//! assert_eq!(module_tensors(&b, "actor").unwrap(), saved);
+//! ```
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::AgentError;
+
+/// One tensor of a training state, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl NamedTensor {
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
+        Self {
+            name: name.into(),
+            shape,
+            data,
+        }
+    }
+
+    /// An error naming this tensor unless its shape is `expected` and its data fits the shape.
+    pub fn check_shape(&self, expected: &[usize]) -> Result<(), AgentError> {
+        if self.shape != expected {
+            return Err(AgentError::State(format!(
+                "tensor '{}' has shape {:?}, the network expects {:?}",
+                self.name, self.shape, expected
+            )));
+        }
+        if self.data.len() != expected.iter().product::<usize>() {
+            return Err(AgentError::State(format!(
+                "tensor '{}' holds {} values for shape {:?}",
+                self.name,
+                self.data.len(),
+                self.shape
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Everything needed to continue training exactly where it stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingState {
+    /// `"ppo"` or `"dqn"`.
+    pub algorithm: String,
+    /// Weights, optimizer moments and (DQN) the replay buffer.
+    pub tensors: Vec<NamedTensor>,
+    /// Counters, schedule positions, RNG states, environment state, episode statistics and the
+    /// configuration, as JSON whose numbers round-trip exactly.
+    pub meta: serde_json::Value,
+}
+
+impl TrainingState {
+    pub fn tensor(&self, name: &str) -> Option<&NamedTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// `prefix.name`, or `name` when the prefix is empty.
+pub(crate) fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Reads a float tensor back to the host.
+pub(crate) fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, AgentError> {
+    tensor
+        .try_into_data()
+        .map_err(|e| AgentError::Backend(format!("reading a tensor back from the device: {e}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| AgentError::Backend(format!("tensor is not f32: {e:?}")))
+}
+
+/// Every float parameter of `module`, named `{prefix}.{path}` in the module's visiting order.
+pub fn module_tensors<M: Module>(module: &M, prefix: &str) -> Result<Vec<NamedTensor>, AgentError> {
+    struct Collect {
+        path: Vec<String>,
+        prefix: String,
+        out: Vec<Result<NamedTensor, AgentError>>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val();
+            let shape = value.dims().to_vec();
+            let name = join(&self.prefix, &self.path.join("."));
+            self.out
+                .push(read_f32(value).map(|data| NamedTensor { name, shape, data }));
+        }
+    }
+    let mut collect = Collect {
+        path: Vec::new(),
+        prefix: prefix.to_string(),
+        out: Vec::new(),
+    };
+    module.visit(&mut collect);
+    collect.out.into_iter().collect()
+}
+
+/// Loads `{prefix}.{path}` tensors into `module`'s parameters (keeping their ids, devices and
+/// autodiff settings).
+///
+/// Fails, naming the tensor, when a parameter has no tensor, a shape differs, or a tensor under
+/// `prefix` matches no parameter (a network of another shape).
+pub fn load_module_tensors<M: Module>(
+    module: M,
+    tensors: &[NamedTensor],
+    prefix: &str,
+) -> Result<M, AgentError> {
+    struct Load<'a> {
+        path: Vec<String>,
+        prefix: &'a str,
+        by_name: HashMap<&'a str, &'a NamedTensor>,
+        used: usize,
+        error: Option<AgentError>,
+    }
+    impl ModuleMapper for Load<'_> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if self.error.is_some() {
+                return param;
+            }
+            let name = join(self.prefix, &self.path.join("."));
+            let shape = param.lazy_shape().to_vec();
+            let found = match self.by_name.get(name.as_str()) {
+                Some(t) => t.check_shape(&shape).map(|_| *t),
+                None => Err(AgentError::State(format!(
+                    "saved state has no tensor '{name}' (shape {shape:?})"
+                ))),
+            };
+            match found {
+                Ok(t) => {
+                    self.used += 1;
+                    // Created on the parameter's own device (autodiff included), so that
+                    // `transform_for_load` can restore its gradient setting.
+                    let value = Tensor::<D>::from_data(
+                        TensorData::new(t.data.clone(), shape.clone()),
+                        &param.lazy_device(),
+                    );
+                    let id = param.id;
+                    param.transform_for_load(value, id)
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    param
+                }
+            }
+        }
+    }
+    let mine: Vec<&NamedTensor> = tensors
+        .iter()
+        .filter(|t| prefix.is_empty() || t.name.starts_with(&join(prefix, "")))
+        .collect();
+    let mut load = Load {
+        path: Vec::new(),
+        prefix,
+        by_name: mine.iter().map(|t| (t.name.as_str(), *t)).collect(),
+        used: 0,
+        error: None,
+    };
+    let module = module.map(&mut load);
+    if let Some(e) = load.error {
+        return Err(e);
+    }
+    if load.used != load.by_name.len() {
+        let params: Vec<String> = module_paths(&module)
+            .into_iter()
+            .map(|p| join(prefix, &p))
+            .collect();
+        let extra = mine
+            .iter()
+            .find(|t| !params.contains(&t.name))
+            .map(|t| t.name.as_str())
+            .unwrap_or("?");
+        return Err(AgentError::State(format!(
+            "saved tensor '{extra}' matches no parameter of the network (a network of another shape?)"
+        )));
+    }
+    Ok(module)
+}
+
+/// Paths of a module's float parameters, in visiting order.
+pub fn module_paths<M: Module>(module: &M) -> Vec<String> {
+    struct Paths {
+        path: Vec<String>,
+        out: Vec<String>,
+    }
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+            self.out.push(self.path.join("."));
+        }
+    }
+    let mut paths = Paths {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    module.visit(&mut paths);
+    paths.out
+}
