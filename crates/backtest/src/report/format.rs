@@ -1,0 +1,72 @@
+//! Number, time and text formatting shared by the Markdown and HTML reports.
+
+use chrono::{DateTime, Timelike, Utc};
+
+use crate::metrics::{MetricKind, MetricRow};
+
+/// A date, with the time of day only when it is not midnight.
+pub fn time(t: DateTime<Utc>) -> String {
+    if t.num_seconds_from_midnight() == 0 {
+        t.format("%Y-%m-%d").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M").to_string()
+    }
+}
+
+/// A metric's value as a table shows it; `n/a` where undefined.
+pub fn metric(row: &MetricRow) -> String {
+    match row.value {
+        None => "n/a".to_string(),
+        Some(v) => match row.kind {
+            MetricKind::Percent => percent(v),
+            MetricKind::Ratio => format!("{v:.2}"),
+            MetricKind::Count => format!("{v:.0}"),
+            MetricKind::Days => format!("{v:.1}"),
+        },
+    }
+}
+
+pub fn percent(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
+}
+
+/// A percentage with an explicit sign, for returns.
+pub fn signed_percent(v: f64) -> String {
+    format!("{:+.2}%", v * 100.0)
+}
+
+/// A price with as many decimals as its size needs (FX quotes carry five).
+pub fn price(p: f64) -> String {
+    if p >= 1000.0 {
+        format!("{p:.2}")
+    } else if p >= 10.0 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.5}")
+    }
+}
+
+/// Text safe inside HTML elements and double-quoted attributes.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text safe inside a Markdown table cell.
+pub fn escape_markdown_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+pub const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];

@@ -1,0 +1,341 @@
+//! report.json / report.md / report.html: content, round trip, leakage flag, atomicity.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ratchet_backtest::{
+    Backtest, BacktestError, Frequency, PriceSeries, Report, ReportInput, ReportMetadata,
+    TimeRange, simulate_positions, sma_crossover, write_reports,
+};
+use ratchet_env::execution::Costs;
+
+fn googl_backtest() -> (PriceSeries, Backtest) {
+    let prices = common::googl();
+    let positions = sma_crossover(prices.close(), 10, 50).unwrap();
+    let sim = simulate_positions(&prices, &positions, Costs::default()).unwrap();
+    let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps())).unwrap();
+    (prices, backtest)
+}
+
+fn metadata() -> ReportMetadata {
+    ReportMetadata {
+        title: "googl-ppo v3 <test> & co".into(),
+        model_name: Some("googl-ppo".into()),
+        model_version: Some("3".into()),
+        model_uri: Some("models:/googl-ppo/3".into()),
+        feature_hash: Some("9f2c4e1d".into()),
+        data_file: Some("data/STOCKS_GOOGL.csv".into()),
+        extra: BTreeMap::from([("algorithm".to_string(), "ppo".to_string())]),
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn reports_are_complete_and_round_trip() {
+    let (prices, backtest) = googl_backtest();
+    let meta = metadata();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reports/googl");
+    let training = TimeRange {
+        start: common::date("2009-05-22"),
+        end: common::date("2016-12-30"),
+    };
+    let input = ReportInput {
+        prices: &prices,
+        backtest: &backtest,
+        metadata: &meta,
+        training_range: Some(training),
+    };
+    let paths = write_reports(&out, &input).unwrap();
+    assert_eq!(
+        files_in(&out),
+        ["report.html", "report.json", "report.md"],
+        "no temporaries left"
+    );
+
+    // Leakage: the whole GOOGL file overlaps a training range inside it.
+    let leak = paths.leakage.as_deref().expect("overlap must be flagged");
+    assert!(leak.contains("look-ahead leakage"), "{leak}");
+    assert!(leak.contains("2009-05-22 .. 2016-12-30"), "{leak}");
+
+    // JSON: parses into the public type and carries what the CLI and readers need. (Floats
+    // are compared to the last bit or so: serde_json's default parser may round the last
+    // digit differently from the shortest representation it printed.)
+    let text = std::fs::read_to_string(&paths.json).unwrap();
+    let report: Report = serde_json::from_str(&text).unwrap();
+    assert_eq!(report.periods_per_year, 252.0);
+    assert_json_close(&report.strategy, &backtest.strategy_metrics);
+    assert_json_close(&report.buy_and_hold, &backtest.buy_and_hold_metrics);
+    assert_json_close(&report.trades, &backtest.strategy.trades);
+    assert_eq!(report.metadata, meta);
+    assert_eq!(report.costs, Costs::default());
+    assert_eq!(report.training_range, Some(training));
+    assert_eq!(report.leakage.as_deref(), Some(leak));
+    assert_eq!(report.bars, prices.len());
+    assert_eq!((report.range.start, report.range.end), prices.span());
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for key in [
+        "total_return",
+        "cagr",
+        "annual_volatility",
+        "sharpe",
+        "sortino",
+        "calmar",
+        "max_drawdown",
+        "max_drawdown_duration_bars",
+        "max_drawdown_duration_days",
+        "win_rate",
+        "profit_factor",
+        "trades",
+        "turnover",
+        "exposure",
+    ] {
+        assert!(
+            value["strategy"].get(key).is_some(),
+            "strategy.{key} missing"
+        );
+        assert!(
+            value["buy_and_hold"].get(key).is_some(),
+            "buy_and_hold.{key} missing"
+        );
+    }
+    // 2009-05 .. 2018-08: 112 months, compounding to the total return.
+    assert_eq!(report.monthly_returns.len(), 112);
+    let compound: f64 = report
+        .monthly_returns
+        .iter()
+        .map(|m| 1.0 + m.strategy)
+        .product();
+    assert!((compound - 1.0 - report.strategy.total_return).abs() < 1e-9);
+
+    // Markdown: the tables and the warning.
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    assert!(
+        md.starts_with("# googl-ppo v3 <test> & co\n"),
+        "{}",
+        &md[..80]
+    );
+    assert!(md.contains("> **WARNING: look-ahead leakage"));
+    assert!(md.contains("| Metric | Strategy | Buy & hold |"));
+    for label in [
+        "Sharpe ratio",
+        "Sortino ratio",
+        "Calmar ratio",
+        "Max drawdown",
+        "Win rate",
+        "Profit factor",
+        "Exposure",
+    ] {
+        assert!(md.contains(&format!("| {label} |")), "{label} row missing");
+    }
+    assert!(md.contains("| Year | Jan | Feb |"));
+    assert!(md.contains("| 2017 |"));
+    assert!(md.contains("| Feature hash | 9f2c4e1d |"));
+    assert!(md.contains("| Periods per year | 252 (daily bars"));
+    assert!(md.contains(&format!(
+        "## Trades ({} in all",
+        backtest.strategy.trades.len()
+    )));
+
+    // HTML: the four charts, escaped text, the warning, and nothing fetched from outside.
+    let html = std::fs::read_to_string(&paths.html).unwrap();
+    for id in [
+        "chart-equity",
+        "chart-drawdown",
+        "chart-monthly",
+        "chart-position",
+    ] {
+        assert!(
+            html.contains(&format!("<section id=\"{id}\">")),
+            "{id} missing"
+        );
+    }
+    assert_eq!(html.matches("<svg ").count(), 4);
+    assert!(html.contains("id=\"leakage-warning\""));
+    assert!(html.contains("googl-ppo v3 &lt;test&gt; &amp; co"));
+    assert!(!html.contains("<test>"));
+    common::assert_no_external_references(&html);
+}
+
+/// `a` and `b` serialise to the same JSON, numbers equal within 1e-15 relative.
+fn assert_json_close<T: serde::Serialize>(a: &T, b: &T) {
+    fn walk(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+        use serde_json::Value::*;
+        match (a, b) {
+            (Number(x), Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-15 * x.abs().max(y.abs()),
+                    "{at}: {x} vs {y}"
+                );
+            }
+            (Array(x), Array(y)) => {
+                assert_eq!(x.len(), y.len(), "{at}: lengths");
+                for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                    walk(x, y, &format!("{at}[{i}]"));
+                }
+            }
+            (Object(x), Object(y)) => {
+                assert_eq!(
+                    x.keys().collect::<Vec<_>>(),
+                    y.keys().collect::<Vec<_>>(),
+                    "{at}: keys"
+                );
+                for (k, v) in x {
+                    walk(v, &y[k], &format!("{at}.{k}"));
+                }
+            }
+            _ => assert_eq!(a, b, "{at}"),
+        }
+    }
+    walk(
+        &serde_json::to_value(a).unwrap(),
+        &serde_json::to_value(b).unwrap(),
+        "",
+    );
+}
+
+#[test]
+fn disjoint_training_range_is_not_flagged() {
+    let (prices, backtest) = googl_backtest();
+    let meta = ReportMetadata::default();
+    let dir = tempfile::tempdir().unwrap();
+    let input = ReportInput {
+        prices: &prices,
+        backtest: &backtest,
+        metadata: &meta,
+        training_range: Some(TimeRange {
+            start: common::date("2001-01-01"),
+            end: common::date("2009-05-21"),
+        }),
+    };
+    let paths = write_reports(dir.path(), &input).unwrap();
+    assert_eq!(paths.leakage, None);
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
+    assert_eq!(report.leakage, None);
+    assert!(
+        !std::fs::read_to_string(&paths.markdown)
+            .unwrap()
+            .contains("WARNING")
+    );
+    let html = std::fs::read_to_string(&paths.html).unwrap();
+    assert!(!html.contains("leakage-warning"));
+    assert!(
+        html.contains("<h1>Backtest</h1>"),
+        "an empty title falls back to Backtest"
+    );
+
+    // One bar inside the training range is enough to flag it.
+    let touching = TimeRange {
+        start: common::date("2001-01-01"),
+        end: common::date("2009-05-22"),
+    };
+    let leak = ratchet_backtest::leakage_warning(&prices, &touching).unwrap();
+    assert!(
+        leak.contains(&format!("1 of {} bars", prices.len())),
+        "{leak}"
+    );
+}
+
+#[test]
+fn a_million_bar_report_stays_small() {
+    // One million hourly bars on weekdays, a noisy random walk, and a fast SMA crossover:
+    // tens of thousands of trades.
+    let n = 1_000_000;
+    let mut ts = Vec::with_capacity(n);
+    let mut t = 1_262_563_200_000i64; // Monday 2010-01-04
+    while ts.len() < n {
+        let weekday = (t.div_euclid(86_400_000) + 3).rem_euclid(7);
+        if weekday < 5 {
+            ts.push(t);
+        }
+        t += 3_600_000;
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut price = 100.0;
+    let close: Vec<f64> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            price *= 1.0 + ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.004;
+            price
+        })
+        .collect();
+    let prices = PriceSeries::new(ts, close.clone(), close).unwrap();
+    let positions = sma_crossover(prices.close(), 10, 50).unwrap();
+    let sim = simulate_positions(&prices, &positions, Costs::default()).unwrap();
+    let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps())).unwrap();
+    assert_eq!(
+        backtest.frequency.periods_per_year,
+        24.0 * 252.0,
+        "{}",
+        backtest.frequency.rule
+    );
+    let meta = ReportMetadata::default();
+    let dir = tempfile::tempdir().unwrap();
+    let input = ReportInput {
+        prices: &prices,
+        backtest: &backtest,
+        metadata: &meta,
+        training_range: None,
+    };
+    let paths = write_reports(dir.path(), &input).unwrap();
+    let html = std::fs::metadata(&paths.html).unwrap().len();
+    assert!(html < 1_000_000, "report.html is {html} bytes for 1M bars");
+    let text = std::fs::read_to_string(&paths.html).unwrap();
+    // Each line is drawn from at most 2,000 points.
+    for d in text.split(" d=\"").skip(1) {
+        let path = &d[..d.find('"').unwrap()];
+        let points = path.matches(['L', 'H']).count();
+        assert!(points <= 2_100, "a path with {points} points");
+    }
+    common::assert_no_external_references(&text);
+}
+
+#[test]
+fn unwritable_directory_is_an_error_and_leaves_nothing() {
+    let (prices, backtest) = googl_backtest();
+    let meta = ReportMetadata::default();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let input = ReportInput {
+        prices: &prices,
+        backtest: &backtest,
+        metadata: &meta,
+        training_range: None,
+    };
+    let err = write_reports(&file.join("out"), &input).unwrap_err();
+    assert!(matches!(err, BacktestError::Write { .. }), "{err}");
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+    assert_eq!(files_in(dir.path()), ["not-a-dir"]);
+}
+
+#[test]
+fn simulation_and_prices_must_match() {
+    let (prices, backtest) = googl_backtest();
+    let short = PriceSeries::new(
+        prices.timestamps()[..10].to_vec(),
+        prices.open()[..10].to_vec(),
+        prices.close()[..10].to_vec(),
+    )
+    .unwrap();
+    let err = Backtest::new(&short, backtest.strategy, Frequency::fixed(252.0)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("covers 2335 bars but the prices 10"),
+        "{err}"
+    );
+}
