@@ -1,0 +1,930 @@
+//! `RestStore` against a real `mlflow server` started on 127.0.0.1 (sqlite backend, artifact
+//! proxy), checked both through our own reads and through MLflow's Python client; plus the
+//! retry behaviour against a dead port and a small fake server that answers 503/429 first.
+//!
+//! Needs the venv with `mlflow` whose python is `$RATCHET_PYTHON` (default
+//! `$HOME/.cache/ratchet/venv/bin/python`); fails, never skips, without it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ratchet_registry::rest::{RestConfig, RestStore};
+use ratchet_registry::{Metric, RegistryError, RunStatus, TrackingStore};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+// ---- harness ------------------------------------------------------------------------------
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("RATCHET_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
+                .join(".cache/ratchet/venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "no Python at {} — this test needs a venv with mlflow (python3 -m venv ~/.cache/ratchet/venv && ~/.cache/ratchet/venv/bin/pip install mlflow), or RATCHET_PYTHON pointing at one",
+        python.display()
+    );
+    python
+}
+
+/// `mlflow` next to the venv's python, else `python -m mlflow`.
+fn mlflow_command() -> Command {
+    let python = python();
+    let script = python.with_file_name("mlflow");
+    let mut command = if script.exists() {
+        Command::new(script)
+    } else {
+        let mut c = Command::new(&python);
+        c.args(["-m", "mlflow"]);
+        c
+    };
+    // Nothing may leave the machine.
+    command
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .env("DO_NOT_TRACK", "true");
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `mlflow server`, in its own process group, killed (group and all) on drop.
+struct MlflowServer {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    stopped: bool,
+    /// Database and artifacts; removed after the server is stopped.
+    _dir: tempfile::TempDir,
+}
+
+impl MlflowServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = dir.path().join("server.log");
+        let log_file = fs::File::create(&log).unwrap();
+        let child = mlflow_command()
+            .arg("server")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--backend-store-uri")
+            .arg(format!(
+                "sqlite:///{}",
+                dir.path().join("mlflow.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(dir.path().join("artifacts"))
+            .args(["--serve-artifacts", "--workers", "1"])
+            // No background job runner (a dozen huey processes): nothing here needs it.
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .process_group(0)
+            .spawn()
+            .expect("cannot start `mlflow server`");
+        let mut server = MlflowServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            stopped: false,
+            _dir: dir,
+        };
+        server.wait_until_ready(Duration::from_secs(120));
+        server
+    }
+
+    fn wait_until_ready(&mut self, deadline: Duration) {
+        let started = Instant::now();
+        let probe = RestStore::with_config(&self.url, budget(Duration::ZERO)).unwrap();
+        loop {
+            if probe.check().is_ok() {
+                eprintln!(
+                    "mlflow server ready after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "mlflow server exited ({status}) before answering:\n{}",
+                    self.log_tail()
+                );
+            }
+            if started.elapsed() > deadline {
+                panic!(
+                    "mlflow server did not answer within {deadline:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGTERM to the whole group (server, uvicorn worker, job runner), then SIGKILL.
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        let group = format!("-{}", self.child.id());
+        let signal = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        if self.child.try_wait().ok().flatten().is_none() {
+            signal("-TERM");
+            let started = Instant::now();
+            while self.child.try_wait().ok().flatten().is_none()
+                && started.elapsed() < Duration::from_secs(5)
+            {
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+        // Workers may outlive the leader; the group id stays valid while any member lives.
+        signal("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn budget(retry_budget: Duration) -> RestConfig {
+    RestConfig {
+        retry_budget,
+        first_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        ..RestConfig::default()
+    }
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `{relative path: bytes}` of every file below `root`.
+fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// A checkpoint-like directory: nested files, an empty file, spaces and non-ASCII names.
+fn write_checkpoint(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let weights: Vec<u8> = (0..300_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("model.safetensors", weights),
+        (
+            "metadata.json",
+            br#"{"algorithm": "ppo", "version": 1}"#.to_vec(),
+        ),
+        (
+            "MLmodel",
+            b"artifact_path: checkpoint\nflavors:\n  ratchet:\n    data: model.safetensors\n"
+                .to_vec(),
+        ),
+        ("state/replay buffer.safetensors", vec![7u8; 4096]),
+        ("state/deeper/rng-é.json", b"[1, 2, 3]".to_vec()),
+        ("state/empty.bin", Vec::new()),
+    ];
+    for (rel, bytes) in &files {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+    files.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Equal point by point; reports the first difference instead of two long vectors.
+fn assert_same_points(got: &[Metric], want: &[Metric]) {
+    if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
+        panic!(
+            "metric point {i} differs: got {:?}, wrote {:?}",
+            got[i], want[i]
+        );
+    }
+    assert_eq!(got.len(), want.len(), "history length");
+}
+
+fn run_python_verify(url: &str, run_id: &str, model: &str, download_dir: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rest_verify.py");
+    let output = Command::new(python())
+        .arg(&script)
+        .args([url, run_id, model])
+        .arg(download_dir)
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .env("DO_NOT_TRACK", "true")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .expect("cannot run the Python verifier");
+    assert!(
+        output.status.success(),
+        "the MLflow client failed to read what RestStore wrote:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verifier printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+// ---- the real server ------------------------------------------------------------------------
+
+#[test]
+fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
+    let started = Instant::now();
+    let mut server = MlflowServer::start();
+    let store = RestStore::with_config(&server.url, budget(Duration::from_secs(20))).unwrap();
+    let work = tempfile::tempdir().unwrap();
+
+    // Experiment: get-or-create is idempotent.
+    let experiment = store.get_or_create_experiment("ratchet-rest").unwrap();
+    assert_eq!(
+        store
+            .get_or_create_experiment("ratchet-rest")
+            .unwrap()
+            .experiment_id,
+        experiment.experiment_id
+    );
+    assert!(
+        experiment
+            .artifact_location
+            .starts_with("mlflow-artifacts:"),
+        "{experiment:?}"
+    );
+    store
+        .set_experiment_tag(&experiment.experiment_id, "team", "quant")
+        .unwrap();
+    assert!(
+        store
+            .list_experiments()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "ratchet-rest")
+    );
+
+    // Run with params (> 100: two batches), tags (> 100) and metric history (> 1000 points).
+    let run = store
+        .create_run(
+            &experiment.experiment_id,
+            "ppo-googl",
+            &pairs(&[
+                ("mlflow.source.name", "ratchet"),
+                ("mlflow.source.type", "LOCAL"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Running);
+    assert!(
+        run.artifact_uri.starts_with("mlflow-artifacts:/"),
+        "{run:?}"
+    );
+    let mut params: Vec<(String, String)> = (0..150)
+        .map(|i| (format!("hp/p{i:03}"), format!("{}", i as f64 * 0.5)))
+        .collect();
+    params.push(("learning_rate".into(), "0.0003".into()));
+    store.log_params(&run.run_id, &params).unwrap();
+    store.log_params(&run.run_id, &params[..3]).unwrap(); // same values again: a no-op
+    let tags: Vec<(String, String)> = (0..120)
+        .map(|i| (format!("ratchet.t{i:03}"), format!("value {i}")))
+        .collect();
+    store.set_run_tags(&run.run_id, &tags).unwrap();
+    let t0 = 1_790_000_000_000i64;
+    let mut metrics: Vec<Metric> = (0..2600)
+        .map(|i| Metric {
+            key: "loss".into(),
+            value: 1.0 / (1.0 + i as f64),
+            timestamp: t0 + i,
+            step: i,
+        })
+        .collect();
+    metrics.extend((0..700).map(|i| Metric {
+        key: "train/episode_return".into(),
+        value: if i == 5 {
+            f64::NAN
+        } else {
+            i as f64 * 0.25 - 10.0
+        },
+        timestamp: t0 + i,
+        step: i,
+    }));
+    store.log_metrics(&run.run_id, &metrics).unwrap();
+    let end_time = t0 + 10_000;
+    store
+        .set_run_status(&run.run_id, RunStatus::Finished, Some(end_time))
+        .unwrap();
+
+    let loss = store.get_metric_history(&run.run_id, "loss").unwrap();
+    assert_same_points(&loss, &metrics[..2600]);
+    let returns = store
+        .get_metric_history(&run.run_id, "train/episode_return")
+        .unwrap();
+    assert_eq!(returns.len(), 700);
+    assert!(returns[5].value.is_nan());
+    assert_eq!(returns[6], metrics[2606]);
+
+    let read = store.get_run(&run.run_id).unwrap();
+    assert_eq!(read.info.status, RunStatus::Finished);
+    assert_eq!(read.info.end_time, Some(end_time));
+    assert_eq!(read.info.run_name, "ppo-googl");
+    assert_eq!(
+        read.params,
+        params.iter().cloned().collect::<BTreeMap<_, _>>()
+    );
+    for (k, v) in &tags {
+        assert_eq!(read.tags.get(k), Some(v), "tag {k}");
+    }
+    assert_eq!(
+        read.tags.get("mlflow.runName").map(String::as_str),
+        Some("ppo-googl")
+    );
+    assert_eq!(read.metrics["loss"].step, 2599);
+    assert!(
+        store
+            .list_runs(&experiment.experiment_id)
+            .unwrap()
+            .iter()
+            .any(|r| r.run_id == run.run_id)
+    );
+
+    // Errors are one line, with MLflow's code; missing objects are NotFound.
+    let changed = store
+        .log_params(&run.run_id, &pairs(&[("learning_rate", "0.1")]))
+        .unwrap_err();
+    let message = changed.to_string();
+    assert!(
+        matches!(&changed, RegistryError::Remote { code: Some(c), status: Some(400), .. } if c == "INVALID_PARAMETER_VALUE"),
+        "{changed:?}"
+    );
+    assert!(
+        message.contains(&server.url) && !message.contains('\n'),
+        "{message}"
+    );
+    assert!(
+        store
+            .create_run("987654", "x", &[])
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .get_run("0123456789abcdef0123456789abcdef")
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // Artifacts: a nested directory up and back down, byte for byte.
+    let checkpoint = work.path().join("checkpoint");
+    let written = write_checkpoint(&checkpoint);
+    store
+        .upload_artifacts(&run.run_id, &checkpoint, "checkpoint")
+        .unwrap();
+    store
+        .upload_artifacts(&run.run_id, &checkpoint.join("metadata.json"), "")
+        .unwrap();
+    let listed = store.list_artifacts(&run.run_id, "").unwrap();
+    let listed_files: BTreeMap<String, Option<u64>> = listed
+        .iter()
+        .filter(|e| !e.is_dir)
+        .map(|e| (e.path.clone(), e.size))
+        .collect();
+    let mut expected_files: BTreeMap<String, Option<u64>> = written
+        .iter()
+        .map(|(k, v)| (format!("checkpoint/{k}"), Some(v.len() as u64)))
+        .collect();
+    expected_files.insert(
+        "metadata.json".into(),
+        Some(written["metadata.json"].len() as u64),
+    );
+    assert_eq!(listed_files, expected_files);
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.is_dir && e.path == "checkpoint/state/deeper")
+    );
+    let sorted: Vec<&String> = listed.iter().map(|e| &e.path).collect();
+    assert!(sorted.windows(2).all(|w| w[0] < w[1]), "{sorted:?}");
+
+    let downloaded = work.path().join("downloaded");
+    store
+        .download_artifacts(&run.run_id, "checkpoint", &downloaded)
+        .unwrap();
+    assert_eq!(read_tree(&downloaded), written);
+    let single = work.path().join("single.json");
+    store
+        .download_artifacts(&run.run_id, "checkpoint/metadata.json", &single)
+        .unwrap();
+    assert_eq!(fs::read(&single).unwrap(), written["metadata.json"]);
+    // Existing local data is never overwritten, and no temporary is left behind.
+    let refused = store
+        .download_artifacts(&run.run_id, "checkpoint", &downloaded)
+        .unwrap_err();
+    assert!(
+        matches!(refused, RegistryError::AlreadyExists(_)),
+        "{refused:?}"
+    );
+    assert_eq!(read_tree(&downloaded), written);
+    let missing =
+        store.download_artifacts(&run.run_id, "no/such/file", &work.path().join("nothing"));
+    assert!(missing.unwrap_err().is_not_found());
+    let leftovers: Vec<String> = fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers.len(), 3, "{leftovers:?}"); // checkpoint, downloaded, single.json
+
+    // Registry: model, two versions from the run's checkpoint, tags, aliases.
+    let model = store.create_registered_model("ratchet-rest-model").unwrap();
+    assert_eq!(
+        store
+            .create_registered_model("ratchet-rest-model")
+            .unwrap()
+            .name,
+        model.name
+    );
+    store
+        .set_registered_model_tag(&model.name, "owner", "quant-team")
+        .unwrap();
+    store
+        .set_registered_model_tag(&model.name, "scratch", "x")
+        .unwrap();
+    store
+        .delete_registered_model_tag(&model.name, "scratch")
+        .unwrap();
+    let source = store.artifact_uri(&run.run_id, "checkpoint").unwrap();
+    assert_eq!(source, format!("{}/checkpoint", run.artifact_uri));
+    let v1 = store
+        .create_model_version(
+            &model.name,
+            &source,
+            &run.run_id,
+            &pairs(&[("ratchet.semver", "1.0.0")]),
+            Some("first"),
+        )
+        .unwrap();
+    let v2 = store
+        .create_model_version(
+            &model.name,
+            &source,
+            &run.run_id,
+            &pairs(&[("ratchet.semver", "1.1.0")]),
+            None,
+        )
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(v1.status, "READY");
+    assert_eq!(v1.source, source);
+    assert_eq!(v1.run_id.as_deref(), Some(run.run_id.as_str()));
+    store
+        .set_model_version_tag(&model.name, 2, "validated", "true")
+        .unwrap();
+    store
+        .set_model_version_tag(&model.name, 2, "scratch", "y")
+        .unwrap();
+    store
+        .delete_model_version_tag(&model.name, 2, "scratch")
+        .unwrap();
+    store.set_alias(&model.name, "production", 1).unwrap();
+    store.set_alias(&model.name, "production", 2).unwrap(); // moves
+    store.set_alias(&model.name, "champion", 1).unwrap();
+    assert_eq!(
+        store
+            .get_version_by_alias(&model.name, "production")
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(
+        store
+            .get_version_by_alias(&model.name, "champion")
+            .unwrap()
+            .version,
+        1
+    );
+    store.delete_alias(&model.name, "champion").unwrap();
+    assert!(
+        store
+            .get_version_by_alias(&model.name, "champion")
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .get_model_version(&model.name, 99)
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(store.set_alias(&model.name, "latest", 1).is_err());
+
+    let versions = store.list_model_versions(&model.name).unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(versions[1].aliases, ["production"]);
+    assert!(versions[0].aliases.is_empty());
+    assert_eq!(versions[0].description.as_deref(), Some("first"));
+    assert_eq!(
+        versions[1].tags,
+        pairs(&[("ratchet.semver", "1.1.0"), ("validated", "true")])
+            .into_iter()
+            .collect()
+    );
+    let read_model = store.get_registered_model(&model.name).unwrap();
+    assert_eq!(
+        read_model.tags,
+        pairs(&[("owner", "quant-team")]).into_iter().collect()
+    );
+    assert_eq!(
+        read_model.aliases,
+        [("production".to_string(), 2u64)].into_iter().collect()
+    );
+    assert!(
+        store
+            .list_registered_models()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == model.name)
+    );
+
+    // MLflow's own client sees exactly the same.
+    let python_download = work.path().join("python-download");
+    fs::create_dir(&python_download).unwrap();
+    let seen = run_python_verify(&server.url, &run.run_id, &model.name, &python_download);
+    assert_eq!(seen["experiment"]["name"], "ratchet-rest");
+    assert_eq!(seen["experiment"]["tags"]["team"], "quant");
+    let py_run = &seen["run"];
+    assert_eq!(py_run["name"], "ppo-googl");
+    assert_eq!(py_run["status"], "FINISHED");
+    assert_eq!(py_run["end_time"], end_time);
+    assert_eq!(py_run["artifact_uri"], run.artifact_uri.as_str());
+    let py_params: BTreeMap<String, String> =
+        serde_json::from_value(py_run["params"].clone()).unwrap();
+    assert_eq!(py_params, params.iter().cloned().collect());
+    for (k, v) in &tags {
+        assert_eq!(py_run["tags"][k], v.as_str(), "tag {k}");
+    }
+    let py_loss = py_run["histories"]["loss"].as_array().unwrap();
+    assert_eq!(py_loss.len(), 2600);
+    for (point, m) in py_loss.iter().zip(&metrics) {
+        assert_eq!(point[0], m.step);
+        assert_eq!(point[1], m.timestamp);
+        let value: f64 = point[2].as_str().unwrap().parse().unwrap();
+        assert_eq!(value.to_bits(), m.value.to_bits(), "step {}", m.step);
+    }
+    let py_returns = py_run["histories"]["train/episode_return"]
+        .as_array()
+        .unwrap();
+    assert_eq!(py_returns.len(), 700);
+    assert_eq!(py_returns[5][2], "nan");
+    let py_artifacts: BTreeMap<String, Option<u64>> =
+        serde_json::from_value(seen["artifacts"].clone()).unwrap();
+    // MLflow's client reports an empty file's size as None (protobuf drops zeros).
+    let py_expected: BTreeMap<String, Option<u64>> = expected_files
+        .iter()
+        .map(|(k, v)| (k.clone(), v.filter(|&n| n > 0)))
+        .collect();
+    assert_eq!(py_artifacts, py_expected);
+    let py_digests: BTreeMap<String, String> =
+        serde_json::from_value(seen["downloaded"].clone()).unwrap();
+    let our_digests: BTreeMap<String, String> = written
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Sha256::digest(v)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(py_digests, our_digests);
+    let py_model = &seen["model"];
+    assert_eq!(py_model["tags"], serde_json::json!({"owner": "quant-team"}));
+    assert_eq!(py_model["aliases"], serde_json::json!({"production": "2"}));
+    assert_eq!(py_model["by_alias"]["production"], "2");
+    let py_versions = py_model["versions"].as_array().unwrap();
+    assert_eq!(py_versions.len(), 2);
+    for (v, expected_semver) in py_versions.iter().zip(["1.0.0", "1.1.0"]) {
+        assert_eq!(v["source"], source.as_str());
+        assert_eq!(v["run_id"], run.run_id.as_str());
+        assert_eq!(v["status"], "READY");
+        assert_eq!(v["tags"]["ratchet.semver"], expected_semver);
+    }
+    assert_eq!(py_versions[0]["description"], "first");
+    assert_eq!(py_versions[1]["tags"]["validated"], "true");
+
+    // The server goes away mid-session: the error says so, names the local copy, and the
+    // local files are untouched.
+    server.stop();
+    let impatient = RestStore::with_config(&server.url, budget(Duration::from_secs(1))).unwrap();
+    let failed = impatient
+        .upload_artifacts(&run.run_id, &checkpoint, "checkpoint-2")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        failed.contains("unavailable") && failed.contains("connection refused"),
+        "{failed}"
+    );
+    let lost = upload_to_a_server_that_fails_after_one_file(&run.run_id, &checkpoint);
+    assert!(
+        lost.contains(&checkpoint.display().to_string()) && lost.contains("intact"),
+        "{lost}"
+    );
+    assert_eq!(read_tree(&checkpoint), written);
+    eprintln!(
+        "real-server test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// An upload that dies after its first file (a fake server that knows the run, takes one
+/// PUT, then answers 503 until the retry budget is spent); returns the error message.
+fn upload_to_a_server_that_fails_after_one_file(run_id: &str, local: &Path) -> String {
+    let run_json = format!(
+        r#"{{"run": {{"info": {{"run_id": "{run_id}", "experiment_id": "1", "status": "FINISHED", "artifact_uri": "mlflow-artifacts:/1/{run_id}/artifacts"}}, "data": {{}}}}}}"#
+    );
+    let puts = AtomicUsize::new(0);
+    let fake = FakeServer::start(move |_, request| {
+        if request.method == "GET" {
+            return (200, run_json.clone());
+        }
+        match puts.fetch_add(1, Ordering::SeqCst) {
+            0 => (200, String::new()),
+            _ => (
+                503,
+                r#"{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "maintenance"}"#.into(),
+            ),
+        }
+    });
+    let store = RestStore::with_config(&fake.url, budget(Duration::from_millis(600))).unwrap();
+    store
+        .upload_artifacts(run_id, local, "checkpoint")
+        .unwrap_err()
+        .to_string()
+}
+
+// ---- retries ----------------------------------------------------------------------------------
+
+#[test]
+fn a_dead_port_fails_within_the_retry_budget_with_a_clear_error() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let store = RestStore::with_config(&url, budget(Duration::from_secs(2))).unwrap();
+    let started = Instant::now();
+    let error = store.get_or_create_experiment("anything").unwrap_err();
+    let elapsed = started.elapsed();
+    let message = error.to_string();
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "took {elapsed:?}, budget was 2 s"
+    );
+    let attempts: u32 = message
+        .split("failed ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no attempt count in: {message}"));
+    assert!(
+        attempts >= 3,
+        "gave up after {attempts} attempts in {elapsed:?}: {message}"
+    );
+    for needle in [
+        url.as_str(),
+        "connection refused",
+        "mlflow server",
+        "RATCHET_HTTP_RETRY_SECONDS",
+        "times",
+    ] {
+        assert!(
+            message.contains(needle),
+            "{needle:?} missing from: {message}"
+        );
+    }
+    assert!(!message.contains('\n'));
+}
+
+/// One parsed request as the fake server saw it.
+struct SeenRequest {
+    method: String,
+    path: String,
+    body: String,
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1: `answer(n, request)` (n counts from 1) gives the
+/// status and JSON body of each response. One connection per request (`Connection: close`).
+struct FakeServer {
+    url: String,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+impl FakeServer {
+    fn start(answer: impl Fn(usize, &SeenRequest) -> (u16, String) + Send + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let Some(request) = read_request(&stream) else {
+                    continue;
+                };
+                let n = {
+                    let mut log = log.lock().unwrap();
+                    log.push(SeenRequest { ..request });
+                    log.len()
+                };
+                let (status, body) = answer(n, &log.lock().unwrap()[n - 1]);
+                let reason = match status {
+                    200 => "OK",
+                    429 => "Too Many Requests",
+                    503 => "Service Unavailable",
+                    _ => "Error",
+                };
+                let extra = if status == 429 {
+                    "Retry-After: 0\r\n"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    &stream,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        FakeServer { url, seen }
+    }
+
+    fn requests(&self) -> Vec<(String, String, String)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.method.clone(), r.path.clone(), r.body.clone()))
+            .collect()
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<SeenRequest> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(SeenRequest {
+        method,
+        path,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+#[test]
+fn unavailable_and_rate_limited_answers_are_retried_until_the_server_recovers() {
+    let fake = FakeServer::start(|n, _| match n {
+        1 => (
+            503,
+            r#"{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "starting"}"#.into(),
+        ),
+        2 => (
+            429,
+            r#"{"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}"#.into(),
+        ),
+        _ => (200, "{}".into()),
+    });
+    let store = RestStore::with_config(&fake.url, budget(Duration::from_secs(10))).unwrap();
+    let run_id = "0123456789abcdef0123456789abcdef";
+    store
+        .log_params(run_id, &pairs(&[("learning_rate", "0.0003")]))
+        .unwrap();
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3, "one failure each, then success");
+    for (method, path, body) in &requests {
+        // The same request, body included, every time.
+        assert_eq!(method, "POST");
+        assert_eq!(path, "/api/2.0/mlflow/runs/log-batch");
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["run_id"], run_id);
+        assert_eq!(body["params"][0]["key"], "learning_rate");
+    }
+}
+
+#[test]
+fn client_errors_are_not_retried_and_persistent_503_gives_up_in_time() {
+    let not_found = FakeServer::start(|_, _| {
+        (
+            404,
+            r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run with id=x not found"}"#
+                .into(),
+        )
+    });
+    let store = RestStore::with_config(&not_found.url, budget(Duration::from_secs(10))).unwrap();
+    assert!(store.get_run("x").unwrap_err().is_not_found());
+    assert_eq!(not_found.requests().len(), 1);
+
+    let down = FakeServer::start(|_, _| (503, "<html>\n<b>Bad gateway</b>\n</html>".into()));
+    let store = RestStore::with_config(&down.url, budget(Duration::from_millis(1500))).unwrap();
+    let started = Instant::now();
+    let error = store.get_run("x").unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        down.requests().len() >= 3,
+        "{} attempts",
+        down.requests().len()
+    );
+    assert!(
+        matches!(
+            error,
+            RegistryError::Remote {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("HTTP_503 (HTTP 503)") && message.contains("Bad gateway"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+}
