@@ -1,1 +1,39 @@
-fn main() {}
+//! `ratchet`: train DQN/PPO trading agents, version them in an MLflow store, backtest them.
+//!
+//! The binary is a thin layer over the workspace crates: it parses flags, wires data,
+//! environments, agents, the registry and backtests together, and prints results.
+
+mod backtest;
+mod checkpoint;
+mod cli;
+mod config;
+mod evaluate;
+mod learner;
+mod market;
+mod models;
+mod output;
+mod policy;
+mod tracking;
+mod train;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let tracking_uri = ratchet_registry::resolve_tracking_uri(cli.tracking_uri.as_deref());
+    let result = match cli.command {
+        Command::Train(args) => train::run(&tracking_uri, args),
+        Command::Backtest(args) => backtest::run(&tracking_uri, args),
+        Command::Models(cmd) => models::run(&tracking_uri, cmd),
+        Command::Runs(cmd) => tracking::runs(&tracking_uri, cmd),
+        Command::Experiments(cmd) => tracking::experiments(&tracking_uri, cmd),
+    };
+    if let Err(err) = result {
+        // One line: the outermost context first, then its causes.
+        let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,230 @@
+//! `ratchet backtest`: a registered version's greedy policy over a date range, with reports.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::Serialize;
+
+use ratchet_backtest::{ReportInput, ReportMetadata, TimeRange, write_reports};
+use ratchet_registry::Metric;
+
+use crate::checkpoint;
+use crate::cli::{BacktestArgs, EnvKind};
+use crate::evaluate::{headline, policy_backtest};
+use crate::learner::Learner;
+use crate::market::Market;
+
+#[derive(Serialize)]
+struct BacktestOutput {
+    model_uri: String,
+    range: (String, String),
+    periods_per_year: f64,
+    leakage: Option<String>,
+    reports: Vec<PathBuf>,
+    metrics: std::collections::BTreeMap<String, f64>,
+}
+
+pub fn run(tracking_uri: &str, args: BacktestArgs) -> Result<()> {
+    let registry = ratchet_registry::Registry::open(tracking_uri)?;
+    let version = checkpoint::load_version(&registry, &args.model)?;
+    if version.config.run.env != EnvKind::Trading {
+        bail!(
+            "{} was trained on CartPole; backtests need a model trained on market data",
+            version.uri
+        );
+    }
+    let mut config = version.config.clone();
+    if let Some(d) = &args.data {
+        config.data.file = d.clone();
+    }
+    let market = Market::prepare(
+        &config.data.file,
+        &config.data.load_options(),
+        &config.features,
+        &config.data.split,
+    )?;
+    let range = match (&args.from, &args.to) {
+        (None, None) => market.splits.test.range(),
+        (from, to) => {
+            let ts = &market.frame.timestamps;
+            let start = match from {
+                Some(d) => {
+                    let first = parse_date(d, false)?;
+                    ts.partition_point(|&t| t < first)
+                }
+                None => 0,
+            };
+            let end = match to {
+                Some(d) => {
+                    let last = parse_date(d, true)?;
+                    ts.partition_point(|&t| t <= last)
+                }
+                None => ts.len(),
+            };
+            if end <= start + 1 {
+                bail!(
+                    "no bars of {} fall between {} and {} (the data covers {} .. {})",
+                    config.data.file.display(),
+                    from.as_deref().unwrap_or("the start"),
+                    to.as_deref().unwrap_or("the end"),
+                    ratchet_data::format_timestamp(ts[0]),
+                    ratchet_data::format_timestamp(ts[ts.len() - 1]),
+                );
+            }
+            start..end
+        }
+    };
+    config.trading.window = config.features.window;
+    let mut learner = Learner::build(&config, Some(&market))?;
+    if let Some(d) = version.differences(&config, &learner).first() {
+        bail!(
+            "{} does not fit {}: {d}",
+            version.uri,
+            config.data.file.display()
+        );
+    }
+    learner
+        .restore(&version.state)
+        .with_context(|| format!("loading the weights of {}", version.uri))?;
+    let (prices, backtest) = policy_backtest(&market, &config.trading, learner.policy(), range)?;
+    let metadata = ReportMetadata {
+        title: format!("Backtest of {}", version.uri),
+        model_name: Some(version.name.clone()),
+        model_version: Some(version.version.to_string()),
+        model_uri: Some(version.uri.clone()),
+        feature_hash: Some(config.features.hash()),
+        data_file: Some(config.data.file.display().to_string()),
+        extra: [
+            (
+                "algorithm".to_string(),
+                version.metadata.training.algorithm.clone(),
+            ),
+            ("run_id".to_string(), version.run_id.clone()),
+            ("seed".to_string(), config.run.seed.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let training_range = match &version.metadata.training.data.train {
+        Some(r) => Some(time_range(&r.start, &r.end)?),
+        None => None,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("reports").join(format!("{}-v{}", version.name, version.version))
+    });
+    let paths = write_reports(
+        &out,
+        &ReportInput {
+            prices: &prices,
+            backtest: &backtest,
+            metadata: &metadata,
+            training_range,
+        },
+    )
+    .with_context(|| format!("writing reports to {}", out.display()))?;
+    if let Some(warning) = &paths.leakage {
+        eprintln!("warning: {warning}");
+    }
+    let metrics = headline(&backtest);
+    let now = ratchet_registry::now_ms();
+    let logged: Vec<Metric> = metrics
+        .iter()
+        .map(|(k, v)| Metric {
+            key: format!("backtest/{k}"),
+            value: *v,
+            timestamp: now,
+            step: 0,
+        })
+        .collect();
+    registry
+        .store()
+        .log_metrics(&version.run_id, &logged)
+        .with_context(|| format!("logging the backtest to run {}", version.run_id))?;
+    let (first, last) = prices.span();
+    let output = BacktestOutput {
+        model_uri: version.uri.clone(),
+        range: (first.to_rfc3339(), last.to_rfc3339()),
+        periods_per_year: backtest.frequency.periods_per_year,
+        leakage: paths.leakage.clone(),
+        reports: vec![
+            paths.json.clone(),
+            paths.markdown.clone(),
+            paths.html.clone(),
+        ],
+        metrics,
+    };
+    if args.json {
+        return crate::output::print_json(&output);
+    }
+    let s = &backtest.strategy_metrics;
+    let h = &backtest.buy_and_hold_metrics;
+    println!(
+        "backtest of {} over {} .. {} ({} bars)",
+        version.uri,
+        first.format("%Y-%m-%d %H:%M"),
+        last.format("%Y-%m-%d %H:%M"),
+        prices.len()
+    );
+    println!(
+        "  periods per year  {} ({})",
+        backtest.frequency.periods_per_year, backtest.frequency.rule
+    );
+    println!(
+        "  total return      {:+.2}%   buy & hold {:+.2}%",
+        s.total_return * 100.0,
+        h.total_return * 100.0
+    );
+    println!(
+        "  sharpe            {}   buy & hold {}",
+        opt(s.sharpe),
+        opt(h.sharpe)
+    );
+    println!(
+        "  max drawdown      {:.2}%   buy & hold {:.2}%",
+        s.max_drawdown * 100.0,
+        h.max_drawdown * 100.0
+    );
+    println!("  trades            {}", s.trades);
+    println!("reports: {}", out.display());
+    for p in &output.reports {
+        println!("  {}", p.display());
+    }
+    Ok(())
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
+}
+
+/// `YYYY-MM-DD` (start of day, or end of day when `end_of_day`) or an ISO date-time, as epoch
+/// milliseconds UTC.
+fn parse_date(s: &str, end_of_day: bool) -> Result<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc).timestamp_millis());
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc().timestamp_millis());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = if end_of_day {
+            d.and_hms_milli_opt(23, 59, 59, 999)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+        return Ok(t.expect("valid time of day").and_utc().timestamp_millis());
+    }
+    bail!(
+        "cannot read the date '{s}': use YYYY-MM-DD or an ISO date-time like 2017-06-01T14:00:00Z"
+    )
+}
+
+/// A training range as the report wants it.
+fn time_range(first: &str, last: &str) -> Result<TimeRange> {
+    Ok(TimeRange {
+        start: DateTime::from_timestamp_millis(parse_date(first, false)?).expect("in range"),
+        end: DateTime::from_timestamp_millis(parse_date(last, true)?).expect("in range"),
+    })
+}

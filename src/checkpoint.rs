@@ -1,0 +1,418 @@
+//! The bridge between the agents' [`TrainingState`] and the registry's checkpoints: run
+//! checkpoints (what `--resume` restarts from), registration of a finished run, and loading
+//! a registered version (for `--from` and backtests).
+//!
+//! Tensors are filed by their name: network weights (`actor.*`, `critic.*`, `q_network.*`,
+//! `target_network.*`) go to `model.safetensors`, optimizer moments (`optim.*`) to
+//! `optimizer.safetensors`, everything else (replay buffer, rollout, environment
+//! observations) to `state.safetensors`. The agent's JSON state, this run's step budget and
+//! parent, and the whole [`TrainConfig`] travel in `state.json` and `metadata.json`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use ratchet_agents::{NamedTensor, TrainingState};
+use ratchet_registry::{
+    Checkpoint, CheckpointState, CompatibilityTarget, DataSource, DateRange, ModelRef,
+    ModelVersion, ParentRef, Registry, SemVer, Tensor, TrackingStore, TrainingRecord,
+    VersionStatus,
+};
+
+use crate::cli::{Algo, EnvKind};
+use crate::config::TrainConfig;
+use crate::evaluate::Evaluation;
+use crate::learner::Learner;
+use crate::market::Market;
+
+/// Artifact path of a run's latest checkpoint.
+pub const RUN_CHECKPOINT: &str = "checkpoint";
+
+const WEIGHT_PREFIXES: [&str; 4] = ["actor.", "critic.", "q_network.", "target_network."];
+
+/// What a run checkpoint holds besides the agent's own state.
+#[derive(Serialize, Deserialize)]
+struct RunProgress {
+    /// Total environment steps at which the run ends.
+    target_steps: u64,
+    parent: Option<ParentRef>,
+}
+
+/// `state.json` of every checkpoint Ratchet writes.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    algorithm: String,
+    agent: serde_json::Value,
+    run: RunProgress,
+}
+
+fn to_registry(t: &NamedTensor) -> Tensor {
+    Tensor::new(t.name.clone(), t.shape.clone(), t.data.clone())
+}
+
+fn split_state(state: &TrainingState, run: RunProgress) -> Result<CheckpointState> {
+    let mut out = CheckpointState::default();
+    for t in &state.tensors {
+        if WEIGHT_PREFIXES.iter().any(|p| t.name.starts_with(p)) {
+            out.weights.push(to_registry(t));
+        } else if t.name.starts_with("optim.") {
+            out.optimizer.push(to_registry(t));
+        } else {
+            out.state_tensors.push(to_registry(t));
+        }
+    }
+    out.state = serde_json::to_value(SavedState {
+        algorithm: state.algorithm.clone(),
+        agent: state.meta.clone(),
+        run,
+    })?;
+    Ok(out)
+}
+
+fn join_state(state: CheckpointState) -> Result<(TrainingState, RunProgress)> {
+    let saved: SavedState = serde_json::from_value(state.state)
+        .context("state.json was not written by this version of ratchet")?;
+    let tensors = state
+        .weights
+        .into_iter()
+        .chain(state.optimizer)
+        .chain(state.state_tensors)
+        .map(|t| NamedTensor::new(t.name, t.shape, t.data))
+        .collect();
+    Ok((
+        TrainingState {
+            algorithm: saved.algorithm,
+            tensors,
+            meta: saved.agent,
+        },
+        saved.run,
+    ))
+}
+
+fn algorithm(config: &TrainConfig) -> &'static str {
+    match config.run.algo {
+        Algo::Ppo => "ppo",
+        Algo::Dqn => "dqn",
+    }
+}
+
+/// Everything known about the run that trained the weights.
+pub fn training_record(
+    config: &TrainConfig,
+    market: Option<&Market>,
+    learner: &Learner,
+    parent: Option<&ParentRef>,
+    metrics: BTreeMap<String, f64>,
+    wall_time_secs: f64,
+) -> Result<TrainingRecord> {
+    let data = match market {
+        Some(m) => {
+            let range = |s: &ratchet_data::Segment| DateRange {
+                start: s.first_date.clone(),
+                end: s.last_date.clone(),
+            };
+            DataSource {
+                path: config.data.file.display().to_string(),
+                sha256: m.loaded.sha256.clone(),
+                train: Some(range(&m.splits.train)),
+                validation: Some(range(&m.splits.validation)),
+                test: Some(range(&m.splits.test)),
+            }
+        }
+        None => DataSource {
+            path: "cartpole".into(),
+            ..DataSource::default()
+        },
+    };
+    let (feature_config, feature_hash) = match config.run.env {
+        EnvKind::Trading => (
+            serde_json::to_value(&config.features)?,
+            config.features.hash(),
+        ),
+        // CartPole has no features; its observation spec stands in so that versions of
+        // either kind carry a hash to check compatibility against.
+        EnvKind::Cartpole => {
+            let spec = serde_json::json!({ "environment": "cartpole-v1" });
+            let digest = sha2::Sha256::digest(spec.to_string().as_bytes());
+            let hash = digest.iter().map(|b| format!("{b:02x}")).collect();
+            (spec, hash)
+        }
+    };
+    let policy = learner.policy();
+    let crate_versions = [
+        ("ratchet", env!("CARGO_PKG_VERSION")),
+        ("burn", "0.22.1"),
+        ("feature_schema", ratchet_data::FEATURE_SCHEMA_VERSION),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Ok(TrainingRecord {
+        feature_config,
+        feature_hash,
+        data,
+        algorithm: algorithm(config).into(),
+        hyperparameters: serde_json::to_value(config)?,
+        seed: config.run.seed,
+        device: format!("{:?}", config.run.device).to_lowercase(),
+        crate_versions,
+        training_steps: learner.total_steps(),
+        wall_time_secs,
+        observation_shape: vec![policy.input_size()],
+        action_count: policy.output_size(),
+        metrics,
+        parent: parent.cloned(),
+    })
+}
+
+/// Writes the learner's complete state as the run's `checkpoint` artifact (replacing the
+/// previous one atomically).
+#[allow(clippy::too_many_arguments)]
+pub fn save_run(
+    store: &dyn TrackingStore,
+    run_id: &str,
+    config: &TrainConfig,
+    market: Option<&Market>,
+    learner: &Learner,
+    parent: Option<&ParentRef>,
+    target_steps: u64,
+) -> Result<()> {
+    let state = learner.state()?;
+    let checkpoint_state = split_state(
+        &state,
+        RunProgress {
+            target_steps,
+            parent: parent.cloned(),
+        },
+    )?;
+    let record = training_record(config, market, learner, parent, BTreeMap::new(), 0.0)?;
+    let metadata = ModelVersion {
+        name: config.model_name(),
+        version: None,
+        version_id: format!("checkpoint-{}", learner.total_steps()),
+        semver: SemVer {
+            major: 0,
+            minor: 0,
+            patch: 0,
+        },
+        status: VersionStatus::Registered,
+        created_at: Utc::now(),
+        run_id: Some(run_id.to_string()),
+        weights_sha256: String::new(),
+        network_hash: String::new(),
+        aliases: Vec::new(),
+        training: record,
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix(".ratchet-checkpoint-")
+        .tempdir_in(store.scratch_dir()?)
+        .context("creating a scratch directory for the checkpoint")?;
+    let local = scratch.path().join(RUN_CHECKPOINT);
+    Checkpoint {
+        state: checkpoint_state,
+        metadata,
+    }
+    .save(&local)?;
+    store
+        .upload_artifacts_owned(run_id, &local, RUN_CHECKPOINT)
+        .with_context(|| format!("saving the checkpoint of run {run_id}"))?;
+    Ok(())
+}
+
+/// A run's last checkpoint, as `--resume` needs it.
+pub struct RunCheckpoint {
+    pub config: TrainConfig,
+    pub state: TrainingState,
+    pub parent: Option<ParentRef>,
+    pub target_steps: u64,
+}
+
+pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint> {
+    let run = store.get_run(run_id).with_context(|| {
+        format!("no run {run_id} to resume; `ratchet runs list` shows the runs")
+    })?;
+    if run.info.status == ratchet_registry::RunStatus::Finished {
+        anyhow::bail!(
+            "run {run_id} already finished; continue its model with `ratchet train --from`"
+        );
+    }
+    let download = tempfile::tempdir()?;
+    let dir = match store.local_artifact_path(run_id, RUN_CHECKPOINT)? {
+        Some(dir) => dir,
+        None => {
+            store.download_artifacts(run_id, RUN_CHECKPOINT, download.path())?;
+            download.path().to_path_buf()
+        }
+    };
+    if !dir.exists() {
+        anyhow::bail!(
+            "run {run_id} has no checkpoint yet (it stopped before the first one); start it again"
+        );
+    }
+    let checkpoint = Checkpoint::load(&dir)
+        .with_context(|| format!("reading the last checkpoint of run {run_id}"))?;
+    let config = config_of(&checkpoint.metadata)?;
+    let (state, progress) = join_state(checkpoint.state)?;
+    Ok(RunCheckpoint {
+        config,
+        state,
+        parent: progress.parent,
+        target_steps: progress.target_steps,
+    })
+}
+
+fn config_of(metadata: &ModelVersion) -> Result<TrainConfig> {
+    let mut config: TrainConfig = serde_json::from_value(metadata.training.hyperparameters.clone())
+        .context("the version's configuration was not written by this version of ratchet")?;
+    // The recorded schedule length is explicit from now on.
+    config.dqn_schedule_given = true;
+    Ok(config)
+}
+
+/// A registered version loaded for continue-training or backtesting.
+pub struct LoadedVersion {
+    pub name: String,
+    pub version: u64,
+    /// `models:/NAME/VERSION`.
+    pub uri: String,
+    pub run_id: String,
+    pub config: TrainConfig,
+    pub state: TrainingState,
+    pub metadata: ModelVersion,
+}
+
+impl LoadedVersion {
+    pub fn parent_ref(&self) -> ParentRef {
+        ParentRef {
+            name: self.name.clone(),
+            version: self.version,
+        }
+    }
+
+    /// Differences between this version and a learner it would be restored into.
+    pub fn differences(&self, config: &TrainConfig, learner: &Learner) -> Vec<String> {
+        let policy = learner.policy();
+        let target = CompatibilityTarget {
+            feature_hash: match config.run.env {
+                EnvKind::Trading => Some(config.features.hash()),
+                EnvKind::Cartpole => Some(self.metadata.training.feature_hash.clone()),
+            },
+            observation_shape: Some(vec![policy.input_size()]),
+            action_count: Some(policy.output_size()),
+            algorithm: Some(algorithm(config).to_string()),
+        };
+        ratchet_registry::compatibility(&self.metadata, &target)
+            .into_iter()
+            .map(|d| {
+                format!(
+                    "{}: the version has {}, this run {}",
+                    d.field, d.model, d.target
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn parse_ref(uri: &str) -> Result<ModelRef> {
+    Ok(ModelRef::parse(uri)?)
+}
+
+pub fn load_version(registry: &Registry, uri: &str) -> Result<LoadedVersion> {
+    let reference = parse_ref(uri)?;
+    let checkpoint = registry
+        .load_checkpoint(&reference)
+        .with_context(|| format!("loading {uri}"))?;
+    let metadata = checkpoint.metadata.clone();
+    let version = metadata
+        .version
+        .ok_or_else(|| anyhow!("{uri}: the store returned a version without a number"))?;
+    let config = config_of(&metadata)?;
+    let (state, _) = join_state(checkpoint.state)?;
+    Ok(LoadedVersion {
+        name: metadata.name.clone(),
+        version,
+        uri: format!("models:/{}/{}", metadata.name, version),
+        run_id: metadata.run_id.clone().unwrap_or_default(),
+        config,
+        state,
+        metadata,
+    })
+}
+
+/// Registers the learner's final state as a new version of the config's model.
+#[allow(clippy::too_many_arguments)]
+pub fn register(
+    registry: &Registry,
+    run_id: &str,
+    config: &TrainConfig,
+    market: Option<&Market>,
+    learner: &Learner,
+    parent: Option<&ParentRef>,
+    evaluation: &Evaluation,
+    wall_time_secs: f64,
+) -> Result<ModelVersion> {
+    let state = learner.state()?;
+    let checkpoint_state = split_state(
+        &state,
+        RunProgress {
+            target_steps: learner.total_steps(),
+            parent: parent.cloned(),
+        },
+    )?;
+    let record = training_record(
+        config,
+        market,
+        learner,
+        parent,
+        evaluation.metrics.clone(),
+        wall_time_secs,
+    )?;
+    let name = config.model_name();
+    Ok(registry
+        .register(&name, run_id, checkpoint_state, record)
+        .with_context(|| format!("registering a version of {name}"))?)
+}
+
+/// Flattened configuration for MLflow's params table (`section.key` → value).
+pub fn flat_params(config: &TrainConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let value = serde_json::to_value(config).expect("a TrainConfig serialises");
+    flatten("", &value, &mut out);
+    if config.run.env == EnvKind::Trading {
+        out.push(("features.hash".into(), config.features.hash()));
+    }
+    out.retain(|(k, _)| match config.run.algo {
+        Algo::Ppo => !k.starts_with("dqn."),
+        Algo::Dqn => !k.starts_with("ppo."),
+    });
+    out
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        serde_json::Value::Null => {}
+        other => {
+            // MLflow caps a param value at 6000 characters; long lists are summarised.
+            let mut text = other.to_string();
+            if text.len() > 6000 {
+                text.truncate(5990);
+                text.push_str("…");
+            }
+            out.push((prefix.to_string(), text));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Command-line interface: every subcommand, flag and help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str =
+    "Train DQN/PPO trading agents, version every model in an MLflow store, and backtest them.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  ratchet train                                   PPO on the bundled GOOGL data, default config
+  ratchet train --config configs/dqn-eurusd.toml  a config file (flags override it)
+  ratchet train --env cartpole --algo dqn         the CartPole sanity check
+  ratchet train --from models:/googl-ppo@production --steps 20000
+  ratchet backtest models:/googl-ppo/1 --out reports/googl-v1
+  ratchet models list googl-ppo
+  ratchet models promote models:/googl-ppo/3 --alias production
+
+The store is MLflow's own format: ./mlruns unless --tracking-uri or MLFLOW_TRACKING_URI
+says otherwise (a directory, a file: URI, or an http(s):// MLflow server). View it with
+  MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri ./mlruns";
+
+#[derive(Parser, Debug)]
+#[command(name = "ratchet", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Where runs and models live: a directory, a file: URI or an http(s):// MLflow server.
+    #[arg(long, global = true, env = "MLFLOW_TRACKING_URI", value_name = "URI")]
+    pub tracking_uri: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train an agent (or continue training a registered version) and register the result.
+    #[command(after_help = TRAIN_HELP)]
+    Train(TrainArgs),
+    /// Run a registered model over a date range and write JSON, Markdown and HTML reports.
+    #[command(after_help = BACKTEST_HELP)]
+    Backtest(BacktestArgs),
+    /// Inspect and manage registered model versions.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Tracked runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Tracked experiments.
+    #[command(subcommand)]
+    Experiments(ExperimentsCommand),
+}
+
+const TRAIN_HELP: &str = "\
+Every flag can also be set in the TOML file given by --config; flags win. The file also
+holds the data split, the [features] list, the [trading] environment and the [ppo]/[dqn]
+hyperparameters: see configs/ for complete, commented examples.
+
+Examples:
+  ratchet train
+  ratchet train --algo dqn --steps 30000 --seed 7 --model-name googl-dqn
+  ratchet train --data my_bars.parquet --config configs/ppo-googl.toml
+  ratchet train --env cartpole --algo ppo --steps 100000
+  ratchet train --from models:/googl-ppo@production --steps 20000
+  ratchet train --resume 3f1c2a9e0b5d4c7e8f6a1b2c3d4e5f60";
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct TrainArgs {
+    /// TOML configuration file; flags override its values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Algorithm.
+    #[arg(long, value_enum)]
+    pub algo: Option<Algo>,
+    /// Environment: the trading environment over --data, or the CartPole sanity check.
+    #[arg(long, value_enum)]
+    pub env: Option<EnvKind>,
+    /// Market data, CSV or Parquet (default: the bundled GOOGL daily bars).
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Environment steps to train for (added to the source's when continuing).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+    /// Seed of every random draw (initialisation, exploration, shuffling, episode starts).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Compute device for the network: the CPU (flex backend) or a GPU through wgpu.
+    #[arg(long, value_enum)]
+    pub device: Option<Device>,
+    /// Registered model name the new version goes to.
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
+    /// Experiment the run is logged under.
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// Continue training a registered version (models:/NAME/VERSION, models:/NAME@ALIAS).
+    #[arg(long, value_name = "MODEL_URI", conflicts_with_all = ["resume", "algo", "env"])]
+    pub from: Option<String>,
+    /// Restart an interrupted run from its last checkpoint.
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["from", "config", "algo", "env", "data"])]
+    pub resume: Option<String>,
+    /// Write a checkpoint every N environment steps.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+    /// Print the result as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BACKTEST_HELP: &str = "\
+The policy acts greedily at each bar's close and fills at the next bar's open, with the
+costs and slippage it was trained with. A range that overlaps the version's training data
+is flagged in the report and on stderr.
+
+Examples:
+  ratchet backtest models:/googl-ppo/1
+  ratchet backtest models:/googl-ppo@production --from 2017-01-01 --to 2018-08-29
+  ratchet backtest models:/eurusd-dqn/2 --data data/FOREX_EURUSD_1H_ASK.csv --out reports/eurusd";
+
+#[derive(Args, Debug)]
+pub struct BacktestArgs {
+    /// The version to test: models:/NAME/VERSION, models:/NAME/HUMAN_ID or models:/NAME@ALIAS.
+    pub model: String,
+    /// Market data (default: the file the version was trained on).
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// First date (inclusive, YYYY-MM-DD or an ISO datetime); default: the version's test range.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Last date (inclusive).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Output directory for report.json, report.md and report.html.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the report's metrics as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Registered models, or the versions of one model.
+    List(ListArgs),
+    /// Everything recorded about one version.
+    Show(VersionArgs),
+    /// Point an alias (default: production) at a version; the previous holder is remembered.
+    Promote(PromoteArgs),
+    /// Move an alias back to its previous holder.
+    Rollback(RollbackArgs),
+    /// Metrics of two or more versions side by side, the better one marked.
+    Compare(CompareArgs),
+    /// Ancestors and descendants of a version.
+    Lineage(VersionArgs),
+    /// Check a version's files, checksums, metadata and tensors.
+    Validate(VersionArgs),
+    /// The feature configuration a version was trained with (TOML; --json for JSON).
+    Features(VersionArgs),
+    /// Delete old versions, never the production version or its ancestors.
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Model name; without it, all registered models.
+    pub name: Option<String>,
+    /// Only versions with this status (registered, validated, production, archived).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only versions whose metric passes, e.g. `sharpe>=1.0` (repeatable).
+    #[arg(long = "metric", value_name = "NAME>=X")]
+    pub metrics: Vec<String>,
+    /// Only versions created on or after this date.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only versions created on or before this date.
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Only versions trained with this feature hash (a prefix is enough).
+    #[arg(long, value_name = "HASH")]
+    pub feature_hash: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// models:/NAME/VERSION, models:/NAME/HUMAN_ID or models:/NAME@ALIAS.
+    pub model: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    pub model: String,
+    /// Alias to set.
+    #[arg(long, default_value = "production")]
+    pub alias: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Model name.
+    pub name: String,
+    #[arg(long, default_value = "production")]
+    pub alias: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Two or more model URIs.
+    #[arg(num_args = 2.., required = true)]
+    pub models: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    /// Model name.
+    pub name: String,
+    /// Keep the N newest versions.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Delete only versions older than DAYS.
+    #[arg(long, value_name = "DAYS")]
+    pub older_than: Option<u64>,
+    /// Show what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// Runs of an experiment (default: all experiments).
+    List {
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExperimentsCommand {
+    /// All experiments.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    Ppo,
+    Dqn,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvKind {
+    Trading,
+    Cartpole,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    Cpu,
+    Wgpu,
+}

@@ -1,0 +1,220 @@
+//! The training configuration: one TOML file (see `configs/`), overridden by flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use ratchet_agents::{DqnConfig, PpoConfig};
+use ratchet_data::{FeatureConfig, LoadOptions, SplitSpec};
+use ratchet_env::TradingConfig;
+
+use crate::cli::{Algo, Device, EnvKind, TrainArgs};
+
+/// The bundled market data used when neither the config nor `--data` names a file.
+pub const DEFAULT_DATA: &str = "data/STOCKS_GOOGL.csv";
+
+/// Everything that determines a training run. Recorded whole with every model version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub run: RunConfig,
+    pub data: DataConfig,
+    pub features: FeatureConfig,
+    pub trading: TradingConfig,
+    pub ppo: PpoConfig,
+    pub dqn: DqnConfig,
+    /// Whether `[dqn] total_timesteps` was given; otherwise a fresh run lays DQN's exploration
+    /// schedule over its own `run.steps`, as Stable-Baselines3's `learn(total_timesteps)` does.
+    #[serde(skip)]
+    pub dqn_schedule_given: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    pub algo: Algo,
+    pub env: EnvKind,
+    /// Environment steps to train for.
+    pub steps: u64,
+    pub seed: u64,
+    /// Copies of the environment stepped together (PPO's vectorised rollouts).
+    pub n_envs: usize,
+    pub device: Device,
+    /// Registered model name; default `<data file stem>-<algo>` (or `cartpole-<algo>`).
+    pub model_name: Option<String>,
+    pub experiment: String,
+    /// Checkpoint interval in environment steps.
+    pub checkpoint_every: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            algo: Algo::Ppo,
+            env: EnvKind::Trading,
+            steps: 50_000,
+            seed: 0,
+            n_envs: 1,
+            device: Device::Cpu,
+            model_name: None,
+            experiment: "ratchet".into(),
+            checkpoint_every: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// CSV or Parquet file of OHLCV bars.
+    pub file: PathBuf,
+    /// Timestamp layout (strftime, or `epoch_s`/`epoch_ms`); detected when absent.
+    pub timestamp_format: Option<String>,
+    /// Use `Adj Close` as the close, scaling open/high/low alike.
+    pub use_adj_close: bool,
+    /// Sort and de-duplicate timestamps instead of failing on them.
+    pub repair: bool,
+    /// Train/validation/test split.
+    pub split: SplitSpec,
+}
+
+impl DataConfig {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            timestamp_format: self.timestamp_format.clone(),
+            use_adj_close: self.use_adj_close,
+            repair: self.repair,
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from(DEFAULT_DATA),
+            timestamp_format: None,
+            use_adj_close: false,
+            repair: false,
+            split: SplitSpec::default(),
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            run: RunConfig::default(),
+            data: DataConfig::default(),
+            features: FeatureConfig::default(),
+            trading: TradingConfig::default(),
+            ppo: PpoConfig::default(),
+            dqn: DqnConfig::default(),
+            dqn_schedule_given: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config file; unknown keys are errors (a typo must not silently fall
+    /// back to a default).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config: TrainConfig = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                e.to_string().lines().collect::<Vec<_>>().join(" ")
+            )
+        })?;
+        config.dqn_schedule_given = text
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| t.get("dqn")?.get("total_timesteps").cloned())
+            .is_some();
+        config
+            .validate()
+            .with_context(|| format!("in config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Applies the command-line flags over the file's values.
+    pub fn apply_flags(&mut self, args: &TrainArgs) {
+        let run = &mut self.run;
+        if let Some(a) = args.algo {
+            run.algo = a;
+        }
+        if let Some(e) = args.env {
+            run.env = e;
+        }
+        if let Some(s) = args.steps {
+            run.steps = s;
+        }
+        if let Some(s) = args.seed {
+            run.seed = s;
+        }
+        if let Some(d) = args.device {
+            run.device = d;
+        }
+        if let Some(n) = &args.model_name {
+            run.model_name = Some(n.clone());
+        }
+        if let Some(x) = &args.experiment {
+            run.experiment = x.clone();
+        }
+        if let Some(c) = args.checkpoint_every {
+            run.checkpoint_every = c;
+        }
+        if let Some(d) = &args.data {
+            self.data.file = d.clone();
+        }
+        if !self.dqn_schedule_given {
+            self.dqn.total_timesteps = self.run.steps;
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.run.steps == 0 {
+            bail!("run.steps must be at least 1");
+        }
+        if self.run.n_envs == 0 {
+            bail!("run.n_envs must be at least 1");
+        }
+        if self.run.algo == Algo::Dqn && self.run.n_envs != 1 {
+            bail!("run.n_envs must be 1 for DQN (its replay buffer takes one transition per step)");
+        }
+        if self.run.checkpoint_every == 0 {
+            bail!("run.checkpoint_every must be at least 1");
+        }
+        self.features
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[features]: {e}"))?;
+        Ok(())
+    }
+
+    /// The registered model name this run's version goes to.
+    pub fn model_name(&self) -> String {
+        if let Some(n) = &self.run.model_name {
+            return n.clone();
+        }
+        let algo = match self.run.algo {
+            Algo::Ppo => "ppo",
+            Algo::Dqn => "dqn",
+        };
+        let base = match self.run.env {
+            EnvKind::Cartpole => "cartpole".to_string(),
+            EnvKind::Trading => self
+                .data
+                .file
+                .file_stem()
+                .map(|s| {
+                    s.to_string_lossy()
+                        .to_lowercase()
+                        .replace(['_', ' ', '.'], "-")
+                })
+                .unwrap_or_else(|| "model".into()),
+        };
+        format!("{base}-{algo}")
+    }
+}

@@ -1,0 +1,167 @@
+//! Judging a policy: a greedy backtest over a range of the market data (trading), or
+//! greedy episodes (CartPole). Used at the end of training and by `ratchet backtest`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use ratchet_agents::{InferenceMlp, argmax};
+use ratchet_backtest::{Backtest, Frequency, PriceSeries, simulate_policy};
+use ratchet_env::{CartPole, Env, Rng, TradingConfig};
+
+use crate::config::TrainConfig;
+use crate::learner::Learner;
+use crate::market::Market;
+use crate::policy::NetworkPolicy;
+
+/// Greedy CartPole episodes run after training.
+const CARTPOLE_EPISODES: u64 = 10;
+
+/// What training reports about the new version (logged as `eval/*` metrics and kept in the
+/// version's metadata).
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    /// `test range backtest` or `greedy episodes`.
+    pub kind: String,
+    /// Dates of the backtest range, or empty.
+    pub range: Option<(String, String)>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Evaluation {
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut lines = vec![match &self.range {
+            Some((a, b)) => format!("{} {a} .. {b}", self.kind),
+            None => self.kind.clone(),
+        }];
+        let keys = [
+            ("total_return", "total return", "percent"),
+            ("buy_and_hold_total_return", "buy & hold", "percent"),
+            ("sharpe", "sharpe", "ratio"),
+            ("max_drawdown", "max drawdown", "percent"),
+            ("trades", "trades", "count"),
+            ("mean_return", "mean return", "ratio"),
+        ];
+        for (key, label, unit) in keys {
+            if let Some(v) = self.metrics.get(key) {
+                let value = match unit {
+                    "percent" => format!("{:+.2}%", v * 100.0),
+                    "count" => format!("{v:.0}"),
+                    _ => format!("{v:.3}"),
+                };
+                lines.push(format!("  {label:<13}{value}"));
+            }
+        }
+        lines
+    }
+}
+
+pub fn after_training(
+    config: &TrainConfig,
+    market: Option<&Market>,
+    learner: &Learner,
+) -> Result<Evaluation> {
+    let policy = learner.policy();
+    match market {
+        None => Ok(cartpole(&policy, config.run.seed)),
+        Some(market) => {
+            let test = market.splits.test.range();
+            let (_, backtest) = policy_backtest(market, &config.trading, policy, test)?;
+            Ok(Evaluation {
+                kind: "test range backtest".into(),
+                range: Some((
+                    market.splits.test.first_date.clone(),
+                    market.splits.test.last_date.clone(),
+                )),
+                metrics: headline(&backtest),
+            })
+        }
+    }
+}
+
+/// Runs `policy` greedily over feature rows `range`. The first decision is taken at the first
+/// row of `range`; its observation window reaches back before it (past data, not leakage)
+/// when the range starts late enough, otherwise decisions start once a full window exists.
+pub fn policy_backtest(
+    market: &Market,
+    trading: &TradingConfig,
+    policy: InferenceMlp,
+    range: Range<usize>,
+) -> Result<(PriceSeries, Backtest)> {
+    let start = range.start.max(trading.window - 1);
+    anyhow::ensure!(
+        range.end > start + 1,
+        "the backtest range holds {} bars after the {}-bar observation window; it needs at least 2",
+        range.end.saturating_sub(start),
+        trading.window
+    );
+    let prices = market.prices(start..range.end)?;
+    let mut net = NetworkPolicy::new(
+        policy,
+        &market.data,
+        start,
+        trading.window,
+        trading.allow_short,
+    );
+    let sim = simulate_policy(&prices, &mut net, trading.costs)?;
+    let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps()))?;
+    Ok((prices, backtest))
+}
+
+/// The figures printed after training and logged to the run.
+pub fn headline(b: &Backtest) -> BTreeMap<String, f64> {
+    let s = &b.strategy_metrics;
+    let h = &b.buy_and_hold_metrics;
+    let mut m = BTreeMap::new();
+    m.insert("total_return".into(), s.total_return);
+    m.insert("max_drawdown".into(), s.max_drawdown);
+    m.insert("trades".into(), s.trades as f64);
+    m.insert("exposure".into(), s.exposure);
+    m.insert("turnover".into(), s.turnover);
+    m.insert("buy_and_hold_total_return".into(), h.total_return);
+    m.insert("periods_per_year".into(), b.frequency.periods_per_year);
+    for (k, v) in [
+        ("cagr", s.cagr),
+        ("sharpe", s.sharpe),
+        ("sortino", s.sortino),
+        ("calmar", s.calmar),
+        ("annual_volatility", s.annual_volatility),
+        ("win_rate", s.win_rate),
+        ("profit_factor", s.profit_factor),
+        ("buy_and_hold_sharpe", h.sharpe),
+    ] {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            m.insert(k.into(), v);
+        }
+    }
+    m
+}
+
+/// Mean return of greedy CartPole episodes with starts drawn from `seed`.
+fn cartpole(policy: &InferenceMlp, seed: u64) -> Evaluation {
+    let mut rng = Rng::seed_from(seed ^ 0x5EED_E7A1);
+    let mut env = CartPole::default();
+    let mut obs = [0.0f32; 4];
+    let mut q = vec![0.0f32; policy.output_size()];
+    let mut total = 0.0;
+    for _ in 0..CARTPOLE_EPISODES {
+        env.reset(&mut rng, &mut obs);
+        loop {
+            policy.forward(&obs, &mut q);
+            let step = env.step(argmax(&q), &mut obs);
+            total += step.reward as f64;
+            if step.done() {
+                break;
+            }
+        }
+    }
+    let mut metrics = BTreeMap::new();
+    metrics.insert("mean_return".into(), total / CARTPOLE_EPISODES as f64);
+    Evaluation {
+        kind: format!("{CARTPOLE_EPISODES} greedy episodes"),
+        range: None,
+        metrics,
+    }
+}

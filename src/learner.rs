@@ -1,0 +1,101 @@
+//! One type over the four (algorithm, environment) pairs the CLI can train.
+
+use anyhow::{Context, Result};
+use ratchet_agents::{AgentError, DeviceKind, Dqn, InferenceMlp, Ppo, TrainingState, UpdateLog};
+use ratchet_env::{CartPole, EpisodeMode, TradingEnv};
+
+use crate::cli::{Algo, Device, EnvKind};
+use crate::config::TrainConfig;
+use crate::market::Market;
+
+pub enum Learner {
+    PpoTrading(Ppo<TradingEnv>),
+    DqnTrading(Dqn<TradingEnv>),
+    PpoCartPole(Ppo<CartPole>),
+    DqnCartPole(Dqn<CartPole>),
+}
+
+/// Runs `$body` with `$agent` bound to whichever agent `$learner` holds.
+macro_rules! with_agent {
+    ($learner:expr, $agent:ident => $body:expr) => {
+        match $learner {
+            Learner::PpoTrading($agent) => $body,
+            Learner::DqnTrading($agent) => $body,
+            Learner::PpoCartPole($agent) => $body,
+            Learner::DqnCartPole($agent) => $body,
+        }
+    };
+}
+
+impl Learner {
+    /// A fresh agent for `config`: trading environments over the training split of
+    /// `market`, or CartPole.
+    pub fn build(config: &TrainConfig, market: Option<&Market>) -> Result<Self> {
+        let device = match config.run.device {
+            Device::Cpu => DeviceKind::Cpu,
+            Device::Wgpu => DeviceKind::Wgpu,
+        };
+        let (seed, n) = (config.run.seed, config.run.n_envs);
+        Ok(match (config.run.env, market) {
+            (EnvKind::Cartpole, _) => {
+                let envs = (0..n).map(|_| CartPole::default()).collect::<Vec<_>>();
+                match config.run.algo {
+                    Algo::Ppo => {
+                        Learner::PpoCartPole(Ppo::new(config.ppo.clone(), envs, device, seed)?)
+                    }
+                    Algo::Dqn => {
+                        Learner::DqnCartPole(Dqn::new(config.dqn.clone(), envs, device, seed)?)
+                    }
+                }
+            }
+            (EnvKind::Trading, Some(market)) => {
+                let train = market.splits.train.range();
+                let envs = (0..n)
+                    .map(|_| {
+                        TradingEnv::new(
+                            market.data.clone(),
+                            train.clone(),
+                            config.trading.clone(),
+                            EpisodeMode::RandomStarts,
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("building the training environment over the train split")?;
+                match config.run.algo {
+                    Algo::Ppo => {
+                        Learner::PpoTrading(Ppo::new(config.ppo.clone(), envs, device, seed)?)
+                    }
+                    Algo::Dqn => {
+                        Learner::DqnTrading(Dqn::new(config.dqn.clone(), envs, device, seed)?)
+                    }
+                }
+            }
+            (EnvKind::Trading, None) => anyhow::bail!("a trading agent needs market data"),
+        })
+    }
+
+    pub fn train(
+        &mut self,
+        steps: u64,
+        on_update: &mut dyn FnMut(&UpdateLog),
+    ) -> Result<(), AgentError> {
+        with_agent!(self, a => a.train(steps, on_update))
+    }
+
+    pub fn state(&self) -> Result<TrainingState, AgentError> {
+        with_agent!(self, a => a.state())
+    }
+
+    pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
+        with_agent!(self, a => a.restore(state))
+    }
+
+    /// The greedy policy's network (action logits or Q-values) as plain f32 weights.
+    pub fn policy(&self) -> InferenceMlp {
+        with_agent!(self, a => a.policy())
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        with_agent!(self, a => a.total_steps())
+    }
+}

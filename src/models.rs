@@ -1,0 +1,383 @@
+//! `ratchet models …`: listing, inspecting and managing registered versions.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+
+use ratchet_registry::{
+    MetricFilter, ModelRef, Registry, RetentionPolicy, VersionFilter, VersionStatus, VersionSummary,
+};
+
+use crate::cli::{
+    CleanupArgs, CompareArgs, ListArgs, ModelsCommand, PromoteArgs, RollbackArgs, VersionArgs,
+};
+use crate::output::{Table, number, print_json};
+
+pub fn run(tracking_uri: &str, cmd: ModelsCommand) -> Result<()> {
+    let registry = Registry::open(tracking_uri)?;
+    match cmd {
+        ModelsCommand::List(args) => list(&registry, args),
+        ModelsCommand::Show(args) => show(&registry, args),
+        ModelsCommand::Promote(args) => promote(&registry, args),
+        ModelsCommand::Rollback(args) => rollback(&registry, args),
+        ModelsCommand::Compare(args) => compare(&registry, args),
+        ModelsCommand::Lineage(args) => lineage(&registry, args),
+        ModelsCommand::Validate(args) => validate(&registry, args),
+        ModelsCommand::Features(args) => features(&registry, args),
+        ModelsCommand::Cleanup(args) => cleanup(&registry, args),
+    }
+}
+
+fn parse(uri: &str) -> Result<ModelRef> {
+    Ok(ModelRef::parse(uri)?)
+}
+
+fn list(registry: &Registry, args: ListArgs) -> Result<()> {
+    let Some(name) = args.name else {
+        let models = registry.models()?;
+        if args.json {
+            return print_json(&models);
+        }
+        let mut table = Table::new(&["MODEL", "VERSIONS", "LATEST", "PRODUCTION"]);
+        for m in &models {
+            let versions = registry.list(m, &VersionFilter::default())?;
+            let latest = versions.iter().map(|v| v.version).max();
+            let production = versions
+                .iter()
+                .find(|v| v.aliases.iter().any(|a| a == "production"))
+                .map(|v| v.version.to_string());
+            table.row(vec![
+                m.clone(),
+                versions.len().to_string(),
+                latest.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                production.unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        print!("{}", table.render());
+        return Ok(());
+    };
+    let filter = VersionFilter {
+        status: args
+            .status
+            .as_deref()
+            .map(|s| s.parse::<VersionStatus>())
+            .transpose()?,
+        metrics: args
+            .metrics
+            .iter()
+            .map(|m| MetricFilter::parse(m))
+            .collect::<Result<_, _>>()?,
+        created_after: args.since.as_deref().map(|d| date(d, false)).transpose()?,
+        created_before: args.until.as_deref().map(|d| date(d, true)).transpose()?,
+        feature_hash: args.feature_hash,
+        algorithm: None,
+    };
+    let versions = registry.list(&name, &filter)?;
+    if args.json {
+        return print_json(&versions);
+    }
+    let mut table = Table::new(&[
+        "VERSION", "ID", "SEMVER", "STATUS", "ALGO", "FEATURES", "SHARPE", "RETURN", "MAX DD",
+        "PARENT",
+    ]);
+    for v in &versions {
+        let status = match (&v.status, v.aliases.is_empty()) {
+            (Some(s), true) => s.to_string(),
+            (Some(s), false) => format!("{s} @{}", v.aliases.join(",@")),
+            (None, _) => "-".into(),
+        };
+        table.row(vec![
+            v.version.to_string(),
+            v.version_id.clone().unwrap_or_else(|| "-".into()),
+            v.semver
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            status,
+            v.algorithm.clone().unwrap_or_else(|| "-".into()),
+            v.feature_hash
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .map(|h| h.chars().take(12).collect())
+                .unwrap_or_else(|| "-".into()),
+            number(v.metrics.get("sharpe").copied()),
+            number(
+                v.metrics
+                    .get("total_return")
+                    .or(v.metrics.get("mean_return"))
+                    .copied(),
+            ),
+            number(v.metrics.get("max_drawdown").copied()),
+            v.parent
+                .as_ref()
+                .map(|p| p.uri())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if table.is_empty() {
+        println!("no versions of {name} match");
+    } else {
+        print!("{}", table.render());
+    }
+    Ok(())
+}
+
+fn date(text: &str, end_of_day: bool) -> Result<DateTime<Utc>> {
+    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .with_context(|| format!("cannot read the date '{text}': use YYYY-MM-DD"))?;
+    let t = if end_of_day {
+        d.and_hms_opt(23, 59, 59)
+    } else {
+        d.and_hms_opt(0, 0, 0)
+    };
+    Ok(t.expect("valid time").and_utc())
+}
+
+fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
+    let reference = parse(&args.model)?;
+    let version = registry.get(&reference)?;
+    let checkpoint = registry.checkpoint_dir(&reference)?;
+    let number = version.version.unwrap_or_default();
+    if args.json {
+        let mut value = serde_json::to_value(&version)?;
+        value["uri"] = json!(format!("models:/{}/{}", version.name, number));
+        value["checkpoint_path"] = json!(checkpoint.path());
+        return print_json(&value);
+    }
+    let t = &version.training;
+    println!(
+        "models:/{}/{}  ({}, semver {})",
+        version.name, number, version.version_id, version.semver
+    );
+    println!("  status        {}", version.status);
+    if !version.aliases.is_empty() {
+        println!("  aliases       @{}", version.aliases.join(", @"));
+    }
+    println!(
+        "  created       {}",
+        version.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    println!(
+        "  algorithm     {} (seed {}, device {})",
+        t.algorithm, t.seed, t.device
+    );
+    println!(
+        "  steps         {} in {:.1} s",
+        t.training_steps, t.wall_time_secs
+    );
+    println!(
+        "  observation   {:?}, {} actions",
+        t.observation_shape, t.action_count
+    );
+    if !t.feature_hash.is_empty() {
+        println!("  features      {}", t.feature_hash);
+    }
+    println!("  data          {}", t.data.path);
+    if !t.data.sha256.is_empty() {
+        println!("  data sha256   {}", t.data.sha256);
+    }
+    for (label, range) in [
+        ("train", &t.data.train),
+        ("validation", &t.data.validation),
+        ("test", &t.data.test),
+    ] {
+        if let Some(r) = range {
+            println!("  {label:<13} {} .. {}", r.start, r.end);
+        }
+    }
+    if let Some(p) = &t.parent {
+        println!("  parent        {}", p.uri());
+    }
+    println!(
+        "  run           {}",
+        version.run_id.as_deref().unwrap_or("-")
+    );
+    println!("  checkpoint    {}", checkpoint.path().display());
+    if !t.metrics.is_empty() {
+        println!("  metrics");
+        for (k, v) in &t.metrics {
+            println!("    {k:<26} {}", crate::output::number(Some(*v)));
+        }
+    }
+    Ok(())
+}
+
+fn promote(registry: &Registry, args: PromoteArgs) -> Result<()> {
+    let change = registry.promote(&parse(&args.model)?, &args.alias)?;
+    if args.json {
+        return print_json(&change);
+    }
+    match change.previous {
+        Some(p) => println!(
+            "@{} of {} now points at version {} (was {p}; `ratchet models rollback {}` undoes this)",
+            change.alias, change.name, change.version, change.name
+        ),
+        None => println!(
+            "@{} of {} now points at version {}",
+            change.alias, change.name, change.version
+        ),
+    }
+    Ok(())
+}
+
+fn rollback(registry: &Registry, args: RollbackArgs) -> Result<()> {
+    let change = registry.rollback(&args.name, &args.alias)?;
+    if args.json {
+        return print_json(&change);
+    }
+    println!(
+        "@{} of {} rolled back to version {} (from {})",
+        change.alias,
+        change.name,
+        change.version,
+        change
+            .previous
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    Ok(())
+}
+
+fn compare(registry: &Registry, args: CompareArgs) -> Result<()> {
+    let refs = args
+        .models
+        .iter()
+        .map(|m| parse(m))
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = registry.compare(&refs)?;
+    if args.json {
+        return print_json(&comparison);
+    }
+    let mut header = vec!["METRIC".to_string()];
+    header.extend(comparison.versions.iter().map(VersionSummary::uri));
+    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut table = Table::new(&header_refs);
+    for row in &comparison.metrics {
+        let mut cells = vec![row.metric.clone()];
+        for (i, v) in row.values.iter().enumerate() {
+            let mark = if row.best == Some(i) { " *" } else { "" };
+            cells.push(format!("{}{mark}", number(*v)));
+        }
+        table.row(cells);
+    }
+    print!("{}", table.render());
+    println!(
+        "* better (by the metric's direction: higher for returns and ratios, lower for drawdown and volatility)"
+    );
+    Ok(())
+}
+
+fn lineage(registry: &Registry, args: VersionArgs) -> Result<()> {
+    let lineage = registry.lineage(&parse(&args.model)?)?;
+    if args.json {
+        return print_json(&lineage);
+    }
+    let line = |name: &str, version: u64, s: Option<&VersionSummary>| {
+        let extra = s
+            .map(|s| {
+                format!(
+                    "  {}  {}  steps {}",
+                    s.version_id.as_deref().unwrap_or("-"),
+                    s.semver.map(|v| v.to_string()).unwrap_or_default(),
+                    s.training_steps
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into())
+                )
+            })
+            .unwrap_or_else(|| "  (deleted)".into());
+        format!("models:/{name}/{version}{extra}")
+    };
+    for a in lineage.ancestors.iter().rev() {
+        println!(
+            "{}{}",
+            "  ".repeat(0),
+            line(&a.name, a.version, a.summary.as_ref())
+        );
+    }
+    let v = &lineage.version;
+    println!("{}  <- this version", line(&v.name, v.version, Some(v)));
+    for d in &lineage.descendants {
+        println!(
+            "{}└ {}",
+            "  ".repeat(d.depth),
+            line(&d.name, d.version, d.summary.as_ref())
+        );
+    }
+    Ok(())
+}
+
+fn validate(registry: &Registry, args: VersionArgs) -> Result<()> {
+    let report = registry.validate(&parse(&args.model)?)?;
+    let ok = report.passed();
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["ok"] = json!(ok);
+        print_json(&value)?;
+    } else {
+        for c in &report.checks {
+            println!(
+                "{} {:<22} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.check,
+                c.detail
+            );
+        }
+    }
+    if !ok {
+        anyhow::bail!(
+            "models:/{}/{} failed validation",
+            report.name,
+            report.version
+        );
+    }
+    Ok(())
+}
+
+fn features(registry: &Registry, args: VersionArgs) -> Result<()> {
+    let value = registry.feature_config(&parse(&args.model)?)?;
+    if value.get("environment").is_some() {
+        anyhow::bail!(
+            "{} was trained on {} and has no market features",
+            args.model,
+            value["environment"]
+        );
+    }
+    if args.json {
+        return print_json(&value);
+    }
+    let config: ratchet_data::FeatureConfig = serde_json::from_value(value)?;
+    println!("# feature hash {}", config.hash());
+    print!("{}", toml::to_string_pretty(&config)?);
+    Ok(())
+}
+
+fn cleanup(registry: &Registry, args: CleanupArgs) -> Result<()> {
+    if args.keep.is_none() && args.older_than.is_none() {
+        anyhow::bail!("say what to keep: --keep N (newest versions) and/or --older-than DAYS");
+    }
+    let report = registry.cleanup(
+        &args.name,
+        &RetentionPolicy {
+            keep_last: args.keep,
+            max_age_days: args.older_than.map(|d| d as f64),
+            dry_run: args.dry_run,
+        },
+    )?;
+    if args.json {
+        return print_json(&report);
+    }
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    if report.deleted.is_empty() {
+        println!("nothing to delete");
+    }
+    for v in &report.deleted {
+        println!("{verb} {}", v.uri());
+    }
+    for (version, why) in &report.protected {
+        println!("kept models:/{}/{version}: {why}", args.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `ratchet runs …` and `ratchet experiments …`: the tracking side of the store.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::{ExperimentsCommand, RunsCommand};
+use crate::output::{Table, print_json, time_ms};
+
+pub fn experiments(tracking_uri: &str, cmd: ExperimentsCommand) -> Result<()> {
+    let ExperimentsCommand::List { json } = cmd;
+    let store = ratchet_registry::open_store(tracking_uri)?;
+    let experiments = store.list_experiments()?;
+    if json {
+        return print_json(&experiments);
+    }
+    let mut table = Table::new(&["ID", "NAME", "CREATED", "ARTIFACTS"]);
+    for e in &experiments {
+        table.row(vec![
+            e.experiment_id.clone(),
+            e.name.clone(),
+            e.creation_time.map(time_ms).unwrap_or_default(),
+            e.artifact_location.clone(),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RunRow {
+    experiment: String,
+    #[serde(flatten)]
+    info: ratchet_registry::RunInfo,
+}
+
+pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
+    let RunsCommand::List { experiment, json } = cmd;
+    let store = ratchet_registry::open_store(tracking_uri)?;
+    let experiments = match &experiment {
+        Some(name) => {
+            let all = store.list_experiments()?;
+            let found: Vec<_> = all.into_iter().filter(|e| &e.name == name).collect();
+            if found.is_empty() {
+                anyhow::bail!(
+                    "no experiment named '{name}' in {tracking_uri}; `ratchet experiments list` shows them"
+                );
+            }
+            found
+        }
+        None => store.list_experiments()?,
+    };
+    let mut rows = Vec::new();
+    for e in &experiments {
+        for info in store.list_runs(&e.experiment_id)? {
+            rows.push(RunRow {
+                experiment: e.name.clone(),
+                info,
+            });
+        }
+    }
+    if json {
+        return print_json(&rows);
+    }
+    let mut table = Table::new(&["RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED", "ENDED"]);
+    for r in &rows {
+        table.row(vec![
+            r.info.run_id.clone(),
+            r.info.run_name.clone(),
+            r.experiment.clone(),
+            r.info.status.as_str().to_string(),
+            time_ms(r.info.start_time),
+            r.info.end_time.map(time_ms).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
+}

@@ -1,0 +1,551 @@
+//! End-to-end tests of the `ratchet` binary: real processes, a real `mlruns/` store in a
+//! temporary directory, the bundled market data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A scratch store and feature cache, and the binary run from the repository root (where
+/// the default config finds `data/STOCKS_GOOGL.csv`).
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("mlruns")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratchet"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("--tracking-uri")
+            .arg(self.store())
+            .args(args)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env("RATCHET_CACHE_DIR", self.dir.path().join("cache"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed and print JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ratchet {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "ratchet {args:?} printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs a command that must fail with one clear error line.
+    fn fails(&self, args: &[&str], expected: &str) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "ratchet {args:?} should fail");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
+        assert!(lines[0].starts_with("error: "), "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected '{expected}' in:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+
+    fn checkpoint_dir(&self, uri: &str) -> PathBuf {
+        let shown = self.json(&["models", "show", uri, "--json"]);
+        PathBuf::from(
+            shown["checkpoint_path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no checkpoint_path in {shown}")),
+        )
+    }
+}
+
+/// Tensor name -> raw little-endian bytes, read straight from a safetensors file.
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out: Vec<(String, Vec<u8>)> = header
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .map(|(k, v)| {
+            let o = v["data_offsets"].as_array().unwrap();
+            let (a, b) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
+            (k.clone(), data[a..b].to_vec())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn assert_same_training_state(a: &Path, b: &Path) {
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        let (ta, tb) = (tensors(&a.join(file)), tensors(&b.join(file)));
+        assert!(!ta.is_empty(), "{file} holds no tensors");
+        assert_eq!(ta.len(), tb.len(), "{file}: different tensor sets");
+        for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
+            assert_eq!(na, nb);
+            assert!(da == db, "{file}: tensor {na} differs");
+        }
+    }
+}
+
+#[test]
+fn default_train_registers_a_version_and_backtests_it() {
+    let sb = Sandbox::new();
+    let out = sb.json(&[
+        "train",
+        "--steps",
+        "2048",
+        "--model-name",
+        "googl",
+        "--json",
+    ]);
+    assert_eq!(out["model_uri"], "models:/googl/1");
+    assert_eq!(out["version"], 1);
+    assert!(out["version_id"].as_str().unwrap().starts_with('v'));
+    let eval = &out["evaluation"]["metrics"];
+    for key in [
+        "total_return",
+        "max_drawdown",
+        "buy_and_hold_total_return",
+        "periods_per_year",
+    ] {
+        assert!(eval[key].is_number(), "missing {key} in {eval}");
+    }
+    assert_eq!(eval["periods_per_year"], 252.0);
+
+    let reports = sb.path("reports");
+    let bt = sb.json(&[
+        "backtest",
+        "models:/googl/1",
+        "--out",
+        reports.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        bt["leakage"],
+        Value::Null,
+        "the default range is the test split"
+    );
+    for f in ["report.json", "report.md", "report.html"] {
+        assert!(reports.join(f).is_file(), "{f} missing");
+    }
+    // The same figures as training's evaluation: both run the same policy over the test split.
+    assert_eq!(bt["metrics"]["total_return"], eval["total_return"]);
+
+    // An overlapping range is flagged on stderr.
+    let out = sb.run(&[
+        "backtest",
+        "models:/googl/1",
+        "--from",
+        "2012-01-01",
+        "--to",
+        "2013-12-31",
+        "--out",
+        sb.path("in-sample").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leakage"));
+
+    let listed = sb.json(&["models", "list", "googl", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let runs = sb.json(&["runs", "list", "--json"]);
+    assert_eq!(runs[0]["status"], "FINISHED");
+}
+
+/// PPO: training 2N steps equals training N, registering, and continuing N more from the
+/// registered version, bit for bit.
+#[test]
+fn continue_training_ppo_matches_uninterrupted_training() {
+    let sb = Sandbox::new();
+    let common = ["--seed", "5", "--json"];
+    let args = |steps: &'static str, name: &'static str| {
+        let mut v = vec!["train", "--steps", steps, "--model-name", name];
+        v.extend(common);
+        v
+    };
+    // 3000 is not a multiple of the 2048-step rollout: continuing resumes mid-rollout.
+    sb.json(&args("3000", "half"));
+    let cont = sb.json(&[
+        "train",
+        "--from",
+        "models:/half/1",
+        "--steps",
+        "3000",
+        "--json",
+    ]);
+    assert_eq!(cont["model_uri"], "models:/half/2");
+    assert_eq!(cont["parent"], "models:/half/1");
+    assert_eq!(cont["total_steps"], 6000);
+    sb.json(&args("6000", "whole"));
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/half/2"),
+        &sb.checkpoint_dir("models:/whole/1"),
+    );
+    let lineage = sb.json(&["models", "lineage", "models:/half/2", "--json"]);
+    assert!(lineage.to_string().contains("\"half\""), "{lineage}");
+}
+
+/// DQN (replay buffer, target network, epsilon schedule): the same property on CartPole.
+#[test]
+fn continue_training_dqn_matches_uninterrupted_training() {
+    let sb = Sandbox::new();
+    let config = sb.path("dqn.toml");
+    std::fs::write(
+        &config,
+        "[run]\nalgo = \"dqn\"\nenv = \"cartpole\"\nseed = 2\n\n[dqn]\nlearning_starts = 200\n\
+         buffer_size = 5000\ntrain_freq = 4\ntarget_update_interval = 250\ntotal_timesteps = 4000\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    sb.json(&[
+        "train",
+        "--config",
+        c,
+        "--steps",
+        "1500",
+        "--model-name",
+        "half",
+        "--json",
+    ]);
+    sb.json(&[
+        "train",
+        "--from",
+        "models:/half/1",
+        "--steps",
+        "1500",
+        "--json",
+    ]);
+    sb.json(&[
+        "train",
+        "--config",
+        c,
+        "--steps",
+        "3000",
+        "--model-name",
+        "whole",
+        "--json",
+    ]);
+    let (a, b) = (
+        sb.checkpoint_dir("models:/half/2"),
+        sb.checkpoint_dir("models:/whole/1"),
+    );
+    assert_same_training_state(&a, &b);
+    let (sa, sb_) = (
+        tensors(&a.join("state.safetensors")),
+        tensors(&b.join("state.safetensors")),
+    );
+    let replay: Vec<_> = sa
+        .iter()
+        .filter(|(n, _)| n.starts_with("replay."))
+        .collect();
+    assert!(
+        !replay.is_empty(),
+        "the replay buffer is part of the checkpoint"
+    );
+    assert_eq!(sa, sb_, "replay buffer and environment state match");
+}
+
+fn wait_for_checkpoint(sb: &Sandbox, child: &mut Child) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("training ended ({status}) before the test could interrupt it");
+        }
+        let found = walk(&sb.store()).into_iter().any(|p| {
+            p.ends_with("checkpoint/MANIFEST.json") || p.ends_with("checkpoint/metadata.json")
+        });
+        if found {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint() {
+    let sb = Sandbox::new();
+    let mut child = sb
+        .command(&[
+            "train",
+            "--env",
+            "cartpole",
+            "--algo",
+            "ppo",
+            "--steps",
+            "30000",
+            "--checkpoint-every",
+            "2048",
+            "--model-name",
+            "resumed",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&sb, &mut child);
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let runs = sb.json(&["runs", "list", "--json"]);
+    assert_eq!(
+        runs[0]["status"], "RUNNING",
+        "SIGKILL leaves the run as it was"
+    );
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_string();
+    let out = sb.json(&["train", "--resume", &run_id, "--json"]);
+    assert_eq!(out["run_id"], run_id.as_str());
+    assert_eq!(out["model_uri"], "models:/resumed/1");
+    assert_eq!(
+        out["total_steps"], 30000,
+        "the run finishes its original budget"
+    );
+    let runs = sb.json(&["runs", "list", "--json"]);
+    assert_eq!(runs[0]["status"], "FINISHED");
+}
+
+#[test]
+fn ctrl_c_keeps_the_checkpoint_and_marks_the_run_killed() {
+    let sb = Sandbox::new();
+    let mut child = sb
+        .command(&[
+            "train",
+            "--env",
+            "cartpole",
+            "--algo",
+            "ppo",
+            "--steps",
+            "1000000",
+            "--checkpoint-every",
+            "2048",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&sb, &mut child);
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let runs = sb.json(&["runs", "list", "--json"]);
+    assert_eq!(runs[0]["status"], "KILLED");
+    assert!(
+        walk(&sb.store())
+            .iter()
+            .any(|p| p.ends_with("checkpoint/model.safetensors"))
+    );
+}
+
+#[test]
+fn model_management_commands() {
+    let sb = Sandbox::new();
+    for seed in ["1", "2", "3"] {
+        sb.json(&[
+            "train",
+            "--env",
+            "cartpole",
+            "--steps",
+            "2048",
+            "--seed",
+            seed,
+            "--model-name",
+            "cp",
+            "--json",
+        ]);
+    }
+    let promoted = sb.json(&["models", "promote", "models:/cp/1", "--json"]);
+    assert_eq!(promoted["version"], 1);
+    sb.json(&["models", "promote", "models:/cp/3", "--json"]);
+    let shown = sb.json(&["models", "show", "models:/cp@production", "--json"]);
+    assert_eq!(shown["version"], 3);
+    sb.json(&["models", "rollback", "cp", "--json"]);
+    let shown = sb.json(&["models", "show", "models:/cp@production", "--json"]);
+    assert_eq!(
+        shown["version"], 1,
+        "rollback returns to the previous holder"
+    );
+
+    let compared = sb.json(&[
+        "models",
+        "compare",
+        "models:/cp/1",
+        "models:/cp/2",
+        "--json",
+    ]);
+    assert!(compared.to_string().contains("mean_return"), "{compared}");
+    let valid = sb.json(&["models", "validate", "models:/cp/2", "--json"]);
+    assert_eq!(valid["ok"], true, "{valid}");
+
+    let dry = sb.json(&[
+        "models",
+        "cleanup",
+        "cp",
+        "--keep",
+        "1",
+        "--dry-run",
+        "--json",
+    ]);
+    let listed = sb.json(&["models", "list", "cp", "--json"]);
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        3,
+        "dry run deletes nothing"
+    );
+    assert!(dry.to_string().contains('2'), "{dry}");
+    sb.json(&["models", "cleanup", "cp", "--keep", "1", "--json"]);
+    let listed = sb.json(&["models", "list", "cp", "--json"]);
+    let versions: Vec<u64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert!(
+        versions.contains(&1),
+        "the production version is never deleted: {versions:?}"
+    );
+    assert!(versions.contains(&3), "the newest is kept: {versions:?}");
+    assert!(!versions.contains(&2), "{versions:?}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_error_line() {
+    let sb = Sandbox::new();
+    sb.fails(&["backtest", "models:/nothing/1"], "nothing");
+    sb.fails(&["models", "show", "not-a-uri"], "models:/");
+    sb.fails(
+        &["train", "--data", "no/such/file.csv", "--steps", "10"],
+        "no/such/file.csv",
+    );
+
+    let bad = sb.path("bad.csv");
+    std::fs::write(
+        &bad,
+        "Date,Open,High,Low,Close,Volume\n2020-01-01,1,2,0.5,1.5,100\n2020-01-02,1,0.5,2,1.5,100\n",
+    )
+    .unwrap();
+    sb.fails(
+        &["train", "--data", bad.to_str().unwrap(), "--steps", "10"],
+        "bad.csv",
+    );
+    assert!(
+        !sb.store().join("models").exists(),
+        "nothing registered after a failure"
+    );
+
+    let cfg = sb.path("typo.toml");
+    std::fs::write(&cfg, "[run]\nstpes = 10\n").unwrap();
+    sb.fails(&["train", "--config", cfg.to_str().unwrap()], "stpes");
+
+    // A store location that cannot be a directory.
+    let file = sb.path("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ratchet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--tracking-uri",
+            file.to_str().unwrap(),
+            "train",
+            "--env",
+            "cartpole",
+            "--steps",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+
+    // An MLflow server that is not there: a clear error within the retry budget.
+    let out = Command::new(env!("CARGO_BIN_EXE_ratchet"))
+        .args([
+            "--tracking-uri",
+            "http://127.0.0.1:9",
+            "experiments",
+            "list",
+        ])
+        .env("RATCHET_HTTP_RETRY_SECONDS", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("127.0.0.1:9"),
+        "{stderr}"
+    );
+
+    // Continue-training with different features is refused with the difference.
+    sb.json(&["train", "--steps", "2048", "--model-name", "g", "--json"]);
+    let other = sb.path("other.toml");
+    std::fs::write(&other, "[features]\nwindow = 20\n").unwrap();
+    sb.fails(
+        &[
+            "train",
+            "--from",
+            "models:/g/1",
+            "--config",
+            other.to_str().unwrap(),
+        ],
+        "window",
+    );
+    sb.fails(&["train", "--from", "models:/g@nosuchalias"], "nosuchalias");
+}
