@@ -9,7 +9,7 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratchet_data::{Bars, FeatureConfig, LoadOptions, compute_features, load_bars};
 
-/// A deterministic random walk of `n` consistent bars.
+/// A deterministic, mean-reverting random walk of `n` consistent bars.
 fn random_walk(n: usize) -> Bars {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut unit = move || {
@@ -19,10 +19,12 @@ fn random_walk(n: usize) -> Bars {
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let mut bars = Bars::default();
-    let mut price = 100.0;
+    let (mut price, mut log_move) = (100.0, 0.0);
     for i in 0..n {
         let open = price;
-        price *= 1.0 + (unit() - 0.5) * 0.02;
+        // Mean-reverting in log space, so a million steps stay near 100.
+        log_move = 0.999 * log_move + (unit() - 0.5) * 0.02;
+        price = 100.0 * f64::exp(log_move);
         bars.timestamps.push(i as i64 * 60_000);
         bars.open.push(open);
         bars.close.push(price);
@@ -51,6 +53,32 @@ fn loading(c: &mut Criterion) {
     c.bench_function("load_googl_csv", |b| {
         b.iter(|| load_bars(black_box(&path), &opts).unwrap())
     });
+
+    // 1M hourly bars with day-first timestamps, a layout detection has to find.
+    let bars = random_walk(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("bars.csv");
+    let mut csv = String::from("Time,Open,High,Low,Close,Volume\n");
+    for i in 0..bars.len() {
+        let hour = chrono::DateTime::from_timestamp_millis(bars.timestamps[i] * 60).unwrap();
+        csv.push_str(&format!(
+            "{},{:.5},{:.5},{:.5},{:.5},{:.1}\n",
+            hour.format("%d.%m.%Y %H:%M:%S.000"),
+            bars.open[i],
+            bars.high[i] + 1e-5,
+            bars.low[i] - 1e-5,
+            bars.close[i],
+            bars.volume[i]
+        ));
+    }
+    std::fs::write(&big, csv).unwrap();
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(bars.len() as u64));
+    group.bench_function("csv_1m_bars_day_first", |b| {
+        b.iter(|| load_bars(black_box(&big), &opts).unwrap())
+    });
+    group.finish();
 }
 
 criterion_group!(benches, features, loading);

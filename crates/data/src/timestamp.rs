@@ -5,6 +5,7 @@
 //! of `01/02/2017`-style dates where no day exceeds 12, say — are reported as ambiguous so that the
 //! user names the format instead of getting silently wrong dates.
 
+use chrono::format::{self, Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 
 /// Units of numeric epoch timestamps.
@@ -91,8 +92,43 @@ enum Layout {
     Epoch(Option<EpochUnit>),
     /// RFC 3339 / ISO 8601 date-times with `Z` or an offset, `T` or space separated.
     Rfc3339,
-    Pattern(&'static str, PatternKind),
-    UserPattern(String, PatternKind),
+    Pattern(Pattern),
+}
+
+/// A strftime pattern, compiled once for the whole column.
+#[derive(Clone, Debug, PartialEq)]
+struct Pattern {
+    fmt: String,
+    items: Vec<Item<'static>>,
+    kind: PatternKind,
+}
+
+impl Pattern {
+    /// `None` when `fmt` is not valid strftime syntax.
+    fn new(fmt: &str, kind: PatternKind) -> Option<Pattern> {
+        let items = StrftimeItems::new(fmt).parse_to_owned().ok()?;
+        Some(Pattern {
+            fmt: fmt.to_string(),
+            items,
+            kind,
+        })
+    }
+
+    fn parse(&self, s: &str) -> Option<i64> {
+        let mut parsed = Parsed::new();
+        format::parse(&mut parsed, s, self.items.iter()).ok()?;
+        match self.kind {
+            PatternKind::Offset => parsed.to_datetime().ok().map(|d| d.timestamp_millis()),
+            PatternKind::Naive => parsed
+                .to_naive_datetime_with_offset(0)
+                .ok()
+                .map(|d| d.and_utc().timestamp_millis()),
+            PatternKind::Date => parsed
+                .to_naive_date()
+                .ok()
+                .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis()),
+        }
+    }
 }
 
 /// Layouts tried, in order, when the user gives no format. Dotted dates are day-first only (the
@@ -137,20 +173,6 @@ pub(crate) enum TimestampError {
 
 const SET_FORMAT_HINT: &str = "set timestamp_format to the column's chrono strftime pattern (for example \"%d.%m.%Y %H:%M:%S%.f\"), or to epoch_s / epoch_ms for numbers";
 
-fn parse_pattern(s: &str, fmt: &str, kind: PatternKind) -> Option<i64> {
-    match kind {
-        PatternKind::Offset => DateTime::parse_from_str(s, fmt)
-            .ok()
-            .map(|d| d.timestamp_millis()),
-        PatternKind::Naive => NaiveDateTime::parse_from_str(s, fmt)
-            .ok()
-            .map(|d| d.and_utc().timestamp_millis()),
-        PatternKind::Date => NaiveDate::parse_from_str(s, fmt)
-            .ok()
-            .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis()),
-    }
-}
-
 enum Number {
     Int(i64),
     Float(f64),
@@ -172,8 +194,7 @@ impl Layout {
             Layout::Epoch(Some(unit)) => unit.name().to_string(),
             Layout::Epoch(None) => "epoch numbers".to_string(),
             Layout::Rfc3339 => "rfc3339".to_string(),
-            Layout::Pattern(fmt, _) => fmt.to_string(),
-            Layout::UserPattern(fmt, _) => fmt.clone(),
+            Layout::Pattern(p) => p.fmt.clone(),
         }
     }
 
@@ -220,22 +241,14 @@ impl Layout {
                 })
                 .collect::<Result<Vec<_>, usize>>()
                 .map(|v| (v, self.describe())),
-            Layout::Pattern(fmt, kind) => {
-                parse_with_pattern(values, fmt, *kind).map(|v| (v, self.describe()))
-            }
-            Layout::UserPattern(fmt, kind) => {
-                parse_with_pattern(values, fmt, *kind).map(|v| (v, self.describe()))
-            }
+            Layout::Pattern(p) => values
+                .iter()
+                .enumerate()
+                .map(|(i, s)| p.parse(s).ok_or(i))
+                .collect::<Result<Vec<_>, usize>>()
+                .map(|v| (v, p.fmt.clone())),
         }
     }
-}
-
-fn parse_with_pattern(values: &[&str], fmt: &str, kind: PatternKind) -> Result<Vec<i64>, usize> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, s)| parse_pattern(s, fmt, kind).ok_or(i))
-        .collect()
 }
 
 /// Parses text timestamps (already trimmed, none missing) into epoch milliseconds, UTC.
@@ -251,12 +264,7 @@ pub(crate) fn parse_timestamps(
     };
     match format {
         Some(fmt) => {
-            let layout = user_layout(fmt, first).ok_or_else(|| TimestampError::Value {
-                index: 0,
-                problem: format!(
-                    "timestamp {first:?} does not match timestamp_format {fmt:?}; fix the format (chrono strftime syntax)"
-                ),
-            })?;
+            let layout = user_layout(fmt, first)?;
             layout.parse_all(values).map_err(|index| TimestampError::Value {
                 index,
                 problem: format!(
@@ -270,21 +278,33 @@ pub(crate) fn parse_timestamps(
 }
 
 /// The layout for a user-given format, with the pattern kind found by trying it on the first value.
-fn user_layout(fmt: &str, first: &str) -> Option<Layout> {
+fn user_layout(fmt: &str, first: &str) -> Result<Layout, TimestampError> {
     if let Some(unit) = EpochUnit::from_name(fmt) {
-        return Some(Layout::Epoch(Some(unit)));
+        return Ok(Layout::Epoch(Some(unit)));
+    }
+    if StrftimeItems::new(fmt).parse().is_err() {
+        return Err(TimestampError::Format(format!(
+            "timestamp_format {fmt:?} is not a valid chrono strftime pattern; fix it (e.g. \"%Y-%m-%d %H:%M:%S\")"
+        )));
     }
     [PatternKind::Offset, PatternKind::Naive, PatternKind::Date]
         .into_iter()
-        .find(|kind| parse_pattern(first, fmt, *kind).is_some())
-        .map(|kind| Layout::UserPattern(fmt.to_string(), kind))
+        .filter_map(|kind| Pattern::new(fmt, kind))
+        .find(|p| p.parse(first).is_some())
+        .map(Layout::Pattern)
+        .ok_or_else(|| TimestampError::Value {
+            index: 0,
+            problem: format!(
+                "timestamp {first:?} does not match timestamp_format {fmt:?}; fix the format (chrono strftime syntax)"
+            ),
+        })
 }
 
 fn detect_and_parse(values: &[&str]) -> Result<(Vec<i64>, String), TimestampError> {
     let layouts = [Layout::Epoch(None), Layout::Rfc3339].into_iter().chain(
         AUTO_PATTERNS
             .iter()
-            .map(|(fmt, kind)| Layout::Pattern(fmt, *kind)),
+            .filter_map(|(fmt, kind)| Pattern::new(fmt, *kind).map(Layout::Pattern)),
     );
     let mut parsed: Vec<(Vec<i64>, String)> = Vec::new();
     let mut furthest: Option<(usize, String)> = None;
@@ -392,7 +412,8 @@ pub(crate) fn parse_boundary(s: &str) -> Option<i64> {
                 "%Y-%m-%d %H:%M",
             ]
             .iter()
-            .find_map(|fmt| parse_pattern(s, fmt, PatternKind::Naive))
+            .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
+            .map(|d| d.and_utc().timestamp_millis())
         })?;
     at.checked_add(1)
 }
@@ -520,6 +541,11 @@ mod tests {
         let err = parse_timestamps(&["2017-01-01", "2017-13-01"], Some("%Y-%m-%d")).unwrap_err();
         assert!(
             matches!(err, TimestampError::Value { index: 1, .. }),
+            "{err:?}"
+        );
+        let err = parse_timestamps(&["2017-01-01"], Some("%Y-%Q")).unwrap_err();
+        assert!(
+            matches!(&err, TimestampError::Format(m) if m.contains("not a valid chrono strftime")),
             "{err:?}"
         );
     }
