@@ -24,9 +24,10 @@
 //! back as one line, `ERROR_CODE (HTTP n): message`, and `RESOURCE_DOES_NOT_EXIST` becomes
 //! [`RegistryError::NotFound`].
 //!
-//! Local files are never modified or deleted: uploads only read them, and downloads build
-//! a temporary sibling of the destination that is renamed into place once complete. A
-//! failed upload says which local directory still holds the data.
+//! Local data is never lost: uploads only read their files (a failed upload names the
+//! intact local copy; one handed over with `upload_artifacts_owned` is first moved to
+//! [`RestConfig::unsent_dir`]), and downloads are built in a temporary sibling of the
+//! destination, moved into place once complete, never overwriting an existing file.
 //!
 //! Batches follow the server's `runs/log-batch` limits: at most 1000 metrics, 100 params,
 //! 100 tags and 1000 entities per request, kept under 1 MB.
@@ -90,6 +91,10 @@ pub struct RestConfig {
     pub version_ready_timeout: Duration,
     /// Credentials sent with every request.
     pub auth: Auth,
+    /// Where a checkpoint handed over with `upload_artifacts_owned` is kept when its
+    /// upload fails: `<unsent_dir>/<run_id>/<artifact_path>`. Default
+    /// `$XDG_DATA_HOME/ratchet/unsent` (`~/.local/share/ratchet/unsent`).
+    pub unsent_dir: PathBuf,
 }
 
 impl Default for RestConfig {
@@ -102,6 +107,12 @@ impl Default for RestConfig {
             response_timeout: Duration::from_secs(120),
             version_ready_timeout: Duration::from_secs(300),
             auth: Auth::None,
+            unsent_dir: std::env::var_os("XDG_DATA_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("ratchet/unsent"),
         }
     }
 }
@@ -155,6 +166,7 @@ impl fmt::Debug for RestConfig {
             .field("response_timeout", &self.response_timeout)
             .field("version_ready_timeout", &self.version_ready_timeout)
             .field("auth", &self.auth)
+            .field("unsent_dir", &self.unsent_dir)
             .finish()
     }
 }
@@ -392,6 +404,87 @@ impl RestStore {
             if f.is_dir {
                 self.walk(location, &path, out)?;
             }
+        }
+        Ok(())
+    }
+
+    /// What is at a run's artifact `path`: a directory (its entries, recursively, relative
+    /// to it) or a file (its size).
+    fn listing(&self, run_id: &str, path: &str) -> Result<(ArtifactLocation, Listing)> {
+        let location = self.run_artifacts(run_id, path)?;
+        let mut entries = Vec::new();
+        self.walk(&location, "", &mut entries)?;
+        let path = path.trim_matches('/');
+        if !entries.is_empty() || path.is_empty() {
+            return Ok((location, Listing::Directory(entries)));
+        }
+        // The proxy lists a file, an empty directory and nothing at all alike (`{}`):
+        // look the name up in the parent directory.
+        let (parent, name) = location
+            .path
+            .rsplit_once('/')
+            .unwrap_or(("", location.path.as_str()));
+        let parent = ArtifactLocation {
+            server: location.server.clone(),
+            path: parent.to_string(),
+        };
+        let found = self
+            .list_level(&parent)?
+            .into_iter()
+            .find(|f| f.path.rsplit('/').next() == Some(name));
+        match found {
+            Some(f) if f.is_dir => Ok((location, Listing::Directory(Vec::new()))),
+            Some(f) => Ok((location, Listing::File(f.file_size.unwrap_or(0)))),
+            None => Err(RegistryError::NotFound(format!(
+                "artifact {path:?} of run {run_id} on MLflow server {}",
+                self.server
+            ))),
+        }
+    }
+
+    /// Uploads `local` (a directory's files, or one file) under `artifact_path`; on failure
+    /// says how far it got.
+    fn upload(
+        &self,
+        run_id: &str,
+        local: &Path,
+        artifact_path: &str,
+    ) -> Result<(), Box<UploadStopped>> {
+        let stopped = |error, uploaded, total| {
+            Box::new(UploadStopped {
+                error,
+                run_id: run_id.to_string(),
+                artifact_path: artifact_path.to_string(),
+                uploaded,
+                total,
+            })
+        };
+        let prepare = || -> Result<(ArtifactLocation, Vec<(PathBuf, String)>)> {
+            let meta = fs::metadata(local).map_err(|e| RegistryError::io(local, e))?;
+            let target = self.run_artifacts(run_id, artifact_path)?;
+            let files = if meta.is_dir() {
+                let mut files = Vec::new();
+                collect_files(local, "", &mut files)?;
+                files.sort();
+                files
+                    .into_iter()
+                    .map(|rel| (local.join(&rel), join_path(&target.path, &rel)))
+                    .collect()
+            } else {
+                let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                    RegistryError::InvalidArgument(format!(
+                        "{} has no UTF-8 file name to upload under",
+                        local.display()
+                    ))
+                })?;
+                vec![(local.to_path_buf(), join_path(&target.path, name))]
+            };
+            Ok((target, files))
+        };
+        let (target, files) = prepare().map_err(|e| stopped(e, 0, 0))?;
+        for (done, (file, remote)) in files.iter().enumerate() {
+            self.put_file(&target.server, remote, file)
+                .map_err(|e| stopped(e, done, files.len()))?;
         }
         Ok(())
     }
@@ -1002,128 +1095,134 @@ impl TrackingStore for RestStore {
     /// One PUT per file through the artifact proxy, each retried on transient failures.
     /// `local` is only read; if the upload stops, the error names it as the intact copy.
     fn upload_artifacts(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()> {
-        let meta = fs::metadata(local).map_err(|e| RegistryError::io(local, e))?;
-        let target = self.run_artifacts(run_id, artifact_path)?;
-        let files = if meta.is_dir() {
-            let mut files = Vec::new();
-            collect_files(local, "", &mut files)?;
-            files.sort();
-            files
-                .into_iter()
-                .map(|rel| (local.join(&rel), join_path(&target.path, &rel)))
-                .collect::<Vec<_>>()
-        } else {
-            let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-                RegistryError::InvalidArgument(format!(
-                    "{} has no UTF-8 file name to upload under",
-                    local.display()
-                ))
-            })?;
-            vec![(local.to_path_buf(), join_path(&target.path, name))]
-        };
-        let total = files.len();
-        for (done, (file, remote)) in files.iter().enumerate() {
-            if let Err(e) = self.put_file(&target.server, remote, file) {
-                let intact = format!(
-                    "uploading {} to run {run_id}'s artifacts ({}) stopped after {done} of {total} files; the local copy at {} is intact, upload it again once the server is back",
-                    local.display(),
-                    if artifact_path.is_empty() {
-                        "/"
-                    } else {
-                        artifact_path
-                    },
-                    local.display()
-                );
-                return Err(match e {
-                    RegistryError::Remote {
-                        url,
-                        status,
-                        code,
-                        message,
-                    } => RegistryError::Remote {
-                        url,
-                        status,
-                        code,
-                        message: format!("{intact}: {message}"),
-                    },
-                    other => other,
-                });
-            }
+        self.upload(run_id, local, artifact_path)
+            .map_err(|stopped| stopped.into_error(local, "is intact"))
+    }
+
+    /// As `upload_artifacts`, then removes `local`. When the upload fails, the caller may
+    /// clean up around `local` (its scratch directory), so the data is first moved to
+    /// [`RestConfig::unsent_dir`]`/<run_id>/<artifact_path>` and the error names that place.
+    fn upload_artifacts_owned(
+        &self,
+        run_id: &str,
+        local: &Path,
+        artifact_path: &str,
+    ) -> Result<()> {
+        match self.upload(run_id, local, artifact_path) {
+            Ok(()) => crate::fsutil::remove_tree(local),
+            Err(stopped) => Err(
+                match keep_unsent(&self.config.unsent_dir, local, run_id, artifact_path) {
+                    Ok(kept) => stopped.into_error(&kept, "was kept"),
+                    Err(_) => stopped.into_error(local, "is intact"),
+                },
+            ),
         }
-        Ok(())
     }
 
     fn list_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<Vec<ArtifactEntry>> {
-        let location = self.run_artifacts(run_id, artifact_path)?;
-        let mut entries = Vec::new();
-        self.walk(&location, "", &mut entries)?;
+        let (_, listing) = self.listing(run_id, artifact_path)?;
         let prefix = artifact_path.trim_matches('/');
-        for e in &mut entries {
-            e.path = join_path(prefix, &e.path);
-        }
+        let mut entries = match listing {
+            Listing::Directory(entries) => entries
+                .into_iter()
+                .map(|e| ArtifactEntry {
+                    path: join_path(prefix, &e.path),
+                    ..e
+                })
+                .collect(),
+            Listing::File(size) => vec![ArtifactEntry {
+                path: prefix.to_string(),
+                is_dir: false,
+                size: Some(size),
+            }],
+        };
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
     }
 
-    /// Downloads into a temporary sibling of `dest`, renamed into place once every file
-    /// arrived complete. `dest` must not exist, or be an empty directory (for a directory
-    /// download); existing local data is never overwritten.
+    /// A directory's contents land in `dest`, a file in `dest/<its name>` (as with the file
+    /// store). Everything is fetched into a temporary sibling of `dest` first and moved
+    /// into place only once complete; an existing local file is never overwritten.
     fn download_artifacts(&self, run_id: &str, artifact_path: &str, dest: &Path) -> Result<()> {
-        let location = self.run_artifacts(run_id, artifact_path)?;
-        let mut entries = Vec::new();
-        self.walk(&location, "", &mut entries)?;
-        // The proxy lists a file as an empty directory: then it is a file, or nothing.
-        let single_file = entries.is_empty();
-        let dest_is_empty_dir = fs::read_dir(dest).is_ok_and(|mut d| d.next().is_none());
-        if (dest.exists() && !dest_is_empty_dir) || (single_file && dest.exists()) {
+        let (location, listing) = self.listing(run_id, artifact_path)?;
+        // (remote path, local path relative to dest)
+        let (files, dirs): (Vec<(String, String)>, Vec<String>) = match listing {
+            Listing::File(_) => {
+                let name = artifact_path
+                    .trim_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("");
+                (vec![(location.path.clone(), name.to_string())], Vec::new())
+            }
+            Listing::Directory(entries) => {
+                let files = entries
+                    .iter()
+                    .filter(|e| !e.is_dir)
+                    .map(|e| (join_path(&location.path, &e.path), e.path.clone()))
+                    .collect();
+                let dirs = entries
+                    .into_iter()
+                    .filter(|e| e.is_dir)
+                    .map(|e| e.path)
+                    .collect();
+                (files, dirs)
+            }
+        };
+        if dest.exists() && !dest.is_dir() {
             return Err(RegistryError::AlreadyExists(format!(
-                "download destination {} (existing local files are never overwritten; choose a new or empty directory)",
+                "download destination {} is a file (existing local files are never overwritten)",
                 dest.display()
+            )));
+        }
+        if let Some((_, rel)) = files.iter().find(|(_, rel)| dest.join(rel).exists()) {
+            return Err(RegistryError::AlreadyExists(format!(
+                "{} (existing local files are never overwritten; download into a new directory)",
+                dest.join(rel).display()
             )));
         }
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).map_err(|e| RegistryError::io(&parent, e))?;
+        crate::fsutil::create_dir_all(&parent)?;
         let staging = crate::fsutil::temp_path(&parent, "download");
-        fs::create_dir(&staging).map_err(|e| RegistryError::io(&staging, e))?;
-        let fetched = (|| -> Result<PathBuf> {
-            if single_file {
-                let file = staging.join("file");
-                let got = self.get_file(&location.server, &location.path, &file);
+        crate::fsutil::create_dir_all(&staging)?;
+        let result = (|| -> Result<()> {
+            for (remote, rel) in &files {
+                let got = self.get_file(&location.server, remote, &staging.join(rel));
                 self.or_not_found(got, || {
                     format!("artifact {artifact_path:?} of run {run_id}")
                 })?;
-                return Ok(file);
             }
-            for entry in entries.iter().filter(|e| !e.is_dir) {
-                self.get_file(
-                    &location.server,
-                    &join_path(&location.path, &entry.path),
-                    &staging.join(&entry.path),
-                )?;
-            }
-            for entry in entries.iter().filter(|e| e.is_dir) {
+            for dir in &dirs {
                 // Empty remote directories exist locally too.
-                let dir = staging.join(&entry.path);
-                fs::create_dir_all(&dir).map_err(|e| RegistryError::io(&dir, e))?;
+                crate::fsutil::create_dir_all(&staging.join(dir))?;
             }
-            Ok(staging.clone())
+            if !dest.exists() {
+                fs::rename(&staging, dest).map_err(|e| RegistryError::io(dest, e))?;
+            } else {
+                // Merge into the existing directory, one rename per file.
+                for dir in &dirs {
+                    crate::fsutil::create_dir_all(&dest.join(dir))?;
+                }
+                for (_, rel) in &files {
+                    let target = dest.join(rel);
+                    if let Some(dir) = target.parent() {
+                        crate::fsutil::create_dir_all(dir)?;
+                    }
+                    if target.exists() {
+                        return Err(RegistryError::AlreadyExists(target.display().to_string()));
+                    }
+                    fs::rename(staging.join(rel), &target)
+                        .map_err(|e| RegistryError::io(&target, e))?;
+                }
+            }
+            crate::fsutil::sync_dir(&parent)
         })();
-        let renamed = fetched.and_then(|from| {
-            fs::rename(&from, dest).map_err(|e| RegistryError::io(dest, e))?;
-            if let Some(parent) = dest.parent() {
-                let _ = crate::fsutil::sync_dir(parent);
-            }
-            Ok(())
-        });
-        // Only our own staging directory is ever removed (gone already after a directory
-        // rename).
-        if staging.exists() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        renamed
+        // Only our own staging directory is removed (already gone after a whole rename).
+        let _ = crate::fsutil::remove_tree(&staging);
+        result
     }
 
     fn delete_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<()> {
@@ -1652,6 +1751,94 @@ fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
         (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
         (Err(_), Err(_)) => a.cmp(b),
     }
+}
+
+/// What a run's artifact path holds.
+enum Listing {
+    /// Entries below the directory, recursively, paths relative to it.
+    Directory(Vec<ArtifactEntry>),
+    /// A file of this many bytes.
+    File(u64),
+}
+
+/// An upload that did not finish.
+struct UploadStopped {
+    error: RegistryError,
+    run_id: String,
+    artifact_path: String,
+    uploaded: usize,
+    total: usize,
+}
+
+impl UploadStopped {
+    /// The error, saying where the local data now is (`state`: "is intact", "was kept")
+    /// and how to finish the upload by hand.
+    fn into_error(self, local: &Path, state: &str) -> RegistryError {
+        let destination = if self.artifact_path.is_empty() {
+            String::new()
+        } else {
+            format!(" --artifact-path {}", self.artifact_path)
+        };
+        let context = format!(
+            "uploading to run {}'s artifacts stopped after {} of {} files; the local copy {state} at {} — upload it once the server is back (`mlflow artifacts log-artifacts --local-dir {} --run-id {}{destination}`)",
+            self.run_id,
+            self.uploaded,
+            self.total,
+            local.display(),
+            local.display(),
+            self.run_id,
+        );
+        match self.error {
+            RegistryError::Remote {
+                url,
+                status,
+                code,
+                message,
+            } => RegistryError::Remote {
+                url,
+                status,
+                code,
+                message: format!("{context}: {message}"),
+            },
+            // A local problem (unreadable file, bad name) names its own path.
+            other => other,
+        }
+    }
+}
+
+/// Moves (or, across filesystems, copies) an upload that failed to
+/// `<unsent_dir>/<run_id>/<artifact_path>` and returns where it is.
+fn keep_unsent(
+    unsent_dir: &Path,
+    local: &Path,
+    run_id: &str,
+    artifact_path: &str,
+) -> Result<PathBuf> {
+    let mut kept = unsent_dir.join(run_id);
+    let leaf = if artifact_path.trim_matches('/').is_empty() {
+        "artifacts"
+    } else {
+        artifact_path.trim_matches('/')
+    };
+    kept.push(leaf);
+    if kept.exists() {
+        let name = format!(
+            "{}-{}",
+            kept.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            crate::fsutil::random_hex(4)
+        );
+        kept.set_file_name(name);
+    }
+    if let Some(parent) = kept.parent() {
+        crate::fsutil::create_dir_all(parent)?;
+    }
+    if fs::rename(local, &kept).is_err() {
+        // The caller removes `local` afterwards; a complete copy is enough.
+        crate::fsutil::copy_tree(local, &kept, true)?;
+    }
+    Ok(kept)
 }
 
 // ---------------------------------------------------------------------------------------------

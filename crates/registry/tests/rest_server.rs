@@ -467,11 +467,36 @@ fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
         .download_artifacts(&run.run_id, "checkpoint", &downloaded)
         .unwrap();
     assert_eq!(read_tree(&downloaded), written);
-    let single = work.path().join("single.json");
-    store
-        .download_artifacts(&run.run_id, "checkpoint/metadata.json", &single)
+    // A file lands inside the destination directory, as with the file store; more files
+    // can join it.
+    let single = work.path().join("single");
+    for file in ["metadata.json", "MLmodel"] {
+        store
+            .download_artifacts(&run.run_id, &format!("checkpoint/{file}"), &single)
+            .unwrap();
+    }
+    assert_eq!(
+        fs::read(single.join("metadata.json")).unwrap(),
+        written["metadata.json"]
+    );
+    assert_eq!(
+        fs::read(single.join("MLmodel")).unwrap(),
+        written["MLmodel"]
+    );
+    let one = store
+        .list_artifacts(&run.run_id, "checkpoint/state/empty.bin")
         .unwrap();
-    assert_eq!(fs::read(&single).unwrap(), written["metadata.json"]);
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        (one[0].path.as_str(), one[0].is_dir, one[0].size),
+        ("checkpoint/state/empty.bin", false, Some(0))
+    );
+    assert!(
+        store
+            .list_artifacts(&run.run_id, "checkpoint/nothing")
+            .unwrap_err()
+            .is_not_found()
+    );
     // Existing local data is never overwritten, and no temporary is left behind.
     let refused = store
         .download_artifacts(&run.run_id, "checkpoint", &downloaded)
@@ -488,7 +513,7 @@ fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(leftovers.len(), 3, "{leftovers:?}"); // checkpoint, downloaded, single.json
+    assert_eq!(leftovers.len(), 3, "{leftovers:?}"); // checkpoint, downloaded, single
 
     // Registry: model, two versions from the run's checkpoint, tags, aliases.
     let model = store.create_registered_model("ratchet-rest-model").unwrap();
@@ -684,11 +709,6 @@ fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
         failed.contains("unavailable") && failed.contains("connection refused"),
         "{failed}"
     );
-    let lost = upload_to_a_server_that_fails_after_one_file(&run.run_id, &checkpoint);
-    assert!(
-        lost.contains(&checkpoint.display().to_string()) && lost.contains("intact"),
-        "{lost}"
-    );
     assert_eq!(read_tree(&checkpoint), written);
     eprintln!(
         "real-server test took {:.1} s",
@@ -696,14 +716,14 @@ fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
     );
 }
 
-/// An upload that dies after its first file (a fake server that knows the run, takes one
-/// PUT, then answers 503 until the retry budget is spent); returns the error message.
-fn upload_to_a_server_that_fails_after_one_file(run_id: &str, local: &Path) -> String {
+/// A fake server that knows one run, takes one PUT, then answers 503 until the retry
+/// budget is spent.
+fn server_failing_after_one_file(run_id: &str) -> FakeServer {
     let run_json = format!(
         r#"{{"run": {{"info": {{"run_id": "{run_id}", "experiment_id": "1", "status": "FINISHED", "artifact_uri": "mlflow-artifacts:/1/{run_id}/artifacts"}}, "data": {{}}}}}}"#
     );
     let puts = AtomicUsize::new(0);
-    let fake = FakeServer::start(move |_, request| {
+    FakeServer::start(move |_, request| {
         if request.method == "GET" {
             return (200, run_json.clone());
         }
@@ -714,12 +734,65 @@ fn upload_to_a_server_that_fails_after_one_file(run_id: &str, local: &Path) -> S
                 r#"{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "maintenance"}"#.into(),
             ),
         }
-    });
-    let store = RestStore::with_config(&fake.url, budget(Duration::from_millis(600))).unwrap();
-    store
-        .upload_artifacts(run_id, local, "checkpoint")
+    })
+}
+
+#[test]
+fn an_upload_that_stops_half_way_keeps_the_local_checkpoint_and_says_where() {
+    let run_id = "0123456789abcdef0123456789abcdef";
+    let work = tempfile::tempdir().unwrap();
+    let checkpoint = work.path().join("checkpoint");
+    let written = write_checkpoint(&checkpoint);
+    let unsent = work.path().join("unsent");
+    let config = RestConfig {
+        unsent_dir: unsent.clone(),
+        ..budget(Duration::from_millis(600))
+    };
+
+    // A plain upload only reads: the files stay where they are, and the error says so.
+    let fake = server_failing_after_one_file(run_id);
+    let store = RestStore::with_config(&fake.url, config.clone()).unwrap();
+    let error = store
+        .upload_artifacts(run_id, &checkpoint, "checkpoints/v1")
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            RegistryError::Remote {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    for needle in [
+        "stopped after 1 of 6 files",
+        &format!("the local copy is intact at {}", checkpoint.display()),
+        "mlflow artifacts log-artifacts",
+        "maintenance",
+    ] {
+        assert!(
+            message.contains(needle),
+            "{needle:?} missing from: {message}"
+        );
+    }
+    assert_eq!(read_tree(&checkpoint), written);
+
+    // A handed-over directory (the registry's scratch copy, about to be cleaned up) is
+    // moved out of harm's way first, complete.
+    let fake = server_failing_after_one_file(run_id);
+    let store = RestStore::with_config(&fake.url, config).unwrap();
+    let message = store
+        .upload_artifacts_owned(run_id, &checkpoint, "checkpoints/v1")
         .unwrap_err()
-        .to_string()
+        .to_string();
+    let kept = unsent.join(run_id).join("checkpoints/v1");
+    assert!(
+        message.contains(&format!("the local copy was kept at {}", kept.display())),
+        "{message}"
+    );
+    assert_eq!(read_tree(&kept), written);
 }
 
 // ---- retries ----------------------------------------------------------------------------------
