@@ -358,10 +358,21 @@ impl FileStore {
         Ok(dir)
     }
 
-    /// Runs `change` on a model under the meta lock, bracketed by generation bumps so the
-    /// version cache can never keep data older than the change, then stamps the model's
+    /// Runs `change` on a model under the meta lock, then stamps the model's
     /// `last_updated_timestamp` (as MLflow does on every change).
-    fn change_model<T>(&self, dir: &Path, change: impl FnOnce() -> Result<T>) -> Result<T> {
+    ///
+    /// The version cache stays correct whatever happens: the generation counter is bumped
+    /// before the change (so a writer killed mid-change leaves a cache that no longer
+    /// matches and is rebuilt by the next reader) and after it; when the cache was valid
+    /// before, only the `affected` version is re-read into it.
+    fn change_model<T>(
+        &self,
+        dir: &Path,
+        change: impl FnOnce() -> Result<T>,
+        affected: impl FnOnce(&T) -> Option<u64>,
+    ) -> Result<T> {
+        let _lock = fsutil::lock_file(&dir.join(META_LOCK))?;
+        let cache = Self::valid_cache(dir)?;
         self.bump_generation(dir)?;
         let result = change();
         // Stamp and bump even on failure: part of the change may have landed.
@@ -369,11 +380,42 @@ impl FileStore {
         self.bump_generation(dir)?;
         let value = result?;
         stamped?;
+        if let Some(mut cache) = cache {
+            if let Some(number) = affected(&value) {
+                cache.versions.retain(|v| v.version != number);
+                if let Some((stored, false)) = self.read_version(dir, number)? {
+                    let at = cache.versions.partition_point(|v| v.version < number);
+                    cache.versions.insert(at, stored);
+                }
+            }
+            cache.numbers = Self::version_numbers(dir)?;
+            cache.token = Self::cache_token(dir)?;
+            Self::write_cache(dir, &cache);
+        }
         Ok(value)
     }
 
+    /// The version cache if it describes the model as it is now.
+    fn valid_cache(dir: &Path) -> Result<Option<VersionCache>> {
+        let token = Self::cache_token(dir)?;
+        let numbers = Self::version_numbers(dir)?;
+        Ok(fs::read(dir.join(VERSION_CACHE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<VersionCache>(&bytes).ok())
+            .filter(|c| {
+                c.format == VERSION_CACHE_FORMAT && c.token == token && c.numbers == numbers
+            }))
+    }
+
+    fn write_cache(dir: &Path, cache: &VersionCache) {
+        if let Ok(bytes) = serde_json::to_vec(cache) {
+            // A cache that cannot be written only costs speed.
+            let _ = fsutil::write_atomic(&dir.join(VERSION_CACHE), &bytes, dir, false);
+        }
+    }
+
+    /// Called with the meta lock held.
     fn bump_generation(&self, dir: &Path) -> Result<()> {
-        let _lock = fsutil::lock_file(&dir.join(META_LOCK))?;
         let path = dir.join(GENERATION);
         let current: u64 = fsutil::read_optional(&path)?
             .and_then(|s| s.trim().parse().ok())
@@ -381,8 +423,8 @@ impl FileStore {
         fsutil::write_atomic(&path, (current + 1).to_string().as_bytes(), dir, false)
     }
 
+    /// Called with the meta lock held.
     fn touch_model(&self, dir: &Path) -> Result<()> {
-        let _lock = fsutil::lock_file(&dir.join(META_LOCK))?;
         let Some(mut model) = self.read_registered_model(dir)? else {
             return Err(RegistryError::NotFound(format!(
                 "registered model at {}",
@@ -391,7 +433,8 @@ impl FileStore {
         };
         model.last_updated_timestamp = Some(now_ms());
         let meta = Self::registered_model_meta(&model);
-        fsutil::write_atomic(&dir.join(META), meta.as_bytes(), dir, true)
+        // Not fsynced: a timestamp lost to a power cut leaves the older, valid file.
+        fsutil::write_atomic(&dir.join(META), meta.as_bytes(), dir, false)
     }
 
     fn version_dir(model_dir: &Path, version: u64) -> PathBuf {
@@ -534,7 +577,7 @@ impl FileStore {
                 dirs.push(exp.join(run));
             }
         }
-        for dir in dirs {
+        for dir in dirs.into_iter().filter(|d| d.is_dir()) {
             for name in list_dir_names(&dir)? {
                 if !name.starts_with(TEMP_PREFIX) {
                     continue;
@@ -1061,9 +1104,11 @@ impl TrackingStore for FileStore {
         names::validate_key("registered model tag key", key)?;
         check_value_len("registered model tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         let dir = self.existing_model_dir(name)?;
-        self.change_model(&dir, || {
-            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
-        })
+        self.change_model(
+            &dir,
+            || fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false),
+            |_| None,
+        )
     }
 
     fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
@@ -1075,9 +1120,11 @@ impl TrackingStore for FileStore {
                 "tag {key:?} of registered model {name:?}"
             )));
         }
-        self.change_model(&dir, || {
-            fs::remove_file(&path).map_err(|e| RegistryError::io(&path, e))
-        })
+        self.change_model(
+            &dir,
+            || fs::remove_file(&path).map_err(|e| RegistryError::io(&path, e)),
+            |_| None,
+        )
     }
 
     fn create_model_version(
@@ -1114,41 +1161,44 @@ impl TrackingStore for FileStore {
                     other => other,
                 })?;
             }
-            self.change_model(&model_dir, || {
-                let mut next = Self::version_numbers(&model_dir)?
-                    .last()
-                    .copied()
-                    .unwrap_or(0)
-                    + 1;
-                loop {
-                    let now = now_ms();
-                    let version = StoredVersion {
-                        name: name.to_string(),
-                        version: next,
-                        creation_timestamp: now,
-                        last_updated_timestamp: now,
-                        source: source.to_string(),
-                        run_id: Some(run_id.to_string()),
-                        description: description.map(str::to_string),
-                        status: "READY".into(),
-                        tags: tags.iter().cloned().collect(),
-                        aliases: Vec::new(),
-                    };
-                    let meta = Self::version_meta(&version, "None");
-                    fsutil::write_atomic(&staging.join(META), meta.as_bytes(), &staging, true)?;
-                    fsutil::sync_dir(&staging)?;
-                    // The claim: renaming onto an existing (non-empty) version-N fails.
-                    let target = Self::version_dir(&model_dir, next);
-                    match fs::rename(&staging, &target) {
-                        Ok(()) => {
-                            fsutil::sync_dir(&model_dir)?;
-                            return Ok(version);
+            self.change_model(
+                &model_dir,
+                || {
+                    let mut next = Self::version_numbers(&model_dir)?
+                        .last()
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    loop {
+                        let now = now_ms();
+                        let version = StoredVersion {
+                            name: name.to_string(),
+                            version: next,
+                            creation_timestamp: now,
+                            last_updated_timestamp: now,
+                            source: source.to_string(),
+                            run_id: Some(run_id.to_string()),
+                            description: description.map(str::to_string),
+                            status: "READY".into(),
+                            tags: tags.iter().cloned().collect(),
+                            aliases: Vec::new(),
+                        };
+                        let meta = Self::version_meta(&version, "None");
+                        fsutil::write_atomic(&staging.join(META), meta.as_bytes(), &staging, true)?;
+                        fsutil::sync_dir(&staging)?;
+                        // The claim: renaming onto an existing (non-empty) version-N fails.
+                        let target = Self::version_dir(&model_dir, next);
+                        match fs::rename(&staging, &target) {
+                            Ok(()) => {
+                                return Ok(version);
+                            }
+                            Err(e) if fsutil::is_target_exists(&e, &target) => next += 1,
+                            Err(e) => return Err(RegistryError::io(&target, e)),
                         }
-                        Err(e) if fsutil::is_target_exists(&e, &target) => next += 1,
-                        Err(e) => return Err(RegistryError::io(&target, e)),
                     }
-                }
-            })
+                },
+                |v: &StoredVersion| Some(v.version),
+            )
         })();
         if built.is_err() {
             let _ = fsutil::remove_tree(&staging);
@@ -1167,18 +1217,12 @@ impl TrackingStore for FileStore {
     /// `version-*` directories); otherwise every version is read and the cache rewritten.
     fn list_model_versions(&self, name: &str) -> Result<Vec<StoredVersion>> {
         let model_dir = self.existing_model_dir(name)?;
-        let token = Self::cache_token(&model_dir)?;
-        let numbers = Self::version_numbers(&model_dir)?;
-        let cache_path = model_dir.join(VERSION_CACHE);
-        let cached = fs::read(&cache_path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<VersionCache>(&bytes).ok())
-            .filter(|c| {
-                c.format == VERSION_CACHE_FORMAT && c.token == token && c.numbers == numbers
-            });
-        let mut versions = match cached {
+        let mut versions = match Self::valid_cache(&model_dir)? {
             Some(cache) => cache.versions,
             None => {
+                // Token first: a change during the scan leaves a cache that won't match.
+                let token = Self::cache_token(&model_dir)?;
+                let numbers = Self::version_numbers(&model_dir)?;
                 let versions = self.scan_versions(&model_dir, &numbers)?;
                 let cache = VersionCache {
                     format: VERSION_CACHE_FORMAT,
@@ -1186,10 +1230,7 @@ impl TrackingStore for FileStore {
                     numbers,
                     versions,
                 };
-                if let Ok(bytes) = serde_json::to_vec(&cache) {
-                    // A cache that cannot be written only costs speed.
-                    let _ = fsutil::write_atomic(&cache_path, &bytes, &model_dir, false);
-                }
+                Self::write_cache(&model_dir, &cache);
                 cache.versions
             }
         };
@@ -1203,17 +1244,20 @@ impl TrackingStore for FileStore {
     fn delete_model_version(&self, name: &str, version: u64) -> Result<()> {
         let model_dir = self.existing_model_dir(name)?;
         let mut stored = self.live_version(&model_dir, name, version)?;
-        self.change_model(&model_dir, || {
-            stored.last_updated_timestamp = now_ms();
-            let dir = Self::version_dir(&model_dir, version);
-            let meta = Self::version_meta(&stored, STAGE_DELETED);
-            fsutil::write_atomic(&dir.join(META), meta.as_bytes(), &dir, true)?;
-            let _lock = fsutil::lock_file(&model_dir.join(META_LOCK))?;
-            for alias in &stored.aliases {
-                fsutil::remove_tree(&model_dir.join("aliases").join(alias))?;
-            }
-            Ok(())
-        })
+        self.change_model(
+            &model_dir,
+            || {
+                stored.last_updated_timestamp = now_ms();
+                let dir = Self::version_dir(&model_dir, version);
+                let meta = Self::version_meta(&stored, STAGE_DELETED);
+                fsutil::write_atomic(&dir.join(META), meta.as_bytes(), &dir, true)?;
+                for alias in &stored.aliases {
+                    fsutil::remove_tree(&model_dir.join("aliases").join(alias))?;
+                }
+                Ok(())
+            },
+            |_| Some(version),
+        )
     }
 
     fn set_model_version_tag(
@@ -1228,9 +1272,11 @@ impl TrackingStore for FileStore {
         let model_dir = self.existing_model_dir(name)?;
         self.live_version(&model_dir, name, version)?;
         let dir = Self::version_dir(&model_dir, version);
-        self.change_model(&model_dir, || {
-            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
-        })
+        self.change_model(
+            &model_dir,
+            || fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false),
+            |_| Some(version),
+        )
     }
 
     fn delete_model_version_tag(&self, name: &str, version: u64, key: &str) -> Result<()> {
@@ -1245,42 +1291,48 @@ impl TrackingStore for FileStore {
                 "tag {key:?} of model version {name} v{version}"
             )));
         }
-        self.change_model(&model_dir, || {
-            fs::remove_file(&path).map_err(|e| RegistryError::io(&path, e))
-        })
+        self.change_model(
+            &model_dir,
+            || fs::remove_file(&path).map_err(|e| RegistryError::io(&path, e)),
+            |_| Some(version),
+        )
     }
 
     fn set_alias(&self, name: &str, alias: &str, version: u64) -> Result<()> {
         names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
-        self.change_model(&model_dir, || {
-            let _lock = fsutil::lock_file(&model_dir.join(META_LOCK))?;
-            // Checked under the lock: a concurrent delete cannot slip in between.
-            self.live_version(&model_dir, name, version)?;
-            // No trailing newline: MLflow reads the file content as the version string.
-            fsutil::write_atomic(
-                &model_dir.join("aliases").join(alias),
-                version.to_string().as_bytes(),
-                &model_dir,
-                true,
-            )
-        })
+        self.change_model(
+            &model_dir,
+            || {
+                // Checked under the lock: a concurrent delete cannot slip in between.
+                self.live_version(&model_dir, name, version)?;
+                // No trailing newline: MLflow reads the file content as the version string.
+                fsutil::write_atomic(
+                    &model_dir.join("aliases").join(alias),
+                    version.to_string().as_bytes(),
+                    &model_dir,
+                    true,
+                )
+            },
+            |_| None,
+        )
     }
 
     fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
         names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
         let path = model_dir.join("aliases").join(alias);
-        self.change_model(&model_dir, || {
-            let _lock = fsutil::lock_file(&model_dir.join(META_LOCK))?;
-            match fs::remove_file(&path) {
+        self.change_model(
+            &model_dir,
+            || match fs::remove_file(&path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RegistryError::NotFound(
                     format!("alias {alias:?} of registered model {name:?}"),
                 )),
                 Err(e) => Err(RegistryError::io(&path, e)),
-            }
-        })
+            },
+            |_| None,
+        )
     }
 
     fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<StoredVersion> {
