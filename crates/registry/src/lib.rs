@@ -5,7 +5,7 @@
 //! The crate stores named `f32` tensors and JSON metadata; it knows nothing of Burn.
 //!
 //! - [`store`]: the [`TrackingStore`] trait (MLflow's data model) and [`open_store`];
-//! - [`FileStore`]: the local `mlruns/` tree;
+//! - [`FileStore`]: the local `mlruns/` tree; [`rest::RestStore`]: an MLflow server;
 //! - [`checkpoint`]: the checkpoint directory ([`Checkpoint`], [`Tensor`]);
 //! - [`ModelVersion`]: what a version records;
 //! - [`Registry`]: register, get, list, promote, rollback, compare, lineage, validate,
@@ -18,6 +18,7 @@ mod fsutil;
 pub mod model_version;
 pub mod names;
 pub mod registry;
+pub mod rest;
 pub mod store;
 mod yaml;
 

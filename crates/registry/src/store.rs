@@ -371,10 +371,7 @@ pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
     let uri = tracking_uri.trim();
     let lower = uri.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Err(RegistryError::Unsupported(format!(
-            "tracking URI {uri}: the MLflow REST backend is not available in this build yet; \
-             use a local store (a path or file: URI such as ./mlruns)"
-        )));
+        return Ok(Box::new(crate::rest::RestStore::open(uri)?));
     }
     if let Some((scheme, _)) = uri.split_once("://")
         && scheme != "file"
