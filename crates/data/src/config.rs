@@ -328,12 +328,12 @@ impl FeatureConfig {
         if self.features.is_empty() {
             return err("no features listed; add at least one to `features`".to_string());
         }
-        if let Normalization::RollingZscore { window } = self.normalization {
-            if window < 2 {
-                return err(format!(
-                    "normalization window {window} must be at least 2 (or use kind = \"none\")"
-                ));
-            }
+        if let Normalization::RollingZscore { window } = self.normalization
+            && window < 2
+        {
+            return err(format!(
+                "normalization window {window} must be at least 2 (or use kind = \"none\")"
+            ));
         }
         for spec in &self.features {
             spec.validate().map_err(DataError::Config)?;

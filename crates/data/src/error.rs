@@ -90,13 +90,15 @@ pub enum DataError {
     },
 
     /// Timestamps go backwards or repeat.
-    #[error("{}: row {row}, column {column:?}: timestamp {current} {problem} row {previous_row} ({previous}); sort the file and remove duplicate rows, or load with repair enabled to do it automatically", .path.display())]
+    #[error("{}: row {row}, column {column:?}: timestamp {} {problem} row {previous_row} ({}); sort the file and remove duplicate rows, or load with repair enabled to do it automatically", .path.display(), iso(.current), iso(.previous))]
     Unordered {
         path: PathBuf,
         row: usize,
         column: String,
-        current: String,
-        previous: String,
+        /// Epoch milliseconds of this row.
+        current: i64,
+        /// Epoch milliseconds of the row before.
+        previous: i64,
         previous_row: usize,
         problem: &'static str,
     },
@@ -116,4 +118,8 @@ pub enum DataError {
     /// A train/validation/test split that cannot be made.
     #[error("split: {0}")]
     Split(String),
+}
+
+fn iso(ms: &i64) -> String {
+    crate::format_timestamp(*ms)
 }

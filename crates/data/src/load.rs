@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::{io_error, sha256_hex};
-use crate::timestamp::{TimestampError, epoch_ints_to_ms, format_timestamp, parse_timestamps};
+use crate::timestamp::{TimestampError, epoch_ints_to_ms, parse_timestamps};
 use crate::{Bars, DataError};
 
 /// How to read a data file. The default reads the bundled files as they are.
@@ -151,12 +151,24 @@ pub fn load_bars(path: &Path, opts: &LoadOptions) -> Result<LoadedBars, DataErro
         format: format.name(),
         message: one_line(&e.to_string()),
     })?;
+    let (df, rows) = match format {
+        FileFormat::Csv => drop_blank_lines(df),
+        FileFormat::Parquet => {
+            let rows = (0..df.height()).collect();
+            Ok((df, rows))
+        }
+    }
+    .map_err(|e| DataError::Malformed {
+        path: path.to_path_buf(),
+        format: format.name(),
+        message: one_line(&e.to_string()),
+    })?;
     if df.height() == 0 {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
         });
     }
-    let ctx = Context { path, format };
+    let ctx = Context { path, format, rows };
     let columns = ColumnMap::find(&df, &ctx, opts.use_adj_close)?;
     let (timestamps, timestamp_format) = ctx.timestamps(&df, &columns.time, opts)?;
 
@@ -228,6 +240,28 @@ fn read_frame(format: FileFormat, bytes: Vec<u8>) -> PolarsResult<DataFrame> {
     }
 }
 
+/// Drops blank lines (rows whose fields are all empty) from a CSV frame. Returns the frame and,
+/// for each remaining row, its index among the file's data lines, so errors keep file row numbers.
+fn drop_blank_lines(df: DataFrame) -> PolarsResult<(DataFrame, Vec<usize>)> {
+    let n = df.height();
+    let mut blank = vec![true; n];
+    for col in df.columns() {
+        let ca = col.str()?;
+        for (b, v) in blank.iter_mut().zip(ca.iter()) {
+            if v.is_some_and(|s| !s.trim().is_empty()) {
+                *b = false;
+            }
+        }
+    }
+    let rows: Vec<usize> = (0..n).filter(|&i| !blank[i]).collect();
+    if rows.len() == n {
+        return Ok((df, rows));
+    }
+    let keep: Vec<bool> = blank.iter().map(|b| !b).collect();
+    let df = df.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
+    Ok((df, rows))
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -236,6 +270,8 @@ fn one_line(s: &str) -> String {
 struct Context<'a> {
     path: &'a Path,
     format: FileFormat,
+    /// Index among the file's data rows of each row read.
+    rows: Vec<usize>,
 }
 
 /// Lowercase letters and digits only: `Adj. Close`, `adj_close` and `ADJCLOSE` all become `adjclose`.
@@ -361,10 +397,15 @@ impl ColumnMap {
 }
 
 impl Context<'_> {
+    /// The file row number of row `index` as read.
+    fn row(&self, index: usize) -> usize {
+        self.format.row(self.rows[index])
+    }
+
     fn invalid(&self, index: usize, column: &str, problem: String) -> DataError {
         DataError::InvalidValue {
             path: self.path.to_path_buf(),
-            row: self.format.row(index),
+            row: self.row(index),
             column: column.to_string(),
             problem,
         }
@@ -622,7 +663,7 @@ impl Context<'_> {
             };
             return Err(DataError::InvalidBar {
                 path: self.path.to_path_buf(),
-                row: self.format.row(i),
+                row: self.row(i),
                 problem,
             });
         }
@@ -635,11 +676,11 @@ impl Context<'_> {
             if cur <= prev {
                 return Err(DataError::Unordered {
                     path: self.path.to_path_buf(),
-                    row: self.format.row(i),
+                    row: self.row(i),
                     column: column.to_string(),
-                    current: format_timestamp(cur),
-                    previous: format_timestamp(prev),
-                    previous_row: self.format.row(i - 1),
+                    current: cur,
+                    previous: prev,
+                    previous_row: self.row(i - 1),
                     problem: if cur == prev {
                         "repeats"
                     } else {
@@ -654,9 +695,9 @@ impl Context<'_> {
 
 /// Replaces close by the adjusted close and scales open, high and low by the same factor.
 fn apply_adjusted_close(bars: &mut Bars, adj: Vec<f64>) {
-    for i in 0..bars.len() {
-        let factor = adj[i] / bars.close[i];
-        let (o, c) = (bars.open[i] * factor, adj[i]);
+    for (i, c) in adj.into_iter().enumerate() {
+        let factor = c / bars.close[i];
+        let o = bars.open[i] * factor;
         bars.open[i] = o;
         bars.close[i] = c;
         // Rounding of the products must not break high >= max(open, close) >= min(...) >= low.
@@ -688,9 +729,8 @@ fn repair_order(bars: &mut Bars) -> (usize, usize) {
     }
     let mut running_max = i64::MIN;
     let mut moved = 0;
-    for i in 0..n {
-        let t = bars.timestamps[i];
-        if kept[i] && t < running_max {
+    for (&t, &kept) in bars.timestamps.iter().zip(&kept) {
+        if kept && t < running_max {
             moved += 1;
         }
         running_max = running_max.max(t);

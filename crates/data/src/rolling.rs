@@ -21,7 +21,7 @@ pub(crate) fn rolling_mean_std(
     let inv_w = 1.0 / w as f64;
     let (mut shift, mut sum, mut sum_sq) = (x[start], 0.0f64, 0.0f64);
     for t in start..n {
-        if (t - start) % w == 0 && t >= start + w {
+        if (t - start).is_multiple_of(w) && t >= start + w {
             // Exact recomputation over the window ending at t.
             shift = x[t];
             sum = 0.0;

@@ -553,3 +553,58 @@ fn unordered_and_duplicate_timestamps() {
     );
     assert!(msg.contains("repeats"), "{msg}");
 }
+
+#[test]
+fn windows_line_endings_bom_and_blank_lines() {
+    let loaded = load_csv(
+        "\u{feff}Date,Open,High,Low,Close,Volume\r\n2017-01-02,1,2,0.5,1.5,3\r\n2017-01-03,1,2,0.5,1.5,4\r\n",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(loaded.bars.volume, vec![3.0, 4.0]);
+    assert_eq!(
+        loaded.timestamp_column.trim_start_matches('\u{feff}'),
+        "Date"
+    );
+
+    // Blank lines are skipped, and rows after them keep their file row numbers.
+    let rows = [
+        "2017-01-02,1,2,0.5,1.5,3",
+        "",
+        "  ",
+        "2017-01-04,1,2,0.5,1.5,4",
+        "",
+    ];
+    let loaded = load_csv(&with_rows(&rows), &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.bars.volume, vec![3.0, 4.0]);
+    assert_eq!(loaded.rows_read, 2);
+    let err = csv_error(&with_rows(&[
+        "2017-01-02,1,2,0.5,1.5,3",
+        "",
+        "2017-01-04,1,2,0.5,x,3",
+    ]));
+    assert!(
+        matches!(err, DataError::InvalidValue { row: 4, .. }),
+        "{err}"
+    );
+    let err = csv_error(&with_rows(&[
+        "2017-01-03,1,2,0.5,1.5,3",
+        "",
+        "2017-01-02,1,2,0.5,1.5,3",
+    ]));
+    assert!(
+        matches!(
+            err,
+            DataError::Unordered {
+                row: 4,
+                previous_row: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        csv_error(&with_rows(&["", " "])),
+        DataError::Empty { .. }
+    ));
+}
