@@ -92,6 +92,15 @@ fn join_state(state: CheckpointState) -> Result<(TrainingState, RunProgress)> {
     ))
 }
 
+/// CartPole has neither data nor features; its name and the hash of its name stand in for
+/// both, so that every version carries a hash to check compatibility against.
+const CARTPOLE: &str = "cartpole-v1";
+
+fn cartpole_hash() -> String {
+    let digest = sha2::Sha256::digest(CARTPOLE.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn algorithm(config: &TrainConfig) -> &'static str {
     match config.run.algo {
         Algo::Ppo => "ppo",
@@ -123,7 +132,8 @@ pub fn training_record(
             }
         }
         None => DataSource {
-            path: "cartpole".into(),
+            path: CARTPOLE.into(),
+            sha256: cartpole_hash(),
             ..DataSource::default()
         },
     };
@@ -132,14 +142,10 @@ pub fn training_record(
             serde_json::to_value(&config.features)?,
             config.features.hash(),
         ),
-        // CartPole has no features; its observation spec stands in so that versions of
-        // either kind carry a hash to check compatibility against.
-        EnvKind::Cartpole => {
-            let spec = serde_json::json!({ "environment": "cartpole-v1" });
-            let digest = sha2::Sha256::digest(spec.to_string().as_bytes());
-            let hash = digest.iter().map(|b| format!("{b:02x}")).collect();
-            (spec, hash)
-        }
+        EnvKind::Cartpole => (
+            serde_json::json!({ "environment": CARTPOLE }),
+            cartpole_hash(),
+        ),
     };
     let policy = learner.policy();
     let crate_versions = [

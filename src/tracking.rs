@@ -28,9 +28,15 @@ pub fn experiments(tracking_uri: &str, cmd: ExperimentsCommand) -> Result<()> {
 
 #[derive(Serialize)]
 struct RunRow {
+    run_id: String,
+    run_name: String,
     experiment: String,
-    #[serde(flatten)]
-    info: ratchet_registry::RunInfo,
+    experiment_id: String,
+    /// MLflow's name for the status (`RUNNING`, `FINISHED`, `KILLED`, …).
+    status: &'static str,
+    start_time: i64,
+    end_time: Option<i64>,
+    artifact_uri: String,
 }
 
 pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
@@ -53,8 +59,14 @@ pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
     for e in &experiments {
         for info in store.list_runs(&e.experiment_id)? {
             rows.push(RunRow {
+                run_id: info.run_id,
+                run_name: info.run_name,
                 experiment: e.name.clone(),
-                info,
+                experiment_id: info.experiment_id,
+                status: info.status.as_str(),
+                start_time: info.start_time,
+                end_time: info.end_time,
+                artifact_uri: info.artifact_uri,
             });
         }
     }
@@ -64,12 +76,12 @@ pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
     let mut table = Table::new(&["RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED", "ENDED"]);
     for r in &rows {
         table.row(vec![
-            r.info.run_id.clone(),
-            r.info.run_name.clone(),
+            r.run_id.clone(),
+            r.run_name.clone(),
             r.experiment.clone(),
-            r.info.status.as_str().to_string(),
-            time_ms(r.info.start_time),
-            r.info.end_time.map(time_ms).unwrap_or_else(|| "-".into()),
+            r.status.to_string(),
+            time_ms(r.start_time),
+            r.end_time.map(time_ms).unwrap_or_else(|| "-".into()),
         ]);
     }
     print!("{}", table.render());

@@ -487,9 +487,17 @@ fn bad_input_gets_one_clear_error_line() {
         &["train", "--data", bad.to_str().unwrap(), "--steps", "10"],
         "bad.csv",
     );
-    assert!(
-        !sb.store().join("models").exists(),
+    let models = sb.json(&["models", "list", "--json"]);
+    assert_eq!(
+        models,
+        serde_json::json!([]),
         "nothing registered after a failure"
+    );
+    let runs = sb.json(&["runs", "list", "--json"]);
+    assert_eq!(
+        runs,
+        serde_json::json!([]),
+        "no run is started for unreadable data"
     );
 
     let cfg = sb.path("typo.toml");
