@@ -399,19 +399,54 @@ impl<E: Env> Dqn<E> {
     }
 
     /// Step 4: `gradient_steps` minibatch updates; returns the phase's diagnostics.
+    ///
+    /// The target network does not change during a phase (it is updated between environment
+    /// steps), so all the phase's minibatches are drawn up front and the target network values
+    /// their next observations in one large batch; each gradient step then takes its rows.
     fn learn(&mut self) -> Result<Vec<(&'static str, f64)>, AgentError> {
         let lr = self.config.learning_rate;
-        let steps = self.config.gradient_steps as usize;
+        let (steps, size) = (self.config.gradient_steps as usize, self.config.batch_size);
+        self.replay
+            .sample(&mut self.rng, steps * size, &mut self.batch);
+        let phase = PhaseBatch::upload(&self.batch, self.config.gamma, &self.device, &self.plain);
+        let dueling = self.config.dueling;
+        let next_q_target = q_values(
+            &self.target_network,
+            phase.next_observations.clone(),
+            dueling,
+        );
+        // Plain DQN: the whole phase's targets at once.
+        let max_targets = (!self.config.double_q).then(|| {
+            phase.rewards.clone() + phase.discounts.clone() * next_q_target.clone().max_dim(1)
+        });
+
         let (mut losses, mut q_means) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
-        for _ in 0..steps {
-            self.replay
-                .sample(&mut self.rng, self.config.batch_size, &mut self.batch);
-            let (loss, q_mean) = self.gradient_step(lr);
-            losses.push(loss);
-            q_means.push(q_mean);
+        for j in 0..steps {
+            let rows = |t: &Tensor<2>| t.clone().narrow(0, j * size, size);
+            // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients, computed on a second
+            // core while this one evaluates Q_θ(s, a) with gradients.
+            let target = || match &max_targets {
+                Some(y) => rows(y),
+                None => {
+                    let online = self.q_network.valid();
+                    let best = q_values(&online, rows(&phase.next_observations), dueling).argmax(1);
+                    rows(&phase.rewards)
+                        + rows(&phase.discounts) * rows(&next_q_target).gather(1, best)
+                }
+            };
+            let actions = phase.actions.clone().narrow(0, j * size, size);
+            let predict =
+                || q_values(&self.q_network, rows(&phase.observations), dueling).gather(1, actions);
+            let (y, q) = rayon::join(target, predict);
+            // Huber loss of Q_θ(s, a) − y, one Adam step.
+            let loss = huber(q.clone() - y.autodiff()).mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &self.q_network);
+            self.q_network = self.adam.step(lr, self.q_network.clone(), grads);
+            losses.push(loss.inner());
+            q_means.push(q.inner().mean());
         }
         self.n_updates += steps as u64;
-        self.greedy = greedy_network(&self.q_network, self.config.dueling)?;
+        self.greedy = greedy_network(&self.q_network, dueling)?;
 
         let mean = |xs: Vec<f32>| xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
         Ok(vec![
@@ -421,47 +456,6 @@ impl<E: Env> Dqn<E> {
             ("train/epsilon", self.exploration_rate()),
             ("train/n_updates", self.n_updates as f64),
         ])
-    }
-
-    /// One gradient step on the sampled minibatch; returns its loss and mean `Q_θ(s, a)`, left
-    /// on the device.
-    fn gradient_step(&mut self, lr: f64) -> (Tensor<1>, Tensor<1>) {
-        let b = &self.batch;
-        let (n, k) = (b.len(), self.envs.observation_size());
-        let dueling = self.config.dueling;
-
-        // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients.
-        let next_obs = Tensor::<2>::from_data(
-            TensorData::new(b.next_observations.clone(), [n, k]),
-            &self.plain,
-        );
-        let next_q = q_values(&self.target_network, next_obs.clone(), dueling);
-        let next_q = if self.config.double_q {
-            let best = q_values(&self.q_network.valid(), next_obs, dueling).argmax(1);
-            next_q.gather(1, best)
-        } else {
-            next_q.max_dim(1)
-        };
-        let gamma = self.config.gamma as f32;
-        let discounts: Vec<f32> = b.terminated.iter().map(|t| gamma * (1.0 - t)).collect();
-        let rewards =
-            Tensor::<2>::from_data(TensorData::new(b.rewards.clone(), [n, 1]), &self.plain);
-        let discounts = Tensor::<2>::from_data(TensorData::new(discounts, [n, 1]), &self.plain);
-        let y = rewards + discounts * next_q;
-
-        // Huber loss of Q_θ(s, a) − y.
-        let obs = Tensor::<2>::from_data(
-            TensorData::new(b.observations.clone(), [n, k]),
-            &self.device,
-        );
-        let actions: Vec<i64> = b.actions.iter().map(|&a| a as i64).collect();
-        let actions = Tensor::<2, Int>::from_data(TensorData::new(actions, [n, 1]), &self.device);
-        let q = q_values(&self.q_network, obs, dueling).gather(1, actions);
-        let loss = huber(q.clone() - y.autodiff()).mean();
-
-        let grads = GradientsParams::from_grads(loss.backward(), &self.q_network);
-        self.q_network = self.adam.step(lr, self.q_network.clone(), grads);
-        (loss.inner(), q.inner().mean())
     }
 
     /// Epsilon of the next step.
@@ -685,6 +679,44 @@ struct DqnMeta {
     episode_lengths: Vec<u64>,
     replay_position: usize,
     episodes: EpisodeStats,
+}
+
+/// A learning phase's minibatches on the device, one after another: the observations (and
+/// actions) on the autodiff device, the rest on the plain one.
+struct PhaseBatch {
+    observations: Tensor<2>,
+    actions: Tensor<2, Int>,
+    next_observations: Tensor<2>,
+    rewards: Tensor<2>,
+    /// `γ (1 − terminated)`.
+    discounts: Tensor<2>,
+}
+
+impl PhaseBatch {
+    fn upload(batch: &ReplayBatch, gamma: f64, device: &Device, plain: &Device) -> Self {
+        let (n, k) = (batch.len(), batch.observations.len() / batch.len().max(1));
+        let column = |data: Vec<f32>| Tensor::<2>::from_data(TensorData::new(data, [n, 1]), plain);
+        let actions: Vec<i64> = batch.actions.iter().map(|&a| a as i64).collect();
+        Self {
+            observations: Tensor::from_data(
+                TensorData::new(batch.observations.clone(), [n, k]),
+                device,
+            ),
+            actions: Tensor::from_data(TensorData::new(actions, [n, 1]), device),
+            next_observations: Tensor::from_data(
+                TensorData::new(batch.next_observations.clone(), [n, k]),
+                plain,
+            ),
+            rewards: column(batch.rewards.clone()),
+            discounts: column(
+                batch
+                    .terminated
+                    .iter()
+                    .map(|t| gamma as f32 * (1.0 - t))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// Q-values of a batch of observations; with a dueling head the network's outputs are
