@@ -23,9 +23,10 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import gym_anytrading
     "$VENV/bin/pip" install --quiet gym-anytrading
 fi
 
-echo "== gym-anytrading: stocks-v0 (GOOGL), window 10, random actions, $STEPS steps, best of 3"
-PEER_RATE=$("$VENV/bin/python" - "$STEPS" <<'PY'
-import sys, time
+peer_rate() {
+    echo "== gym-anytrading ($1): stocks-v0 (GOOGL), window 10, random actions, $STEPS steps, best of 3" >&2
+    "$VENV/bin/python" - "$STEPS" <<'PY'
+import sys, time, warnings
 import numpy as np
 import gymnasium as gym
 import gym_anytrading  # registers stocks-v0
@@ -33,6 +34,8 @@ from gym_anytrading.datasets import STOCKS_GOOGL
 from importlib.metadata import version
 
 steps = int(sys.argv[1])
+# gymnasium's passive checker warns that stocks-v0 returns views of one array; harmless here.
+warnings.filterwarnings("ignore", category=UserWarning)
 env = gym.make("stocks-v0", window_size=10, frame_bound=(10, len(STOCKS_GOOGL)))
 actions = np.random.default_rng(0).integers(0, 2, steps).tolist()
 
@@ -53,14 +56,28 @@ print(f"  raw env.unwrapped.step:        {raw:>12,.0f} steps/s", file=sys.stderr
 print(f"  gym.make wrappers included:    {wrapped:>12,.0f} steps/s", file=sys.stderr)
 print(f"{raw:.0f}")
 PY
-)
+}
+
+PEER_BEFORE=$(peer_rate "before ours")
 
 echo "== ratchet: cargo bench --bench env_step"
-cargo bench --bench env_step 2>&1 | grep -E '^(trading_env|cartpole)/|thrpt:' || true
+bench_log=$(mktemp)
+trap 'rm -f "$bench_log"' EXIT
+if ! cargo bench --bench env_step >"$bench_log" 2>&1; then
+    cat "$bench_log" >&2
+    echo "cargo bench --bench env_step failed" >&2
+    exit 1
+fi
+grep -E '^(trading_env|cartpole)/|thrpt:' "$bench_log"
 
-"$VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$PEER_RATE" <<'PY'
+# The machine's load can change while criterion runs; measuring the peer on both sides and
+# dividing by the faster of the two keeps the ratio conservative.
+PEER_AFTER=$(peer_rate "after ours")
+
+"$VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$PEER_BEFORE" "$PEER_AFTER" <<'PY'
 import json, os, sys
-root, peer = sys.argv[1], float(sys.argv[2])
+root, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+peer = max(before, after)
 
 def rate(group, bench):
     d = os.path.join(root, group, bench, "new")
@@ -70,8 +87,10 @@ def rate(group, bench):
         elements = json.load(f)["throughput"]["Elements"]
     return elements / ns * 1e9
 
-print("== summary (median steps/s; ratio against gym-anytrading's raw step)")
-print(f"{'gym-anytrading stocks-v0 raw step':<40}{peer:>16,.0f}{'1x':>10}")
+print(f"== summary on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
+      "(median steps/s; ratio against the faster gym-anytrading raw-step figure)")
+print(f"{'gym-anytrading stocks-v0 raw step':<40}{peer:>16,.0f}{'1x':>10}"
+      f"   (before {before:,.0f}, after {after:,.0f})")
 for group, bench in [
     ("trading_env", "single_log_return"),
     ("trading_env", "single_pnl"),

@@ -75,7 +75,6 @@ impl MarketData {
         Ok(data)
     }
 
-    /// Number of bars.
     /// Writes the observation of decision bar `row`: feature rows `row - window + 1 ..= row`
     /// (oldest first), then `position` and its `unrealised_return`. The one layout both
     /// [`TradingEnv`] and backtests of a trained policy use. `row + 1 >= window` and
@@ -96,6 +95,7 @@ impl MarketData {
         obs[w + 1] = unrealised_return as f32;
     }
 
+    /// Number of bars.
     pub fn rows(&self) -> usize {
         self.close.len()
     }
