@@ -193,6 +193,11 @@ impl TrainConfig {
         Ok(())
     }
 
+    #[cfg(test)]
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a TrainConfig serialises")
+    }
+
     /// The registered model name this run's version goes to.
     pub fn model_name(&self) -> String {
         if let Some(n) = &self.run.model_name {
@@ -216,5 +221,78 @@ impl TrainConfig {
                 .unwrap_or_else(|| "model".into()),
         };
         format!("{base}-{algo}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> TrainConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(name);
+        TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    }
+
+    #[test]
+    fn the_ppo_example_spells_out_the_default_config() {
+        let mut config = example("ppo-googl.toml");
+        config.dqn_schedule_given = false;
+        let default = TrainConfig::default();
+        assert_eq!(config.to_json(), default.to_json());
+    }
+
+    #[test]
+    fn every_example_config_parses_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                TrainConfig::from_file(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 3);
+        assert_eq!(example("cartpole-dqn.toml").dqn.hidden, vec![256, 256]);
+        assert!(!example("dqn-eurusd.toml").dqn_schedule_given);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| {
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, text).unwrap();
+            TrainConfig::from_file(&p)
+        };
+        let e = write("[run]\nsteeps = 5\n").unwrap_err().to_string();
+        assert!(e.contains("steeps"), "{e}");
+        let e = write("[run]\nsteps = 0\n").unwrap_err();
+        assert!(format!("{e:#}").contains("run.steps"), "{e:#}");
+        let e = write("[run]\nalgo = \"dqn\"\nn_envs = 4\n").unwrap_err();
+        assert!(format!("{e:#}").contains("n_envs"), "{e:#}");
+        let c = write("[dqn]\ntotal_timesteps = 7\n").unwrap();
+        assert!(c.dqn_schedule_given);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut config = example("dqn-eurusd.toml");
+        let args = TrainArgs {
+            steps: Some(123),
+            seed: Some(9),
+            model_name: Some("x".into()),
+            ..TrainArgs::default()
+        };
+        config.apply_flags(&args);
+        assert_eq!((config.run.steps, config.run.seed), (123, 9));
+        assert_eq!(config.model_name(), "x");
+        assert_eq!(
+            config.dqn.total_timesteps, 123,
+            "the schedule follows the run"
+        );
     }
 }
