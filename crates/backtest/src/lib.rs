@@ -42,10 +42,10 @@ pub use frequency::{ALL_DAYS, Frequency, WEEKDAY_TRADING_DAYS};
 pub use metrics::{MetricKind, MetricRow, Metrics};
 pub use prices::PriceSeries;
 pub use report::{
-    MonthlyReturn, Report, ReportInput, ReportMetadata, ReportPaths, TimeRange, leakage_warning,
-    write_reports,
+    MonthlyReturn, Report, ReportInput, ReportMetadata, ReportPaths, TimeRange, TradeRecord,
+    leakage_warning, write_reports,
 };
-pub use signal::sma_crossover;
+pub use signal::{sma_crossover, sma_crossover_into};
 pub use simulate::{Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};
 
 /// A strategy's simulation and metrics next to buy-and-hold's on the same bars.

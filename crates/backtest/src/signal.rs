@@ -15,24 +15,44 @@ use crate::error::{BacktestError, input};
 /// # Ok::<(), ratchet_backtest::BacktestError>(())
 /// ```
 pub fn sma_crossover(close: &[f64], fast: usize, slow: usize) -> Result<Vec<f64>, BacktestError> {
+    let mut positions = Vec::new();
+    sma_crossover_into(close, fast, slow, &mut positions)?;
+    Ok(positions)
+}
+
+/// [`sma_crossover`] into a vector whose memory is reused, for sweeps over many windows.
+pub fn sma_crossover_into(
+    close: &[f64],
+    fast: usize,
+    slow: usize,
+    positions: &mut Vec<f64>,
+) -> Result<(), BacktestError> {
     if fast == 0 || fast >= slow {
         return input(format!(
             "SMA crossover needs 0 < fast < slow windows; got fast {fast}, slow {slow}"
         ));
     }
-    let mut positions = vec![0.0; close.len()];
-    if close.len() < slow {
-        return Ok(positions);
+    let n = close.len();
+    positions.clear();
+    positions.resize(n, 0.0);
+    if n < slow {
+        return Ok(());
     }
     // Rolling sums; compare fast_sum * slow > slow_sum * fast to avoid two divisions.
     let (fw, sw) = (fast as f64, slow as f64);
+    let long = |fast_sum: f64, slow_sum: f64| f64::from(u8::from(fast_sum * sw > slow_sum * fw));
     let mut fast_sum: f64 = close[slow - fast..slow].iter().sum();
     let mut slow_sum: f64 = close[..slow].iter().sum();
-    positions[slow - 1] = f64::from(u8::from(fast_sum * sw > slow_sum * fw));
-    for t in slow..close.len() {
-        fast_sum += close[t] - close[t - fast];
-        slow_sum += close[t] - close[t - slow];
-        positions[t] = f64::from(u8::from(fast_sum * sw > slow_sum * fw));
+    positions[slow - 1] = long(fast_sum, slow_sum);
+    for (((p, &new), &leaving_fast), &leaving_slow) in positions[slow..]
+        .iter_mut()
+        .zip(&close[slow..])
+        .zip(&close[slow - fast..n - fast])
+        .zip(&close[..n - slow])
+    {
+        fast_sum += new - leaving_fast;
+        slow_sum += new - leaving_slow;
+        *p = long(fast_sum, slow_sum);
     }
-    Ok(positions)
+    Ok(())
 }

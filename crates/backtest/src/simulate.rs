@@ -2,12 +2,11 @@
 //! [`ratchet_env::execution`]: a position decided at bar `t`'s close fills at bar `t + 1`'s
 //! open, and equity moves from close to close by exactly [`bar_factor`].
 
-use chrono::{DateTime, Utc};
 use ratchet_env::execution::{Costs, bar_factor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BacktestError, input};
-use crate::prices::{PriceSeries, format_ms, to_datetime};
+use crate::prices::{PriceSeries, format_ms};
 
 /// The outcome of trading a [`PriceSeries`]: one value per bar in every vector.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,12 +46,10 @@ pub struct Trade {
     pub side: Side,
     /// Bar at whose open the entry filled.
     pub entry_bar: usize,
-    pub entry_time: DateTime<Utc>,
     pub entry_price: f64,
     /// Bar at whose open the exit filled; for a trade still open, the last bar (marked at
     /// its close).
     pub exit_bar: usize,
-    pub exit_time: DateTime<Utc>,
     pub exit_price: f64,
     /// False for the trade still open at the end, valued at the last close.
     pub closed: bool,
@@ -108,25 +105,69 @@ pub fn simulate_positions(
     positions: &[f64],
     costs: Costs,
 ) -> Result<Simulation, BacktestError> {
-    validate_costs(costs)?;
-    let n = prices.len();
-    if positions.len() != n {
-        return input(format!(
-            "positions must have one entry per bar ({n}), decided at that bar's close; got {}",
-            positions.len()
-        ));
+    let mut sim = Simulation {
+        equity: Vec::new(),
+        returns: Vec::new(),
+        positions: Vec::new(),
+        trades: Vec::new(),
+        costs,
+        bankrupt_at: None,
+    };
+    sim.resimulate(prices, positions, costs)?;
+    Ok(sim)
+}
+
+impl Simulation {
+    /// Replaces this simulation with that of `positions` (as [`simulate_positions`] would
+    /// make it), reusing its buffers. For sweeps over many signals: three fresh
+    /// million-bar vectors per run cost more in page faults than the simulation itself.
+    ///
+    /// On error the simulation is left empty.
+    pub fn resimulate(
+        &mut self,
+        prices: &PriceSeries,
+        positions: &[f64],
+        costs: Costs,
+    ) -> Result<(), BacktestError> {
+        let mut held = std::mem::take(&mut self.positions);
+        let returns = std::mem::take(&mut self.returns);
+        let equity = std::mem::take(&mut self.equity);
+        let trades = std::mem::take(&mut self.trades);
+        validate_costs(costs)?;
+        let n = prices.len();
+        if positions.len() != n {
+            return input(format!(
+                "positions must have one entry per bar ({n}), decided at that bar's close; got {}",
+                positions.len()
+            ));
+        }
+        // A non-short-circuiting `|` reduction vectorises; the search runs only on failure.
+        if positions.iter().fold(false, |bad, p| bad | !p.is_finite()) {
+            let i = positions
+                .iter()
+                .position(|p| !p.is_finite())
+                .expect("a non-finite position");
+            return input(format!(
+                "positions[{i}] ({}) is {}; positions must be finite",
+                format_ms(prices.timestamps()[i]),
+                positions[i]
+            ));
+        }
+        held.clear();
+        held.push(0.0);
+        held.extend_from_slice(&positions[..n - 1]);
+        *self = run(
+            prices,
+            held,
+            Buffers {
+                returns,
+                equity,
+                trades,
+            },
+            costs,
+        );
+        Ok(())
     }
-    if let Some(i) = positions.iter().position(|p| !p.is_finite()) {
-        return input(format!(
-            "positions[{i}] ({}) is {}; positions must be finite",
-            format_ms(prices.timestamps()[i]),
-            positions[i]
-        ));
-    }
-    let mut held = Vec::with_capacity(n);
-    held.push(0.0);
-    held.extend_from_slice(&positions[..n - 1]);
-    Ok(run(prices, held, costs))
 }
 
 /// Runs `policy` over every bar that can still fill (all but the last), feeding it the
@@ -174,7 +215,7 @@ pub fn simulate_policy(
         }
         held.push(position);
     }
-    Ok(run(prices, held, costs))
+    Ok(run(prices, held, Buffers::default(), costs))
 }
 
 /// Costs the shared rule can charge: finite, non-negative, and below 50% per unit traded,
@@ -200,128 +241,190 @@ pub(crate) fn validate_costs(costs: Costs) -> Result<(), BacktestError> {
     Ok(())
 }
 
+/// Output vectors to fill, emptied but keeping their capacity.
+#[derive(Default)]
+struct Buffers {
+    returns: Vec<f64>,
+    equity: Vec<f64>,
+    trades: Vec<Trade>,
+}
+
+/// Bars simulated per block: the block's slices of every array (about 200 KB) stay in the
+/// core's L2 cache between the two passes over it.
+const BLOCK: usize = 4096;
+
 /// The simulation proper, over validated inputs; `held[t]` is the position through bar
 /// `t`'s session, `held[0] = 0`.
-fn run(prices: &PriceSeries, mut held: Vec<f64>, costs: Costs) -> Simulation {
+///
+/// Block by block: pass 1 computes every bar's growth factor independently (vectorised),
+/// pass 2 compounds them (the one serial dependency), pass 3 notes the round trips where
+/// the position changes. Factors are clamped at 0 as in the trading environment: an account
+/// cannot go below nothing, and once it is at nothing it trades no more.
+fn run(prices: &PriceSeries, mut held: Vec<f64>, buffers: Buffers, costs: Costs) -> Simulation {
     let n = held.len();
     let (open, close) = (prices.open(), prices.close());
-
-    // Pass 1, independent per bar (vectorisable): each bar's growth factor, clamped at 0
-    // as in the trading environment (an account cannot go below nothing).
-    let mut returns = vec![0.0; n];
-    for ((r, (&old, &new)), ((&prev_close, &open), &close)) in returns[1..]
-        .iter_mut()
-        .zip(held[..n - 1].iter().zip(&held[1..]))
-        .zip(close[..n - 1].iter().zip(&open[1..]).zip(&close[1..]))
-    {
-        *r = bar_factor(old, new, prev_close, open, close, costs).max(0.0);
-    }
-
-    // Pass 2, the one serial dependency: compound the factors.
-    let mut equity = vec![0.0; n];
+    // Filled block by block rather than zeroed first: a memset of memory about to be
+    // overwritten costs as much as pass 1.
+    let Buffers {
+        mut returns,
+        mut equity,
+        mut trades,
+    } = buffers;
+    returns.clear();
+    returns.reserve(n);
+    returns.push(0.0);
+    equity.clear();
+    equity.reserve(n);
+    equity.push(1.0);
+    trades.clear();
     let mut value = 1.0;
-    equity[0] = value;
-    for (e, r) in equity[1..].iter_mut().zip(&mut returns[1..]) {
-        value *= *r;
-        *e = value;
-        *r -= 1.0;
-    }
+    let mut book = TradeBook::new(prices, costs, trades);
+    let mut bankrupt_at = None;
 
-    // A wiped-out account trades no more: liquidate at the next open and stay flat.
-    let bankrupt_at = if value == 0.0 {
-        let b = equity
-            .iter()
-            .position(|&e| e == 0.0)
-            .expect("final equity is 0");
-        if b + 1 < n {
-            held[b + 1..].fill(0.0);
-            returns[b + 1..].fill(0.0);
+    let mut start = 1;
+    while start < n {
+        let end = (start + BLOCK).min(n);
+        // Pass 1: every bar's growth factor, independently of the others (vectorised).
+        returns.extend(
+            (held[start - 1..end - 1].iter().zip(&held[start..end]))
+                .zip(
+                    close[start - 1..end - 1]
+                        .iter()
+                        .zip(&open[start..end])
+                        .zip(&close[start..end]),
+                )
+                .map(|((&old, &new), ((&prev_close, &open), &close))| {
+                    bar_factor(old, new, prev_close, open, close, costs).max(0.0)
+                }),
+        );
+        // Pass 2: compound (a tight multiply chain, nothing else in the loop).
+        equity.extend(returns[start..end].iter().map(|&factor| {
+            value *= factor;
+            value
+        }));
+        let bankrupt = (value == 0.0).then(|| {
+            start
+                + equity[start..end]
+                    .iter()
+                    .position(|&e| e == 0.0)
+                    .expect("equity hit 0")
+        });
+        // Pass 3: the round trips, at the (few) bars where the position changes. Runs of
+        // eight bars are tested at once (vectorised) and searched only if one changes.
+        let last = bankrupt.unwrap_or(end - 1);
+        let mut t = start;
+        while t <= last {
+            let run = (last + 1 - t).min(8);
+            let window = &held[t - 1..t + run];
+            if window
+                .windows(2)
+                .fold(false, |changed, w| changed | (w[0] != w[1]))
+            {
+                for u in t..t + run {
+                    if held[u] != held[u - 1] {
+                        book.change(u, equity[u - 1], held[u - 1], held[u]);
+                    }
+                }
+            }
+            t += run;
         }
-        Some(b)
-    } else {
-        None
-    };
-
-    let trades = extract_trades(prices, &held, &equity, costs);
+        for r in &mut returns[start..end] {
+            *r -= 1.0;
+        }
+        if let Some(b) = bankrupt {
+            bankrupt_at = Some(b);
+            if b + 1 < n {
+                // Liquidated at the next open; flat and worthless from then on.
+                book.change(b + 1, 0.0, held[b], 0.0);
+                held[b + 1..].fill(0.0);
+                returns.truncate(b + 1);
+                returns.resize(n, 0.0);
+                equity.truncate(b + 1);
+                equity.resize(n, 0.0);
+            }
+            break;
+        }
+        start = end;
+    }
     Simulation {
+        trades: book.finish(equity[n - 1]),
         equity,
         returns,
         positions: held,
-        trades,
         costs,
         bankrupt_at,
     }
 }
 
-/// Pass 3, touching only the bars where the position changes: the round trips.
+/// Round trips, assembled from the bars where the position changes.
 ///
 /// At a change on bar `t` the account first carries the old position through the gap to
-/// the open (`bar_factor` with no change and the open as the close gives exactly that
-/// gap factor), then pays `|old|` units to close and `|new|` units to open. The exit value
-/// of one trade is therefore the entry value of the next, and the pnls telescope to the
-/// final equity minus 1.
-fn extract_trades(prices: &PriceSeries, held: &[f64], equity: &[f64], costs: Costs) -> Vec<Trade> {
-    let (open, close) = (prices.open(), prices.close());
-    let n = held.len();
-    let mut trades = Vec::new();
-    // (side, entry bar, equity just before the entry fill's own cost)
-    let mut current: Option<(Side, usize, f64)> = None;
-    for t in 1..n {
-        let (old, new) = (held[t - 1], held[t]);
-        if old == new {
-            continue;
-        }
-        let (old_side, new_side) = (side_of(old), side_of(new));
-        if old_side == new_side {
-            continue; // resized within the same trade
-        }
-        let at_open = equity[t - 1] * bar_factor(old, old, close[t - 1], open[t], open[t], costs);
-        let after_exit = (at_open * (1.0 - costs.charge(old))).max(0.0);
-        if let Some((side, entry_bar, start)) = current.take() {
-            trades.push(make_trade(
-                prices, side, entry_bar, start, t, open[t], true, after_exit,
-            ));
-        }
-        if let Some(side) = new_side {
-            current = Some((side, t, after_exit));
-        }
-    }
-    if let Some((side, entry_bar, start)) = current {
-        let last = n - 1;
-        trades.push(make_trade(
-            prices,
-            side,
-            entry_bar,
-            start,
-            last,
-            close[last],
-            false,
-            equity[last],
-        ));
-    }
-    trades
+/// the open (`bar_factor` with no change and the open as the close gives exactly that gap
+/// factor), then pays `|old|` units to close and `|new|` units to open. The exit value of
+/// one trade is therefore the entry value of the next, and the pnls telescope to the final
+/// equity minus 1.
+struct TradeBook<'a> {
+    prices: &'a PriceSeries,
+    costs: Costs,
+    trades: Vec<Trade>,
+    /// The trade under way: side, entry bar and price, equity just before its own entry
+    /// cost. (Keeping the price avoids reading the bar again, long out of cache, at exit.)
+    open: Option<(Side, usize, f64, f64)>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_trade(
-    prices: &PriceSeries,
-    side: Side,
-    entry_bar: usize,
-    start: f64,
+impl<'a> TradeBook<'a> {
+    fn new(prices: &'a PriceSeries, costs: Costs, trades: Vec<Trade>) -> Self {
+        Self {
+            prices,
+            costs,
+            trades,
+            open: None,
+        }
+    }
+
+    /// The position moves from `old` to `new` at bar `t`'s open; `equity` is the value at
+    /// bar `t - 1`'s close.
+    fn change(&mut self, t: usize, equity: f64, old: f64, new: f64) {
+        let new_side = side_of(new);
+        if side_of(old) == new_side {
+            return; // resized within the same trade
+        }
+        let (open, close) = (self.prices.open(), self.prices.close());
+        let at_open = equity * bar_factor(old, old, close[t - 1], open[t], open[t], self.costs);
+        let after_exit = (at_open * (1.0 - self.costs.charge(old))).max(0.0);
+        if let Some(entry) = self.open.take() {
+            self.trades.push(trade(entry, t, open[t], true, after_exit));
+        }
+        if let Some(side) = new_side {
+            self.open = Some((side, t, open[t], after_exit));
+        }
+    }
+
+    /// All trades, the one still open marked at the last close (`final_equity`).
+    fn finish(mut self, final_equity: f64) -> Vec<Trade> {
+        if let Some(entry) = self.open.take() {
+            let last = self.prices.len() - 1;
+            let exit_price = self.prices.close()[last];
+            self.trades
+                .push(trade(entry, last, exit_price, false, final_equity));
+        }
+        self.trades
+    }
+}
+
+fn trade(
+    (side, entry_bar, entry_price, start): (Side, usize, f64, f64),
     exit_bar: usize,
     exit_price: f64,
     closed: bool,
     end: f64,
 ) -> Trade {
-    let ts = prices.timestamps();
     let pnl = end - start;
     Trade {
         side,
         entry_bar,
-        entry_time: to_datetime(ts[entry_bar]),
-        entry_price: prices.open()[entry_bar],
+        entry_price,
         exit_bar,
-        exit_time: to_datetime(ts[exit_bar]),
         exit_price,
         closed,
         bars: exit_bar - entry_bar + usize::from(!closed),

@@ -76,7 +76,15 @@ fn reports_are_complete_and_round_trip() {
     assert_eq!(report.periods_per_year, 252.0);
     assert_json_close(&report.strategy, &backtest.strategy_metrics);
     assert_json_close(&report.buy_and_hold, &backtest.buy_and_hold_metrics);
-    assert_json_close(&report.trades, &backtest.strategy.trades);
+    let trades: Vec<_> = report.trades.iter().map(|t| t.trade.clone()).collect();
+    assert_json_close(&trades, &backtest.strategy.trades);
+    let last = &report.trades[report.trades.len() - 1];
+    assert_eq!(last.entry_time, prices.time(last.trade.entry_bar));
+    assert_eq!(
+        last.exit_time,
+        prices.time(prices.len() - 1),
+        "still open at the end"
+    );
     assert_eq!(report.metadata, meta);
     assert_eq!(report.costs, Costs::default());
     assert_eq!(report.training_range, Some(training));

@@ -71,7 +71,6 @@ fn hand_example_of_the_fill_rule() {
     assert_eq!((t.entry_price, t.exit_price), (102.0, 103.0));
     assert!((t.pnl - (e2 - 1.0)).abs() < 1e-15);
     assert!((t.trade_return - (e2 - 1.0)).abs() < 1e-15);
-    assert_eq!(t.entry_time, prices.time(1));
 }
 
 #[test]
@@ -241,4 +240,74 @@ fn bad_input_is_an_error_naming_the_problem() {
         simulate_positions(&prices, &[0.0; 3], negative),
         Err(BacktestError::Costs(m)) if m.contains("cost_bps")
     ));
+}
+
+/// A random walk and random positions over several simulation blocks, against the plain
+/// per-bar loop.
+#[test]
+fn long_random_series_matches_the_plain_loop() {
+    let n = 10_007;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut price = 100.0;
+    let (mut open, mut close) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        open.push(price * (1.0 + (next() - 0.5) * 0.002));
+        price *= 1.0 + (next() - 0.5) * 0.02;
+        close.push(price);
+    }
+    let levels = [-1.0, -0.5, 0.0, 0.5, 1.0];
+    let mut decided = Vec::new();
+    let mut p = 0.0;
+    for _ in 0..n {
+        if next() < 0.05 {
+            p = levels[(next() * 5.0) as usize];
+        }
+        decided.push(p);
+    }
+    let prices = series(&open, &close);
+    let sim = simulate_positions(&prices, &decided, COSTS).unwrap();
+
+    let (mut equity, mut held, mut side_changes) = (1.0, 0.0, 0);
+    let side = |p: f64| (p > 0.0) as i8 - (p < 0.0) as i8;
+    for t in 1..n {
+        let new = decided[t - 1];
+        equity *= bar_factor(held, new, close[t - 1], open[t], close[t], COSTS);
+        assert!((sim.equity[t] - equity).abs() < 1e-12 * equity, "bar {t}");
+        if side(new) != side(held) && side(held) != 0 {
+            side_changes += 1; // a trade closes here
+        }
+        held = new;
+    }
+    let open_at_end = usize::from(side(held) != 0);
+    assert_eq!(sim.trades.len(), side_changes + open_at_end);
+    assert!(sim.trades.len() > 100);
+    let total: f64 = sim.trades.iter().map(|t| t.pnl).sum();
+    assert!((total - (equity - 1.0)).abs() < 1e-10);
+    for w in sim.trades.windows(2) {
+        assert!(w[0].exit_bar <= w[1].entry_bar && w[0].closed);
+    }
+}
+
+#[test]
+fn resimulating_reuses_buffers_and_matches_a_fresh_run() {
+    let close: Vec<f64> = (0..300).map(|i| 50.0 + (i as f64 / 7.0).cos()).collect();
+    let prices = series(&close, &close);
+    let mut signal = Vec::new();
+    ratchet_backtest::sma_crossover_into(&close, 3, 12, &mut signal).unwrap();
+    assert_eq!(signal, sma_crossover(&close, 3, 12).unwrap());
+    let mut sim = simulate_positions(&prices, &signal, COSTS).unwrap();
+    let other: Vec<f64> = signal.iter().map(|p| -p).collect();
+    sim.resimulate(&prices, &other, COSTS).unwrap();
+    assert_eq!(sim, simulate_positions(&prices, &other, COSTS).unwrap());
+    assert!(sim.resimulate(&prices, &other[..10], COSTS).is_err());
+    assert!(
+        sim.equity.is_empty() && sim.trades.is_empty(),
+        "left empty on error"
+    );
 }

@@ -452,21 +452,21 @@ fn trades_table(h: &mut String, report: &Report) {
             h,
             "<tr><td class=\"n\">{}</td><td>{:?}</td><td>{}</td><td class=\"n\">{}</td><td>{}{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n {}\">{}</td></tr>",
             i + 1,
-            t.side,
+            t.trade.side,
             format::time(t.entry_time),
-            format::price(t.entry_price),
+            format::price(t.trade.entry_price),
             format::time(t.exit_time),
-            if t.closed { "" } else { " (open)" },
-            format::price(t.exit_price),
-            t.bars,
-            if t.pnl > 0.0 {
+            if t.trade.closed { "" } else { " (open)" },
+            format::price(t.trade.exit_price),
+            t.trade.bars,
+            if t.trade.pnl > 0.0 {
                 "pos"
-            } else if t.pnl < 0.0 {
+            } else if t.trade.pnl < 0.0 {
                 "neg"
             } else {
                 ""
             },
-            format::signed_percent(t.trade_return),
+            format::signed_percent(t.trade.trade_return),
         );
     }
     h.push_str("</tbody></table>");

@@ -110,15 +110,15 @@ pub fn render(report: &Report) -> String {
                 w,
                 "| {} | {:?} | {} | {} | {}{} | {} | {} | {} | {:+.5} |",
                 i + 1,
-                t.side,
+                t.trade.side,
                 format::time(t.entry_time),
-                format::price(t.entry_price),
+                format::price(t.trade.entry_price),
                 format::time(t.exit_time),
-                if t.closed { "" } else { " (open)" },
-                format::price(t.exit_price),
-                t.bars,
-                format::signed_percent(t.trade_return),
-                t.pnl,
+                if t.trade.closed { "" } else { " (open)" },
+                format::price(t.trade.exit_price),
+                t.trade.bars,
+                format::signed_percent(t.trade.trade_return),
+                t.trade.pnl,
             );
         }
     }

@@ -77,6 +77,15 @@ pub struct MonthlyReturn {
     pub buy_and_hold: f64,
 }
 
+/// A [`Trade`] with the times of its fills, as the reports list it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TradeRecord {
+    pub entry_time: DateTime<Utc>,
+    pub exit_time: DateTime<Utc>,
+    #[serde(flatten)]
+    pub trade: Trade,
+}
+
 /// The content of `report.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -100,7 +109,7 @@ pub struct Report {
     pub strategy: Metrics,
     pub buy_and_hold: Metrics,
     pub monthly_returns: Vec<MonthlyReturn>,
-    pub trades: Vec<Trade>,
+    pub trades: Vec<TradeRecord>,
 }
 
 impl Report {
@@ -132,7 +141,16 @@ impl Report {
                 &backtest.strategy.equity,
                 &backtest.buy_and_hold.equity,
             ),
-            trades: backtest.strategy.trades.clone(),
+            trades: backtest
+                .strategy
+                .trades
+                .iter()
+                .map(|t| TradeRecord {
+                    entry_time: prices.time(t.entry_bar),
+                    exit_time: prices.time(t.exit_bar),
+                    trade: t.clone(),
+                })
+                .collect(),
         }
     }
 
