@@ -14,7 +14,7 @@ use ratchet_env::{CartPole, Env, Rng, TradingConfig};
 use crate::config::TrainConfig;
 use crate::learner::Learner;
 use crate::market::Market;
-use crate::policy::NetworkPolicy;
+use ratchet::policy::NetworkPolicy;
 
 /// Greedy CartPole episodes run after training.
 const CARTPOLE_EPISODES: u64 = 10;

@@ -12,7 +12,6 @@ mod learner;
 mod market;
 mod models;
 mod output;
-mod policy;
 mod tracking;
 mod train;
 

@@ -1,0 +1,77 @@
+//! A trained policy backtested over 1M bars: the per-bar work of `ratchet backtest`
+//! (observation from the shared layout, a 64x64 tanh network, argmax, the shared fill rule)
+//! plus buy-and-hold and every metric.
+//!
+//! Run: `cargo bench --bench policy_backtest`. Target: under 1 s for 1M bars on one core.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ratchet::policy::NetworkPolicy;
+use ratchet_agents::{Activation, InferenceMlp, NamedTensor};
+use ratchet_backtest::{Backtest, Frequency, PriceSeries, simulate_policy};
+use ratchet_env::execution::Costs;
+use ratchet_env::{MarketData, Rng};
+
+const BARS: usize = 1_000_000;
+/// The default feature set's width and window.
+const WIDTH: usize = 11;
+const WINDOW: usize = 10;
+
+fn network(rng: &mut Rng) -> InferenceMlp {
+    let sizes = [WINDOW * WIDTH + 2, 64, 64, 3];
+    let tensors: Vec<NamedTensor> = sizes
+        .windows(2)
+        .enumerate()
+        .flat_map(|(i, io)| {
+            let scale = 1.0 / (io[0] as f64).sqrt();
+            let w = (0..io[0] * io[1])
+                .map(|_| (rng.normal() * scale) as f32)
+                .collect();
+            [
+                NamedTensor::new(format!("layers.{i}.weight"), vec![io[0], io[1]], w),
+                NamedTensor::new(format!("layers.{i}.bias"), vec![io[1]], vec![0.0; io[1]]),
+            ]
+        })
+        .collect();
+    InferenceMlp::from_tensors(&tensors, "", Activation::Tanh).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = Rng::seed_from(1);
+    let mut close = Vec::with_capacity(BARS);
+    let mut price = 100.0;
+    for _ in 0..BARS {
+        price *= 1.0 + 0.01 * rng.normal();
+        close.push(price);
+    }
+    let open: Vec<f64> = std::iter::once(100.0)
+        .chain(close[..BARS - 1].iter().copied())
+        .collect();
+    let features: Vec<f32> = (0..BARS * WIDTH).map(|_| rng.normal() as f32).collect();
+    let data = MarketData::new(features, WIDTH, open.clone(), close.clone()).unwrap();
+    let timestamps: Vec<i64> = (0..BARS as i64).map(|i| i * 3_600_000).collect();
+    let start = WINDOW - 1;
+    let prices = PriceSeries::new(
+        timestamps[start..].to_vec(),
+        open[start..].to_vec(),
+        close[start..].to_vec(),
+    )
+    .unwrap();
+    let net = network(&mut rng);
+
+    let mut group = c.benchmark_group("policy_backtest");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(prices.len() as u64));
+    group.bench_function("mlp_64x64_1M_bars", |b| {
+        b.iter(|| {
+            let mut policy = NetworkPolicy::new(net.clone(), &data, start, WINDOW, true);
+            let sim = simulate_policy(&prices, &mut policy, Costs::default()).unwrap();
+            black_box(Backtest::new(&prices, sim, Frequency::infer(prices.timestamps())).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
