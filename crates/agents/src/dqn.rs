@@ -400,9 +400,8 @@ impl<E: Env> Dqn<E> {
 
     /// Step 4: `gradient_steps` minibatch updates; returns the phase's diagnostics.
     ///
-    /// The target network does not change during a phase (it is updated between environment
-    /// steps), so all the phase's minibatches are drawn up front and the target network values
-    /// their next observations in one large batch; each gradient step then takes its rows.
+    /// All the phase's minibatches are drawn up front and sent to the device in one upload per
+    /// field; each gradient step takes its rows. Losses stay on the device until the phase ends.
     fn learn(&mut self) -> Result<Vec<(&'static str, f64)>, AgentError> {
         let lr = self.config.learning_rate;
         let (steps, size) = (self.config.gradient_steps as usize, self.config.batch_size);
@@ -410,29 +409,22 @@ impl<E: Env> Dqn<E> {
             .sample(&mut self.rng, steps * size, &mut self.batch);
         let phase = PhaseBatch::upload(&self.batch, self.config.gamma, &self.device, &self.plain);
         let dueling = self.config.dueling;
-        let next_q_target = q_values(
-            &self.target_network,
-            phase.next_observations.clone(),
-            dueling,
-        );
-        // Plain DQN: the whole phase's targets at once.
-        let max_targets = (!self.config.double_q).then(|| {
-            phase.rewards.clone() + phase.discounts.clone() * next_q_target.clone().max_dim(1)
-        });
-
         let (mut losses, mut q_means) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
         for j in 0..steps {
             let rows = |t: &Tensor<2>| t.clone().narrow(0, j * size, size);
             // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients, computed on a second
             // core while this one evaluates Q_θ(s, a) with gradients.
-            let target = || match &max_targets {
-                Some(y) => rows(y),
-                None => {
+            let target = || {
+                let next_observations = rows(&phase.next_observations);
+                let next_q = q_values(&self.target_network, next_observations.clone(), dueling);
+                let next_q = if self.config.double_q {
                     let online = self.q_network.valid();
-                    let best = q_values(&online, rows(&phase.next_observations), dueling).argmax(1);
-                    rows(&phase.rewards)
-                        + rows(&phase.discounts) * rows(&next_q_target).gather(1, best)
-                }
+                    let best = q_values(&online, next_observations, dueling).argmax(1);
+                    next_q.gather(1, best)
+                } else {
+                    next_q.max_dim(1)
+                };
+                rows(&phase.rewards) + rows(&phase.discounts) * next_q
             };
             let actions = phase.actions.clone().narrow(0, j * size, size);
             let predict =
