@@ -173,7 +173,7 @@ impl Checkpoint {
                 .collect();
             for (name, bytes) in &small_files {
                 let path = temp.join(name);
-                fsutil::write_new_file(&path, bytes, true)?;
+                fsutil::write_new_file(&path, bytes, false)?;
                 files.insert(name.to_string(), entry_for(bytes));
             }
             for handle in handles {
@@ -186,7 +186,26 @@ impl Checkpoint {
             format: CHECKPOINT_FORMAT.into(),
             files,
         };
-        fsutil::write_new_file(&temp.join(MANIFEST_FILE), &to_json(&manifest)?, true)?;
+        fsutil::write_new_file(&temp.join(MANIFEST_FILE), &to_json(&manifest)?, false)?;
+        // Flush all files at once: concurrent fsyncs share the filesystem's journal
+        // commits, where one after another each waits for its own.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = CHECKPOINT_FILES
+                .iter()
+                .chain([&MANIFEST_FILE])
+                .map(|name| {
+                    let path = temp.join(name);
+                    scope.spawn(move || {
+                        File::open(&path)
+                            .and_then(|f| f.sync_data())
+                            .map_err(|e| RegistryError::io(&path, e))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().expect("fsync thread panicked"))
+        })?;
         fsutil::sync_dir(temp)?;
         Ok(manifest)
     }

@@ -42,7 +42,7 @@ const RESERVED_EXPERIMENT_DIRS: [&str; 4] = ["tags", "datasets", "traces", "mode
 const STAGE_DELETED: &str = "Deleted_Internal";
 /// Version-listing cache, invalidated by `GENERATION` and the model's `meta.yaml`.
 const VERSION_CACHE: &str = ".ratchet-versions.json";
-const VERSION_CACHE_FORMAT: u32 = 1;
+const VERSION_CACHE_FORMAT: u32 = 2;
 /// Counter bumped before and after every change Ratchet makes to a model's versions.
 const GENERATION: &str = ".ratchet-generation";
 /// Held by [`TrackingStore::lock_model`] callers for read-modify-write sequences.
@@ -388,7 +388,6 @@ impl FileStore {
                     cache.versions.insert(at, stored);
                 }
             }
-            cache.numbers = Self::version_numbers(dir)?;
             cache.token = Self::cache_token(dir)?;
             Self::write_cache(dir, &cache);
         }
@@ -398,13 +397,10 @@ impl FileStore {
     /// The version cache if it describes the model as it is now.
     fn valid_cache(dir: &Path) -> Result<Option<VersionCache>> {
         let token = Self::cache_token(dir)?;
-        let numbers = Self::version_numbers(dir)?;
         Ok(fs::read(dir.join(VERSION_CACHE))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<VersionCache>(&bytes).ok())
-            .filter(|c| {
-                c.format == VERSION_CACHE_FORMAT && c.token == token && c.numbers == numbers
-            }))
+            .filter(|c| c.format == VERSION_CACHE_FORMAT && c.token == token))
     }
 
     fn write_cache(dir: &Path, cache: &VersionCache) {
@@ -602,7 +598,6 @@ impl FileStore {
 struct VersionCache {
     format: u32,
     token: String,
-    numbers: Vec<u64>,
     versions: Vec<StoredVersion>,
 }
 
@@ -1212,9 +1207,11 @@ impl TrackingStore for FileStore {
     }
 
     /// Live versions, ascending. Served from `models/<name>/.ratchet-versions.json` when the
-    /// model is unchanged since the cache was written (same generation counter, same
-    /// `meta.yaml` — MLflow rewrites it on every change too — and the same set of
-    /// `version-*` directories); otherwise every version is read and the cache rewritten.
+    /// model is unchanged since the cache was written: same generation counter (bumped by
+    /// Ratchet before and after each change) and same `meta.yaml` (MLflow rewrites it on
+    /// every change to the model, its versions, tags or aliases). Otherwise every version is
+    /// read and the cache rewritten. Only hand edits inside `version-N/` go unnoticed until
+    /// the model's next change.
     fn list_model_versions(&self, name: &str) -> Result<Vec<StoredVersion>> {
         let model_dir = self.existing_model_dir(name)?;
         let mut versions = match Self::valid_cache(&model_dir)? {
@@ -1227,7 +1224,6 @@ impl TrackingStore for FileStore {
                 let cache = VersionCache {
                     format: VERSION_CACHE_FORMAT,
                     token,
-                    numbers,
                     versions,
                 };
                 Self::write_cache(&model_dir, &cache);

@@ -30,9 +30,9 @@ pub use model_version::{
     VersionStatus, metric_direction,
 };
 pub use registry::{
-    AliasChange, AliasEvent, CleanupReport, CompatibilityTarget, Difference, Lineage,
-    LineageNode, MetricFilter, ModelRef, Registry, RetentionPolicy, ValidationReport,
-    VersionComparison, VersionFilter, VersionSelector, VersionSummary, compatibility,
+    AliasChange, AliasEvent, CleanupReport, CompatibilityTarget, Difference, Lineage, LineageNode,
+    MetricFilter, ModelRef, Registry, RetentionPolicy, ValidationReport, VersionComparison,
+    VersionFilter, VersionSelector, VersionSummary, compatibility,
 };
 pub use store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,

@@ -189,15 +189,29 @@ pub struct VersionSummary {
 impl VersionSummary {
     /// Builds a summary from what the store returns.
     pub fn from_stored(stored: &StoredVersion) -> Self {
-        let tag = |key: &str| stored.tags.get(key).cloned();
+        VersionSummary::from_owned(stored.clone())
+    }
+
+    /// Like [`VersionSummary::from_stored`], moving the strings out instead of copying
+    /// them (listing thousands of versions).
+    pub fn from_owned(stored: StoredVersion) -> Self {
+        let StoredVersion {
+            name,
+            version,
+            creation_timestamp,
+            source,
+            run_id,
+            mut tags,
+            aliases,
+            ..
+        } = stored;
+        let mut tag = |key: &str| tags.remove(key);
         let created_at = tag(tags::CREATED_AT)
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc))
-            .or_else(|| DateTime::from_timestamp_millis(stored.creation_timestamp))
+            .or_else(|| DateTime::from_timestamp_millis(creation_timestamp))
             .unwrap_or_default();
         VersionSummary {
-            name: stored.name.clone(),
-            version: stored.version,
             version_id: tag(tags::VERSION_ID),
             semver: tag(tags::SEMVER).and_then(|s| s.parse().ok()),
             status: tag(tags::STATUS).and_then(|s| s.parse().ok()),
@@ -211,10 +225,12 @@ impl VersionSummary {
                 .and_then(|m| parse_metrics_tag(&m))
                 .unwrap_or_default(),
             training_steps: tag(tags::TRAINING_STEPS).and_then(|s| s.parse().ok()),
-            aliases: stored.aliases.clone(),
-            run_id: stored.run_id.clone(),
-            source: stored.source.clone(),
             checkpoint: tag(tags::CHECKPOINT),
+            name,
+            version,
+            aliases,
+            run_id,
+            source,
         }
     }
 
@@ -590,8 +606,8 @@ impl Registry {
         let existing: Vec<VersionSummary> = self
             .store
             .list_model_versions(name)?
-            .iter()
-            .map(VersionSummary::from_stored)
+            .into_iter()
+            .map(VersionSummary::from_owned)
             .collect();
         let created_at = Utc::now();
         let version_id = unique_human_id(created_at, &existing);
@@ -782,8 +798,8 @@ impl Registry {
         Ok(self
             .store
             .list_model_versions(name)?
-            .iter()
-            .map(VersionSummary::from_stored)
+            .into_iter()
+            .map(VersionSummary::from_owned)
             .filter(|v| filter.matches(v))
             .collect())
     }
