@@ -1,0 +1,260 @@
+//! Registry speed: checkpoint save + load against copying the same bytes, and listing a
+//! model with 10,000 versions.
+//!
+//! ```text
+//! cargo bench --bench registry
+//! ```
+//!
+//! - `checkpoint/save_load_1m_adam`: save then load (every checksum verified) a checkpoint of
+//!   a 1,000,000-parameter network with its Adam moments (3M f32 = 12 MB of tensors).
+//!   Saving fsyncs every file, so the fair baseline is `copy_fsync`.
+//! - `checkpoint/std_fs_copy` and `checkpoint/std_fs_copy_fsync`: `std::fs::copy` of a
+//!   file holding the same bytes (without / with fsync of the copy). Target: save + load
+//!   within 2x of the copy.
+//! - `list_versions/10k_cached`: `Registry::list` of a model with 10,000 versions, served
+//!   from the version cache (the steady state; target < 100 ms).
+//! - `list_versions/10k_cold`: the same after the cache was invalidated (every version's
+//!   `meta.yaml` and tags read from disk).
+//!
+//! The 10,000-version store is built once through the store API (a few minutes: each
+//! version is an fsynced directory rename) and kept in the system temp directory.
+
+use std::fs;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ratchet_registry::checkpoint;
+use ratchet_registry::registry::tags;
+use ratchet_registry::{
+    Checkpoint, CheckpointState, FileStore, ModelVersion, Registry, SemVer, Tensor, TrackingStore,
+    TrainingRecord, VersionFilter, VersionStatus,
+};
+
+fn values(seed: u32, n: usize) -> Vec<f32> {
+    (0..n as u32)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
+}
+
+/// A 30 → 990 → 990 → 3 MLP: 1,000,023 parameters, plus Adam's two moments per parameter.
+fn one_million_params() -> CheckpointState {
+    let layers = [(990usize, 30usize), (990, 990), (3, 990)];
+    let mut weights = Vec::new();
+    for (i, (out, inp)) in layers.iter().enumerate() {
+        weights.push(Tensor::new(
+            format!("actor.layers.{i}.weight"),
+            vec![*out, *inp],
+            values(i as u32, out * inp),
+        ));
+        weights.push(Tensor::new(
+            format!("actor.layers.{i}.bias"),
+            vec![*out],
+            values(100 + i as u32, *out),
+        ));
+    }
+    let optimizer = weights
+        .iter()
+        .flat_map(|w| {
+            [1, 2].map(|m| {
+                Tensor::new(
+                    format!("optim.{}.moment_{m}", w.name),
+                    w.shape.clone(),
+                    values(m, w.data.len()),
+                )
+            })
+        })
+        .collect();
+    CheckpointState {
+        weights,
+        optimizer,
+        state_tensors: vec![],
+        state: serde_json::json!({ "total_steps": 1_000_000, "adam_step": 4882, "rng": [1, 2, 3, 4] }),
+    }
+}
+
+fn metadata(state: &CheckpointState) -> ModelVersion {
+    ModelVersion {
+        name: "bench".into(),
+        version: None,
+        version_id: "v2026-01-01--00h00".into(),
+        semver: SemVer::new(1, 0, 0),
+        status: VersionStatus::Registered,
+        created_at: Utc::now(),
+        run_id: None,
+        weights_sha256: checkpoint::weights_sha256(&state.weights),
+        network_hash: checkpoint::network_hash(&state.weights),
+        aliases: vec![],
+        training: TrainingRecord {
+            algorithm: "ppo".into(),
+            feature_hash: "f".repeat(64),
+            observation_shape: vec![30],
+            action_count: 3,
+            ..TrainingRecord::default()
+        },
+    }
+}
+
+fn checkpoints(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let state = one_million_params();
+    let params: usize = state.weights.iter().map(|t| t.data.len()).sum();
+    assert!(params >= 1_000_000, "{params} parameters");
+    let ckpt = Checkpoint {
+        metadata: metadata(&state),
+        state,
+    };
+    let target = dir.path().join("ckpt");
+    ckpt.save(&target).unwrap();
+    let tensor_bytes: u64 = [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.safetensors",
+    ]
+    .iter()
+    .map(|f| fs::metadata(target.join(f)).unwrap().len())
+    .sum();
+    // One file of the same size for the copy baseline.
+    let source = dir.path().join("same-bytes.bin");
+    let blob: Vec<u8> = (0..tensor_bytes).map(|i| (i % 251) as u8).collect();
+    fs::write(&source, &blob).unwrap();
+
+    let mut group = c.benchmark_group("checkpoint");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(15));
+    group.throughput(Throughput::Bytes(tensor_bytes));
+    let mut n = 0u64;
+    group.bench_function("save_load_1m_adam", |b| {
+        b.iter(|| {
+            n += 1;
+            let path = dir.path().join(format!("c{n}"));
+            ckpt.save(&path).unwrap();
+            let back = Checkpoint::load(&path).unwrap();
+            black_box(&back);
+            drop(back);
+            fs::remove_dir_all(&path).unwrap();
+        })
+    });
+    for fsync in [false, true] {
+        let name = if fsync {
+            "std_fs_copy_fsync"
+        } else {
+            "std_fs_copy"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let path = dir.path().join(format!("copy{n}"));
+                fs::copy(&source, &path).unwrap();
+                if fsync {
+                    fs::File::open(&path).unwrap().sync_all().unwrap();
+                }
+                fs::remove_file(&path).unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+const VERSIONS: u64 = 10_000;
+
+/// A store whose model `big` has 10,000 versions carrying the tags `Registry::register`
+/// writes, built once and reused.
+fn ten_thousand_versions() -> PathBuf {
+    let root = std::env::temp_dir().join("ratchet-bench-registry-10k-v1");
+    let done = root.join(".bench-complete");
+    if done.exists() {
+        return root;
+    }
+    let _ = fs::remove_dir_all(&root);
+    eprintln!(
+        "building {} with {VERSIONS} versions (once)…",
+        root.display()
+    );
+    let store = FileStore::open(&root).unwrap();
+    let exp = store.get_or_create_experiment("bench").unwrap();
+    let run = store.create_run(&exp.experiment_id, "bench", &[]).unwrap();
+    store.create_registered_model("big").unwrap();
+    let created = Utc::now().to_rfc3339();
+    for v in 1..=VERSIONS {
+        let metrics = format!(
+            "{{\"max_drawdown\":0.{:03},\"sharpe\":{}.{:02},\"total_return\":0.{:02}}}",
+            v % 1000,
+            v % 3,
+            v % 100,
+            v % 97
+        );
+        let version_tags: Vec<(String, String)> = [
+            (tags::VERSION_ID, format!("v2026-01-01--00h00-{v}")),
+            (tags::SEMVER, format!("1.{v}.0")),
+            (tags::STATUS, "registered".into()),
+            (tags::CREATED_AT, created.clone()),
+            (tags::ALGORITHM, "ppo".into()),
+            (tags::FEATURE_HASH, "f".repeat(64)),
+            (tags::NETWORK_HASH, "n".repeat(64)),
+            (tags::WEIGHTS_SHA256, format!("{v:064}")),
+            (tags::METRICS, metrics),
+            (tags::TRAINING_STEPS, "100000".into()),
+            (tags::OBSERVATION_SHAPE, "[30]".into()),
+            (tags::ACTION_COUNT, "3".into()),
+            (tags::CHECKPOINT, format!("checkpoints/v{v}")),
+            (tags::PARENT, format!("models:/big/{}", v.max(2) - 1)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let source = store
+            .artifact_uri(&run.run_id, &format!("checkpoints/v{v}"))
+            .unwrap();
+        store
+            .create_model_version("big", &source, &run.run_id, &version_tags, Some("bench"))
+            .unwrap();
+    }
+    fs::write(&done, "").unwrap();
+    root
+}
+
+fn invalidate_cache(root: &Path) {
+    let _ = fs::remove_file(root.join("models/big/.ratchet-versions.json"));
+}
+
+fn listing(c: &mut Criterion) {
+    let root = ten_thousand_versions();
+    let registry = Registry::new(Arc::new(FileStore::open(&root).unwrap()));
+    let all = registry.list("big", &VersionFilter::default()).unwrap();
+    assert_eq!(all.len() as u64, VERSIONS);
+    let mut group = c.benchmark_group("list_versions");
+    group.sample_size(20);
+    group.bench_function("10k_cached", |b| {
+        b.iter(|| {
+            black_box(
+                registry
+                    .list("big", &VersionFilter::default())
+                    .unwrap()
+                    .len(),
+            )
+        })
+    });
+    group.sample_size(10);
+    group.bench_function("10k_cold", |b| {
+        b.iter_batched(
+            || invalidate_cache(&root),
+            |()| {
+                black_box(
+                    registry
+                        .list("big", &VersionFilter::default())
+                        .unwrap()
+                        .len(),
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, checkpoints, listing);
+criterion_main!(benches);
