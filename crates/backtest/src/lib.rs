@@ -82,7 +82,7 @@ impl Backtest {
                 "periods per year is {ppy}; it must be finite and positive"
             )));
         }
-        let buy_and_hold = simulate_positions(prices, &vec![1.0; prices.len()], strategy.costs)?;
+        let buy_and_hold = simulate_policy(prices, &mut |_, _, _| 1.0, strategy.costs)?;
         Ok(Self {
             strategy_metrics: Metrics::compute(prices, &strategy, ppy),
             buy_and_hold_metrics: Metrics::compute(prices, &buy_and_hold, ppy),

@@ -130,44 +130,43 @@ impl Simulation {
         costs: Costs,
     ) -> Result<(), BacktestError> {
         let mut held = std::mem::take(&mut self.positions);
-        let returns = std::mem::take(&mut self.returns);
-        let equity = std::mem::take(&mut self.equity);
-        let trades = std::mem::take(&mut self.trades);
+        let buffers = Buffers {
+            returns: std::mem::take(&mut self.returns),
+            equity: std::mem::take(&mut self.equity),
+            trades: std::mem::take(&mut self.trades),
+        };
         validate_costs(costs)?;
-        let n = prices.len();
-        if positions.len() != n {
-            return input(format!(
-                "positions must have one entry per bar ({n}), decided at that bar's close; got {}",
-                positions.len()
-            ));
-        }
-        // A non-short-circuiting `|` reduction vectorises; the search runs only on failure.
-        if positions.iter().fold(false, |bad, p| bad | !p.is_finite()) {
-            let i = positions
-                .iter()
-                .position(|p| !p.is_finite())
-                .expect("a non-finite position");
-            return input(format!(
-                "positions[{i}] ({}) is {}; positions must be finite",
-                format_ms(prices.timestamps()[i]),
-                positions[i]
-            ));
-        }
+        validate_positions(prices, positions)?;
         held.clear();
         held.push(0.0);
-        held.extend_from_slice(&positions[..n - 1]);
-        *self = run(
-            prices,
-            held,
-            Buffers {
-                returns,
-                equity,
-                trades,
-            },
-            costs,
-        );
+        held.extend_from_slice(&positions[..positions.len() - 1]);
+        *self = run(prices, held, buffers, costs);
         Ok(())
     }
+}
+
+/// One finite position per bar.
+fn validate_positions(prices: &PriceSeries, positions: &[f64]) -> Result<(), BacktestError> {
+    let n = prices.len();
+    if positions.len() != n {
+        return input(format!(
+            "positions must have one entry per bar ({n}), decided at that bar's close; got {}",
+            positions.len()
+        ));
+    }
+    // A non-short-circuiting `|` reduction vectorises; the search runs only on failure.
+    if positions.iter().fold(false, |bad, p| bad | !p.is_finite()) {
+        let i = positions
+            .iter()
+            .position(|p| !p.is_finite())
+            .expect("a non-finite position");
+        return input(format!(
+            "positions[{i}] ({}) is {}; positions must be finite",
+            format_ms(prices.timestamps()[i]),
+            positions[i]
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `policy` over every bar that can still fill (all but the last), feeding it the
