@@ -320,27 +320,31 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill {sig} failed");
 }
 
+/// Starts a PPO CartPole run of `steps` that checkpoints every rollout, as model `resumed`.
+fn spawn_training(sb: &Sandbox, steps: &str, stderr: Stdio) -> Child {
+    sb.command(&[
+        "train",
+        "--env",
+        "cartpole",
+        "--algo",
+        "ppo",
+        "--steps",
+        steps,
+        "--checkpoint-every",
+        "2048",
+        "--model-name",
+        "resumed",
+    ])
+    .stdout(Stdio::null())
+    .stderr(stderr)
+    .spawn()
+    .unwrap()
+}
+
 #[test]
 fn a_killed_run_resumes_from_its_last_checkpoint() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .command(&[
-            "train",
-            "--env",
-            "cartpole",
-            "--algo",
-            "ppo",
-            "--steps",
-            "30000",
-            "--checkpoint-every",
-            "2048",
-            "--model-name",
-            "resumed",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_training(&sb, "30000", Stdio::null());
     wait_for_checkpoint(&sb, &mut child);
     signal(&child, "-KILL");
     child.wait().unwrap();
@@ -364,22 +368,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
 #[test]
 fn ctrl_c_keeps_the_checkpoint_and_marks_the_run_killed() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .command(&[
-            "train",
-            "--env",
-            "cartpole",
-            "--algo",
-            "ppo",
-            "--steps",
-            "1000000",
-            "--checkpoint-every",
-            "2048",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_training(&sb, "1000000", Stdio::piped());
     wait_for_checkpoint(&sb, &mut child);
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
