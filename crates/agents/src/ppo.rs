@@ -203,9 +203,10 @@ pub struct Ppo<E: Env> {
 /// Per-minibatch results kept on the device until the end of the update.
 struct Diagnostics {
     sizes: Vec<usize>,
-    ratios: Vec<Tensor<1>>,
+    ratios: Vec<Tensor<2>>,
     log_probs: Vec<Tensor<2>>,
-    policy_losses: Vec<Tensor<1>>,
+    /// The clipped surrogate objective (the negative of the policy loss).
+    objectives: Vec<Tensor<1>>,
     value_losses: Vec<Tensor<1>>,
 }
 
@@ -404,7 +405,7 @@ impl<E: Env> Ppo<E> {
             sizes: Vec::new(),
             ratios: Vec::new(),
             log_probs: Vec::new(),
-            policy_losses: Vec::new(),
+            objectives: Vec::new(),
             value_losses: Vec::new(),
         };
         let mut indices: Vec<usize> = Vec::with_capacity(batch);
@@ -458,48 +459,48 @@ impl<E: Env> Ppo<E> {
         if self.config.normalize_advantage {
             normalize(&mut adv);
         }
+        // Per-sample columns are [bs, 1], the shape the networks' outputs come in.
+        let column = |xs: Vec<f32>| Tensor::<2>::from_data(TensorData::new(xs, [bs, 1]), dev);
         let obs = Tensor::<2>::from_data(TensorData::new(obs, [bs, k]), dev);
         let actions: Vec<i64> = indices.iter().map(|&i| r.actions[i] as i64).collect();
         let actions = Tensor::<2, Int>::from_data(TensorData::new(actions, [bs, 1]), dev);
-        let old_log_probs =
-            Tensor::<1>::from_data(TensorData::new(gather(&r.log_probs), [bs]), dev);
-        let adv = Tensor::<1>::from_data(TensorData::new(adv, [bs]), dev);
-        let returns = Tensor::<1>::from_data(TensorData::new(gather(returns), [bs]), dev);
+        let old_log_probs = column(gather(&r.log_probs));
+        let adv = column(adv);
+        let returns = column(gather(returns));
 
         let log_probs = log_softmax(model.actor.forward(obs.clone()), 1);
-        let values = model.critic.forward(obs).reshape([bs]);
-        let log_prob = log_probs.clone().gather(1, actions).reshape([bs]);
-        let ratio = (log_prob - old_log_probs).exp();
+        let values = model.critic.forward(obs);
+        let ratio = (log_probs.clone().gather(1, actions) - old_log_probs).exp();
 
-        // Clipped surrogate objective.
+        // Clipped surrogate objective (maximised; the policy loss is its negative).
         let clip = self.config.clip_range;
         let surrogate = ratio.clone() * adv.clone();
         let clipped = ratio.clone().clamp(1.0 - clip, 1.0 + clip) * adv;
-        let policy_loss = surrogate.min_pair(clipped).mean().neg();
+        let objective = surrogate.min_pair(clipped).mean();
 
         // Value loss, optionally on a prediction clipped around the rollout's value.
         let values = match self.config.clip_range_vf {
             None => values,
             Some(c) => {
-                let old = Tensor::<1>::from_data(TensorData::new(gather(&r.values), [bs]), dev);
+                let old = column(gather(&r.values));
                 old.clone() + (values - old).clamp(-c, c)
             }
         };
         let value_loss = (returns - values).square().mean();
 
-        let mut loss = policy_loss.clone() + value_loss.clone().mul_scalar(self.config.vf_coef);
+        let mut loss = value_loss.clone().mul_scalar(self.config.vf_coef) - objective.clone();
         if self.config.ent_coef != 0.0 {
-            let entropy = (log_probs.clone().exp() * log_probs.clone())
+            // - ent_coef * entropy, with entropy = -sum(p log p).
+            let p_log_p = (log_probs.clone().exp() * log_probs.clone())
                 .sum_dim(1)
-                .mean()
-                .neg();
-            loss = loss - entropy.mul_scalar(self.config.ent_coef);
+                .mean();
+            loss = loss + p_log_p.mul_scalar(self.config.ent_coef);
         }
 
         diagnostics.sizes.push(bs);
         diagnostics.ratios.push(ratio.inner());
         diagnostics.log_probs.push(log_probs.inner());
-        diagnostics.policy_losses.push(policy_loss.inner());
+        diagnostics.objectives.push(objective.inner());
         diagnostics.value_losses.push(value_loss.inner());
         loss
     }
@@ -509,7 +510,7 @@ impl<E: Env> Ppo<E> {
     fn summarise(&self, d: Diagnostics) -> Result<Vec<(&'static str, f64)>, AgentError> {
         let ratios = read_f32(Tensor::cat(d.ratios, 0))?;
         let log_probs = read_f32(Tensor::cat(d.log_probs, 0))?;
-        let policy_losses = read_f32(Tensor::cat(d.policy_losses, 0))?;
+        let objectives = read_f32(Tensor::cat(d.objectives, 0))?;
         let value_losses = read_f32(Tensor::cat(d.value_losses, 0))?;
         let a = self.envs.action_count();
         let clip = self.config.clip_range;
@@ -536,7 +537,7 @@ impl<E: Env> Ppo<E> {
         let m = d.sizes.len() as f64;
         let mean = |xs: &[f32]| xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
         Ok(vec![
-            ("train/policy_loss", mean(&policy_losses)),
+            ("train/policy_loss", -mean(&objectives)),
             ("train/value_loss", mean(&value_losses)),
             ("train/entropy", entropy / m),
             ("train/approx_kl", kl / m),
