@@ -20,6 +20,12 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() {
+    // Like other Unix tools, end quietly when the reader of stdout goes away
+    // (`ratchet models list | head`) instead of failing to print.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let tracking_uri = ratchet_registry::resolve_tracking_uri(cli.tracking_uri.as_deref());
     let result = match cli.command {

@@ -11,12 +11,23 @@ use serde_json::Value;
 /// the default config finds `data/STOCKS_GOOGL.csv`).
 struct Sandbox {
     dir: tempfile::TempDir,
+    /// The tracking URI every command gets (default: `mlruns` in the scratch directory).
+    tracking_uri: Option<String>,
 }
 
 impl Sandbox {
     fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            tracking_uri: None,
+        }
+    }
+
+    /// Commands go to an MLflow tracking server instead of a local store.
+    fn remote(url: &str) -> Self {
+        Self {
+            tracking_uri: Some(url.to_string()),
+            ..Self::new()
         }
     }
 
@@ -32,7 +43,11 @@ impl Sandbox {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratchet"));
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("--tracking-uri")
-            .arg(self.store())
+            .arg(
+                self.tracking_uri
+                    .clone()
+                    .unwrap_or_else(|| self.store().display().to_string()),
+            )
             .args(args)
             .env_remove("MLFLOW_TRACKING_URI")
             .env("RATCHET_CACHE_DIR", self.dir.path().join("cache"));
@@ -545,4 +560,152 @@ fn bad_input_gets_one_clear_error_line() {
         "window",
     );
     sb.fails(&["train", "--from", "models:/g@nosuchalias"], "nosuchalias");
+}
+
+/// A real `mlflow server` (sqlite, artifact proxy) on a free loopback port, its whole
+/// process group killed on drop.
+struct MlflowServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl MlflowServer {
+    fn start() -> Self {
+        let python = std::env::var("RATCHET_PYTHON").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/ratchet/venv/bin/python",
+                std::env::var("HOME").unwrap()
+            )
+        });
+        assert!(
+            Path::new(&python).exists(),
+            "no python with mlflow at {python}: run scripts/test.sh, or set RATCHET_PYTHON"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let db = format!("sqlite:///{}", dir.path().join("mlflow.db").display());
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(&python)
+            .args(["-m", "mlflow", "server", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args([
+                "--backend-store-uri",
+                &db,
+                "--serve-artifacts",
+                "--workers",
+                "1",
+            ])
+            .arg("--artifacts-destination")
+            .arg(dir.path().join("artifacts"))
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "mlflow server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        server
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Training, continue-training, listing and backtesting against an MLflow tracking server
+/// over REST, checked with MLflow's own client.
+#[test]
+fn the_product_works_against_an_mlflow_server() {
+    let server = MlflowServer::start();
+    let sb = Sandbox::remote(&server.url);
+    let remote = |args: &[&str]| sb.json(args);
+    let first = remote(&[
+        "train",
+        "--steps",
+        "2048",
+        "--model-name",
+        "remote",
+        "--json",
+    ]);
+    assert_eq!(first["model_uri"], "models:/remote/1");
+    let second = remote(&[
+        "train",
+        "--from",
+        "models:/remote/1",
+        "--steps",
+        "2048",
+        "--json",
+    ]);
+    assert_eq!(second["parent"], "models:/remote/1");
+    remote(&["models", "promote", "models:/remote/2", "--json"]);
+    let listed = remote(&["models", "list", "remote", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let out = sb.path("remote-report");
+    remote(&[
+        "backtest",
+        "models:/remote@production",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.join("report.html").is_file());
+
+    let python = std::env::var("RATCHET_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/ratchet/venv/bin/python",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let script = r#"
+import json, sys, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+v = c.get_model_version_by_alias("remote", "production")
+run = c.get_run(v.run_id)
+arts = [a.path for a in c.list_artifacts(v.run_id, "checkpoints")]
+print(json.dumps({"version": v.version, "parent": v.tags.get("ratchet.parent"),
+                  "status": run.info.status, "params": len(run.data.params),
+                  "metrics": sorted(run.data.metrics), "artifacts": arts}))
+"#;
+    let checked = Command::new(&python)
+        .args(["-c", script, &server.url])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(seen["version"], "2");
+    assert_eq!(seen["parent"], "models:/remote/1");
+    assert_eq!(seen["status"], "FINISHED");
+    assert!(seen["params"].as_u64().unwrap() > 20, "{seen}");
+    let metrics = seen["metrics"].to_string();
+    assert!(
+        metrics.contains("train/policy_loss") && metrics.contains("backtest/total_return"),
+        "{metrics}"
+    );
+    assert_eq!(seen["artifacts"].as_array().unwrap().len(), 1, "{seen}");
 }
