@@ -25,15 +25,18 @@
 //! ```
 
 pub mod device;
+pub mod dqn;
 pub mod episodes;
 pub mod network;
 pub mod optim;
 pub mod policy;
 pub mod ppo;
+pub mod replay;
 pub mod schedule;
 pub mod state;
 
 pub use device::{DeviceKind, device};
+pub use dqn::{Dqn, DqnConfig};
 pub use episodes::EpisodeStats;
 pub use network::{Activation, Mlp, MlpConfig};
 pub use optim::{Adam, AdamConfig};
