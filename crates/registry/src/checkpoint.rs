@@ -272,18 +272,15 @@ impl Checkpoint {
     /// Reads and verifies a checkpoint.
     pub fn load(dir: &Path) -> Result<Checkpoint> {
         let manifest = read_manifest(dir)?;
-        // Read and hash the tensor files in parallel; each is read with one large read.
+        // Tensor files are read and hashed in parallel, each tensor straight into its own
+        // buffer (no intermediate copy).
         let tensor_files = [MODEL_FILE, OPTIMIZER_FILE, STATE_TENSORS_FILE];
         let loaded: Vec<Result<Vec<Tensor>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = tensor_files
                 .iter()
                 .map(|name| {
                     let manifest = &manifest;
-                    scope.spawn(move || {
-                        let path = dir.join(name);
-                        let bytes = read_verified(&path, name, manifest)?;
-                        parse_safetensors(&path, &bytes)
-                    })
+                    scope.spawn(move || read_tensor_file(&dir.join(name), name, manifest))
                 })
                 .collect();
             handles
@@ -422,12 +419,12 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Reads a whole file with one allocation of the right size and checks size and sha256.
-fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>> {
+/// Opens a file listed in the manifest, checking that it exists and has the listed size.
+fn open_listed(path: &Path, name: &str, manifest: &Manifest) -> Result<File> {
     let expected = manifest.files.get(name).ok_or_else(|| {
         RegistryError::corrupt(path, format!("{name} is not listed in {MANIFEST_FILE}"))
     })?;
-    let mut file = File::open(path).map_err(|e| match e.kind() {
+    let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => RegistryError::corrupt(path, "checkpoint file is missing"),
         _ => RegistryError::io(path, e),
     })?;
@@ -441,10 +438,10 @@ fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>
             format!("corrupt: {size} bytes, the manifest says {}", expected.size),
         ));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.read_to_end(&mut bytes)
-        .map_err(|e| RegistryError::io(path, e))?;
-    let actual = hex(&Sha256::digest(&bytes));
+    Ok(file)
+}
+
+fn check_digest(path: &Path, actual: &str, expected: &ManifestEntry) -> Result<()> {
     if actual != expected.sha256 {
         return Err(RegistryError::corrupt(
             path,
@@ -454,6 +451,17 @@ fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>
             ),
         ));
     }
+    Ok(())
+}
+
+/// Reads a whole file with one allocation of the right size and checks size and sha256.
+fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>> {
+    let mut file = open_listed(path, name, manifest)?;
+    let expected = &manifest.files[name];
+    let mut bytes = Vec::with_capacity(expected.size as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| RegistryError::io(path, e))?;
+    check_digest(path, &hex(&Sha256::digest(&bytes)), expected)?;
     Ok(bytes)
 }
 
@@ -549,34 +557,91 @@ fn safetensors_header(
     Ok(bytes)
 }
 
-/// Parses a safetensors buffer with the `safetensors` crate (which validates the header,
-/// offsets and sizes); tensors come back in file order.
-fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<Tensor>> {
-    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| RegistryError::corrupt(path, format!("not a valid safetensors file: {e}")))?;
-    let data = &bytes[8 + header_len..];
+/// Reads a safetensors file written by [`write_safetensors`]: the header is parsed and
+/// validated by the `safetensors` crate (offsets contiguous, sizes matching shapes), then
+/// each tensor is read with one `read_exact` directly into its `Vec<f32>` while the whole
+/// file is hashed and finally checked against the manifest.
+fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<Tensor>> {
+    let mut file = open_listed(path, name, manifest)?;
+    let expected = &manifest.files[name];
+    let mut hasher = Sha256::new();
+    let io = |e: std::io::Error| RegistryError::io(path, e);
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(io)?;
+    hasher.update(len);
+    let header_len = u64::from_le_bytes(len);
+    if header_len > expected.size.saturating_sub(8) || header_len > 100_000_000 {
+        return Err(RegistryError::corrupt(
+            path,
+            format!("corrupt: header length {header_len} exceeds the file"),
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    hasher.update(&header);
+    let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header).map_err(|e| {
+        RegistryError::corrupt(
+            path,
+            format!("corrupt: not a valid safetensors header: {e}"),
+        )
+    })?;
+    if 8 + header_len + metadata.data_len() as u64 != expected.size {
+        return Err(RegistryError::corrupt(
+            path,
+            "corrupt: the header does not describe the file's size",
+        ));
+    }
     let mut tensors = Vec::new();
-    for name in metadata.offset_keys() {
+    for tensor_name in metadata.offset_keys() {
         let info = metadata
-            .info(&name)
+            .info(&tensor_name)
             .expect("offset_keys lists known tensors");
         if info.dtype != safetensors::Dtype::F32 {
             return Err(RegistryError::corrupt(
                 path,
                 format!(
-                    "tensor {name:?} has dtype {:?}; checkpoints hold F32 only",
+                    "tensor {tensor_name:?} has dtype {:?}; checkpoints hold F32 only",
                     info.dtype
                 ),
             ));
         }
         let (start, end) = info.data_offsets;
+        let mut data = vec![0f32; (end - start) / 4];
+        read_f32s(&mut file, &mut data).map_err(io)?;
+        hasher.update(&f32_bytes(&data));
         tensors.push(Tensor {
             shape: info.shape.clone(),
-            data: f32_from_bytes(&data[start..end]),
-            name,
+            data,
+            name: tensor_name,
         });
     }
+    check_digest(path, &hex(&hasher.finalize()), expected)?;
     Ok(tensors)
+}
+
+/// Fills `data` from little-endian bytes.
+fn read_f32s(file: &mut File, data: &mut [f32]) -> std::io::Result<()> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid f32, u8 has alignment 1, and the byte view
+        // covers exactly the slice's memory.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                data.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of_val(data),
+            )
+        };
+        file.read_exact(bytes)
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        let mut bytes = vec![0u8; data.len() * 4];
+        file.read_exact(&mut bytes)?;
+        for (x, c) in data.iter_mut().zip(bytes.chunks_exact(4)) {
+            *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Ok(())
+    }
 }
 
 /// The little-endian bytes of an `f32` slice, borrowed where the CPU is little-endian.
@@ -593,13 +658,6 @@ fn f32_bytes(data: &[f32]) -> std::borrow::Cow<'_, [u8]> {
     {
         std::borrow::Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
-}
-
-fn f32_from_bytes(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn entry_for(bytes: &[u8]) -> ManifestEntry {
