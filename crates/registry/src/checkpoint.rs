@@ -551,7 +551,7 @@ fn safetensors_header(
         offset = end;
     }
     let mut bytes = serde_json::to_vec(&header).expect("a JSON map serialises");
-    while bytes.len() % 8 != 0 {
+    while !bytes.len().is_multiple_of(8) {
         bytes.push(b' ');
     }
     Ok(bytes)
@@ -608,7 +608,7 @@ fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<
         let (start, end) = info.data_offsets;
         let mut data = vec![0f32; (end - start) / 4];
         read_f32s(&mut file, &mut data).map_err(io)?;
-        hasher.update(&f32_bytes(&data));
+        hasher.update(f32_bytes(&data));
         tensors.push(Tensor {
             shape: info.shape.clone(),
             data,
@@ -724,7 +724,7 @@ pub fn weights_sha256(weights: &[Tensor]) -> String {
     let mut hasher = Sha256::new();
     for tensor in weights {
         hash_name_shape(&mut hasher, tensor);
-        hasher.update(&f32_bytes(&tensor.data));
+        hasher.update(f32_bytes(&tensor.data));
     }
     hex(&hasher.finalize())
 }

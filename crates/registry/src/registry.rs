@@ -1320,7 +1320,7 @@ impl Registry {
         let versions = self.list(name, &VersionFilter::default())?;
         let now = Utc::now();
         let mut by_age: Vec<&VersionSummary> = versions.iter().collect();
-        by_age.sort_by(|a, b| b.version.cmp(&a.version));
+        by_age.sort_by_key(|v| std::cmp::Reverse(v.version));
         let newest: BTreeSet<u64> = by_age
             .iter()
             .take(policy.keep_last.unwrap_or(0))
