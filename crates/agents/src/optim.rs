@@ -5,8 +5,7 @@
 //! per parameter; Burn keys optimizer state by `ParamId`, which a checkpoint does not carry; and
 //! `ModuleOptimizer::load_record` materialises state on `Device::default()`, which with the `wgpu`
 //! feature compiled in is the GPU — so resuming a CPU run would need a graphics adapter. This one
-//! keys state by the parameter's path in the module, keeps it on the parameters' device, and
-//! follows `torch.optim.Adam` exactly:
+//! keys state by the parameter's path in the module and follows `torch.optim.Adam` exactly:
 //!
 //! ```text
 //! g    <- g * min(1, max_norm / (||all g||_2 + 1e-6))        (if max_grad_norm is set)
@@ -15,9 +14,12 @@
 //! p    <- p - lr / (1 - beta_1^t) * m / (sqrt(v) / sqrt(1 - beta_2^t) + eps)
 //! ```
 //!
-//! All parameters are updated as one flat vector (one concatenation, a dozen element-wise
-//! operations, one slice per parameter), because on small networks the cost of an update is
-//! the number of tensor operations, not their size. Nothing is read back to the host.
+//! The update itself runs as one fused loop over all parameters in host memory: gradients and
+//! parameters come back from the device in a single read, new parameters go up in one write per
+//! tensor. On the networks these agents use, an update done as a dozen tensor operations per
+//! parameter cost several times more than this on the CPU backend (each operation is a separate
+//! pass over memory plus dispatch), and on a GPU the one read per step is the only
+//! synchronisation. The moments live in host memory, which also makes saving them free.
 //!
 //! ```
 //! use burn::optim::GradientsParams;
@@ -38,7 +40,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
@@ -68,10 +70,9 @@ impl Default for AdamConfig {
     }
 }
 
-/// One parameter's place in the flat vector.
-#[derive(Clone, Debug)]
+/// One parameter's place in the flat vectors.
+#[derive(Clone, Debug, PartialEq)]
 struct Slot {
-    id: ParamId,
     path: String,
     shape: Vec<usize>,
     offset: usize,
@@ -83,12 +84,14 @@ struct Slot {
 pub struct Adam {
     config: AdamConfig,
     steps: u64,
-    /// Layout of the flat vectors, in the module's visiting order; rebuilt when the module's
-    /// parameter ids change (a freshly built or restored module).
+    /// Ids of the module the layout was built for; a module with other ids (freshly built or
+    /// restored) has its layout read again, and it must match the moments'.
+    ids: Vec<ParamId>,
+    /// Layout of the flat vectors, in the module's visiting order.
     slots: Vec<Slot>,
-    /// `(moment_1, moment_2)`, flat, on the parameters' device without autodiff; `None` before
-    /// the first step.
-    moments: Option<(Tensor<1>, Tensor<1>)>,
+    /// First and second moments, flat; empty before the first step.
+    moment_1: Vec<f32>,
+    moment_2: Vec<f32>,
 }
 
 impl Adam {
@@ -96,8 +99,10 @@ impl Adam {
         Self {
             config,
             steps: 0,
+            ids: Vec::new(),
             slots: Vec::new(),
-            moments: None,
+            moment_1: Vec::new(),
+            moment_2: Vec::new(),
         }
     }
 
@@ -113,59 +118,59 @@ impl Adam {
     /// Applies one update with learning rate `lr` and returns the updated module.
     ///
     /// A parameter that received no gradient is treated as having a zero gradient.
+    ///
+    /// # Panics
+    ///
+    /// If `module` is not the network these moments belong to (another shape), or the device
+    /// fails to read back.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M {
-        self.sync_layout(&module);
-        let total: usize = self.slots.iter().map(|s| s.len).sum();
+        if let Err(e) = self.sync_layout(&module) {
+            panic!("{e}");
+        }
+        let total = self.total();
         if total == 0 {
             return module;
         }
-        let mut gather = GradGather {
+        // Gradients, then parameters, flattened into one tensor: one read from the device.
+        let mut gather = Gather {
             grads: &mut grads,
-            flat: Vec::with_capacity(self.slots.len()),
-            device: None,
+            flat: Vec::with_capacity(2 * self.slots.len()),
+            params: Vec::with_capacity(self.slots.len()),
         };
         module.visit(&mut gather);
-        let device = gather
-            .device
-            .expect("a module with parameters has a device");
-        let mut g = Tensor::cat(gather.flat, 0);
+        let Gather {
+            mut flat, params, ..
+        } = gather;
+        flat.extend(params);
+        let host = read_f32(Tensor::cat(flat, 0)).unwrap_or_else(|e| panic!("{e}"));
+        let (g, p) = host.split_at(total);
+        let mut p = p.to_vec();
 
-        if let Some(max_norm) = self.config.max_grad_norm {
-            // torch.nn.utils.clip_grad_norm_: one factor for all parameters, kept on the device.
-            let norm = g.clone().square().sum().sqrt();
-            let coef = norm
-                .add_scalar(1e-6)
-                .recip()
-                .mul_scalar(max_norm)
-                .clamp_max(1.0);
-            g = g * coef;
+        let scale = match self.config.max_grad_norm {
+            // torch.nn.utils.clip_grad_norm_: one factor for all parameters.
+            Some(max_norm) => (max_norm / (l2_norm(g) + 1e-6)).min(1.0) as f32,
+            None => 1.0,
+        };
+        if self.moment_1.is_empty() {
+            self.moment_1 = vec![0.0; total];
+            self.moment_2 = vec![0.0; total];
+        }
+        self.steps += 1;
+        let (b1, b2) = (self.config.beta_1, self.config.beta_2);
+        let t = self.steps as i32;
+        let step_size = (lr / (1.0 - b1.powi(t))) as f32;
+        let inv_bias_2_sqrt = (1.0 / (1.0 - b2.powi(t)).sqrt()) as f32;
+        let (b1, b2, eps) = (b1 as f32, b2 as f32, self.config.epsilon as f32);
+        let (m, v) = (&mut self.moment_1[..total], &mut self.moment_2[..total]);
+        for i in 0..total {
+            let g = g[i] * scale;
+            m[i] = b1 * m[i] + (1.0 - b1) * g;
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+            p[i] -= step_size * m[i] / (v[i].sqrt() * inv_bias_2_sqrt + eps);
         }
 
-        let (b1, b2) = (self.config.beta_1, self.config.beta_2);
-        let (m, v) = match self.moments.take() {
-            Some((m, v)) => (
-                m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
-                v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
-            ),
-            None => (
-                g.clone().mul_scalar(1.0 - b1),
-                g.square().mul_scalar(1.0 - b2),
-            ),
-        };
-        self.steps += 1;
-        let t = self.steps as i32;
-        let bias_1 = 1.0 - b1.powi(t);
-        let bias_2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        let delta = m.clone().mul_scalar(lr / bias_1)
-            / v.clone()
-                .sqrt()
-                .div_scalar(bias_2_sqrt)
-                .add_scalar(self.config.epsilon);
-        self.moments = Some((m, v));
-        debug_assert_eq!(delta.device().without_autodiff(), device);
-
-        module.map(&mut Apply {
-            delta,
+        module.map(&mut Write {
+            values: &p,
             slots: &self.slots,
             next: 0,
         })
@@ -179,15 +184,13 @@ impl Adam {
         prefix: &str,
         module: &M,
     ) -> Result<Vec<NamedTensor>, AgentError> {
-        let Some((m, v)) = &self.moments else {
+        if self.moment_1.is_empty() {
             return Ok(Vec::new());
-        };
-        let mut me = self.clone();
-        me.sync_layout(module);
-        let (m, v) = (read_f32(m.clone())?, read_f32(v.clone())?);
-        let mut out = Vec::with_capacity(2 * me.slots.len());
-        for s in &me.slots {
-            for (leaf, data) in [("moment_1", &m), ("moment_2", &v)] {
+        }
+        self.clone().sync_layout(module)?;
+        let mut out = Vec::with_capacity(2 * self.slots.len());
+        for s in &self.slots {
+            for (leaf, data) in [("moment_1", &self.moment_1), ("moment_2", &self.moment_2)] {
                 out.push(NamedTensor {
                     name: join(prefix, &format!("{}.{leaf}", s.path)),
                     shape: s.shape.clone(),
@@ -199,7 +202,7 @@ impl Adam {
     }
 
     /// Restores moments saved by [`Adam::tensors`] and the step count, for the parameters of
-    /// `module`, whose device they are placed on.
+    /// `module`.
     ///
     /// Fails, naming the tensor, if any parameter lacks a moment (when `steps > 0`), a shape
     /// differs, or a saved moment belongs to no parameter of `module`.
@@ -210,13 +213,14 @@ impl Adam {
         steps: u64,
         module: &M,
     ) -> Result<(), AgentError> {
-        self.slots.clear();
-        self.sync_layout(module);
+        let mut layout = Layout::default();
+        module.visit(&mut layout);
         let saved: Vec<&NamedTensor> = tensors
             .iter()
             .filter(|t| t.name.starts_with(&join(prefix, "")))
             .filter(|t| t.name.ends_with(".moment_1") || t.name.ends_with(".moment_2"))
             .collect();
+        let (mut m, mut v) = (Vec::new(), Vec::new());
         if steps == 0 {
             if let Some(t) = saved.first() {
                 return Err(AgentError::State(format!(
@@ -224,76 +228,80 @@ impl Adam {
                     t.name
                 )));
             }
-            self.steps = 0;
-            self.moments = None;
-            return Ok(());
-        }
-        let total: usize = self.slots.iter().map(|s| s.len).sum();
-        let (mut m, mut v) = (vec![0.0f32; total], vec![0.0f32; total]);
-        let mut used = 0;
-        for s in &self.slots {
-            for (leaf, buf) in [("moment_1", &mut m), ("moment_2", &mut v)] {
-                let name = join(prefix, &format!("{}.{leaf}", s.path));
-                let t = saved.iter().find(|t| t.name == name).ok_or_else(|| {
-                    AgentError::State(format!("optimizer state has no tensor '{name}'"))
-                })?;
-                t.check_shape(&s.shape)?;
-                buf[s.offset..s.offset + s.len].copy_from_slice(&t.data);
-                used += 1;
+        } else {
+            (m, v) = (vec![0.0f32; layout.offset], vec![0.0f32; layout.offset]);
+            for s in &layout.slots {
+                for (leaf, buf) in [("moment_1", &mut m), ("moment_2", &mut v)] {
+                    let name = join(prefix, &format!("{}.{leaf}", s.path));
+                    let t = saved.iter().find(|t| t.name == name).ok_or_else(|| {
+                        AgentError::State(format!("optimizer state has no tensor '{name}'"))
+                    })?;
+                    t.check_shape(&s.shape)?;
+                    buf[s.offset..s.offset + s.len].copy_from_slice(&t.data);
+                }
+            }
+            if saved.len() != 2 * layout.slots.len() {
+                let known = |name: &str| {
+                    layout.slots.iter().any(|s| {
+                        name == join(prefix, &format!("{}.moment_1", s.path))
+                            || name == join(prefix, &format!("{}.moment_2", s.path))
+                    })
+                };
+                let extra = saved
+                    .iter()
+                    .find(|t| !known(&t.name))
+                    .map_or("?", |t| &t.name);
+                return Err(AgentError::State(format!(
+                    "optimizer tensor '{extra}' matches no parameter of the network"
+                )));
             }
         }
-        if used != saved.len() {
-            let extra = saved
-                .iter()
-                .find(|t| {
-                    !self.slots.iter().any(|s| {
-                        t.name == join(prefix, &format!("{}.moment_1", s.path))
-                            || t.name == join(prefix, &format!("{}.moment_2", s.path))
-                    })
-                })
-                .map(|t| t.name.clone())
-                .unwrap_or_default();
-            return Err(AgentError::State(format!(
-                "optimizer tensor '{extra}' matches no parameter of the network"
-            )));
-        }
-        let device = param_device(module)
-            .ok_or_else(|| AgentError::State("the network has no parameters".into()))?;
-        self.moments = Some((
-            Tensor::from_data(TensorData::new(m, [total]), &device),
-            Tensor::from_data(TensorData::new(v, [total]), &device),
-        ));
         self.steps = steps;
+        self.ids = layout.ids;
+        self.slots = layout.slots;
+        self.moment_1 = m;
+        self.moment_2 = v;
         Ok(())
     }
 
-    /// Recomputes the flat layout if `module`'s parameters are not the ones it was built for.
-    fn sync_layout<M: Module>(&mut self, module: &M) {
-        let mut ids = IdList(Vec::with_capacity(self.slots.len()));
+    fn total(&self) -> usize {
+        self.slots.iter().map(|s| s.len).sum()
+    }
+
+    /// Adopts `module`'s parameters if they are not the ones the layout was built for, checking
+    /// that existing moments fit them.
+    fn sync_layout<M: Module>(&mut self, module: &M) -> Result<(), AgentError> {
+        let mut ids = IdList(Vec::with_capacity(self.ids.len()));
         module.visit(&mut ids);
-        if ids.0.len() == self.slots.len() && ids.0.iter().zip(&self.slots).all(|(a, s)| *a == s.id)
-        {
-            return;
+        if ids.0 == self.ids {
+            return Ok(());
         }
         let mut layout = Layout::default();
         module.visit(&mut layout);
+        if !self.moment_1.is_empty() && layout.slots != self.slots {
+            return Err(AgentError::State(
+                "the optimizer's moments belong to a network of another shape".into(),
+            ));
+        }
+        self.ids = layout.ids;
         self.slots = layout.slots;
+        Ok(())
     }
 }
 
-/// The device (without autodiff) of a module's first parameter.
-fn param_device<M: Module>(module: &M) -> Option<Device> {
-    struct First(Option<Device>);
-    impl ModuleVisitor for First {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if self.0.is_none() {
-                self.0 = Some(param.lazy_device().without_autodiff());
-            }
+/// `sqrt(sum x^2)`, accumulated in f64 over eight interleaved partial sums (in a fixed order,
+/// so the result does not depend on anything but `xs`).
+fn l2_norm(xs: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x as f64 * x as f64;
         }
     }
-    let mut first = First(None);
-    module.visit(&mut first);
-    first.0
+    let tail: f64 = tail.iter().map(|&x| x as f64 * x as f64).sum();
+    (acc.iter().sum::<f64>() + tail).sqrt()
 }
 
 struct IdList(Vec<ParamId>);
@@ -307,6 +315,7 @@ impl ModuleVisitor for IdList {
 #[derive(Default)]
 struct Layout {
     path: Vec<String>,
+    ids: Vec<ParamId>,
     slots: Vec<Slot>,
     offset: usize,
 }
@@ -323,8 +332,8 @@ impl ModuleVisitor for Layout {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let shape = param.lazy_shape().to_vec();
         let len = shape.iter().product();
+        self.ids.push(param.id);
         self.slots.push(Slot {
-            id: param.id,
             path: self.path.join("."),
             shape,
             offset: self.offset,
@@ -334,57 +343,48 @@ impl ModuleVisitor for Layout {
     }
 }
 
-/// Collects every parameter's gradient, flattened, in visiting order.
-struct GradGather<'a> {
+/// Every parameter's gradient and value, flattened, in visiting order.
+struct Gather<'a> {
     grads: &'a mut GradientsParams,
     flat: Vec<Tensor<1>>,
-    device: Option<Device>,
+    params: Vec<Tensor<1>>,
 }
 
-impl ModuleVisitor for GradGather<'_> {
+impl ModuleVisitor for Gather<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let device = param.lazy_device().without_autodiff();
-        let shape = param.lazy_shape();
-        let n = shape.num_elements();
+        let value = param.val().inner();
+        let n = value.shape().num_elements();
         let g = match self.grads.remove::<D>(param.id) {
             Some(g) => g.reshape([n]),
-            None => Tensor::zeros([n], &device),
+            None => Tensor::zeros([n], &value.device()),
         };
-        self.device.get_or_insert(device);
         self.flat.push(g);
+        self.params.push(value.reshape([n]));
     }
 }
 
-/// Subtracts each parameter's slice of `delta`, keeping its id and autodiff settings.
-struct Apply<'a> {
-    delta: Tensor<1>,
+/// Replaces each parameter's value, keeping its id, device and autodiff settings.
+struct Write<'a> {
+    values: &'a [f32],
     slots: &'a [Slot],
     next: usize,
 }
 
-impl ModuleMapper for Apply<'_> {
+impl ModuleMapper for Write<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let slot = &self.slots[self.next];
         self.next += 1;
         let (id, tensor, mapper) = param.consume();
-        let autodiff = tensor.is_autodiff();
-        let require_grad = tensor.is_require_grad();
-        let strategy = tensor.gradient_checkpointing_strategy();
-        let shape: [usize; D] = slot.shape.clone().try_into().expect("rank matches layout");
-        let step = self
-            .delta
-            .clone()
-            .narrow(0, slot.offset, slot.len)
-            .reshape(shape);
-        let mut updated = tensor.inner() - step;
-        if autodiff {
-            updated = updated.autodiff();
-            if let Some(strategy) = strategy {
-                updated = updated.with_gradient_checkpointing_strategy(strategy);
-            }
-            if require_grad {
-                updated = updated.require_grad();
-            }
+        let data = TensorData::new(
+            self.values[slot.offset..slot.offset + slot.len].to_vec(),
+            slot.shape.clone(),
+        );
+        let mut updated = Tensor::<D>::from_data(data, &tensor.device());
+        if let Some(strategy) = tensor.gradient_checkpointing_strategy() {
+            updated = updated.with_gradient_checkpointing_strategy(strategy);
+        }
+        if tensor.is_require_grad() {
+            updated = updated.require_grad();
         }
         Param::from_mapped_value(id, updated, mapper)
     }
