@@ -409,48 +409,27 @@ impl<E: Env> Dqn<E> {
             .sample(&mut self.rng, steps * size, &mut self.batch);
         let phase = PhaseBatch::upload(&self.batch, self.config.gamma, &self.device, &self.plain);
         let dueling = self.config.dueling;
-        let rows = |t: &Tensor<2>, j: usize| t.clone().narrow(0, j * size, size);
-        // The target network does not change during a phase: Q_θ⁻(s') of each step's minibatch
-        // is computed one step ahead, on a second core while this one runs the backward pass.
-        let target_network = &self.target_network;
-        let target_q =
-            |j: usize| q_values(target_network, rows(&phase.next_observations, j), dueling);
-        let mut next_q_target = Some(target_q(0));
         let (mut losses, mut q_means) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
         for j in 0..steps {
-            let next_q = next_q_target
-                .take()
-                .expect("computed during the previous step");
-            let online = &self.q_network;
-            // y = r + γ (1 − terminated) Q_θ⁻(s', a*) without gradients, on the second core
-            // while this one evaluates Q_θ(s, a) with gradients.
-            let target = || {
-                let next_q = if self.config.double_q {
-                    let best =
-                        q_values(&online.valid(), rows(&phase.next_observations, j), dueling)
-                            .argmax(1);
-                    next_q.gather(1, best)
-                } else {
-                    next_q.max_dim(1)
-                };
-                rows(&phase.rewards, j) + rows(&phase.discounts, j) * next_q
+            let rows = |t: &Tensor<2>| t.clone().narrow(0, j * size, size);
+            // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients.
+            let next_observations = rows(&phase.next_observations);
+            let next_q = q_values(&self.target_network, next_observations.clone(), dueling);
+            let next_q = if self.config.double_q {
+                let online = self.q_network.valid();
+                let best = q_values(&online, next_observations, dueling).argmax(1);
+                next_q.gather(1, best)
+            } else {
+                next_q.max_dim(1)
             };
+            let y = rows(&phase.rewards) + rows(&phase.discounts) * next_q;
+            // Huber loss of Q_θ(s, a) − y, one Adam step.
             let actions = phase.actions.clone().narrow(0, j * size, size);
-            let predict =
-                || q_values(online, rows(&phase.observations, j), dueling).gather(1, actions);
-            let (y, q) = rayon::join(target, predict);
-            // Huber loss of Q_θ(s, a) − y, backward pass, one Adam step.
+            let q =
+                q_values(&self.q_network, rows(&phase.observations), dueling).gather(1, actions);
             let loss = huber(q.clone() - y.autodiff()).mean();
-            let adam = &mut self.adam;
-            let (q_network, following) = rayon::join(
-                || {
-                    let grads = GradientsParams::from_grads(loss.backward(), online);
-                    adam.step(lr, online.clone(), grads)
-                },
-                || (j + 1 < steps).then(|| target_q(j + 1)),
-            );
-            self.q_network = q_network;
-            next_q_target = following;
+            let grads = GradientsParams::from_grads(loss.backward(), &self.q_network);
+            self.q_network = self.adam.step(lr, self.q_network.clone(), grads);
             losses.push(loss.inner());
             q_means.push(q.inner().mean());
         }
