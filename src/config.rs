@@ -53,7 +53,7 @@ impl Default for RunConfig {
         Self {
             algo: Algo::Ppo,
             env: EnvKind::Trading,
-            steps: 50_000,
+            steps: 300_000,
             seed: 0,
             n_envs: 1,
             device: Device::Cpu,
