@@ -131,7 +131,7 @@ impl InferenceMlp {
                     }
                 }
                 if i < last {
-                    y.iter_mut().for_each(|v| *v = self.activation.apply(*v));
+                    self.activation.apply(y);
                     std::mem::swap(&mut a, &mut b);
                 }
             }

@@ -32,7 +32,7 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -201,6 +201,7 @@ pub struct Ppo<E: Env> {
 }
 
 /// Per-minibatch results kept on the device until the end of the update.
+#[derive(Default)]
 struct Diagnostics {
     sizes: Vec<usize>,
     ratios: Vec<Tensor<2>>,
@@ -208,6 +209,16 @@ struct Diagnostics {
     /// The clipped surrogate objective (the negative of the policy loss).
     objectives: Vec<Tensor<1>>,
     value_losses: Vec<Tensor<1>>,
+}
+
+impl Diagnostics {
+    fn record(&mut self, size: usize, policy: PolicyDiagnostics, value_loss: Tensor<1>) {
+        self.sizes.push(size);
+        self.ratios.push(policy.ratio);
+        self.log_probs.push(policy.log_probs);
+        self.objectives.push(policy.objective);
+        self.value_losses.push(value_loss);
+    }
 }
 
 impl<E: Env> Ppo<E> {
@@ -401,22 +412,26 @@ impl<E: Env> Ppo<E> {
         let lr = self.learning_rate();
         let batch = advantages.len();
         let mut model = self.model.clone();
-        let mut diagnostics = Diagnostics {
-            sizes: Vec::new(),
-            ratios: Vec::new(),
-            log_probs: Vec::new(),
-            objectives: Vec::new(),
-            value_losses: Vec::new(),
-        };
+        let mut diagnostics = Diagnostics::default();
+        let (config, device) = (&self.config, &self.device);
         let mut indices: Vec<usize> = Vec::with_capacity(batch);
-        for _epoch in 0..self.config.n_epochs {
+        for _epoch in 0..config.n_epochs {
             indices.clear();
             indices.extend(0..batch);
             self.rng.shuffle(&mut indices);
-            for minibatch in indices.chunks(self.config.batch_size) {
-                let loss = self.loss(&model, minibatch, advantages, returns, &mut diagnostics);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
+            for minibatch in indices.chunks(config.batch_size) {
+                let batch =
+                    Minibatch::gather(&self.rollout, minibatch, advantages, returns, config);
+                // The policy and the value network share no parameter, so their losses are
+                // differentiated separately, on two threads when there are two cores; the
+                // gradients are those of the summed loss.
+                let ((mut grads, policy), (value_grads, value_loss)) = rayon::join(
+                    || policy_loss_gradients(&model.actor, &batch, config, device),
+                    || value_loss_gradients(&model.critic, &batch, config, device),
+                );
+                move_gradients(value_grads, &mut grads, &model.critic);
                 model = self.adam.step(lr, model, grads);
+                diagnostics.record(batch.size, policy, value_loss);
             }
         }
         self.model = model;
@@ -436,73 +451,6 @@ impl<E: Env> Ppo<E> {
             (self.updates * self.config.n_epochs as u64) as f64,
         ));
         Ok(metrics)
-    }
-
-    /// The PPO loss of one minibatch (the entries of the rollout at `indices`).
-    fn loss(
-        &self,
-        model: &ActorCritic,
-        indices: &[usize],
-        advantages: &[f32],
-        returns: &[f32],
-        diagnostics: &mut Diagnostics,
-    ) -> Tensor<1> {
-        let (bs, k) = (indices.len(), self.envs.observation_size());
-        let r = &self.rollout;
-        let dev = &self.device;
-        let gather = |xs: &[f32]| -> Vec<f32> { indices.iter().map(|&i| xs[i]).collect() };
-        let mut obs = Vec::with_capacity(bs * k);
-        for &i in indices {
-            obs.extend_from_slice(&r.observations[i * k..(i + 1) * k]);
-        }
-        let mut adv = gather(advantages);
-        if self.config.normalize_advantage {
-            normalize(&mut adv);
-        }
-        // Per-sample columns are [bs, 1], the shape the networks' outputs come in.
-        let column = |xs: Vec<f32>| Tensor::<2>::from_data(TensorData::new(xs, [bs, 1]), dev);
-        let obs = Tensor::<2>::from_data(TensorData::new(obs, [bs, k]), dev);
-        let actions: Vec<i64> = indices.iter().map(|&i| r.actions[i] as i64).collect();
-        let actions = Tensor::<2, Int>::from_data(TensorData::new(actions, [bs, 1]), dev);
-        let old_log_probs = column(gather(&r.log_probs));
-        let adv = column(adv);
-        let returns = column(gather(returns));
-
-        let log_probs = log_softmax(model.actor.forward(obs.clone()), 1);
-        let values = model.critic.forward(obs);
-        let ratio = (log_probs.clone().gather(1, actions) - old_log_probs).exp();
-
-        // Clipped surrogate objective (maximised; the policy loss is its negative).
-        let clip = self.config.clip_range;
-        let surrogate = ratio.clone() * adv.clone();
-        let clipped = ratio.clone().clamp(1.0 - clip, 1.0 + clip) * adv;
-        let objective = surrogate.min_pair(clipped).mean();
-
-        // Value loss, optionally on a prediction clipped around the rollout's value.
-        let values = match self.config.clip_range_vf {
-            None => values,
-            Some(c) => {
-                let old = column(gather(&r.values));
-                old.clone() + (values - old).clamp(-c, c)
-            }
-        };
-        let value_loss = (returns - values).square().mean();
-
-        let mut loss = value_loss.clone().mul_scalar(self.config.vf_coef) - objective.clone();
-        if self.config.ent_coef != 0.0 {
-            // - ent_coef * entropy, with entropy = -sum(p log p).
-            let p_log_p = (log_probs.clone().exp() * log_probs.clone())
-                .sum_dim(1)
-                .mean();
-            loss = loss + p_log_p.mul_scalar(self.config.ent_coef);
-        }
-
-        diagnostics.sizes.push(bs);
-        diagnostics.ratios.push(ratio.inner());
-        diagnostics.log_probs.push(log_probs.inner());
-        diagnostics.objectives.push(objective.inner());
-        diagnostics.value_losses.push(value_loss.inner());
-        loss
     }
 
     /// Reads the update's per-minibatch results back once and averages them as SB3 does (the
@@ -777,6 +725,151 @@ impl<E: Env> Ppo<E> {
         self.episodes = meta.episodes;
         Ok(())
     }
+}
+
+/// One minibatch of the rollout, gathered on the host; per-sample values are `[size, 1]`
+/// columns once on the device, the shape the networks' outputs come in.
+struct Minibatch {
+    size: usize,
+    observation_size: usize,
+    observations: Vec<f32>,
+    actions: Vec<i64>,
+    old_log_probs: Vec<f32>,
+    /// Normalised when `normalize_advantage` is set.
+    advantages: Vec<f32>,
+    returns: Vec<f32>,
+    /// Only for a clipped value loss.
+    old_values: Option<Vec<f32>>,
+}
+
+impl Minibatch {
+    fn gather(
+        r: &Rollout,
+        indices: &[usize],
+        advantages: &[f32],
+        returns: &[f32],
+        config: &PpoConfig,
+    ) -> Self {
+        let k = r.observations.len() / r.values.len().max(1);
+        let pick = |xs: &[f32]| -> Vec<f32> { indices.iter().map(|&i| xs[i]).collect() };
+        let mut observations = Vec::with_capacity(indices.len() * k);
+        for &i in indices {
+            observations.extend_from_slice(&r.observations[i * k..(i + 1) * k]);
+        }
+        let mut advantages = pick(advantages);
+        if config.normalize_advantage {
+            normalize(&mut advantages);
+        }
+        Self {
+            size: indices.len(),
+            observation_size: k,
+            observations,
+            actions: indices.iter().map(|&i| r.actions[i] as i64).collect(),
+            old_log_probs: pick(&r.log_probs),
+            advantages,
+            returns: pick(returns),
+            old_values: config.clip_range_vf.map(|_| pick(&r.values)),
+        }
+    }
+
+    fn observations(&self, device: &Device) -> Tensor<2> {
+        let data = TensorData::new(
+            self.observations.clone(),
+            [self.size, self.observation_size],
+        );
+        Tensor::from_data(data, device)
+    }
+
+    fn column(&self, values: &[f32], device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values.to_vec(), [self.size, 1]), device)
+    }
+}
+
+/// What the update reports of the policy loss, kept on the device.
+struct PolicyDiagnostics {
+    ratio: Tensor<2>,
+    log_probs: Tensor<2>,
+    objective: Tensor<1>,
+}
+
+/// Gradients of the policy's loss: minus the clipped surrogate objective, minus the entropy
+/// bonus.
+fn policy_loss_gradients(
+    actor: &Mlp,
+    batch: &Minibatch,
+    config: &PpoConfig,
+    device: &Device,
+) -> (GradientsParams, PolicyDiagnostics) {
+    let actions = TensorData::new(batch.actions.clone(), [batch.size, 1]);
+    let actions = Tensor::<2, Int>::from_data(actions, device);
+    let old_log_probs = batch.column(&batch.old_log_probs, device);
+    let advantages = batch.column(&batch.advantages, device);
+
+    let log_probs = log_softmax(actor.forward(batch.observations(device)), 1);
+    let ratio = (log_probs.clone().gather(1, actions) - old_log_probs).exp();
+
+    // Clipped surrogate objective (maximised).
+    let clip = config.clip_range;
+    let surrogate = ratio.clone() * advantages.clone();
+    let clipped = ratio.clone().clamp(1.0 - clip, 1.0 + clip) * advantages;
+    let objective = surrogate.min_pair(clipped).mean();
+
+    let mut loss = objective.clone().neg();
+    if config.ent_coef != 0.0 {
+        // - ent_coef * entropy, with entropy = -sum(p log p).
+        let p_log_p = (log_probs.clone().exp() * log_probs.clone())
+            .sum_dim(1)
+            .mean();
+        loss = loss + p_log_p.mul_scalar(config.ent_coef);
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), actor);
+    let diagnostics = PolicyDiagnostics {
+        ratio: ratio.inner(),
+        log_probs: log_probs.inner(),
+        objective: objective.inner(),
+    };
+    (grads, diagnostics)
+}
+
+/// Gradients of `vf_coef` times the value loss, the squared error of the value prediction
+/// (optionally clipped around the rollout's value) against the returns; and that loss.
+fn value_loss_gradients(
+    critic: &Mlp,
+    batch: &Minibatch,
+    config: &PpoConfig,
+    device: &Device,
+) -> (GradientsParams, Tensor<1>) {
+    let returns = batch.column(&batch.returns, device);
+    let mut values = critic.forward(batch.observations(device));
+    if let (Some(c), Some(old)) = (config.clip_range_vf, &batch.old_values) {
+        let old = batch.column(old, device);
+        values = old.clone() + (values - old).clamp(-c, c);
+    }
+    let value_loss = (returns - values).square().mean();
+    let loss = value_loss.clone().mul_scalar(config.vf_coef);
+    (
+        GradientsParams::from_grads(loss.backward(), critic),
+        value_loss.inner(),
+    )
+}
+
+/// Moves the gradients of `module`'s parameters from `from` into `into`.
+fn move_gradients<M: Module>(mut from: GradientsParams, into: &mut GradientsParams, module: &M) {
+    struct Move<'a> {
+        from: &'a mut GradientsParams,
+        into: &'a mut GradientsParams,
+    }
+    impl ModuleVisitor for Move<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.from.remove::<D>(param.id) {
+                self.into.register(param.id, g);
+            }
+        }
+    }
+    module.visit(&mut Move {
+        from: &mut from,
+        into,
+    });
 }
 
 /// The plain-data part of a PPO training state. Floats that training depends on are stored as

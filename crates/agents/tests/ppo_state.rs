@@ -292,3 +292,20 @@ fn defaults_are_stable_baselines3s() {
     assert_eq!(parsed, PpoConfig { n_steps: 512, ..c });
     assert!(serde_json::from_str::<PpoConfig>(r#"{"n_step": 512}"#).is_err());
 }
+
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    // The policy and value gradients are computed on two threads when rayon has them.
+    let mut parallel = agent(5);
+    train(&mut parallel, 300);
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut sequential = agent(5);
+    single.install(|| train(&mut sequential, 300));
+    assert_eq!(
+        bytes(&parallel.state().unwrap()),
+        bytes(&sequential.state().unwrap())
+    );
+}
