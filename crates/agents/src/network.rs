@@ -52,52 +52,32 @@ impl Activation {
     }
 }
 
-/// `tanh`, without branches so that the compiler vectorises loops over it: its Taylor series
-/// (to `x^13`) below `|x| = 0.4`, `(1 - t) / (1 + t)` with `t = exp(-2|x|)` above, the sign put
-/// back. Within 4 ulp of the exact value. Burn's CPU backend evaluates `tanh` with libm's scalar
+/// `tanh` as a ratio of two odd/even polynomials (a minimax fit on [-7.9, 7.9], beyond which
+/// tanh rounds to +-1 in f32), without branches so that the compiler vectorises loops over it.
+/// Within 8 ulp of the exact value (4e-7 at most, near +-1). Burn's CPU backend evaluates `tanh` with libm's scalar
 /// `tanhf` and, in the backward pass, evaluates it again; on a 64x64 network that made
 /// activations half the cost of a PPO update.
 #[inline]
 pub(crate) fn tanh(x: f32) -> f32 {
-    let a = x.abs();
-    let a2 = a * a;
-    let series = a + a
-        * a2
-        * (-1.0 / 3.0
-            + a2 * (2.0 / 15.0
-                + a2 * (-17.0 / 315.0
-                    + a2 * (62.0 / 2835.0
-                        + a2 * (-1382.0 / 155_925.0 + a2 * (21_844.0 / 6_081_075.0))))));
-    let t = exp_non_positive(-2.0 * a);
-    let y = if a < 0.4 {
-        series
+    const LIMIT: f32 = 7.905_311;
+    // Comparisons rather than `clamp`, so that a NaN passes through.
+    let x = if x > LIMIT {
+        LIMIT
+    } else if x < -LIMIT {
+        -LIMIT
     } else {
-        (1.0 - t) / (1.0 + t)
+        x
     };
-    y.copysign(x)
-}
-
-/// `e^z` for `z <= 0` (to a few ulp; 0 below -87, where it would become subnormal), without
-/// branches: `z = k ln 2 + r` with `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r`, and `2^k`
-/// assembled from its exponent bits.
-#[inline]
-fn exp_non_positive(z: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4; // ln 2 split in two so that k * LN2_HI is exact
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let z = if z < -87.0 { -87.0 } else { z }; // (not `max`, which would swallow a NaN)
-    // Round to the nearest integer by adding and removing 1.5 * 2^23 (exact for |v| < 2^22),
-    // which also leaves the integer in the low bits of the sum: plain SSE2 and integer
-    // arithmetic, where `round` and float-to-int casts would stop vectorisation.
-    const ROUND: f32 = 12_582_912.0;
-    let shifted = z * std::f32::consts::LOG2_E + ROUND;
-    let k = shifted - ROUND;
-    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    let r = (z - k * LN2_HI) - k * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(k_bits.wrapping_add(127) << 23)
+    let x2 = x * x;
+    let p = x
+        * (4.893_524_6e-3
+            + x2 * (6.372_619_3e-4
+                + x2 * (1.485_722_4e-5
+                    + x2 * (5.122_297e-8
+                        + x2 * (-8.604_671_5e-11
+                            + x2 * (2.000_188e-13 + x2 * -2.760_768_5e-16))))));
+    let q = 4.893_525_2e-3 + x2 * (2.268_434_6e-3 + x2 * (1.185_347_1e-4 + x2 * 1.198_258_4e-6));
+    p / q
 }
 
 /// tanh on a Burn tensor, with its derivative `1 - tanh^2` supplied from the forward pass.
@@ -283,7 +263,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tanh_is_within_4_ulp_and_saturates_cleanly() {
+    fn tanh_is_within_8_ulp_and_saturates_cleanly() {
         let mut worst = 0.0f64;
         let mut x = -20.0f32;
         while x <= 20.0 {
@@ -294,9 +274,9 @@ mod tests {
             worst = worst.max((got - exact).abs() / ulp);
             x += 0.000_97;
         }
-        assert!(worst <= 4.0, "worst error {worst} ulp");
+        assert!(worst <= 8.0, "worst error {worst} ulp");
         assert_eq!(tanh(0.0), 0.0);
-        assert_eq!(tanh(1e-30), 1e-30);
+        assert!((tanh(1e-30) / 1e-30 - 1.0).abs() < 1e-6);
         assert_eq!((tanh(100.0), tanh(-1e30)), (1.0, -1.0));
         assert!(tanh(f32::NAN).is_nan());
     }
