@@ -411,29 +411,36 @@ impl<E: Env> Ppo<E> {
     ) -> Result<Vec<(&'static str, f64)>, AgentError> {
         let lr = self.learning_rate();
         let batch = advantages.len();
-        let mut model = self.model.clone();
-        let mut diagnostics = Diagnostics::default();
         let (config, device) = (&self.config, &self.device);
-        let mut indices: Vec<usize> = Vec::with_capacity(batch);
-        for _epoch in 0..config.n_epochs {
-            indices.clear();
-            indices.extend(0..batch);
-            self.rng.shuffle(&mut indices);
-            for minibatch in indices.chunks(config.batch_size) {
-                let batch =
-                    Minibatch::gather(&self.rollout, minibatch, advantages, returns, config);
-                // The policy and the value network share no parameter, so their losses are
-                // differentiated separately, on two threads when there are two cores; the
-                // gradients are those of the summed loss.
-                let ((mut grads, policy), (value_grads, value_loss)) = rayon::join(
-                    || policy_loss_gradients(&model.actor, &batch, config, device),
-                    || value_loss_gradients(&model.critic, &batch, config, device),
-                );
-                move_gradients(value_grads, &mut grads, &model.critic);
-                model = self.adam.step(lr, model, grads);
-                diagnostics.record(batch.size, policy, value_loss);
+        let (rollout, rng, adam) = (&self.rollout, &mut self.rng, &mut self.adam);
+        let model = self.model.clone();
+        // The whole loop runs on a rayon worker, so that the second half of each `join` is
+        // taken by the other worker while it still looks for work, rather than costing two
+        // thread wake-ups per minibatch.
+        let (model, diagnostics) = rayon::scope(move |_| {
+            let mut model = model;
+            let mut diagnostics = Diagnostics::default();
+            let mut indices: Vec<usize> = Vec::with_capacity(batch);
+            for _epoch in 0..config.n_epochs {
+                indices.clear();
+                indices.extend(0..batch);
+                rng.shuffle(&mut indices);
+                for minibatch in indices.chunks(config.batch_size) {
+                    let batch = Minibatch::gather(rollout, minibatch, advantages, returns, config);
+                    // The policy and the value network share no parameter, so their losses
+                    // are differentiated separately, on two threads when there are two cores;
+                    // the gradients are those of the summed loss.
+                    let ((mut grads, policy), (value_grads, value_loss)) = rayon::join(
+                        || policy_loss_gradients(&model.actor, &batch, config, device),
+                        || value_loss_gradients(&model.critic, &batch, config, device),
+                    );
+                    move_gradients(value_grads, &mut grads, &model.critic);
+                    model = adam.step(lr, model, grads);
+                    diagnostics.record(batch.size, policy, value_loss);
+                }
             }
-        }
+            (model, diagnostics)
+        });
         self.model = model;
         self.actor = InferenceMlp::from_mlp(&self.model.actor)?;
         self.critic = InferenceMlp::from_mlp(&self.model.critic)?;
