@@ -138,6 +138,11 @@ impl PpoConfig {
         if self.max_grad_norm <= 0.0 || self.adam_eps <= 0.0 {
             return bad("max_grad_norm and adam_eps must be > 0".into());
         }
+        if self.lr_anneal_steps == Some(0) {
+            return bad(
+                "lr_anneal_steps must be at least 1 (or absent for a constant rate)".into(),
+            );
+        }
         if self.hidden.contains(&0) {
             return bad("hidden layer widths must be at least 1".into());
         }
