@@ -60,23 +60,15 @@ impl Activation {
 #[inline]
 pub(crate) fn tanh(x: f32) -> f32 {
     const LIMIT: f32 = 7.905_311;
-    // Comparisons rather than `clamp`, so that a NaN passes through.
-    let x = if x > LIMIT {
-        LIMIT
-    } else if x < -LIMIT {
-        -LIMIT
-    } else {
-        x
-    };
+    let x = x.clamp(-LIMIT, LIMIT); // a NaN stays NaN
     let x2 = x * x;
     let p = x
         * (4.893_524_6e-3
             + x2 * (6.372_619_3e-4
                 + x2 * (1.485_722_4e-5
                     + x2 * (5.122_297e-8
-                        + x2 * (-8.604_671_5e-11
-                            + x2 * (2.000_188e-13 + x2 * -2.760_768_5e-16))))));
-    let q = 4.893_525_2e-3 + x2 * (2.268_434_6e-3 + x2 * (1.185_347_1e-4 + x2 * 1.198_258_4e-6));
+                        + x2 * (-8.604_672e-11 + x2 * (2.000_188e-13 + x2 * -2.760_768_5e-16))))));
+    let q = 4.893_525e-3 + x2 * (2.268_434_6e-3 + x2 * (1.185_347_1e-4 + x2 * 1.198_258_4e-6));
     p / q
 }
 
