@@ -251,25 +251,7 @@ impl<E: Env> Dqn<E> {
         seed: u64,
     ) -> Result<Self, AgentError> {
         config.validate()?;
-        if envs.is_empty() {
-            return Err(AgentError::Config(
-                "DQN needs at least one environment".into(),
-            ));
-        }
-        let (obs_size, actions) = (envs[0].observation_size(), envs[0].action_count());
-        if envs
-            .iter()
-            .any(|e| e.observation_size() != obs_size || e.action_count() != actions)
-        {
-            return Err(AgentError::Config(
-                "all environments must have the same observation size and action count".into(),
-            ));
-        }
-        if actions == 0 || obs_size == 0 {
-            return Err(AgentError::Config(
-                "the environment must have at least one action and one observation value".into(),
-            ));
-        }
+        let (obs_size, actions) = crate::env_shapes("DQN", &envs)?;
         let device = crate::device(device_kind)?.autodiff();
         let plain = device.clone().without_autodiff();
         let mut rng = Rng::seed_from(seed);

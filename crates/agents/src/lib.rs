@@ -86,3 +86,31 @@ pub enum AgentError {
     #[error(transparent)]
     Env(#[from] ratchet_env::EnvError),
 }
+
+/// The observation size and action count shared by `envs`, or why they cannot be trained on
+/// by `algorithm`: no environment, copies of different shapes, or an empty shape.
+pub(crate) fn env_shapes<E: ratchet_env::Env>(
+    algorithm: &str,
+    envs: &[E],
+) -> Result<(usize, usize), AgentError> {
+    let Some(first) = envs.first() else {
+        return Err(AgentError::Config(format!(
+            "{algorithm} needs at least one environment"
+        )));
+    };
+    let (obs_size, actions) = (first.observation_size(), first.action_count());
+    if envs
+        .iter()
+        .any(|e| e.observation_size() != obs_size || e.action_count() != actions)
+    {
+        return Err(AgentError::Config(
+            "all environments must have the same observation size and action count".into(),
+        ));
+    }
+    if actions == 0 || obs_size == 0 {
+        return Err(AgentError::Config(
+            "the environment must have at least one action and one observation value".into(),
+        ));
+    }
+    Ok((obs_size, actions))
+}

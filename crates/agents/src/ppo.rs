@@ -235,25 +235,7 @@ impl<E: Env> Ppo<E> {
         seed: u64,
     ) -> Result<Self, AgentError> {
         config.validate()?;
-        if envs.is_empty() {
-            return Err(AgentError::Config(
-                "PPO needs at least one environment".into(),
-            ));
-        }
-        let (obs_size, actions) = (envs[0].observation_size(), envs[0].action_count());
-        if envs
-            .iter()
-            .any(|e| e.observation_size() != obs_size || e.action_count() != actions)
-        {
-            return Err(AgentError::Config(
-                "all environments must have the same observation size and action count".into(),
-            ));
-        }
-        if actions == 0 || obs_size == 0 {
-            return Err(AgentError::Config(
-                "the environment must have at least one action and one observation value".into(),
-            ));
-        }
+        let (obs_size, actions) = crate::env_shapes("PPO", &envs)?;
         let device = crate::device(device_kind)?.autodiff();
         let mut rng = Rng::seed_from(seed);
         let mut init = rng.fork();
