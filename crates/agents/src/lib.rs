@@ -24,6 +24,7 @@
 //! # Ok::<(), ratchet_agents::AgentError>(())
 //! ```
 
+mod dense;
 pub mod device;
 pub mod dqn;
 pub mod episodes;

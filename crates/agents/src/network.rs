@@ -44,6 +44,7 @@ impl Activation {
     /// The same function applied in place to plain numbers (used by [`crate::InferenceMlp`]),
     /// bit for bit what the Burn network computes on the CPU, so that rollouts see exactly the
     /// network the update trains.
+    #[inline(always)]
     pub fn apply(self, xs: &mut [f32]) {
         match self {
             Activation::Tanh => xs.iter_mut().for_each(|x| *x = tanh(*x)),

@@ -17,20 +17,16 @@
 //! ```
 
 use crate::AgentError;
+use crate::dense::{Dense, Isa};
 use crate::network::{Activation, Mlp};
 use crate::state::{NamedTensor, join, module_tensors};
 
-#[derive(Clone, Debug, PartialEq)]
-struct Dense {
-    inputs: usize,
-    outputs: usize,
-    /// `[inputs, outputs]`, row-major (Burn's layout): row `i` holds input `i`'s weights.
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-}
+/// Layers up to this wide (padded) are evaluated without touching the heap.
+const STACK_WIDTH: usize = 256;
 
-/// An MLP evaluated with plain loops over `f32` slices; no allocation per observation beyond
-/// two scratch vectors per batch.
+/// An MLP evaluated on plain `f32` slices by [`Dense`] layers (AVX-512, AVX2 or portable,
+/// picked at run time, the same bits from each); no allocation per call for layers up to 256
+/// units wide.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InferenceMlp {
     layers: Vec<Dense>,
@@ -78,12 +74,7 @@ impl InferenceMlp {
                     w.name
                 )));
             }
-            layers.push(Dense {
-                inputs,
-                outputs,
-                weight: w.data.clone(),
-                bias: b.data.clone(),
-            });
+            layers.push(Dense::new(inputs, outputs, &w.data, &b.data));
         }
         if layers.is_empty() {
             return Err(AgentError::State(format!(
@@ -111,30 +102,29 @@ impl InferenceMlp {
     pub fn forward_batch(&self, obs: &[f32], n: usize, out: &mut [f32]) {
         assert_eq!(obs.len(), n * self.input_size(), "observation length");
         assert_eq!(out.len(), n * self.output_size(), "output length");
-        let width = self.layers.iter().map(|l| l.outputs).max().unwrap_or(0);
-        let mut a = vec![0.0f32; width];
-        let mut b = vec![0.0f32; width];
+        let isa = Isa::detect();
+        let width = self.layers.iter().map(|l| l.stride).max().unwrap_or(0);
+        let mut stack = [0.0f32; 2 * STACK_WIDTH];
+        let mut heap = Vec::new();
+        let scratch = if width <= STACK_WIDTH {
+            &mut stack[..2 * width]
+        } else {
+            heap.resize(2 * width, 0.0);
+            &mut heap[..]
+        };
+        let (mut a, mut b) = scratch.split_at_mut(width);
         let last = self.layers.len() - 1;
-        for s in 0..n {
-            let x = &obs[s * self.input_size()..(s + 1) * self.input_size()];
+        for (x, y) in obs
+            .chunks_exact(self.input_size())
+            .zip(out.chunks_exact_mut(self.output_size()))
+        {
             for (i, layer) in self.layers.iter().enumerate() {
                 let input: &[f32] = if i == 0 { x } else { &a[..layer.inputs] };
-                let y = if i == last {
-                    &mut out[s * layer.outputs..(s + 1) * layer.outputs]
-                } else {
-                    &mut b[..layer.outputs]
-                };
-                y.copy_from_slice(&layer.bias);
-                for (xi, row) in input.iter().zip(layer.weight.chunks_exact(layer.outputs)) {
-                    for (yj, wij) in y.iter_mut().zip(row) {
-                        *yj += xi * wij;
-                    }
-                }
-                if i < last {
-                    self.activation.apply(y);
-                    std::mem::swap(&mut a, &mut b);
-                }
+                let activation = (i < last).then_some(self.activation);
+                layer.apply(isa, input, b, activation);
+                std::mem::swap(&mut a, &mut b);
             }
+            y.copy_from_slice(&a[..y.len()]);
         }
     }
 }
@@ -148,4 +138,78 @@ pub fn argmax(xs: &[f32]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratchet_env::Rng;
+
+    /// The plain loop the kernels must equal bit for bit: bias, then each input's product
+    /// added in order.
+    fn reference(tensors: &[NamedTensor], activation: Activation, x: &[f32]) -> Vec<f32> {
+        let mut x = x.to_vec();
+        let layers = tensors.len() / 2;
+        for l in 0..layers {
+            let (w, b) = (&tensors[2 * l], &tensors[2 * l + 1]);
+            let outputs = w.shape[1];
+            let mut y = b.data.clone();
+            for (xi, row) in x.iter().zip(w.data.chunks_exact(outputs)) {
+                for (yj, wij) in y.iter_mut().zip(row) {
+                    *yj += xi * wij;
+                }
+            }
+            if l + 1 < layers {
+                activation.apply(&mut y);
+            }
+            x = y;
+        }
+        x
+    }
+
+    #[test]
+    fn every_width_matches_the_plain_loop_bit_for_bit() {
+        let mut rng = Rng::seed_from(11);
+        // Widths below, at and beyond the 8- and 64-wide blocks, and past the stack scratch.
+        for sizes in [
+            vec![3, 1],
+            vec![112, 64, 64, 3],
+            vec![4, 256, 256, 2],
+            vec![7, 65, 130, 9],
+            vec![5, 300, 17],
+        ] {
+            for activation in [Activation::Tanh, Activation::Relu] {
+                let tensors: Vec<NamedTensor> = sizes
+                    .windows(2)
+                    .enumerate()
+                    .flat_map(|(i, io)| {
+                        let mut draw = |n: usize| -> Vec<f32> {
+                            (0..n).map(|_| rng.normal() as f32 * 0.3).collect()
+                        };
+                        [
+                            NamedTensor::new(
+                                format!("layers.{i}.weight"),
+                                vec![io[0], io[1]],
+                                draw(io[0] * io[1]),
+                            ),
+                            NamedTensor::new(format!("layers.{i}.bias"), vec![io[1]], draw(io[1])),
+                        ]
+                    })
+                    .collect();
+                let net = InferenceMlp::from_tensors(&tensors, "", activation).unwrap();
+                let n = 5;
+                let obs: Vec<f32> = (0..n * sizes[0]).map(|_| rng.normal() as f32).collect();
+                let mut out = vec![0.0; n * net.output_size()];
+                net.forward_batch(&obs, n, &mut out);
+                for (x, y) in obs.chunks(sizes[0]).zip(out.chunks(net.output_size())) {
+                    let want = reference(&tensors, activation, x);
+                    assert_eq!(
+                        y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{sizes:?} {activation:?}"
+                    );
+                }
+            }
+        }
+    }
 }
