@@ -155,58 +155,73 @@ impl Checkpoint {
             (METADATA_FILE, to_json(&self.metadata)?),
             (MLMODEL_FILE, self.mlmodel(final_dir).into_bytes()),
         ];
-        // The three tensor files are written (and hashed while written) in parallel.
         let groups = [
             (MODEL_FILE, &self.state.weights, Some(&header)),
             (OPTIMIZER_FILE, &self.state.optimizer, None),
             (STATE_TENSORS_FILE, &self.state.state_tensors, None),
         ];
+        // Headers first: a bad tensor is refused before any byte is written.
+        let tensor_files = groups
+            .iter()
+            .map(|(name, tensors, meta)| {
+                let header = safetensors_header(&temp.join(name), tensors, *meta)?;
+                Ok((*name, header, tensors.as_slice()))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut files = BTreeMap::new();
         std::thread::scope(|scope| -> Result<()> {
-            let handles: Vec<_> = groups
+            // sha256 is the dominant cost and runs at one stream per core, so each tensor
+            // file is hashed from memory on its own thread while this one writes the bytes;
+            // each file is fsynced on its own thread as soon as it is written, so its
+            // writeback overlaps the hashing and the other writes.
+            let hashers: Vec<_> = tensor_files
                 .iter()
-                .map(|(name, tensors, meta)| {
-                    let path = temp.join(name);
-                    scope
-                        .spawn(move || write_safetensors(&path, tensors, *meta).map(|e| (*name, e)))
+                .map(|(name, header, tensors)| {
+                    scope.spawn(move || {
+                        let mut hasher = Sha256::new();
+                        for part in safetensors_parts(header, tensors) {
+                            hasher.update(part);
+                        }
+                        (*name, hex(&hasher.finalize()))
+                    })
                 })
                 .collect();
+            let mut syncs = Vec::new();
             for (name, bytes) in &small_files {
                 let path = temp.join(name);
-                fsutil::write_new_file(&path, bytes, false)?;
+                let file = fsutil::write_new_file(&path, bytes, false)?;
+                syncs.push(scope.spawn(move || sync_data(&file, &path)));
                 files.insert(name.to_string(), entry_for(bytes));
             }
-            for handle in handles {
-                let (name, entry) = handle.join().expect("checkpoint writer thread panicked")?;
-                files.insert(name.to_string(), entry);
+            let mut sizes = BTreeMap::new();
+            for (name, header, tensors) in &tensor_files {
+                let path = temp.join(name);
+                let (file, size) = write_safetensors(&path, header, tensors)?;
+                syncs.push(scope.spawn(move || sync_data(&file, &path)));
+                sizes.insert(*name, size);
             }
-            Ok(())
+            for hasher in hashers {
+                let (name, sha256) = hasher.join().expect("checkpoint hasher thread panicked");
+                let size = sizes[name];
+                files.insert(name.to_string(), ManifestEntry { size, sha256 });
+            }
+            syncs
+                .into_iter()
+                .try_for_each(|h| h.join().expect("fsync thread panicked"))
         })?;
         let manifest = Manifest {
             format: CHECKPOINT_FORMAT.into(),
             files,
         };
-        fsutil::write_new_file(&temp.join(MANIFEST_FILE), &to_json(&manifest)?, false)?;
-        // Flush all files at once: concurrent fsyncs share the filesystem's journal
-        // commits, where one after another each waits for its own.
+        let manifest_path = temp.join(MANIFEST_FILE);
+        let manifest_file = fsutil::write_new_file(&manifest_path, &to_json(&manifest)?, false)?;
+        // The manifest and the directory's entries are flushed together (one journal
+        // commit where the filesystem allows), before the caller renames the directory.
         std::thread::scope(|scope| {
-            let handles: Vec<_> = CHECKPOINT_FILES
-                .iter()
-                .chain([&MANIFEST_FILE])
-                .map(|name| {
-                    let path = temp.join(name);
-                    scope.spawn(move || {
-                        File::open(&path)
-                            .and_then(|f| f.sync_data())
-                            .map_err(|e| RegistryError::io(&path, e))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().expect("fsync thread panicked"))
+            let dir = scope.spawn(|| fsutil::sync_dir(temp));
+            sync_data(&manifest_file, &manifest_path)?;
+            dir.join().expect("fsync thread panicked")
         })?;
-        fsutil::sync_dir(temp)?;
         Ok(manifest)
     }
 
@@ -272,38 +287,37 @@ impl Checkpoint {
     /// Reads and verifies a checkpoint.
     pub fn load(dir: &Path) -> Result<Checkpoint> {
         let manifest = read_manifest(dir)?;
-        // Tensor files are read and hashed in parallel, each tensor straight into its own
-        // buffer (no intermediate copy).
         let tensor_files = [MODEL_FILE, OPTIMIZER_FILE, STATE_TENSORS_FILE];
-        let loaded: Vec<Result<Vec<Tensor>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = tensor_files
+        std::thread::scope(|scope| {
+            let manifest = &manifest;
+            let readers: Vec<_> = tensor_files
                 .iter()
-                .map(|name| {
-                    let manifest = &manifest;
-                    scope.spawn(move || read_tensor_file(&dir.join(name), name, manifest))
-                })
+                .map(|name| scope.spawn(move || read_tensor_file(&dir.join(name), name, manifest)))
                 .collect();
-            handles
+            // The small files are read while the tensor files load.
+            let state_path = dir.join(STATE_FILE);
+            let state = read_verified(&state_path, STATE_FILE, manifest)
+                .and_then(|bytes| from_json(&state_path, &bytes));
+            let metadata_path = dir.join(METADATA_FILE);
+            let metadata = read_verified(&metadata_path, METADATA_FILE, manifest)
+                .and_then(|bytes| from_json(&metadata_path, &bytes));
+            let mlmodel = read_verified(&dir.join(MLMODEL_FILE), MLMODEL_FILE, manifest);
+            let mut loaded = readers
                 .into_iter()
-                .map(|h| h.join().expect("checkpoint reader thread panicked"))
-                .collect()
-        });
-        let mut loaded = loaded.into_iter();
-        let mut next = || loaded.next().expect("three tensor files");
-        let (weights, optimizer, state_tensors) = (next()?, next()?, next()?);
-        let state_bytes = read_verified(&dir.join(STATE_FILE), STATE_FILE, &manifest)?;
-        let state = from_json(&dir.join(STATE_FILE), &state_bytes)?;
-        let metadata_bytes = read_verified(&dir.join(METADATA_FILE), METADATA_FILE, &manifest)?;
-        let metadata = from_json(&dir.join(METADATA_FILE), &metadata_bytes)?;
-        read_verified(&dir.join(MLMODEL_FILE), MLMODEL_FILE, &manifest)?;
-        Ok(Checkpoint {
-            state: CheckpointState {
-                weights,
-                optimizer,
-                state_tensors,
-                state,
-            },
-            metadata,
+                .map(|h| h.join().expect("checkpoint reader thread panicked"));
+            let mut next = || loaded.next().expect("three tensor files");
+            // Errors are reported in file order, tensor files first.
+            let (weights, optimizer, state_tensors) = (next()?, next()?, next()?);
+            mlmodel?;
+            Ok(Checkpoint {
+                state: CheckpointState {
+                    weights,
+                    optimizer,
+                    state_tensors,
+                    state: state?,
+                },
+                metadata: metadata?,
+            })
         })
     }
 }
@@ -465,41 +479,42 @@ fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>
     Ok(bytes)
 }
 
-/// Writes one safetensors file: the header, then each tensor's bytes, through a large
-/// buffer (small tensors coalesce; large ones go straight to the file). Hashes what it
-/// writes, so the manifest costs no second read.
-fn write_safetensors(
-    path: &Path,
-    tensors: &[Tensor],
-    metadata: Option<&BTreeMap<String, String>>,
-) -> Result<ManifestEntry> {
-    let header = safetensors_header(path, tensors, metadata)?;
+/// The bytes of a safetensors file in order: header length, header, each tensor's data.
+fn safetensors_parts<'a>(
+    header: &'a [u8],
+    tensors: &'a [Tensor],
+) -> impl Iterator<Item = std::borrow::Cow<'a, [u8]>> {
+    [
+        std::borrow::Cow::Owned((header.len() as u64).to_le_bytes().to_vec()),
+        std::borrow::Cow::Borrowed(header),
+    ]
+    .into_iter()
+    .chain(tensors.iter().map(|t| f32_bytes(&t.data)))
+}
+
+/// Writes one safetensors file through a large buffer (the header and small tensors
+/// coalesce; large tensors go straight to the file) and returns it, unsynced, with its size.
+fn write_safetensors(path: &Path, header: &[u8], tensors: &[Tensor]) -> Result<(File, u64)> {
     let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| RegistryError::io(path, e))?;
-    let total =
-        8 + header.len() as u64 + tensors.iter().map(|t| t.data.len() as u64 * 4).sum::<u64>();
-    let mut hasher = Sha256::new();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut emit = |bytes: &[u8]| -> Result<()> {
-        hasher.update(bytes);
-        out.write_all(bytes).map_err(|e| RegistryError::io(path, e))
-    };
-    emit(&(header.len() as u64).to_le_bytes())?;
-    emit(&header)?;
-    for tensor in tensors {
-        emit(&f32_bytes(&tensor.data))?;
+    let mut size = 0u64;
+    for part in safetensors_parts(header, tensors) {
+        out.write_all(&part)
+            .map_err(|e| RegistryError::io(path, e))?;
+        size += part.len() as u64;
     }
     let file = out
         .into_inner()
         .map_err(|e| RegistryError::io(path, e.into_error()))?;
-    file.sync_all().map_err(|e| RegistryError::io(path, e))?;
-    Ok(ManifestEntry {
-        size: total,
-        sha256: hex(&hasher.finalize()),
-    })
+    Ok((file, size))
+}
+
+fn sync_data(file: &File, path: &Path) -> Result<()> {
+    file.sync_data().map_err(|e| RegistryError::io(path, e))
 }
 
 /// The JSON header, padded with spaces to a multiple of 8 bytes as the format recommends
@@ -559,16 +574,17 @@ fn safetensors_header(
 
 /// Reads a safetensors file written by [`write_safetensors`]: the header is parsed and
 /// validated by the `safetensors` crate (offsets contiguous, sizes matching shapes), then
-/// each tensor is read with one `read_exact` directly into its `Vec<f32>` while the whole
-/// file is hashed and finally checked against the manifest.
+/// the tensors are read straight into their `Vec<f32>`s in chunks that a second thread
+/// hashes as they arrive, so reading and hashing overlap; the digest is checked against the
+/// manifest at the end.
 fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<Tensor>> {
+    /// Small enough to start hashing early, large enough that messages cost nothing.
+    const CHUNK_VALUES: usize = 1 << 18;
     let mut file = open_listed(path, name, manifest)?;
     let expected = &manifest.files[name];
-    let mut hasher = Sha256::new();
     let io = |e: std::io::Error| RegistryError::io(path, e);
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(io)?;
-    hasher.update(len);
     let header_len = u64::from_le_bytes(len);
     if header_len > expected.size.saturating_sub(8) || header_len > 100_000_000 {
         return Err(RegistryError::corrupt(
@@ -578,7 +594,6 @@ fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(io)?;
-    hasher.update(&header);
     let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header).map_err(|e| {
         RegistryError::corrupt(
             path,
@@ -606,16 +621,34 @@ fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<
             ));
         }
         let (start, end) = info.data_offsets;
-        let mut data = vec![0f32; (end - start) / 4];
-        read_f32s(&mut file, &mut data).map_err(io)?;
-        hasher.update(f32_bytes(&data));
         tensors.push(Tensor {
             shape: info.shape.clone(),
-            data,
+            data: vec![0f32; (end - start) / 4],
             name: tensor_name,
         });
     }
-    check_digest(path, &hex(&hasher.finalize()), expected)?;
+    let digest = std::thread::scope(|scope| -> Result<String> {
+        let (chunks, received) = std::sync::mpsc::channel::<std::borrow::Cow<'_, [u8]>>();
+        let hasher = scope.spawn(move || {
+            let mut hasher = Sha256::new();
+            hasher.update(len);
+            hasher.update(&header);
+            for chunk in received {
+                hasher.update(chunk);
+            }
+            hex(&hasher.finalize())
+        });
+        for tensor in &mut tensors {
+            for chunk in tensor.data.chunks_mut(CHUNK_VALUES) {
+                read_f32s(&mut file, chunk).map_err(io)?;
+                let chunk: &[f32] = chunk;
+                chunks.send(f32_bytes(chunk)).expect("the hasher outlives the reader");
+            }
+        }
+        drop(chunks);
+        Ok(hasher.join().expect("checkpoint hasher thread panicked"))
+    })?;
+    check_digest(path, &digest, expected)?;
     Ok(tensors)
 }
 

@@ -66,8 +66,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to a new file at `path`, flushed to disk.
-pub fn write_new_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+/// Writes `bytes` to a new file at `path` (flushed to disk when `durable`) and returns it.
+pub fn write_new_file(path: &Path, bytes: &[u8], durable: bool) -> Result<File> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -78,7 +78,7 @@ pub fn write_new_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     if durable {
         file.sync_all().map_err(|e| RegistryError::io(path, e))?;
     }
-    Ok(())
+    Ok(file)
 }
 
 /// Replaces `path` atomically: the bytes go to a temp file in `temp_dir` (same filesystem,
