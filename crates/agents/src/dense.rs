@@ -5,6 +5,7 @@
 //! order, each product rounded before the addition (never a fused multiply-add), so all of
 //! them give the same bits: a result does not depend on the CPU that computed it.
 
+use crate::isa::Isa;
 use crate::network::Activation;
 
 /// Block of outputs kept in registers while a layer's inputs stream past: 4 AVX-512 or 8
@@ -12,31 +13,6 @@ use crate::network::Activation;
 const WIDE: usize = 64;
 /// The narrow block for what is left (and the padding unit): one AVX2 register.
 const LANES: usize = 8;
-
-/// The vector instructions the kernels use, detected once per batch.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Portable,
-}
-
-impl Isa {
-    pub(crate) fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Dense {
@@ -257,21 +233,6 @@ mod tests {
     use super::*;
     use ratchet_env::Rng;
 
-    /// Every kernel this CPU can run.
-    fn available() -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                isas.push(Isa::Avx2);
-            }
-        }
-        isas
-    }
-
     #[test]
     fn every_kernel_gives_the_bits_of_the_plain_loop() {
         let mut rng = Rng::seed_from(5);
@@ -297,7 +258,7 @@ mod tests {
                 if let Some(f) = activation {
                     f.apply(&mut want);
                 }
-                for isa in available() {
+                for isa in Isa::available() {
                     let mut y = vec![f32::NAN; layer.stride];
                     layer.apply(isa, &x, &mut y, activation);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

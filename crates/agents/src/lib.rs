@@ -28,6 +28,7 @@ mod dense;
 pub mod device;
 pub mod dqn;
 pub mod episodes;
+mod isa;
 pub mod network;
 pub mod optim;
 pub mod policy;

@@ -44,6 +44,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
+use crate::isa::Isa;
 use crate::state::{NamedTensor, join, read_f32};
 
 /// Adam's hyperparameters (the learning rate is passed to each [`Adam::step`]).
@@ -160,14 +161,16 @@ impl Adam {
         let t = self.steps as i32;
         let step_size = (lr / (1.0 - b1.powi(t))) as f32;
         let inv_bias_2_sqrt = (1.0 / (1.0 - b2.powi(t)).sqrt()) as f32;
-        let (b1, b2, eps) = (b1 as f32, b2 as f32, self.config.epsilon as f32);
+        let update = Update {
+            scale,
+            b1: b1 as f32,
+            b2: b2 as f32,
+            eps: self.config.epsilon as f32,
+            step_size,
+            inv_bias_2_sqrt,
+        };
         let (m, v) = (&mut self.moment_1[..total], &mut self.moment_2[..total]);
-        for i in 0..total {
-            let g = g[i] * scale;
-            m[i] = b1 * m[i] + (1.0 - b1) * g;
-            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-            p[i] -= step_size * m[i] / (v[i].sqrt() * inv_bias_2_sqrt + eps);
-        }
+        update.run(Isa::detect(), g, m, v, &mut p);
 
         module.map(&mut Write {
             values: &p,
@@ -289,6 +292,69 @@ impl Adam {
     }
 }
 
+/// The element-wise part of one Adam step, PyTorch's formula, with every constant that does
+/// not depend on the element computed once.
+#[derive(Clone, Copy)]
+struct Update {
+    /// Gradient-clipping factor.
+    scale: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    /// `lr / (1 - beta_1^t)`.
+    step_size: f32,
+    /// `1 / sqrt(1 - beta_2^t)`.
+    inv_bias_2_sqrt: f32,
+}
+
+impl Update {
+    /// Updates moments `m`, `v` and parameters `p` from gradients `g`. Element-wise with the
+    /// same operations in the same order for every instruction set (no fused multiply-add),
+    /// so the vectorised copies below give the same bits.
+    #[inline(always)]
+    fn apply(&self, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+        let Update {
+            scale,
+            b1,
+            b2,
+            eps,
+            step_size,
+            inv_bias_2_sqrt,
+        } = *self;
+        for (((g, m), v), p) in g.iter().zip(m).zip(v).zip(p) {
+            let g = g * scale;
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *p -= step_size * *m / (v.sqrt() * inv_bias_2_sqrt + eps);
+        }
+    }
+
+    /// [`Update::apply`] compiled for `isa`.
+    fn run(&self, isa: Isa, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::detect` found AVX-512F on this CPU.
+            Isa::Avx512 => unsafe { self.apply_avx512(g, m, v, p) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::detect` found AVX2 on this CPU.
+            Isa::Avx2 => unsafe { self.apply_avx2(g, m, v, p) },
+            Isa::Portable => self.apply(g, m, v, p),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn apply_avx512(&self, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+        self.apply(g, m, v, p)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn apply_avx2(&self, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+        self.apply(g, m, v, p)
+    }
+}
+
 /// `sqrt(sum x^2)`, accumulated in f64 over eight interleaved partial sums (in a fixed order,
 /// so the result does not depend on anything but `xs`).
 fn l2_norm(xs: &[f32]) -> f64 {
@@ -387,5 +453,43 @@ impl ModuleMapper for Write<'_> {
             updated = updated.require_grad();
         }
         Param::from_mapped_value(id, updated, mapper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratchet_env::Rng;
+
+    #[test]
+    fn every_instruction_set_takes_the_same_step() {
+        let mut rng = Rng::seed_from(9);
+        let n = 1000; // not a multiple of any vector width
+        let mut draw = || -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let (g, m0, v0, p0) = (
+            draw(),
+            draw(),
+            draw().iter().map(|x| x * x).collect::<Vec<_>>(),
+            draw(),
+        );
+        let update = Update {
+            scale: 0.7,
+            b1: 0.9,
+            b2: 0.999,
+            eps: 1e-8,
+            step_size: 3e-3,
+            inv_bias_2_sqrt: 1.3,
+        };
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let run = |isa: Isa| {
+            let (mut m, mut v, mut p) = (m0.clone(), v0.clone(), p0.clone());
+            update.run(isa, &g, &mut m, &mut v, &mut p);
+            [bits(&m), bits(&v), bits(&p)]
+        };
+        let want = run(Isa::Portable);
+        assert_ne!(want[2], bits(&p0), "the step moved the parameters");
+        for isa in Isa::available() {
+            assert_eq!(run(isa), want, "{isa:?}");
+        }
     }
 }

@@ -17,7 +17,8 @@
 //! ```
 
 use crate::AgentError;
-use crate::dense::{Dense, Isa};
+use crate::dense::Dense;
+use crate::isa::Isa;
 use crate::network::{Activation, Mlp};
 use crate::state::{NamedTensor, join, module_tensors};
 
