@@ -117,26 +117,93 @@ mod x86 {
     use super::{LANES, WIDE};
     use crate::network::Activation;
 
-    /// Panics unless every load below stays inside `weight` and `bias`.
-    fn check_bounds(
+    /// One vector register of f32 lanes and the four operations the kernel needs.
+    trait Register: Copy {
+        const LANES: usize;
+        /// # Safety
+        /// `p` points to `LANES` readable floats, and the CPU has the instruction set.
+        unsafe fn load(p: *const f32) -> Self;
+        /// # Safety
+        /// `p` points to `LANES` writable floats, and the CPU has the instruction set.
+        unsafe fn store(self, p: *mut f32);
+        /// `self + x * w`: the product rounded, then the sum (two roundings, no FMA).
+        /// # Safety
+        /// The CPU has the instruction set.
+        unsafe fn add_product(self, x: f32, w: Self) -> Self;
+    }
+
+    impl Register for __m512 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn add_product(self, x: f32, w: Self) -> Self {
+            unsafe { _mm512_add_ps(self, _mm512_mul_ps(_mm512_set1_ps(x), w)) }
+        }
+    }
+
+    impl Register for __m256 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn add_product(self, x: f32, w: Self) -> Self {
+            unsafe { _mm256_add_ps(self, _mm256_mul_ps(_mm256_set1_ps(x), w)) }
+        }
+    }
+
+    /// Outputs `j..j + N * R::LANES` held in `N` registers while the rows stream past.
+    ///
+    /// # Safety
+    /// The CPU has `R`'s instruction set.
+    #[inline(always)]
+    unsafe fn block<R: Register, const N: usize>(
         x: &[f32],
         weight: &[f32],
         stride: usize,
         j: usize,
         bias: &[f32],
-        block: usize,
+        out: &mut [f32],
     ) {
+        let width = N * R::LANES;
         assert!(
-            j + block <= stride && bias.len() >= stride,
+            j + width <= stride && bias.len() >= stride,
             "block inside the layer"
         );
         assert!(
-            x.len() * stride <= weight.len(),
-            "rows inside the weight matrix"
+            x.len() * stride <= weight.len() && out.len() == width,
+            "rows and output"
         );
+        // SAFETY: the asserts keep every load within `bias[j..j + width]` and
+        // `weight[i * stride + j..][..width]` for `i < x.len()`, and the stores within `out`.
+        unsafe {
+            let b = bias.as_ptr().add(j);
+            let mut acc: [R; N] = std::array::from_fn(|k| R::load(b.add(k * R::LANES)));
+            for (i, &xi) in x.iter().enumerate() {
+                let row = weight.as_ptr().add(i * stride + j);
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = a.add_product(xi, R::load(row.add(k * R::LANES)));
+                }
+            }
+            for (k, a) in acc.into_iter().enumerate() {
+                a.store(out.as_mut_ptr().add(k * R::LANES));
+            }
+        }
     }
 
-    /// Outputs `j..j + 64` in four 16-lane registers.
+    /// Outputs `j..j + 64` in four AVX-512 registers.
     #[target_feature(enable = "avx512f")]
     pub(super) fn wide_avx512(
         x: &[f32],
@@ -146,26 +213,11 @@ mod x86 {
         bias: &[f32],
         out: &mut [f32; WIDE],
     ) {
-        check_bounds(x, weight, stride, j, bias, WIDE);
-        // SAFETY: `check_bounds` keeps every 16-float load within `bias[j..j + 64]` and
-        // `weight[i * stride + j..][..64]` for `i < x.len()`; the stores fill `out`.
-        unsafe {
-            let b = bias.as_ptr().add(j);
-            let mut acc = [0, 16, 32, 48].map(|k| _mm512_loadu_ps(b.add(k)));
-            for (i, &xi) in x.iter().enumerate() {
-                let row = weight.as_ptr().add(i * stride + j);
-                let xv = _mm512_set1_ps(xi);
-                for (k, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_add_ps(*a, _mm512_mul_ps(xv, _mm512_loadu_ps(row.add(16 * k))));
-                }
-            }
-            for (k, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(16 * k), *a);
-            }
-        }
+        // SAFETY: this function only runs where AVX-512F is enabled.
+        unsafe { block::<__m512, 4>(x, weight, stride, j, bias, out) }
     }
 
-    /// Outputs `j..j + 64` in eight 8-lane registers.
+    /// Outputs `j..j + 64` in eight AVX2 registers.
     #[target_feature(enable = "avx2")]
     pub(super) fn wide_avx2(
         x: &[f32],
@@ -175,22 +227,8 @@ mod x86 {
         bias: &[f32],
         out: &mut [f32; WIDE],
     ) {
-        check_bounds(x, weight, stride, j, bias, WIDE);
-        // SAFETY: as in `wide_avx512`, with 8-float loads.
-        unsafe {
-            let b = bias.as_ptr().add(j);
-            let mut acc = [0, 8, 16, 24, 32, 40, 48, 56].map(|k| _mm256_loadu_ps(b.add(k)));
-            for (i, &xi) in x.iter().enumerate() {
-                let row = weight.as_ptr().add(i * stride + j);
-                let xv = _mm256_set1_ps(xi);
-                for (k, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(xv, _mm256_loadu_ps(row.add(8 * k))));
-                }
-            }
-            for (k, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.as_mut_ptr().add(8 * k), *a);
-            }
-        }
+        // SAFETY: this function only runs where AVX2 is enabled.
+        unsafe { block::<__m256, 8>(x, weight, stride, j, bias, out) }
     }
 
     /// Outputs `j..j + 8` in one register.
@@ -203,16 +241,8 @@ mod x86 {
         bias: &[f32],
         out: &mut [f32; LANES],
     ) {
-        check_bounds(x, weight, stride, j, bias, LANES);
-        // SAFETY: as in `wide_avx512`, one 8-float load per row.
-        unsafe {
-            let mut acc = _mm256_loadu_ps(bias.as_ptr().add(j));
-            for (i, &xi) in x.iter().enumerate() {
-                let w = _mm256_loadu_ps(weight.as_ptr().add(i * stride + j));
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(xi), w));
-            }
-            _mm256_storeu_ps(out.as_mut_ptr(), acc);
-        }
+        // SAFETY: this function only runs where AVX is enabled.
+        unsafe { block::<__m256, 1>(x, weight, stride, j, bias, out) }
     }
 
     /// The activation, auto-vectorised for AVX-512.
