@@ -642,7 +642,9 @@ fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<
             for chunk in tensor.data.chunks_mut(CHUNK_VALUES) {
                 read_f32s(&mut file, chunk).map_err(io)?;
                 let chunk: &[f32] = chunk;
-                chunks.send(f32_bytes(chunk)).expect("the hasher outlives the reader");
+                chunks
+                    .send(f32_bytes(chunk))
+                    .expect("the hasher outlives the reader");
             }
         }
         drop(chunks);

@@ -20,15 +20,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{RegistryError, Result};
 use crate::fsutil::{self, TEMP_PREFIX};
 use crate::names;
 use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
-    StoredVersion, TrackingStore, now_ms,
+    StoredVersion, TrackingStore, VersionView, current_user, now_ms,
 };
+use crate::version_cache::{self, Decoded};
 use crate::yaml;
 
 const META: &str = "meta.yaml";
@@ -40,9 +39,9 @@ const STAGING: &str = ".ratchet-staging";
 /// Directory names inside an experiment that are not runs.
 const RESERVED_EXPERIMENT_DIRS: [&str; 4] = ["tags", "datasets", "traces", "models"];
 const STAGE_DELETED: &str = "Deleted_Internal";
-/// Version-listing cache, invalidated by `GENERATION` and the model's `meta.yaml`.
-const VERSION_CACHE: &str = ".ratchet-versions.json";
-const VERSION_CACHE_FORMAT: u32 = 2;
+/// Version-listing cache ([`crate::version_cache`]), invalidated by `GENERATION` and the
+/// model's `meta.yaml`.
+const VERSION_CACHE: &str = ".ratchet-versions.bin";
 /// Counter bumped before and after every change Ratchet makes to a model's versions.
 const GENERATION: &str = ".ratchet-generation";
 /// Held by [`TrackingStore::lock_model`] callers for read-modify-write sequences.
@@ -396,18 +395,28 @@ impl FileStore {
 
     /// The version cache if it describes the model as it is now.
     fn valid_cache(dir: &Path) -> Result<Option<VersionCache>> {
+        let (token, bytes) = Self::read_cache(dir)?;
+        Ok(bytes
+            .as_deref()
+            .and_then(Decoded::decode)
+            .filter(|c| c.token == token)
+            .map(|c| VersionCache {
+                versions: c.into_versions(),
+                token,
+            }))
+    }
+
+    /// The current cache token and the cache file's bytes, if any (valid when they decode
+    /// and carry that token).
+    fn read_cache(dir: &Path) -> Result<(String, Option<Vec<u8>>)> {
         let token = Self::cache_token(dir)?;
-        Ok(fs::read(dir.join(VERSION_CACHE))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<VersionCache>(&bytes).ok())
-            .filter(|c| c.format == VERSION_CACHE_FORMAT && c.token == token))
+        Ok((token, fs::read(dir.join(VERSION_CACHE)).ok()))
     }
 
     fn write_cache(dir: &Path, cache: &VersionCache) {
-        if let Ok(bytes) = serde_json::to_vec(cache) {
-            // A cache that cannot be written only costs speed.
-            let _ = fsutil::write_atomic(&dir.join(VERSION_CACHE), &bytes, dir, false);
-        }
+        let bytes = version_cache::encode(&cache.token, &cache.versions);
+        // A cache that cannot be written only costs speed.
+        let _ = fsutil::write_atomic(&dir.join(VERSION_CACHE), &bytes, dir, false);
     }
 
     /// Called with the meta lock held.
@@ -594,9 +603,7 @@ impl FileStore {
     }
 }
 
-#[derive(Serialize, Deserialize)]
 struct VersionCache {
-    format: u32,
     token: String,
     versions: Vec<StoredVersion>,
 }
@@ -714,7 +721,7 @@ impl TrackingStore for FileStore {
         for sub in ["metrics", "params", "tags", "artifacts"] {
             fsutil::create_dir_all(&dir.join(sub))?;
         }
-        let user = user_name();
+        let user = current_user();
         let mut all_tags: Vec<(String, String)> = vec![
             ("mlflow.runName".into(), run_name.into()),
             ("mlflow.user".into(), user.clone()),
@@ -1221,11 +1228,7 @@ impl TrackingStore for FileStore {
                 let token = Self::cache_token(&model_dir)?;
                 let numbers = Self::version_numbers(&model_dir)?;
                 let versions = self.scan_versions(&model_dir, &numbers)?;
-                let cache = VersionCache {
-                    format: VERSION_CACHE_FORMAT,
-                    token,
-                    versions,
-                };
+                let cache = VersionCache { token, versions };
                 Self::write_cache(&model_dir, &cache);
                 cache.versions
             }
@@ -1235,6 +1238,36 @@ impl TrackingStore for FileStore {
             version.aliases = aliases_of(&aliases, version.version);
         }
         Ok(versions)
+    }
+
+    /// Served from the cache in place when it is valid (see
+    /// [`FileStore::list_model_versions`]), else from the rebuilt listing.
+    fn visit_model_versions(
+        &self,
+        name: &str,
+        visit: &mut dyn FnMut(VersionView<'_>),
+    ) -> Result<()> {
+        let model_dir = self.existing_model_dir(name)?;
+        let (token, bytes) = Self::read_cache(&model_dir)?;
+        let Some(cache) = bytes
+            .as_deref()
+            .and_then(Decoded::decode)
+            .filter(|c| c.token == token)
+        else {
+            for version in self.list_model_versions(name)? {
+                visit(version.view(&version.tag_pairs()));
+            }
+            return Ok(());
+        };
+        let mut by_version: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for (alias, version) in read_aliases(&model_dir.join("aliases"))? {
+            by_version.entry(version).or_default().push(alias);
+        }
+        cache.visit(
+            |version| by_version.get(&version).map_or(&[], Vec::as_slice),
+            visit,
+        );
+        Ok(())
     }
 
     fn delete_model_version(&self, name: &str, version: u64) -> Result<()> {
@@ -1491,13 +1524,6 @@ fn check_value_len(kind: &str, key: &str, value: &str, max: usize) -> Result<()>
         )));
     }
     Ok(())
-}
-
-fn user_name() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// `file://` URI of an absolute path, percent-encoding what a URI cannot hold verbatim.

@@ -20,6 +20,7 @@ pub mod names;
 pub mod registry;
 pub mod rest;
 pub mod store;
+mod version_cache;
 mod yaml;
 
 pub use checkpoint::{Checkpoint, CheckpointState, Manifest, Tensor};
@@ -36,5 +37,5 @@ pub use registry::{
 };
 pub use store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
-    StoredVersion, TrackingStore, now_ms, open_store, resolve_tracking_uri,
+    StoredVersion, TrackingStore, VersionView, now_ms, open_store, resolve_tracking_uri,
 };

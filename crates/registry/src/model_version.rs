@@ -318,11 +318,39 @@ pub(crate) mod metric_map {
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    #[derive(Serialize, Deserialize)]
+    /// A metric value as stored: a JSON number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    #[derive(Serialize)]
     #[serde(untagged)]
     enum Number {
         Finite(f64),
         Special(String),
+    }
+
+    /// Read with a visitor rather than `#[serde(untagged)]`, which buffers every value
+    /// (listing parses thousands of these).
+    impl<'de> Deserialize<'de> for Number {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = Number;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a number, \"NaN\", \"Infinity\" or \"-Infinity\"")
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Number, E> {
+                    Ok(Number::Finite(v))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Number, E> {
+                    Ok(Number::Finite(v as f64))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Number, E> {
+                    Ok(Number::Finite(v as f64))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Number, E> {
+                    Ok(Number::Special(v.to_string()))
+                }
+            }
+            d.deserialize_any(Visitor)
+        }
     }
 
     pub fn serialize<S: Serializer>(map: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {

@@ -34,7 +34,7 @@ use crate::model_version::{
     is_human_id, metric_direction,
 };
 use crate::names;
-use crate::store::{StoredVersion, TrackingStore, open_store};
+use crate::store::{StoredVersion, TrackingStore, VersionView, open_store};
 
 /// Version tags Ratchet writes (all values strings).
 pub mod tags {
@@ -189,49 +189,57 @@ pub struct VersionSummary {
 impl VersionSummary {
     /// Builds a summary from what the store returns.
     pub fn from_stored(stored: &StoredVersion) -> Self {
-        VersionSummary::from_owned(stored.clone())
+        VersionSummary::from_view(stored.view(&stored.tag_pairs()))
     }
 
-    /// Like [`VersionSummary::from_stored`], moving the strings out instead of copying
-    /// them (listing thousands of versions).
-    pub fn from_owned(stored: StoredVersion) -> Self {
-        let StoredVersion {
-            name,
-            version,
-            creation_timestamp,
-            source,
-            run_id,
-            mut tags,
-            aliases,
-            ..
-        } = stored;
-        let mut tag = |key: &str| tags.remove(key);
-        let created_at = tag(tags::CREATED_AT)
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .or_else(|| DateTime::from_timestamp_millis(creation_timestamp))
-            .unwrap_or_default();
-        VersionSummary {
-            version_id: tag(tags::VERSION_ID),
-            semver: tag(tags::SEMVER).and_then(|s| s.parse().ok()),
-            status: tag(tags::STATUS).and_then(|s| s.parse().ok()),
-            created_at,
-            algorithm: tag(tags::ALGORITHM),
-            feature_hash: tag(tags::FEATURE_HASH),
-            network_hash: tag(tags::NETWORK_HASH),
-            weights_sha256: tag(tags::WEIGHTS_SHA256),
-            parent: tag(tags::PARENT).and_then(|p| ParentRef::parse(&p)),
-            metrics: tag(tags::METRICS)
-                .and_then(|m| parse_metrics_tag(&m))
-                .unwrap_or_default(),
-            training_steps: tag(tags::TRAINING_STEPS).and_then(|s| s.parse().ok()),
-            checkpoint: tag(tags::CHECKPOINT),
-            name,
-            version,
-            aliases,
-            run_id,
-            source,
+    /// Builds a summary from a borrowed version, copying only the fields it keeps.
+    pub fn from_view(view: VersionView<'_>) -> Self {
+        let mut summary = VersionSummary {
+            name: view.name.to_string(),
+            version: view.version,
+            version_id: None,
+            semver: None,
+            status: None,
+            created_at: DateTime::default(),
+            algorithm: None,
+            feature_hash: None,
+            network_hash: None,
+            weights_sha256: None,
+            parent: None,
+            metrics: BTreeMap::new(),
+            training_steps: None,
+            aliases: view.aliases.to_vec(),
+            run_id: view.run_id.map(str::to_string),
+            source: view.source.to_string(),
+            checkpoint: None,
+        };
+        let mut created_at = None;
+        // One pass over the tags: no lookup per field.
+        for &(key, value) in view.tags {
+            match key {
+                tags::VERSION_ID => summary.version_id = Some(value.to_string()),
+                tags::SEMVER => summary.semver = value.parse().ok(),
+                tags::STATUS => summary.status = value.parse().ok(),
+                tags::CREATED_AT => {
+                    created_at = DateTime::parse_from_rfc3339(value)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc))
+                }
+                tags::ALGORITHM => summary.algorithm = Some(value.to_string()),
+                tags::FEATURE_HASH => summary.feature_hash = Some(value.to_string()),
+                tags::NETWORK_HASH => summary.network_hash = Some(value.to_string()),
+                tags::WEIGHTS_SHA256 => summary.weights_sha256 = Some(value.to_string()),
+                tags::PARENT => summary.parent = ParentRef::parse(value),
+                tags::METRICS => summary.metrics = parse_metrics_tag(value).unwrap_or_default(),
+                tags::TRAINING_STEPS => summary.training_steps = value.parse().ok(),
+                tags::CHECKPOINT => summary.checkpoint = Some(value.to_string()),
+                _ => {}
+            }
         }
+        summary.created_at = created_at
+            .or_else(|| DateTime::from_timestamp_millis(view.creation_timestamp))
+            .unwrap_or_default();
+        summary
     }
 
     /// `models:/NAME/VERSION`.
@@ -603,12 +611,7 @@ impl Registry {
         // Human id and semver depend on the versions already there: decide them and
         // create the version under the model lock.
         let _lock = self.store.lock_model(name)?;
-        let existing: Vec<VersionSummary> = self
-            .store
-            .list_model_versions(name)?
-            .into_iter()
-            .map(VersionSummary::from_owned)
-            .collect();
+        let existing = self.list(name, &VersionFilter::default())?;
         let created_at = Utc::now();
         let version_id = unique_human_id(created_at, &existing);
         let semver = next_semver(
@@ -795,13 +798,14 @@ impl Registry {
 
     /// Live versions of a model matching `filter`, ascending by version number.
     pub fn list(&self, name: &str, filter: &VersionFilter) -> Result<Vec<VersionSummary>> {
-        Ok(self
-            .store
-            .list_model_versions(name)?
-            .into_iter()
-            .map(VersionSummary::from_owned)
-            .filter(|v| filter.matches(v))
-            .collect())
+        let mut summaries = Vec::new();
+        self.store.visit_model_versions(name, &mut |view| {
+            let summary = VersionSummary::from_view(view);
+            if filter.matches(&summary) {
+                summaries.push(summary);
+            }
+        })?;
+        Ok(summaries)
     }
 
     /// Registered model names.

@@ -48,7 +48,7 @@ use crate::error::{RegistryError, Result};
 use crate::names;
 use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
-    StoredVersion, TrackingStore, now_ms,
+    StoredVersion, TrackingStore, current_user, now_ms,
 };
 
 /// Most metrics one `runs/log-batch` request may carry (MLflow server limit).
@@ -1716,13 +1716,6 @@ fn one_line(text: &str, max: usize) -> String {
     } else {
         format!("{}…", flat.chars().take(max).collect::<String>())
     }
-}
-
-fn current_user() -> String {
-    ["USER", "USERNAME", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -188,6 +188,45 @@ pub struct StoredVersion {
     pub aliases: Vec<String>,
 }
 
+impl StoredVersion {
+    /// The version borrowed, with `tags` its tags as pairs.
+    pub fn view<'a>(&'a self, tags: &'a [(&'a str, &'a str)]) -> VersionView<'a> {
+        VersionView {
+            name: &self.name,
+            version: self.version,
+            creation_timestamp: self.creation_timestamp,
+            source: &self.source,
+            run_id: self.run_id.as_deref(),
+            tags,
+            aliases: &self.aliases,
+        }
+    }
+
+    /// The tags as borrowed pairs, for [`StoredVersion::view`].
+    pub fn tag_pairs(&self) -> Vec<(&str, &str)> {
+        self.tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+/// What listing reads of a model version, borrowed from the store's own buffers, so that
+/// listing thousands of versions copies only what the caller keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionView<'a> {
+    pub name: &'a str,
+    pub version: u64,
+    /// Milliseconds since the Unix epoch.
+    pub creation_timestamp: i64,
+    pub source: &'a str,
+    pub run_id: Option<&'a str>,
+    /// Tag key and value pairs.
+    pub tags: &'a [(&'a str, &'a str)],
+    /// Aliases currently pointing at this version.
+    pub aliases: &'a [String],
+}
+
 /// Held while a caller performs a read-modify-write on one registered model (promotion with
 /// alias history, registration choosing a unique human id). Released on drop.
 ///
@@ -338,6 +377,18 @@ pub trait TrackingStore: Send + Sync {
     fn get_model_version(&self, name: &str, version: u64) -> Result<StoredVersion>;
     /// Live (not deleted) versions, ascending by number.
     fn list_model_versions(&self, name: &str) -> Result<Vec<StoredVersion>>;
+    /// Calls `visit` with each live version, ascending by number (what listing reads,
+    /// without owning copies where the backend can lend them).
+    fn visit_model_versions(
+        &self,
+        name: &str,
+        visit: &mut dyn FnMut(VersionView<'_>),
+    ) -> Result<()> {
+        for version in self.list_model_versions(name)? {
+            visit(version.view(&version.tag_pairs()));
+        }
+        Ok(())
+    }
     /// Deletes the version (MLflow: number burned, aliases pointing at it removed).
     fn delete_model_version(&self, name: &str, version: u64) -> Result<()>;
     fn set_model_version_tag(&self, name: &str, version: u64, key: &str, value: &str)
@@ -389,6 +440,15 @@ pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// The user recorded as a run's owner (`mlflow.user`): the first of `$USER`, `$LOGNAME`,
+/// `$USERNAME` that is set.
+pub(crate) fn current_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 #[cfg(test)]

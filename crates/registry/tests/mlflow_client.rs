@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::sync::Arc;
 
+use ratchet_registry::registry::tags;
 use ratchet_registry::{
-    FileStore, Metric, ModelRef, ParentRef, Registry, RunStatus, TrackingStore, now_ms,
+    FileStore, Metric, ModelRef, ParentRef, Registry, RunStatus, TrackingStore, VersionFilter,
+    VersionStatus, now_ms,
 };
 use serde_json::{Value, json};
 
@@ -399,4 +401,53 @@ fn mlflow_reads_everything_exactly_as_written() {
     assert_eq!(versions[1]["aliases"], json!(["production"]));
     assert_eq!(versions[1]["tags"]["ratchet.status"], "production");
     assert_eq!(versions[1]["tags"]["ratchet.parent"], "models:/googl-dqn/1");
+}
+
+/// MLflow changing versions behind Ratchet's back (a tag, a deletion, an alias): the next
+/// listing shows it, because the version cache no longer matches and is rebuilt; so is a
+/// damaged cache file.
+#[test]
+fn listing_sees_what_mlflow_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mlruns");
+    let store = Arc::new(FileStore::open(&root).unwrap());
+    let registry = Registry::new(store.clone());
+    let exp = store.get_or_create_experiment("e").unwrap();
+    let run = store.create_run(&exp.experiment_id, "r", &[]).unwrap();
+    store.create_registered_model("m").unwrap();
+    for v in 1..=3 {
+        let source = store
+            .artifact_uri(&run.run_id, &format!("checkpoints/v{v}"))
+            .unwrap();
+        let tags = [(tags::STATUS.to_string(), "registered".to_string())];
+        store
+            .create_model_version("m", &source, &run.run_id, &tags, None)
+            .unwrap();
+    }
+    let listed = || {
+        registry
+            .list("m", &VersionFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.version, v.status, v.aliases))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed().len(), 3, "the first listing builds the cache");
+    common::run_python("mlflow_change.py", &[root.to_str().unwrap()]);
+    let expected = vec![
+        (
+            1,
+            Some(VersionStatus::Registered),
+            vec!["champion".to_string()],
+        ),
+        (2, Some(VersionStatus::Archived), vec![]),
+    ];
+    assert_eq!(listed(), expected);
+    let cache = root.join("models/m/.ratchet-versions.bin");
+    let bytes = fs::read(&cache).unwrap();
+    fs::write(&cache, &bytes[..bytes.len() - 1]).unwrap();
+    assert_eq!(listed(), expected, "truncated cache");
+    fs::write(&cache, b"not a cache").unwrap();
+    assert_eq!(listed(), expected, "garbage cache");
+    assert_eq!(fs::read(&cache).unwrap(), bytes, "rebuilt the same");
 }
