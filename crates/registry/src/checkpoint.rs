@@ -34,6 +34,7 @@
 //! # Ok::<(), ratchet_registry::RegistryError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -45,6 +46,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{RegistryError, Result};
 use crate::fsutil;
 use crate::model_version::ModelVersion;
+use crate::sha256x2;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -170,22 +172,18 @@ impl Checkpoint {
             .collect::<Result<Vec<_>>>()?;
         let mut files = BTreeMap::new();
         std::thread::scope(|scope| -> Result<()> {
-            // sha256 is the dominant cost and runs at one stream per core, so each tensor
-            // file is hashed from memory on its own thread while this one writes the bytes;
-            // each file is fsynced on its own thread as soon as it is written, so its
-            // writeback overlaps the hashing and the other writes.
-            let hashers: Vec<_> = tensor_files
-                .iter()
-                .map(|(name, header, tensors)| {
-                    scope.spawn(move || {
-                        let mut hasher = Sha256::new();
-                        for part in safetensors_parts(header, tensors) {
-                            hasher.update(part);
-                        }
-                        (*name, hex(&hasher.finalize()))
-                    })
-                })
-                .collect();
+            // sha256 is the dominant cost: one thread hashes the tensor files from memory
+            // (two in lockstep, see `sha256x2`) while this one writes them, and each file is
+            // fsynced on its own thread as soon as it is written, so its writeback overlaps
+            // the hashing and the other writes.
+            let hasher = scope.spawn(|| {
+                sha256x2::digest_all(
+                    tensor_files
+                        .iter()
+                        .map(|(_, header, tensors)| safetensors_parts(header, tensors))
+                        .collect(),
+                )
+            });
             let mut syncs = Vec::new();
             for (name, bytes) in &small_files {
                 let path = temp.join(name);
@@ -200,9 +198,10 @@ impl Checkpoint {
                 syncs.push(scope.spawn(move || sync_data(&file, &path)));
                 sizes.insert(*name, size);
             }
-            for hasher in hashers {
-                let (name, sha256) = hasher.join().expect("checkpoint hasher thread panicked");
+            let digests = hasher.join().expect("checkpoint hasher thread panicked");
+            for ((name, _, _), digest) in tensor_files.iter().zip(digests) {
                 let size = sizes[name];
+                let sha256 = hex(&digest);
                 files.insert(name.to_string(), ManifestEntry { size, sha256 });
             }
             syncs
@@ -288,36 +287,28 @@ impl Checkpoint {
     pub fn load(dir: &Path) -> Result<Checkpoint> {
         let manifest = read_manifest(dir)?;
         let tensor_files = [MODEL_FILE, OPTIMIZER_FILE, STATE_TENSORS_FILE];
-        std::thread::scope(|scope| {
-            let manifest = &manifest;
-            let readers: Vec<_> = tensor_files
-                .iter()
-                .map(|name| scope.spawn(move || read_tensor_file(&dir.join(name), name, manifest)))
-                .collect();
-            // The small files are read while the tensor files load.
-            let state_path = dir.join(STATE_FILE);
-            let state = read_verified(&state_path, STATE_FILE, manifest)
-                .and_then(|bytes| from_json(&state_path, &bytes));
-            let metadata_path = dir.join(METADATA_FILE);
-            let metadata = read_verified(&metadata_path, METADATA_FILE, manifest)
-                .and_then(|bytes| from_json(&metadata_path, &bytes));
-            let mlmodel = read_verified(&dir.join(MLMODEL_FILE), MLMODEL_FILE, manifest);
-            let mut loaded = readers
-                .into_iter()
-                .map(|h| h.join().expect("checkpoint reader thread panicked"));
-            let mut next = || loaded.next().expect("three tensor files");
-            // Errors are reported in file order, tensor files first.
-            let (weights, optimizer, state_tensors) = (next()?, next()?, next()?);
-            mlmodel?;
-            Ok(Checkpoint {
-                state: CheckpointState {
-                    weights,
-                    optimizer,
-                    state_tensors,
-                    state: state?,
-                },
-                metadata: metadata?,
-            })
+        let mut tensors = read_tensor_files(dir, &tensor_files, &manifest)?.into_iter();
+        let mut next = || tensors.next().expect("three tensor files");
+        let (weights, optimizer, state_tensors) = (next(), next(), next());
+        let state_path = dir.join(STATE_FILE);
+        let state = from_json(
+            &state_path,
+            &read_verified(&state_path, STATE_FILE, &manifest)?,
+        )?;
+        let metadata_path = dir.join(METADATA_FILE);
+        let metadata = from_json(
+            &metadata_path,
+            &read_verified(&metadata_path, METADATA_FILE, &manifest)?,
+        )?;
+        read_verified(&dir.join(MLMODEL_FILE), MLMODEL_FILE, &manifest)?;
+        Ok(Checkpoint {
+            state: CheckpointState {
+                weights,
+                optimizer,
+                state_tensors,
+                state,
+            },
+            metadata,
         })
     }
 }
@@ -483,10 +474,10 @@ fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>
 fn safetensors_parts<'a>(
     header: &'a [u8],
     tensors: &'a [Tensor],
-) -> impl Iterator<Item = std::borrow::Cow<'a, [u8]>> {
+) -> impl Iterator<Item = Cow<'a, [u8]>> {
     [
-        std::borrow::Cow::Owned((header.len() as u64).to_le_bytes().to_vec()),
-        std::borrow::Cow::Borrowed(header),
+        Cow::Owned((header.len() as u64).to_le_bytes().to_vec()),
+        Cow::Borrowed(header),
     ]
     .into_iter()
     .chain(tensors.iter().map(|t| f32_bytes(&t.data)))
@@ -572,14 +563,78 @@ fn safetensors_header(
     Ok(bytes)
 }
 
-/// Reads a safetensors file written by [`write_safetensors`]: the header is parsed and
-/// validated by the `safetensors` crate (offsets contiguous, sizes matching shapes), then
-/// the tensors are read straight into their `Vec<f32>`s in chunks that a second thread
-/// hashes as they arrive, so reading and hashing overlap; the digest is checked against the
+/// Reads safetensors files written by [`write_safetensors`]. Each header is parsed and
+/// validated by the `safetensors` crate (offsets contiguous, sizes matching shapes); then
+/// this thread reads the tensors straight into their `Vec<f32>`s, a chunk of each file in
+/// turn, and a second thread hashes the chunks as they arrive (two files in lockstep, see
+/// `sha256x2`), so reading and hashing overlap. Every digest is checked against the
 /// manifest at the end.
-fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<Tensor>> {
+fn read_tensor_files(dir: &Path, names: &[&str], manifest: &Manifest) -> Result<Vec<Vec<Tensor>>> {
     /// Small enough to start hashing early, large enough that messages cost nothing.
     const CHUNK_VALUES: usize = 1 << 18;
+    let paths: Vec<PathBuf> = names.iter().map(|name| dir.join(name)).collect();
+    let mut handles = Vec::new();
+    let mut prefixes = Vec::new();
+    let mut tensors = Vec::new();
+    for (path, name) in paths.iter().zip(names) {
+        let (file, prefix, file_tensors) = open_tensor_file(path, name, manifest)?;
+        handles.push(file);
+        prefixes.push(prefix);
+        tensors.push(file_tensors);
+    }
+    let digests = std::thread::scope(|scope| -> Result<Vec<[u8; 32]>> {
+        let (senders, streams): (Vec<_>, Vec<_>) = prefixes
+            .iter()
+            .map(|prefix| {
+                let (sender, chunks) = std::sync::mpsc::channel::<Cow<'_, [u8]>>();
+                (
+                    sender,
+                    std::iter::once(Cow::Borrowed(&prefix[..])).chain(chunks),
+                )
+            })
+            .unzip();
+        let hasher = scope.spawn(|| sha256x2::digest_all(streams));
+        let mut chunks: Vec<_> = tensors
+            .iter_mut()
+            .map(|file_tensors| {
+                file_tensors
+                    .iter_mut()
+                    .flat_map(|t| t.data.chunks_mut(CHUNK_VALUES))
+            })
+            .collect();
+        loop {
+            let mut more = false;
+            for (i, file_chunks) in chunks.iter_mut().enumerate() {
+                if let Some(chunk) = file_chunks.next() {
+                    read_f32s(&mut handles[i], chunk)
+                        .map_err(|e| RegistryError::io(&paths[i], e))?;
+                    let chunk: &[f32] = chunk;
+                    senders[i]
+                        .send(f32_bytes(chunk))
+                        .expect("the hasher outlives the reader");
+                    more = true;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        drop(senders);
+        Ok(hasher.join().expect("checkpoint hasher thread panicked"))
+    })?;
+    for ((path, name), digest) in paths.iter().zip(names).zip(digests) {
+        check_digest(path, &hex(&digest), &manifest.files[*name])?;
+    }
+    Ok(tensors)
+}
+
+/// Opens a tensor file and reads its header: the file positioned at the tensor data, the
+/// bytes read so far (hashed with the rest), and its tensors allocated to their sizes.
+fn open_tensor_file(
+    path: &Path,
+    name: &str,
+    manifest: &Manifest,
+) -> Result<(File, Vec<u8>, Vec<Tensor>)> {
     let mut file = open_listed(path, name, manifest)?;
     let expected = &manifest.files[name];
     let io = |e: std::io::Error| RegistryError::io(path, e);
@@ -592,14 +647,16 @@ fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<
             format!("corrupt: header length {header_len} exceeds the file"),
         ));
     }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(io)?;
-    let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header).map_err(|e| {
-        RegistryError::corrupt(
-            path,
-            format!("corrupt: not a valid safetensors header: {e}"),
-        )
-    })?;
+    let mut prefix = vec![0u8; 8 + header_len as usize];
+    prefix[..8].copy_from_slice(&len);
+    file.read_exact(&mut prefix[8..]).map_err(io)?;
+    let metadata: safetensors::tensor::Metadata =
+        serde_json::from_slice(&prefix[8..]).map_err(|e| {
+            RegistryError::corrupt(
+                path,
+                format!("corrupt: not a valid safetensors header: {e}"),
+            )
+        })?;
     if 8 + header_len + metadata.data_len() as u64 != expected.size {
         return Err(RegistryError::corrupt(
             path,
@@ -627,31 +684,7 @@ fn read_tensor_file(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<
             name: tensor_name,
         });
     }
-    let digest = std::thread::scope(|scope| -> Result<String> {
-        let (chunks, received) = std::sync::mpsc::channel::<std::borrow::Cow<'_, [u8]>>();
-        let hasher = scope.spawn(move || {
-            let mut hasher = Sha256::new();
-            hasher.update(len);
-            hasher.update(&header);
-            for chunk in received {
-                hasher.update(chunk);
-            }
-            hex(&hasher.finalize())
-        });
-        for tensor in &mut tensors {
-            for chunk in tensor.data.chunks_mut(CHUNK_VALUES) {
-                read_f32s(&mut file, chunk).map_err(io)?;
-                let chunk: &[f32] = chunk;
-                chunks
-                    .send(f32_bytes(chunk))
-                    .expect("the hasher outlives the reader");
-            }
-        }
-        drop(chunks);
-        Ok(hasher.join().expect("checkpoint hasher thread panicked"))
-    })?;
-    check_digest(path, &digest, expected)?;
-    Ok(tensors)
+    Ok((file, prefix, tensors))
 }
 
 /// Fills `data` from little-endian bytes.
@@ -680,18 +713,18 @@ fn read_f32s(file: &mut File, data: &mut [f32]) -> std::io::Result<()> {
 }
 
 /// The little-endian bytes of an `f32` slice, borrowed where the CPU is little-endian.
-fn f32_bytes(data: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+fn f32_bytes(data: &[f32]) -> Cow<'_, [u8]> {
     #[cfg(target_endian = "little")]
     {
         // SAFETY: f32 has no padding and no invalid bit patterns, u8 has alignment 1, and
         // the byte length is exactly the slice's size in memory.
-        std::borrow::Cow::Borrowed(unsafe {
+        Cow::Borrowed(unsafe {
             std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
         })
     }
     #[cfg(not(target_endian = "little"))]
     {
-        std::borrow::Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod model_version;
 pub mod names;
 pub mod registry;
 pub mod rest;
+mod sha256x2;
 pub mod store;
 mod version_cache;
 mod yaml;
