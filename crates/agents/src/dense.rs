@@ -62,14 +62,10 @@ impl Dense {
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Isa::detect` found AVX-512F on this CPU.
-                Isa::Avx512 => unsafe {
-                    x86::wide_avx512(x, &self.weight, self.stride, j, &self.bias, out)
-                },
+                Isa::Avx512 => unsafe { x86::wide_avx512(self, x, j, out) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Isa::detect` found AVX2 on this CPU.
-                Isa::Avx2 => unsafe {
-                    x86::wide_avx2(x, &self.weight, self.stride, j, &self.bias, out)
-                },
+                Isa::Avx2 => unsafe { x86::wide_avx2(self, x, j, out) },
                 Isa::Portable => self.block(x, j, out),
             }
             j += WIDE;
@@ -79,9 +75,7 @@ impl Dense {
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F and AVX2 machines both have AVX.
-                Isa::Avx512 | Isa::Avx2 => unsafe {
-                    x86::lanes_avx(x, &self.weight, self.stride, j, &self.bias, out)
-                },
+                Isa::Avx512 | Isa::Avx2 => unsafe { x86::lanes_avx(self, x, j, out) },
                 Isa::Portable => self.block(x, j, out),
             }
             j += LANES;
@@ -114,7 +108,7 @@ impl Dense {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{LANES, WIDE};
+    use super::{Dense, LANES, WIDE};
     use crate::network::Activation;
 
     /// One vector register of f32 lanes and the four operations the kernel needs.
@@ -170,14 +164,18 @@ mod x86 {
     /// The CPU has `R`'s instruction set.
     #[inline(always)]
     unsafe fn block<R: Register, const N: usize>(
+        layer: &Dense,
         x: &[f32],
-        weight: &[f32],
-        stride: usize,
         j: usize,
-        bias: &[f32],
         out: &mut [f32],
     ) {
-        let width = N * R::LANES;
+        let Dense {
+            weight,
+            bias,
+            stride,
+            ..
+        } = layer;
+        let (width, stride) = (N * R::LANES, *stride);
         assert!(
             j + width <= stride && bias.len() >= stride,
             "block inside the layer"
@@ -205,44 +203,23 @@ mod x86 {
 
     /// Outputs `j..j + 64` in four AVX-512 registers.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn wide_avx512(
-        x: &[f32],
-        weight: &[f32],
-        stride: usize,
-        j: usize,
-        bias: &[f32],
-        out: &mut [f32; WIDE],
-    ) {
+    pub(super) fn wide_avx512(layer: &Dense, x: &[f32], j: usize, out: &mut [f32; WIDE]) {
         // SAFETY: this function only runs where AVX-512F is enabled.
-        unsafe { block::<__m512, 4>(x, weight, stride, j, bias, out) }
+        unsafe { block::<__m512, 4>(layer, x, j, out) }
     }
 
     /// Outputs `j..j + 64` in eight AVX2 registers.
     #[target_feature(enable = "avx2")]
-    pub(super) fn wide_avx2(
-        x: &[f32],
-        weight: &[f32],
-        stride: usize,
-        j: usize,
-        bias: &[f32],
-        out: &mut [f32; WIDE],
-    ) {
+    pub(super) fn wide_avx2(layer: &Dense, x: &[f32], j: usize, out: &mut [f32; WIDE]) {
         // SAFETY: this function only runs where AVX2 is enabled.
-        unsafe { block::<__m256, 8>(x, weight, stride, j, bias, out) }
+        unsafe { block::<__m256, 8>(layer, x, j, out) }
     }
 
     /// Outputs `j..j + 8` in one register.
     #[target_feature(enable = "avx")]
-    pub(super) fn lanes_avx(
-        x: &[f32],
-        weight: &[f32],
-        stride: usize,
-        j: usize,
-        bias: &[f32],
-        out: &mut [f32; LANES],
-    ) {
+    pub(super) fn lanes_avx(layer: &Dense, x: &[f32], j: usize, out: &mut [f32; LANES]) {
         // SAFETY: this function only runs where AVX is enabled.
-        unsafe { block::<__m256, 1>(x, weight, stride, j, bias, out) }
+        unsafe { block::<__m256, 1>(layer, x, j, out) }
     }
 
     /// The activation, auto-vectorised for AVX-512.

@@ -43,7 +43,7 @@ use std::time::Instant;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ratchet_env::{Env, Rng, RngState, VecEnv, VecEnvState};
+use ratchet_env::{Env, Rng, RngState, VecEnv};
 use serde::{Deserialize, Serialize};
 
 use crate::episodes::EpisodeStats;
@@ -52,7 +52,7 @@ use crate::optim::{Adam, AdamConfig};
 use crate::policy::{InferenceMlp, argmax};
 use crate::replay::{ReplayBatch, ReplayBuffer};
 use crate::schedule::LinearSchedule;
-use crate::state::{NamedTensor, TrainingState, load_module_tensors, module_tensors, read_f32};
+use crate::state::{SavedEnvs, TrainingState, load_module_tensors, module_tensors, read_f32};
 use crate::{AgentError, DeviceKind, UpdateLog};
 
 /// DQN's hyperparameters. The defaults are Stable-Baselines3's `DQN("MlpPolicy", env)`, except
@@ -301,7 +301,7 @@ impl<E: Env> Dqn<E> {
         on_update: &mut dyn FnMut(&UpdateLog),
     ) -> Result<(), AgentError> {
         let end = self.total_steps + steps;
-        let (start, start_steps) = (Instant::now(), self.total_steps);
+        let clock = (Instant::now(), self.total_steps);
         let n = self.envs.len() as u64;
         // Both intervals count steps of the vector environment, as SB3's do.
         let target_every = (self.config.target_update_interval / n).max(1);
@@ -313,17 +313,8 @@ impl<E: Env> Dqn<E> {
             }
             if calls % self.config.train_freq == 0 && self.total_steps > self.config.learning_starts
             {
-                let mut metrics = self.learn()?;
-                let elapsed = start.elapsed().as_secs_f64().max(1e-9);
-                metrics.push((
-                    "time/steps_per_second",
-                    (self.total_steps - start_steps) as f64 / elapsed,
-                ));
-                self.episodes.log_into(&mut metrics);
-                on_update(&UpdateLog {
-                    step: self.total_steps,
-                    metrics,
-                });
+                let metrics = self.learn()?;
+                UpdateLog::emit(metrics, clock, self.total_steps, &self.episodes, on_update);
             }
         }
         Ok(())
@@ -493,45 +484,20 @@ impl<E: Env> Dqn<E> {
         tensors.extend(module_tensors(&self.target_network, "target_network")?);
         tensors.extend(self.adam.tensors("optim.q_network", &self.q_network)?);
         tensors.extend(self.replay.tensors("replay"));
-        let (n, k) = (self.envs.len(), self.envs.observation_size());
-        let env_state = self.envs.state();
-        tensors.push(NamedTensor::new(
-            "envs.observations",
-            vec![n, k],
-            env_state.observations,
-        ));
+        let envs = SavedEnvs::capture(&self.envs, &mut tensors);
         let meta = DqnMeta {
             config: self.config.clone(),
             seed: self.seed,
             device: self.device_kind,
-            observation_size: k,
-            action_count: self.envs.action_count(),
-            n_envs: n,
+            envs,
             total_steps: self.total_steps,
             n_updates: self.n_updates,
             adam_steps: self.adam.steps(),
             rng: self.rng.state(),
-            env_rng: env_state.rng,
-            env_states_f64_bits: env_state
-                .envs
-                .iter()
-                .map(|s| s.iter().map(|x| x.to_bits()).collect())
-                .collect(),
-            episode_returns_f64_bits: env_state
-                .episode_returns
-                .iter()
-                .map(|x| x.to_bits())
-                .collect(),
-            episode_lengths: env_state.episode_lengths,
             replay_position: self.replay.position(),
             episodes: self.episodes.clone(),
         };
-        Ok(TrainingState {
-            algorithm: "dqn".into(),
-            tensors,
-            meta: serde_json::to_value(meta)
-                .map_err(|e| AgentError::State(format!("serialising DQN state: {e}")))?,
-        })
+        TrainingState::new("dqn", tensors, &meta)
     }
 
     /// Restores a state from [`Dqn::state`] into this agent, which must have the same network
@@ -539,25 +505,9 @@ impl<E: Env> Dqn<E> {
     /// Other hyperparameters stay this agent's own (continued training may change them); on
     /// error the agent is unchanged.
     pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
-        if state.algorithm != "dqn" {
-            return Err(AgentError::State(format!(
-                "the state is for '{}', not DQN",
-                state.algorithm
-            )));
-        }
-        let meta: DqnMeta = serde_json::from_value(state.meta.clone())
-            .map_err(|e| AgentError::State(format!("DQN metadata: {e}")))?;
-        let (n, k, a) = (
-            self.envs.len(),
-            self.envs.observation_size(),
-            self.envs.action_count(),
-        );
-        if meta.n_envs != n || meta.observation_size != k || meta.action_count != a {
-            return Err(AgentError::State(format!(
-                "the state is for {} environments with {} observations and {} actions; this agent has {n} x {k} and {a}",
-                meta.n_envs, meta.observation_size, meta.action_count
-            )));
-        }
+        let meta: DqnMeta = state.meta_of("dqn")?;
+        let env_state = meta.envs.check(&self.envs, state)?;
+        let (k, a) = (self.envs.observation_size(), self.envs.action_count());
         let (saved, mine) = (&meta.config, &self.config);
         if saved.hidden != mine.hidden
             || saved.activation != mine.activation
@@ -593,25 +543,6 @@ impl<E: Env> Dqn<E> {
                 "replay.actions holds action {bad}, but the environment has {a}"
             )));
         }
-        let observations = state
-            .tensor("envs.observations")
-            .ok_or_else(|| AgentError::State("missing tensor 'envs.observations'".into()))?;
-        observations.check_shape(&[n, k])?;
-        let env_state = VecEnvState {
-            rng: meta.env_rng,
-            envs: meta
-                .env_states_f64_bits
-                .iter()
-                .map(|s| s.iter().map(|&b| f64::from_bits(b)).collect())
-                .collect(),
-            observations: observations.data.clone(),
-            episode_returns: meta
-                .episode_returns_f64_bits
-                .iter()
-                .map(|&b| f64::from_bits(b))
-                .collect(),
-            episode_lengths: meta.episode_lengths.clone(),
-        };
         let greedy = greedy_network(&q_network, self.config.dueling)?;
         self.envs.restore(&env_state)?;
 
@@ -629,24 +560,18 @@ impl<E: Env> Dqn<E> {
     }
 }
 
-/// The plain-data part of a DQN training state. Floats that training depends on are stored as
-/// bit patterns so that they survive any JSON writer and reader exactly.
+/// The plain-data part of a DQN training state.
 #[derive(Serialize, Deserialize)]
 struct DqnMeta {
     config: DqnConfig,
     seed: u64,
     device: DeviceKind,
-    observation_size: usize,
-    action_count: usize,
-    n_envs: usize,
+    #[serde(flatten)]
+    envs: SavedEnvs,
     total_steps: u64,
     n_updates: u64,
     adam_steps: u64,
     rng: RngState,
-    env_rng: RngState,
-    env_states_f64_bits: Vec<Vec<u64>>,
-    episode_returns_f64_bits: Vec<u64>,
-    episode_lengths: Vec<u64>,
     replay_position: usize,
     episodes: EpisodeStats,
 }

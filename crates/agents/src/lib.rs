@@ -61,6 +61,25 @@ pub struct UpdateLog {
 }
 
 impl UpdateLog {
+    /// Completes an update's `metrics` with the speed of the current `train` call (begun at
+    /// `start` with `start_steps` taken) and the episode statistics, and hands them to
+    /// `on_update`.
+    pub(crate) fn emit(
+        mut metrics: Vec<(&'static str, f64)>,
+        (start, start_steps): (std::time::Instant, u64),
+        step: u64,
+        episodes: &EpisodeStats,
+        on_update: &mut dyn FnMut(&UpdateLog),
+    ) {
+        let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+        metrics.push((
+            "time/steps_per_second",
+            (step - start_steps) as f64 / elapsed,
+        ));
+        episodes.log_into(&mut metrics);
+        on_update(&UpdateLog { step, metrics });
+    }
+
     /// The value logged under `name`, if any.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.metrics

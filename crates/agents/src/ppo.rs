@@ -36,7 +36,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ratchet_env::{Env, Rng, RngState, VecEnv, VecEnvState};
+use ratchet_env::{Env, Rng, RngState, VecEnv};
 use serde::{Deserialize, Serialize};
 
 use crate::episodes::EpisodeStats;
@@ -44,7 +44,9 @@ use crate::network::{Activation, Mlp, MlpConfig};
 use crate::optim::{Adam, AdamConfig};
 use crate::policy::InferenceMlp;
 use crate::schedule::LinearSchedule;
-use crate::state::{NamedTensor, TrainingState, load_module_tensors, module_tensors, read_f32};
+use crate::state::{
+    NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors, read_f32,
+};
 use crate::{AgentError, DeviceKind, UpdateLog};
 
 /// PPO's hyperparameters. The defaults are Stable-Baselines3's `PPO("MlpPolicy", env)`, so a run
@@ -287,23 +289,14 @@ impl<E: Env> Ppo<E> {
         on_update: &mut dyn FnMut(&UpdateLog),
     ) -> Result<(), AgentError> {
         let target = self.total_steps + steps;
-        let (start, start_steps) = (Instant::now(), self.total_steps);
+        let clock = (Instant::now(), self.total_steps);
         while self.total_steps < target {
             self.collect_step();
             if self.rollout.len == self.config.n_steps {
                 let (advantages, returns) = self.compute_advantages();
-                let mut metrics = self.update(&advantages, &returns)?;
+                let metrics = self.update(&advantages, &returns)?;
                 self.rollout.clear();
-                let elapsed = start.elapsed().as_secs_f64().max(1e-9);
-                metrics.push((
-                    "time/steps_per_second",
-                    (self.total_steps - start_steps) as f64 / elapsed,
-                ));
-                self.episodes.log_into(&mut metrics);
-                on_update(&UpdateLog {
-                    step: self.total_steps,
-                    metrics,
-                });
+                UpdateLog::emit(metrics, clock, self.total_steps, &self.episodes, on_update);
             }
         }
         Ok(())
@@ -553,12 +546,7 @@ impl<E: Env> Ppo<E> {
         tensors.extend(module_tensors(&self.model.critic, "critic")?);
         tensors.extend(self.adam.tensors("optim", &self.model)?);
         let (n, k) = (self.envs.len(), self.envs.observation_size());
-        let env_state = self.envs.state();
-        tensors.push(NamedTensor::new(
-            "envs.observations",
-            vec![n, k],
-            env_state.observations.clone(),
-        ));
+        let envs = SavedEnvs::capture(&self.envs, &mut tensors);
         let r = &self.rollout;
         if r.len > 0 {
             let flat = |name: &str, data: Vec<f32>| NamedTensor::new(name, vec![r.len, n], data);
@@ -580,35 +568,16 @@ impl<E: Env> Ppo<E> {
             config: self.config.clone(),
             seed: self.seed,
             device: self.device_kind,
-            observation_size: k,
-            action_count: self.envs.action_count(),
-            n_envs: n,
+            envs,
             total_steps: self.total_steps,
             updates: self.updates,
             adam_steps: self.adam.steps(),
             rng: self.rng.state(),
-            env_rng: env_state.rng,
-            env_states_f64_bits: env_state
-                .envs
-                .iter()
-                .map(|s| s.iter().map(|x| x.to_bits()).collect())
-                .collect(),
-            episode_returns_f64_bits: env_state
-                .episode_returns
-                .iter()
-                .map(|x| x.to_bits())
-                .collect(),
-            episode_lengths: env_state.episode_lengths,
             episode_starts: self.episode_starts.clone(),
             rollout_len: r.len,
             episodes: self.episodes.clone(),
         };
-        Ok(TrainingState {
-            algorithm: "ppo".into(),
-            tensors,
-            meta: serde_json::to_value(meta)
-                .map_err(|e| AgentError::State(format!("serialising PPO state: {e}")))?,
-        })
+        TrainingState::new("ppo", tensors, &meta)
     }
 
     /// Restores a state from [`Ppo::state`] into this agent, which must have the same network
@@ -616,29 +585,9 @@ impl<E: Env> Ppo<E> {
     /// training may change them); the seed becomes the saved run's. On error the agent is
     /// unchanged.
     pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
-        if state.algorithm != "ppo" {
-            return Err(AgentError::State(format!(
-                "the state is for '{}', not PPO",
-                state.algorithm
-            )));
-        }
-        let meta: PpoMeta = serde_json::from_value(state.meta.clone())
-            .map_err(|e| AgentError::State(format!("PPO metadata: {e}")))?;
+        let meta: PpoMeta = state.meta_of("ppo")?;
+        let env_state = meta.envs.check(&self.envs, state)?;
         let (n, k) = (self.envs.len(), self.envs.observation_size());
-        if meta.n_envs != n
-            || meta.observation_size != k
-            || meta.action_count != self.envs.action_count()
-        {
-            return Err(AgentError::State(format!(
-                "the state is for {} environments with {} observations and {} actions; this agent has {} x {} and {}",
-                meta.n_envs,
-                meta.observation_size,
-                meta.action_count,
-                n,
-                k,
-                self.envs.action_count()
-            )));
-        }
         if meta.rollout_len > self.config.n_steps {
             return Err(AgentError::State(format!(
                 "the saved rollout holds {} steps, more than n_steps = {}",
@@ -652,28 +601,7 @@ impl<E: Env> Ppo<E> {
         let mut adam = Adam::new(self.adam.config().clone());
         adam.restore(&state.tensors, "optim", meta.adam_steps, &model)?;
 
-        let tensor = |name: &str, shape: Vec<usize>| -> Result<Vec<f32>, AgentError> {
-            let t = state
-                .tensor(name)
-                .ok_or_else(|| AgentError::State(format!("missing tensor '{name}'")))?;
-            t.check_shape(&shape)?;
-            Ok(t.data.clone())
-        };
-        let env_state = VecEnvState {
-            rng: meta.env_rng,
-            envs: meta
-                .env_states_f64_bits
-                .iter()
-                .map(|s| s.iter().map(|&b| f64::from_bits(b)).collect())
-                .collect(),
-            observations: tensor("envs.observations", vec![n, k])?,
-            episode_returns: meta
-                .episode_returns_f64_bits
-                .iter()
-                .map(|&b| f64::from_bits(b))
-                .collect(),
-            episode_lengths: meta.episode_lengths.clone(),
-        };
+        let tensor = |name: &str, shape: Vec<usize>| state.tensor_data(name, &shape);
         let len = meta.rollout_len;
         let mut rollout = Rollout {
             len,
@@ -866,24 +794,18 @@ fn move_gradients<M: Module>(mut from: GradientsParams, into: &mut GradientsPara
     });
 }
 
-/// The plain-data part of a PPO training state. Floats that training depends on are stored as
-/// bit patterns so that they survive any JSON writer and reader exactly.
+/// The plain-data part of a PPO training state.
 #[derive(Serialize, Deserialize)]
 struct PpoMeta {
     config: PpoConfig,
     seed: u64,
     device: DeviceKind,
-    observation_size: usize,
-    action_count: usize,
-    n_envs: usize,
+    #[serde(flatten)]
+    envs: SavedEnvs,
     total_steps: u64,
     updates: u64,
     adam_steps: u64,
     rng: RngState,
-    env_rng: RngState,
-    env_states_f64_bits: Vec<Vec<u64>>,
-    episode_returns_f64_bits: Vec<u64>,
-    episode_lengths: Vec<u64>,
     episode_starts: Vec<bool>,
     rollout_len: usize,
     episodes: EpisodeStats,

@@ -24,6 +24,10 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Tensor, TensorData};
 
+use ratchet_env::{Env, RngState, VecEnv, VecEnvState};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
 use crate::AgentError;
 
 /// One tensor of a training state, row-major.
@@ -76,8 +80,116 @@ pub struct TrainingState {
 }
 
 impl TrainingState {
+    /// A state of `algorithm` with `meta` serialised to JSON.
+    pub(crate) fn new(
+        algorithm: &str,
+        tensors: Vec<NamedTensor>,
+        meta: &impl Serialize,
+    ) -> Result<Self, AgentError> {
+        Ok(Self {
+            algorithm: algorithm.into(),
+            tensors,
+            meta: serde_json::to_value(meta).map_err(|e| {
+                AgentError::State(format!("serialising the {algorithm} state: {e}"))
+            })?,
+        })
+    }
+
+    /// The metadata, if this is a state of `algorithm`.
+    pub(crate) fn meta_of<T: DeserializeOwned>(&self, algorithm: &str) -> Result<T, AgentError> {
+        if self.algorithm != algorithm {
+            return Err(AgentError::State(format!(
+                "the state is for '{}', not {}",
+                self.algorithm,
+                algorithm.to_uppercase()
+            )));
+        }
+        serde_json::from_value(self.meta.clone())
+            .map_err(|e| AgentError::State(format!("{} metadata: {e}", algorithm.to_uppercase())))
+    }
+
     pub fn tensor(&self, name: &str) -> Option<&NamedTensor> {
         self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The data of tensor `name`, which must have `shape`.
+    pub(crate) fn tensor_data(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, AgentError> {
+        let t = self
+            .tensor(name)
+            .ok_or_else(|| AgentError::State(format!("missing tensor '{name}'")))?;
+        t.check_shape(shape)?;
+        Ok(t.data.clone())
+    }
+}
+
+/// The environments' part of a training state's metadata (their observations are the tensor
+/// `envs.observations`). Floats are kept as bit patterns so that they survive any JSON writer
+/// and reader exactly.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SavedEnvs {
+    observation_size: usize,
+    action_count: usize,
+    n_envs: usize,
+    env_rng: RngState,
+    env_states_f64_bits: Vec<Vec<u64>>,
+    episode_returns_f64_bits: Vec<u64>,
+    episode_lengths: Vec<u64>,
+}
+
+impl SavedEnvs {
+    /// Captures `envs`, adding their observations to `tensors`.
+    pub(crate) fn capture<E: Env>(envs: &VecEnv<E>, tensors: &mut Vec<NamedTensor>) -> Self {
+        let (n, k) = (envs.len(), envs.observation_size());
+        let state = envs.state();
+        tensors.push(NamedTensor::new(
+            "envs.observations",
+            vec![n, k],
+            state.observations,
+        ));
+        Self {
+            observation_size: k,
+            action_count: envs.action_count(),
+            n_envs: n,
+            env_rng: state.rng,
+            env_states_f64_bits: state
+                .envs
+                .iter()
+                .map(|s| s.iter().map(|x| x.to_bits()).collect())
+                .collect(),
+            episode_returns_f64_bits: state.episode_returns.iter().map(|x| x.to_bits()).collect(),
+            episode_lengths: state.episode_lengths,
+        }
+    }
+
+    /// The saved environment state, once its shape is checked against `envs` (not applied:
+    /// the caller restores it when everything else has loaded).
+    pub(crate) fn check<E: Env>(
+        &self,
+        envs: &VecEnv<E>,
+        state: &TrainingState,
+    ) -> Result<VecEnvState, AgentError> {
+        let (n, k, a) = (envs.len(), envs.observation_size(), envs.action_count());
+        if self.n_envs != n || self.observation_size != k || self.action_count != a {
+            return Err(AgentError::State(format!(
+                "the state is for {} environments with {} observations and {} actions; this agent has {n} x {k} and {a}",
+                self.n_envs, self.observation_size, self.action_count
+            )));
+        }
+        Ok(VecEnvState {
+            rng: self.env_rng.clone(),
+            envs: self
+                .env_states_f64_bits
+                .iter()
+                .map(|s| s.iter().map(|&b| f64::from_bits(b)).collect())
+                .collect(),
+            observations: state.tensor_data("envs.observations", &[n, k])?,
+            episode_returns: self
+                .episode_returns_f64_bits
+                .iter()
+                .map(|&b| f64::from_bits(b))
+                .collect(),
+            episode_lengths: self.episode_lengths.clone(),
+        })
     }
 }
 

@@ -4,6 +4,9 @@
 use ratchet_agents::{AgentError, DeviceKind, Dqn, DqnConfig, TrainingState};
 use ratchet_env::CartPole;
 
+mod checkpoint;
+use checkpoint::{bytes, through_json};
+
 /// Small enough to run many learning phases in a test, yet exercising everything that carries
 /// state: two environments with a 50-step limit (truncations), a replay buffer that wraps
 /// around, target updates between learning phases, and a split in the middle of a phase.
@@ -34,32 +37,6 @@ fn agent(config: DqnConfig, seed: u64) -> Dqn<CartPole> {
 
 fn train(dqn: &mut Dqn<CartPole>, steps: u64) {
     dqn.train(steps, &mut |_| {}).unwrap();
-}
-
-/// Every tensor's bytes, by name.
-fn bytes(state: &TrainingState) -> Vec<(String, Vec<usize>, Vec<u32>)> {
-    let mut out: Vec<_> = state
-        .tensors
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.shape.clone(),
-                t.data.iter().map(|x| x.to_bits()).collect(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// What a checkpoint on disk gives back: tensors as they are, metadata through JSON text.
-fn through_json(state: TrainingState) -> TrainingState {
-    let text = serde_json::to_string(&state.meta).unwrap();
-    TrainingState {
-        meta: serde_json::from_str(&text).unwrap(),
-        ..state
-    }
 }
 
 #[test]

@@ -3,6 +3,9 @@
 use ratchet_agents::{AgentError, DeviceKind, Ppo, PpoConfig, TrainingState};
 use ratchet_env::CartPole;
 
+mod checkpoint;
+use checkpoint::{bytes, through_json};
+
 /// Small enough to run several updates in a test, with two environments so that vectorised
 /// rollouts and truncation through the 50-step limit are exercised.
 fn config() -> PpoConfig {
@@ -30,32 +33,6 @@ fn agent(seed: u64) -> Ppo<CartPole> {
 
 fn train(ppo: &mut Ppo<CartPole>, steps: u64) {
     ppo.train(steps, &mut |_| {}).unwrap();
-}
-
-/// Every tensor's bytes, by name.
-fn bytes(state: &TrainingState) -> Vec<(String, Vec<usize>, Vec<u32>)> {
-    let mut out: Vec<_> = state
-        .tensors
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.shape.clone(),
-                t.data.iter().map(|x| x.to_bits()).collect(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// What a checkpoint on disk would give back: tensors as they are, metadata through JSON text.
-fn through_json(state: TrainingState) -> TrainingState {
-    let text = serde_json::to_string(&state.meta).unwrap();
-    TrainingState {
-        meta: serde_json::from_str(&text).unwrap(),
-        ..state
-    }
 }
 
 #[test]
