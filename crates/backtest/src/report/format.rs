@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Timelike, Utc};
 
+use super::Report;
 use crate::metrics::{MetricKind, MetricRow};
 
 /// A date, with the time of day only when it is not midnight.
@@ -24,6 +25,17 @@ pub fn metric(row: &MetricRow) -> String {
             MetricKind::Days => format!("{v:.1}"),
         },
     }
+}
+
+/// Every metric as a report's table row: label, strategy value, buy-and-hold value.
+pub fn metric_table(report: &Report) -> Vec<(&'static str, String, String)> {
+    report
+        .strategy
+        .rows()
+        .iter()
+        .zip(report.buy_and_hold.rows())
+        .map(|(s, b)| (s.label, metric(s), metric(&b)))
+        .collect()
 }
 
 pub fn percent(v: f64) -> String {

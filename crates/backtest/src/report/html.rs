@@ -107,18 +107,10 @@ pub fn render(report: &Report, input: &ReportInput) -> String {
             h,
             "<table><thead><tr><th>Metric</th><th class=\"n\">Strategy</th><th class=\"n\">Buy &amp; hold</th></tr></thead><tbody>"
         );
-        for (s, b) in report
-            .strategy
-            .rows()
-            .iter()
-            .zip(report.buy_and_hold.rows())
-        {
+        for (label, strategy, hold) in format::metric_table(report) {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                s.label,
-                format::metric(s),
-                format::metric(&b)
+                "<tr><td>{label}</td><td class=\"n\">{strategy}</td><td class=\"n\">{hold}</td></tr>"
             );
         }
         let _ = write!(h, "</tbody></table>");

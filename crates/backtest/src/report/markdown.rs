@@ -31,19 +31,8 @@ pub fn render(report: &Report) -> String {
 
     let _ = writeln!(w, "\n## Performance\n");
     let _ = writeln!(w, "| Metric | Strategy | Buy & hold |\n|---|---:|---:|");
-    for (s, b) in report
-        .strategy
-        .rows()
-        .iter()
-        .zip(report.buy_and_hold.rows())
-    {
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} |",
-            s.label,
-            format::metric(s),
-            format::metric(&b)
-        );
+    for (label, strategy, hold) in format::metric_table(report) {
+        let _ = writeln!(w, "| {label} | {strategy} | {hold} |");
     }
     let (s, b) = (&report.strategy, &report.buy_and_hold);
     let _ = writeln!(
