@@ -445,19 +445,21 @@ fn unparseable_and_missing_values() {
 
 #[test]
 fn bad_prices_and_volumes() {
-    let err = csv_error(&with_rows(&["2017-01-02,1,2,0.5,NaN,3"]));
-    assert_invalid_value(err, 2, "Close", "NaN");
-    let err = csv_error(&with_rows(&[
-        "2017-01-02,1,2,0.5,1.5,3",
-        "2017-01-03,1,inf,0.5,1.5,3",
-    ]));
-    assert_invalid_value(err, 3, "High", "infinite");
-    let err = csv_error(&with_rows(&["2017-01-02,-1,2,0.5,1.5,3"]));
-    assert_invalid_value(err, 2, "Open", "negative");
-    let err = csv_error(&with_rows(&["2017-01-02,1,2,0,1.5,3"]));
-    assert_invalid_value(err, 2, "Low", "zero");
-    let err = csv_error(&with_rows(&["2017-01-02,1,2,0.5,1.5,-3"]));
-    assert_invalid_value(err, 2, "Volume", "volume -3");
+    let good = "2017-01-02,1,2,0.5,1.5,3";
+    for (rows, row, column, needle) in [
+        (vec!["2017-01-02,1,2,0.5,NaN,3"], 2, "Close", "NaN"),
+        (
+            vec![good, "2017-01-03,1,inf,0.5,1.5,3"],
+            3,
+            "High",
+            "infinite",
+        ),
+        (vec!["2017-01-02,-1,2,0.5,1.5,3"], 2, "Open", "negative"),
+        (vec!["2017-01-02,1,2,0,1.5,3"], 2, "Low", "zero"),
+        (vec!["2017-01-02,1,2,0.5,1.5,-3"], 2, "Volume", "volume -3"),
+    ] {
+        assert_invalid_value(csv_error(&with_rows(&rows)), row, column, needle);
+    }
 }
 
 #[test]
@@ -482,15 +484,17 @@ fn inconsistent_bars() {
 
 #[test]
 fn bad_timestamps() {
-    let err = csv_error(&with_rows(&[
-        "2017-01-02,1,2,0.5,1.5,3",
-        "someday,1,2,0.5,1.5,3",
-    ]));
-    assert_invalid_value(err, 3, "Date", "\"someday\"");
-    let err = csv_error(&with_rows(&["yesterday,1,2,0.5,1.5,3"]));
-    assert_invalid_value(err, 2, "Date", "timestamp_format");
-    let err = csv_error(&with_rows(&[",1,2,0.5,1.5,3"]));
-    assert_invalid_value(err, 2, "Date", "missing");
+    for (rows, row, needle) in [
+        (
+            vec!["2017-01-02,1,2,0.5,1.5,3", "someday,1,2,0.5,1.5,3"],
+            3,
+            "\"someday\"",
+        ),
+        (vec!["yesterday,1,2,0.5,1.5,3"], 2, "timestamp_format"),
+        (vec![",1,2,0.5,1.5,3"], 2, "missing"),
+    ] {
+        assert_invalid_value(csv_error(&with_rows(&rows)), row, "Date", needle);
+    }
 
     // Day and month cannot be told apart: ask for the format.
     let err = csv_error(&with_rows(&[
