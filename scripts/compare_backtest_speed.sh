@@ -14,11 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ratchet-target}"
 venv="${BACKTEST_PEERS_VENV:-$HOME/.cache/ratchet/backtest-peers-venv}"
 repeat="${REPEAT:-10}"
 
-if ! "$venv/bin/python" -c 'import vectorbt, numpy' 2>/dev/null; then
-    echo "creating $venv with vectorbt and numpy from PyPI" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet 'vectorbt==1.2.0' numpy
-fi
+source scripts/venv.sh
+ensure_venv "$venv" "vectorbt, numpy" 'vectorbt==1.2.0' numpy
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 log="$(mktemp)"

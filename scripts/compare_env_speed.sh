@@ -17,11 +17,8 @@ VENV="${PEERS_VENV:-$HOME/.cache/ratchet/peers-venv}"
 STEPS="${STEPS:-1000000}"
 PYTHON="${PYTHON:-python3}"
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import gym_anytrading' 2>/dev/null; then
-    echo "creating $VENV with gym-anytrading from PyPI" >&2
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet gym-anytrading
-fi
+source scripts/venv.sh
+ensure_venv "$VENV" gym_anytrading gym-anytrading
 
 peer_rate() {
     echo "== gym-anytrading ($1): stocks-v0 (GOOGL), window 10, random actions, $STEPS steps, best of 3" >&2
@@ -77,17 +74,12 @@ grep -E '^(trading_env|cartpole)/|thrpt:' "$bench_log"
 PEER_AFTER=$(peer_rate "after ours")
 
 "$VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$PEER_BEFORE" "$PEER_AFTER" <<'PY'
-import json, os, sys
+import os, sys
+sys.path.insert(0, "scripts")
+from criterion_estimates import rate as criterion_rate
 root, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 peer = max(before, after)
-
-def rate(group, bench):
-    d = os.path.join(root, group, bench, "new")
-    with open(os.path.join(d, "estimates.json")) as f:
-        ns = json.load(f)["median"]["point_estimate"]
-    with open(os.path.join(d, "benchmark.json")) as f:
-        elements = json.load(f)["throughput"]["Elements"]
-    return elements / ns * 1e9
+rate = lambda group, bench: criterion_rate(root, group, bench)
 
 print(f"== summary on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
       "(median steps/s; ratio against the fastest gym-anytrading figure)")

@@ -20,11 +20,8 @@ DQN_STEPS="${DQN_STEPS:-10240}"
 ROUNDS="${ROUNDS:-3}"
 PYTHON="${PYTHON:-python3}"
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import stable_baselines3' 2>/dev/null; then
-    echo "creating $VENV with stable-baselines3 from PyPI (torch, gymnasium)" >&2
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet stable-baselines3
-fi
+source scripts/venv.sh
+ensure_venv "$VENV" stable_baselines3 stable-baselines3
 
 echo "== Stable-Baselines3: PPO(\"MlpPolicy\", \"CartPole-v1\"), defaults, 1 env, $PPO_STEPS steps, best of $ROUNDS"
 SB3_PPO=$("$VENV/bin/python" - "$PPO_STEPS" "$ROUNDS" <<'PY'
@@ -86,16 +83,11 @@ echo "== ratchet: cargo bench --bench agents"
 cargo bench --bench agents 2>&1 | grep -E '^(ppo|dqn)/|thrpt:' || true
 
 "$VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$SB3_PPO" "$SB3_DQN" <<'PY'
-import json, os, sys
+import sys
+sys.path.insert(0, "scripts")
+from criterion_estimates import rate as criterion_rate
 root, sb3_ppo, sb3_dqn = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-
-def rate(group, bench):
-    d = os.path.join(root, group, bench, "new")
-    with open(os.path.join(d, "estimates.json")) as f:
-        ns = json.load(f)["median"]["point_estimate"]
-    with open(os.path.join(d, "benchmark.json")) as f:
-        elements = json.load(f)["throughput"]["Elements"]
-    return elements / ns * 1e9
+rate = lambda group, bench: criterion_rate(root, group, bench)
 
 print("== summary (env steps/s; Ratchet's median over criterion samples, SB3's best round)")
 print(f"{'':<44}{'SB3':>12}{'Ratchet':>12}{'ratio':>9}")

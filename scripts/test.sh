@@ -31,11 +31,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python venv with the real MLflow client and the safetensors reader.
+# (About 2 minutes on first use.)
 if ! "$RATCHET_PYTHON" -c 'import mlflow, safetensors, numpy' >/dev/null 2>&1; then
-    step "creating $venv with mlflow, safetensors, numpy (about 2 minutes)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check mlflow safetensors numpy
+    source scripts/venv.sh
+    ensure_venv "$venv" "mlflow, safetensors, numpy" mlflow safetensors numpy
     export RATCHET_PYTHON="$venv/bin/python"
 fi
 
