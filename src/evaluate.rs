@@ -7,9 +7,9 @@ use std::ops::Range;
 use anyhow::Result;
 use serde::Serialize;
 
-use ratchet_agents::{InferenceMlp, argmax};
+use ratchet_agents::{InferenceMlp, greedy_return};
 use ratchet_backtest::{Backtest, Frequency, PriceSeries, simulate_policy};
-use ratchet_env::{CartPole, Env, Rng, TradingConfig};
+use ratchet_env::{CartPole, Rng, TradingConfig};
 
 use crate::config::TrainConfig;
 use crate::learner::Learner;
@@ -17,7 +17,7 @@ use crate::market::Market;
 use ratchet::policy::NetworkPolicy;
 
 /// Greedy CartPole episodes run after training.
-const CARTPOLE_EPISODES: u64 = 10;
+const CARTPOLE_EPISODES: usize = 10;
 
 /// What training reports about the new version (logged as `eval/*` metrics and kept in the
 /// version's metadata).
@@ -142,23 +142,14 @@ pub fn headline(b: &Backtest) -> BTreeMap<String, f64> {
 /// Mean return of greedy CartPole episodes with starts drawn from `seed`.
 fn cartpole(policy: &InferenceMlp, seed: u64) -> Evaluation {
     let mut rng = Rng::seed_from(seed ^ 0x5EED_E7A1);
-    let mut env = CartPole::default();
-    let mut obs = [0.0f32; 4];
-    let mut q = vec![0.0f32; policy.output_size()];
-    let mut total = 0.0;
-    for _ in 0..CARTPOLE_EPISODES {
-        env.reset(&mut rng, &mut obs);
-        loop {
-            policy.forward(&obs, &mut q);
-            let step = env.step(argmax(&q), &mut obs);
-            total += step.reward as f64;
-            if step.done() {
-                break;
-            }
-        }
-    }
+    let mean = greedy_return(
+        policy,
+        &mut CartPole::default(),
+        CARTPOLE_EPISODES,
+        &mut rng,
+    );
     let mut metrics = BTreeMap::new();
-    metrics.insert("mean_return".into(), total / CARTPOLE_EPISODES as f64);
+    metrics.insert("mean_return".into(), mean);
     Evaluation {
         kind: format!("{CARTPOLE_EPISODES} greedy episodes"),
         range: None,

@@ -42,7 +42,7 @@ pub use dqn::{Dqn, DqnConfig};
 pub use episodes::EpisodeStats;
 pub use network::{Activation, Mlp, MlpConfig};
 pub use optim::{Adam, AdamConfig};
-pub use policy::{InferenceMlp, argmax};
+pub use policy::{InferenceMlp, argmax, greedy_return};
 pub use ppo::{Ppo, PpoConfig};
 pub use schedule::LinearSchedule;
 pub use state::{NamedTensor, TrainingState};

@@ -16,6 +16,8 @@
 //! assert!(action < 2);
 //! ```
 
+use ratchet_env::{Env, Rng};
+
 use crate::AgentError;
 use crate::dense::Dense;
 use crate::isa::Isa;
@@ -139,6 +141,31 @@ pub fn argmax(xs: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// Mean return of `episodes` greedy episodes of `policy` (argmax of its outputs) in `env`,
+/// episode starts drawn from `rng`: the evaluation rl-zoo runs on CartPole.
+pub fn greedy_return(
+    policy: &InferenceMlp,
+    env: &mut impl Env,
+    episodes: usize,
+    rng: &mut Rng,
+) -> f64 {
+    let mut obs = vec![0.0f32; env.observation_size()];
+    let mut out = vec![0.0f32; policy.output_size()];
+    let mut total = 0.0;
+    for _ in 0..episodes {
+        env.reset(rng, &mut obs);
+        loop {
+            policy.forward(&obs, &mut out);
+            let step = env.step(argmax(&out), &mut obs);
+            total += step.reward as f64;
+            if step.done() {
+                break;
+            }
+        }
+    }
+    total / episodes.max(1) as f64
 }
 
 #[cfg(test)]

@@ -2,32 +2,13 @@
 
 use std::time::Instant;
 
-use ratchet_agents::{DeviceKind, Dqn, DqnConfig, InferenceMlp, argmax};
-use ratchet_env::{CartPole, Env, Rng};
+use ratchet_agents::{DeviceKind, Dqn, DqnConfig, greedy_return};
+use ratchet_env::{CartPole, Rng};
 
 /// Evaluate every this many steps, as rl-zoo's `EvalCallback` does (its default is 10,000).
 const EVAL_EVERY: u64 = 5_000;
 /// Greedy episodes per evaluation (rl-zoo: 5).
 const EVAL_EPISODES: usize = 10;
-
-/// Mean return of greedy episodes on a fresh CartPole (500-step limit).
-fn evaluate(policy: &InferenceMlp, episodes: usize, rng: &mut Rng) -> f64 {
-    let mut env = CartPole::default();
-    let (mut obs, mut q) = ([0.0f32; 4], [0.0f32; 2]);
-    let mut total = 0.0;
-    for _ in 0..episodes {
-        env.reset(rng, &mut obs);
-        loop {
-            policy.forward(&obs, &mut q);
-            let step = env.step(argmax(&q), &mut obs);
-            total += step.reward as f64;
-            if step.done() {
-                break;
-            }
-        }
-    }
-    total / episodes as f64
-}
 
 /// Trains 50,000 steps and returns the first step at which the greedy policy scored 500 over
 /// all evaluation episodes, with the evaluation history.
@@ -43,7 +24,12 @@ fn steps_to_500(seed: u64) -> (Option<u64>, Vec<(u64, f64)>) {
     let mut history = Vec::new();
     while dqn.total_steps() < 50_000 {
         dqn.train(EVAL_EVERY, &mut |_| {}).unwrap();
-        let score = evaluate(&dqn.policy(), EVAL_EPISODES, &mut eval_rng);
+        let score = greedy_return(
+            &dqn.policy(),
+            &mut CartPole::default(),
+            EVAL_EPISODES,
+            &mut eval_rng,
+        );
         history.push((dqn.total_steps(), score));
         if score >= 500.0 {
             return (Some(dqn.total_steps()), history);
