@@ -171,7 +171,7 @@ impl Checkpoint {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut files = BTreeMap::new();
-        std::thread::scope(|scope| -> Result<()> {
+        std::thread::scope(|scope| -> Result<Manifest> {
             // sha256 is the dominant cost: one thread hashes the tensor files from memory
             // (two in lockstep, see `sha256x2`) while this one writes them, and each file is
             // fsynced on its own thread as soon as it is written, so its writeback overlaps
@@ -204,24 +204,22 @@ impl Checkpoint {
                 let sha256 = hex(&digest);
                 files.insert(name.to_string(), ManifestEntry { size, sha256 });
             }
+            let manifest = Manifest {
+                format: CHECKPOINT_FORMAT.into(),
+                files,
+            };
+            // The manifest and the directory's entries are flushed while the tensor files'
+            // fsyncs may still run (one journal commit where the filesystem allows); the
+            // caller renames the directory only once all of them returned.
+            let path = temp.join(MANIFEST_FILE);
+            let file = fsutil::write_new_file(&path, &to_json(&manifest)?, false)?;
+            syncs.push(scope.spawn(move || sync_data(&file, &path)));
+            syncs.push(scope.spawn(|| fsutil::sync_dir(temp)));
             syncs
                 .into_iter()
-                .try_for_each(|h| h.join().expect("fsync thread panicked"))
-        })?;
-        let manifest = Manifest {
-            format: CHECKPOINT_FORMAT.into(),
-            files,
-        };
-        let manifest_path = temp.join(MANIFEST_FILE);
-        let manifest_file = fsutil::write_new_file(&manifest_path, &to_json(&manifest)?, false)?;
-        // The manifest and the directory's entries are flushed together (one journal
-        // commit where the filesystem allows), before the caller renames the directory.
-        std::thread::scope(|scope| {
-            let dir = scope.spawn(|| fsutil::sync_dir(temp));
-            sync_data(&manifest_file, &manifest_path)?;
-            dir.join().expect("fsync thread panicked")
-        })?;
-        Ok(manifest)
+                .try_for_each(|h| h.join().expect("fsync thread panicked"))?;
+            Ok(manifest)
+        })
     }
 
     /// The `__metadata__` of `model.safetensors`: what a tool needs to know about the
