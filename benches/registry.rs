@@ -10,7 +10,7 @@
 //!   Saving fsyncs every file, so the fair baseline is `copy_fsync`.
 //! - `checkpoint/std_fs_copy` and `checkpoint/std_fs_copy_fsync`: `std::fs::copy` of a
 //!   file holding the same bytes (without / with fsync of the copy). Target: save + load
-//!   within 2x of the copy.
+//!   within 2x of the copy. Neither side is charged for removing its files afterwards.
 //! - `list_versions/10k_cached`: what `ratchet models list` does for a model with 10,000
 //!   versions: open the store, `Registry::list` served from the version cache (the steady
 //!   state; target < 100 ms), drop the result. The cache file is in the page cache, as it
@@ -128,17 +128,29 @@ fn checkpoints(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(15));
     group.throughput(Throughput::Bytes(tensor_bytes));
+    // Each iteration writes to a fresh path; the previous one is removed in the untimed
+    // setup, so neither side is charged for deleting files (on a busy ext4 journal each
+    // unlink can wait milliseconds, and a checkpoint has nine entries to the copy's one).
     let mut n = 0u64;
+    let mut previous: Option<PathBuf> = None;
+    let mut fresh = |prefix: &str| {
+        if let Some(old) = previous.take() {
+            remove_path(&old);
+        }
+        n += 1;
+        let path = dir.path().join(format!("{prefix}{n}"));
+        previous = Some(path.clone());
+        path
+    };
     group.bench_function("save_load_1m_adam", |b| {
-        b.iter(|| {
-            n += 1;
-            let path = dir.path().join(format!("c{n}"));
-            ckpt.save(&path).unwrap();
-            let back = Checkpoint::load(&path).unwrap();
-            black_box(&back);
-            drop(back);
-            fs::remove_dir_all(&path).unwrap();
-        })
+        b.iter_batched(
+            || fresh("c"),
+            |path| {
+                ckpt.save(&path).unwrap();
+                Checkpoint::load(&path).unwrap()
+            },
+            BatchSize::PerIteration,
+        )
     });
     for fsync in [false, true] {
         let name = if fsync {
@@ -147,18 +159,27 @@ fn checkpoints(c: &mut Criterion) {
             "std_fs_copy"
         };
         group.bench_function(name, |b| {
-            b.iter(|| {
-                n += 1;
-                let path = dir.path().join(format!("copy{n}"));
-                fs::copy(&source, &path).unwrap();
-                if fsync {
-                    fs::File::open(&path).unwrap().sync_all().unwrap();
-                }
-                fs::remove_file(&path).unwrap();
-            })
+            b.iter_batched(
+                || fresh("copy"),
+                |path| {
+                    fs::copy(&source, &path).unwrap();
+                    if fsync {
+                        fs::File::open(&path).unwrap().sync_all().unwrap();
+                    }
+                },
+                BatchSize::PerIteration,
+            )
         });
     }
     group.finish();
+}
+
+fn remove_path(path: &Path) {
+    if path.is_dir() {
+        fs::remove_dir_all(path).unwrap();
+    } else {
+        fs::remove_file(path).unwrap();
+    }
 }
 
 const VERSIONS: u64 = 10_000;
