@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Timelike, Utc};
 
-use super::Report;
+use super::{Report, TradeRecord};
 use crate::metrics::{MetricKind, MetricRow};
 
 /// A date, with the time of day only when it is not midnight.
@@ -35,6 +35,33 @@ pub fn metric_table(report: &Report) -> Vec<(&'static str, String, String)> {
         .iter()
         .zip(report.buy_and_hold.rows())
         .map(|(s, b)| (s.label, metric(s), metric(&b)))
+        .collect()
+}
+
+/// The trades both reports list (the last `listed`), each with its number from 1 and its
+/// cells: side, entry, entry price, exit (marked when still open), exit price, bars, return.
+pub fn trade_rows(
+    trades: &[TradeRecord],
+    listed: usize,
+) -> Vec<(usize, &TradeRecord, [String; 7])> {
+    let skip = trades.len() - trades.len().min(listed);
+    trades
+        .iter()
+        .enumerate()
+        .skip(skip)
+        .map(|(i, t)| {
+            let open = if t.trade.closed { "" } else { " (open)" };
+            let cells = [
+                format!("{:?}", t.trade.side),
+                time(t.entry_time),
+                price(t.trade.entry_price),
+                format!("{}{open}", time(t.exit_time)),
+                price(t.trade.exit_price),
+                t.trade.bars.to_string(),
+                signed_percent(t.trade.trade_return),
+            ];
+            (i + 1, t, cells)
+        })
         .collect()
 }
 

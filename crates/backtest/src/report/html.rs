@@ -439,26 +439,19 @@ fn trades_table(h: &mut String, report: &Report) {
         "<table><thead><tr><th class=\"n\">#</th><th>Side</th><th>Entry</th><th class=\"n\">Price</th>\
          <th>Exit</th><th class=\"n\">Price</th><th class=\"n\">Bars</th><th class=\"n\">Return</th></tr></thead><tbody>",
     );
-    for (i, t) in trades.iter().enumerate().skip(trades.len() - shown) {
+    for (number, t, [side, entry, entry_price, exit, exit_price, bars, ret]) in
+        format::trade_rows(trades, LISTED_TRADES)
+    {
+        let sign = if t.trade.pnl > 0.0 {
+            "pos"
+        } else if t.trade.pnl < 0.0 {
+            "neg"
+        } else {
+            ""
+        };
         let _ = write!(
             h,
-            "<tr><td class=\"n\">{}</td><td>{:?}</td><td>{}</td><td class=\"n\">{}</td><td>{}{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n {}\">{}</td></tr>",
-            i + 1,
-            t.trade.side,
-            format::time(t.entry_time),
-            format::price(t.trade.entry_price),
-            format::time(t.exit_time),
-            if t.trade.closed { "" } else { " (open)" },
-            format::price(t.trade.exit_price),
-            t.trade.bars,
-            if t.trade.pnl > 0.0 {
-                "pos"
-            } else if t.trade.pnl < 0.0 {
-                "neg"
-            } else {
-                ""
-            },
-            format::signed_percent(t.trade.trade_return),
+            "<tr><td class=\"n\">{number}</td><td>{side}</td><td>{entry}</td><td class=\"n\">{entry_price}</td><td>{exit}</td><td class=\"n\">{exit_price}</td><td class=\"n\">{bars}</td><td class=\"n {sign}\">{ret}</td></tr>"
         );
     }
     h.push_str("</tbody></table>");

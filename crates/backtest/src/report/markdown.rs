@@ -94,20 +94,12 @@ pub fn render(report: &Report) -> String {
             "| # | Side | Entry | Entry price | Exit | Exit price | Bars | Return | PnL |\n\
              |---:|---|---|---:|---|---:|---:|---:|---:|"
         );
-        for (i, t) in trades.iter().enumerate().skip(trades.len() - shown) {
+        for (number, t, cells) in format::trade_rows(trades, LISTED_TRADES) {
             let _ = writeln!(
                 w,
-                "| {} | {:?} | {} | {} | {}{} | {} | {} | {} | {:+.5} |",
-                i + 1,
-                t.trade.side,
-                format::time(t.entry_time),
-                format::price(t.trade.entry_price),
-                format::time(t.exit_time),
-                if t.trade.closed { "" } else { " (open)" },
-                format::price(t.trade.exit_price),
-                t.trade.bars,
-                format::signed_percent(t.trade.trade_return),
-                t.trade.pnl,
+                "| {number} | {} | {:+.5} |",
+                cells.join(" | "),
+                t.trade.pnl
             );
         }
     }
