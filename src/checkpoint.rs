@@ -377,9 +377,9 @@ pub fn register(
         wall_time_secs,
     )?;
     let name = config.model_name();
-    Ok(registry
+    registry
         .register(&name, run_id, checkpoint_state, record)
-        .with_context(|| format!("registering a version of {name}"))?)
+        .with_context(|| format!("registering a version of {name}"))
 }
 
 /// Flattened configuration for MLflow's params table (`section.key` → value).
@@ -415,10 +415,29 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Strin
             // MLflow caps a param value at 6000 characters; long lists are summarised.
             let mut text = other.to_string();
             if text.len() > 6000 {
-                text.truncate(5990);
-                text.push_str("…");
+                // Cut on a character boundary: `truncate` panics inside a multi-byte one.
+                let cut = (0..=5990)
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                text.truncate(cut);
+                text.push('…');
             }
             out.push((prefix.to_string(), text));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_param_values_are_cut_on_a_character_boundary() {
+        // `["x` puts every 2-byte `é` at an odd offset, so byte 5990 falls inside one.
+        let value = serde_json::json!({ "features": [format!("x{}", "é".repeat(4000))] });
+        let mut out = Vec::new();
+        super::flatten("", &value, &mut out);
+        let (key, text) = &out[0];
+        assert_eq!(key, "features");
+        assert!(text.len() <= 6000 && text.ends_with('…'), "{}", text.len());
     }
 }

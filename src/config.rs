@@ -15,7 +15,7 @@ use crate::cli::{Algo, Device, EnvKind, TrainArgs};
 pub const DEFAULT_DATA: &str = "data/STOCKS_GOOGL.csv";
 
 /// Everything that determines a training run. Recorded whole with every model version.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub run: RunConfig,
@@ -97,20 +97,6 @@ impl Default for DataConfig {
             use_adj_close: false,
             repair: false,
             split: SplitSpec::default(),
-        }
-    }
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            run: RunConfig::default(),
-            data: DataConfig::default(),
-            features: FeatureConfig::default(),
-            trading: TradingConfig::default(),
-            ppo: PpoConfig::default(),
-            dqn: DqnConfig::default(),
-            dqn_schedule_given: false,
         }
     }
 }

@@ -190,7 +190,10 @@ impl DqnConfig {
                 return bad(format!("{name} must lie in [0, 1], got {eps}"));
             }
         }
-        if !(self.max_grad_norm > 0.0) || !(self.adam_eps > 0.0) {
+        if [self.max_grad_norm, self.adam_eps]
+            .iter()
+            .any(|x| x.is_nan() || *x <= 0.0)
+        {
             return bad("max_grad_norm and adam_eps must be > 0".into());
         }
         if self.hidden.contains(&0) {
@@ -308,10 +311,11 @@ impl<E: Env> Dqn<E> {
         while self.total_steps < end {
             self.collect_step();
             let calls = self.total_steps / n;
-            if calls % target_every == 0 {
+            if calls.is_multiple_of(target_every) {
                 self.update_target_network();
             }
-            if calls % self.config.train_freq == 0 && self.total_steps > self.config.learning_starts
+            if calls.is_multiple_of(self.config.train_freq)
+                && self.total_steps > self.config.learning_starts
             {
                 let metrics = self.learn()?;
                 UpdateLog::emit(metrics, clock, self.total_steps, &self.episodes, on_update);

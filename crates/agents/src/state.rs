@@ -176,7 +176,7 @@ impl SavedEnvs {
             )));
         }
         Ok(VecEnvState {
-            rng: self.env_rng.clone(),
+            rng: self.env_rng,
             envs: self
                 .env_states_f64_bits
                 .iter()

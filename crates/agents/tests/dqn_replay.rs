@@ -84,7 +84,10 @@ fn samples_only_stored_transitions_with_their_fields_together() {
         );
         assert_eq!(batch.actions[j], (i % 3) as u32);
         assert_eq!(batch.rewards[j], x * 0.5);
-        assert_eq!(batch.terminated[j], if i % 4 == 0 { 1.0 } else { 0.0 });
+        assert_eq!(
+            batch.terminated[j],
+            if i.is_multiple_of(4) { 1.0 } else { 0.0 }
+        );
     }
     // Uniform: each of the 10 transitions about 50 times.
     assert!(seen.iter().all(|&c| (25..=80).contains(&c)), "{seen:?}");
