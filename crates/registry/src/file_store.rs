@@ -1213,7 +1213,7 @@ impl TrackingStore for FileStore {
         self.live_version(&model_dir, name, version)
     }
 
-    /// Live versions, ascending. Served from `models/<name>/.ratchet-versions.json` when the
+    /// Live versions, ascending. Served from `models/<name>/.ratchet-versions.bin` when the
     /// model is unchanged since the cache was written: same generation counter (bumped by
     /// Ratchet before and after each change) and same `meta.yaml` (MLflow rewrites it on
     /// every change to the model, its versions, tags or aliases). Otherwise every version is
