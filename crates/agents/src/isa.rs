@@ -13,32 +13,42 @@ pub(crate) enum Isa {
 }
 
 impl Isa {
-    pub(crate) fn detect() -> Self {
+    /// Every kind, fastest first.
+    const ALL: &[Isa] = &[
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Isa::Avx2;
-            }
+        Isa::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2,
+        Isa::Portable,
+    ];
+
+    /// Whether this CPU runs code compiled for `self`.
+    fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Isa::Portable => true,
         }
-        Isa::Portable
     }
 
-    /// Every kind this CPU can run, for tests that compare them.
+    /// The fastest kind this CPU runs.
+    pub(crate) fn detect() -> Self {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|isa| isa.supported())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Every kind this CPU runs, for tests that compare them.
     #[cfg(test)]
     pub(crate) fn available() -> Vec<Self> {
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                isas.push(Isa::Avx2);
-            }
-        }
-        isas
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|isa| isa.supported())
+            .collect()
     }
 }

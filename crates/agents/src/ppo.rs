@@ -601,7 +601,6 @@ impl<E: Env> Ppo<E> {
         let mut adam = Adam::new(self.adam.config().clone());
         adam.restore(&state.tensors, "optim", meta.adam_steps, &model)?;
 
-        let tensor = |name: &str, shape: Vec<usize>| state.tensor_data(name, &shape);
         let len = meta.rollout_len;
         let mut rollout = Rollout {
             len,
@@ -609,8 +608,9 @@ impl<E: Env> Ppo<E> {
         };
         if len > 0 {
             let a = self.envs.action_count();
-            rollout.observations = tensor("rollout.observations", vec![len, n, k])?;
-            rollout.actions = tensor("rollout.actions", vec![len, n])?
+            rollout.observations = state.tensor_data("rollout.observations", &[len, n, k])?;
+            rollout.actions = state
+                .tensor_data("rollout.actions", &[len, n])?
                 .into_iter()
                 .map(|x| x as usize)
                 .collect();
@@ -619,10 +619,10 @@ impl<E: Env> Ppo<E> {
                     "rollout.actions holds action {bad}, but the environment has {a}"
                 )));
             }
-            rollout.rewards = tensor("rollout.rewards", vec![len, n])?;
-            rollout.episode_starts = tensor("rollout.episode_starts", vec![len, n])?;
-            rollout.values = tensor("rollout.values", vec![len, n])?;
-            rollout.log_probs = tensor("rollout.log_probs", vec![len, n])?;
+            rollout.rewards = state.tensor_data("rollout.rewards", &[len, n])?;
+            rollout.episode_starts = state.tensor_data("rollout.episode_starts", &[len, n])?;
+            rollout.values = state.tensor_data("rollout.values", &[len, n])?;
+            rollout.log_probs = state.tensor_data("rollout.log_probs", &[len, n])?;
         }
         if meta.episode_starts.len() != n {
             return Err(AgentError::State(format!(
