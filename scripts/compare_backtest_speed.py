@@ -10,12 +10,13 @@ benches/backtest.rs, so the results can be compared as well as the times.
 """
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+
+from criterion_estimates import median_seconds
 
 BARS = 1_000_000
 FAST, SLOW = 10, 50
@@ -125,9 +126,7 @@ def main():
     open_, close = prices()
     rows = []
     for name in ["one_shot", "sweep", "policy_path", "with_buy_and_hold"]:
-        est = json.loads((args.criterion_dir / name / "new" / "estimates.json").read_text())
-        median_s = est["median"]["point_estimate"] / 1e9
-        rows.append((f"ratchet {name}", median_s, None))
+        rows.append((f"ratchet {name}", median_seconds(args.criterion_dir / name), None))
     np_result, np_times = timed(lambda: numpy_backtest(open_, close), args.repeat)
     vbt_result, vbt_times = timed(lambda: vectorbt_backtest(vbt, pd, open_, close), args.repeat)
     rows.append(("numpy", statistics.median(np_times), min(np_times)))
