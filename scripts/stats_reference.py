@@ -140,6 +140,17 @@ def main():
     print(f"const CSCV_RANKS_X2: [u32; {len(ranks)}] = {ranks};")
     rust("CSCV_PBO", pbo)
 
+    print("// tests/metrics.rs: the six-bar series, 20 bps a unit, 252 a year")
+    f = [(1 - 0.002) * (103 / 101), (104 / 103) * (102 / 104),
+         (101 / 102) * (1 - 0.004) * (1 + (1 - 99 / 101)), (1 - (100 / 99 - 1)) * (1 - 0.002),
+         (1 - 0.002) * (104 / 103)]
+    hold = [(1 - 0.002) * (103 / 101), 102 / 103, 99 / 102, 101 / 99, 104 / 101]
+    sr, skew, kurt, se = sharpe_stats(np.array(f) - 1)
+    h_sr = sharpe_stats(np.array(hold) - 1)[0]
+    for name, v in [("SIX_BAR_SE", se * np.sqrt(252)), ("SIX_BAR_PSR_0", psr(sr, se, 0.0)),
+                    ("SIX_BAR_PSR_HOLD", psr(sr, se, h_sr))]:
+        rust(name, v)
+
     print("// tests/reports.rs: GOOGL SMA(10/50), default costs (2 bps a unit), 252 a year")
     data = np.genfromtxt(ROOT / "data/STOCKS_GOOGL.csv", delimiter=",", skip_header=1,
                          usecols=(1, 4))
