@@ -95,9 +95,8 @@ impl Backtest {
         let buy_and_hold = simulate_policy(prices, &mut |_, _, _| 1.0, strategy.costs)?;
         let buy_and_hold_metrics = Metrics::compute(prices, &buy_and_hold, ppy);
         let mut strategy_metrics = Metrics::compute(prices, &strategy, ppy);
-        strategy_metrics.probabilistic_sharpe_vs_buy_and_hold = buy_and_hold_metrics
-            .sharpe
-            .and_then(|hold| {
+        strategy_metrics.probabilistic_sharpe_vs_buy_and_hold =
+            buy_and_hold_metrics.sharpe.and_then(|hold| {
                 let estimate = strategy_metrics.sharpe_estimate(ppy)?;
                 estimate.probabilistic(hold / ppy.sqrt())
             });

@@ -233,7 +233,7 @@ pub fn probability_of_backtest_overfitting<T: AsRef<[f64]>>(
     partitions: usize,
 ) -> Result<Overfitting, BacktestError> {
     let rows = check_trials(trials)?;
-    if partitions < 2 || partitions % 2 != 0 || partitions > MAX_PARTITIONS {
+    if partitions < 2 || !partitions.is_multiple_of(2) || partitions > MAX_PARTITIONS {
         return input(format!(
             "{partitions} partitions: combinatorially symmetric cross-validation needs an even number from 2 to {MAX_PARTITIONS}"
         ));
@@ -271,9 +271,8 @@ pub fn probability_of_backtest_overfitting<T: AsRef<[f64]>>(
             }
             (in_sample[t], out_of_sample[t]) = (slice_sharpe(&inside), slice_sharpe(&outside));
         }
-        let best = (1..in_sample.len()).fold(0, |b, t| {
-            if in_sample[t] > in_sample[b] { t } else { b }
-        });
+        let best =
+            (1..in_sample.len()).fold(0, |b, t| if in_sample[t] > in_sample[b] { t } else { b });
         let score = out_of_sample[best];
         let below = out_of_sample.iter().filter(|&&s| s < score).count() as f64;
         let level = out_of_sample.iter().filter(|&&s| s == score).count() as f64;

@@ -201,9 +201,15 @@ fn buy_and_hold_is_bought_at_the_second_open_and_held() {
     assert_eq!(flat.total_return, 0.0);
     assert_eq!(flat.annual_volatility, Some(0.0));
     assert_eq!((flat.sharpe, flat.sortino, flat.calmar), (None, None, None));
-    assert_eq!((flat.sharpe_standard_error, flat.skewness, flat.kurtosis), (None, None, None));
     assert_eq!(
-        (flat.probabilistic_sharpe, flat.probabilistic_sharpe_vs_buy_and_hold),
+        (flat.sharpe_standard_error, flat.skewness, flat.kurtosis),
+        (None, None, None)
+    );
+    assert_eq!(
+        (
+            flat.probabilistic_sharpe,
+            flat.probabilistic_sharpe_vs_buy_and_hold
+        ),
         (None, None)
     );
     // Nor a deflated one, whatever the trials.

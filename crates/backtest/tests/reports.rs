@@ -169,6 +169,23 @@ fn reports_are_complete_and_round_trip() {
     assert_eq!((s.deflated_sharpe, report.trials), (None, None));
     assert!(value["strategy"].get("deflated_sharpe").is_none());
     assert!(value.get("trials").is_none());
+    // A report written before these statistics existed still parses; they read as None.
+    let mut older = value.clone();
+    for side in ["strategy", "buy_and_hold"] {
+        let metrics = older[side].as_object_mut().unwrap();
+        for key in [
+            "sharpe_standard_error",
+            "probabilistic_sharpe",
+            "probabilistic_sharpe_vs_buy_and_hold",
+            "skewness",
+            "kurtosis",
+        ] {
+            metrics.remove(key).unwrap();
+        }
+    }
+    let older: Report = serde_json::from_value(older).unwrap();
+    assert_eq!(older.strategy.probabilistic_sharpe, None);
+    assert_eq!(older.buy_and_hold.kurtosis, None);
 
     // 2009-05 .. 2018-08: 112 months, compounding to the total return.
     assert_eq!(report.monthly_returns.len(), 112);
@@ -308,7 +325,10 @@ fn a_strategy_selected_from_trials_reports_its_deflated_sharpe() {
     assert_json_close(&report.strategy, &backtest.strategy_metrics);
 
     let md = std::fs::read_to_string(&paths.markdown).unwrap();
-    assert!(md.contains("| Deflated Sharpe | 4.30% | n/a |"), "DSR row missing");
+    assert!(
+        md.contains("| Deflated Sharpe | 4.30% | n/a |"),
+        "DSR row missing"
+    );
     assert!(md.contains(
         "| Selected from | 40 trials, their Sharpe ratios' variance 0.2500 annualised (the deflated Sharpe accounts for them) |"
     ));

@@ -78,9 +78,19 @@ fn two_valued_returns_by_hand() {
     close_to(e.sharpe, 3f64.sqrt() / 4.0, 1e-15, "Sharpe");
     close_to(e.skewness, 0.0, 1e-15, "skewness");
     close_to(e.kurtosis, 1.0, 1e-14, "kurtosis");
-    close_to(e.standard_error().unwrap(), (1.0f64 / 3.0).sqrt(), 1e-14, "SE");
+    close_to(
+        e.standard_error().unwrap(),
+        (1.0f64 / 3.0).sqrt(),
+        1e-14,
+        "SE",
+    );
     // Φ(0.75), Python's statistics.NormalDist().cdf(0.75).
-    close_to(e.probabilistic(0.0).unwrap(), 0.7733726476231317, 1e-14, "PSR");
+    close_to(
+        e.probabilistic(0.0).unwrap(),
+        0.7733726476231317,
+        1e-14,
+        "PSR",
+    );
     // At the benchmark itself the odds are even, whatever the error.
     assert_eq!(e.probabilistic(e.sharpe), Some(0.5));
 }
@@ -110,7 +120,12 @@ fn small_series_matches_scipy() {
     close_to(e.kurtosis, SMALL_KURTOSIS, 1e-13, "kurtosis");
     close_to(e.standard_error().unwrap(), SMALL_SE, 1e-14, "SE");
     close_to(e.probabilistic(0.0).unwrap(), SMALL_PSR_0, 1e-14, "PSR(0)");
-    close_to(e.probabilistic(0.1).unwrap(), SMALL_PSR_0_1, 1e-14, "PSR(0.1)");
+    close_to(
+        e.probabilistic(0.1).unwrap(),
+        SMALL_PSR_0_1,
+        1e-14,
+        "PSR(0.1)",
+    );
     let trials = Trials::new(10, 0.01).unwrap();
     close_to(
         trials.expected_max_sharpe(),
@@ -118,7 +133,12 @@ fn small_series_matches_scipy() {
         1e-14,
         "expected max",
     );
-    close_to(e.deflated(&trials).unwrap(), SMALL_DSR_10_TRIALS, 1e-14, "DSR");
+    close_to(
+        e.deflated(&trials).unwrap(),
+        SMALL_DSR_10_TRIALS,
+        1e-14,
+        "DSR",
+    );
 }
 
 #[test]
@@ -137,10 +157,20 @@ fn long_fat_tailed_series_matches_scipy() {
 fn expected_maximum_sharpe_matches_scipy() {
     for (n, expected) in [2, 10, 100, 1000].into_iter().zip(EXPECTED_MAX) {
         let trials = Trials::new(n, 1.0).unwrap();
-        close_to(trials.expected_max_sharpe(), expected, 1e-14, &format!("N = {n}"));
+        close_to(
+            trials.expected_max_sharpe(),
+            expected,
+            1e-14,
+            &format!("N = {n}"),
+        );
         // It scales with the standard deviation of the trials' Sharpe ratios.
         let spread = Trials::new(n, 0.04).unwrap();
-        close_to(spread.expected_max_sharpe(), 0.2 * expected, 1e-14, "V = 0.04");
+        close_to(
+            spread.expected_max_sharpe(),
+            0.2 * expected,
+            1e-14,
+            "V = 0.04",
+        );
     }
     // One trial, or trials that all agree, leave nothing to selection.
     assert_eq!(Trials::new(1, 5.0).unwrap().expected_max_sharpe(), 0.0);
@@ -193,9 +223,7 @@ fn bad_statistics_input_is_an_error() {
     assert!(message(Trials::new(3, -0.1)).contains("is -0.1; it must be finite and not negative"));
     assert!(message(Trials::new(3, f64::NAN)).contains("is NaN"));
     assert!(message(Trials::from_sharpes(&[0.5])).contains("at least 2 trials, got 1"));
-    assert!(
-        message(Trials::from_sharpes(&[0.5, f64::NAN])).contains("trial 1 is NaN")
-    );
+    assert!(message(Trials::from_sharpes(&[0.5, f64::NAN])).contains("trial 1 is NaN"));
 }
 
 #[test]
@@ -276,7 +304,7 @@ fn bad_cscv_input_is_an_error() {
             .unwrap_err()
             .to_string()
     };
-    assert!(message(&[ok.clone()], 2).contains("at least 2 trials, got 1"));
+    assert!(message(std::slice::from_ref(&ok), 2).contains("at least 2 trials, got 1"));
     assert!(
         message(&[ok.clone(), ok[..6].to_vec()], 2)
             .contains("trial 1 has 6 returns but trial 0 has 8")

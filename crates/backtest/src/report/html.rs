@@ -162,12 +162,8 @@ fn cards(h: &mut String, report: &Report) {
         "win_rate",
         "trades",
     ] {
-        let find = |rows: &[MetricRow]| {
-            *rows
-                .iter()
-                .find(|r| r.key == key)
-                .expect("a listed metric")
-        };
+        let find =
+            |rows: &[MetricRow]| *rows.iter().find(|r| r.key == key).expect("a listed metric");
         let (s, b) = (find(&s), find(&b));
         let _ = write!(
             h,
