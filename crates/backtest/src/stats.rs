@@ -175,10 +175,8 @@ impl Trials {
                 sharpes[i]
             ));
         }
-        let n = sharpes.len() as f64;
-        let mean = sharpes.iter().sum::<f64>() / n;
-        let squares: f64 = sharpes.iter().map(|s| (s - mean) * (s - mean)).sum();
-        Self::new(sharpes.len(), squares / (n - 1.0))
+        let moments = Moments::of(sharpes);
+        Self::new(sharpes.len(), moments.m2 / (moments.count - 1.0))
     }
 
     pub fn count(&self) -> usize {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ratchet_backtest::{
     Backtest, BacktestError, Frequency, PriceSeries, Report, ReportInput, ReportMetadata,
-    TimeRange, Trials, simulate_positions, sma_crossover, write_reports,
+    ReportPaths, TimeRange, Trials, simulate_positions, sma_crossover, write_reports,
 };
 use ratchet_env::execution::Costs;
 
@@ -54,6 +54,23 @@ fn metadata() -> ReportMetadata {
         data_file: Some("data/STOCKS_GOOGL.csv".into()),
         extra: BTreeMap::from([("algorithm".to_string(), "ppo".to_string())]),
     }
+}
+
+/// Writes the reports of `backtest` without metadata into a new temporary directory.
+fn write_plain(
+    prices: &PriceSeries,
+    backtest: &Backtest,
+    training_range: Option<TimeRange>,
+) -> (tempfile::TempDir, ReportPaths) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = ReportInput {
+        prices,
+        backtest,
+        metadata: &ReportMetadata::default(),
+        training_range,
+    };
+    let paths = write_reports(dir.path(), &input).unwrap();
+    (dir, paths)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -307,15 +324,7 @@ fn a_strategy_selected_from_trials_reports_its_deflated_sharpe() {
     // The best of 40 trials whose annualised Sharpe ratios had a variance of 0.25.
     let trials = Trials::new(40, 0.25 / 252.0).unwrap();
     let backtest = backtest.with_trials(trials);
-    let meta = ReportMetadata::default();
-    let dir = tempfile::tempdir().unwrap();
-    let input = ReportInput {
-        prices: &prices,
-        backtest: &backtest,
-        metadata: &meta,
-        training_range: None,
-    };
-    let paths = write_reports(dir.path(), &input).unwrap();
+    let (_dir, paths) = write_plain(&prices, &backtest, None);
 
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
@@ -341,18 +350,11 @@ fn a_strategy_selected_from_trials_reports_its_deflated_sharpe() {
 #[test]
 fn disjoint_training_range_is_not_flagged() {
     let (prices, backtest) = googl_backtest();
-    let meta = ReportMetadata::default();
-    let dir = tempfile::tempdir().unwrap();
-    let input = ReportInput {
-        prices: &prices,
-        backtest: &backtest,
-        metadata: &meta,
-        training_range: Some(TimeRange {
-            start: common::date("2001-01-01"),
-            end: common::date("2009-05-21"),
-        }),
+    let training = TimeRange {
+        start: common::date("2001-01-01"),
+        end: common::date("2009-05-21"),
     };
-    let paths = write_reports(dir.path(), &input).unwrap();
+    let (_dir, paths) = write_plain(&prices, &backtest, Some(training));
     assert_eq!(paths.leakage, None);
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
@@ -416,15 +418,7 @@ fn a_million_bar_report_stays_small() {
         "{}",
         backtest.frequency.rule
     );
-    let meta = ReportMetadata::default();
-    let dir = tempfile::tempdir().unwrap();
-    let input = ReportInput {
-        prices: &prices,
-        backtest: &backtest,
-        metadata: &meta,
-        training_range: None,
-    };
-    let paths = write_reports(dir.path(), &input).unwrap();
+    let (_dir, paths) = write_plain(&prices, &backtest, None);
     let html = std::fs::metadata(&paths.html).unwrap().len();
     assert!(html < 1_000_000, "report.html is {html} bytes for 1M bars");
     let text = std::fs::read_to_string(&paths.html).unwrap();
