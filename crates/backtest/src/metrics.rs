@@ -332,7 +332,8 @@ impl Moments {
         let mean = total / count;
         let [m2, m3, m4, downside] = sums(block, |r| {
             let (d, loss) = (r - mean, r.min(0.0));
-            [d * d, d * d * d, d * d * d * d, loss * loss]
+            let d2 = d * d;
+            [d2, d2 * d, d2 * d2, loss * loss]
         });
         Self {
             count,
