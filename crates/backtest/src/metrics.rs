@@ -167,7 +167,7 @@ impl Metrics {
     pub fn sharpe_estimate(&self, periods_per_year: f64) -> Option<SharpeEstimate> {
         Some(SharpeEstimate {
             sharpe: self.sharpe? / periods_per_year.sqrt(),
-            observations: self.bars - 1,
+            observations: self.bars.saturating_sub(1),
             skewness: self.skewness?,
             kurtosis: self.kurtosis?,
         })

@@ -108,12 +108,13 @@ impl SharpeEstimate {
     /// 2012): `sqrt((1 - skewness * SR + (kurtosis - 1) / 4 * SR^2) / (T - 1))`. For normal
     /// returns it is Lo's (2002) `sqrt((1 + SR^2 / 2) / (T - 1))`.
     ///
-    /// `None` only when the bracket is not positive, which happens for two-valued returns
-    /// at one particular Sharpe ratio (it is `(1 - skewness * SR / 2)^2` at the least).
+    /// `None` when the bracket is not positive, which happens for two-valued returns at one
+    /// particular Sharpe ratio (it is `(1 - skewness * SR / 2)^2` at the least), or for an
+    /// estimate of fewer than 2 observations built by hand.
     pub fn standard_error(&self) -> Option<f64> {
         let sr = self.sharpe;
         let bracket = 1.0 - self.skewness * sr + (self.kurtosis - 1.0) / 4.0 * sr * sr;
-        (bracket > 0.0 && bracket.is_finite())
+        (bracket > 0.0 && bracket.is_finite() && self.observations >= 2)
             .then(|| (bracket / (self.observations - 1) as f64).sqrt())
     }
 

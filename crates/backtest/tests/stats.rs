@@ -218,6 +218,18 @@ fn bad_statistics_input_is_an_error() {
             .contains("return 0 is inf; returns must be finite")
     );
 
+    // An estimate built by hand from too few observations has no standard error.
+    let single = SharpeEstimate {
+        sharpe: 0.1,
+        observations: 1,
+        skewness: 0.0,
+        kurtosis: 3.0,
+    };
+    assert_eq!(
+        (single.standard_error(), single.probabilistic(0.0)),
+        (None, None)
+    );
+
     let message = |r: Result<Trials, BacktestError>| r.unwrap_err().to_string();
     assert!(message(Trials::new(0, 1.0)).contains("number of trials must be at least 1"));
     assert!(message(Trials::new(3, -0.1)).contains("is -0.1; it must be finite and not negative"));
