@@ -8,6 +8,9 @@
 //! - [`simulate_policy`]: a [`Policy`] deciding bar by bar from what it holds;
 //! - [`Backtest`]: a simulation next to buy-and-hold on the same bars, with [`Metrics`]
 //!   annualised by the inferred [`Frequency`];
+//! - [`SharpeEstimate`], [`Trials`], [`probability_of_backtest_overfitting`]: how far a
+//!   Sharpe ratio can be trusted — its standard error, the probabilistic and deflated Sharpe
+//!   ratios, the probability of backtest overfitting of a selection among trials;
 //! - [`write_reports`]: `report.json`, `report.md` and a self-contained `report.html`,
 //!   flagging look-ahead leakage when the range overlaps the model's training range.
 //!
@@ -36,6 +39,7 @@ mod prices;
 mod report;
 mod signal;
 mod simulate;
+mod stats;
 
 pub use error::BacktestError;
 pub use frequency::{ALL_DAYS, Frequency, WEEKDAY_TRADING_DAYS};
@@ -47,6 +51,9 @@ pub use report::{
 };
 pub use signal::{sma_crossover, sma_crossover_into};
 pub use simulate::{Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};
+pub use stats::{
+    MAX_PARTITIONS, Overfitting, SharpeEstimate, Trials, probability_of_backtest_overfitting,
+};
 
 /// A strategy's simulation and metrics next to buy-and-hold's on the same bars.
 ///
@@ -60,10 +67,13 @@ pub struct Backtest {
     pub strategy_metrics: Metrics,
     pub buy_and_hold: Simulation,
     pub buy_and_hold_metrics: Metrics,
+    /// The trials the strategy was selected from, when known ([`Backtest::with_trials`]).
+    pub trials: Option<Trials>,
 }
 
 impl Backtest {
-    /// Adds buy-and-hold and the metrics of both to `strategy`, a simulation over `prices`.
+    /// Adds buy-and-hold and the metrics of both to `strategy`, a simulation over `prices`,
+    /// with the strategy's probabilistic Sharpe ratio against buy-and-hold's Sharpe ratio.
     pub fn new(
         prices: &PriceSeries,
         strategy: Simulation,
@@ -83,12 +93,42 @@ impl Backtest {
             )));
         }
         let buy_and_hold = simulate_policy(prices, &mut |_, _, _| 1.0, strategy.costs)?;
+        let buy_and_hold_metrics = Metrics::compute(prices, &buy_and_hold, ppy);
+        let mut strategy_metrics = Metrics::compute(prices, &strategy, ppy);
+        strategy_metrics.probabilistic_sharpe_vs_buy_and_hold =
+            buy_and_hold_metrics.sharpe.and_then(|hold| {
+                let estimate = strategy_metrics.sharpe_estimate(ppy)?;
+                estimate.probabilistic(hold / ppy.sqrt())
+            });
         Ok(Self {
-            strategy_metrics: Metrics::compute(prices, &strategy, ppy),
-            buy_and_hold_metrics: Metrics::compute(prices, &buy_and_hold, ppy),
+            strategy_metrics,
+            buy_and_hold_metrics,
             frequency,
             strategy,
             buy_and_hold,
+            trials: None,
         })
+    }
+
+    /// Records that the strategy is the one selected from `trials` and adds its deflated
+    /// Sharpe ratio to its metrics (and so to its reports).
+    ///
+    /// ```
+    /// # use ratchet_backtest::{Backtest, Frequency, PriceSeries, Trials, simulate_positions};
+    /// # let close: Vec<f64> = (0..300).map(|i| 100.0 + 10.0 * (i as f64 / 20.0).sin()).collect();
+    /// # let prices = PriceSeries::new((0..300).map(|i| i * 86_400_000).collect(), close.clone(), close)?;
+    /// # let sim = simulate_positions(&prices, &vec![1.0; 300], Default::default())?;
+    /// let backtest = Backtest::new(&prices, sim, Frequency::fixed(252.0))?;
+    /// // The best of 40 trials, whose annualised Sharpe ratios had a variance of 0.25:
+    /// let per_period_variance = 0.25 / 252.0;
+    /// let backtest = backtest.with_trials(Trials::new(40, per_period_variance)?);
+    /// assert!(backtest.strategy_metrics.deflated_sharpe.is_some());
+    /// # Ok::<(), ratchet_backtest::BacktestError>(())
+    /// ```
+    pub fn with_trials(mut self, trials: Trials) -> Self {
+        self.strategy_metrics
+            .deflate(&trials, self.frequency.periods_per_year);
+        self.trials = Some(trials);
+        self
     }
 }

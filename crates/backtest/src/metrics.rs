@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::prices::{PriceSeries, to_datetime};
 use crate::simulate::Simulation;
+use crate::stats::{SharpeEstimate, Trials};
 
 const DAY_MS: f64 = 86_400_000.0;
 
@@ -25,6 +26,22 @@ pub struct Metrics {
     pub annual_volatility: Option<f64>,
     /// `mean(r) / stdev(r) * sqrt(ppy)`.
     pub sharpe: Option<f64>,
+    /// Standard error of `sharpe` ([`SharpeEstimate::standard_error`] times `sqrt(ppy)`).
+    pub sharpe_standard_error: Option<f64>,
+    /// Probabilistic Sharpe ratio against 0: the probability that the true Sharpe ratio
+    /// is positive ([`SharpeEstimate::probabilistic`]).
+    pub probabilistic_sharpe: Option<f64>,
+    /// Probabilistic Sharpe ratio against buy-and-hold's Sharpe ratio on the same bars
+    /// (set by [`crate::Backtest::new`] for the strategy; `None` for buy-and-hold itself).
+    pub probabilistic_sharpe_vs_buy_and_hold: Option<f64>,
+    /// Deflated Sharpe ratio, present only when the strategy was selected from a known
+    /// number of trials ([`crate::Backtest::with_trials`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflated_sharpe: Option<f64>,
+    /// Skewness of the returns, `m3 / m2^1.5` ([`SharpeEstimate::skewness`]).
+    pub skewness: Option<f64>,
+    /// Kurtosis of the returns, `m4 / m2^2`, 3 for normal returns ([`SharpeEstimate::kurtosis`]).
+    pub kurtosis: Option<f64>,
     /// `mean(r) / sqrt(sum(min(r, 0)^2) / N) * sqrt(ppy)`.
     pub sortino: Option<f64>,
     /// `cagr / max_drawdown`.
@@ -89,6 +106,7 @@ impl Metrics {
         let growth = equity[n - 1] / equity[0];
 
         let moments = Moments::of(returns);
+        let estimate = SharpeEstimate::with_moments(returns.len(), &moments).ok();
         let mean = moments.mean;
         let variance = (n > 2).then(|| moments.m2 / (count - 1.0));
         let downside = (moments.downside / count).sqrt();
@@ -118,6 +136,14 @@ impl Metrics {
             cagr,
             annual_volatility: stdev.map(|s| s * annualise),
             sharpe: ratio(mean, stdev).map(|s| s * annualise),
+            sharpe_standard_error: estimate
+                .and_then(|e| e.standard_error())
+                .map(|se| se * annualise),
+            probabilistic_sharpe: estimate.and_then(|e| e.probabilistic(0.0)),
+            probabilistic_sharpe_vs_buy_and_hold: None,
+            deflated_sharpe: None,
+            skewness: estimate.map(|e| e.skewness),
+            kurtosis: estimate.map(|e| e.kurtosis),
             sortino: ratio(mean, Some(downside)).map(|s| s * annualise),
             calmar: cagr.and_then(|c| ratio(c, Some(drawdown.depth))),
             max_drawdown: drawdown.depth,
@@ -135,8 +161,28 @@ impl Metrics {
         }
     }
 
-    /// The metrics in table order, for reports and for logging to a tracking server.
-    pub fn rows(&self) -> [MetricRow; 16] {
+    /// The Sharpe ratio's estimate per period, as [`SharpeEstimate`]'s statistics take it,
+    /// from the annualised figures and the `periods_per_year` they were computed with;
+    /// `None` where the Sharpe ratio is undefined.
+    pub fn sharpe_estimate(&self, periods_per_year: f64) -> Option<SharpeEstimate> {
+        Some(SharpeEstimate {
+            sharpe: self.sharpe? / periods_per_year.sqrt(),
+            observations: self.bars.saturating_sub(1),
+            skewness: self.skewness?,
+            kurtosis: self.kurtosis?,
+        })
+    }
+
+    /// Sets [`Metrics::deflated_sharpe`] for a strategy selected from `trials`.
+    pub fn deflate(&mut self, trials: &Trials, periods_per_year: f64) {
+        self.deflated_sharpe = self
+            .sharpe_estimate(periods_per_year)
+            .and_then(|e| e.deflated(trials));
+    }
+
+    /// The metrics in table order, for reports and for logging to a tracking server. The
+    /// deflated Sharpe ratio is listed only where it was computed.
+    pub fn rows(&self) -> Vec<MetricRow> {
         use MetricKind::*;
         let row = |key, label, kind, value| MetricRow {
             key,
@@ -144,7 +190,7 @@ impl Metrics {
             kind,
             value,
         };
-        [
+        let mut rows = vec![
             row(
                 "total_return",
                 "Total return",
@@ -159,6 +205,30 @@ impl Metrics {
                 self.annual_volatility,
             ),
             row("sharpe", "Sharpe ratio", Ratio, self.sharpe),
+            row(
+                "sharpe_standard_error",
+                "Sharpe standard error",
+                Ratio,
+                self.sharpe_standard_error,
+            ),
+            row(
+                "probabilistic_sharpe",
+                "Probabilistic Sharpe (vs 0)",
+                Percent,
+                self.probabilistic_sharpe,
+            ),
+            row(
+                "probabilistic_sharpe_vs_buy_and_hold",
+                "Probabilistic Sharpe (vs buy and hold)",
+                Percent,
+                self.probabilistic_sharpe_vs_buy_and_hold,
+            ),
+            row(
+                "deflated_sharpe",
+                "Deflated Sharpe",
+                Percent,
+                self.deflated_sharpe,
+            ),
             row("sortino", "Sortino ratio", Ratio, self.sortino),
             row("calmar", "Calmar ratio", Ratio, self.calmar),
             row(
@@ -195,8 +265,12 @@ impl Metrics {
                 self.annual_turnover,
             ),
             row("exposure", "Exposure", Percent, Some(self.exposure)),
+            row("skewness", "Skewness of returns", Ratio, self.skewness),
+            row("kurtosis", "Kurtosis of returns", Ratio, self.kurtosis),
             row("years", "Years", Ratio, Some(self.years)),
-        ]
+        ];
+        rows.retain(|r| r.key != "deflated_sharpe" || r.value.is_some());
+        rows
     }
 }
 
@@ -205,47 +279,101 @@ fn ratio(a: f64, b: Option<f64>) -> Option<f64> {
     b.filter(|&b| b > 0.0).map(|b| a / b)
 }
 
-/// Sum of `f(x)` with four independent accumulators, so that the additions pipeline and
-/// vectorise (a single running sum is one long dependency chain).
+/// Sums of the `K` values `f(x)` over `xs`, with four independent accumulators each, so
+/// that the additions pipeline and vectorise (a single running sum is one long dependency
+/// chain).
 #[inline]
-fn sum(xs: &[f64], f: impl Fn(f64) -> f64) -> f64 {
-    let mut acc = [0.0; 4];
+fn sums<const K: usize>(xs: &[f64], f: impl Fn(f64) -> [f64; K]) -> [f64; K] {
+    let mut acc = [[0.0; K]; 4];
     let chunks = xs.chunks_exact(4);
-    let rest: f64 = chunks.remainder().iter().map(|&x| f(x)).sum();
-    for c in chunks {
-        for k in 0..4 {
-            acc[k] += f(c[k]);
+    let mut rest = [0.0; K];
+    for &x in chunks.remainder() {
+        for (r, v) in rest.iter_mut().zip(f(x)) {
+            *r += v;
         }
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + rest
+    for c in chunks {
+        for k in 0..4 {
+            for (a, v) in acc[k].iter_mut().zip(f(c[k])) {
+                *a += v;
+            }
+        }
+    }
+    std::array::from_fn(|i| (acc[0][i] + acc[1][i]) + (acc[2][i] + acc[3][i]) + rest[i])
 }
 
-/// Mean, sum of squared deviations and sum of squared losses of the returns.
-struct Moments {
-    mean: f64,
-    m2: f64,
-    downside: f64,
+/// Count, mean, sums of the 2nd, 3rd and 4th powers of the deviations from the mean, and
+/// the sum of squared losses of a run of returns.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Moments {
+    pub count: f64,
+    pub mean: f64,
+    pub m2: f64,
+    pub m3: f64,
+    pub m4: f64,
+    pub downside: f64,
 }
 
 impl Moments {
     /// Two passes over each cache-sized block (its mean, then the deviations from it),
-    /// blocks merged with Chan et al.'s pairwise update: the accuracy of a two-pass
-    /// variance at the memory traffic of one pass.
-    fn of(returns: &[f64]) -> Self {
+    /// blocks merged with [`Moments::merge`]: the accuracy of a two-pass computation at the
+    /// memory traffic of one pass.
+    pub fn of(returns: &[f64]) -> Self {
         const BLOCK: usize = 2048;
-        let (mut count, mut mean, mut m2, mut downside) = (0.0, 0.0, 0.0, 0.0);
-        for block in returns.chunks(BLOCK) {
-            let k = block.len() as f64;
-            let block_mean = sum(block, |r| r) / k;
-            let block_m2 = sum(block, |r| (r - block_mean) * (r - block_mean));
-            downside += sum(block, |r| r.min(0.0) * r.min(0.0));
-            let total = count + k;
-            let delta = block_mean - mean;
-            mean += delta * k / total;
-            m2 += block_m2 + delta * delta * count * k / total;
-            count = total;
+        returns
+            .chunks(BLOCK)
+            .map(Self::of_block)
+            .fold(Self::default(), Self::merge)
+    }
+
+    fn of_block(block: &[f64]) -> Self {
+        let count = block.len() as f64;
+        let [total] = sums(block, |r| [r]);
+        let mean = total / count;
+        let [m2, m3, m4, downside] = sums(block, |r| {
+            let (d, loss) = (r - mean, r.min(0.0));
+            let d2 = d * d;
+            [d2, d2 * d, d2 * d2, loss * loss]
+        });
+        Self {
+            count,
+            mean,
+            m2,
+            m3,
+            m4,
+            downside,
         }
-        Self { mean, m2, downside }
+    }
+
+    /// The moments of two runs together: Chan et al.'s pairwise update, extended to the
+    /// third and fourth moments by Pébay (2008, Sandia report SAND2008-6212, eqs. 2.1-2.3).
+    pub fn merge(self, other: Self) -> Self {
+        let (a, b) = (self, other);
+        let count = a.count + b.count;
+        if a.count == 0.0 || b.count == 0.0 {
+            return if a.count == 0.0 { b } else { a };
+        }
+        let (na, nb) = (a.count, b.count);
+        let delta = b.mean - a.mean;
+        let d_n = delta / count;
+        let m2 = a.m2 + b.m2 + delta * d_n * na * nb;
+        let m3 = a.m3
+            + b.m3
+            + delta * d_n * d_n * na * nb * (na - nb)
+            + 3.0 * d_n * (na * b.m2 - nb * a.m2);
+        let m4 = a.m4
+            + b.m4
+            + delta * d_n * d_n * d_n * na * nb * (na * na - na * nb + nb * nb)
+            + 6.0 * d_n * d_n * (na * na * b.m2 + nb * nb * a.m2)
+            + 4.0 * d_n * (na * b.m3 - nb * a.m3);
+        Self {
+            count,
+            mean: a.mean + d_n * nb,
+            m2,
+            m3,
+            m4,
+            downside: a.downside + b.downside,
+        }
     }
 }
 

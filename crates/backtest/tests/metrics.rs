@@ -139,6 +139,30 @@ fn every_metric_matches_hand_arithmetic() {
         "exposure: bars 1, 2, 3 and 5 hold a position",
     );
 
+    // The Sharpe ratio's standard error (Mertens' form, T - 1 = 4) from the population
+    // moments of the deviations d = r - mean, annualised like the ratio.
+    let d: Vec<f64> = r.iter().map(|x| x - mean).collect();
+    let moment = |k: i32| d.iter().map(|x| x.powi(k)).sum::<f64>() / 5.0;
+    let skewness = moment(3) / moment(2).powf(1.5);
+    let kurtosis = moment(4) / (moment(2) * moment(2));
+    some_close_to(m.skewness, skewness, "skewness");
+    some_close_to(m.kurtosis, kurtosis, "kurtosis");
+    let sr = mean / stdev;
+    let se = ((1.0 - skewness * sr + (kurtosis - 1.0) / 4.0 * sr * sr) / 4.0).sqrt();
+    some_close_to(m.sharpe_standard_error, se * ppy.sqrt(), "Sharpe SE");
+    // Φ(SR / SE) and Φ((SR - SR_hold) / SE), from scripts/stats_reference.sh (scipy).
+    assert!((m.sharpe_standard_error.unwrap() - 7.951_185_217_947_507).abs() < 1e-12);
+    assert!((m.probabilistic_sharpe.unwrap() - 0.617_859_579_789_050_4).abs() < 1e-14);
+    assert!(
+        (m.probabilistic_sharpe_vs_buy_and_hold.unwrap() - 0.434_364_664_905_668_5).abs() < 1e-14
+    );
+    assert_eq!(m.deflated_sharpe, None, "no trials given");
+    let hold = &backtest.buy_and_hold_metrics;
+    assert_eq!(
+        hold.probabilistic_sharpe_vs_buy_and_hold, None,
+        "buy-and-hold is not compared with itself"
+    );
+
     // The same figures as plain decimals (worked out separately), against a slip in the
     // arithmetic above.
     close_to(
@@ -177,6 +201,22 @@ fn buy_and_hold_is_bought_at_the_second_open_and_held() {
     assert_eq!(flat.total_return, 0.0);
     assert_eq!(flat.annual_volatility, Some(0.0));
     assert_eq!((flat.sharpe, flat.sortino, flat.calmar), (None, None, None));
+    assert_eq!(
+        (flat.sharpe_standard_error, flat.skewness, flat.kurtosis),
+        (None, None, None)
+    );
+    assert_eq!(
+        (
+            flat.probabilistic_sharpe,
+            flat.probabilistic_sharpe_vs_buy_and_hold
+        ),
+        (None, None)
+    );
+    // Nor a deflated one, whatever the trials.
+    let trials = ratchet_backtest::Trials::new(10, 0.01).unwrap();
+    let deflated = backtest.clone().with_trials(trials);
+    assert_eq!(deflated.strategy_metrics.deflated_sharpe, None);
+    assert_eq!(deflated.trials, Some(trials));
     assert_eq!((flat.win_rate, flat.profit_factor), (None, None));
     assert_eq!(flat.max_drawdown, 0.0);
     assert_eq!(flat.max_drawdown_duration_bars, 0);

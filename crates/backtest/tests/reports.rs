@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ratchet_backtest::{
     Backtest, BacktestError, Frequency, PriceSeries, Report, ReportInput, ReportMetadata,
-    TimeRange, simulate_positions, sma_crossover, write_reports,
+    ReportPaths, TimeRange, Trials, simulate_positions, sma_crossover, write_reports,
 };
 use ratchet_env::execution::Costs;
 
@@ -17,6 +17,31 @@ fn googl_backtest() -> (PriceSeries, Backtest) {
     let sim = simulate_positions(&prices, &positions, Costs::default()).unwrap();
     let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps())).unwrap();
     (prices, backtest)
+}
+
+// The GOOGL SMA(10/50) backtest's Sharpe statistics, recomputed from the CSV by
+// scripts/stats_reference.sh (numpy's simulation of the same fill rule, scipy's moments and
+// normal distribution).
+const GOOGL_SHARPE: f64 = 0.5444136344825096;
+const GOOGL_SE: f64 = 0.3204769014032865;
+const GOOGL_SKEWNESS: f64 = 1.743974218947538;
+const GOOGL_KURTOSIS: f64 = 37.21959992550532;
+const GOOGL_PSR_0: f64 = 0.9553178797112102;
+const GOOGL_PSR_HOLD: f64 = 0.09583073051499419;
+/// Selected from 40 trials whose annualised Sharpe ratios vary by 0.25.
+const GOOGL_DSR_40: f64 = 0.04297030781020655;
+const HOLD_SHARPE: f64 = 0.9628538596026566;
+const HOLD_SE: f64 = 0.3220380416122263;
+const HOLD_SKEWNESS: f64 = 0.9064718266419683;
+const HOLD_KURTOSIS: f64 = 17.42649556213065;
+const HOLD_PSR_0: f64 = 0.9986045470818458;
+
+fn assert_close(actual: Option<f64>, expected: f64, what: &str) {
+    let actual = actual.unwrap_or_else(|| panic!("{what} is undefined"));
+    assert!(
+        (actual - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+        "{what}: got {actual}, expected {expected}"
+    );
 }
 
 fn metadata() -> ReportMetadata {
@@ -29,6 +54,23 @@ fn metadata() -> ReportMetadata {
         data_file: Some("data/STOCKS_GOOGL.csv".into()),
         extra: BTreeMap::from([("algorithm".to_string(), "ppo".to_string())]),
     }
+}
+
+/// Writes the reports of `backtest` without metadata into a new temporary directory.
+fn write_plain(
+    prices: &PriceSeries,
+    backtest: &Backtest,
+    training_range: Option<TimeRange>,
+) -> (tempfile::TempDir, ReportPaths) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = ReportInput {
+        prices,
+        backtest,
+        metadata: &ReportMetadata::default(),
+        training_range,
+    };
+    let paths = write_reports(dir.path(), &input).unwrap();
+    (dir, paths)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -107,6 +149,11 @@ fn reports_are_complete_and_round_trip() {
         "trades",
         "turnover",
         "exposure",
+        "sharpe_standard_error",
+        "probabilistic_sharpe",
+        "probabilistic_sharpe_vs_buy_and_hold",
+        "skewness",
+        "kurtosis",
     ] {
         assert!(
             value["strategy"].get(key).is_some(),
@@ -117,6 +164,46 @@ fn reports_are_complete_and_round_trip() {
             "buy_and_hold.{key} missing"
         );
     }
+    // The Sharpe statistics, as the reference computes them from the CSV.
+    let (s, h) = (&report.strategy, &report.buy_and_hold);
+    assert_close(s.sharpe, GOOGL_SHARPE, "strategy Sharpe");
+    assert_close(s.sharpe_standard_error, GOOGL_SE, "strategy Sharpe SE");
+    assert_close(s.skewness, GOOGL_SKEWNESS, "strategy skewness");
+    assert_close(s.kurtosis, GOOGL_KURTOSIS, "strategy kurtosis");
+    assert_close(s.probabilistic_sharpe, GOOGL_PSR_0, "strategy PSR(0)");
+    assert_close(
+        s.probabilistic_sharpe_vs_buy_and_hold,
+        GOOGL_PSR_HOLD,
+        "strategy PSR(buy and hold)",
+    );
+    assert_close(h.sharpe, HOLD_SHARPE, "buy-and-hold Sharpe");
+    assert_close(h.sharpe_standard_error, HOLD_SE, "buy-and-hold Sharpe SE");
+    assert_close(h.skewness, HOLD_SKEWNESS, "buy-and-hold skewness");
+    assert_close(h.kurtosis, HOLD_KURTOSIS, "buy-and-hold kurtosis");
+    assert_close(h.probabilistic_sharpe, HOLD_PSR_0, "buy-and-hold PSR(0)");
+    assert_eq!(h.probabilistic_sharpe_vs_buy_and_hold, None);
+    // Without trials there is no deflated Sharpe ratio, not even as null.
+    assert_eq!((s.deflated_sharpe, report.trials), (None, None));
+    assert!(value["strategy"].get("deflated_sharpe").is_none());
+    assert!(value.get("trials").is_none());
+    // A report written before these statistics existed still parses; they read as None.
+    let mut older = value.clone();
+    for side in ["strategy", "buy_and_hold"] {
+        let metrics = older[side].as_object_mut().unwrap();
+        for key in [
+            "sharpe_standard_error",
+            "probabilistic_sharpe",
+            "probabilistic_sharpe_vs_buy_and_hold",
+            "skewness",
+            "kurtosis",
+        ] {
+            metrics.remove(key).unwrap();
+        }
+    }
+    let older: Report = serde_json::from_value(older).unwrap();
+    assert_eq!(older.strategy.probabilistic_sharpe, None);
+    assert_eq!(older.buy_and_hold.kurtosis, None);
+
     // 2009-05 .. 2018-08: 112 months, compounding to the total return.
     assert_eq!(report.monthly_returns.len(), 112);
     let compound: f64 = report
@@ -146,6 +233,17 @@ fn reports_are_complete_and_round_trip() {
     ] {
         assert!(md.contains(&format!("| {label} |")), "{label} row missing");
     }
+    for row in [
+        "| Sharpe ratio | 0.54 | 0.96 |",
+        "| Sharpe standard error | 0.32 | 0.32 |",
+        "| Probabilistic Sharpe (vs 0) | 95.53% | 99.86% |",
+        "| Probabilistic Sharpe (vs buy and hold) | 9.58% | n/a |",
+        "| Skewness of returns | 1.74 | 0.91 |",
+        "| Kurtosis of returns | 37.22 | 17.43 |",
+    ] {
+        assert!(md.contains(row), "{row} missing");
+    }
+    assert!(!md.contains("Deflated"));
     assert!(md.contains("| Year | Jan | Feb |"));
     assert!(md.contains("| 2017 |"));
     assert!(md.contains("| Feature hash | 9f2c4e1d |"));
@@ -169,6 +267,13 @@ fn reports_are_complete_and_round_trip() {
         );
     }
     assert_eq!(html.matches("<svg ").count(), 4);
+    assert!(html.contains(
+        "<tr><td>Probabilistic Sharpe (vs buy and hold)</td><td class=\"n\">9.58%</td><td class=\"n\">n/a</td></tr>"
+    ));
+    assert!(html.contains(
+        "<div class=\"card\"><div class=\"k\">Sharpe ratio</div><div class=\"v\">0.54</div><div class=\"b\">buy &amp; hold 0.96</div></div>"
+    ));
+    assert!(!html.contains("Deflated"));
     assert!(html.contains("id=\"leakage-warning\""));
     assert!(html.contains("googl-ppo v3 &lt;test&gt; &amp; co"));
     assert!(!html.contains("<test>"));
@@ -214,20 +319,42 @@ fn assert_json_close<T: serde::Serialize>(a: &T, b: &T) {
 }
 
 #[test]
+fn a_strategy_selected_from_trials_reports_its_deflated_sharpe() {
+    let (prices, backtest) = googl_backtest();
+    // The best of 40 trials whose annualised Sharpe ratios had a variance of 0.25.
+    let trials = Trials::new(40, 0.25 / 252.0).unwrap();
+    let backtest = backtest.with_trials(trials);
+    let (_dir, paths) = write_plain(&prices, &backtest, None);
+
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
+    assert_close(report.strategy.deflated_sharpe, GOOGL_DSR_40, "DSR");
+    assert_eq!(report.buy_and_hold.deflated_sharpe, None);
+    assert_eq!(report.trials, Some(trials));
+    assert_json_close(&report.strategy, &backtest.strategy_metrics);
+
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    assert!(
+        md.contains("| Deflated Sharpe | 4.30% | n/a |"),
+        "DSR row missing"
+    );
+    assert!(md.contains(
+        "| Selected from | 40 trials, their Sharpe ratios' variance 0.2500 annualised (the deflated Sharpe accounts for them) |"
+    ));
+    let html = std::fs::read_to_string(&paths.html).unwrap();
+    assert!(html.contains(
+        "<tr><td>Deflated Sharpe</td><td class=\"n\">4.30%</td><td class=\"n\">n/a</td></tr>"
+    ));
+}
+
+#[test]
 fn disjoint_training_range_is_not_flagged() {
     let (prices, backtest) = googl_backtest();
-    let meta = ReportMetadata::default();
-    let dir = tempfile::tempdir().unwrap();
-    let input = ReportInput {
-        prices: &prices,
-        backtest: &backtest,
-        metadata: &meta,
-        training_range: Some(TimeRange {
-            start: common::date("2001-01-01"),
-            end: common::date("2009-05-21"),
-        }),
+    let training = TimeRange {
+        start: common::date("2001-01-01"),
+        end: common::date("2009-05-21"),
     };
-    let paths = write_reports(dir.path(), &input).unwrap();
+    let (_dir, paths) = write_plain(&prices, &backtest, Some(training));
     assert_eq!(paths.leakage, None);
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
@@ -291,15 +418,7 @@ fn a_million_bar_report_stays_small() {
         "{}",
         backtest.frequency.rule
     );
-    let meta = ReportMetadata::default();
-    let dir = tempfile::tempdir().unwrap();
-    let input = ReportInput {
-        prices: &prices,
-        backtest: &backtest,
-        metadata: &meta,
-        training_range: None,
-    };
-    let paths = write_reports(dir.path(), &input).unwrap();
+    let (_dir, paths) = write_plain(&prices, &backtest, None);
     let html = std::fs::metadata(&paths.html).unwrap().len();
     assert!(html < 1_000_000, "report.html is {html} bytes for 1M bars");
     let text = std::fs::read_to_string(&paths.html).unwrap();

@@ -27,14 +27,18 @@ pub fn metric(row: &MetricRow) -> String {
     }
 }
 
-/// Every metric as a report's table row: label, strategy value, buy-and-hold value.
+/// Every metric of the strategy as a report's table row: label, strategy value,
+/// buy-and-hold value (`n/a` where buy-and-hold has none, such as the deflated Sharpe).
 pub fn metric_table(report: &Report) -> Vec<(&'static str, String, String)> {
+    let hold = report.buy_and_hold.rows();
     report
         .strategy
         .rows()
         .iter()
-        .zip(report.buy_and_hold.rows())
-        .map(|(s, b)| (s.label, metric(s), metric(&b)))
+        .map(|s| {
+            let b = hold.iter().find(|b| b.key == s.key);
+            (s.label, metric(s), b.map_or_else(|| "n/a".into(), metric))
+        })
         .collect()
 }
 

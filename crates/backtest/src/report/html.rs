@@ -8,7 +8,7 @@ use super::chart::{Panel, downsample};
 use super::format::{self, MONTHS, escape_html as esc};
 use super::markdown::{LISTED_TRADES, overview};
 use super::{Report, ReportInput};
-use crate::metrics::underwater;
+use crate::metrics::{MetricRow, underwater};
 
 const STYLE: &str = r#"
 :root { --fg:#1f2328; --muted:#636c76; --line:#d8dee4; --bg:#f6f8fa; --loss:#cf222e; --gain:#1a7f37; }
@@ -162,16 +162,15 @@ fn cards(h: &mut String, report: &Report) {
         "win_rate",
         "trades",
     ] {
-        let i = s
-            .iter()
-            .position(|r| r.key == key)
-            .expect("a listed metric");
+        let find =
+            |rows: &[MetricRow]| *rows.iter().find(|r| r.key == key).expect("a listed metric");
+        let (s, b) = (find(&s), find(&b));
         let _ = write!(
             h,
             "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div><div class=\"b\">buy &amp; hold {}</div></div>",
-            s[i].label,
-            format::metric(&s[i]),
-            format::metric(&b[i]),
+            s.label,
+            format::metric(&s),
+            format::metric(&b),
         );
     }
     h.push_str("</section>");

@@ -158,6 +158,16 @@ pub fn overview(report: &Report) -> Vec<(String, String)> {
         "Periods per year".into(),
         format!("{} ({})", report.periods_per_year, report.frequency.rule),
     ));
+    if let Some(trials) = report.trials {
+        rows.push((
+            "Selected from".into(),
+            format!(
+                "{} trials, their Sharpe ratios' variance {:.4} annualised (the deflated Sharpe accounts for them)",
+                trials.count(),
+                trials.sharpe_variance() * report.periods_per_year,
+            ),
+        ));
+    }
     rows.push((
         "Costs".into(),
         format!(

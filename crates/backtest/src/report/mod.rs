@@ -20,6 +20,7 @@ use crate::frequency::Frequency;
 use crate::metrics::Metrics;
 use crate::prices::{PriceSeries, to_datetime};
 use crate::simulate::Trade;
+use crate::stats::Trials;
 
 /// Version of the `report.json` layout.
 pub const REPORT_SCHEMA: &str = "ratchet.backtest.report/1";
@@ -108,6 +109,10 @@ pub struct Report {
     pub bankrupt_at: Option<DateTime<Utc>>,
     pub strategy: Metrics,
     pub buy_and_hold: Metrics,
+    /// The trials the strategy was selected from, which its deflated Sharpe ratio accounts
+    /// for; absent when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<Trials>,
     pub monthly_returns: Vec<MonthlyReturn>,
     pub trades: Vec<TradeRecord>,
 }
@@ -136,6 +141,7 @@ impl Report {
             bankrupt_at: backtest.strategy.bankrupt_at.map(|b| prices.time(b)),
             strategy: backtest.strategy_metrics.clone(),
             buy_and_hold: backtest.buy_and_hold_metrics.clone(),
+            trials: backtest.trials,
             monthly_returns: monthly_returns(
                 prices.timestamps(),
                 &backtest.strategy.equity,
