@@ -1,5 +1,5 @@
-//! Filesystem helpers shared by the file store and checkpoints: atomic replace, fsync,
-//! recursive copy, random names.
+//! Filesystem helpers the file store is built on (atomic replace, fsync, recursive copy,
+//! random names), shared with the model registry's checkpoints.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{RegistryError, Result};
+use crate::error::{Error, Result};
 
 /// Prefix of every temporary file or directory the registry creates. Readers skip names
 /// starting with it, and cleanup may remove stale ones.
@@ -49,7 +49,7 @@ pub fn is_internal_name(name: &str) -> bool {
 }
 
 pub fn create_dir_all(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|e| RegistryError::io(path, e))
+    fs::create_dir_all(path).map_err(|e| Error::io(path, e))
 }
 
 /// Flushes a directory entry change (a rename or create) to disk. Best effort on platforms
@@ -59,7 +59,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     {
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| RegistryError::io(dir, e))?;
+            .map_err(|e| Error::io(dir, e))?;
     }
     #[cfg(not(unix))]
     let _ = dir;
@@ -72,11 +72,10 @@ pub fn write_new_file(path: &Path, bytes: &[u8], durable: bool) -> Result<File> 
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(|e| RegistryError::io(path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| RegistryError::io(path, e))?;
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     if durable {
-        file.sync_all().map_err(|e| RegistryError::io(path, e))?;
+        file.sync_all().map_err(|e| Error::io(path, e))?;
     }
     Ok(file)
 }
@@ -92,7 +91,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], temp_dir: &Path, durable: bool) -
     }
     if let Err(e) = fs::rename(&temp, path) {
         let _ = fs::remove_file(&temp);
-        return Err(RegistryError::io(path, e));
+        return Err(Error::io(path, e));
     }
     Ok(())
 }
@@ -102,22 +101,22 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes)
             .map(Some)
-            .map_err(|_| RegistryError::corrupt(path, "is not valid UTF-8")),
+            .map_err(|_| Error::corrupt(path, "is not valid UTF-8")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RegistryError::io(path, e)),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
 /// Copies a file or directory tree. Files are copied whole (the OS may use
 /// `copy_file_range`), optionally fsynced.
 pub fn copy_tree(from: &Path, to: &Path, durable: bool) -> Result<()> {
-    let meta = fs::metadata(from).map_err(|e| RegistryError::io(from, e))?;
+    let meta = fs::metadata(from).map_err(|e| Error::io(from, e))?;
     if meta.is_dir() {
         create_dir_all(to)?;
         let mut entries: Vec<_> = fs::read_dir(from)
-            .map_err(|e| RegistryError::io(from, e))?
+            .map_err(|e| Error::io(from, e))?
             .collect::<std::io::Result<_>>()
-            .map_err(|e| RegistryError::io(from, e))?;
+            .map_err(|e| Error::io(from, e))?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             copy_tree(&entry.path(), &to.join(entry.file_name()), durable)?;
@@ -126,11 +125,11 @@ pub fn copy_tree(from: &Path, to: &Path, durable: bool) -> Result<()> {
             sync_dir(to)?;
         }
     } else {
-        fs::copy(from, to).map_err(|e| RegistryError::io(to, e))?;
+        fs::copy(from, to).map_err(|e| Error::io(to, e))?;
         if durable {
             File::open(to)
                 .and_then(|f| f.sync_all())
-                .map_err(|e| RegistryError::io(to, e))?;
+                .map_err(|e| Error::io(to, e))?;
         }
     }
     Ok(())
@@ -144,7 +143,7 @@ pub fn remove_tree(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => Err(e),
     };
-    result.map_err(|e| RegistryError::io(path, e))
+    result.map_err(|e| Error::io(path, e))
 }
 
 /// `true` when a rename failed because the target exists (a directory that is not empty,
@@ -164,8 +163,8 @@ pub fn lock_file(path: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| RegistryError::io(path, e))?;
-    file.lock().map_err(|e| RegistryError::io(path, e))?;
+        .map_err(|e| Error::io(path, e))?;
+    file.lock().map_err(|e| Error::io(path, e))?;
     Ok(file)
 }
 
