@@ -28,6 +28,8 @@
 //! - [`store`]: the [`TrackingStore`] trait and the plain data it moves;
 //! - [`open_store`], [`resolve_tracking_uri`]: from a tracking URI to a backend;
 //! - [`FileStore`]: the local `mlruns/` tree; [`RestStore`]: an MLflow server;
+//! - [`uri`]: percent-encoding, `file:` URIs of local paths;
+//! - [`MetricValue`]: a metric value in JSON, NaN and infinities as MLflow writes them;
 //! - [`names`]: the rules for experiment, model, key, alias and artifact names;
 //! - [`yaml`]: the `meta.yaml` dialect MLflow's file store reads and writes;
 //! - [`fsutil`]: the atomic-write and tree-copy helpers the file store is built on.
@@ -35,14 +37,17 @@
 pub mod error;
 pub mod file_store;
 pub mod fsutil;
+pub mod metric_value;
 pub mod names;
 mod open;
 pub mod rest;
 pub mod store;
+pub mod uri;
 pub mod yaml;
 
 pub use error::{Error, Result};
 pub use file_store::FileStore;
+pub use metric_value::MetricValue;
 pub use open::{open_store, resolve_tracking_uri};
 pub use rest::RestStore;
 pub use store::{

@@ -19,7 +19,6 @@
 mod files;
 mod models;
 mod store_impl;
-mod uri;
 mod version_cache;
 
 use std::fs;
@@ -29,10 +28,10 @@ use crate::error::{Error, Result};
 use crate::fsutil::{self, TEMP_PREFIX};
 use crate::names;
 use crate::store::{Experiment, RunInfo, RunStatus, now_ms};
+use crate::uri::{file_uri, path_from_uri};
 use crate::yaml;
 
 use files::{list_dir_names, read_key_files};
-pub use uri::{file_uri, path_from_uri};
 
 const META: &str = "meta.yaml";
 const TRASH: &str = ".trash";

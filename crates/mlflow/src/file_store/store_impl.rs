@@ -4,15 +4,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::files::{
-    check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file, relative_slash,
-    walk_files,
-};
+use uuid::Uuid;
+
+use super::files::{check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file};
 use super::models::{VersionCache, aliases_of, read_aliases};
 use super::version_cache::Decoded;
 use super::{
     EXPERIMENTS_LOCK, FileStore, MAX_PARAM_VALUE, MAX_REGISTRY_TAG_VALUE, MAX_RUN_TAG_VALUE, META,
-    MODEL_LOCK, RESERVED_EXPERIMENT_DIRS, STAGE_DELETED, TRASH, file_uri,
+    MODEL_LOCK, RESERVED_EXPERIMENT_DIRS, STAGE_DELETED, TRASH,
 };
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -21,6 +20,7 @@ use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
     StoredVersion, TrackingStore, VersionView, current_user, now_ms,
 };
+use crate::uri::file_uri;
 
 impl TrackingStore for FileStore {
     fn tracking_uri(&self) -> String {
@@ -130,7 +130,8 @@ impl TrackingStore for FileStore {
             check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
         }
         check_value_len("run tag", "mlflow.runName", run_name, MAX_RUN_TAG_VALUE)?;
-        let run_id = fsutil::random_hex(16);
+        // A uuid4 in hex, as MLflow's own run ids.
+        let run_id = Uuid::new_v4().simple().to_string();
         let dir = exp_dir.join(&run_id);
         for sub in ["metrics", "params", "tags", "artifacts"] {
             fsutil::create_dir_all(&dir.join(sub))?;
@@ -333,9 +334,8 @@ impl TrackingStore for FileStore {
             }
         }
         // Merging into an existing directory: each file appears atomically.
-        for file in walk_files(local)? {
-            let relative = file.strip_prefix(local).expect("walk stays below its root");
-            place_copy(&file, &target.join(relative), &temp_dir)?;
+        for entry in fsutil::walk(local)?.into_iter().filter(|e| !e.is_dir) {
+            place_copy(&entry.path, &target.join(&entry.relative), &temp_dir)?;
         }
         Ok(())
     }
@@ -370,35 +370,44 @@ impl TrackingStore for FileStore {
     }
 
     fn list_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<Vec<ArtifactEntry>> {
-        let (root, target, _) = self.artifact_target(run_id, artifact_path)?;
+        let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
         let mut out = Vec::new();
         if !target.exists() {
             return Err(Error::NotFound(format!(
                 "artifact {artifact_path:?} of run {run_id}"
             )));
         }
-        let mut stack = vec![target];
-        while let Some(dir) = stack.pop() {
-            if !dir.is_dir() {
-                let size = fs::metadata(&dir).map_err(|e| Error::io(&dir, e))?.len();
-                out.push(ArtifactEntry {
-                    path: relative_slash(&root, &dir),
-                    is_dir: false,
-                    size: Some(size),
-                });
-                continue;
-            }
-            for name in list_dir_names(&dir)? {
-                let path = dir.join(&name);
-                if path.is_dir() {
-                    out.push(ArtifactEntry {
-                        path: relative_slash(&root, &path),
-                        is_dir: true,
-                        size: None,
-                    });
-                }
-                stack.push(path);
-            }
+        // Paths relative to the artifact root, which `target` is, or lies below.
+        let prefix = artifact_path.trim_matches('/');
+        if !target.is_dir() {
+            let size = fs::metadata(&target)
+                .map_err(|e| Error::io(&target, e))?
+                .len();
+            return Ok(vec![ArtifactEntry {
+                path: prefix.to_string(),
+                is_dir: false,
+                size: Some(size),
+            }]);
+        }
+        for entry in fsutil::walk(&target)? {
+            let size = if entry.is_dir {
+                None
+            } else {
+                Some(
+                    fs::metadata(&entry.path)
+                        .map_err(|e| Error::io(&entry.path, e))?
+                        .len(),
+                )
+            };
+            out.push(ArtifactEntry {
+                path: [prefix, entry.relative.as_str()]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                is_dir: entry.is_dir,
+                size,
+            });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)

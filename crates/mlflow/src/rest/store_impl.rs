@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::artifacts::{ARTIFACTS_API, Listing, encode_path, join_path, keep_unsent};
+use super::artifacts::{ARTIFACTS_API, Listing, join_path, keep_unsent};
 use super::http::{Method, Request};
 use super::wire::{
     CreateExperimentAnswer, ExperimentAnswer, MetricHistoryAnswer, RegisteredModelAnswer,
@@ -19,6 +19,7 @@ use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
     StoredVersion, TrackingStore, current_user, now_ms,
 };
+use crate::uri::encode_path;
 
 impl TrackingStore for RestStore {
     fn tracking_uri(&self) -> String {
