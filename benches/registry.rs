@@ -29,11 +29,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ratchet_mlflow::{FileStore, TrackingStore};
 use ratchet_registry::checkpoint;
 use ratchet_registry::registry::tags;
 use ratchet_registry::{
-    Checkpoint, CheckpointState, FileStore, ModelVersion, Registry, SemVer, Tensor, TrackingStore,
-    TrainingRecord, VersionFilter, VersionStatus,
+    Checkpoint, CheckpointState, ModelVersion, Registry, SemVer, Tensor, TrainingRecord,
+    VersionFilter, VersionStatus,
 };
 
 fn values(seed: u32, n: usize) -> Vec<f32> {

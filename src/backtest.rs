@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use ratchet_backtest::{ReportInput, ReportMetadata, TimeRange, write_reports};
-use ratchet_registry::Metric;
+use ratchet_mlflow::Metric;
 
 use crate::checkpoint;
 use crate::cli::{BacktestArgs, EnvKind};
@@ -127,7 +127,7 @@ pub fn run(tracking_uri: &str, args: BacktestArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let metrics = headline(&backtest);
-    let now = ratchet_registry::now_ms();
+    let now = ratchet_mlflow::now_ms();
     let logged: Vec<Metric> = metrics
         .iter()
         .map(|(k, v)| Metric {

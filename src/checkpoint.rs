@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use ratchet_agents::{NamedTensor, TrainingState};
+use ratchet_mlflow::TrackingStore;
 use ratchet_registry::{
     Checkpoint, CheckpointState, CompatibilityTarget, DataSource, DateRange, ModelRef,
-    ModelVersion, ParentRef, Registry, SemVer, Tensor, TrackingStore, TrainingRecord,
-    VersionStatus,
+    ModelVersion, ParentRef, Registry, SemVer, Tensor, TrainingRecord, VersionStatus,
 };
 
 use crate::cli::{Algo, EnvKind};
@@ -240,7 +240,7 @@ pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint
     let run = store.get_run(run_id).with_context(|| {
         format!("no run {run_id} to resume; `ratchet runs list` shows the runs")
     })?;
-    if run.info.status == ratchet_registry::RunStatus::Finished {
+    if run.info.status == ratchet_mlflow::RunStatus::Finished {
         anyhow::bail!(
             "run {run_id} already finished; continue its model with `ratchet train --from`"
         );

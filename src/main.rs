@@ -27,7 +27,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let tracking_uri = ratchet_registry::resolve_tracking_uri(cli.tracking_uri.as_deref());
+    let tracking_uri = ratchet_mlflow::resolve_tracking_uri(cli.tracking_uri.as_deref());
     let result = match cli.command {
         Command::Train(args) => train::run(&tracking_uri, args),
         Command::Backtest(args) => backtest::run(&tracking_uri, args),

@@ -8,7 +8,7 @@ use crate::output::{Table, print_json, time_ms};
 
 pub fn experiments(tracking_uri: &str, cmd: ExperimentsCommand) -> Result<()> {
     let ExperimentsCommand::List { json } = cmd;
-    let store = ratchet_registry::open_store(tracking_uri)?;
+    let store = ratchet_mlflow::open_store(tracking_uri)?;
     let experiments = store.list_experiments()?;
     if json {
         return print_json(&experiments);
@@ -41,7 +41,7 @@ struct RunRow {
 
 pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
     let RunsCommand::List { experiment, json } = cmd;
-    let store = ratchet_registry::open_store(tracking_uri)?;
+    let store = ratchet_mlflow::open_store(tracking_uri)?;
     let experiments = match &experiment {
         Some(name) => {
             let all = store.list_experiments()?;

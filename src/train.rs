@@ -15,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use ratchet_agents::UpdateLog;
-use ratchet_registry::{Metric, ParentRef, Registry, RunStatus, TrackingStore};
+use ratchet_mlflow::{Metric, RunStatus, TrackingStore};
+use ratchet_registry::{ParentRef, Registry};
 
 use crate::checkpoint::{self, LoadedVersion};
 use crate::cli::{EnvKind, TrainArgs};
@@ -30,7 +31,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;
-    let store: Arc<dyn TrackingStore> = Arc::from(ratchet_registry::open_store(tracking_uri)?);
+    let store: Arc<dyn TrackingStore> = Arc::from(ratchet_mlflow::open_store(tracking_uri)?);
     let registry = Registry::new(store.clone());
     if let Some(run_id) = &args.resume {
         return resume(registry, run_id, &args);
@@ -323,9 +324,9 @@ impl Job {
 
     /// Best effort: a failure to record the end status must not hide the real error.
     fn finish_run(&self, run_id: &str, status: RunStatus) {
-        if let Err(e) =
-            self.store()
-                .set_run_status(run_id, status, Some(ratchet_registry::now_ms()))
+        if let Err(e) = self
+            .store()
+            .set_run_status(run_id, status, Some(ratchet_mlflow::now_ms()))
         {
             eprintln!(
                 "warning: could not mark run {run_id} {}: {e}",
@@ -336,7 +337,7 @@ impl Job {
 }
 
 fn record(progress: &ProgressBar, pending: &mut Vec<Metric>, log: &UpdateLog) {
-    let now = ratchet_registry::now_ms();
+    let now = ratchet_mlflow::now_ms();
     for (key, value) in &log.metrics {
         if value.is_finite() {
             pending.push(Metric {

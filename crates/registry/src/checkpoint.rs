@@ -44,9 +44,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{RegistryError, Result};
-use crate::fsutil;
 use crate::model_version::ModelVersion;
 use crate::sha256x2;
+use ratchet_mlflow::fsutil;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -749,7 +749,7 @@ fn from_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Resul
 }
 
 fn yaml_quote(value: &str) -> String {
-    crate::yaml::quote(value)
+    ratchet_mlflow::yaml::quote(value)
 }
 
 fn parent_dir(dir: &Path) -> Result<PathBuf> {

@@ -1,42 +1,43 @@
-//! Ratchet's model registry: safetensors checkpoints, [`ModelVersion`] metadata, and an
-//! MLflow-format store (a local `mlruns/` tree MLflow itself reads, or an MLflow tracking
-//! server) with versions, aliases, lineage, comparison, validation and retention.
+//! Ratchet's model registry: safetensors checkpoints, [`ModelVersion`] metadata, and the
+//! model-management operations (register, get, list, promote, rollback, compare, lineage,
+//! validate, cleanup, compatibility) on top of an MLflow tracking store from
+//! [`ratchet_mlflow`] (a local `mlruns/` tree MLflow itself reads, or an MLflow server).
 //!
 //! The crate stores named `f32` tensors and JSON metadata; it knows nothing of Burn.
 //!
-//! - [`store`]: the [`TrackingStore`] trait (MLflow's data model) and [`open_store`];
-//! - [`FileStore`]: the local `mlruns/` tree; [`rest::RestStore`]: an MLflow server;
 //! - [`checkpoint`]: the checkpoint directory ([`Checkpoint`], [`Tensor`]);
 //! - [`ModelVersion`]: what a version records;
-//! - [`Registry`]: register, get, list, promote, rollback, compare, lineage, validate,
-//!   cleanup, compatibility.
+//! - [`Registry`]: registration and reading ([`registry`]), with each other operation in
+//!   its own module: [`aliases`] (status, promote, rollback, history), [`compare`],
+//!   [`lineage`], [`validation`], [`cleanup`], [`compatibility`];
+//! - [`ModelRef`]: a `models:/` URI; [`VersionSummary`] and [`VersionFilter`]: listing.
 
+pub mod aliases;
 pub mod checkpoint;
+pub mod cleanup;
+pub mod compare;
+pub mod compatibility;
 pub mod error;
-pub mod file_store;
-mod fsutil;
+pub mod lineage;
+pub mod listing;
+pub mod model_ref;
 pub mod model_version;
-pub mod names;
 pub mod registry;
-pub mod rest;
 mod sha256x2;
-pub mod store;
-mod version_cache;
-mod yaml;
+pub mod validation;
 
+pub use aliases::{AliasAction, AliasChange, AliasEvent, PRODUCTION};
 pub use checkpoint::{Checkpoint, CheckpointState, Manifest, Tensor};
+pub use cleanup::{CleanupReport, RetentionPolicy};
+pub use compare::{MetricRow, VersionComparison};
+pub use compatibility::{CompatibilityTarget, Difference, compatibility};
 pub use error::{RegistryError, Result};
-pub use file_store::FileStore;
+pub use lineage::{Lineage, LineageNode};
+pub use listing::{Comparison, MetricFilter, VersionFilter, VersionSummary};
+pub use model_ref::{ModelRef, VersionSelector};
 pub use model_version::{
     DataSource, DateRange, MetricDirection, ModelVersion, ParentRef, SemVer, TrainingRecord,
     VersionStatus, metric_direction,
 };
-pub use registry::{
-    AliasChange, AliasEvent, CleanupReport, CompatibilityTarget, Difference, Lineage, LineageNode,
-    MetricFilter, ModelRef, Registry, RetentionPolicy, ValidationReport, VersionComparison,
-    VersionFilter, VersionSelector, VersionSummary, compatibility,
-};
-pub use store::{
-    ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
-    StoredVersion, TrackingStore, VersionView, now_ms, open_store, resolve_tracking_uri,
-};
+pub use registry::{LocalCheckpoint, Registry};
+pub use validation::{ValidationCheck, ValidationReport};

@@ -12,9 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ratchet_registry::{
-    FileStore, Metric, ModelRef, Registry, TrackingStore, VersionFilter, VersionSummary,
-};
+use ratchet_mlflow::{FileStore, Metric, TrackingStore};
+use ratchet_registry::{ModelRef, Registry, VersionFilter, VersionSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

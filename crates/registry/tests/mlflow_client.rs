@@ -8,11 +8,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::sync::Arc;
 
+use ratchet_mlflow::{FileStore, Metric, RunStatus, TrackingStore, now_ms};
 use ratchet_registry::registry::tags;
-use ratchet_registry::{
-    FileStore, Metric, ModelRef, ParentRef, Registry, RunStatus, TrackingStore, VersionFilter,
-    VersionStatus, now_ms,
-};
+use ratchet_registry::{ModelRef, ParentRef, Registry, VersionFilter, VersionStatus};
 use serde_json::{Value, json};
 
 fn num(x: f64) -> Value {

@@ -5,10 +5,11 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use ratchet_mlflow::{FileStore, TrackingStore};
 use ratchet_registry::registry::tags;
 use ratchet_registry::{
-    CompatibilityTarget, FileStore, MetricDirection, MetricFilter, ModelRef, ParentRef, Registry,
-    RegistryError, RetentionPolicy, SemVer, TrackingStore, VersionFilter, VersionStatus,
+    CompatibilityTarget, MetricDirection, MetricFilter, ModelRef, ParentRef, Registry,
+    RegistryError, RetentionPolicy, SemVer, VersionFilter, VersionStatus,
 };
 
 struct Fixture {

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ratchet_registry::rest::{RestConfig, RestStore};
-use ratchet_registry::{Metric, RegistryError, RunStatus, TrackingStore};
+use ratchet_mlflow::rest::{RestConfig, RestStore};
+use ratchet_mlflow::{Error, Metric, RunStatus, TrackingStore};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -410,7 +410,7 @@ fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
         .unwrap_err();
     let message = changed.to_string();
     assert!(
-        matches!(&changed, RegistryError::Remote { code: Some(c), status: Some(400), .. } if c == "INVALID_PARAMETER_VALUE"),
+        matches!(&changed, Error::Remote { code: Some(c), status: Some(400), .. } if c == "INVALID_PARAMETER_VALUE"),
         "{changed:?}"
     );
     assert!(
@@ -501,10 +501,7 @@ fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
     let refused = store
         .download_artifacts(&run.run_id, "checkpoint", &downloaded)
         .unwrap_err();
-    assert!(
-        matches!(refused, RegistryError::AlreadyExists(_)),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Error::AlreadyExists(_)), "{refused:?}");
     assert_eq!(read_tree(&downloaded), written);
     let missing =
         store.download_artifacts(&run.run_id, "no/such/file", &work.path().join("nothing"));
@@ -759,7 +756,7 @@ fn an_upload_that_stops_half_way_keeps_the_local_checkpoint_and_says_where() {
     assert!(
         matches!(
             error,
-            RegistryError::Remote {
+            Error::Remote {
                 status: Some(503),
                 ..
             }
@@ -987,7 +984,7 @@ fn client_errors_are_not_retried_and_persistent_503_gives_up_in_time() {
     assert!(
         matches!(
             error,
-            RegistryError::Remote {
+            Error::Remote {
                 status: Some(503),
                 ..
             }

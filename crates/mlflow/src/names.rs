@@ -4,7 +4,7 @@
 //! safe: no path separators where a name is one directory, no `.`/`..` components, no
 //! control characters, bounded length.
 
-use crate::error::{RegistryError, Result};
+use crate::error::{Error, Result};
 
 /// Longest registered-model or experiment name accepted (one directory name; most
 /// filesystems allow 255 bytes, and `version-N`/temp names must still fit beside it).
@@ -14,8 +14,8 @@ pub const MAX_KEY_CHARS: usize = 250;
 /// Longest alias MLflow accepts.
 pub const MAX_ALIAS_CHARS: usize = 255;
 
-fn invalid(kind: &'static str, value: &str, reason: impl Into<String>) -> RegistryError {
-    RegistryError::InvalidName {
+fn invalid(kind: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidName {
         kind,
         value: value.to_string(),
         reason: reason.into(),

@@ -2,18 +2,19 @@
 //!
 //! [`TrackingStore`] is MLflow's data model (experiments, runs, artifacts, registered
 //! models, versions, tags, aliases) as one trait with two implementations: the local
-//! `mlruns/` tree ([`crate::FileStore`]) and an MLflow tracking server over REST. Everything
-//! above it — checkpoints, [`crate::ModelVersion`] metadata, promotion, lineage, cleanup —
-//! works on either.
+//! `mlruns/` tree ([`crate::FileStore`]) and an MLflow tracking server over REST
+//! ([`crate::RestStore`]); [`crate::open_store`] picks one from a tracking URI. Everything
+//! built on it (Ratchet's model registry: checkpoints, promotion, lineage, cleanup) works on
+//! either.
 //!
 //! ```no_run
-//! use ratchet_registry::{open_store, resolve_tracking_uri};
+//! use ratchet_mlflow::{open_store, resolve_tracking_uri};
 //!
 //! let store = open_store(&resolve_tracking_uri(None))?; // ./mlruns unless configured
 //! let experiment = store.get_or_create_experiment("ratchet")?;
 //! let run = store.create_run(&experiment.experiment_id, "ppo-googl", &[])?;
 //! store.log_params(&run.run_id, &[("lr".into(), "0.0003".into())])?;
-//! # Ok::<(), ratchet_registry::RegistryError>(())
+//! # Ok::<(), ratchet_mlflow::Error>(())
 //! ```
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RegistryError, Result};
+use crate::error::Result;
 
 /// An MLflow experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,7 +170,7 @@ pub struct RegisteredModel {
 }
 
 /// A model version as the store keeps it: MLflow's fields, tags and aliases. Ratchet's own
-/// metadata ([`crate::ModelVersion`]) is built from this plus the checkpoint.
+/// metadata (`ratchet_registry::ModelVersion`) is built from this plus the checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredVersion {
     pub name: String,
@@ -260,7 +261,7 @@ impl ModelLock {
 /// Conventions shared by all implementations:
 /// - names, keys and ids are checked with [`crate::names`] before anything is written;
 /// - times are milliseconds since the Unix epoch;
-/// - "not found" is always [`RegistryError::NotFound`], so callers can branch on it;
+/// - "not found" is always [`crate::Error::NotFound`], so callers can branch on it;
 /// - writes are all-or-nothing where the backend allows it: a reader never sees a
 ///   half-created experiment, run, registered model or version.
 pub trait TrackingStore: Send + Sync {
@@ -405,38 +406,6 @@ pub trait TrackingStore: Send + Sync {
     fn lock_model(&self, name: &str) -> Result<ModelLock>;
 }
 
-/// The tracking URI to use: the explicit flag, else `MLFLOW_TRACKING_URI`, else `./mlruns`.
-pub fn resolve_tracking_uri(flag: Option<&str>) -> String {
-    if let Some(uri) = flag.filter(|uri| !uri.trim().is_empty()) {
-        return uri.to_string();
-    }
-    match std::env::var("MLFLOW_TRACKING_URI") {
-        Ok(uri) if !uri.trim().is_empty() => uri,
-        _ => "./mlruns".to_string(),
-    }
-}
-
-/// Opens the store a tracking URI names: a plain path or `file:` URI → the local file
-/// store (created if missing); `http://` / `https://` → an MLflow tracking server.
-pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
-    let uri = tracking_uri.trim();
-    let lower = uri.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(Box::new(crate::rest::RestStore::open(uri)?));
-    }
-    if let Some((scheme, _)) = uri.split_once("://")
-        && scheme != "file"
-    {
-        return Err(RegistryError::Unsupported(format!(
-            "tracking URI {uri}: scheme {scheme:?} is not supported; use a path, a file: URI, \
-             or an http(s):// MLflow server"
-        )));
-    }
-    Ok(Box::new(crate::FileStore::open(
-        crate::file_store::path_from_uri(uri)?,
-    )?))
-}
-
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -464,10 +433,5 @@ mod tests {
         }
         assert_eq!(RunStatus::from_code(0), None);
         assert_eq!(RunStatus::parse("done"), None);
-    }
-
-    #[test]
-    fn tracking_uri_flag_wins() {
-        assert_eq!(resolve_tracking_uri(Some("/tmp/x")), "/tmp/x");
     }
 }

@@ -1,0 +1,799 @@
+//! [`TrackingStore`] for [`FileStore`]: every operation on the `mlruns/` tree.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+use super::files::{check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file};
+use super::models::{VersionCache, aliases_of, read_aliases};
+use super::version_cache::Decoded;
+use super::{
+    EXPERIMENTS_LOCK, FileStore, MAX_PARAM_VALUE, MAX_REGISTRY_TAG_VALUE, MAX_RUN_TAG_VALUE, META,
+    MODEL_LOCK, RESERVED_EXPERIMENT_DIRS, STAGE_DELETED, TRASH,
+};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::names;
+use crate::store::{
+    ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
+    StoredVersion, TrackingStore, VersionView, current_user, now_ms,
+};
+use crate::uri::file_uri;
+
+impl TrackingStore for FileStore {
+    fn tracking_uri(&self) -> String {
+        file_uri(&self.root)
+    }
+
+    fn get_or_create_experiment(&self, name: &str) -> Result<Experiment> {
+        names::validate_experiment_name(name)?;
+        let find = || -> Result<Option<Experiment>> {
+            Ok(self
+                .list_experiments()?
+                .into_iter()
+                .find(|e| e.name == name))
+        };
+        if let Some(exp) = find()? {
+            return Ok(exp);
+        }
+        // Name uniqueness is check-then-create; serialise it among Ratchet processes.
+        let _lock = fsutil::lock_file(&self.root.join(EXPERIMENTS_LOCK))?;
+        if let Some(exp) = find()? {
+            return Ok(exp);
+        }
+        let mut trash_names = list_dir_names(&self.root.join(TRASH))?;
+        for trashed in &trash_names {
+            if let Some(Experiment {
+                name: trashed_name, ..
+            }) = self.read_experiment(&self.root.join(TRASH).join(trashed))?
+                && trashed_name == name
+            {
+                return Err(Error::AlreadyExists(format!(
+                    "experiment {name:?} (deleted, in {}); restore it or pick another name",
+                    self.root.join(TRASH).join(trashed).display()
+                )));
+            }
+        }
+        trash_names.extend(list_dir_names(&self.root)?);
+        let mut next = trash_names
+            .iter()
+            .filter_map(|n| n.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let staging = fsutil::temp_path(&self.staging_root(), "experiment");
+        fsutil::create_dir_all(&staging.join("tags"))?;
+        loop {
+            let id = next.to_string();
+            let meta = self.experiment_meta(&id, name, now_ms());
+            fsutil::write_atomic(&staging.join(META), meta.as_bytes(), &staging, true)?;
+            let target = self.root.join(&id);
+            match fs::rename(&staging, &target) {
+                Ok(()) => {
+                    fsutil::sync_dir(&self.root)?;
+                    return self.get_experiment(&id);
+                }
+                Err(e) if fsutil::is_target_exists(&e, &target) => next += 1,
+                Err(e) => {
+                    let _ = fsutil::remove_tree(&staging);
+                    return Err(Error::io(&target, e));
+                }
+            }
+        }
+    }
+
+    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
+        let dir = self.experiment_dir(experiment_id)?;
+        self.read_experiment(&dir)?
+            .ok_or_else(|| Error::NotFound(format!("experiment {experiment_id}")))
+    }
+
+    fn list_experiments(&self) -> Result<Vec<Experiment>> {
+        let mut out = Vec::new();
+        for dir in self.experiment_dirs()? {
+            if let Some(exp) = self.read_experiment(&dir)?
+                && exp.lifecycle_stage == "active"
+            {
+                out.push(exp);
+            }
+        }
+        out.sort_by(|a, b| {
+            let key = |e: &Experiment| {
+                (
+                    e.experiment_id.parse::<u64>().unwrap_or(u64::MAX),
+                    e.experiment_id.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        Ok(out)
+    }
+
+    fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
+        names::validate_key("experiment tag key", key)?;
+        check_value_len("experiment tag", key, value, 20_000)?;
+        let dir = self.experiment_dir(experiment_id)?;
+        fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
+    }
+
+    fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        tags: &[(String, String)],
+    ) -> Result<RunInfo> {
+        let exp_dir = self.experiment_dir(experiment_id)?;
+        for (key, value) in tags {
+            names::validate_key("run tag key", key)?;
+            check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
+        }
+        check_value_len("run tag", "mlflow.runName", run_name, MAX_RUN_TAG_VALUE)?;
+        // A uuid4 in hex, as MLflow's own run ids.
+        let run_id = Uuid::new_v4().simple().to_string();
+        let dir = exp_dir.join(&run_id);
+        for sub in ["metrics", "params", "tags", "artifacts"] {
+            fsutil::create_dir_all(&dir.join(sub))?;
+        }
+        let user = current_user();
+        let mut all_tags: Vec<(String, String)> = vec![
+            ("mlflow.runName".into(), run_name.into()),
+            ("mlflow.user".into(), user.clone()),
+        ];
+        all_tags.extend(tags.iter().cloned());
+        for (key, value) in &all_tags {
+            let path = dir.join("tags").join(key);
+            if let Some(parent) = path.parent() {
+                fsutil::create_dir_all(parent)?;
+            }
+            fs::write(&path, value).map_err(|e| Error::io(&path, e))?;
+        }
+        let info = RunInfo {
+            artifact_uri: file_uri(&dir.join("artifacts")),
+            end_time: None,
+            experiment_id: experiment_id.to_string(),
+            lifecycle_stage: "active".into(),
+            run_name: run_name.to_string(),
+            start_time: now_ms(),
+            status: RunStatus::Running,
+            user_id: user,
+            run_id,
+        };
+        // meta.yaml last: until it exists, MLflow and we skip the directory.
+        self.write_run_meta(&dir, &info)?;
+        Ok(info)
+    }
+
+    fn get_run(&self, run_id: &str) -> Result<Run> {
+        let dir = self.run_dir(run_id)?;
+        let info = self
+            .read_run_info(&dir)?
+            .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
+        let mut metrics = BTreeMap::new();
+        for key in read_key_files(&dir.join("metrics"))?.into_keys() {
+            let history = read_metric_file(&dir.join("metrics").join(&key), &key)?;
+            let latest = history.into_iter().max_by(|a, b| {
+                (a.step, a.timestamp)
+                    .cmp(&(b.step, b.timestamp))
+                    .then(a.value.total_cmp(&b.value))
+            });
+            if let Some(latest) = latest {
+                metrics.insert(key, latest);
+            }
+        }
+        Ok(Run {
+            params: read_key_files(&dir.join("params"))?,
+            tags: read_key_files(&dir.join("tags"))?,
+            metrics,
+            info,
+        })
+    }
+
+    fn list_runs(&self, experiment_id: &str) -> Result<Vec<RunInfo>> {
+        let exp_dir = self.experiment_dir(experiment_id)?;
+        let mut runs = Vec::new();
+        for name in list_dir_names(&exp_dir)? {
+            if RESERVED_EXPERIMENT_DIRS.contains(&name.as_str()) || fsutil::is_internal_name(&name)
+            {
+                continue;
+            }
+            let dir = exp_dir.join(&name);
+            if !dir.is_dir() {
+                continue;
+            }
+            if let Some(info) = self.read_run_info(&dir)?
+                && info.lifecycle_stage == "active"
+                && info.run_id == name
+            {
+                runs.push(info);
+            }
+        }
+        runs.sort_by(|a, b| {
+            b.start_time
+                .cmp(&a.start_time)
+                .then(a.run_id.cmp(&b.run_id))
+        });
+        Ok(runs)
+    }
+
+    fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {
+        let (dir, _) = self.active_run_dir(run_id)?;
+        let mut seen = BTreeMap::new();
+        for (key, value) in params {
+            names::validate_key("param key", key)?;
+            check_value_len("param", key, value, MAX_PARAM_VALUE)?;
+            if let Some(previous) = seen.insert(key.as_str(), value.as_str())
+                && previous != value
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "param {key:?} given twice with different values ({previous:?}, {value:?})"
+                )));
+            }
+        }
+        for (key, value) in seen {
+            let path = dir.join("params").join(key);
+            match fsutil::read_optional(&path)? {
+                Some(existing) if existing == value => {}
+                Some(existing) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "run {run_id}: param {key:?} is already {existing:?}; params are \
+                         immutable (log a new run to change {value:?})"
+                    )));
+                }
+                None => fsutil::write_atomic(&path, value.as_bytes(), &dir, false)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn log_metrics(&self, run_id: &str, metrics: &[Metric]) -> Result<()> {
+        let (dir, _) = self.active_run_dir(run_id)?;
+        let mut by_key: BTreeMap<&str, String> = BTreeMap::new();
+        for metric in metrics {
+            names::validate_key("metric key", &metric.key)?;
+            // `{:?}` prints f64 so that Python's float() reads back the same value
+            // (1.0, 1e-7, NaN, inf).
+            let line = format!("{} {:?} {}\n", metric.timestamp, metric.value, metric.step);
+            by_key
+                .entry(metric.key.as_str())
+                .or_default()
+                .push_str(&line);
+        }
+        for (key, lines) in by_key {
+            let path = dir.join("metrics").join(key);
+            if let Some(parent) = path.parent() {
+                fsutil::create_dir_all(parent)?;
+            }
+            // One O_APPEND write per key: concurrent appenders never interleave lines.
+            use std::io::Write;
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(lines.as_bytes()))
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
+        names::validate_key("metric key", key)?;
+        let dir = self.run_dir(run_id)?;
+        let path = dir.join("metrics").join(key);
+        if !path.is_file() {
+            return Err(Error::NotFound(format!("metric {key:?} of run {run_id}")));
+        }
+        read_metric_file(&path, key)
+    }
+
+    fn set_run_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+        let (dir, mut info) = self.active_run_dir(run_id)?;
+        for (key, value) in tags {
+            names::validate_key("run tag key", key)?;
+            check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
+        }
+        for (key, value) in tags {
+            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)?;
+            if key == "mlflow.runName" {
+                // MLflow keeps meta.yaml's run_name in sync with the tag.
+                info.run_name = value.clone();
+                self.write_run_meta(&dir, &info)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_run_status(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        end_time_ms: Option<i64>,
+    ) -> Result<()> {
+        let (dir, mut info) = self.active_run_dir(run_id)?;
+        info.status = status;
+        if end_time_ms.is_some() {
+            info.end_time = end_time_ms;
+        }
+        self.write_run_meta(&dir, &info)
+    }
+
+    fn upload_artifacts(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()> {
+        let (_, target, temp_dir) = self.artifact_target(run_id, artifact_path)?;
+        let meta = fs::metadata(local).map_err(|e| Error::io(local, e))?;
+        if meta.is_file() {
+            let name = local.file_name().ok_or_else(|| {
+                Error::InvalidArgument(format!("{} has no file name", local.display()))
+            })?;
+            return place_copy(local, &target.join(name), &temp_dir);
+        }
+        if !target.exists() {
+            // The whole directory appears at once.
+            if place_copy(local, &target, &temp_dir).is_ok() {
+                return Ok(());
+            }
+        }
+        // Merging into an existing directory: each file appears atomically.
+        for entry in fsutil::walk(local)?.into_iter().filter(|e| !e.is_dir) {
+            place_copy(&entry.path, &target.join(&entry.relative), &temp_dir)?;
+        }
+        Ok(())
+    }
+
+    fn upload_artifacts_owned(
+        &self,
+        run_id: &str,
+        local: &Path,
+        artifact_path: &str,
+    ) -> Result<()> {
+        let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
+        if local.is_dir() && !target.exists() {
+            if let Some(parent) = target.parent() {
+                fsutil::create_dir_all(parent)?;
+            }
+            // Same filesystem (the caller built it in scratch_dir): a rename, no copy.
+            if fs::rename(local, &target).is_ok() {
+                if let Some(parent) = target.parent() {
+                    fsutil::sync_dir(parent)?;
+                }
+                return Ok(());
+            }
+        }
+        self.upload_artifacts(run_id, local, artifact_path)?;
+        fsutil::remove_tree(local)
+    }
+
+    fn scratch_dir(&self) -> Result<PathBuf> {
+        let dir = self.staging_root();
+        fsutil::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    fn list_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<Vec<ArtifactEntry>> {
+        let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
+        let mut out = Vec::new();
+        if !target.exists() {
+            return Err(Error::NotFound(format!(
+                "artifact {artifact_path:?} of run {run_id}"
+            )));
+        }
+        // Paths relative to the artifact root, which `target` is, or lies below.
+        let prefix = artifact_path.trim_matches('/');
+        if !target.is_dir() {
+            let size = fs::metadata(&target)
+                .map_err(|e| Error::io(&target, e))?
+                .len();
+            return Ok(vec![ArtifactEntry {
+                path: prefix.to_string(),
+                is_dir: false,
+                size: Some(size),
+            }]);
+        }
+        for entry in fsutil::walk(&target)? {
+            let size = if entry.is_dir {
+                None
+            } else {
+                Some(
+                    fs::metadata(&entry.path)
+                        .map_err(|e| Error::io(&entry.path, e))?
+                        .len(),
+                )
+            };
+            out.push(ArtifactEntry {
+                path: [prefix, entry.relative.as_str()]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                is_dir: entry.is_dir,
+                size,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn download_artifacts(&self, run_id: &str, artifact_path: &str, dest: &Path) -> Result<()> {
+        let (_, source, _) = self.artifact_target(run_id, artifact_path)?;
+        if !source.exists() {
+            return Err(Error::NotFound(format!(
+                "artifact {artifact_path:?} of run {run_id}"
+            )));
+        }
+        if source.is_file() {
+            fsutil::create_dir_all(dest)?;
+            let name = source.file_name().expect("a file has a name");
+            return fsutil::copy_tree(&source, &dest.join(name), false);
+        }
+        fsutil::copy_tree(&source, dest, false)
+    }
+
+    fn delete_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<()> {
+        if artifact_path.trim_matches('/').is_empty() {
+            return Err(Error::InvalidArgument(
+                "refusing to delete a run's whole artifact root; name a path inside it".into(),
+            ));
+        }
+        let (_, target, temp_dir) = self.artifact_target(run_id, artifact_path)?;
+        if !target.exists() {
+            return Err(Error::NotFound(format!(
+                "artifact {artifact_path:?} of run {run_id}"
+            )));
+        }
+        // Disappear in one step, then free the space.
+        let doomed = fsutil::temp_path(&temp_dir, "deleted");
+        fs::rename(&target, &doomed).map_err(|e| Error::io(&target, e))?;
+        fsutil::remove_tree(&doomed)
+    }
+
+    fn local_artifact_path(&self, run_id: &str, artifact_path: &str) -> Result<Option<PathBuf>> {
+        let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
+        Ok(target.exists().then_some(target))
+    }
+
+    fn remove_stale_temporaries(&self, max_age: std::time::Duration) -> Result<usize> {
+        FileStore::remove_stale_temporaries(self, max_age)
+    }
+
+    fn create_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        let dir = self.model_dir(name)?;
+        if let Some(model) = self.read_registered_model(&dir)? {
+            return Ok(model);
+        }
+        let now = now_ms();
+        let model = RegisteredModel {
+            name: name.to_string(),
+            creation_timestamp: Some(now),
+            last_updated_timestamp: Some(now),
+            description: None,
+            tags: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+        };
+        let staging = fsutil::temp_path(&self.staging_root(), "model");
+        fsutil::create_dir_all(&staging)?;
+        let meta = Self::registered_model_meta(&model);
+        fsutil::write_new_file(&staging.join(META), meta.as_bytes(), true)?;
+        fsutil::sync_dir(&staging)?;
+        let result = fs::rename(&staging, &dir);
+        match result {
+            Ok(()) => {
+                fsutil::sync_dir(&self.models_dir())?;
+                Ok(model)
+            }
+            Err(e) => {
+                let _ = fsutil::remove_tree(&staging);
+                if fsutil::is_target_exists(&e, &dir) {
+                    // Created concurrently by another writer: wait for its meta.yaml.
+                    for _ in 0..50 {
+                        if let Some(model) = self.read_registered_model(&dir)? {
+                            return Ok(model);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    return Err(Error::corrupt(
+                        &dir,
+                        "registered model directory exists without meta.yaml; another writer \
+                         may have crashed while creating it (remove the directory if it is empty)",
+                    ));
+                }
+                Err(Error::io(&dir, e))
+            }
+        }
+    }
+
+    fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        let dir = self.model_dir(name)?;
+        self.read_registered_model(&dir)?
+            .ok_or_else(|| Error::NotFound(format!("registered model {name:?}")))
+    }
+
+    fn list_registered_models(&self) -> Result<Vec<RegisteredModel>> {
+        let mut out = Vec::new();
+        for name in list_dir_names(&self.models_dir())? {
+            if fsutil::is_internal_name(&name) {
+                continue;
+            }
+            if let Some(model) = self.read_registered_model(&self.models_dir().join(&name))? {
+                out.push(model);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
+        names::validate_key("registered model tag key", key)?;
+        check_value_len("registered model tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
+        let dir = self.existing_model_dir(name)?;
+        self.change_model(
+            &dir,
+            || fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false),
+            |_| None,
+        )
+    }
+
+    fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
+        names::validate_key("registered model tag key", key)?;
+        let dir = self.existing_model_dir(name)?;
+        let path = dir.join("tags").join(key);
+        if !path.is_file() {
+            return Err(Error::NotFound(format!(
+                "tag {key:?} of registered model {name:?}"
+            )));
+        }
+        self.change_model(
+            &dir,
+            || fs::remove_file(&path).map_err(|e| Error::io(&path, e)),
+            |_| None,
+        )
+    }
+
+    fn create_model_version(
+        &self,
+        name: &str,
+        source: &str,
+        run_id: &str,
+        tags: &[(String, String)],
+        description: Option<&str>,
+    ) -> Result<StoredVersion> {
+        let model_dir = self.existing_model_dir(name)?;
+        names::validate_id("run id", run_id)?;
+        for (key, value) in tags {
+            names::validate_key("model version tag key", key)?;
+            check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
+        }
+        // Assemble the complete version (meta.yaml + tags) under a name MLflow ignores.
+        let staging = fsutil::temp_path(&model_dir, "version");
+        fsutil::create_dir_all(&staging.join("tags"))?;
+        let built = (|| -> Result<StoredVersion> {
+            for (key, value) in tags {
+                let path = staging.join("tags").join(key);
+                if let Some(parent) = path.parent() {
+                    fsutil::create_dir_all(parent)?;
+                }
+                fsutil::write_new_file(&path, value.as_bytes(), false).map_err(|e| match e {
+                    Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        Error::InvalidArgument(format!("model version tag {key:?} given twice"))
+                    }
+                    other => other,
+                })?;
+            }
+            self.change_model(
+                &model_dir,
+                || {
+                    let mut next = Self::version_numbers(&model_dir)?
+                        .last()
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    loop {
+                        let now = now_ms();
+                        let version = StoredVersion {
+                            name: name.to_string(),
+                            version: next,
+                            creation_timestamp: now,
+                            last_updated_timestamp: now,
+                            source: source.to_string(),
+                            run_id: Some(run_id.to_string()),
+                            description: description.map(str::to_string),
+                            status: "READY".into(),
+                            tags: tags.iter().cloned().collect(),
+                            aliases: Vec::new(),
+                        };
+                        let meta = Self::version_meta(&version, "None");
+                        fsutil::write_atomic(&staging.join(META), meta.as_bytes(), &staging, true)?;
+                        fsutil::sync_dir(&staging)?;
+                        // The claim: renaming onto an existing (non-empty) version-N fails.
+                        let target = Self::version_dir(&model_dir, next);
+                        match fs::rename(&staging, &target) {
+                            Ok(()) => {
+                                return Ok(version);
+                            }
+                            Err(e) if fsutil::is_target_exists(&e, &target) => next += 1,
+                            Err(e) => return Err(Error::io(&target, e)),
+                        }
+                    }
+                },
+                |v: &StoredVersion| Some(v.version),
+            )
+        })();
+        if built.is_err() {
+            let _ = fsutil::remove_tree(&staging);
+        }
+        built
+    }
+
+    fn get_model_version(&self, name: &str, version: u64) -> Result<StoredVersion> {
+        let model_dir = self.existing_model_dir(name)?;
+        self.live_version(&model_dir, name, version)
+    }
+
+    /// Live versions, ascending. Served from `models/<name>/.ratchet-versions.bin` when the
+    /// model is unchanged since the cache was written: same generation counter (bumped by
+    /// Ratchet before and after each change) and same `meta.yaml` (MLflow rewrites it on
+    /// every change to the model, its versions, tags or aliases). Otherwise every version is
+    /// read and the cache rewritten. Only hand edits inside `version-N/` go unnoticed until
+    /// the model's next change.
+    fn list_model_versions(&self, name: &str) -> Result<Vec<StoredVersion>> {
+        let model_dir = self.existing_model_dir(name)?;
+        let mut versions = match Self::valid_cache(&model_dir)? {
+            Some(cache) => cache.versions,
+            None => {
+                // Token first: a change during the scan leaves a cache that won't match.
+                let token = Self::cache_token(&model_dir)?;
+                let numbers = Self::version_numbers(&model_dir)?;
+                let versions = self.scan_versions(&model_dir, &numbers)?;
+                let cache = VersionCache { token, versions };
+                Self::write_cache(&model_dir, &cache);
+                cache.versions
+            }
+        };
+        let aliases = read_aliases(&model_dir.join("aliases"))?;
+        for version in &mut versions {
+            version.aliases = aliases_of(&aliases, version.version);
+        }
+        Ok(versions)
+    }
+
+    /// Served from the cache in place when it is valid (see
+    /// [`FileStore::list_model_versions`]), else from the rebuilt listing.
+    fn visit_model_versions(
+        &self,
+        name: &str,
+        visit: &mut dyn FnMut(VersionView<'_>),
+    ) -> Result<()> {
+        let model_dir = self.existing_model_dir(name)?;
+        let (token, bytes) = Self::read_cache(&model_dir)?;
+        let Some(cache) = bytes
+            .as_deref()
+            .and_then(Decoded::decode)
+            .filter(|c| c.token == token)
+        else {
+            for version in self.list_model_versions(name)? {
+                visit(version.view(&version.tag_pairs()));
+            }
+            return Ok(());
+        };
+        let mut by_version: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for (alias, version) in read_aliases(&model_dir.join("aliases"))? {
+            by_version.entry(version).or_default().push(alias);
+        }
+        cache.visit(
+            |version| by_version.get(&version).map_or(&[], Vec::as_slice),
+            visit,
+        );
+        Ok(())
+    }
+
+    fn delete_model_version(&self, name: &str, version: u64) -> Result<()> {
+        let model_dir = self.existing_model_dir(name)?;
+        let mut stored = self.live_version(&model_dir, name, version)?;
+        self.change_model(
+            &model_dir,
+            || {
+                stored.last_updated_timestamp = now_ms();
+                let dir = Self::version_dir(&model_dir, version);
+                let meta = Self::version_meta(&stored, STAGE_DELETED);
+                fsutil::write_atomic(&dir.join(META), meta.as_bytes(), &dir, true)?;
+                for alias in &stored.aliases {
+                    fsutil::remove_tree(&model_dir.join("aliases").join(alias))?;
+                }
+                Ok(())
+            },
+            |_| Some(version),
+        )
+    }
+
+    fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: u64,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        names::validate_key("model version tag key", key)?;
+        check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
+        let model_dir = self.existing_model_dir(name)?;
+        self.live_version(&model_dir, name, version)?;
+        let dir = Self::version_dir(&model_dir, version);
+        self.change_model(
+            &model_dir,
+            || fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false),
+            |_| Some(version),
+        )
+    }
+
+    fn delete_model_version_tag(&self, name: &str, version: u64, key: &str) -> Result<()> {
+        names::validate_key("model version tag key", key)?;
+        let model_dir = self.existing_model_dir(name)?;
+        self.live_version(&model_dir, name, version)?;
+        let path = Self::version_dir(&model_dir, version)
+            .join("tags")
+            .join(key);
+        if !path.is_file() {
+            return Err(Error::NotFound(format!(
+                "tag {key:?} of model version {name} v{version}"
+            )));
+        }
+        self.change_model(
+            &model_dir,
+            || fs::remove_file(&path).map_err(|e| Error::io(&path, e)),
+            |_| Some(version),
+        )
+    }
+
+    fn set_alias(&self, name: &str, alias: &str, version: u64) -> Result<()> {
+        names::validate_alias(alias)?;
+        let model_dir = self.existing_model_dir(name)?;
+        self.change_model(
+            &model_dir,
+            || {
+                // Checked under the lock: a concurrent delete cannot slip in between.
+                self.live_version(&model_dir, name, version)?;
+                // No trailing newline: MLflow reads the file content as the version string.
+                fsutil::write_atomic(
+                    &model_dir.join("aliases").join(alias),
+                    version.to_string().as_bytes(),
+                    &model_dir,
+                    true,
+                )
+            },
+            |_| None,
+        )
+    }
+
+    fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
+        names::validate_alias(alias)?;
+        let model_dir = self.existing_model_dir(name)?;
+        let path = model_dir.join("aliases").join(alias);
+        self.change_model(
+            &model_dir,
+            || match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(
+                    format!("alias {alias:?} of registered model {name:?}"),
+                )),
+                Err(e) => Err(Error::io(&path, e)),
+            },
+            |_| None,
+        )
+    }
+
+    fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<StoredVersion> {
+        names::validate_alias(alias)?;
+        let model_dir = self.existing_model_dir(name)?;
+        let aliases = read_aliases(&model_dir.join("aliases"))?;
+        let version = aliases.get(alias).ok_or_else(|| {
+            Error::NotFound(format!("alias {alias:?} of registered model {name:?}"))
+        })?;
+        self.live_version(&model_dir, name, *version)
+    }
+
+    fn lock_model(&self, name: &str) -> Result<ModelLock> {
+        let model_dir = self.existing_model_dir(name)?;
+        let file = fsutil::lock_file(&model_dir.join(MODEL_LOCK))?;
+        Ok(ModelLock::holding(Box::new(file)))
+    }
+}

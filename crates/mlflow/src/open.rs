@@ -1,0 +1,65 @@
+//! Choosing a backend from a tracking URI, as MLflow's clients do.
+//!
+//! ```no_run
+//! use ratchet_mlflow::{open_store, resolve_tracking_uri};
+//!
+//! // --tracking-uri flag > MLFLOW_TRACKING_URI > ./mlruns
+//! let store = open_store(&resolve_tracking_uri(None))?;
+//! println!("logging to {}", store.tracking_uri());
+//! # Ok::<(), ratchet_mlflow::Error>(())
+//! ```
+
+use crate::error::{Error, Result};
+use crate::file_store::FileStore;
+use crate::rest::RestStore;
+use crate::store::TrackingStore;
+use crate::uri::path_from_uri;
+
+/// The tracking URI to use: the explicit flag, else `MLFLOW_TRACKING_URI`, else `./mlruns`.
+pub fn resolve_tracking_uri(flag: Option<&str>) -> String {
+    if let Some(uri) = flag.filter(|uri| !uri.trim().is_empty()) {
+        return uri.to_string();
+    }
+    match std::env::var("MLFLOW_TRACKING_URI") {
+        Ok(uri) if !uri.trim().is_empty() => uri,
+        _ => "./mlruns".to_string(),
+    }
+}
+
+/// Opens the store a tracking URI names: a plain path or `file:` URI → the local file
+/// store (created if missing); `http://` / `https://` → an MLflow tracking server.
+pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
+    let uri = tracking_uri.trim();
+    let lower = uri.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(Box::new(RestStore::open(uri)?));
+    }
+    if let Some((scheme, _)) = uri.split_once("://")
+        && scheme != "file"
+    {
+        return Err(Error::Unsupported(format!(
+            "tracking URI {uri}: scheme {scheme:?} is not supported; use a path, a file: URI, \
+             or an http(s):// MLflow server"
+        )));
+    }
+    Ok(Box::new(FileStore::open(path_from_uri(uri)?)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_uri_flag_wins() {
+        assert_eq!(resolve_tracking_uri(Some("/tmp/x")), "/tmp/x");
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        let message = open_store("s3://bucket/mlruns").err().unwrap().to_string();
+        assert_eq!(
+            message,
+            "tracking URI s3://bucket/mlruns: scheme \"s3\" is not supported; use a path, a file: URI, or an http(s):// MLflow server"
+        );
+    }
+}

@@ -1,0 +1,608 @@
+//! HTTP for the REST store: the client's configuration, one request rebuilt on every
+//! attempt, and the retry loop that sorts failures into "try again" and "give up".
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use ureq::http;
+
+use super::RestStore;
+use crate::error::{Error, Result};
+use crate::metric_value::quote_metric_values;
+use crate::uri::encode_component;
+
+/// Environment variable overriding [`RestConfig::retry_budget`], in seconds.
+pub const RETRY_BUDGET_ENV: &str = "RATCHET_HTTP_RETRY_SECONDS";
+
+/// How the client talks to the server: timeouts, retries, credentials.
+#[derive(Clone)]
+pub struct RestConfig {
+    /// Total time one request may spend retrying transient failures (connection
+    /// refused/reset, HTTP 429, 5xx) before giving up. Default 30 s.
+    pub retry_budget: Duration,
+    /// Delay before the first retry, doubled after each failure. Default 250 ms.
+    pub first_backoff: Duration,
+    /// Upper bound of one backoff delay (also caps a server's `Retry-After`). Default 5 s.
+    pub max_backoff: Duration,
+    /// Time allowed to open a connection, further bounded by what is left of the retry
+    /// budget. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Time allowed for the server to start answering, and between two reads of an
+    /// answer. Default 120 s (a busy server with a large batch can be slow).
+    pub response_timeout: Duration,
+    /// How long a new model version may stay `PENDING_REGISTRATION`. Default 300 s.
+    pub version_ready_timeout: Duration,
+    /// Credentials sent with every request.
+    pub auth: Auth,
+    /// Where a checkpoint handed over with `upload_artifacts_owned` is kept when its
+    /// upload fails: `<unsent_dir>/<run_id>/<artifact_path>`. Default
+    /// `$XDG_DATA_HOME/ratchet/unsent` (`~/.local/share/ratchet/unsent`).
+    pub unsent_dir: PathBuf,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig {
+            retry_budget: Duration::from_secs(30),
+            first_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(120),
+            version_ready_timeout: Duration::from_secs(300),
+            auth: Auth::None,
+            unsent_dir: std::env::var_os("XDG_DATA_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("ratchet/unsent"),
+        }
+    }
+}
+
+impl RestConfig {
+    /// The defaults, overridden by the environment: `RATCHET_HTTP_RETRY_SECONDS` (retry
+    /// budget) and MLflow's credential variables `MLFLOW_TRACKING_TOKEN`, or
+    /// `MLFLOW_TRACKING_USERNAME` with `MLFLOW_TRACKING_PASSWORD`.
+    pub fn from_env() -> Result<Self> {
+        let mut config = RestConfig::default();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(text) = var(RETRY_BUDGET_ENV) {
+            let seconds = text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "{RETRY_BUDGET_ENV}={text:?} is not a number of seconds (e.g. {RETRY_BUDGET_ENV}=60)"
+                    ))
+                })?;
+            config.retry_budget = Duration::from_secs_f64(seconds);
+        }
+        config.auth = match (
+            var("MLFLOW_TRACKING_TOKEN"),
+            var("MLFLOW_TRACKING_USERNAME"),
+            var("MLFLOW_TRACKING_PASSWORD"),
+        ) {
+            (Some(token), _, _) => Auth::Bearer(token),
+            (None, Some(username), Some(password)) => Auth::Basic { username, password },
+            (None, None, None) => Auth::None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or neither"
+                        .into(),
+                ));
+            }
+        };
+        Ok(config)
+    }
+}
+
+impl fmt::Debug for RestConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestConfig")
+            .field("retry_budget", &self.retry_budget)
+            .field("first_backoff", &self.first_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("version_ready_timeout", &self.version_ready_timeout)
+            .field("auth", &self.auth)
+            .field("unsent_dir", &self.unsent_dir)
+            .finish()
+    }
+}
+
+/// Credentials for a server behind authentication (MLflow's `--app-name basic-auth`, or a
+/// proxy taking bearer tokens).
+#[derive(Clone, Default)]
+pub enum Auth {
+    /// No `Authorization` header.
+    #[default]
+    None,
+    /// HTTP basic authentication.
+    Basic { username: String, password: String },
+    /// A bearer token.
+    Bearer(String),
+}
+
+impl Auth {
+    /// The `Authorization` header's value, if any.
+    fn header(&self) -> Option<String> {
+        match self {
+            Auth::None => None,
+            Auth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                BASE64_STANDARD.encode(format!("{username}:{password}"))
+            )),
+            Auth::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
+}
+
+impl fmt::Debug for Auth {
+    // Secrets never reach logs or error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => write!(f, "None"),
+            Auth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Auth::Bearer(_) => write!(f, "Bearer(***)"),
+        }
+    }
+}
+
+/// JSON answers larger than this are refused (histories and searches are paged far below).
+const MAX_JSON_RESPONSE: u64 = 512 * 1024 * 1024;
+
+impl RestStore {
+    pub(super) fn get_json(
+        &self,
+        endpoint: &str,
+        query: &[(&'static str, String)],
+    ) -> Result<Value> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.server);
+        let request = Request::new(Method::Get, url).query(query.to_vec());
+        self.execute(&request, |body| self.read_json(&request, body))
+    }
+
+    pub(super) fn post_json(&self, endpoint: &str, body: &Value) -> Result<Value> {
+        self.send_json(Method::Post, endpoint, body)
+    }
+
+    pub(super) fn send_json(&self, method: Method, endpoint: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.server);
+        let bytes = serde_json::to_vec(body).expect("a JSON value always serialises");
+        let request = Request::new(method, url).json(bytes);
+        self.execute(&request, |body| self.read_json(&request, body))
+    }
+
+    /// Reads a JSON answer; an empty body counts as `{}`.
+    pub(super) fn read_json(&self, request: &Request, body: ureq::Body) -> Result<Value, Failure> {
+        let bytes = body
+            .into_with_config()
+            .limit(MAX_JSON_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| Failure::retry(format!("answer cut off: {e}"), None))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&quote_metric_values(&bytes)).map_err(|e| {
+            Failure::Fatal(self.protocol(
+                &request.describe(&self.server),
+                format!(
+                    "not JSON ({e}): {:?}; is the tracking URI the address of an MLflow server?",
+                    one_line(&String::from_utf8_lossy(&bytes), 200)
+                ),
+            ))
+        })
+    }
+
+    /// Sends `request`, retrying transient failures within the retry budget, and hands a
+    /// successful (2xx) body to `read`, which may itself ask for a retry (a download cut
+    /// off mid-way).
+    pub(super) fn execute<T>(
+        &self,
+        request: &Request,
+        mut read: impl FnMut(ureq::Body) -> Result<T, Failure>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let budget = self.config.retry_budget;
+        let mut delay = self.config.first_backoff;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            // One connect to a dead host must not eat more than what is left of the budget.
+            let remaining = budget.saturating_sub(started.elapsed());
+            let connect_timeout = self
+                .config
+                .connect_timeout
+                .min(remaining.max(Duration::from_millis(200)));
+            let failure = match self.send_once(request, connect_timeout) {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = retry_after(&response);
+                    let body = response.into_body();
+                    if (200..300).contains(&status) {
+                        match read(body) {
+                            Ok(value) => return Ok(value),
+                            Err(failure) => failure,
+                        }
+                    } else {
+                        let (code, message) = error_answer(status, body);
+                        if is_transient_status(status) {
+                            Failure::Retry {
+                                reason: format!("{code} (HTTP {status}): {message}"),
+                                status: Some(status),
+                                retry_after,
+                            }
+                        } else {
+                            Failure::Fatal(self.remote(
+                                Some(status),
+                                Some(code.clone()),
+                                format!(
+                                    "{}: {code} (HTTP {status}): {message}",
+                                    request.describe(&self.server)
+                                ),
+                            ))
+                        }
+                    }
+                }
+                Err(e) => self.classify(request, e),
+            };
+            let (reason, status, retry_after) = match failure {
+                Failure::Fatal(e) => return Err(e),
+                Failure::Retry {
+                    reason,
+                    status,
+                    retry_after,
+                } => (reason, status, retry_after),
+            };
+            let wait = retry_after
+                .map(|w| w.min(self.config.max_backoff))
+                .unwrap_or_else(|| self.jittered(delay));
+            delay = (delay * 2).min(self.config.max_backoff);
+            if started.elapsed() + wait >= budget {
+                return Err(self.remote(
+                    status,
+                    None,
+                    format!(
+                        "{} failed {attempts} time{} in {:.1} s (last: {reason}); the server is unavailable. Check that `mlflow server` is running and reachable at {}, or allow more time with {RETRY_BUDGET_ENV}=<seconds> (now {:.0})",
+                        request.describe(&self.server),
+                        if attempts == 1 { "" } else { "s" },
+                        started.elapsed().as_secs_f64(),
+                        self.server,
+                        budget.as_secs_f64(),
+                    ),
+                ));
+            }
+            std::thread::sleep(wait);
+        }
+    }
+
+    pub(super) fn send_once(
+        &self,
+        request: &Request,
+        connect_timeout: Duration,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        let mut builder = http::Request::builder()
+            .method(request.method.as_str())
+            .uri(request.url());
+        if let Some(credentials) = self.config.auth.header() {
+            builder = builder.header("Authorization", credentials);
+        }
+        match &request.payload {
+            Payload::Empty => self.run(builder.body(())?, connect_timeout),
+            Payload::Json(bytes) => self.run(
+                builder
+                    .header("Content-Type", "application/json")
+                    .body(bytes.as_slice())?,
+                connect_timeout,
+            ),
+            Payload::File(path) => {
+                let file = fs::File::open(path).map_err(ureq::Error::Io)?;
+                self.run(
+                    builder
+                        .header("Content-Type", "application/octet-stream")
+                        .body(file)?,
+                    connect_timeout,
+                )
+            }
+        }
+    }
+
+    pub(super) fn run<S: ureq::AsSendBody>(
+        &self,
+        request: http::Request<S>,
+        connect_timeout: Duration,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_connect(Some(connect_timeout))
+            .build();
+        self.agent.run(request)
+    }
+
+    /// Sorts a transport error into "retry" or "give up now".
+    pub(super) fn classify(&self, request: &Request, error: ureq::Error) -> Failure {
+        let fatal = |detail: String| {
+            Failure::Fatal(self.remote(
+                None,
+                None,
+                format!("{}: {detail}", request.describe(&self.server)),
+            ))
+        };
+        match error {
+            ureq::Error::Io(e) => {
+                // Opening the file to upload happens inside the attempt.
+                if let Payload::File(path) = &request.payload
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                    )
+                {
+                    return Failure::Fatal(Error::io(path, e));
+                }
+                if is_transient_io(e.kind()) {
+                    Failure::retry(describe_io(&e), None)
+                } else {
+                    fatal(describe_io(&e))
+                }
+            }
+            ureq::Error::ConnectionFailed => Failure::retry("connection failed".into(), None),
+            ureq::Error::Timeout(which) => {
+                let connecting = matches!(
+                    which,
+                    ureq::Timeout::Connect | ureq::Timeout::Resolve | ureq::Timeout::SendRequest
+                );
+                if connecting || request.method.is_idempotent() {
+                    Failure::retry(format!("timed out ({which})"), None)
+                } else {
+                    fatal(format!(
+                        "no answer within {:.0} s ({which}); the request may or may not have been applied",
+                        self.config.response_timeout.as_secs_f64()
+                    ))
+                }
+            }
+            ureq::Error::HostNotFound => fatal("host not found; check the tracking URI".into()),
+            other => fatal(other.to_string()),
+        }
+    }
+
+    /// Backoff with "equal jitter": uniform in [delay/2, delay], from SplitMix64.
+    pub(super) fn jittered(&self, delay: Duration) -> Duration {
+        const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut z = self
+            .jitter
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
+        delay.mul_f64(0.5 + 0.5 * unit)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One request, rebuilt into a fresh HTTP request on every attempt
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// Safe to repeat when the first attempt's fate is unknown (a response timeout).
+    pub(super) fn is_idempotent(self) -> bool {
+        matches!(self, Method::Get | Method::Put | Method::Delete)
+    }
+}
+
+pub(super) enum Payload {
+    Empty,
+    Json(Vec<u8>),
+    File(PathBuf),
+}
+
+pub(super) struct Request {
+    method: Method,
+    /// Without the query string.
+    url: String,
+    query: Vec<(&'static str, String)>,
+    payload: Payload,
+}
+
+impl Request {
+    pub(super) fn new(method: Method, url: String) -> Self {
+        Request {
+            method,
+            url,
+            query: Vec::new(),
+            payload: Payload::Empty,
+        }
+    }
+
+    pub(super) fn query(mut self, query: Vec<(&'static str, String)>) -> Self {
+        self.query = query;
+        self
+    }
+
+    pub(super) fn json(mut self, body: Vec<u8>) -> Self {
+        self.payload = Payload::Json(body);
+        self
+    }
+
+    pub(super) fn file(mut self, path: PathBuf) -> Self {
+        self.payload = Payload::File(path);
+        self
+    }
+
+    pub(super) fn url(&self) -> String {
+        if self.query.is_empty() {
+            return self.url.clone();
+        }
+        let query: Vec<String> = self
+            .query
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+            .collect();
+        format!("{}?{}", self.url, query.join("&"))
+    }
+
+    /// `METHOD /path` for messages (no query: it may be long).
+    pub(super) fn describe(&self, server: &str) -> String {
+        let path = self.url.strip_prefix(server).unwrap_or(&self.url);
+        format!("{} {path}", self.method.as_str())
+    }
+}
+
+/// Why one attempt failed.
+pub(super) enum Failure {
+    Retry {
+        reason: String,
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
+    Fatal(Error),
+}
+
+impl Failure {
+    pub(super) fn retry(reason: String, status: Option<u16>) -> Self {
+        Failure::Retry {
+            reason,
+            status,
+            retry_after: None,
+        }
+    }
+}
+
+/// 429 and 5xx may go away; 501 (not implemented) and 505 (HTTP version) will not.
+pub(super) fn is_transient_status(status: u16) -> bool {
+    status == 429 || (status >= 500 && status != 501 && status != 505)
+}
+
+/// MLflow's `error_code` and message from an error answer, on one line; for a non-MLflow
+/// answer (a proxy's HTML page) `HTTP_<status>` and the start of the body.
+pub(super) fn error_answer(status: u16, body: ureq::Body) -> (String, String) {
+    let text = body
+        .into_with_config()
+        .limit(64 * 1024)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_default();
+    #[derive(Deserialize)]
+    struct ErrorAnswer {
+        error_code: Option<String>,
+        message: Option<String>,
+    }
+    match serde_json::from_str::<ErrorAnswer>(&text) {
+        Ok(ErrorAnswer {
+            error_code: Some(code),
+            message,
+        }) => (code, one_line(&message.unwrap_or_default(), 400)),
+        _ => {
+            let message = if text.trim().is_empty() {
+                http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("no message")
+                    .to_string()
+            } else {
+                one_line(&text, 200)
+            };
+            (format!("HTTP_{status}"), message)
+        }
+    }
+}
+
+pub(super) fn retry_after<B>(response: &http::Response<B>) -> Option<Duration> {
+    let seconds: f64 = response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+pub(super) fn is_transient_io(kind: io::ErrorKind) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | UnexpectedEof
+            | TimedOut
+            | Interrupted
+            | WouldBlock
+    )
+}
+
+pub(super) fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by the server".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Collapses whitespace (MLflow messages can carry SQL with newlines) and shortens to
+/// `max` characters.
+pub(super) fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_become_the_authorization_header() {
+        let basic = Auth::Basic {
+            username: "user".into(),
+            password: "pa ss".into(),
+        };
+        assert_eq!(basic.header().as_deref(), Some("Basic dXNlcjpwYSBzcw=="));
+        let bearer = Auth::Bearer("t0k".into());
+        assert_eq!(bearer.header().as_deref(), Some("Bearer t0k"));
+        assert_eq!(Auth::None.header(), None);
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(one_line("a\n  b\tc", 100), "a b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+}
