@@ -1,11 +1,15 @@
 //! End-to-end tests of the `ratchet` binary: real processes, a real `mlruns/` store in a
 //! temporary directory, the bundled market data.
 
+#[path = "../crates/mlflow/tests/support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::mlflow_server::{Backend, MlflowServer};
 
 /// A scratch store and feature cache, and the binary run from the repository root (where
 /// the default config finds `data/STOCKS_GOOGL.csv`).
@@ -562,83 +566,11 @@ fn bad_input_gets_one_clear_error_line() {
     sb.fails(&["train", "--from", "models:/g@nosuchalias"], "nosuchalias");
 }
 
-/// A real `mlflow server` (sqlite, artifact proxy) on a free loopback port, its whole
-/// process group killed on drop.
-struct MlflowServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl MlflowServer {
-    fn start() -> Self {
-        let python = std::env::var("RATCHET_PYTHON").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/ratchet/venv/bin/python",
-                std::env::var("HOME").unwrap()
-            )
-        });
-        assert!(
-            Path::new(&python).exists(),
-            "no python with mlflow at {python}: run scripts/test.sh, or set RATCHET_PYTHON"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let db = format!("sqlite:///{}", dir.path().join("mlflow.db").display());
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(&python)
-            .args(["-m", "mlflow", "server", "--host", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .args([
-                "--backend-store-uri",
-                &db,
-                "--serve-artifacts",
-                "--workers",
-                "1",
-            ])
-            .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let server = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "mlflow server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        server
-    }
-}
-
-impl Drop for MlflowServer {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
-}
-
 /// Training, continue-training, listing and backtesting against an MLflow tracking server
 /// over REST, checked with MLflow's own client.
 #[test]
 fn the_product_works_against_an_mlflow_server() {
-    let server = MlflowServer::start();
+    let server = MlflowServer::start(Backend::Sqlite);
     let sb = Sandbox::remote(&server.url);
     let remote = |args: &[&str]| sb.json(args);
     let first = remote(&[
@@ -672,12 +604,6 @@ fn the_product_works_against_an_mlflow_server() {
     ]);
     assert!(out.join("report.html").is_file());
 
-    let python = std::env::var("RATCHET_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/ratchet/venv/bin/python",
-            std::env::var("HOME").unwrap()
-        )
-    });
     let script = r#"
 import json, sys, mlflow
 c = mlflow.MlflowClient(sys.argv[1])
@@ -688,16 +614,7 @@ print(json.dumps({"version": v.version, "parent": v.tags.get("ratchet.parent"),
                   "status": run.info.status, "params": len(run.data.params),
                   "metrics": sorted(run.data.metrics), "artifacts": arts}))
 "#;
-    let checked = Command::new(&python)
-        .args(["-c", script, &server.url])
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let seen = support::run_python(&["-c", script, &server.url]);
     assert_eq!(seen["version"], "2");
     assert_eq!(seen["parent"], "models:/remote/1");
     assert_eq!(seen["status"], "FINISHED");

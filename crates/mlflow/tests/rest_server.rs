@@ -1,182 +1,29 @@
 //! `RestStore` against a real `mlflow server` started on 127.0.0.1 (sqlite backend, artifact
 //! proxy), checked both through our own reads and through MLflow's Python client; plus the
-//! retry behaviour against a dead port and a small fake server that answers 503/429 first.
+//! retry behaviour against a dead port and a small fake server that answers 503/429 first,
+//! on a virtual clock that records each wait.
 //!
 //! Needs the venv with `mlflow` whose python is `$RATCHET_PYTHON` (default
 //! `$HOME/.cache/ratchet/venv/bin/python`); fails, never skips, without it.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ratchet_mlflow::rest::{RestConfig, RestStore};
+use ratchet_mlflow::rest::{Clock, REQUEST_ID_TAG, RestConfig, RestStore};
 use ratchet_mlflow::{Error, Metric, RunStatus, TrackingStore};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use support::mlflow_server::{Backend, MlflowServer};
 
 // ---- harness ------------------------------------------------------------------------------
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("RATCHET_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
-                .join(".cache/ratchet/venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "no Python at {} — this test needs a venv with mlflow (python3 -m venv ~/.cache/ratchet/venv && ~/.cache/ratchet/venv/bin/pip install mlflow), or RATCHET_PYTHON pointing at one",
-        python.display()
-    );
-    python
-}
-
-/// `mlflow` next to the venv's python, else `python -m mlflow`.
-fn mlflow_command() -> Command {
-    let python = python();
-    let script = python.with_file_name("mlflow");
-    let mut command = if script.exists() {
-        Command::new(script)
-    } else {
-        let mut c = Command::new(&python);
-        c.args(["-m", "mlflow"]);
-        c
-    };
-    // Nothing may leave the machine.
-    command
-        .env("MLFLOW_DISABLE_TELEMETRY", "true")
-        .env("DO_NOT_TRACK", "true");
-    command
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `mlflow server`, in its own process group, killed (group and all) on drop.
-struct MlflowServer {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    stopped: bool,
-    /// Database and artifacts; removed after the server is stopped.
-    _dir: tempfile::TempDir,
-}
-
-impl MlflowServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = dir.path().join("server.log");
-        let log_file = fs::File::create(&log).unwrap();
-        let child = mlflow_command()
-            .arg("server")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--backend-store-uri")
-            .arg(format!(
-                "sqlite:///{}",
-                dir.path().join("mlflow.db").display()
-            ))
-            .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
-            .args(["--serve-artifacts", "--workers", "1"])
-            // No background job runner (a dozen huey processes): nothing here needs it.
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .process_group(0)
-            .spawn()
-            .expect("cannot start `mlflow server`");
-        let mut server = MlflowServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            stopped: false,
-            _dir: dir,
-        };
-        server.wait_until_ready(Duration::from_secs(120));
-        server
-    }
-
-    fn wait_until_ready(&mut self, deadline: Duration) {
-        let started = Instant::now();
-        let probe = RestStore::with_config(&self.url, budget(Duration::ZERO)).unwrap();
-        loop {
-            if probe.check().is_ok() {
-                eprintln!(
-                    "mlflow server ready after {:.1} s",
-                    started.elapsed().as_secs_f64()
-                );
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "mlflow server exited ({status}) before answering:\n{}",
-                    self.log_tail()
-                );
-            }
-            if started.elapsed() > deadline {
-                panic!(
-                    "mlflow server did not answer within {deadline:?}:\n{}",
-                    self.log_tail()
-                );
-            }
-            thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// SIGTERM to the whole group (server, uvicorn worker, job runner), then SIGKILL.
-    fn stop(&mut self) {
-        if std::mem::replace(&mut self.stopped, true) {
-            return;
-        }
-        let group = format!("-{}", self.child.id());
-        let signal = |sig: &str| {
-            let _ = Command::new("kill")
-                .args([sig, "--", &group])
-                .stderr(Stdio::null())
-                .status();
-        };
-        if self.child.try_wait().ok().flatten().is_none() {
-            signal("-TERM");
-            let started = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none()
-                && started.elapsed() < Duration::from_secs(5)
-            {
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-        // Workers may outlive the leader; the group id stays valid while any member lives.
-        signal("-KILL");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for MlflowServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn budget(retry_budget: Duration) -> RestConfig {
     RestConfig {
@@ -263,26 +110,13 @@ fn assert_same_points(got: &[Metric], want: &[Metric]) {
 
 fn run_python_verify(url: &str, run_id: &str, model: &str, download_dir: &Path) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rest_verify.py");
-    let output = Command::new(python())
-        .arg(&script)
-        .args([url, run_id, model])
-        .arg(download_dir)
-        .env("MLFLOW_DISABLE_TELEMETRY", "true")
-        .env("DO_NOT_TRACK", "true")
-        .env_remove("MLFLOW_TRACKING_URI")
-        .output()
-        .expect("cannot run the Python verifier");
-    assert!(
-        output.status.success(),
-        "the MLflow client failed to read what RestStore wrote:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "verifier printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    support::run_python(&[
+        script.to_str().unwrap(),
+        url,
+        run_id,
+        model,
+        download_dir.to_str().unwrap(),
+    ])
 }
 
 // ---- the real server ------------------------------------------------------------------------
@@ -290,7 +124,7 @@ fn run_python_verify(url: &str, run_id: &str, model: &str, download_dir: &Path) 
 #[test]
 fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
     let started = Instant::now();
-    let mut server = MlflowServer::start();
+    let mut server = MlflowServer::start(Backend::Sqlite);
     let store = RestStore::with_config(&server.url, budget(Duration::from_secs(20))).unwrap();
     let work = tempfile::tempdir().unwrap();
 
@@ -603,8 +437,16 @@ fn everything_written_through_rest_reads_back_from_a_real_mlflow_server() {
     assert_eq!(versions[1].aliases, ["production"]);
     assert!(versions[0].aliases.is_empty());
     assert_eq!(versions[0].description.as_deref(), Some("first"));
+    // Each version carries the id of the request that created it, and nothing else added.
+    let mut version_tags = versions[1].tags.clone();
+    let request_id = version_tags.remove(REQUEST_ID_TAG).unwrap();
+    assert!(
+        request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{request_id}"
+    );
+    assert_ne!(versions[0].tags[REQUEST_ID_TAG], request_id);
     assert_eq!(
-        versions[1].tags,
+        version_tags,
         pairs(&[("ratchet.semver", "1.1.0"), ("validated", "true")])
             .into_iter()
             .collect()
@@ -794,28 +636,88 @@ fn an_upload_that_stops_half_way_keeps_the_local_checkpoint_and_says_where() {
 
 // ---- retries ----------------------------------------------------------------------------------
 
-#[test]
-fn a_dead_port_fails_within_the_retry_budget_with_a_clear_error() {
-    let url = format!("http://127.0.0.1:{}", free_port());
-    let store = RestStore::with_config(&url, budget(Duration::from_secs(2))).unwrap();
-    let started = Instant::now();
-    let error = store.get_or_create_experiment("anything").unwrap_err();
-    let elapsed = started.elapsed();
-    let message = error.to_string();
-    assert!(
-        elapsed < Duration::from_secs(5),
-        "took {elapsed:?}, budget was 2 s"
-    );
-    let attempts: u32 = message
+/// A clock that moves only when the client sleeps, and remembers each sleep: the retry
+/// schedule is checked exactly, without waiting for it.
+#[derive(Default)]
+struct VirtualClock {
+    sleeps: Mutex<Vec<Duration>>,
+}
+
+impl VirtualClock {
+    fn sleeps(&self) -> Vec<Duration> {
+        self.sleeps.lock().unwrap().clone()
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Duration {
+        self.sleeps().iter().sum()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        self.sleeps.lock().unwrap().push(duration);
+    }
+}
+
+/// [`budget`]'s configuration on a virtual clock.
+fn on_virtual_clock(retry_budget: Duration) -> (RestConfig, Arc<VirtualClock>) {
+    let clock = Arc::new(VirtualClock::default());
+    let config = RestConfig {
+        clock: clock.clone(),
+        ..budget(retry_budget)
+    };
+    (config, clock)
+}
+
+/// Checks that `sleeps` follow [`budget`]'s schedule — wait n within [d/2, d] for
+/// d = min(100 ms · 2ⁿ, 1 s) — and that the client gave up only when the next wait could
+/// overrun `retry_budget`.
+fn assert_backoff_schedule(sleeps: &[Duration], retry_budget: Duration) {
+    let mut delay = Duration::from_millis(100);
+    for (n, wait) in sleeps.iter().enumerate() {
+        assert!(
+            *wait >= delay / 2 && *wait <= delay,
+            "wait {n} was {wait:?}, not within [{:?}, {delay:?}]: {sleeps:?}",
+            delay / 2
+        );
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+    let waited: Duration = sleeps.iter().sum();
+    assert!(waited < retry_budget, "{sleeps:?}");
+    assert!(waited + delay >= retry_budget, "gave up early: {sleeps:?}");
+}
+
+/// The number in "failed N times".
+fn attempts_in(message: &str) -> usize {
+    message
         .split("failed ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no attempt count in: {message}"));
-    assert!(
-        attempts >= 3,
-        "gave up after {attempts} attempts in {elapsed:?}: {message}"
-    );
+        .unwrap_or_else(|| panic!("no attempt count in: {message}"))
+}
+
+#[test]
+fn a_dead_port_fails_within_the_retry_budget_with_a_clear_error() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let retry_budget = Duration::from_secs(2);
+    let (config, clock) = on_virtual_clock(retry_budget);
+    let store = RestStore::with_config(&url, config).unwrap();
+    let message = store
+        .get_or_create_experiment("anything")
+        .unwrap_err()
+        .to_string();
+    let sleeps = clock.sleeps();
+    // 50–100, 100–200, 200–400, 400–800 ms, then waits of 0.5–1 s: at least 5 attempts.
+    assert!(sleeps.len() >= 4, "{sleeps:?}");
+    assert_backoff_schedule(&sleeps, retry_budget);
+    assert_eq!(attempts_in(&message), sleeps.len() + 1, "{message}");
     for needle in [
         url.as_str(),
         "connection refused",
@@ -831,57 +733,54 @@ fn a_dead_port_fails_within_the_retry_budget_with_a_clear_error() {
     assert!(!message.contains('\n'));
 }
 
-/// One parsed request as the fake server saw it.
+/// One request as the fake server saw it.
 struct SeenRequest {
     method: String,
     path: String,
     body: String,
 }
 
-/// A minimal HTTP/1.1 server on 127.0.0.1: `answer(n, request)` (n counts from 1) gives the
-/// status and JSON body of each response. One connection per request (`Connection: close`).
+/// A small HTTP server on 127.0.0.1: `answer(n, request)` (n counts from 1) gives the
+/// status and JSON body of each response; a 429 comes with `Retry-After: 0`.
 struct FakeServer {
     url: String,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    server: Arc<tiny_http::Server>,
 }
 
 impl FakeServer {
     fn start(answer: impl Fn(usize, &SeenRequest) -> (u16, String) + Send + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = Arc::new(tiny_http::Server::from_listener(listener, None).unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
+        let (accepting, log) = (Arc::clone(&server), Arc::clone(&seen));
         thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let Some(request) = read_request(&stream) else {
+            for mut request in accepting.incoming_requests() {
+                let mut body = String::new();
+                if request.as_reader().read_to_string(&mut body).is_err() {
                     continue;
+                }
+                let seen = SeenRequest {
+                    method: request.method().as_str().to_string(),
+                    path: request.url().to_string(),
+                    body,
                 };
-                let n = {
-                    let mut log = log.lock().unwrap();
-                    log.push(SeenRequest { ..request });
-                    log.len()
+                let (status, body) = answer(log.lock().unwrap().len() + 1, &seen);
+                log.lock().unwrap().push(seen);
+                let header = |name: &str, value: &str| {
+                    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
                 };
-                let (status, body) = answer(n, &log.lock().unwrap()[n - 1]);
-                let reason = match status {
-                    200 => "OK",
-                    429 => "Too Many Requests",
-                    503 => "Service Unavailable",
-                    _ => "Error",
-                };
-                let extra = if status == 429 {
-                    "Retry-After: 0\r\n"
-                } else {
-                    ""
-                };
-                let _ = write!(
-                    &stream,
-                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                let mut response = tiny_http::Response::from_string(body)
+                    .with_status_code(status)
+                    .with_header(header("Content-Type", "application/json"));
+                if status == 429 {
+                    response = response.with_header(header("Retry-After", "0"));
+                }
+                let _ = request.respond(response);
             }
         });
-        FakeServer { url, seen }
+        FakeServer { url, seen, server }
     }
 
     fn requests(&self) -> Vec<(String, String, String)> {
@@ -894,34 +793,10 @@ impl FakeServer {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<SeenRequest> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().ok()?;
-        }
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.server.unblock();
     }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(SeenRequest {
-        method,
-        path,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
 }
 
 #[test]
@@ -937,7 +812,8 @@ fn unavailable_and_rate_limited_answers_are_retried_until_the_server_recovers() 
         ),
         _ => (200, "{}".into()),
     });
-    let store = RestStore::with_config(&fake.url, budget(Duration::from_secs(10))).unwrap();
+    let (config, clock) = on_virtual_clock(Duration::from_secs(10));
+    let store = RestStore::with_config(&fake.url, config).unwrap();
     let run_id = "0123456789abcdef0123456789abcdef";
     store
         .log_params(run_id, &pairs(&[("learning_rate", "0.0003")]))
@@ -952,6 +828,14 @@ fn unavailable_and_rate_limited_answers_are_retried_until_the_server_recovers() 
         assert_eq!(body["run_id"], run_id);
         assert_eq!(body["params"][0]["key"], "learning_rate");
     }
+    // The first backoff after the 503, then what `Retry-After: 0` asks for.
+    let sleeps = clock.sleeps();
+    assert_eq!(sleeps.len(), 2, "{sleeps:?}");
+    assert!(
+        sleeps[0] >= Duration::from_millis(50) && sleeps[0] <= Duration::from_millis(100),
+        "{sleeps:?}"
+    );
+    assert_eq!(sleeps[1], Duration::ZERO);
 }
 
 #[test]
@@ -963,24 +847,20 @@ fn client_errors_are_not_retried_and_persistent_503_gives_up_in_time() {
                 .into(),
         )
     });
-    let store = RestStore::with_config(&not_found.url, budget(Duration::from_secs(10))).unwrap();
+    let (config, clock) = on_virtual_clock(Duration::from_secs(10));
+    let store = RestStore::with_config(&not_found.url, config).unwrap();
     assert!(store.get_run("x").unwrap_err().is_not_found());
     assert_eq!(not_found.requests().len(), 1);
+    assert!(clock.sleeps().is_empty());
 
     let down = FakeServer::start(|_, _| (503, "<html>\n<b>Bad gateway</b>\n</html>".into()));
-    let store = RestStore::with_config(&down.url, budget(Duration::from_millis(1500))).unwrap();
-    let started = Instant::now();
+    let retry_budget = Duration::from_millis(1500);
+    let (config, clock) = on_virtual_clock(retry_budget);
+    let store = RestStore::with_config(&down.url, config).unwrap();
     let error = store.get_run("x").unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(
-        down.requests().len() >= 3,
-        "{} attempts",
-        down.requests().len()
-    );
+    let sleeps = clock.sleeps();
+    assert_backoff_schedule(&sleeps, retry_budget);
+    assert_eq!(down.requests().len(), sleeps.len() + 1);
     assert!(
         matches!(
             error,
@@ -992,6 +872,7 @@ fn client_errors_are_not_retried_and_persistent_503_gives_up_in_time() {
         "{error:?}"
     );
     let message = error.to_string();
+    assert_eq!(attempts_in(&message), sleeps.len() + 1, "{message}");
     assert!(
         message.contains("HTTP_503 (HTTP 503)") && message.contains("Bad gateway"),
         "{message}"

@@ -177,7 +177,7 @@ impl RestStore {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        return Err(Failure::retry(format!("download interrupted: {e}"), None));
+                        return Err(Failure::retry(format!("download interrupted: {e}"), true));
                     }
                 };
                 file.write_all(&buffer[..n]).map_err(write_error)?;

@@ -48,7 +48,13 @@ impl RestStore {
                 "params": pair_list(batch.params),
                 "tags": pair_list(batch.tags),
             });
-            let sent = self.post_json("runs/log-batch", &body);
+            // Params and tags are the same set twice; metric points would be stored twice.
+            let sent = if batch.metrics.is_empty() {
+                self.post_json("runs/log-batch", &body)
+            } else {
+                let lost = self.batch_logged(run_id, batch.metrics);
+                self.post_create("runs/log-batch", &body, lost)
+            };
             self.or_not_found(sent, || format!("run {run_id}"))?;
         }
         Ok(())

@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,30 @@ pub struct RestConfig {
     /// upload fails: `<unsent_dir>/<run_id>/<artifact_path>`. Default
     /// `$XDG_DATA_HOME/ratchet/unsent` (`~/.local/share/ratchet/unsent`).
     pub unsent_dir: PathBuf,
+    /// The time retries are measured and waited in: the system's by default; a test's
+    /// own to check the retry schedule without waiting for it.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Time as the retry loop sees it.
+pub trait Clock: Send + Sync {
+    /// Time since some fixed start.
+    fn now(&self) -> Duration;
+    /// Waits `duration`.
+    fn sleep(&self, duration: Duration);
+}
+
+/// The system's monotonic clock.
+struct SystemClock(Instant);
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 impl Default for RestConfig {
@@ -63,6 +88,7 @@ impl Default for RestConfig {
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
                 .unwrap_or_else(std::env::temp_dir)
                 .join("ratchet/unsent"),
+            clock: Arc::new(SystemClock(Instant::now())),
         }
     }
 }
@@ -117,7 +143,7 @@ impl fmt::Debug for RestConfig {
             .field("version_ready_timeout", &self.version_ready_timeout)
             .field("auth", &self.auth)
             .field("unsent_dir", &self.unsent_dir)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -190,7 +216,7 @@ impl RestStore {
             .into_with_config()
             .limit(MAX_JSON_RESPONSE)
             .read_to_vec()
-            .map_err(|e| Failure::retry(format!("answer cut off: {e}"), None))?;
+            .map_err(|e| Failure::retry(format!("answer cut off: {e}"), true))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(json!({}));
         }
@@ -207,20 +233,55 @@ impl RestStore {
 
     /// Sends `request`, retrying transient failures within the retry budget, and hands a
     /// successful (2xx) body to `read`, which may itself ask for a retry (a download cut
-    /// off mid-way).
+    /// off mid-way). For requests that do the same done twice.
     pub(super) fn execute<T>(
         &self,
         request: &Request,
-        mut read: impl FnMut(ureq::Body) -> Result<T, Failure>,
+        read: impl FnMut(ureq::Body) -> Result<T, Failure>,
     ) -> Result<T> {
-        let started = Instant::now();
+        self.execute_with(request, read, None)
+    }
+
+    /// `POST endpoint` of a request that must not take effect twice: a retry after a lost
+    /// answer first looks with `lost` whether it did.
+    pub(super) fn post_create(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        lost: LostAnswer<'_>,
+    ) -> Result<Value> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.server);
+        let bytes = serde_json::to_vec(body).expect("a JSON value always serialises");
+        let request = Request::new(Method::Post, url).json(bytes);
+        self.execute_with(&request, |body| self.read_json(&request, body), Some(lost))
+    }
+
+    /// The retry loop. Once an attempt may have reached the server without its answer
+    /// coming back, every later attempt is preceded by `lost`'s lookup (when given), and
+    /// what that finds is the result; so is a last lookup before giving up.
+    fn execute_with<T>(
+        &self,
+        request: &Request,
+        mut read: impl FnMut(ureq::Body) -> Result<T, Failure>,
+        mut lost: Option<LostAnswer<'_, T>>,
+    ) -> Result<T> {
+        let clock = &self.config.clock;
+        let started = clock.now();
+        let elapsed = || clock.now().saturating_sub(started);
         let budget = self.config.retry_budget;
         let mut delay = self.config.first_backoff;
         let mut attempts = 0u32;
+        // Why the last attempt that may have taken effect failed.
+        let mut answer_lost: Option<String> = None;
         loop {
+            if let (Some(reason), Some(lost)) = (&answer_lost, &mut lost)
+                && let Some(found) = self.look_up(request, reason, lost)?
+            {
+                return Ok(found);
+            }
             attempts += 1;
             // One connect to a dead host must not eat more than what is left of the budget.
-            let remaining = budget.saturating_sub(started.elapsed());
+            let remaining = budget.saturating_sub(elapsed());
             let connect_timeout = self
                 .config
                 .connect_timeout
@@ -242,6 +303,9 @@ impl RestStore {
                                 reason: format!("{code} (HTTP {status}): {message}"),
                                 status: Some(status),
                                 retry_after,
+                                // A rate limit refuses the request; a 5xx may come from
+                                // a proxy whose upstream did the work.
+                                reached_server: status != 429,
                             }
                         } else {
                             Failure::Fatal(self.remote(
@@ -263,13 +327,24 @@ impl RestStore {
                     reason,
                     status,
                     retry_after,
-                } => (reason, status, retry_after),
+                    reached_server,
+                } => {
+                    if reached_server {
+                        answer_lost = Some(reason.clone());
+                    }
+                    (reason, status, retry_after)
+                }
             };
             let wait = retry_after
                 .map(|w| w.min(self.config.max_backoff))
                 .unwrap_or_else(|| self.jittered(delay));
             delay = (delay * 2).min(self.config.max_backoff);
-            if started.elapsed() + wait >= budget {
+            if elapsed() + wait >= budget {
+                if let (Some(reason), Some(lost)) = (&answer_lost, &mut lost)
+                    && let Some(found) = self.look_up(request, reason, lost)?
+                {
+                    return Ok(found);
+                }
                 return Err(self.remote(
                     status,
                     None,
@@ -277,14 +352,39 @@ impl RestStore {
                         "{} failed {attempts} time{} in {:.1} s (last: {reason}); the server is unavailable. Check that `mlflow server` is running and reachable at {}, or allow more time with {RETRY_BUDGET_ENV}=<seconds> (now {:.0})",
                         request.describe(&self.server),
                         if attempts == 1 { "" } else { "s" },
-                        started.elapsed().as_secs_f64(),
+                        elapsed().as_secs_f64(),
                         self.server,
                         budget.as_secs_f64(),
                     ),
                 ));
             }
-            std::thread::sleep(wait);
+            clock.sleep(wait);
         }
+    }
+
+    /// Asks whether a request whose answer was lost (`reason`) took effect; when that
+    /// cannot be told, the error names what may exist on the server.
+    fn look_up<T>(
+        &self,
+        request: &Request,
+        reason: &str,
+        lost: &mut LostAnswer<'_, T>,
+    ) -> Result<Option<T>> {
+        (lost.find)().map_err(|e| {
+            let detail = match e {
+                Error::Remote { message, .. } => message,
+                other => other.to_string(),
+            };
+            self.remote(
+                None,
+                None,
+                format!(
+                    "{}: the answer was lost ({reason}), and checking whether the request took effect failed ({detail}); {} — check before trying again",
+                    request.describe(&self.server),
+                    lost.what
+                ),
+            )
+        })
     }
 
     pub(super) fn send_once(
@@ -352,25 +452,16 @@ impl RestStore {
                     return Failure::Fatal(Error::io(path, e));
                 }
                 if is_transient_io(e.kind()) {
-                    Failure::retry(describe_io(&e), None)
+                    let reached_server = e.kind() != io::ErrorKind::ConnectionRefused;
+                    Failure::retry(describe_io(&e), reached_server)
                 } else {
                     fatal(describe_io(&e))
                 }
             }
-            ureq::Error::ConnectionFailed => Failure::retry("connection failed".into(), None),
+            ureq::Error::ConnectionFailed => Failure::retry("connection failed".into(), false),
             ureq::Error::Timeout(which) => {
-                let connecting = matches!(
-                    which,
-                    ureq::Timeout::Connect | ureq::Timeout::Resolve | ureq::Timeout::SendRequest
-                );
-                if connecting || request.method.is_idempotent() {
-                    Failure::retry(format!("timed out ({which})"), None)
-                } else {
-                    fatal(format!(
-                        "no answer within {:.0} s ({which}); the request may or may not have been applied",
-                        self.config.response_timeout.as_secs_f64()
-                    ))
-                }
+                let connecting = matches!(which, ureq::Timeout::Connect | ureq::Timeout::Resolve);
+                Failure::retry(format!("timed out ({which})"), !connecting)
             }
             ureq::Error::HostNotFound => fatal("host not found; check the tracking URI".into()),
             other => fatal(other.to_string()),
@@ -411,11 +502,6 @@ impl Method {
             Method::Put => "PUT",
             Method::Delete => "DELETE",
         }
-    }
-
-    /// Safe to repeat when the first attempt's fate is unknown (a response timeout).
-    pub(super) fn is_idempotent(self) -> bool {
-        matches!(self, Method::Get | Method::Put | Method::Delete)
     }
 }
 
@@ -484,18 +570,33 @@ pub(super) enum Failure {
         /// The HTTP status, when the server answered.
         status: Option<u16>,
         retry_after: Option<Duration>,
+        /// Whether the request may have reached the server and taken effect although its
+        /// answer is lost (a 5xx, a dropped connection); false when it surely did not
+        /// (connection refused, rate limited).
+        reached_server: bool,
     },
     Fatal(Error),
 }
 
 impl Failure {
-    pub(super) fn retry(reason: String, status: Option<u16>) -> Self {
+    pub(super) fn retry(reason: String, reached_server: bool) -> Self {
         Failure::Retry {
             reason,
-            status,
+            status: None,
             retry_after: None,
+            reached_server,
         }
     }
+}
+
+/// How a retry finds out whether a request whose answer was lost took effect (see
+/// [`REQUEST_ID_TAG`](super::REQUEST_ID_TAG) for which requests need it).
+pub(super) struct LostAnswer<'a, T = Value> {
+    /// `Some(answer)` when it did: what the server would have answered.
+    pub(super) find: Box<dyn FnMut() -> Result<Option<T>> + 'a>,
+    /// What may exist on the server when `find` cannot tell, e.g. `a run tagged … may
+    /// have been created in experiment 1`.
+    pub(super) what: String,
 }
 
 /// 429 and 5xx may go away; 501 (not implemented) and 505 (HTTP version) will not.

@@ -35,12 +35,13 @@
 mod artifacts;
 mod batch;
 mod http;
+mod lost_answers;
 mod store_impl;
 mod wire;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,7 +50,8 @@ use crate::error::{Error, Result};
 use crate::store::{Experiment, StoredVersion, TrackingStore};
 
 pub use batch::{MAX_BATCH_ENTITIES, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
-pub use http::{Auth, RETRY_BUDGET_ENV, RestConfig};
+pub use http::{Auth, Clock, RETRY_BUDGET_ENV, RestConfig};
+pub use lost_answers::REQUEST_ID_TAG;
 use http::{Method, Request};
 use wire::{ExperimentAnswer, SearchRunsAnswer};
 
@@ -189,7 +191,9 @@ impl RestStore {
     // ---- model registry ----------------------------------------------------------------------
 
     fn wait_until_ready(&self, mut version: StoredVersion) -> Result<StoredVersion> {
-        let started = Instant::now();
+        let clock = &self.config.clock;
+        let started = clock.now();
+        let elapsed = || clock.now().saturating_sub(started);
         let mut delay = Duration::from_millis(200);
         loop {
             match version.status.as_str() {
@@ -204,7 +208,7 @@ impl RestStore {
                         ),
                     ));
                 }
-                status if started.elapsed() >= self.config.version_ready_timeout => {
+                status if elapsed() >= self.config.version_ready_timeout => {
                     return Err(self.remote(
                         None,
                         Some(status.to_string()),
@@ -212,12 +216,12 @@ impl RestStore {
                             "version {} of model {:?} is still {status} after {:.0} s; see the server's log",
                             version.version,
                             version.name,
-                            started.elapsed().as_secs_f64()
+                            elapsed().as_secs_f64()
                         ),
                     ));
                 }
                 _ => {
-                    std::thread::sleep(delay);
+                    clock.sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                     version = self.get_model_version(&version.name, version.version)?;
                 }

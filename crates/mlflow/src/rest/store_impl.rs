@@ -12,6 +12,7 @@ use super::wire::{
     RunAnswer, SearchExperimentsAnswer, SearchModelVersionsAnswer, SearchRegisteredModelsAnswer,
     WireMetric, pair_list,
 };
+use super::lost_answers::{REQUEST_ID_TAG, new_request_id};
 use super::{ALREADY_EXISTS, PAGE_SIZE, RestStore, has_code, id_order, quote_filter_value};
 use crate::error::{Error, Result};
 use crate::names;
@@ -32,7 +33,11 @@ impl TrackingStore for RestStore {
         names::validate_experiment_name(name)?;
         let experiment = match self.experiment_by_name(name)? {
             Some(e) => e,
-            None => match self.post_json("experiments/create", &json!({"name": name})) {
+            None => match self.post_create(
+                "experiments/create",
+                &json!({"name": name}),
+                self.experiment_created(name),
+            ) {
                 Ok(v) => {
                     let id = self
                         .decode::<CreateExperimentAnswer>("experiments/create", v)?
@@ -116,6 +121,8 @@ impl TrackingStore for RestStore {
         if !tags.iter().any(|(k, _)| k == "mlflow.user") {
             all_tags.push(("mlflow.user".into(), user.clone()));
         }
+        let request_id = new_request_id();
+        all_tags.push((REQUEST_ID_TAG.into(), request_id.clone()));
         let body = json!({
             "experiment_id": experiment_id,
             "run_name": run_name,
@@ -123,7 +130,11 @@ impl TrackingStore for RestStore {
             "user_id": user,
             "tags": pair_list(&all_tags),
         });
-        let v = self.post_json("runs/create", &body);
+        let v = self.post_create(
+            "runs/create",
+            &body,
+            self.run_created(experiment_id, &request_id),
+        );
         let v = self.or_not_found(v, || format!("experiment {experiment_id}"))?;
         let answer: RunAnswer = self.decode("runs/create", v)?;
         self.run_info(answer.run.info, "runs/create")
@@ -362,7 +373,11 @@ impl TrackingStore for RestStore {
             Err(e) if e.is_not_found() => {}
             other => return other,
         }
-        match self.post_json("registered-models/create", &json!({"name": name})) {
+        match self.post_create(
+            "registered-models/create",
+            &json!({"name": name}),
+            self.registered_model_created(name),
+        ) {
             Ok(v) => Ok(self
                 .decode::<RegisteredModelAnswer>("registered-models/create", v)?
                 .registered_model
@@ -441,16 +456,23 @@ impl TrackingStore for RestStore {
         for (key, _) in tags {
             names::validate_key("tag key", key)?;
         }
+        let request_id = new_request_id();
+        let mut tags = tags.to_vec();
+        tags.push((REQUEST_ID_TAG.into(), request_id.clone()));
         let mut body = json!({
             "name": name,
             "source": source,
             "run_id": run_id,
-            "tags": pair_list(tags),
+            "tags": pair_list(&tags),
         });
         if let Some(d) = description {
             body["description"] = json!(d);
         }
-        let v = self.post_json("model-versions/create", &body);
+        let v = self.post_create(
+            "model-versions/create",
+            &body,
+            self.version_created(name, &request_id)?,
+        );
         let v = self.or_not_found(v, || format!("registered model {name:?}"))?;
         let created = self.model_version_answer(v, "model-versions/create")?;
         self.wait_until_ready(created)
