@@ -22,22 +22,10 @@ use ratchet_mlflow::{Error, Metric, RunStatus, TrackingStore};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-// ---- harness ------------------------------------------------------------------------------
+mod common;
+use common::python;
 
-fn python() -> PathBuf {
-    let python = std::env::var_os("RATCHET_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
-                .join(".cache/ratchet/venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "no Python at {} — this test needs a venv with mlflow (python3 -m venv ~/.cache/ratchet/venv && ~/.cache/ratchet/venv/bin/pip install mlflow), or RATCHET_PYTHON pointing at one",
-        python.display()
-    );
-    python
-}
+// ---- harness ------------------------------------------------------------------------------
 
 /// `mlflow` next to the venv's python, else `python -m mlflow`.
 fn mlflow_command() -> Command {
