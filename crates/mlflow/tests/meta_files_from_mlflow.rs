@@ -6,26 +6,14 @@
 //! Needs Python with `mlflow` at `$RATCHET_PYTHON` (default
 //! `$HOME/.cache/ratchet/venv/bin/python`); fails, never skips, without it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use ratchet_mlflow::{FileStore, TrackingStore};
 use serde_json::Value;
 
-fn python() -> PathBuf {
-    let python = std::env::var_os("RATCHET_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
-                .join(".cache/ratchet/venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "no Python at {} — this test needs a venv with mlflow (python3 -m venv ~/.cache/ratchet/venv && ~/.cache/ratchet/venv/bin/pip install mlflow), or RATCHET_PYTHON pointing at one",
-        python.display()
-    );
-    python
-}
+mod support;
+use support::python;
 
 /// Has MLflow write a store with `emitter` and returns what MLflow reads back from it.
 fn write_with_mlflow(store: &Path, emitter: &str) -> Value {

@@ -15,7 +15,6 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::names;
 use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
     StoredVersion, TrackingStore, VersionView, current_user, now_ms,
@@ -28,7 +27,6 @@ impl TrackingStore for FileStore {
     }
 
     fn get_or_create_experiment(&self, name: &str) -> Result<Experiment> {
-        names::validate_experiment_name(name)?;
         let find = || -> Result<Option<Experiment>> {
             Ok(self
                 .list_experiments()?
@@ -112,7 +110,6 @@ impl TrackingStore for FileStore {
     }
 
     fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
-        names::validate_key("experiment tag key", key)?;
         check_value_len("experiment tag", key, value, 20_000)?;
         let dir = self.experiment_dir(experiment_id)?;
         fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
@@ -126,7 +123,6 @@ impl TrackingStore for FileStore {
     ) -> Result<RunInfo> {
         let exp_dir = self.experiment_dir(experiment_id)?;
         for (key, value) in tags {
-            names::validate_key("run tag key", key)?;
             check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
         }
         check_value_len("run tag", "mlflow.runName", run_name, MAX_RUN_TAG_VALUE)?;
@@ -221,7 +217,6 @@ impl TrackingStore for FileStore {
         let (dir, _) = self.active_run_dir(run_id)?;
         let mut seen = BTreeMap::new();
         for (key, value) in params {
-            names::validate_key("param key", key)?;
             check_value_len("param", key, value, MAX_PARAM_VALUE)?;
             if let Some(previous) = seen.insert(key.as_str(), value.as_str())
                 && previous != value
@@ -251,7 +246,6 @@ impl TrackingStore for FileStore {
         let (dir, _) = self.active_run_dir(run_id)?;
         let mut by_key: BTreeMap<&str, String> = BTreeMap::new();
         for metric in metrics {
-            names::validate_key("metric key", &metric.key)?;
             // `{:?}` prints f64 so that Python's float() reads back the same value
             // (1.0, 1e-7, NaN, inf).
             let line = format!("{} {:?} {}\n", metric.timestamp, metric.value, metric.step);
@@ -278,7 +272,6 @@ impl TrackingStore for FileStore {
     }
 
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
-        names::validate_key("metric key", key)?;
         let dir = self.run_dir(run_id)?;
         let path = dir.join("metrics").join(key);
         if !path.is_file() {
@@ -290,7 +283,6 @@ impl TrackingStore for FileStore {
     fn set_run_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
         let (dir, mut info) = self.active_run_dir(run_id)?;
         for (key, value) in tags {
-            names::validate_key("run tag key", key)?;
             check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
         }
         for (key, value) in tags {
@@ -522,7 +514,6 @@ impl TrackingStore for FileStore {
     }
 
     fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
-        names::validate_key("registered model tag key", key)?;
         check_value_len("registered model tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         let dir = self.existing_model_dir(name)?;
         self.change_model(
@@ -533,7 +524,6 @@ impl TrackingStore for FileStore {
     }
 
     fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
-        names::validate_key("registered model tag key", key)?;
         let dir = self.existing_model_dir(name)?;
         let path = dir.join("tags").join(key);
         if !path.is_file() {
@@ -557,9 +547,7 @@ impl TrackingStore for FileStore {
         description: Option<&str>,
     ) -> Result<StoredVersion> {
         let model_dir = self.existing_model_dir(name)?;
-        names::validate_id("run id", run_id)?;
         for (key, value) in tags {
-            names::validate_key("model version tag key", key)?;
             check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         }
         // Assemble the complete version (meta.yaml + tags) under a name MLflow ignores.
@@ -713,7 +701,6 @@ impl TrackingStore for FileStore {
         key: &str,
         value: &str,
     ) -> Result<()> {
-        names::validate_key("model version tag key", key)?;
         check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         let model_dir = self.existing_model_dir(name)?;
         self.live_version(&model_dir, name, version)?;
@@ -726,7 +713,6 @@ impl TrackingStore for FileStore {
     }
 
     fn delete_model_version_tag(&self, name: &str, version: u64, key: &str) -> Result<()> {
-        names::validate_key("model version tag key", key)?;
         let model_dir = self.existing_model_dir(name)?;
         self.live_version(&model_dir, name, version)?;
         let path = Self::version_dir(&model_dir, version)
@@ -745,7 +731,6 @@ impl TrackingStore for FileStore {
     }
 
     fn set_alias(&self, name: &str, alias: &str, version: u64) -> Result<()> {
-        names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
         self.change_model(
             &model_dir,
@@ -765,7 +750,6 @@ impl TrackingStore for FileStore {
     }
 
     fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
         let path = model_dir.join("aliases").join(alias);
         self.change_model(
@@ -782,7 +766,6 @@ impl TrackingStore for FileStore {
     }
 
     fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<StoredVersion> {
-        names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
         let aliases = read_aliases(&model_dir.join("aliases"))?;
         let version = aliases.get(alias).ok_or_else(|| {

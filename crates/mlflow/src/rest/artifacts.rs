@@ -22,7 +22,6 @@ pub(super) const ARTIFACTS_API: &str = "/api/2.0/mlflow-artifacts/artifacts";
 impl RestStore {
     /// Where a run's artifact `path` lives on the artifact proxy.
     pub(super) fn run_artifacts(&self, run_id: &str, path: &str) -> Result<ArtifactLocation> {
-        names::validate_artifact_path(path)?;
         let root = self.get_run(run_id)?.info.artifact_uri;
         let location = resolve_artifact_uri(&root, &self.server)?;
         Ok(ArtifactLocation {
