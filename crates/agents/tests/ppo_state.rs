@@ -286,3 +286,25 @@ fn results_do_not_depend_on_the_number_of_threads() {
         bytes(&sequential.state().unwrap())
     );
 }
+
+#[test]
+fn a_stop_request_ends_training_at_the_next_update_and_training_continues_exactly() {
+    let mut whole = agent(3);
+    train(&mut whole, 640);
+    let mut stopped = agent(3);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    stopped
+        .train_until(
+            640,
+            &mut |_| stop.store(true, std::sync::atomic::Ordering::Relaxed),
+            &stop,
+        )
+        .unwrap();
+    // The first update comes after one rollout: 64 steps of each of the two environments.
+    assert_eq!((stopped.total_steps(), stopped.updates()), (128, 1));
+    train(&mut stopped, 640 - 128);
+    assert_eq!(
+        bytes(&whole.state().unwrap()),
+        bytes(&stopped.state().unwrap())
+    );
+}

@@ -6,7 +6,8 @@
 //!
 //! - [`store`]: the [`TrackingStore`] trait (MLflow's data model) and [`open_store`];
 //! - [`FileStore`]: the local `mlruns/` tree; [`rest::RestStore`]: an MLflow server;
-//! - [`checkpoint`]: the checkpoint directory ([`Checkpoint`], [`Tensor`]);
+//! - [`checkpoint`]: the checkpoint directory ([`Checkpoint`], [`Weights`], of
+//!   [`NamedTensor`]s);
 //! - [`ModelVersion`]: what a version records;
 //! - [`Registry`]: register, get, list, promote, rollback, compare, lineage, validate,
 //!   cleanup, compatibility.
@@ -19,14 +20,14 @@ pub mod model_version;
 pub mod names;
 pub mod registry;
 pub mod rest;
-mod sha256x2;
 pub mod store;
 mod version_cache;
 mod yaml;
 
-pub use checkpoint::{Checkpoint, CheckpointState, Manifest, Tensor};
+pub use checkpoint::{Checkpoint, CheckpointState, Manifest, Weights};
 pub use error::{RegistryError, Result};
 pub use file_store::FileStore;
+pub use ratchet_tensors::NamedTensor;
 pub use model_version::{
     DataSource, DateRange, MetricDirection, ModelVersion, ParentRef, SemVer, TrainingRecord,
     VersionStatus, metric_direction,
