@@ -11,6 +11,12 @@
 //! - `checkpoint/std_fs_copy` and `checkpoint/std_fs_copy_fsync`: `std::fs::copy` of a
 //!   file holding the same bytes (without / with fsync of the copy). Target: save + load
 //!   within 2x of the copy. Neither side is charged for removing its files afterwards.
+//! - `checkpoint/save_full_replay_1m`: save a checkpoint holding a full DQN replay buffer
+//!   with the default trading observation (112 floats: 1,000,000 transitions, 905 MB),
+//!   written from the live buffer. Before measuring, one save and one load are run once
+//!   and their time and peak resident memory above the buffer's are printed (Linux: the
+//!   peak is read from `/proc/self/status` after resetting it through
+//!   `/proc/self/clear_refs`).
 //! - `list_versions/10k_cached`: what `ratchet models list` does for a model with 10,000
 //!   versions: open the store, `Registry::list` served from the version cache (the steady
 //!   state; target < 100 ms), drop the result. The cache file is in the page cache, as it
@@ -27,13 +33,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ratchet_agents::replay::ReplayBuffer;
 use ratchet_mlflow::{FileStore, TrackingStore};
 use ratchet_registry::checkpoint;
 use ratchet_registry::registry::tags;
 use ratchet_registry::{
-    Checkpoint, CheckpointState, ModelVersion, Registry, SemVer, Tensor, TrainingRecord,
+    Checkpoint, CheckpointState, ModelVersion, NamedTensor, Registry, SemVer, TrainingRecord,
     VersionFilter, VersionStatus,
 };
 
@@ -44,16 +53,16 @@ fn values(seed: u32, n: usize) -> Vec<f32> {
 }
 
 /// A 30 → 990 → 990 → 3 MLP: 1,000,023 parameters, plus Adam's two moments per parameter.
-fn one_million_params() -> CheckpointState {
+fn one_million_params() -> CheckpointState<'static> {
     let layers = [(990usize, 30usize), (990, 990), (3, 990)];
     let mut weights = Vec::new();
     for (i, (out, inp)) in layers.iter().enumerate() {
-        weights.push(Tensor::new(
+        weights.push(NamedTensor::new(
             format!("actor.layers.{i}.weight"),
             vec![*out, *inp],
             values(i as u32, out * inp),
         ));
-        weights.push(Tensor::new(
+        weights.push(NamedTensor::new(
             format!("actor.layers.{i}.bias"),
             vec![*out],
             values(100 + i as u32, *out),
@@ -63,7 +72,7 @@ fn one_million_params() -> CheckpointState {
         .iter()
         .flat_map(|w| {
             [1, 2].map(|m| {
-                Tensor::new(
+                NamedTensor::new(
                     format!("optim.{}.moment_{m}", w.name),
                     w.shape.clone(),
                     values(m, w.data.len()),
@@ -175,6 +184,82 @@ fn checkpoints(c: &mut Criterion) {
     group.finish();
 }
 
+/// Floats per observation with the default trading features: window 10 x 11 features,
+/// position and unrealised return.
+const TRADING_OBSERVATION: usize = 112;
+
+/// A DQN replay buffer holding its default capacity of 1,000,000 transitions.
+fn full_replay_buffer() -> ReplayBuffer {
+    let capacity = 1_000_000;
+    let mut buffer = ReplayBuffer::new(capacity, TRADING_OBSERVATION);
+    let observations = values(9, 2 * TRADING_OBSERVATION);
+    let (observation, next) = observations.split_at(TRADING_OBSERVATION);
+    for i in 0..capacity {
+        buffer.push(observation, (i % 3) as u32, 0.25, next, i % 500 == 0);
+    }
+    buffer
+}
+
+/// (`VmRSS`, `VmHWM`) of this process, in MB.
+fn resident_mb() -> (u64, u64) {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Runs `f` once and prints its time and how far resident memory peaked above where it
+/// started.
+fn report_peak<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    // Writing 5 resets the peak (VmHWM) to the current resident memory.
+    fs::write("/proc/self/clear_refs", "5").unwrap();
+    let (start, _) = resident_mb();
+    let clock = Instant::now();
+    let out = f();
+    let seconds = clock.elapsed().as_secs_f64();
+    let (_, peak) = resident_mb();
+    eprintln!(
+        "{what}: {seconds:.2} s, peak resident memory {peak} MB = {start} MB before + {} MB",
+        peak - start
+    );
+    out
+}
+
+fn replay_checkpoint(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let buffer = full_replay_buffer();
+    let checkpoint = || {
+        let state = CheckpointState {
+            state_tensors: buffer.tensors("replay"),
+            ..CheckpointState::default()
+        };
+        Checkpoint {
+            metadata: metadata(&state),
+            state,
+        }
+    };
+    let target = dir.path().join("replay");
+    let bytes = report_peak("save a full 1M-transition replay buffer (905 MB)", || {
+        checkpoint().save(&target).unwrap();
+        fs::metadata(target.join(checkpoint::STATE_TENSORS_FILE))
+            .unwrap()
+            .len()
+    });
+    report_peak("load it back (a second copy: the loaded state)", || {
+        Checkpoint::load(&target).unwrap()
+    });
+    let mut group = c.benchmark_group("checkpoint");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("save_full_replay_1m", |b| {
+        b.iter(|| checkpoint().save(&target).unwrap())
+    });
+    group.finish();
+}
+
 fn remove_path(path: &Path) {
     if path.is_dir() {
         fs::remove_dir_all(path).unwrap();
@@ -281,5 +366,5 @@ fn listing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, checkpoints, listing);
+criterion_group!(benches, checkpoints, replay_checkpoint, listing);
 criterion_main!(benches);

@@ -27,7 +27,9 @@ struct BacktestOutput {
 
 pub fn run(tracking_uri: &str, args: BacktestArgs) -> Result<()> {
     let registry = ratchet_registry::Registry::open(tracking_uri)?;
-    let version = checkpoint::load_version(&registry, &args.model)?;
+    // The policy needs the weights only: the optimizer state and a DQN's replay buffer
+    // (possibly gigabytes) are not read.
+    let (version, weights) = checkpoint::load_weights(&registry, &args.model)?;
     if version.config.run.env != EnvKind::Trading {
         bail!(
             "{} was trained on CartPole; backtests need a model trained on market data",
@@ -85,7 +87,7 @@ pub fn run(tracking_uri: &str, args: BacktestArgs) -> Result<()> {
         );
     }
     learner
-        .restore(&version.state)
+        .load_weights(&weights)
         .with_context(|| format!("loading the weights of {}", version.uri))?;
     let (prices, backtest) = policy_backtest(&market, &config.trading, learner.policy(), range)?;
     let metadata = ReportMetadata {

@@ -2,11 +2,10 @@
 //! checkpoints (what `--resume` restarts from), registration of a finished run, and loading
 //! a registered version (for `--from` and backtests).
 //!
-//! Tensors are filed by their name: network weights (`actor.*`, `critic.*`, `q_network.*`,
-//! `target_network.*`) go to `model.safetensors`, optimizer moments (`optim.*`) to
-//! `optimizer.safetensors`, everything else (replay buffer, rollout, environment
-//! observations) to `state.safetensors`. The agent's JSON state, this run's step budget and
-//! parent, and the whole [`TrainConfig`] travel in `state.json` and `metadata.json`.
+//! Each tensor goes to the file of its [`TensorGroup`] (the agents crate names its tensors
+//! and says which are weights, optimizer moments or other state). The agent's JSON state,
+//! this run's step budget and parent, and the whole [`TrainConfig`] travel in `state.json`
+//! and `metadata.json`.
 
 use std::collections::BTreeMap;
 
@@ -15,11 +14,11 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use ratchet_agents::{NamedTensor, TrainingState};
+use ratchet_agents::{NamedTensor, TensorGroup, TrainingState};
 use ratchet_mlflow::TrackingStore;
 use ratchet_registry::{
     Checkpoint, CheckpointState, CompatibilityTarget, DataSource, DateRange, ModelRef,
-    ModelVersion, ParentRef, Registry, SemVer, Tensor, TrainingRecord, VersionStatus,
+    ModelVersion, ParentRef, Registry, SemVer, TrainingRecord, VersionStatus,
 };
 
 use crate::cli::{Algo, EnvKind};
@@ -30,8 +29,6 @@ use crate::market::Market;
 
 /// Artifact path of a run's latest checkpoint.
 pub const RUN_CHECKPOINT: &str = "checkpoint";
-
-const WEIGHT_PREFIXES: [&str; 4] = ["actor.", "critic.", "q_network.", "target_network."];
 
 /// What a run checkpoint holds besides the agent's own state.
 #[derive(Serialize, Deserialize)]
@@ -49,30 +46,26 @@ struct SavedState {
     run: RunProgress,
 }
 
-fn to_registry(t: &NamedTensor) -> Tensor {
-    Tensor::new(t.name.clone(), t.shape.clone(), t.data.clone())
-}
-
-fn split_state(state: &TrainingState, run: RunProgress) -> Result<CheckpointState> {
-    let mut out = CheckpointState::default();
-    for t in &state.tensors {
-        if WEIGHT_PREFIXES.iter().any(|p| t.name.starts_with(p)) {
-            out.weights.push(to_registry(t));
-        } else if t.name.starts_with("optim.") {
-            out.optimizer.push(to_registry(t));
-        } else {
-            out.state_tensors.push(to_registry(t));
+fn split_state(state: TrainingState<'_>, run: RunProgress) -> Result<CheckpointState<'_>> {
+    let mut out = CheckpointState {
+        state: serde_json::to_value(SavedState {
+            algorithm: state.algorithm,
+            agent: state.meta,
+            run,
+        })?,
+        ..CheckpointState::default()
+    };
+    for t in state.tensors {
+        match TrainingState::group(&t.name) {
+            TensorGroup::Weights => out.weights.push(t),
+            TensorGroup::Optimizer => out.optimizer.push(t),
+            TensorGroup::State => out.state_tensors.push(t),
         }
     }
-    out.state = serde_json::to_value(SavedState {
-        algorithm: state.algorithm.clone(),
-        agent: state.meta.clone(),
-        run,
-    })?;
     Ok(out)
 }
 
-fn join_state(state: CheckpointState) -> Result<(TrainingState, RunProgress)> {
+fn join_state(state: CheckpointState<'static>) -> Result<(TrainingState<'static>, RunProgress)> {
     let saved: SavedState = serde_json::from_value(state.state)
         .context("state.json was not written by this version of ratchet")?;
     let tensors = state
@@ -80,7 +73,6 @@ fn join_state(state: CheckpointState) -> Result<(TrainingState, RunProgress)> {
         .into_iter()
         .chain(state.optimizer)
         .chain(state.state_tensors)
-        .map(|t| NamedTensor::new(t.name, t.shape, t.data))
         .collect();
     Ok((
         TrainingState {
@@ -186,9 +178,8 @@ pub fn save_run(
     parent: Option<&ParentRef>,
     target_steps: u64,
 ) -> Result<()> {
-    let state = learner.state()?;
     let checkpoint_state = split_state(
-        &state,
+        learner.state()?,
         RunProgress {
             target_steps,
             parent: parent.cloned(),
@@ -231,7 +222,7 @@ pub fn save_run(
 /// A run's last checkpoint, as `--resume` needs it.
 pub struct RunCheckpoint {
     pub config: TrainConfig,
-    pub state: TrainingState,
+    pub state: TrainingState<'static>,
     pub parent: Option<ParentRef>,
     pub target_steps: u64,
 }
@@ -270,7 +261,8 @@ pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint
     })
 }
 
-fn config_of(metadata: &ModelVersion) -> Result<TrainConfig> {
+/// The configuration a version was trained with.
+pub fn config_of(metadata: &ModelVersion) -> Result<TrainConfig> {
     let mut config: TrainConfig = serde_json::from_value(metadata.training.hyperparameters.clone())
         .context("the version's configuration was not written by this version of ratchet")?;
     // The recorded schedule length is explicit from now on.
@@ -278,7 +270,8 @@ fn config_of(metadata: &ModelVersion) -> Result<TrainConfig> {
     Ok(config)
 }
 
-/// A registered version loaded for continue-training or backtesting.
+/// A registered version, as continue-training and backtests see it (its tensors come
+/// separately: [`load_version`], [`load_weights`]).
 pub struct LoadedVersion {
     pub name: String,
     pub version: u64,
@@ -286,7 +279,6 @@ pub struct LoadedVersion {
     pub uri: String,
     pub run_id: String,
     pub config: TrainConfig,
-    pub state: TrainingState,
     pub metadata: ModelVersion,
 }
 
@@ -326,24 +318,41 @@ pub fn parse_ref(uri: &str) -> Result<ModelRef> {
     Ok(ModelRef::parse(uri)?)
 }
 
-pub fn load_version(registry: &Registry, uri: &str) -> Result<LoadedVersion> {
-    let reference = parse_ref(uri)?;
+/// A version and its complete training state, for continue-training.
+pub fn load_version(
+    registry: &Registry,
+    uri: &str,
+) -> Result<(LoadedVersion, TrainingState<'static>)> {
     let checkpoint = registry
-        .load_checkpoint(&reference)
+        .load_checkpoint(&parse_ref(uri)?)
         .with_context(|| format!("loading {uri}"))?;
-    let metadata = checkpoint.metadata.clone();
+    let version = describe(uri, checkpoint.metadata)?;
+    let (state, _) = join_state(checkpoint.state)?;
+    Ok((version, state))
+}
+
+/// A version and its network weights only (not the optimizer state or the replay buffer),
+/// for backtests.
+pub fn load_weights(
+    registry: &Registry,
+    uri: &str,
+) -> Result<(LoadedVersion, Vec<NamedTensor<'static>>)> {
+    let loaded = registry
+        .load_weights(&parse_ref(uri)?)
+        .with_context(|| format!("loading {uri}"))?;
+    Ok((describe(uri, loaded.metadata)?, loaded.weights))
+}
+
+fn describe(uri: &str, metadata: ModelVersion) -> Result<LoadedVersion> {
     let version = metadata
         .version
         .ok_or_else(|| anyhow!("{uri}: the store returned a version without a number"))?;
-    let config = config_of(&metadata)?;
-    let (state, _) = join_state(checkpoint.state)?;
     Ok(LoadedVersion {
         name: metadata.name.clone(),
         version,
         uri: format!("models:/{}/{}", metadata.name, version),
         run_id: metadata.run_id.clone().unwrap_or_default(),
-        config,
-        state,
+        config: config_of(&metadata)?,
         metadata,
     })
 }
@@ -360,9 +369,8 @@ pub fn register(
     evaluation: &Evaluation,
     wall_time_secs: f64,
 ) -> Result<ModelVersion> {
-    let state = learner.state()?;
     let checkpoint_state = split_state(
-        &state,
+        learner.state()?,
         RunProgress {
             target_steps: learner.total_steps(),
             parent: parent.cloned(),
@@ -413,19 +421,24 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Strin
         serde_json::Value::Null => {}
         other => {
             // MLflow caps a param value at 6000 characters; long lists are summarised.
-            let mut text = other.to_string();
-            if text.len() > 6000 {
-                // Cut on a character boundary: `truncate` panics inside a multi-byte one.
-                let cut = (0..=5990)
-                    .rev()
-                    .find(|&i| text.is_char_boundary(i))
-                    .unwrap_or(0);
-                text.truncate(cut);
-                text.push('…');
-            }
-            out.push((prefix.to_string(), text));
+            out.push((prefix.to_string(), cut_at_char(other.to_string(), 6000)));
         }
     }
+}
+
+/// `text` cut to at most `max` bytes, ending in `…` when cut. Cuts on a character boundary:
+/// `String::truncate` panics inside a multi-byte one.
+pub fn cut_at_char(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let ellipsis = '…'.len_utf8();
+        let cut = (0..=max - ellipsis)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -438,6 +451,7 @@ mod tests {
         super::flatten("", &value, &mut out);
         let (key, text) = &out[0];
         assert_eq!(key, "features");
-        assert!(text.len() <= 6000 && text.ends_with('…'), "{}", text.len());
+        assert_eq!(text.len(), 6000);
+        assert!(text.ends_with('…'), "{text}");
     }
 }

@@ -1,7 +1,11 @@
 //! One type over the four (algorithm, environment) pairs the CLI can train.
 
+use std::sync::atomic::AtomicBool;
+
 use anyhow::{Context, Result};
-use ratchet_agents::{AgentError, DeviceKind, Dqn, InferenceMlp, Ppo, TrainingState, UpdateLog};
+use ratchet_agents::{
+    AgentError, DeviceKind, Dqn, InferenceMlp, NamedTensor, Ppo, TrainingState, UpdateLog,
+};
 use ratchet_env::{CartPole, EpisodeMode, TradingEnv};
 
 use crate::cli::{Algo, Device, EnvKind};
@@ -74,16 +78,31 @@ impl Learner {
         })
     }
 
+    /// Trains `steps` more steps, or fewer when `stop` is set: then it returns at the next
+    /// update boundary.
     pub fn train(
         &mut self,
         steps: u64,
         on_update: &mut dyn FnMut(&UpdateLog),
+        stop: &AtomicBool,
     ) -> Result<(), AgentError> {
-        with_agent!(self, a => a.train(steps, on_update))
+        with_agent!(self, a => a.train_until(steps, on_update, stop))
     }
 
-    pub fn state(&self) -> Result<TrainingState, AgentError> {
-        with_agent!(self, a => a.state())
+    /// The complete training state, borrowing what it can from the agent (a DQN's replay
+    /// buffer): checkpoints are written from it without a second copy.
+    pub fn state(&self) -> Result<TrainingState<'_>, AgentError> {
+        match self {
+            Learner::PpoTrading(a) => a.state(),
+            Learner::PpoCartPole(a) => a.state(),
+            Learner::DqnTrading(a) => a.borrowed_state(),
+            Learner::DqnCartPole(a) => a.borrowed_state(),
+        }
+    }
+
+    /// Loads only the networks' weights: enough to act (backtests).
+    pub fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
+        with_agent!(self, a => a.load_weights(weights))
     }
 
     pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
@@ -93,6 +112,17 @@ impl Learner {
     /// The greedy policy's network (action logits or Q-values) as plain f32 weights.
     pub fn policy(&self) -> InferenceMlp {
         with_agent!(self, a => a.policy())
+    }
+
+    /// The scheduled hyperparameter and its value for the next update: PPO's learning rate,
+    /// DQN's exploration rate.
+    pub fn schedule_value(&self) -> (&'static str, f64) {
+        match self {
+            Learner::PpoTrading(a) => ("learning rate", a.learning_rate()),
+            Learner::PpoCartPole(a) => ("learning rate", a.learning_rate()),
+            Learner::DqnTrading(a) => ("epsilon", a.exploration_rate()),
+            Learner::DqnCartPole(a) => ("epsilon", a.exploration_rate()),
+        }
     }
 
     pub fn total_steps(&self) -> u64 {

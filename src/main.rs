@@ -4,6 +4,7 @@
 //! environments, agents, the registry and backtests together, and prints results.
 
 mod backtest;
+mod bundled;
 mod checkpoint;
 mod cli;
 mod config;

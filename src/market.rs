@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use ratchet_backtest::PriceSeries;
 use ratchet_data::{
     FeatureCache, FeatureConfig, FeatureFrame, LoadOptions, LoadedBars, SplitSpec, Splits,
-    load_bars, split,
+    load_bars, parse_bars, split,
 };
 use ratchet_env::MarketData;
 
@@ -41,7 +41,10 @@ impl Market {
         features: &FeatureConfig,
         split_spec: &SplitSpec,
     ) -> Result<Self> {
-        let loaded = load_bars(file, load)?;
+        let loaded = match crate::bundled::data_set(file) {
+            Some(bytes) => parse_bars(file, bytes.to_vec(), load)?,
+            None => load_bars(file, load)?,
+        };
         let cache = FeatureCache::new(feature_cache_dir());
         let (frame, outcome) = cache.load_or_compute(&loaded.bars, &loaded.sha256, features)?;
         let splits = split(&frame, split_spec)?;

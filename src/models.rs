@@ -137,10 +137,15 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     let version = registry.get(&reference)?;
     let checkpoint = registry.checkpoint_dir(&reference)?;
     let number = version.version.unwrap_or_default();
+    // Versions written by other tools may carry no Ratchet config, hence no plan.
+    let horizon = crate::checkpoint::config_of(&version)
+        .ok()
+        .and_then(|config| crate::train::planned_horizon(&config));
     if args.json {
         let mut value = serde_json::to_value(&version)?;
         value["uri"] = json!(format!("models:/{}/{}", version.name, number));
         value["checkpoint_path"] = json!(checkpoint.path());
+        value["schedule_horizon"] = json!(horizon.map(|(key, steps)| json!({ key: steps })));
         return print_json(&value);
     }
     let t = &version.training;
@@ -164,6 +169,9 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         "  steps         {} in {:.1} s",
         t.training_steps, t.wall_time_secs
     );
+    if let Some((key, steps)) = horizon {
+        println!("  schedule      planned over {steps} steps ({key})");
+    }
     println!(
         "  observation   {:?}, {} actions",
         t.observation_shape, t.action_count

@@ -14,30 +14,36 @@ use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use ratchet_agents::UpdateLog;
+use ratchet_agents::{TrainingState, UpdateLog};
 use ratchet_mlflow::{Metric, RunStatus, TrackingStore};
 use ratchet_registry::{ParentRef, Registry};
 
 use crate::checkpoint::{self, LoadedVersion};
-use crate::cli::{EnvKind, TrainArgs};
+use crate::cli::{Algo, EnvKind, TrainArgs};
 use crate::config::TrainConfig;
 use crate::evaluate::{self, Evaluation};
 use crate::learner::Learner;
 use crate::market::Market;
 
-/// Set by the Ctrl-C handler; the training loop stops at the next update boundary.
+/// Set by the Ctrl-C handler; training stops at the next update boundary, and a run that
+/// is evaluating stops before it registers.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The run tag that holds the error a run FAILED with.
+pub const ERROR_TAG: &str = "ratchet.error";
+
+/// MLflow's limit on a run tag's value, in characters.
+const MAX_TAG_CHARS: usize = 8000;
 
 pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;
     let store: Arc<dyn TrackingStore> = Arc::from(ratchet_mlflow::open_store(tracking_uri)?);
-    let registry = Registry::new(store.clone());
     if let Some(run_id) = &args.resume {
-        return resume(registry, run_id, &args);
+        return resume(store, run_id, &args);
     }
     if let Some(source) = &args.from {
-        return continue_from(registry, source, &args);
+        return continue_from(store, source, &args);
     }
     let mut config = match &args.config {
         Some(path) => TrainConfig::from_file(path)?,
@@ -45,13 +51,13 @@ pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
     };
     config.apply_flags(&args);
     config.validate()?;
-    Job::new(registry, config, None)?.run(args.json)
+    Job::new(store, config, None)?.run(args.json)
 }
 
 /// Continue training a registered version: its config, data and full training state,
 /// `--steps` more steps, registered as a new version whose parent is the source.
-fn continue_from(registry: Registry, source: &str, args: &TrainArgs) -> Result<()> {
-    let source = checkpoint::load_version(&registry, source)?;
+fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) -> Result<()> {
+    let (source, state) = checkpoint::load_version(&Registry::new(store.clone()), source)?;
     let mut config = source.config.clone();
     if let Some(path) = &args.config {
         let requested = TrainConfig::from_file(path)?;
@@ -93,8 +99,9 @@ fn continue_from(registry: Registry, source: &str, args: &TrainArgs) -> Result<(
         config.data.file = d.clone();
     }
     config.validate()?;
-    let mut job = Job::new(registry, config, Some(source.parent_ref()))?;
-    job.restore_from(&source)?;
+    let mut job = Job::new(store, config, Some(source.parent_ref()))?;
+    job.restore_from(&source, &state)?;
+    eprintln!("{}", schedule_line(&job.config, &job.learner));
     job.run(args.json)
 }
 
@@ -107,13 +114,13 @@ fn describe_features(config: &TrainConfig) -> String {
 }
 
 /// Restart an interrupted run from its last checkpoint and finish it.
-fn resume(registry: Registry, run_id: &str, args: &TrainArgs) -> Result<()> {
-    let saved = checkpoint::load_run(registry.store(), run_id)?;
+fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Result<()> {
+    let saved = checkpoint::load_run(store.as_ref(), run_id)?;
     let mut config = saved.config;
     if let Some(d) = args.device {
         config.run.device = d;
     }
-    let mut job = Job::new(registry, config, saved.parent)?;
+    let mut job = Job::new(store, config, saved.parent)?;
     job.learner
         .restore(&saved.state)
         .with_context(|| format!("restoring the last checkpoint of run {run_id}"))?;
@@ -124,6 +131,7 @@ fn resume(registry: Registry, run_id: &str, args: &TrainArgs) -> Result<()> {
 
 /// One training run from start to registration.
 struct Job {
+    store: Arc<dyn TrackingStore>,
     registry: Registry,
     config: TrainConfig,
     market: Option<Market>,
@@ -150,7 +158,11 @@ struct TrainOutput {
 }
 
 impl Job {
-    fn new(registry: Registry, mut config: TrainConfig, parent: Option<ParentRef>) -> Result<Self> {
+    fn new(
+        store: Arc<dyn TrackingStore>,
+        mut config: TrainConfig,
+        parent: Option<ParentRef>,
+    ) -> Result<Self> {
         // The observation window is a property of the features; the environment follows it.
         config.trading.window = config.features.window;
         let market = match config.run.env {
@@ -164,7 +176,8 @@ impl Job {
         };
         let learner = Learner::build(&config, market.as_ref())?;
         Ok(Self {
-            registry,
+            registry: Registry::new(store.clone()),
+            store,
             config,
             market,
             learner,
@@ -176,7 +189,7 @@ impl Job {
 
     /// Loads a registered version's state, refusing one whose network or features do not
     /// fit this run.
-    fn restore_from(&mut self, source: &LoadedVersion) -> Result<()> {
+    fn restore_from(&mut self, source: &LoadedVersion, state: &TrainingState) -> Result<()> {
         let differences = source.differences(&self.config, &self.learner);
         if !differences.is_empty() {
             bail!(
@@ -186,81 +199,80 @@ impl Job {
             );
         }
         self.learner
-            .restore(&source.state)
+            .restore(state)
             .with_context(|| format!("restoring {}", source.uri))
     }
 
-    fn store(&self) -> &dyn TrackingStore {
-        self.registry.store()
-    }
-
+    /// Trains, evaluates and registers. The run ends FINISHED, KILLED (Ctrl-C) or FAILED
+    /// (any error, with the error as its `ratchet.error` tag), never left RUNNING.
     fn run(mut self, json: bool) -> Result<()> {
         let started = Instant::now();
-        let start_steps = self.learner.total_steps();
         if self.target_steps == 0 {
-            self.target_steps = start_steps + self.config.run.steps;
+            self.target_steps = self.learner.total_steps() + self.config.run.steps;
         }
-        let run_id = match self.run_id.clone() {
+        let (run, fresh) = match self.run_id.clone() {
             Some(id) => {
-                self.store()
+                self.store
                     .set_run_status(&id, RunStatus::Running, None)
                     .context("marking the resumed run RUNNING")?;
-                id
+                (OpenRun::new(self.store.clone(), id), false)
             }
-            None => self.create_run()?,
+            None => (OpenRun::new(self.store.clone(), self.create_run()?), true),
         };
-        let progress = progress_bar(start_steps, self.target_steps);
-        let mut pending: Vec<Metric> = Vec::new();
-        let every = self.config.run.checkpoint_every;
-        while self.learner.total_steps() < self.target_steps {
-            let now = self.learner.total_steps();
-            let chunk = ((now / every + 1) * every).min(self.target_steps) - now;
-            let result = self.learner.train(chunk, &mut |log: &UpdateLog| {
-                record(&progress, &mut pending, log)
-            });
-            if let Err(e) = result {
-                progress.abandon();
-                self.finish_run(&run_id, RunStatus::Failed);
-                return Err(anyhow!(e).context("training failed"));
+        match self.train_and_register(&run.id, fresh, started) {
+            Ok(out) => {
+                run.end(RunStatus::Finished, None);
+                if json {
+                    crate::output::print_json(&out)
+                } else {
+                    print_summary(&out);
+                    Ok(())
+                }
             }
-            progress.set_position(self.learner.total_steps());
-            if !pending.is_empty() {
-                self.store().log_metrics(&run_id, &pending)?;
-                pending.clear();
+            Err(e) if e.is::<Interrupted>() => {
+                run.end(RunStatus::Killed, None);
+                Err(e)
             }
-            checkpoint::save_run(
-                self.store(),
-                &run_id,
-                &self.config,
-                self.market.as_ref(),
-                &self.learner,
-                self.parent.as_ref(),
-                self.target_steps,
-            )?;
-            if INTERRUPTED.load(Ordering::SeqCst) {
-                progress.abandon_with_message("interrupted");
-                self.finish_run(&run_id, RunStatus::Killed);
-                bail!(
-                    "interrupted at step {}; run {run_id} is marked KILLED and its last checkpoint \
-                     kept: finish it with `ratchet train --resume {run_id}`",
-                    self.learner.total_steps()
-                );
+            Err(e) => {
+                run.end(RunStatus::Failed, Some(&e));
+                Err(e)
             }
         }
-        progress.finish_and_clear();
+    }
+
+    fn train_and_register(
+        &mut self,
+        run_id: &str,
+        fresh: bool,
+        started: Instant,
+    ) -> Result<TrainOutput> {
+        if fresh {
+            self.store
+                .log_params(run_id, &checkpoint::flat_params(&self.config))?;
+        }
+        let progress = progress_bar(self.learner.total_steps(), self.target_steps);
+        let trained = self.train(run_id, &progress);
+        match &trained {
+            Ok(()) => progress.finish_and_clear(),
+            Err(_) => progress.abandon(),
+        }
+        trained?;
         let evaluation =
-            evaluate::after_training(&self.config, self.market.as_ref(), &self.learner)?;
+            evaluate::after_training(&self.config, self.market.as_ref(), &self.learner)
+                .context("evaluating the trained policy")?;
+        // Ctrl-C during the evaluation: stop before anything is registered.
+        self.stop_if_interrupted(run_id)?;
         let step = self.learner.total_steps() as i64;
         let metrics: Vec<Metric> = evaluation
             .metrics
             .iter()
             .map(|(k, v)| Metric::now(format!("eval/{k}"), *v, step))
             .collect();
-        self.store().log_metrics(&run_id, &metrics)?;
+        self.store.log_metrics(run_id, &metrics)?;
         let wall_time = started.elapsed().as_secs_f64();
         let registered = checkpoint::register(
             &self.registry,
-            &run_id,
+            run_id,
             &self.config,
             self.market.as_ref(),
             &self.learner,
@@ -268,10 +280,9 @@ impl Job {
             &evaluation,
             wall_time,
         )?;
-        self.finish_run(&run_id, RunStatus::Finished);
         let version = registered.version.unwrap_or_default();
-        let out = TrainOutput {
-            run_id,
+        Ok(TrainOutput {
+            run_id: run_id.to_string(),
             model_uri: format!("models:/{}/{}", registered.name, version),
             name: registered.name.clone(),
             version,
@@ -281,18 +292,74 @@ impl Job {
             total_steps: self.learner.total_steps(),
             wall_time_s: wall_time,
             evaluation,
-        };
-        if json {
-            crate::output::print_json(&out)?;
-        } else {
-            print_summary(&out);
+        })
+    }
+
+    /// Trains up to `target_steps` in chunks that end on checkpoint boundaries, logging each
+    /// chunk's metrics and saving a checkpoint after it. Stops early, checkpointed, on
+    /// Ctrl-C, and without a checkpoint when a loss goes non-finite.
+    fn train(&mut self, run_id: &str, progress: &ProgressBar) -> Result<()> {
+        let every = self.config.run.checkpoint_every;
+        while self.learner.total_steps() < self.target_steps {
+            let now = self.learner.total_steps();
+            let chunk = ((now / every + 1) * every).min(self.target_steps) - now;
+            let stop = AtomicBool::new(false);
+            let mut pending: Vec<Metric> = Vec::new();
+            let mut diverged = None;
+            let trained = self.learner.train(
+                chunk,
+                &mut |log: &UpdateLog| {
+                    record(progress, &mut pending, log);
+                    if diverged.is_none() {
+                        diverged = non_finite_loss(log);
+                    }
+                    if diverged.is_some() || INTERRUPTED.load(Ordering::SeqCst) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                },
+                &stop,
+            );
+            // Logged even when training failed: the history shows how it got there.
+            if !pending.is_empty() {
+                self.store.log_metrics(run_id, &pending)?;
+            }
+            trained.map_err(|e| anyhow!(e).context("training failed"))?;
+            if let Some((key, value, step)) = diverged {
+                bail!(
+                    "training diverged: {key} is {value} at step {step}; stopped without \
+                     checkpointing the diverged state (lower the learning rate, or check the \
+                     reward scale)"
+                );
+            }
+            progress.set_position(self.learner.total_steps());
+            checkpoint::save_run(
+                self.store.as_ref(),
+                run_id,
+                &self.config,
+                self.market.as_ref(),
+                &self.learner,
+                self.parent.as_ref(),
+                self.target_steps,
+            )?;
+            self.stop_if_interrupted(run_id)?;
+        }
+        Ok(())
+    }
+
+    fn stop_if_interrupted(&self, run_id: &str) -> Result<()> {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(Interrupted {
+                step: self.learner.total_steps(),
+                run_id: run_id.to_string(),
+            }
+            .into());
         }
         Ok(())
     }
 
     fn create_run(&self) -> Result<String> {
         let experiment = self
-            .store()
+            .store
             .get_or_create_experiment(&self.config.run.experiment)?;
         let name = self.config.model_name();
         let mut tags = vec![
@@ -315,38 +382,134 @@ impl Job {
         }
         let run_name = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
         let run = self
-            .store()
+            .store
             .create_run(&experiment.experiment_id, &run_name, &tags)?;
-        self.store()
-            .log_params(&run.run_id, &checkpoint::flat_params(&self.config))?;
         Ok(run.run_id)
     }
+}
 
-    /// Best effort: a failure to record the end status must not hide the real error.
-    fn finish_run(&self, run_id: &str, status: RunStatus) {
-        if let Err(e) = self
-            .store()
-            .set_run_status(run_id, status, Some(ratchet_mlflow::now_ms()))
+/// Training stopped on Ctrl-C with its last checkpoint saved.
+#[derive(Debug)]
+struct Interrupted {
+    step: u64,
+    run_id: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Interrupted { step, run_id } = self;
+        write!(
+            f,
+            "interrupted at step {step}; run {run_id} is marked KILLED and its last checkpoint \
+             kept: finish it with `ratchet train --resume {run_id}`"
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// A run this process marked RUNNING. [`OpenRun::end`] records how it ended; a panic that
+/// unwinds past it marks the run FAILED, so no path leaves it RUNNING.
+struct OpenRun {
+    store: Arc<dyn TrackingStore>,
+    id: String,
+    open: bool,
+}
+
+impl OpenRun {
+    fn new(store: Arc<dyn TrackingStore>, id: String) -> Self {
+        Self {
+            store,
+            id,
+            open: true,
+        }
+    }
+
+    fn end(mut self, status: RunStatus, error: Option<&anyhow::Error>) {
+        self.open = false;
+        self.close(status, error.map(|e| format!("{e:#}")));
+    }
+
+    /// Best effort: a failure to record the end must not hide the error that ended the run.
+    fn close(&self, status: RunStatus, error: Option<String>) {
+        if let Some(message) = error {
+            let tag = (
+                ERROR_TAG.to_string(),
+                checkpoint::cut_at_char(message, MAX_TAG_CHARS),
+            );
+            if let Err(e) = self.store.set_run_tags(&self.id, &[tag]) {
+                eprintln!("warning: could not record the error on run {}: {e}", self.id);
+            }
+        }
+        if let Err(e) =
+            self.store
+                .set_run_status(&self.id, status, Some(ratchet_mlflow::now_ms()))
         {
             eprintln!(
-                "warning: could not mark run {run_id} {}: {e}",
+                "warning: could not mark run {} {}: {e}",
+                self.id,
                 status.as_str()
             );
         }
     }
 }
 
+impl Drop for OpenRun {
+    fn drop(&mut self) {
+        if self.open {
+            // Only an unwinding panic skips `end`.
+            self.close(
+                RunStatus::Failed,
+                Some("ratchet panicked; the message is on its stderr".into()),
+            );
+        }
+    }
+}
+
+/// The first loss among an update's metrics that is NaN or infinite.
+fn non_finite_loss(log: &UpdateLog) -> Option<(&'static str, f64, u64)> {
+    log.metrics
+        .iter()
+        .find(|(key, value)| key.ends_with("loss") && !value.is_finite())
+        .map(|&(key, value)| (key, value, log.step))
+}
+
+/// The config key and length, in steps, of the schedule a run follows: DQN's exploration, or
+/// PPO's learning-rate annealing (`None`: the learning rate is constant).
+pub fn planned_horizon(config: &TrainConfig) -> Option<(&'static str, u64)> {
+    match config.run.algo {
+        Algo::Dqn => Some(("dqn.total_timesteps", config.dqn.total_timesteps)),
+        Algo::Ppo => config
+            .ppo
+            .lr_anneal_steps
+            .map(|horizon| ("ppo.lr_anneal_steps", horizon)),
+    }
+}
+
+/// Where the learning-rate or exploration schedule stands and the plan it follows (printed
+/// when training continues a version, whose schedules keep the source's horizon).
+fn schedule_line(config: &TrainConfig, learner: &Learner) -> String {
+    let step = learner.total_steps();
+    let (name, value) = learner.schedule_value();
+    match planned_horizon(config) {
+        Some((key, horizon)) => format!(
+            "schedule: {name} {value:.4e} at step {step} of the source's {horizon}-step plan \
+             ({key}), continued as planned; to split a run, set {key} to the full horizon"
+        ),
+        None => format!("schedule: {name} {value:.4e}, constant (no annealing planned)"),
+    }
+}
+
 fn record(progress: &ProgressBar, pending: &mut Vec<Metric>, log: &UpdateLog) {
     let now = ratchet_mlflow::now_ms();
+    // Non-finite values are logged too (MLflow stores them as NaN and ±Infinity).
     for (key, value) in &log.metrics {
-        if value.is_finite() {
-            pending.push(Metric {
-                key: key.to_string(),
-                value: *value,
-                timestamp: now,
-                step: log.step as i64,
-            });
-        }
+        pending.push(Metric {
+            key: key.to_string(),
+            value: *value,
+            timestamp: now,
+            step: log.step as i64,
+        });
     }
     progress.set_position(log.step);
     if let Some(r) = log.get("rollout/ep_return_mean") {
@@ -382,5 +545,49 @@ fn print_summary(out: &TrainOutput) {
     );
     for line in out.evaluation.summary_lines() {
         println!("  {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use super::*;
+
+    fn store_with_a_run() -> (tempfile::TempDir, Arc<dyn TrackingStore>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn TrackingStore> =
+            Arc::new(ratchet_mlflow::FileStore::open(dir.path()).unwrap());
+        let experiment = store.get_or_create_experiment("e").unwrap();
+        let run_id = store
+            .create_run(&experiment.experiment_id, "r", &[])
+            .unwrap()
+            .run_id;
+        (dir, store, run_id)
+    }
+
+    #[test]
+    fn a_panic_marks_the_open_run_failed() {
+        let (_dir, store, run_id) = store_with_a_run();
+        let unwound = catch_unwind(AssertUnwindSafe(|| {
+            let _run = OpenRun::new(store.clone(), run_id.clone());
+            panic!("a bug");
+        }));
+        assert!(unwound.is_err());
+        let run = store.get_run(&run_id).unwrap();
+        assert_eq!(run.info.status, RunStatus::Failed);
+        assert_eq!(
+            run.tags[ERROR_TAG],
+            "ratchet panicked; the message is on its stderr"
+        );
+    }
+
+    #[test]
+    fn an_ended_run_keeps_its_status() {
+        let (_dir, store, run_id) = store_with_a_run();
+        OpenRun::new(store.clone(), run_id.clone()).end(RunStatus::Killed, None);
+        let run = store.get_run(&run_id).unwrap();
+        assert_eq!(run.info.status, RunStatus::Killed);
+        assert!(!run.tags.contains_key(ERROR_TAG));
     }
 }

@@ -295,17 +295,19 @@ fn continue_training_dqn_matches_uninterrupted_training() {
     assert_eq!(sa, sb_, "replay buffer and environment state match");
 }
 
-fn wait_for_checkpoint(sb: &Sandbox, child: &mut Child) {
+/// Waits until `child` has written its first run checkpoint (true), or has ended before
+/// that (false).
+fn wait_for_checkpoint(sb: &Sandbox, child: &mut Child) -> bool {
     let start = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("training ended ({status}) before the test could interrupt it");
-        }
         let found = walk(&sb.store()).into_iter().any(|p| {
             p.ends_with("checkpoint/MANIFEST.json") || p.ends_with("checkpoint/metadata.json")
         });
         if found {
-            return;
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
@@ -340,7 +342,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 /// Starts a PPO CartPole run of `steps` that checkpoints every rollout, as model `resumed`.
-fn spawn_training(sb: &Sandbox, steps: &str, stderr: Stdio) -> Child {
+fn spawn_training(sb: &Sandbox, steps: u64, stderr: fn() -> Stdio) -> Child {
     sb.command(&[
         "train",
         "--env",
@@ -348,25 +350,41 @@ fn spawn_training(sb: &Sandbox, steps: &str, stderr: Stdio) -> Child {
         "--algo",
         "ppo",
         "--steps",
-        steps,
+        &steps.to_string(),
         "--checkpoint-every",
         "2048",
         "--model-name",
         "resumed",
     ])
     .stdout(Stdio::null())
-    .stderr(stderr)
+    .stderr(stderr())
     .spawn()
     .unwrap()
 }
 
+/// A training run of at least `steps` caught running after its first checkpoint, in a fresh
+/// sandbox, and its step budget. A machine fast enough to finish a run before the test
+/// looks gets a run ten times longer.
+fn training_caught_running(mut steps: u64, stderr: fn() -> Stdio) -> (Sandbox, Child, u64) {
+    loop {
+        let sb = Sandbox::new();
+        let mut child = spawn_training(&sb, steps, stderr);
+        if wait_for_checkpoint(&sb, &mut child) {
+            return (sb, child, steps);
+        }
+        assert!(
+            steps < 100_000_000,
+            "every training run ended before the test saw it"
+        );
+        steps *= 10;
+    }
+}
+
 #[test]
 fn a_killed_run_resumes_from_its_last_checkpoint() {
-    let sb = Sandbox::new();
-    let mut child = spawn_training(&sb, "30000", Stdio::null());
-    wait_for_checkpoint(&sb, &mut child);
+    let (sb, child, steps) = training_caught_running(30_000, Stdio::null);
     signal(&child, "-KILL");
-    child.wait().unwrap();
+    child.wait_with_output().unwrap();
     let runs = sb.json(&["runs", "list", "--json"]);
     assert_eq!(
         runs[0]["status"], "RUNNING",
@@ -377,7 +395,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
     assert_eq!(out["run_id"], run_id.as_str());
     assert_eq!(out["model_uri"], "models:/resumed/1");
     assert_eq!(
-        out["total_steps"], 30000,
+        out["total_steps"], steps,
         "the run finishes its original budget"
     );
     let runs = sb.json(&["runs", "list", "--json"]);
@@ -386,13 +404,16 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
 
 #[test]
 fn ctrl_c_keeps_the_checkpoint_and_marks_the_run_killed() {
-    let sb = Sandbox::new();
-    let mut child = spawn_training(&sb, "1000000", Stdio::piped());
-    wait_for_checkpoint(&sb, &mut child);
+    let (sb, child, _) = training_caught_running(1_000_000, Stdio::piped);
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        // The signal came after the last update: the run finished and registered.
+        let runs = sb.json(&["runs", "list", "--json"]);
+        assert_eq!(runs[0]["status"], "FINISHED", "{stderr}");
+        return;
+    }
     assert!(stderr.contains("--resume"), "{stderr}");
     let runs = sb.json(&["runs", "list", "--json"]);
     assert_eq!(runs[0]["status"], "KILLED");
@@ -401,6 +422,51 @@ fn ctrl_c_keeps_the_checkpoint_and_marks_the_run_killed() {
             .iter()
             .any(|p| p.ends_with("checkpoint/model.safetensors"))
     );
+}
+
+/// The bundled data sets are built into the binary: the default run and a backtest work
+/// from a directory without `data/`, and record the same data (path and sha256) as a run
+/// in the repository.
+#[test]
+fn the_binary_works_outside_the_repository() {
+    let sb = Sandbox::new();
+    let elsewhere = |args: &[&str]| {
+        let out = sb.command(args).current_dir(sb.dir.path()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ratchet {args:?} failed outside the repository:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let trained = elsewhere(&["train", "--steps", "2048", "--json"]);
+    assert_eq!(trained["model_uri"], "models:/stocks-googl-ppo/1");
+    let shown = sb.json(&["models", "show", "models:/stocks-googl-ppo/1", "--json"]);
+    let data = &shown["training"]["data"];
+    assert_eq!(data["path"], "data/STOCKS_GOOGL.csv");
+    let repository_copy =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/STOCKS_GOOGL.csv");
+    assert_eq!(
+        data["sha256"],
+        ratchet_data::sha256_file(&repository_copy).unwrap()
+    );
+    let report = sb.path("report");
+    elsewhere(&[
+        "backtest",
+        "models:/stocks-googl-ppo/1",
+        "--out",
+        report.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(report.join("report.html").is_file());
+    let out = sb
+        .command(&["train", "--data", "data/NOT_BUNDLED.csv"])
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("data/NOT_BUNDLED.csv"), "{stderr}");
 }
 
 #[test]
@@ -458,7 +524,21 @@ fn model_management_commands() {
         3,
         "dry run deletes nothing"
     );
-    assert!(dry.to_string().contains('2'), "{dry}");
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    let would_delete: Vec<&Value> = dry["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["version"])
+        .collect();
+    assert_eq!(would_delete, [2], "{dry}");
+    let protected: Vec<&Value> = dry["protected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p[0])
+        .collect();
+    assert_eq!(protected, [1], "the production version is protected: {dry}");
     sb.json(&["models", "cleanup", "cp", "--keep", "1", "--json"]);
     let listed = sb.json(&["models", "list", "cp", "--json"]);
     let versions: Vec<u64> = listed
@@ -564,6 +644,157 @@ fn bad_input_gets_one_clear_error_line() {
         "window",
     );
     sb.fails(&["train", "--from", "models:/g@nosuchalias"], "nosuchalias");
+}
+
+/// Every run of a local store as MLflow's own client reads it: status and the
+/// `ratchet.error` tag.
+fn runs_seen_by_mlflow(store: &Path) -> Vec<(String, Option<String>)> {
+    let script = r#"
+import json, sys, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+ids = [e.experiment_id for e in c.search_experiments()]
+print(json.dumps([[r.info.status, r.data.tags.get("ratchet.error")] for r in c.search_runs(ids)]))
+"#;
+    let out = Command::new(support::python())
+        .args(["-c", script, &format!("file://{}", store.display())])
+        .env("MLFLOW_ALLOW_FILE_STORE", "true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The one run of `sb`'s store, as MLflow reads it, ended `status` with `error` (the error
+/// line `ratchet` printed, without its `error: ` prefix) as its `ratchet.error` tag.
+fn assert_run_ended(sb: &Sandbox, status: &str, stderr: &str) {
+    let error = (status == "FAILED").then(|| {
+        stderr
+            .trim_end()
+            .strip_prefix("error: ")
+            .unwrap_or_else(|| panic!("not an error line: {stderr}"))
+            .to_string()
+    });
+    assert_eq!(
+        runs_seen_by_mlflow(&sb.store()),
+        [(status.to_string(), error)]
+    );
+}
+
+/// Waits until `child` has created its run in `sb`'s store.
+fn wait_for_run(sb: &Sandbox, child: &mut Child) {
+    let start = Instant::now();
+    while !walk(&sb.store())
+        .iter()
+        .any(|p| p.ends_with("tags/mlflow.runName"))
+    {
+        assert!(child.try_wait().unwrap().is_none(), "training ended early");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no run created"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A PPO CartPole run of a million steps as model `long`, checkpointing every
+/// `checkpoint_every` steps.
+fn spawn_long_training(sb: &Sandbox, checkpoint_every: &str) -> Child {
+    sb.command(&[
+        "train",
+        "--env",
+        "cartpole",
+        "--steps",
+        "1000000",
+        "--checkpoint-every",
+        checkpoint_every,
+        "--model-name",
+        "long",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+#[test]
+fn a_failed_checkpoint_marks_the_run_failed_with_the_error() {
+    let sb = Sandbox::new();
+    let mut child = spawn_long_training(&sb, "100000");
+    wait_for_run(&sb, &mut child);
+    // The store's scratch directory, where checkpoints are built, becomes a file: the next
+    // checkpoint cannot be written (even by root).
+    let scratch = sb.store().join("0/.ratchet-staging");
+    std::fs::remove_dir_all(&scratch).unwrap();
+    std::fs::write(&scratch, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(".ratchet-staging"), "{stderr}");
+    assert_run_ended(&sb, "FAILED", stderr.lines().last().unwrap());
+}
+
+#[test]
+fn a_failed_registration_marks_the_run_failed_with_the_error() {
+    let sb = Sandbox::new();
+    // A file where the registered model's directory would go.
+    std::fs::create_dir_all(sb.store().join("models")).unwrap();
+    std::fs::write(sb.store().join("models/blocked"), "").unwrap();
+    let stderr = sb.fails(
+        &["train", "--env", "cartpole", "--steps", "2048", "--model-name", "blocked"],
+        "registering a version of blocked",
+    );
+    assert_run_ended(&sb, "FAILED", &stderr);
+}
+
+#[test]
+fn a_diverging_loss_stops_the_run_and_is_logged_as_nan() {
+    let sb = Sandbox::new();
+    let config = sb.path("diverging.toml");
+    std::fs::write(
+        &config,
+        "[run]\nenv = \"cartpole\"\nmodel_name = \"diverging\"\n[ppo]\nlearning_rate = 1e30\nmax_grad_norm = 1e30\n",
+    )
+    .unwrap();
+    let stderr = sb.fails(
+        &["train", "--config", config.to_str().unwrap(), "--steps", "200000"],
+        "training diverged: train/",
+    );
+    assert_run_ended(&sb, "FAILED", &stderr);
+    let history = walk(&sb.store())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/metrics/train/") && p.ends_with("loss"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    assert!(
+        history.lines().any(|l| l.split(' ').nth(1) == Some("NaN")),
+        "{history}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_at_the_next_update_not_the_next_checkpoint() {
+    let sb = Sandbox::new();
+    // One checkpoint at the end of a million steps: only the interrupt writes one earlier.
+    let mut child = spawn_long_training(&sb, "1000000");
+    wait_for_run(&sb, &mut child);
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert_run_ended(&sb, "KILLED", &stderr);
+    let metadata = walk(&sb.store())
+        .into_iter()
+        .find(|p| p.ends_with("checkpoint/metadata.json"))
+        .expect("the interrupted run keeps a checkpoint");
+    let metadata: Value = serde_json::from_slice(&std::fs::read(metadata).unwrap()).unwrap();
+    let steps = metadata["training"]["training_steps"].as_u64().unwrap();
+    // PPO updates after every 2048-step rollout of its one CartPole.
+    assert_eq!(steps % 2048, 0, "{steps}");
+    assert!((2048..1_000_000).contains(&steps), "{steps}");
 }
 
 /// Training, continue-training, listing and backtesting against an MLflow tracking server

@@ -38,6 +38,7 @@
 //! # Ok::<(), ratchet_agents::AgentError>(())
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -52,7 +53,9 @@ use crate::optim::{Adam, AdamConfig};
 use crate::policy::{InferenceMlp, argmax};
 use crate::replay::{ReplayBatch, ReplayBuffer};
 use crate::schedule::LinearSchedule;
-use crate::state::{SavedEnvs, TrainingState, load_module_tensors, module_tensors, read_f32};
+use crate::state::{
+    NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors, read_f32,
+};
 use crate::{AgentError, DeviceKind, UpdateLog};
 
 /// DQN's hyperparameters. The defaults are Stable-Baselines3's `DQN("MlpPolicy", env)`, except
@@ -303,6 +306,18 @@ impl<E: Env> Dqn<E> {
         steps: u64,
         on_update: &mut dyn FnMut(&UpdateLog),
     ) -> Result<(), AgentError> {
+        self.train_until(steps, on_update, &AtomicBool::new(false))
+    }
+
+    /// [`train`](Self::train) that also returns at the first update boundary after `stop` is
+    /// set (checked after each `on_update`, which may set it); the agent then continues
+    /// exactly from where it stopped.
+    pub fn train_until(
+        &mut self,
+        steps: u64,
+        on_update: &mut dyn FnMut(&UpdateLog),
+        stop: &AtomicBool,
+    ) -> Result<(), AgentError> {
         let end = self.total_steps + steps;
         let clock = (Instant::now(), self.total_steps);
         let n = self.envs.len() as u64;
@@ -319,6 +334,9 @@ impl<E: Env> Dqn<E> {
             {
                 let metrics = self.learn()?;
                 UpdateLog::emit(metrics, clock, self.total_steps, &self.episodes, on_update);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
             }
         }
         Ok(())
@@ -483,7 +501,13 @@ impl<E: Env> Dqn<E> {
     /// (`replay.*`), the environments' observations (`envs.observations`), and in `meta` the
     /// counters, RNG and environment states, replay position, episode statistics and config.
     /// The exploration schedule is a function of `total_steps`.
-    pub fn state(&self) -> Result<TrainingState, AgentError> {
+    pub fn state(&self) -> Result<TrainingState<'static>, AgentError> {
+        Ok(self.borrowed_state()?.into_owned())
+    }
+
+    /// [`Dqn::state`] with the replay buffer's observations and rewards borrowed instead of
+    /// copied: a checkpoint is written from it with no second copy of the buffer in memory.
+    pub fn borrowed_state(&self) -> Result<TrainingState<'_>, AgentError> {
         let mut tensors = module_tensors(&self.q_network, "q_network")?;
         tensors.extend(module_tensors(&self.target_network, "target_network")?);
         tensors.extend(self.adam.tensors("optim.q_network", &self.q_network)?);
@@ -502,6 +526,15 @@ impl<E: Env> Dqn<E> {
             episodes: self.episodes.clone(),
         };
         TrainingState::new("dqn", tensors, &meta)
+    }
+
+    /// Loads the Q-network's weights (`q_network.*` of [`Dqn::state`]) and nothing else:
+    /// enough to act greedily, as a backtest does. On error the agent is unchanged.
+    pub fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
+        let q_network = load_module_tensors(self.q_network.clone(), weights, "q_network")?;
+        self.greedy = greedy_network(&q_network, self.config.dueling)?;
+        self.q_network = q_network;
+        Ok(())
     }
 
     /// Restores a state from [`Dqn::state`] into this agent, which must have the same network
@@ -657,7 +690,7 @@ fn greedy_network(net: &Mlp, dueling: bool) -> Result<InferenceMlp, AgentError> 
                     folded.extend(row[1..].iter().map(|&adv| row[0] + adv - mean_a));
                 }
                 *t.shape.last_mut().expect("a parameter has a shape") = actions;
-                t.data = folded;
+                t.data = folded.into();
             }
         }
     }

@@ -45,7 +45,7 @@ pub use optim::{Adam, AdamConfig};
 pub use policy::{InferenceMlp, argmax, greedy_return};
 pub use ppo::{Ppo, PpoConfig};
 pub use schedule::LinearSchedule;
-pub use state::{NamedTensor, TrainingState};
+pub use state::{NamedTensor, TensorGroup, TrainingState};
 
 /// Diagnostics handed to the training callback after every update.
 ///

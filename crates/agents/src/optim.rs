@@ -186,7 +186,7 @@ impl Adam {
         &self,
         prefix: &str,
         module: &M,
-    ) -> Result<Vec<NamedTensor>, AgentError> {
+    ) -> Result<Vec<NamedTensor<'static>>, AgentError> {
         if self.moment_1.is_empty() {
             return Ok(Vec::new());
         }
@@ -194,11 +194,11 @@ impl Adam {
         let mut out = Vec::with_capacity(2 * self.slots.len());
         for s in &self.slots {
             for (leaf, data) in [("moment_1", &self.moment_1), ("moment_2", &self.moment_2)] {
-                out.push(NamedTensor {
-                    name: join(prefix, &format!("{}.{leaf}", s.path)),
-                    shape: s.shape.clone(),
-                    data: data[s.offset..s.offset + s.len].to_vec(),
-                });
+                out.push(NamedTensor::new(
+                    join(prefix, &format!("{}.{leaf}", s.path)),
+                    s.shape.clone(),
+                    data[s.offset..s.offset + s.len].to_vec(),
+                ));
             }
         }
         Ok(out)

@@ -181,7 +181,7 @@ mod tests {
         for l in 0..layers {
             let (w, b) = (&tensors[2 * l], &tensors[2 * l + 1]);
             let outputs = w.shape[1];
-            let mut y = b.data.clone();
+            let mut y = b.data.to_vec();
             for (xi, row) in x.iter().zip(w.data.chunks_exact(outputs)) {
                 for (yj, wij) in y.iter_mut().zip(row) {
                     *yj += xi * wij;

@@ -30,6 +30,7 @@
 //! # Ok::<(), ratchet_agents::AgentError>(())
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -288,6 +289,18 @@ impl<E: Env> Ppo<E> {
         steps: u64,
         on_update: &mut dyn FnMut(&UpdateLog),
     ) -> Result<(), AgentError> {
+        self.train_until(steps, on_update, &AtomicBool::new(false))
+    }
+
+    /// [`train`](Self::train) that also returns at the first update boundary after `stop` is
+    /// set (checked after each `on_update`, which may set it); the agent then continues
+    /// exactly from where it stopped.
+    pub fn train_until(
+        &mut self,
+        steps: u64,
+        on_update: &mut dyn FnMut(&UpdateLog),
+        stop: &AtomicBool,
+    ) -> Result<(), AgentError> {
         let target = self.total_steps + steps;
         let clock = (Instant::now(), self.total_steps);
         while self.total_steps < target {
@@ -297,6 +310,9 @@ impl<E: Env> Ppo<E> {
                 let metrics = self.update(&advantages, &returns)?;
                 self.rollout.clear();
                 UpdateLog::emit(metrics, clock, self.total_steps, &self.episodes, on_update);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
             }
         }
         Ok(())
@@ -541,7 +557,7 @@ impl<E: Env> Ppo<E> {
     /// The complete training state: weights (`actor.*`, `critic.*`), Adam moments (`optim.*`),
     /// the partial rollout (`rollout.*`), the environments' observations (`envs.observations`),
     /// and in `meta` the counters, RNG and environment states, episode statistics and config.
-    pub fn state(&self) -> Result<TrainingState, AgentError> {
+    pub fn state(&self) -> Result<TrainingState<'static>, AgentError> {
         let mut tensors = module_tensors(&self.model.actor, "actor")?;
         tensors.extend(module_tensors(&self.model.critic, "critic")?);
         tensors.extend(self.adam.tensors("optim", &self.model)?);
@@ -578,6 +594,21 @@ impl<E: Env> Ppo<E> {
             episodes: self.episodes.clone(),
         };
         TrainingState::new("ppo", tensors, &meta)
+    }
+
+    /// Loads the networks' weights (`actor.*`, `critic.*` of [`Ppo::state`]) and nothing
+    /// else: enough to act, as a backtest does. On error the agent is unchanged.
+    pub fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
+        let model = ActorCritic {
+            actor: load_module_tensors(self.model.actor.clone(), weights, "actor")?,
+            critic: load_module_tensors(self.model.critic.clone(), weights, "critic")?,
+        };
+        let actor = InferenceMlp::from_mlp(&model.actor)?;
+        let critic = InferenceMlp::from_mlp(&model.critic)?;
+        self.actor = actor;
+        self.critic = critic;
+        self.model = model;
+        Ok(())
     }
 
     /// Restores a state from [`Ppo::state`] into this agent, which must have the same network

@@ -219,32 +219,34 @@ impl ReplayBuffer {
     /// The stored transitions as tensors named `{prefix}.observations` (`[len, obs]`),
     /// `.next_observations`, `.actions`, `.rewards` and `.terminated` (`[len]`, actions and
     /// flags as exact small floats), in slot order; [`ReplayBuffer::position`] completes them.
-    pub fn tensors(&self, prefix: &str) -> Vec<NamedTensor> {
+    /// Observations and rewards are borrowed, not copied: saving a full buffer needs no
+    /// second copy of it.
+    pub fn tensors(&self, prefix: &str) -> Vec<NamedTensor<'_>> {
         let (n, k) = (self.len(), self.observation_size);
         vec![
             NamedTensor::new(
                 join(prefix, "observations"),
                 vec![n, k],
-                self.observations.clone(),
+                &self.observations[..],
             ),
             NamedTensor::new(
                 join(prefix, "next_observations"),
                 vec![n, k],
-                self.next_observations.clone(),
+                &self.next_observations[..],
             ),
             NamedTensor::new(
                 join(prefix, "actions"),
                 vec![n],
-                self.actions.iter().map(|&a| a as f32).collect(),
+                self.actions.iter().map(|&a| a as f32).collect::<Vec<_>>(),
             ),
-            NamedTensor::new(join(prefix, "rewards"), vec![n], self.rewards.clone()),
+            NamedTensor::new(join(prefix, "rewards"), vec![n], &self.rewards[..]),
             NamedTensor::new(
                 join(prefix, "terminated"),
                 vec![n],
                 self.terminated
                     .iter()
                     .map(|&t| if t { 1.0 } else { 0.0 })
-                    .collect(),
+                    .collect::<Vec<_>>(),
             ),
         ]
     }
@@ -283,7 +285,7 @@ impl ReplayBuffer {
         rewards.check_shape(&[n])?;
         let terminated = find("terminated")?;
         terminated.check_shape(&[n])?;
-        let bad = |t: &NamedTensor, what: &str| {
+        let bad = |t: &NamedTensor<'_>, what: &str| {
             AgentError::State(format!(
                 "tensor '{}' holds a value that is not {what}",
                 t.name
@@ -318,10 +320,10 @@ impl ReplayBuffer {
                 self.capacity
             )));
         }
-        self.observations = observations.data.clone();
-        self.next_observations = next_observations.data.clone();
+        self.observations = observations.data.to_vec();
+        self.next_observations = next_observations.data.to_vec();
         self.actions = actions_u32;
-        self.rewards = rewards.data.clone();
+        self.rewards = rewards.data.to_vec();
         self.terminated = flags;
         self.position = position;
         Ok(())

@@ -30,60 +30,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
 
-/// One tensor of a training state, row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NamedTensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+pub use ratchet_tensors::{NamedTensor, ShapeError, TensorGroup};
 
-impl NamedTensor {
-    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
-        Self {
-            name: name.into(),
-            shape,
-            data,
-        }
-    }
-
-    /// An error naming this tensor unless its shape is `expected` and its data fits the shape.
-    pub fn check_shape(&self, expected: &[usize]) -> Result<(), AgentError> {
-        if self.shape != expected {
-            return Err(AgentError::State(format!(
-                "tensor '{}' has shape {:?}, the network expects {:?}",
-                self.name, self.shape, expected
-            )));
-        }
-        if self.data.len() != expected.iter().product::<usize>() {
-            return Err(AgentError::State(format!(
-                "tensor '{}' holds {} values for shape {:?}",
-                self.name,
-                self.data.len(),
-                self.shape
-            )));
-        }
-        Ok(())
+impl From<ShapeError> for AgentError {
+    fn from(e: ShapeError) -> Self {
+        AgentError::State(e.to_string())
     }
 }
 
 /// Everything needed to continue training exactly where it stopped.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TrainingState {
+pub struct TrainingState<'a> {
     /// `"ppo"` or `"dqn"`.
     pub algorithm: String,
-    /// Weights, optimizer moments and (DQN) the replay buffer.
-    pub tensors: Vec<NamedTensor>,
+    /// Weights, optimizer moments and (DQN) the replay buffer, owned or borrowed from the
+    /// agent.
+    pub tensors: Vec<NamedTensor<'a>>,
     /// Counters, schedule positions, RNG states, environment state, episode statistics and the
     /// configuration, as JSON whose numbers round-trip exactly.
     pub meta: serde_json::Value,
 }
 
-impl TrainingState {
+impl<'a> TrainingState<'a> {
     /// A state of `algorithm` with `meta` serialised to JSON.
     pub(crate) fn new(
         algorithm: &str,
-        tensors: Vec<NamedTensor>,
+        tensors: Vec<NamedTensor<'a>>,
         meta: &impl Serialize,
     ) -> Result<Self, AgentError> {
         Ok(Self {
@@ -108,8 +80,34 @@ impl TrainingState {
             .map_err(|e| AgentError::State(format!("{} metadata: {e}", algorithm.to_uppercase())))
     }
 
-    pub fn tensor(&self, name: &str) -> Option<&NamedTensor> {
+    pub fn tensor(&self, name: &str) -> Option<&NamedTensor<'a>> {
         self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The checkpoint file a tensor of an agent's state belongs in, by the name the agents
+    /// give it: the networks (`actor.*`, `critic.*`, `q_network.*`, `target_network.*`) are
+    /// weights, `optim.*` the optimizer's moments, everything else (replay buffer, rollout,
+    /// environment observations) state.
+    pub fn group(name: &str) -> TensorGroup {
+        let prefix = name.split('.').next().unwrap_or_default();
+        match prefix {
+            "actor" | "critic" | "q_network" | "target_network" => TensorGroup::Weights,
+            "optim" => TensorGroup::Optimizer,
+            _ => TensorGroup::State,
+        }
+    }
+
+    /// A state that owns all its tensors (copying those borrowed from an agent).
+    pub fn into_owned(self) -> TrainingState<'static> {
+        TrainingState {
+            algorithm: self.algorithm,
+            tensors: self
+                .tensors
+                .into_iter()
+                .map(NamedTensor::into_owned)
+                .collect(),
+            meta: self.meta,
+        }
     }
 
     /// The data of tensor `name`, which must have `shape`.
@@ -118,7 +116,7 @@ impl TrainingState {
             .tensor(name)
             .ok_or_else(|| AgentError::State(format!("missing tensor '{name}'")))?;
         t.check_shape(shape)?;
-        Ok(t.data.clone())
+        Ok(t.data.to_vec())
     }
 }
 
@@ -138,7 +136,7 @@ pub(crate) struct SavedEnvs {
 
 impl SavedEnvs {
     /// Captures `envs`, adding their observations to `tensors`.
-    pub(crate) fn capture<E: Env>(envs: &VecEnv<E>, tensors: &mut Vec<NamedTensor>) -> Self {
+    pub(crate) fn capture<E: Env>(envs: &VecEnv<E>, tensors: &mut Vec<NamedTensor<'_>>) -> Self {
         let (n, k) = (envs.len(), envs.observation_size());
         let state = envs.state();
         tensors.push(NamedTensor::new(
@@ -212,11 +210,14 @@ pub(crate) fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Ag
 }
 
 /// Every float parameter of `module`, named `{prefix}.{path}` in the module's visiting order.
-pub fn module_tensors<M: Module>(module: &M, prefix: &str) -> Result<Vec<NamedTensor>, AgentError> {
+pub fn module_tensors<M: Module>(
+    module: &M,
+    prefix: &str,
+) -> Result<Vec<NamedTensor<'static>>, AgentError> {
     struct Collect {
         path: Vec<String>,
         prefix: String,
-        out: Vec<Result<NamedTensor, AgentError>>,
+        out: Vec<Result<NamedTensor<'static>, AgentError>>,
     }
     impl ModuleVisitor for Collect {
         fn enter_module(&mut self, name: &str, _container_type: &str) {
@@ -230,7 +231,7 @@ pub fn module_tensors<M: Module>(module: &M, prefix: &str) -> Result<Vec<NamedTe
             let shape = value.dims().to_vec();
             let name = join(&self.prefix, &self.path.join("."));
             self.out
-                .push(read_f32(value).map(|data| NamedTensor { name, shape, data }));
+                .push(read_f32(value).map(|data| NamedTensor::new(name, shape, data)));
         }
     }
     let mut collect = Collect {
@@ -255,7 +256,7 @@ pub fn load_module_tensors<M: Module>(
     struct Load<'a> {
         path: Vec<String>,
         prefix: &'a str,
-        by_name: HashMap<&'a str, &'a NamedTensor>,
+        by_name: HashMap<&'a str, &'a NamedTensor<'a>>,
         used: usize,
         error: Option<AgentError>,
     }
@@ -273,7 +274,7 @@ pub fn load_module_tensors<M: Module>(
             let name = join(self.prefix, &self.path.join("."));
             let shape = param.lazy_shape().to_vec();
             let found = match self.by_name.get(name.as_str()) {
-                Some(t) => t.check_shape(&shape).map(|_| *t),
+                Some(t) => t.check_shape(&shape).map(|_| *t).map_err(AgentError::from),
                 None => Err(AgentError::State(format!(
                     "saved state has no tensor '{name}' (shape {shape:?})"
                 ))),
@@ -284,7 +285,7 @@ pub fn load_module_tensors<M: Module>(
                     // Created on the parameter's own device (autodiff included), so that
                     // `transform_for_load` can restore its gradient setting.
                     let value = Tensor::<D>::from_data(
-                        TensorData::new(t.data.clone(), shape.clone()),
+                        TensorData::new(t.data.to_vec(), shape.clone()),
                         &param.lazy_device(),
                     );
                     let id = param.id;

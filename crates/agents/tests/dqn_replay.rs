@@ -1,5 +1,7 @@
 //! The replay buffer: ring wrap-around, memory per transition, sampling, export and import.
 
+use std::borrow::Cow;
+
 use ratchet_agents::replay::{ReplayBatch, ReplayBuffer};
 use ratchet_agents::{AgentError, NamedTensor};
 use ratchet_env::Rng;
@@ -27,6 +29,7 @@ fn field(b: &ReplayBuffer, name: &str) -> Vec<f32> {
         .find(|t| t.name == name)
         .unwrap()
         .data
+        .into_owned()
 }
 
 #[test]
@@ -139,6 +142,25 @@ fn tensors_round_trip_and_continue_identically() {
 }
 
 #[test]
+fn saving_borrows_observations_and_rewards_instead_of_copying_them() {
+    let b = filled(8, 11);
+    let saved = b.tensors("replay");
+    let borrowed: Vec<&str> = saved
+        .iter()
+        .filter(|t| matches!(t.data, Cow::Borrowed(_)))
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(
+        borrowed,
+        [
+            "replay.observations",
+            "replay.next_observations",
+            "replay.rewards"
+        ]
+    );
+}
+
+#[test]
 fn restore_rejects_mismatches_naming_the_tensor_and_changes_nothing() {
     let a = filled(8, 11);
     let saved = a.tensors("replay");
@@ -158,7 +180,7 @@ fn restore_rejects_mismatches_naming_the_tensor_and_changes_nothing() {
     assert!(e.contains("replay.terminated"), "{e}");
 
     let mut bad: Vec<NamedTensor> = saved.clone();
-    bad[2].data[0] = 1.5;
+    bad[2].data.to_mut()[0] = 1.5;
     let e = message(b.restore(&bad, "replay", a.position()));
     assert!(e.contains("replay.actions"), "{e}");
 

@@ -49,7 +49,7 @@ fn same_seed_gives_bitwise_identical_weights_and_different_seeds_differ() {
     let (sa, sb, sc) = (a.state().unwrap(), b.state().unwrap(), c.state().unwrap());
     assert_eq!(bytes(&sa), bytes(&sb));
     assert_eq!(sa.meta, sb.meta);
-    let weights = |s: &TrainingState| s.tensor("q_network.layers.1.weight").unwrap().data.clone();
+    let weights = |s: &TrainingState| s.tensor("q_network.layers.1.weight").unwrap().data.to_vec();
     assert_ne!(weights(&sa), weights(&sc));
 }
 
@@ -204,7 +204,7 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         .iter_mut()
         .find(|t| t.name == "replay.actions")
         .unwrap();
-    t.data[0] = 5.0;
+    t.data.to_mut()[0] = 5.0;
     let e = message(target.restore(&bad_action));
     assert!(e.contains("action 5"), "{e}");
 
@@ -219,4 +219,27 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         "failed restores changed the agent"
     );
     assert_eq!(before.meta, after.meta);
+}
+
+#[test]
+fn a_stop_request_ends_training_at_the_next_update_and_training_continues_exactly() {
+    let mut whole = agent(config(), 3);
+    train(&mut whole, 600);
+    let mut stopped = agent(config(), 3);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    stopped
+        .train_until(
+            600,
+            &mut |_| stop.store(true, std::sync::atomic::Ordering::Relaxed),
+            &stop,
+        )
+        .unwrap();
+    // The first learning phase: the first call of the vector environment (2 steps each)
+    // that is a multiple of train_freq = 8 after learning_starts = 64 steps.
+    assert_eq!(stopped.total_steps(), 80);
+    train(&mut stopped, 600 - 80);
+    assert_eq!(
+        bytes(&whole.state().unwrap()),
+        bytes(&stopped.state().unwrap())
+    );
 }

@@ -5,7 +5,7 @@ use ratchet_agents::{DeviceKind, Dqn, DqnConfig, TrainingState};
 use ratchet_env::CartPole;
 
 /// Random actions only (learning never starts), one environment, every transition kept.
-fn stored_transitions(env: CartPole, steps: u64) -> TrainingState {
+fn stored_transitions(env: CartPole, steps: u64) -> TrainingState<'static> {
     let config = DqnConfig {
         learning_starts: 1_000_000,
         buffer_size: 10_000,
@@ -15,7 +15,7 @@ fn stored_transitions(env: CartPole, steps: u64) -> TrainingState {
     let mut dqn = Dqn::new(config, vec![env], DeviceKind::Cpu, 4).unwrap();
     dqn.train(steps, &mut |_| {}).unwrap();
     assert_eq!(dqn.replay_buffer().len() as u64, steps);
-    dqn.state().unwrap()
+    dqn.state().unwrap().into_owned()
 }
 
 fn field<'a>(state: &'a TrainingState, name: &str) -> &'a [f32] {

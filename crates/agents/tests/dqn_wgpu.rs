@@ -38,7 +38,7 @@ fn run(kind: DeviceKind) -> (Vec<f64>, Vec<f32>) {
         .tensors
         .into_iter()
         .filter(|t| t.name.starts_with("q_network."))
-        .flat_map(|t| t.data)
+        .flat_map(|t| t.data.into_owned())
         .collect();
     (losses, weights)
 }

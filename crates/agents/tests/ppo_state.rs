@@ -45,7 +45,7 @@ fn same_seed_gives_bitwise_identical_weights_and_different_seeds_differ() {
     assert!(sa.tensors.iter().any(|t| t.name.starts_with("optim.")));
     assert_eq!(bytes(&sa), bytes(&sb));
     assert_eq!(sa.meta, sb.meta);
-    let weights = |s: &TrainingState| s.tensor("actor.layers.0.weight").unwrap().data.clone();
+    let weights = |s: &TrainingState| s.tensor("actor.layers.0.weight").unwrap().data.to_vec();
     assert_ne!(weights(&sa), weights(&sc));
 }
 
@@ -284,5 +284,27 @@ fn results_do_not_depend_on_the_number_of_threads() {
     assert_eq!(
         bytes(&parallel.state().unwrap()),
         bytes(&sequential.state().unwrap())
+    );
+}
+
+#[test]
+fn a_stop_request_ends_training_at_the_next_update_and_training_continues_exactly() {
+    let mut whole = agent(3);
+    train(&mut whole, 640);
+    let mut stopped = agent(3);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    stopped
+        .train_until(
+            640,
+            &mut |_| stop.store(true, std::sync::atomic::Ordering::Relaxed),
+            &stop,
+        )
+        .unwrap();
+    // The first update comes after one rollout: 64 steps of each of the two environments.
+    assert_eq!((stopped.total_steps(), stopped.updates()), (128, 1));
+    train(&mut stopped, 640 - 128);
+    assert_eq!(
+        bytes(&whole.state().unwrap()),
+        bytes(&stopped.state().unwrap())
     );
 }

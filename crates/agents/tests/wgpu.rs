@@ -46,7 +46,7 @@ fn run(kind: DeviceKind) -> (Vec<[f64; 4]>, Vec<f32>) {
     let actor = weights
         .into_iter()
         .filter(|t| t.name.starts_with("actor."))
-        .flat_map(|t| t.data)
+        .flat_map(|t| t.data.into_owned())
         .collect();
     (losses, actor)
 }

@@ -34,6 +34,6 @@ pub use checksum::sha256_file;
 pub use config::{FEATURE_SCHEMA_VERSION, FeatureConfig, FeatureSpec, Normalization};
 pub use error::DataError;
 pub use features::{FeatureFrame, compute_features};
-pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars};
+pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, split};
 pub use timestamp::{format_date, format_timestamp};

@@ -8,20 +8,23 @@
 //! state.json             counters, schedule positions, RNG states, episode statistics
 //! metadata.json          the ModelVersion
 //! MLmodel                lets MLflow recognise the directory as a model (flavor `ratchet`)
-//! MANIFEST.json          size and sha256 of every file above
+//! MANIFEST.json          size and BLAKE3 digest of every file above
 //! ```
 //!
 //! Saving builds the directory under a temporary name beside the target, fsyncs it and
-//! renames it into place, so a reader never sees a half-written checkpoint. Loading checks
-//! every file against the manifest and names the one that is missing or corrupt.
+//! renames it into place, so a reader never sees a half-written checkpoint. Tensors are
+//! written (and hashed) straight from the memory they live in, borrowed ones included, so
+//! saving needs no copy of them. Loading checks every file against the manifest and names
+//! the one that is missing or corrupt; checkpoints whose manifest holds sha256 digests (the
+//! first format) are verified with sha256. [`Weights::load`] reads only what a policy needs.
 //!
 //! ```no_run
-//! use ratchet_registry::{Checkpoint, CheckpointState, Tensor};
+//! use ratchet_registry::{Checkpoint, CheckpointState, NamedTensor};
 //! # fn metadata() -> ratchet_registry::ModelVersion { unimplemented!() }
 //!
 //! let checkpoint = Checkpoint {
 //!     state: CheckpointState {
-//!         weights: vec![Tensor::new("actor.layers.0.weight", vec![64, 30], vec![0.0; 64 * 30])],
+//!         weights: vec![NamedTensor::new("actor.layers.0.weight", vec![64, 30], vec![0.0; 64 * 30])],
 //!         optimizer: vec![],
 //!         state_tensors: vec![],
 //!         state: serde_json::json!({ "step": 1000 }),
@@ -34,18 +37,17 @@
 //! # Ok::<(), ratchet_registry::RegistryError>(())
 //! ```
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use ratchet_tensors::NamedTensor;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{RegistryError, Result};
 use crate::model_version::ModelVersion;
-use crate::sha256x2;
 use ratchet_mlflow::fsutil;
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -55,8 +57,13 @@ pub const STATE_FILE: &str = "state.json";
 pub const METADATA_FILE: &str = "metadata.json";
 pub const MLMODEL_FILE: &str = "MLmodel";
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
-/// Identifies the layout; bumped on incompatible changes.
+/// Identifies the layout (the files and what they hold); bumped on incompatible changes.
 pub const CHECKPOINT_FORMAT: &str = "ratchet-checkpoint/1";
+/// `MANIFEST.json`'s `format` since its digests are BLAKE3 (the files are unchanged).
+pub const MANIFEST_FORMAT: &str = "ratchet-checkpoint/1+blake3";
+/// `MANIFEST.json`'s `format` with sha256 digests, as the first checkpoints were written:
+/// still verified and loaded.
+pub const MANIFEST_FORMAT_SHA256: &str = CHECKPOINT_FORMAT;
 /// The MLflow flavor name written to `MLmodel`.
 pub const FLAVOR: &str = "ratchet";
 
@@ -70,67 +77,107 @@ pub const CHECKPOINT_FILES: [&str; 6] = [
     MLMODEL_FILE,
 ];
 
-/// One named `f32` tensor, row-major. Plain data so any framework converts to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-impl Tensor {
-    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
-        Tensor {
-            name: name.into(),
-            shape,
-            data,
-        }
-    }
-
-    /// Number of elements the shape describes.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
 /// The training state a checkpoint holds, as plain data: the three tensor groups and the
-/// JSON of everything else. Training code converts its own types to and from this.
+/// JSON of everything else. Tensors may be borrowed from the training code's own structures.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct CheckpointState {
+pub struct CheckpointState<'a> {
     /// Network weights, named by parameter path → `model.safetensors`.
-    pub weights: Vec<Tensor>,
+    pub weights: Vec<NamedTensor<'a>>,
     /// Optimizer moments, named by the parameter path they belong to →
     /// `optimizer.safetensors`.
-    pub optimizer: Vec<Tensor>,
+    pub optimizer: Vec<NamedTensor<'a>>,
     /// Other state tensors such as the DQN replay buffer (may be empty) →
     /// `state.safetensors`.
-    pub state_tensors: Vec<Tensor>,
+    pub state_tensors: Vec<NamedTensor<'a>>,
     /// Counters, schedule positions, RNG states, episode statistics → `state.json`.
     pub state: serde_json::Value,
 }
 
 /// A complete checkpoint in memory: the state plus its [`ModelVersion`] metadata.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoint {
-    pub state: CheckpointState,
+pub struct Checkpoint<'a> {
+    pub state: CheckpointState<'a>,
     pub metadata: ModelVersion,
 }
 
-/// One file's entry in `MANIFEST.json`.
+/// A version's weights and metadata: what a policy needs to act (backtests, serving), read
+/// without the optimizer state or the replay buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub weights: Vec<NamedTensor<'static>>,
+    pub metadata: ModelVersion,
+}
+
+/// The files [`Weights::load`] reads.
+pub const WEIGHTS_FILES: [&str; 3] = [MANIFEST_FILE, MODEL_FILE, METADATA_FILE];
+
+/// One file's entry in `MANIFEST.json`: `{"size": …, "blake3": "…"}` (or `"sha256"` in the
+/// first format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
     pub size: u64,
-    pub sha256: String,
+    #[serde(flatten)]
+    pub digest: FileDigest,
 }
 
-/// `MANIFEST.json`: the checksum of every other file.
+/// A file's digest, hex, named by its algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileDigest {
+    Blake3(String),
+    Sha256(String),
+}
+
+impl std::fmt::Display for FileDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileDigest::Blake3(hex) => write!(f, "blake3 {hex}"),
+            FileDigest::Sha256(hex) => write!(f, "sha256 {hex}"),
+        }
+    }
+}
+
+/// `MANIFEST.json`: the size and digest of every other file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
     pub files: BTreeMap<String, ManifestEntry>,
 }
 
-impl Checkpoint {
+/// Hashes a file's bytes with the algorithm of the manifest that lists it.
+enum FileHasher {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(Sha256),
+}
+
+impl FileHasher {
+    /// The hasher of manifests of `format` (which [`read_manifest`] has checked).
+    fn of(format: &str) -> Self {
+        if format == MANIFEST_FORMAT_SHA256 {
+            FileHasher::Sha256(Sha256::new())
+        } else {
+            FileHasher::Blake3(Box::default())
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            FileHasher::Blake3(h) => {
+                h.update(bytes);
+            }
+            FileHasher::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> FileDigest {
+        match self {
+            FileHasher::Blake3(h) => FileDigest::Blake3(h.finalize().to_hex().to_string()),
+            FileHasher::Sha256(h) => FileDigest::Sha256(hex(&h.finalize())),
+        }
+    }
+}
+
+impl Checkpoint<'_> {
     /// Writes the checkpoint to `dir` atomically (replacing an existing checkpoint there)
     /// and returns its manifest.
     pub fn save(&self, dir: &Path) -> Result<Manifest> {
@@ -172,18 +219,9 @@ impl Checkpoint {
             .collect::<Result<Vec<_>>>()?;
         let mut files = BTreeMap::new();
         std::thread::scope(|scope| -> Result<Manifest> {
-            // sha256 is the dominant cost: one thread hashes the tensor files from memory
-            // (two in lockstep, see `sha256x2`) while this one writes them, and each file is
-            // fsynced on its own thread as soon as it is written, so its writeback overlaps
-            // the hashing and the other writes.
-            let hasher = scope.spawn(|| {
-                sha256x2::digest_all(
-                    tensor_files
-                        .iter()
-                        .map(|(_, header, tensors)| safetensors_parts(header, tensors))
-                        .collect(),
-                )
-            });
+            // Each file is fsynced on its own thread as soon as it is written, so its
+            // writeback overlaps the other writes; BLAKE3 hashes as fast as memory is read,
+            // so the tensor files are hashed inline as they are written.
             let mut syncs = Vec::new();
             for (name, bytes) in &small_files {
                 let path = temp.join(name);
@@ -191,21 +229,14 @@ impl Checkpoint {
                 syncs.push(scope.spawn(move || sync_data(&file, &path)));
                 files.insert(name.to_string(), entry_for(bytes));
             }
-            let mut sizes = BTreeMap::new();
             for (name, header, tensors) in &tensor_files {
                 let path = temp.join(name);
-                let (file, size) = write_safetensors(&path, header, tensors)?;
+                let (file, entry) = write_safetensors(&path, header, tensors)?;
                 syncs.push(scope.spawn(move || sync_data(&file, &path)));
-                sizes.insert(*name, size);
-            }
-            let digests = hasher.join().expect("checkpoint hasher thread panicked");
-            for ((name, _, _), digest) in tensor_files.iter().zip(digests) {
-                let size = sizes[name];
-                let sha256 = hex(&digest);
-                files.insert(name.to_string(), ManifestEntry { size, sha256 });
+                files.insert(name.to_string(), entry);
             }
             let manifest = Manifest {
-                format: CHECKPOINT_FORMAT.into(),
+                format: MANIFEST_FORMAT.into(),
                 files,
             };
             // The manifest and the directory's entries are flushed while the tensor files'
@@ -282,7 +313,7 @@ impl Checkpoint {
     }
 
     /// Reads and verifies a checkpoint.
-    pub fn load(dir: &Path) -> Result<Checkpoint> {
+    pub fn load(dir: &Path) -> Result<Checkpoint<'static>> {
         let manifest = read_manifest(dir)?;
         let tensor_files = [MODEL_FILE, OPTIMIZER_FILE, STATE_TENSORS_FILE];
         let mut tensors = read_tensor_files(dir, &tensor_files, &manifest)?.into_iter();
@@ -328,6 +359,24 @@ pub fn checkpoint_artifact_path(metadata: &ModelVersion, dir: &Path) -> String {
 pub fn model_uuid(metadata: &ModelVersion) -> String {
     let digest = Sha256::digest(format!("{}\n{}", metadata.name, metadata.version_id));
     hex(&digest[..16])
+}
+
+impl Weights {
+    /// Reads and verifies `model.safetensors` and `metadata.json` of a checkpoint (the
+    /// other files are not read).
+    pub fn load(dir: &Path) -> Result<Weights> {
+        let manifest = read_manifest(dir)?;
+        let mut tensors = read_tensor_files(dir, &[MODEL_FILE], &manifest)?;
+        let metadata_path = dir.join(METADATA_FILE);
+        let metadata = from_json(
+            &metadata_path,
+            &read_verified(&metadata_path, METADATA_FILE, &manifest)?,
+        )?;
+        Ok(Weights {
+            weights: tensors.pop().expect("one tensor file"),
+            metadata,
+        })
+    }
 }
 
 /// Checks every file against `MANIFEST.json` without parsing tensors. Errors name the
@@ -393,14 +442,30 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
         Err(e) => return Err(RegistryError::io(&path, e)),
     };
     let manifest: Manifest = from_json(&path, &bytes)?;
-    if manifest.format != CHECKPOINT_FORMAT {
-        return Err(RegistryError::corrupt(
-            &path,
-            format!(
-                "format {:?} is not {CHECKPOINT_FORMAT:?}; this build cannot read it",
-                manifest.format
-            ),
-        ));
+    let sha256 = match manifest.format.as_str() {
+        MANIFEST_FORMAT => false,
+        MANIFEST_FORMAT_SHA256 => true,
+        other => {
+            return Err(RegistryError::corrupt(
+                &path,
+                format!(
+                    "format {other:?} is neither {MANIFEST_FORMAT:?} nor \
+                     {MANIFEST_FORMAT_SHA256:?}; this build cannot read it"
+                ),
+            ));
+        }
+    };
+    for (name, entry) in &manifest.files {
+        if matches!(entry.digest, FileDigest::Sha256(_)) != sha256 {
+            return Err(RegistryError::corrupt(
+                &path,
+                format!(
+                    "lists a {} digest for {name} in a {:?} manifest",
+                    if sha256 { "BLAKE3" } else { "sha256" },
+                    manifest.format
+                ),
+            ));
+        }
     }
     let listed: BTreeSet<&str> = manifest.files.keys().map(String::as_str).collect();
     for name in CHECKPOINT_FILES {
@@ -444,62 +509,63 @@ fn open_listed(path: &Path, name: &str, manifest: &Manifest) -> Result<File> {
     Ok(file)
 }
 
-fn check_digest(path: &Path, actual: &str, expected: &ManifestEntry) -> Result<()> {
-    if actual != expected.sha256 {
+fn check_digest(path: &Path, actual: FileDigest, expected: &ManifestEntry) -> Result<()> {
+    if actual != expected.digest {
         return Err(RegistryError::corrupt(
             path,
             format!(
-                "corrupt: sha256 {actual} does not match the manifest's {}",
-                expected.sha256
+                "corrupt: {actual} does not match the manifest's {}",
+                expected.digest
             ),
         ));
     }
     Ok(())
 }
 
-/// Reads a whole file with one allocation of the right size and checks size and sha256.
+/// Reads a whole file with one allocation of the right size and checks size and digest.
 fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>> {
     let mut file = open_listed(path, name, manifest)?;
     let expected = &manifest.files[name];
     let mut bytes = Vec::with_capacity(expected.size as usize);
     file.read_to_end(&mut bytes)
         .map_err(|e| RegistryError::io(path, e))?;
-    check_digest(path, &hex(&Sha256::digest(&bytes)), expected)?;
+    let mut hasher = FileHasher::of(&manifest.format);
+    hasher.update(&bytes);
+    check_digest(path, hasher.finish(), expected)?;
     Ok(bytes)
 }
 
-/// The bytes of a safetensors file in order: header length, header, each tensor's data.
-fn safetensors_parts<'a>(
-    header: &'a [u8],
-    tensors: &'a [Tensor],
-) -> impl Iterator<Item = Cow<'a, [u8]>> {
-    [
-        Cow::Owned((header.len() as u64).to_le_bytes().to_vec()),
-        Cow::Borrowed(header),
-    ]
-    .into_iter()
-    .chain(tensors.iter().map(|t| f32_bytes(&t.data)))
-}
-
-/// Writes one safetensors file through a large buffer (the header and small tensors
-/// coalesce; large tensors go straight to the file) and returns it, unsynced, with its size.
-fn write_safetensors(path: &Path, header: &[u8], tensors: &[Tensor]) -> Result<(File, u64)> {
+/// Writes one safetensors file (header length, header, each tensor's values) through a
+/// large buffer (the header and small tensors coalesce; large tensors go straight to the
+/// file), hashing it on the way, and returns it, unsynced, with its manifest entry.
+fn write_safetensors(
+    path: &Path,
+    header: &[u8],
+    tensors: &[NamedTensor],
+) -> Result<(File, ManifestEntry)> {
     let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| RegistryError::io(path, e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
-    for part in safetensors_parts(header, tensors) {
-        out.write_all(&part)
+    let header_len = (header.len() as u64).to_le_bytes();
+    let parts = [&header_len[..], header]
+        .into_iter()
+        .chain(tensors.iter().map(NamedTensor::bytes));
+    for part in parts {
+        out.write_all(part)
             .map_err(|e| RegistryError::io(path, e))?;
+        hasher.update(part);
         size += part.len() as u64;
     }
     let file = out
         .into_inner()
         .map_err(|e| RegistryError::io(path, e.into_error()))?;
-    Ok((file, size))
+    let digest = FileDigest::Blake3(hasher.finalize().to_hex().to_string());
+    Ok((file, ManifestEntry { size, digest }))
 }
 
 fn sync_data(file: &File, path: &Path) -> Result<()> {
@@ -510,7 +576,7 @@ fn sync_data(file: &File, path: &Path) -> Result<()> {
 /// (keeps tensor data aligned for zero-copy readers).
 fn safetensors_header(
     path: &Path,
-    tensors: &[Tensor],
+    tensors: &[NamedTensor],
     metadata: Option<&BTreeMap<String, String>>,
 ) -> Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
@@ -563,67 +629,34 @@ fn safetensors_header(
 
 /// Reads safetensors files written by [`write_safetensors`]. Each header is parsed and
 /// validated by the `safetensors` crate (offsets contiguous, sizes matching shapes); then
-/// this thread reads the tensors straight into their `Vec<f32>`s, a chunk of each file in
-/// turn, and a second thread hashes the chunks as they arrive (two files in lockstep, see
-/// `sha256x2`), so reading and hashing overlap. Every digest is checked against the
-/// manifest at the end.
-fn read_tensor_files(dir: &Path, names: &[&str], manifest: &Manifest) -> Result<Vec<Vec<Tensor>>> {
-    /// Small enough to start hashing early, large enough that messages cost nothing.
-    const CHUNK_VALUES: usize = 1 << 18;
-    let paths: Vec<PathBuf> = names.iter().map(|name| dir.join(name)).collect();
-    let mut handles = Vec::new();
-    let mut prefixes = Vec::new();
-    let mut tensors = Vec::new();
-    for (path, name) in paths.iter().zip(names) {
-        let (file, prefix, file_tensors) = open_tensor_file(path, name, manifest)?;
-        handles.push(file);
-        prefixes.push(prefix);
-        tensors.push(file_tensors);
-    }
-    let digests = std::thread::scope(|scope| -> Result<Vec<[u8; 32]>> {
-        let (senders, streams): (Vec<_>, Vec<_>) = prefixes
-            .iter()
-            .map(|prefix| {
-                let (sender, chunks) = std::sync::mpsc::channel::<Cow<'_, [u8]>>();
-                (
-                    sender,
-                    std::iter::once(Cow::Borrowed(&prefix[..])).chain(chunks),
-                )
-            })
-            .unzip();
-        let hasher = scope.spawn(|| sha256x2::digest_all(streams));
-        let mut chunks: Vec<_> = tensors
-            .iter_mut()
-            .map(|file_tensors| {
-                file_tensors
-                    .iter_mut()
-                    .flat_map(|t| t.data.chunks_mut(CHUNK_VALUES))
-            })
-            .collect();
-        loop {
-            let mut more = false;
-            for (i, file_chunks) in chunks.iter_mut().enumerate() {
-                if let Some(chunk) = file_chunks.next() {
-                    read_f32s(&mut handles[i], chunk)
-                        .map_err(|e| RegistryError::io(&paths[i], e))?;
-                    let chunk: &[f32] = chunk;
-                    senders[i]
-                        .send(f32_bytes(chunk))
-                        .expect("the hasher outlives the reader");
-                    more = true;
+/// the tensors are read straight into their values, each chunk hashed as it arrives, and
+/// every digest is checked against the manifest.
+fn read_tensor_files(
+    dir: &Path,
+    names: &[&str],
+    manifest: &Manifest,
+) -> Result<Vec<Vec<NamedTensor<'static>>>> {
+    /// Small enough to stay in cache between the read and the hash.
+    const CHUNK_VALUES: usize = 1 << 16;
+    names
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            let (mut file, prefix, mut tensors) = open_tensor_file(&path, name, manifest)?;
+            let mut hasher = FileHasher::of(&manifest.format);
+            hasher.update(&prefix);
+            for tensor in &mut tensors {
+                for chunk in tensor.data.to_mut().chunks_mut(CHUNK_VALUES) {
+                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(chunk);
+                    file.read_exact(bytes)
+                        .map_err(|e| RegistryError::io(&path, e))?;
+                    hasher.update(bytes);
                 }
             }
-            if !more {
-                break;
-            }
-        }
-        drop(senders);
-        Ok(hasher.join().expect("checkpoint hasher thread panicked"))
-    })?;
-    for ((path, name), digest) in paths.iter().zip(names).zip(digests) {
-        check_digest(path, &hex(&digest), &manifest.files[*name])?;
-    }
-    Ok(tensors)
+            check_digest(&path, hasher.finish(), &manifest.files[*name])?;
+            Ok(tensors)
+        })
+        .collect()
 }
 
 /// Opens a tensor file and reads its header: the file positioned at the tensor data, the
@@ -632,7 +665,7 @@ fn open_tensor_file(
     path: &Path,
     name: &str,
     manifest: &Manifest,
-) -> Result<(File, Vec<u8>, Vec<Tensor>)> {
+) -> Result<(File, Vec<u8>, Vec<NamedTensor<'static>>)> {
     let mut file = open_listed(path, name, manifest)?;
     let expected = &manifest.files[name];
     let io = |e: std::io::Error| RegistryError::io(path, e);
@@ -676,60 +709,16 @@ fn open_tensor_file(
             ));
         }
         let (start, end) = info.data_offsets;
-        tensors.push(Tensor {
-            shape: info.shape.clone(),
-            data: vec![0f32; (end - start) / 4],
-            name: tensor_name,
-        });
+        let values = vec![0f32; (end - start) / 4];
+        tensors.push(NamedTensor::new(tensor_name, info.shape.clone(), values));
     }
     Ok((file, prefix, tensors))
-}
-
-/// Fills `data` from little-endian bytes.
-fn read_f32s(file: &mut File, data: &mut [f32]) -> std::io::Result<()> {
-    #[cfg(target_endian = "little")]
-    {
-        // SAFETY: every bit pattern is a valid f32, u8 has alignment 1, and the byte view
-        // covers exactly the slice's memory.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(
-                data.as_mut_ptr().cast::<u8>(),
-                std::mem::size_of_val(data),
-            )
-        };
-        file.read_exact(bytes)
-    }
-    #[cfg(not(target_endian = "little"))]
-    {
-        let mut bytes = vec![0u8; data.len() * 4];
-        file.read_exact(&mut bytes)?;
-        for (x, c) in data.iter_mut().zip(bytes.chunks_exact(4)) {
-            *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        Ok(())
-    }
-}
-
-/// The little-endian bytes of an `f32` slice, borrowed where the CPU is little-endian.
-fn f32_bytes(data: &[f32]) -> Cow<'_, [u8]> {
-    #[cfg(target_endian = "little")]
-    {
-        // SAFETY: f32 has no padding and no invalid bit patterns, u8 has alignment 1, and
-        // the byte length is exactly the slice's size in memory.
-        Cow::Borrowed(unsafe {
-            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
-        })
-    }
-    #[cfg(not(target_endian = "little"))]
-    {
-        Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect())
-    }
 }
 
 fn entry_for(bytes: &[u8]) -> ManifestEntry {
     ManifestEntry {
         size: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(bytes)),
+        digest: FileDigest::Blake3(blake3::hash(bytes).to_hex().to_string()),
     }
 }
 
@@ -786,17 +775,17 @@ fn replace_dir(temp: &Path, target: &Path) -> Result<()> {
 
 /// sha256 over the tensors' names, shapes and values (not the header, which carries the
 /// version id): equal for the same weights however they were saved.
-pub fn weights_sha256(weights: &[Tensor]) -> String {
+pub fn weights_sha256(weights: &[NamedTensor]) -> String {
     let mut hasher = Sha256::new();
     for tensor in weights {
         hash_name_shape(&mut hasher, tensor);
-        hasher.update(f32_bytes(&tensor.data));
+        hasher.update(tensor.bytes());
     }
     hex(&hasher.finalize())
 }
 
 /// sha256 over the tensors' names and shapes: equal for the same network architecture.
-pub fn network_hash(weights: &[Tensor]) -> String {
+pub fn network_hash(weights: &[NamedTensor]) -> String {
     let mut hasher = Sha256::new();
     for tensor in weights {
         hash_name_shape(&mut hasher, tensor);
@@ -804,7 +793,7 @@ pub fn network_hash(weights: &[Tensor]) -> String {
     hex(&hasher.finalize())
 }
 
-fn hash_name_shape(hasher: &mut Sha256, tensor: &Tensor) {
+fn hash_name_shape(hasher: &mut Sha256, tensor: &NamedTensor) {
     hasher.update((tensor.name.len() as u64).to_le_bytes());
     hasher.update(tensor.name.as_bytes());
     hasher.update((tensor.shape.len() as u64).to_le_bytes());

@@ -5,7 +5,8 @@
 //!
 //! The crate stores named `f32` tensors and JSON metadata; it knows nothing of Burn.
 //!
-//! - [`checkpoint`]: the checkpoint directory ([`Checkpoint`], [`Tensor`]);
+//! - [`checkpoint`]: the checkpoint directory ([`Checkpoint`], [`Weights`], of
+//!   [`NamedTensor`]s);
 //! - [`ModelVersion`]: what a version records;
 //! - [`Registry`]: registration and reading ([`registry`]), with each other operation in
 //!   its own module: [`aliases`] (status, promote, rollback, history), [`compare`],
@@ -23,11 +24,10 @@ pub mod listing;
 pub mod model_ref;
 pub mod model_version;
 pub mod registry;
-mod sha256x2;
 pub mod validation;
 
 pub use aliases::{AliasAction, AliasChange, AliasEvent, PRODUCTION};
-pub use checkpoint::{Checkpoint, CheckpointState, Manifest, Tensor};
+pub use checkpoint::{Checkpoint, CheckpointState, Manifest, Weights};
 pub use cleanup::{CleanupReport, RetentionPolicy};
 pub use compare::{MetricRow, VersionComparison};
 pub use compatibility::{CompatibilityTarget, Difference, compatibility};
@@ -35,6 +35,7 @@ pub use error::{RegistryError, Result};
 pub use lineage::{Lineage, LineageNode};
 pub use listing::{Comparison, MetricFilter, VersionFilter, VersionSummary};
 pub use model_ref::{ModelRef, VersionSelector};
+pub use ratchet_tensors::NamedTensor;
 pub use model_version::{
     DataSource, DateRange, MetricDirection, ModelVersion, ParentRef, SemVer, TrainingRecord,
     VersionStatus, metric_direction,

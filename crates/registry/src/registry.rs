@@ -299,12 +299,35 @@ impl Registry {
     }
 
     /// Loads and verifies a version's checkpoint (for continue-training and backtests).
-    pub fn load_checkpoint(&self, reference: &ModelRef) -> Result<Checkpoint> {
+    pub fn load_checkpoint(&self, reference: &ModelRef) -> Result<Checkpoint<'static>> {
         let stored = self.resolve(reference)?;
         let dir = self.checkpoint_dir_of(&stored)?;
         let mut checkpoint = Checkpoint::load(dir.path())?;
         checkpoint.metadata = with_store_facts(checkpoint.metadata, &stored);
         Ok(checkpoint)
+    }
+
+    /// A version's weights and metadata only (for backtests and serving: the optimizer
+    /// state and replay buffer are neither downloaded nor read).
+    pub fn load_weights(&self, reference: &ModelRef) -> Result<checkpoint::Weights> {
+        let stored = self.resolve(reference)?;
+        let (run_id, artifact_path) = checkpoint_location(&stored)?;
+        let mut weights = match self.store.local_artifact_path(&run_id, &artifact_path)? {
+            Some(dir) => checkpoint::Weights::load(&dir)?,
+            None => {
+                let temp = TempDir(fsutil::temp_path(&std::env::temp_dir(), "weights"));
+                for file in checkpoint::WEIGHTS_FILES {
+                    self.store.download_artifacts(
+                        &run_id,
+                        &format!("{artifact_path}/{file}"),
+                        &temp.0,
+                    )?;
+                }
+                checkpoint::Weights::load(&temp.0)?
+            }
+        };
+        weights.metadata = with_store_facts(weights.metadata, &stored);
+        Ok(weights)
     }
 
     /// The full feature configuration a version was trained with.

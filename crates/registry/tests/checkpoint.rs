@@ -6,11 +6,12 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use chrono::Utc;
 use ratchet_registry::checkpoint::{self, MANIFEST_FILE, MODEL_FILE, OPTIMIZER_FILE};
-use ratchet_registry::{Checkpoint, ModelVersion, RegistryError, SemVer, Tensor, VersionStatus};
+use ratchet_registry::{
+    Checkpoint, ModelVersion, NamedTensor, RegistryError, SemVer, VersionStatus,
+};
 
-fn sample_checkpoint(seed: u64) -> Checkpoint {
+fn sample_checkpoint(seed: u64) -> Checkpoint<'static> {
     let state = common::sample_state(seed, 32);
     let metadata = ModelVersion {
         name: "googl-dqn".into(),
@@ -18,7 +19,7 @@ fn sample_checkpoint(seed: u64) -> Checkpoint {
         version_id: "v2026-11-22--14h05".into(),
         semver: SemVer::new(1, 2, 0),
         status: VersionStatus::Registered,
-        created_at: Utc::now(),
+        created_at: "2026-11-22T14:05:00Z".parse().unwrap(),
         run_id: Some("0123456789abcdef0123456789abcdef".into()),
         weights_sha256: checkpoint::weights_sha256(&state.weights),
         network_hash: checkpoint::network_hash(&state.weights),
@@ -39,7 +40,7 @@ fn round_trip_is_exact() {
     assert_eq!(loaded, original);
     // Bit-exact, including values that compare equal but differ in bits.
     for (a, b) in loaded.state.weights.iter().zip(&original.state.weights) {
-        let bits = |t: &Tensor| t.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let bits = |t: &NamedTensor| t.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(a), bits(b));
     }
     // Nothing but the checkpoint is left beside it.
@@ -71,7 +72,7 @@ fn round_trip_is_exact() {
 fn special_float_values_survive() {
     let dir = tempfile::tempdir().unwrap();
     let mut ckpt = sample_checkpoint(2);
-    ckpt.state.optimizer[0].data[..4].copy_from_slice(&[
+    ckpt.state.optimizer[0].data.to_mut()[..4].copy_from_slice(&[
         f32::NAN,
         f32::INFINITY,
         -0.0,
@@ -79,7 +80,7 @@ fn special_float_values_survive() {
     ]);
     ckpt.save(&dir.path().join("c")).unwrap();
     let back = Checkpoint::load(&dir.path().join("c")).unwrap();
-    let bits = |t: &Tensor| t.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits = |t: &NamedTensor| t.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(
         bits(&back.state.optimizer[0]),
         bits(&ckpt.state.optimizer[0])
@@ -160,12 +161,78 @@ fn corruption_is_detected_and_names_the_file() {
     );
 }
 
+/// `tests/fixtures/checkpoint-sha256` is `sample_checkpoint(1)` as the first format wrote it
+/// (a manifest of sha256 digests), before manifests moved to BLAKE3.
+#[test]
+fn a_checkpoint_of_the_sha256_format_still_verifies_and_loads() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint-sha256");
+    let manifest = checkpoint::verify(&fixture).unwrap();
+    assert_eq!(manifest.format, checkpoint::MANIFEST_FORMAT_SHA256);
+    assert!(matches!(
+        manifest.files[MODEL_FILE].digest,
+        checkpoint::FileDigest::Sha256(_)
+    ));
+    assert_eq!(Checkpoint::load(&fixture).unwrap(), sample_checkpoint(1));
+    let weights = checkpoint::Weights::load(&fixture).unwrap();
+    assert_eq!(weights.weights, sample_checkpoint(1).state.weights);
+
+    // Its digests are still checked: a flipped bit is caught, with sha256.
+    let dir = tempfile::tempdir().unwrap();
+    for name in manifest.files.keys().chain([&MANIFEST_FILE.to_string()]) {
+        fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    let path = dir.path().join(OPTIMIZER_FILE);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let err = Checkpoint::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("corrupt: sha256 "), "{err}");
+    expect_corrupt(dir.path(), OPTIMIZER_FILE);
+}
+
+#[test]
+fn new_checkpoints_list_blake3_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("ckpt");
+    let manifest = sample_checkpoint(2).save(&target).unwrap();
+    assert_eq!(manifest.format, checkpoint::MANIFEST_FORMAT);
+    let model = fs::read(target.join(MODEL_FILE)).unwrap();
+    assert_eq!(
+        manifest.files[MODEL_FILE],
+        checkpoint::ManifestEntry {
+            size: model.len() as u64,
+            digest: checkpoint::FileDigest::Blake3(blake3::hash(&model).to_hex().to_string()),
+        }
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&fs::read(target.join(MANIFEST_FILE)).unwrap()).unwrap();
+    assert_eq!(
+        written["files"][MODEL_FILE]["blake3"],
+        blake3::hash(&model).to_hex().as_str()
+    );
+}
+
+#[test]
+fn weights_load_without_reading_the_other_tensor_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("ckpt");
+    let original = sample_checkpoint(5);
+    original.save(&target).unwrap();
+    // Neither the optimizer moments nor the other state tensors are read (or checked).
+    fs::remove_file(target.join(OPTIMIZER_FILE)).unwrap();
+    fs::remove_file(target.join(checkpoint::STATE_TENSORS_FILE)).unwrap();
+    let loaded = checkpoint::Weights::load(&target).unwrap();
+    assert_eq!(loaded.weights, original.state.weights);
+    assert_eq!(loaded.metadata, original.metadata);
+}
+
 #[test]
 fn bad_tensors_are_rejected_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("ckpt");
     let mut ckpt = sample_checkpoint(4);
-    ckpt.state.weights[1].data.pop();
+    ckpt.state.weights[1].data.to_mut().pop();
     let err = ckpt.save(&target).unwrap_err().to_string();
     assert!(err.contains("q_network.layers.0.bias"), "{err}");
     let mut dup = sample_checkpoint(4);

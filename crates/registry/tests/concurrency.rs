@@ -65,7 +65,7 @@ fn run_writer(config: &WriterConfig) {
                 let mut state = common::sample_state(config.writer * 1000 + seq, hidden);
                 if config.mode == "mixed" {
                     // A replay buffer big enough that kills often land inside a write.
-                    state.state_tensors.push(ratchet_registry::Tensor::new(
+                    state.state_tensors.push(ratchet_registry::NamedTensor::new(
                         "replay.next_observations",
                         vec![50_000, 6],
                         common::values(seq, 300_000),

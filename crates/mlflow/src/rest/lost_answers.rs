@@ -30,9 +30,9 @@ use crate::store::{Metric, TrackingStore};
 /// [module docs](self)).
 pub const REQUEST_ID_TAG: &str = "ratchet.request_id";
 
-/// A fresh id for one create request: 128 random bits, as hex.
+/// A fresh id for one create request: a uuid4, as hex.
 pub(super) fn new_request_id() -> String {
-    crate::fsutil::random_hex(16)
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl RestStore {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ratchet_registry::{CheckpointState, DataSource, DateRange, ParentRef, Tensor, TrainingRecord};
+use ratchet_registry::{CheckpointState, DataSource, DateRange, ParentRef, NamedTensor, TrainingRecord};
 
 /// The Python with `mlflow` and `safetensors`: `RATCHET_PYTHON`, else the project venv.
 /// Panics with instructions when it is missing — these tests never skip.
@@ -66,18 +66,18 @@ pub fn values(seed: u64, n: usize) -> Vec<f32> {
 
 /// A small but complete training state: an MLP's weights, Adam moments for each, a
 /// replay buffer and JSON counters.
-pub fn sample_state(seed: u64, hidden: usize) -> CheckpointState {
+pub fn sample_state(seed: u64, hidden: usize) -> CheckpointState<'static> {
     let shapes: Vec<(&str, Vec<usize>)> = vec![
         ("q_network.layers.0.weight", vec![hidden, 6]),
         ("q_network.layers.0.bias", vec![hidden]),
         ("q_network.layers.1.weight", vec![3, hidden]),
         ("q_network.layers.1.bias", vec![3]),
     ];
-    let weights: Vec<Tensor> = shapes
+    let weights: Vec<NamedTensor<'static>> = shapes
         .iter()
         .enumerate()
         .map(|(i, (name, shape))| {
-            Tensor::new(
+            NamedTensor::new(
                 *name,
                 shape.clone(),
                 values(seed * 100 + i as u64, shape.iter().product()),
@@ -88,12 +88,12 @@ pub fn sample_state(seed: u64, hidden: usize) -> CheckpointState {
         .iter()
         .flat_map(|w| {
             [
-                Tensor::new(
+                NamedTensor::new(
                     format!("optim.{}.moment_1", w.name),
                     w.shape.clone(),
                     values(seed + 7, w.data.len()),
                 ),
-                Tensor::new(
+                NamedTensor::new(
                     format!("optim.{}.moment_2", w.name),
                     w.shape.clone(),
                     values(seed + 8, w.data.len()),
@@ -105,13 +105,13 @@ pub fn sample_state(seed: u64, hidden: usize) -> CheckpointState {
         weights,
         optimizer,
         state_tensors: vec![
-            Tensor::new("replay.observations", vec![16, 6], values(seed + 9, 96)),
-            Tensor::new(
+            NamedTensor::new("replay.observations", vec![16, 6], values(seed + 9, 96)),
+            NamedTensor::new(
                 "replay.actions",
                 vec![16],
-                (0..16).map(|i| (i % 3) as f32).collect(),
+                (0..16).map(|i| (i % 3) as f32).collect::<Vec<f32>>(),
             ),
-            Tensor::new("replay.position", vec![], vec![5.0]),
+            NamedTensor::new("replay.position", vec![], vec![5.0]),
         ],
         state: serde_json::json!({
             "total_steps": 1000 + seed,
