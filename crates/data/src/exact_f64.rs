@@ -63,7 +63,7 @@ mod tests {
             f64::MIN_POSITIVE / 3.0,
             f64::MAX,
             -1e300,
-            1234.567_890_123_456_7,
+            2.0f64.sqrt() * 1e3,
             f64::INFINITY,
             f64::NEG_INFINITY,
         ];
