@@ -22,8 +22,8 @@ pub(crate) struct RollingMeanStd {
     /// The last `window` values, oldest first.
     #[serde(with = "crate::exact_f64::deque")]
     recent: VecDeque<f64>,
-    /// Values pushed so far.
-    pushed: usize,
+    /// Values pushed so far modulo `window`: the sums are recomputed when it comes round to 0.
+    phase: usize,
     #[serde(with = "crate::exact_f64")]
     shift: f64,
     #[serde(with = "crate::exact_f64")]
@@ -37,7 +37,7 @@ impl RollingMeanStd {
         RollingMeanStd {
             window,
             recent: VecDeque::new(),
-            pushed: 0,
+            phase: 0,
             shift: 0.0,
             sum: 0.0,
             sum_sq: 0.0,
@@ -47,9 +47,8 @@ impl RollingMeanStd {
     /// Adds `x`; returns `(mean, std)` of the last `window` values once there are that many.
     pub(crate) fn push(&mut self, x: f64) -> Option<(f64, f64)> {
         let w = self.window;
-        let i = self.pushed;
-        self.pushed += 1;
-        if i == 0 {
+        let was_full = self.recent.len() >= w;
+        if self.recent.is_empty() {
             self.shift = x;
         }
         self.recent.push_back(x);
@@ -58,7 +57,13 @@ impl RollingMeanStd {
         } else {
             None
         };
-        if i >= w && i.is_multiple_of(w) {
+        let recompute = was_full && self.phase == 0;
+        // A counter rather than a remainder: an integer division per value was measurable.
+        self.phase += 1;
+        if self.phase >= w {
+            self.phase = 0;
+        }
+        if recompute {
             // Exact recomputation over the window ending at x.
             self.shift = x;
             self.sum = 0.0;
@@ -78,7 +83,7 @@ impl RollingMeanStd {
                 self.sum_sq -= old * old;
             }
         }
-        if i + 1 < w {
+        if self.recent.len() < w {
             return None;
         }
         let inv_w = 1.0 / w as f64;
