@@ -1,5 +1,6 @@
 //! Feature computation speed: the default config over 1M synthetic bars (target: well under a
-//! second), and loading the bundled GOOGL file.
+//! second), one live bar pushed through a warmed-up `FeatureStream` (the feature half of a
+//! served decision, whose target is under 5 µs), and loading the bundled GOOGL file.
 //!
 //! `cargo bench -p ratchet-data`
 
@@ -7,7 +8,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ratchet_data::{Bars, FeatureConfig, LoadOptions, compute_features, load_bars};
+use ratchet_data::{Bars, FeatureConfig, FeatureStream, LoadOptions, compute_features, load_bars};
 
 /// A deterministic, mean-reverting random walk of `n` consistent bars.
 fn random_walk(n: usize) -> Bars {
@@ -47,6 +48,27 @@ fn features(c: &mut Criterion) {
     group.finish();
 }
 
+fn stream(c: &mut Criterion) {
+    let bars = random_walk(10_000);
+    let mut stream = FeatureStream::new(&FeatureConfig::default()).unwrap();
+    for t in 0..bars.len() {
+        stream.push(&bars.bar(t)).unwrap();
+    }
+    // Keep pushing the walk's bars again, at later timestamps.
+    let mut next = bars.len();
+    let mut group = c.benchmark_group("feature_stream");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("push_default_config", |b| {
+        b.iter(|| {
+            let mut bar = bars.bar(next % bars.len());
+            bar.timestamp = next as i64 * 60_000;
+            next += 1;
+            stream.push(black_box(&bar)).unwrap().map(|row| row[0])
+        })
+    });
+    group.finish();
+}
+
 fn loading(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/STOCKS_GOOGL.csv");
     let opts = LoadOptions::default();
@@ -81,5 +103,5 @@ fn loading(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, features, loading);
+criterion_group!(benches, features, stream, loading);
 criterion_main!(benches);

@@ -2,6 +2,8 @@
 
 use std::ops::Range;
 
+use serde::{Deserialize, Serialize};
+
 /// OHLCV bars as column vectors of equal length, timestamps strictly increasing.
 ///
 /// [`load_bars`](crate::load_bars) guarantees the invariants for loaded data: equal lengths,
@@ -57,6 +59,18 @@ impl Bars {
         }
     }
 
+    /// Bar `i` on its own. Panics if `i >= len()`, like slice indexing.
+    pub fn bar(&self, i: usize) -> Bar {
+        Bar {
+            timestamp: self.timestamps[i],
+            open: self.open[i],
+            high: self.high[i],
+            low: self.low[i],
+            close: self.close[i],
+            volume: self.volume[i],
+        }
+    }
+
     /// Checks that all columns have the same length; the message names the first one that does not.
     pub(crate) fn check_lengths(&self) -> Result<(), String> {
         let n = self.timestamps.len();
@@ -74,5 +88,95 @@ impl Bars {
             }
         }
         Ok(())
+    }
+}
+
+/// One OHLCV bar, what [`FeatureStream::push`](crate::FeatureStream::push) takes.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bar {
+    /// Open time as Unix epoch milliseconds, UTC.
+    pub timestamp: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+impl Bar {
+    /// What is wrong with this bar on its own, by the rules [`load_bars`](crate::load_bars)
+    /// applies to every row: finite positive prices, finite non-negative volume, and a high and a
+    /// low that enclose open and close.
+    pub(crate) fn problem(&self) -> Option<String> {
+        for (column, price) in [
+            ("open", self.open),
+            ("high", self.high),
+            ("low", self.low),
+            ("close", self.close),
+        ] {
+            if let Some(problem) = price_problem(price) {
+                return Some(format!("{column}: {problem}"));
+            }
+        }
+        volume_problem(self.volume)
+            .or_else(|| range_problem(self.open, self.high, self.low, self.close))
+    }
+}
+
+/// Why `price` is not a valid price, if it is not.
+pub(crate) fn price_problem(price: f64) -> Option<String> {
+    let problem = if price.is_nan() {
+        "price is NaN"
+    } else if price.is_infinite() {
+        "price is infinite"
+    } else if price < 0.0 {
+        "price is negative"
+    } else if price == 0.0 {
+        "price is zero"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{problem} ({price}); prices must be finite and positive"
+    ))
+}
+
+/// Why `volume` is not a valid volume, if it is not.
+pub(crate) fn volume_problem(volume: f64) -> Option<String> {
+    (!volume.is_finite() || volume < 0.0)
+        .then(|| format!("volume {volume} is not a finite non-negative number"))
+}
+
+/// How a bar's high and low fail to enclose its open and close, if they do.
+pub(crate) fn range_problem(open: f64, high: f64, low: f64, close: f64) -> Option<String> {
+    let (o, h, l, c) = (open, high, low, close);
+    if h < l {
+        Some(format!("high {h} is below low {l}"))
+    } else if h < o || h < c {
+        Some(format!(
+            "high {h} is below {} {}",
+            if h < o { "open" } else { "close" },
+            if h < o { o } else { c }
+        ))
+    } else if l > o || l > c {
+        Some(format!(
+            "low {l} is above {} {}",
+            if l > o { "open" } else { "close" },
+            if l > o { o } else { c }
+        ))
+    } else {
+        None
+    }
+}
+
+/// How timestamp `current` fails to come after `previous`, if it does: "repeats" or
+/// "is earlier than".
+pub(crate) fn order_problem(previous: i64, current: i64) -> Option<&'static str> {
+    if current == previous {
+        Some("repeats")
+    } else if current < previous {
+        Some("is earlier than")
+    } else {
+        None
     }
 }

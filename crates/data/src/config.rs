@@ -307,16 +307,19 @@ impl FeatureConfig {
     /// Bars dropped at the start of every [`FeatureFrame`](crate::FeatureFrame): the longest
     /// indicator warm-up plus, with rolling normalisation, its window minus one.
     pub fn warm_up(&self) -> usize {
-        let indicators = self
-            .features
+        match self.normalization {
+            Normalization::None => self.indicator_warm_up(),
+            Normalization::RollingZscore { window } => self.indicator_warm_up() + window - 1,
+        }
+    }
+
+    /// The first bar where every indicator is defined: the longest indicator warm-up.
+    pub(crate) fn indicator_warm_up(&self) -> usize {
+        self.features
             .iter()
             .map(FeatureSpec::warm_up)
             .max()
-            .unwrap_or(0);
-        match self.normalization {
-            Normalization::None => indicators,
-            Normalization::RollingZscore { window } => indicators + window - 1,
-        }
+            .unwrap_or(0)
     }
 
     /// Checks every parameter; the error names the offending feature and what to change.

@@ -103,6 +103,18 @@ pub enum DataError {
         problem: &'static str,
     },
 
+    /// A bar that a [`FeatureStream`](crate::FeatureStream) (or `compute_features`) refuses:
+    /// an invalid price or volume, a high and low that do not enclose open and close, or a
+    /// timestamp not after the previous bar's. The stream is left as it was.
+    #[error("bar {index} ({}): {problem}; fix or drop the bar", iso(.timestamp))]
+    RejectedBar {
+        /// Position in the stream, from 0 (the index in `Bars` for `compute_features`).
+        index: usize,
+        /// Epoch milliseconds of the bar.
+        timestamp: i64,
+        problem: String,
+    },
+
     /// A feature config that cannot be parsed or makes no sense.
     #[error("feature config: {0}")]
     Config(String),

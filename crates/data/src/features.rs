@@ -1,9 +1,10 @@
 //! Computing a [`FeatureFrame`] from bars.
 
-use crate::config::{FeatureConfig, FeatureSpec, Normalization};
-use crate::rolling::{ema, rolling_mean_std, sma, wilder, zscore};
-use crate::timestamp::format_timestamp;
-use crate::{Bars, DataError};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{FeatureConfig, FeatureSpec};
+use crate::rolling::{Lagged, RollingMeanStd, SmoothedAverage, Smoothing, zscore};
+use crate::{Bar, Bars, DataError, FeatureStream};
 
 /// Materialised features aligned with the bars they came from.
 ///
@@ -59,9 +60,11 @@ impl FeatureFrame {
 
 /// Computes the configured features over `bars`, normalises them and drops the warm-up rows.
 ///
-/// Every value at row `r` depends on bars `0..=first_bar + r` only (tested as a property). Errors
-/// when the config is invalid, the bars are malformed (unequal lengths, non-finite or
-/// non-positive prices) or there are not more bars than the warm-up needs.
+/// This pushes every bar through a [`FeatureStream`] and collects the rows it returns, so the
+/// batch features are exactly, bit for bit, what a stream computes live. Every value at row `r`
+/// depends on bars `0..=first_bar + r` only (tested as a property). Errors when the config is
+/// invalid, a bar is malformed (see [`FeatureStream::push`]), columns have unequal lengths or
+/// there are not more bars than the warm-up needs.
 ///
 /// ```
 /// use ratchet_data::{compute_features, Bars, FeatureConfig};
@@ -83,52 +86,20 @@ impl FeatureFrame {
 /// # Ok::<(), ratchet_data::DataError>(())
 /// ```
 pub fn compute_features(bars: &Bars, cfg: &FeatureConfig) -> Result<FeatureFrame, DataError> {
-    cfg.validate()?;
+    let mut stream = FeatureStream::new(cfg)?;
     bars.check_lengths().map_err(DataError::Features)?;
-    check_bars(bars)?;
     let n = bars.len();
     let first_bar = cfg.warm_up();
+    let names = cfg.column_names();
+    let mut values = Vec::with_capacity(n.saturating_sub(first_bar) * names.len());
+    for t in 0..n {
+        if let Some(row) = stream.push(&bars.bar(t))? {
+            values.extend_from_slice(row);
+        }
+    }
     if n <= first_bar {
         return Err(DataError::Features(format!(
             "{n} bars are too few: this feature config drops the first {first_bar} as warm-up and needs at least one more; use more data, shorter indicator windows or a shorter normalization window"
-        )));
-    }
-
-    let mut columns: Vec<Vec<f64>> = Vec::with_capacity(cfg.column_names().len());
-    for spec in &cfg.features {
-        columns.extend(compute_spec(bars, spec));
-    }
-    let indicator_start = cfg
-        .features
-        .iter()
-        .map(FeatureSpec::warm_up)
-        .max()
-        .unwrap_or(0);
-    if let Normalization::RollingZscore { window } = cfg.normalization {
-        for col in &mut columns {
-            let mut normalised = vec![f64::NAN; n];
-            rolling_mean_std(col, indicator_start, window, |t, mean, std| {
-                normalised[t] = zscore(col[t], mean, std);
-            });
-            *col = normalised;
-        }
-    }
-
-    let names = cfg.column_names();
-    let width = names.len();
-    let rows = n - first_bar;
-    let mut values = Vec::with_capacity(rows * width);
-    for t in first_bar..n {
-        for col in &columns {
-            values.push(col[t] as f32);
-        }
-    }
-    if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
-        let t = first_bar + pos / width;
-        return Err(DataError::Features(format!(
-            "feature {} is not finite at bar {t} ({}); the bars there are extreme, check the data",
-            names[pos % width],
-            format_timestamp(bars.timestamps[t])
         )));
     }
     Ok(FeatureFrame {
@@ -139,119 +110,145 @@ pub fn compute_features(bars: &Bars, cfg: &FeatureConfig) -> Result<FeatureFrame
     })
 }
 
-/// Bars built in code (not by `load_bars`) get the checks the features rely on.
-fn check_bars(bars: &Bars) -> Result<(), DataError> {
-    for (name, col) in [
-        ("open", &bars.open),
-        ("high", &bars.high),
-        ("low", &bars.low),
-        ("close", &bars.close),
-    ] {
-        if let Some(t) = col.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
-            return Err(DataError::Features(format!(
-                "bar {t} has {name} {}; prices must be finite and positive (load data with load_bars to validate it)",
-                col[t]
-            )));
-        }
-    }
-    if let Some(t) = bars
-        .volume
-        .iter()
-        .position(|v| !(v.is_finite() && *v >= 0.0))
-    {
-        return Err(DataError::Features(format!(
-            "bar {t} has volume {}; volume must be finite and non-negative",
-            bars.volume[t]
-        )));
-    }
-    Ok(())
+/// The running state of one [`FeatureSpec`]: the one implementation of that feature, updated
+/// bar by bar by a [`FeatureStream`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Indicator {
+    SimpleReturn(Lagged),
+    LogReturn(Lagged),
+    SmaRatio {
+        fast: RollingMeanStd,
+        slow: RollingMeanStd,
+    },
+    EmaRatio {
+        fast: SmoothedAverage,
+        slow: SmoothedAverage,
+    },
+    Rsi {
+        gain: SmoothedAverage,
+        loss: SmoothedAverage,
+    },
+    Macd {
+        fast: SmoothedAverage,
+        slow: SmoothedAverage,
+        signal: SmoothedAverage,
+    },
+    Volatility(RollingMeanStd),
+    Atr(SmoothedAverage),
+    ZscoreClose(RollingMeanStd),
+    ZscoreVolume(RollingMeanStd),
 }
 
-/// The column(s) of one feature over all bars; NaN during its warm-up.
-fn compute_spec(bars: &Bars, spec: &FeatureSpec) -> Vec<Vec<f64>> {
-    let c = &bars.close;
-    let n = c.len();
-    let lagged = |k: usize, f: fn(f64) -> f64| -> Vec<f64> {
-        (0..n)
-            .map(|t| if t >= k { f(c[t] / c[t - k]) } else { f64::NAN })
-            .collect()
-    };
-    let ratio =
-        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a / b - 1.0).collect() };
-    match *spec {
-        FeatureSpec::SimpleReturn { k } => vec![lagged(k, |r| r - 1.0)],
-        FeatureSpec::LogReturn { k } => vec![lagged(k, f64::ln)],
-        FeatureSpec::SmaRatio { fast, slow } => vec![ratio(&sma(c, fast), &sma(c, slow))],
-        FeatureSpec::EmaRatio { fast, slow } => vec![ratio(&ema(c, 0, fast), &ema(c, 0, slow))],
-        FeatureSpec::Rsi { period } => {
-            let mut gains = vec![f64::NAN; n];
-            let mut losses = vec![f64::NAN; n];
-            for t in 1..n {
-                let d = c[t] - c[t - 1];
-                gains[t] = d.max(0.0);
-                losses[t] = (-d).max(0.0);
+impl Indicator {
+    pub(crate) fn new(spec: &FeatureSpec) -> Self {
+        use Smoothing::{Exponential, Wilder};
+        match *spec {
+            FeatureSpec::SimpleReturn { k } => Indicator::SimpleReturn(Lagged::new(k)),
+            FeatureSpec::LogReturn { k } => Indicator::LogReturn(Lagged::new(k)),
+            FeatureSpec::SmaRatio { fast, slow } => Indicator::SmaRatio {
+                fast: RollingMeanStd::new(fast),
+                slow: RollingMeanStd::new(slow),
+            },
+            FeatureSpec::EmaRatio { fast, slow } => Indicator::EmaRatio {
+                fast: SmoothedAverage::new(Exponential, fast),
+                slow: SmoothedAverage::new(Exponential, slow),
+            },
+            FeatureSpec::Rsi { period } => Indicator::Rsi {
+                gain: SmoothedAverage::new(Wilder, period),
+                loss: SmoothedAverage::new(Wilder, period),
+            },
+            FeatureSpec::Macd { fast, slow, signal } => Indicator::Macd {
+                fast: SmoothedAverage::new(Exponential, fast),
+                slow: SmoothedAverage::new(Exponential, slow),
+                signal: SmoothedAverage::new(Exponential, signal),
+            },
+            FeatureSpec::Volatility { window } => {
+                Indicator::Volatility(RollingMeanStd::new(window))
             }
-            let avg_gain = wilder(&gains, 1, period);
-            let avg_loss = wilder(&losses, 1, period);
-            vec![
-                avg_gain
-                    .iter()
-                    .zip(&avg_loss)
-                    .map(|(&g, &l)| {
-                        if g + l > 0.0 {
-                            g / (g + l)
-                        } else if g.is_nan() {
-                            f64::NAN
-                        } else {
-                            0.5
-                        }
-                    })
-                    .collect(),
-            ]
-        }
-        FeatureSpec::Macd { fast, slow, signal } => {
-            // (EMA_fast - EMA_slow) / EMA_slow = EMA_fast / EMA_slow - 1
-            let line = ratio(&ema(c, 0, fast), &ema(c, 0, slow));
-            let signal_line = ema(&line, slow - 1, signal);
-            let hist = line.iter().zip(&signal_line).map(|(l, s)| l - s).collect();
-            vec![line, signal_line, hist]
-        }
-        FeatureSpec::Volatility { window } => {
-            let mut returns = vec![f64::NAN; n];
-            for t in 1..n {
-                returns[t] = (c[t] / c[t - 1]).ln();
+            FeatureSpec::Atr { period } => Indicator::Atr(SmoothedAverage::new(Wilder, period)),
+            FeatureSpec::ZscoreClose { window } => {
+                Indicator::ZscoreClose(RollingMeanStd::new(window))
             }
-            let mut out = vec![f64::NAN; n];
-            rolling_mean_std(&returns, 1, window, |t, _, std| out[t] = std);
-            vec![out]
-        }
-        FeatureSpec::Atr { period } => {
-            let (h, l) = (&bars.high, &bars.low);
-            let mut true_range = vec![f64::NAN; n];
-            for t in 1..n {
-                true_range[t] = (h[t] - l[t])
-                    .max((h[t] - c[t - 1]).abs())
-                    .max((l[t] - c[t - 1]).abs());
+            FeatureSpec::ZscoreVolume { window } => {
+                Indicator::ZscoreVolume(RollingMeanStd::new(window))
             }
-            let atr = wilder(&true_range, 1, period);
-            vec![atr.iter().zip(c).map(|(a, c)| a / c).collect()]
         }
-        FeatureSpec::ZscoreClose { window } => vec![rolling_zscore(c, window)],
-        FeatureSpec::ZscoreVolume { window } => vec![rolling_zscore(&bars.volume, window)],
     }
-}
 
-fn rolling_zscore(x: &[f64], window: usize) -> Vec<f64> {
-    let mut out = vec![f64::NAN; x.len()];
-    rolling_mean_std(x, 0, window, |t, mean, std| {
-        out[t] = zscore(x[t], mean, std)
-    });
-    out
+    /// Number of columns (as [`FeatureSpec::column_names`]).
+    pub(crate) fn width(&self) -> usize {
+        match self {
+            Indicator::Macd { .. } => 3,
+            _ => 1,
+        }
+    }
+
+    /// Takes the next bar (`previous_close`: the close of the bar before it, `None` for the
+    /// first) and writes this feature's values at that bar to `out`, NaN while warming up.
+    pub(crate) fn update(&mut self, bar: &Bar, previous_close: Option<f64>, out: &mut [f64]) {
+        let c = bar.close;
+        // Both averages of a ratio see every bar, even while the other is still warming up.
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => a / b - 1.0,
+            _ => f64::NAN,
+        };
+        let mean = |m: Option<(f64, f64)>| m.map(|(mean, _)| mean);
+        let value = match self {
+            Indicator::SimpleReturn(lagged) => lagged.push(c).map_or(f64::NAN, |old| c / old - 1.0),
+            Indicator::LogReturn(lagged) => lagged.push(c).map_or(f64::NAN, |old| (c / old).ln()),
+            Indicator::SmaRatio { fast, slow } => ratio(mean(fast.push(c)), mean(slow.push(c))),
+            Indicator::EmaRatio { fast, slow } => ratio(fast.push(c), slow.push(c)),
+            Indicator::Rsi { gain, loss } => previous_close.map_or(f64::NAN, |previous| {
+                let d = c - previous;
+                match (gain.push(d.max(0.0)), loss.push((-d).max(0.0))) {
+                    (Some(g), Some(l)) if g + l > 0.0 => g / (g + l),
+                    (Some(g), Some(_)) if !g.is_nan() => 0.5,
+                    _ => f64::NAN,
+                }
+            }),
+            Indicator::Macd { fast, slow, signal } => {
+                // (EMA_fast - EMA_slow) / EMA_slow = EMA_fast / EMA_slow - 1; the signal line
+                // averages the line from the first bar it is defined.
+                let values = match (fast.push(c), slow.push(c)) {
+                    (Some(a), Some(b)) => {
+                        let line = a / b - 1.0;
+                        signal
+                            .push(line)
+                            .map_or([line, f64::NAN, f64::NAN], |s| [line, s, line - s])
+                    }
+                    _ => [f64::NAN; 3],
+                };
+                for (o, v) in out.iter_mut().zip(values) {
+                    *o = v;
+                }
+                return;
+            }
+            Indicator::Volatility(returns) => previous_close
+                .and_then(|previous| returns.push((c / previous).ln()))
+                .map_or(f64::NAN, |(_, std)| std),
+            Indicator::Atr(average) => previous_close
+                .and_then(|previous| {
+                    let true_range = (bar.high - bar.low)
+                        .max((bar.high - previous).abs())
+                        .max((bar.low - previous).abs());
+                    average.push(true_range)
+                })
+                .map_or(f64::NAN, |atr| atr / c),
+            Indicator::ZscoreClose(closes) => closes
+                .push(c)
+                .map_or(f64::NAN, |(mean, std)| zscore(c, mean, std)),
+            Indicator::ZscoreVolume(volumes) => volumes
+                .push(bar.volume)
+                .map_or(f64::NAN, |(mean, std)| zscore(bar.volume, mean, std)),
+        };
+        out.fill(value);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Normalization;
 
     fn bars(close: &[f64]) -> Bars {
         Bars {
@@ -325,10 +322,17 @@ mod tests {
         for i in 0..f.rows() {
             assert!((line[i] - signal[i] - hist[i]).abs() < 1e-6);
         }
-        let fast = ema(&close, 0, 3);
-        let slow = ema(&close, 0, 6);
+        // EMA seeded with the mean of the first `span` closes, by hand.
+        let ema = |span: usize, t: usize| {
+            let alpha = 2.0 / (span as f64 + 1.0);
+            let seed = close[..span].iter().sum::<f64>() / span as f64;
+            close[span..=t]
+                .iter()
+                .fold(seed, |v, &c| v + alpha * (c - v))
+        };
         let t = f.first_bar + 10;
-        assert!((line[10] as f64 - (fast[t] - slow[t]) / slow[t]).abs() < 1e-6);
+        let (fast, slow) = (ema(3, t), ema(6, t));
+        assert!((line[10] as f64 - (fast - slow) / slow).abs() < 1e-6);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Market data for Ratchet: OHLCV loading and validation, feature configs with a canonical hash,
-//! causal features, a feature cache and train/validation/test splits.
+//! causal features computed bar by bar (the same [`FeatureStream`] for batches and live bars), a
+//! feature cache and train/validation/test splits.
 //!
 //! ```
 //! use ratchet_data::{compute_features, load_bars, split, FeatureConfig, LoadOptions, SplitSpec};
@@ -22,13 +23,15 @@ mod cache;
 mod checksum;
 mod config;
 mod error;
+mod exact_f64;
 mod features;
 mod load;
 mod rolling;
 mod split;
+mod stream;
 mod timestamp;
 
-pub use bars::Bars;
+pub use bars::{Bar, Bars};
 pub use cache::{CacheOutcome, FeatureCache};
 pub use checksum::sha256_file;
 pub use config::{FEATURE_SCHEMA_VERSION, FeatureConfig, FeatureSpec, Normalization};
@@ -36,4 +39,5 @@ pub use error::DataError;
 pub use features::{FeatureFrame, compute_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, split};
+pub use stream::FeatureStream;
 pub use timestamp::{format_date, format_timestamp};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::bars::{order_problem, price_problem, range_problem, volume_problem};
 use crate::checksum::{io_error, sha256_hex};
 use crate::timestamp::{TimestampError, epoch_ints_to_ms, parse_timestamps};
 use crate::{Bars, DataError};
@@ -605,38 +606,17 @@ impl Context<'_> {
 
     fn check_prices(&self, column: &str, values: &[f64]) -> Result<(), DataError> {
         for (i, &v) in values.iter().enumerate() {
-            let problem = if v.is_nan() {
-                "price is NaN"
-            } else if v.is_infinite() {
-                "price is infinite"
-            } else if v < 0.0 {
-                "price is negative"
-            } else if v == 0.0 {
-                "price is zero"
-            } else {
-                continue;
-            };
-            return Err(self.invalid(
-                i,
-                column,
-                format!(
-                    "{problem} ({v}); prices must be finite and positive, fix or remove the row"
-                ),
-            ));
+            if let Some(problem) = price_problem(v) {
+                return Err(self.invalid(i, column, format!("{problem}, fix or remove the row")));
+            }
         }
         Ok(())
     }
 
     fn check_volume(&self, column: &str, values: &[f64]) -> Result<(), DataError> {
         for (i, &v) in values.iter().enumerate() {
-            if !v.is_finite() || v < 0.0 {
-                return Err(self.invalid(
-                    i,
-                    column,
-                    format!(
-                        "volume {v} is not a finite non-negative number; fix or remove the row"
-                    ),
-                ));
+            if let Some(problem) = volume_problem(v) {
+                return Err(self.invalid(i, column, format!("{problem}; fix or remove the row")));
             }
         }
         Ok(())
@@ -650,29 +630,13 @@ impl Context<'_> {
         close: &[f64],
     ) -> Result<(), DataError> {
         for i in 0..open.len() {
-            let (o, h, l, c) = (open[i], high[i], low[i], close[i]);
-            let problem = if h < l {
-                format!("high {h} is below low {l}")
-            } else if h < o || h < c {
-                format!(
-                    "high {h} is below {} {}",
-                    if h < o { "open" } else { "close" },
-                    if h < o { o } else { c }
-                )
-            } else if l > o || l > c {
-                format!(
-                    "low {l} is above {} {}",
-                    if l > o { "open" } else { "close" },
-                    if l > o { o } else { c }
-                )
-            } else {
-                continue;
-            };
-            return Err(DataError::InvalidBar {
-                path: self.path.to_path_buf(),
-                row: self.row(i),
-                problem,
-            });
+            if let Some(problem) = range_problem(open[i], high[i], low[i], close[i]) {
+                return Err(DataError::InvalidBar {
+                    path: self.path.to_path_buf(),
+                    row: self.row(i),
+                    problem,
+                });
+            }
         }
         Ok(())
     }
@@ -680,7 +644,7 @@ impl Context<'_> {
     fn check_order(&self, timestamps: &[i64], column: &str) -> Result<(), DataError> {
         for i in 1..timestamps.len() {
             let (prev, cur) = (timestamps[i - 1], timestamps[i]);
-            if cur <= prev {
+            if let Some(problem) = order_problem(prev, cur) {
                 return Err(DataError::Unordered {
                     path: self.path.to_path_buf(),
                     row: self.row(i),
@@ -688,11 +652,7 @@ impl Context<'_> {
                     current: cur,
                     previous: prev,
                     previous_row: self.row(i - 1),
-                    problem: if cur == prev {
-                        "repeats"
-                    } else {
-                        "is earlier than"
-                    },
+                    problem,
                 });
             }
         }

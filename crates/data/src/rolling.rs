@@ -1,51 +1,95 @@
-//! O(n) rolling statistics and moving averages, all strictly causal: the value at index `t`
-//! depends on inputs at indices `<= t` only, and on nothing else (not even on the series length).
+//! Online rolling statistics and moving averages: each takes one value at a time and answers
+//! from the values pushed so far, so they are causal by construction. They hold only what the
+//! next answer needs (a window of recent values, running sums) and are serialisable, so a
+//! [`FeatureStream`](crate::FeatureStream) can be snapshotted mid-stream.
+//!
+//! Their `f64` state serialises as exact text (see [`exact_f64`](crate::exact_f64)). Nothing here
+//! panics on any state, including one deserialised from a tampered snapshot: such a state gives
+//! wrong numbers, never a crash.
 
-/// Rolling mean and population standard deviation of the last `w` values, for each index `t`
-/// from `start + w - 1` on; `f(t, mean, std)` receives them. Values before `start` are ignored.
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// Rolling mean and population standard deviation of the last `window` values pushed.
 ///
 /// Running sums are taken around a shift (a recent value) and recomputed exactly from the window
-/// every `w` steps, so rounding error neither accumulates over long series nor cancels
+/// every `window` values, so rounding error neither accumulates over long series nor cancels
 /// catastrophically when the values are large compared with their spread.
-pub(crate) fn rolling_mean_std(
-    x: &[f64],
-    start: usize,
-    w: usize,
-    mut f: impl FnMut(usize, f64, f64),
-) {
-    debug_assert!(w >= 1);
-    let n = x.len();
-    if start >= n {
-        return;
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RollingMeanStd {
+    window: usize,
+    /// The last `window` values, oldest first.
+    #[serde(with = "crate::exact_f64::deque")]
+    recent: VecDeque<f64>,
+    /// Values pushed so far modulo `window`: the sums are recomputed when it comes round to 0.
+    phase: usize,
+    #[serde(with = "crate::exact_f64")]
+    shift: f64,
+    #[serde(with = "crate::exact_f64")]
+    sum: f64,
+    #[serde(with = "crate::exact_f64")]
+    sum_sq: f64,
+}
+
+impl RollingMeanStd {
+    pub(crate) fn new(window: usize) -> Self {
+        RollingMeanStd {
+            window,
+            recent: VecDeque::new(),
+            phase: 0,
+            shift: 0.0,
+            sum: 0.0,
+            sum_sq: 0.0,
+        }
     }
-    let inv_w = 1.0 / w as f64;
-    let (mut shift, mut sum, mut sum_sq) = (x[start], 0.0f64, 0.0f64);
-    for t in start..n {
-        if (t - start).is_multiple_of(w) && t >= start + w {
-            // Exact recomputation over the window ending at t.
-            shift = x[t];
-            sum = 0.0;
-            sum_sq = 0.0;
-            for &v in &x[t + 1 - w..=t] {
-                let d = v - shift;
-                sum += d;
-                sum_sq += d * d;
+
+    /// Adds `x`; returns `(mean, std)` of the last `window` values once there are that many.
+    pub(crate) fn push(&mut self, x: f64) -> Option<(f64, f64)> {
+        let w = self.window;
+        let was_full = self.recent.len() >= w;
+        if self.recent.is_empty() {
+            self.shift = x;
+        }
+        self.recent.push_back(x);
+        let dropped = if self.recent.len() > w {
+            self.recent.pop_front()
+        } else {
+            None
+        };
+        let recompute = was_full && self.phase == 0;
+        // A counter rather than a remainder: an integer division per value was measurable.
+        self.phase += 1;
+        if self.phase >= w {
+            self.phase = 0;
+        }
+        if recompute {
+            // Exact recomputation over the window ending at x.
+            self.shift = x;
+            self.sum = 0.0;
+            self.sum_sq = 0.0;
+            for &v in &self.recent {
+                let d = v - self.shift;
+                self.sum += d;
+                self.sum_sq += d * d;
             }
         } else {
-            let d = x[t] - shift;
-            sum += d;
-            sum_sq += d * d;
-            if t >= start + w {
-                let old = x[t - w] - shift;
-                sum -= old;
-                sum_sq -= old * old;
+            let d = x - self.shift;
+            self.sum += d;
+            self.sum_sq += d * d;
+            if let Some(old) = dropped {
+                let old = old - self.shift;
+                self.sum -= old;
+                self.sum_sq -= old * old;
             }
         }
-        if t + 1 >= start + w {
-            let mean_d = sum * inv_w;
-            let var = (sum_sq * inv_w - mean_d * mean_d).max(0.0);
-            f(t, shift + mean_d, var.sqrt());
+        if self.recent.len() < w {
+            return None;
         }
+        let inv_w = 1.0 / w as f64;
+        let mean_d = self.sum * inv_w;
+        let var = (self.sum_sq * inv_w - mean_d * mean_d).max(0.0);
+        Some((self.shift + mean_d, var.sqrt()))
     }
 }
 
@@ -59,47 +103,90 @@ pub(crate) fn zscore(value: f64, mean: f64, std: f64) -> f64 {
     }
 }
 
-/// Simple moving average of the last `w` values, defined from index `w - 1`; NaN before.
-pub(crate) fn sma(x: &[f64], w: usize) -> Vec<f64> {
-    let mut out = vec![f64::NAN; x.len()];
-    rolling_mean_std(x, 0, w, |t, mean, _| out[t] = mean);
-    out
+/// How a [`SmoothedAverage`] moves towards each new value after its seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Smoothing {
+    /// Exponential moving average, `alpha = 2 / (span + 1)`.
+    Exponential,
+    /// Wilder's smoothing, `alpha = 1 / span`.
+    Wilder,
 }
 
-/// Exponential moving average with `alpha = 2 / (span + 1)`, seeded with the SMA of the first
-/// `span` values of `x[start..]`: defined from `start + span - 1`, NaN before.
-pub(crate) fn ema(x: &[f64], start: usize, span: usize) -> Vec<f64> {
-    let mut out = vec![f64::NAN; x.len()];
-    let seed_end = start + span - 1;
-    if seed_end >= x.len() {
-        return out;
-    }
-    let alpha = 2.0 / (span as f64 + 1.0);
-    let mut value = x[start..=seed_end].iter().sum::<f64>() / span as f64;
-    out[seed_end] = value;
-    for t in seed_end + 1..x.len() {
-        value += alpha * (x[t] - value);
-        out[t] = value;
-    }
-    out
+/// An exponential or Wilder moving average seeded with the plain mean of its first `span`
+/// values: defined from the `span`-th value pushed on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SmoothedAverage {
+    smoothing: Smoothing,
+    span: usize,
+    /// Values pushed so far, counted up to `span`.
+    seeded: usize,
+    /// The sum of the seed values while seeding, then the average.
+    #[serde(with = "crate::exact_f64")]
+    value: f64,
 }
 
-/// Wilder's smoothing (alpha = 1/period) of `x[start..]`, seeded with the mean of its first
-/// `period` values: defined from `start + period - 1`, NaN before.
-pub(crate) fn wilder(x: &[f64], start: usize, period: usize) -> Vec<f64> {
-    let mut out = vec![f64::NAN; x.len()];
-    let seed_end = start + period - 1;
-    if seed_end >= x.len() {
-        return out;
+impl SmoothedAverage {
+    pub(crate) fn new(smoothing: Smoothing, span: usize) -> Self {
+        SmoothedAverage {
+            smoothing,
+            span,
+            seeded: 0,
+            // `Iterator::sum`'s starting value for floats, so the seed is bit for bit
+            // `seed_values.iter().sum::<f64>() / span` (a sum of negative zeros stays -0.0).
+            value: -0.0,
+        }
     }
-    let p = period as f64;
-    let mut value = x[start..=seed_end].iter().sum::<f64>() / p;
-    out[seed_end] = value;
-    for t in seed_end + 1..x.len() {
-        value = (value * (p - 1.0) + x[t]) / p;
-        out[t] = value;
+
+    /// Adds `x`; returns the average once `span` values have been pushed.
+    pub(crate) fn push(&mut self, x: f64) -> Option<f64> {
+        let n = self.span as f64;
+        if self.seeded < self.span {
+            self.value += x;
+            self.seeded += 1;
+            if self.seeded < self.span {
+                return None;
+            }
+            self.value /= n;
+        } else {
+            match self.smoothing {
+                Smoothing::Exponential => self.value += 2.0 / (n + 1.0) * (x - self.value),
+                Smoothing::Wilder => self.value = (self.value * (n - 1.0) + x) / n,
+            }
+        }
+        Some(self.value)
     }
-    out
+}
+
+/// The value pushed `lag` pushes ago.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Lagged {
+    lag: usize,
+    /// The last `lag + 1` values, oldest first.
+    #[serde(with = "crate::exact_f64::deque")]
+    recent: VecDeque<f64>,
+}
+
+impl Lagged {
+    pub(crate) fn new(lag: usize) -> Self {
+        Lagged {
+            lag,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Adds `x`; returns the value pushed `lag` pushes before it, once there is one.
+    pub(crate) fn push(&mut self, x: f64) -> Option<f64> {
+        self.recent.push_back(x);
+        let full = self.lag.saturating_add(1);
+        if self.recent.len() > full {
+            self.recent.pop_front();
+        }
+        if self.recent.len() == full {
+            self.recent.front().copied()
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,33 +206,56 @@ mod tests {
         let x: Vec<f64> = (0..50_000)
             .map(|i| 1.0e6 + ((i * 7919) % 1000) as f64 * 1e-3)
             .collect();
-        for (start, w) in [(0, 1), (0, 2), (3, 20), (17, 100)] {
+        for w in [1, 2, 20, 100] {
+            let mut rolling = RollingMeanStd::new(w);
             let mut seen = 0;
-            rolling_mean_std(&x, start, w, |t, mean, std| {
+            for (t, &v) in x.iter().enumerate() {
+                let Some((mean, std)) = rolling.push(v) else {
+                    assert!(t + 1 < w);
+                    continue;
+                };
                 let (m, s) = naive_mean_std(&x[t + 1 - w..=t]);
                 assert!((mean - m).abs() < 1e-9, "w={w} t={t}: {mean} vs {m}");
                 assert!((std - s).abs() < 1e-7, "w={w} t={t}: {std} vs {s}");
-                assert!(t + 1 >= start + w);
                 seen += 1;
-            });
-            assert_eq!(seen, x.len() - (start + w - 1));
+            }
+            assert_eq!(seen, x.len() + 1 - w);
         }
     }
 
     #[test]
     fn moving_averages() {
+        let push_all = |mut avg: SmoothedAverage, x: &[f64]| -> Vec<Option<f64>> {
+            x.iter().map(|&v| avg.push(v)).collect()
+        };
         let x = [1.0, 2.0, 3.0, 4.0, 5.0];
-        let s = sma(&x, 2);
-        assert!(s[0].is_nan());
-        assert_eq!(&s[1..], &[1.5, 2.5, 3.5, 4.5]);
-        let e = ema(&x, 0, 3);
-        assert!(e[1].is_nan());
-        assert_eq!(e[2], 2.0);
-        assert_eq!(e[3], 2.0 + 0.5 * (4.0 - 2.0));
-        let w = wilder(&x, 1, 2);
-        assert!(w[1].is_nan());
-        assert_eq!(w[2], 2.5);
-        assert_eq!(w[3], (2.5 + 4.0) / 2.0);
+        let mut sma = RollingMeanStd::new(2);
+        let means: Vec<_> = x.iter().map(|&v| sma.push(v).map(|(m, _)| m)).collect();
+        assert_eq!(means, [None, Some(1.5), Some(2.5), Some(3.5), Some(4.5)]);
+        let ema = push_all(SmoothedAverage::new(Smoothing::Exponential, 3), &x);
+        assert_eq!(
+            ema[..4],
+            [None, None, Some(2.0), Some(2.0 + 0.5 * (4.0 - 2.0))]
+        );
+        let wilder = push_all(SmoothedAverage::new(Smoothing::Wilder, 2), &x[1..]);
+        assert_eq!(wilder[..3], [None, Some(2.5), Some((2.5 + 4.0) / 2.0)]);
+    }
+
+    #[test]
+    fn seed_is_the_mean_iterator_sum_gives() {
+        for x in [[-0.0, -0.0], [0.0, -0.0], [-0.0, 0.0], [0.1, 0.2]] {
+            let mut avg = SmoothedAverage::new(Smoothing::Wilder, 2);
+            avg.push(x[0]);
+            let seed = avg.push(x[1]).unwrap();
+            assert_eq!(seed.to_bits(), (x.iter().sum::<f64>() / 2.0).to_bits());
+        }
+    }
+
+    #[test]
+    fn lagged_values() {
+        let mut lag = Lagged::new(2);
+        let out: Vec<_> = [1.0, 2.0, 3.0, 4.0].iter().map(|&v| lag.push(v)).collect();
+        assert_eq!(out, [None, None, Some(1.0), Some(2.0)]);
     }
 
     #[test]

@@ -1,0 +1,237 @@
+//! Features computed one bar at a time: what a live server keeps per symbol, and what
+//! [`compute_features`](crate::compute_features) runs over a whole series.
+
+use std::mem::discriminant;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::bars::order_problem;
+use crate::config::{FeatureConfig, Normalization};
+use crate::features::Indicator;
+use crate::rolling::{RollingMeanStd, zscore};
+use crate::timestamp::format_timestamp;
+use crate::{Bar, DataError};
+
+/// The online state of a [`FeatureConfig`]: push bars in time order, get each bar's normalised
+/// feature row once the warm-up is over.
+///
+/// It is the only implementation of the features: [`compute_features`](crate::compute_features)
+/// pushes every bar of a series through one, so a row computed live is bit for bit the row of the
+/// same bar in a batch [`FeatureFrame`](crate::FeatureFrame) (and in the feature cache).
+///
+/// The first [`FeatureConfig::warm_up`] pushes return `None`; [`bars_needed`](Self::bars_needed)
+/// says how many more bars it takes until the first row. Each pushed bar is validated as
+/// [`load_bars`](crate::load_bars) validates rows, and its timestamp must come after the previous
+/// bar's; a rejected bar leaves the stream unchanged.
+///
+/// The stream serialises with serde (its config and running state, numbers as exact text), so a
+/// server can snapshot and restore sessions in any serde format; a restored stream continues
+/// exactly, bit for bit, where the original was. Deserialising checks that the state fits its
+/// config.
+///
+/// ```
+/// use ratchet_data::{Bar, FeatureConfig, FeatureStream};
+/// let cfg = FeatureConfig::default();
+/// let mut stream = FeatureStream::new(&cfg)?;
+/// assert_eq!(stream.bars_needed(), cfg.warm_up() + 1);
+/// for i in 0..=cfg.warm_up() {
+///     let close = 100.0 + (i as f64 * 0.3).sin();
+///     let bar = Bar { timestamp: i as i64 * 60_000, open: close, high: close + 0.5, low: close - 0.5, close, volume: 1e3 };
+///     match stream.push(&bar)? {
+///         None => assert!(stream.warming_up()),
+///         Some(row) => assert_eq!(row.len(), cfg.column_names().len()),
+///     }
+/// }
+/// assert!(!stream.warming_up());
+/// let snapshot = serde_json::to_string(&stream).unwrap();
+/// let restored: FeatureStream = serde_json::from_str(&snapshot).unwrap();
+/// assert_eq!(restored.bars_pushed(), cfg.warm_up() + 1);
+/// # Ok::<(), ratchet_data::DataError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct FeatureStream {
+    state: StreamState,
+    /// Derived from the state, not part of a snapshot: the bar from which every indicator is
+    /// defined, and scratch space for the latest bar's values.
+    indicator_warm_up: usize,
+    raw: Vec<f64>,
+    row: Vec<f32>,
+}
+
+/// What a snapshot holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StreamState {
+    config: FeatureConfig,
+    /// One per feature of the config, in order.
+    indicators: Vec<Indicator>,
+    /// One per column with rolling z-score normalisation, none without.
+    normalisers: Vec<RollingMeanStd>,
+    bars_pushed: usize,
+    last: Option<LastBar>,
+}
+
+/// What the next bar needs of the one before it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct LastBar {
+    timestamp: i64,
+    #[serde(with = "crate::exact_f64")]
+    close: f64,
+}
+
+impl FeatureStream {
+    /// A stream that has seen no bars. Errors if the config is invalid.
+    pub fn new(config: &FeatureConfig) -> Result<Self, DataError> {
+        config.validate()?;
+        let normalisers = match config.normalization {
+            Normalization::None => Vec::new(),
+            Normalization::RollingZscore { window } => config
+                .column_names()
+                .iter()
+                .map(|_| RollingMeanStd::new(window))
+                .collect(),
+        };
+        Self::from_state(StreamState {
+            config: config.clone(),
+            indicators: config.features.iter().map(Indicator::new).collect(),
+            normalisers,
+            bars_pushed: 0,
+            last: None,
+        })
+    }
+
+    /// Checks that the state fits its config and adds the derived fields.
+    fn from_state(state: StreamState) -> Result<Self, DataError> {
+        let config = &state.config;
+        config.validate()?;
+        let width = config.column_names().len();
+        let expected_normalisers = match config.normalization {
+            Normalization::None => 0,
+            Normalization::RollingZscore { .. } => width,
+        };
+        let fits = state.indicators.len() == config.features.len()
+            && state
+                .indicators
+                .iter()
+                .zip(&config.features)
+                .all(|(ind, spec)| discriminant(ind) == discriminant(&Indicator::new(spec)))
+            && state.normalisers.len() == expected_normalisers;
+        if !fits {
+            return Err(DataError::Features(format!(
+                "the feature stream's state does not fit its config {}; restore it from a snapshot this version wrote",
+                config.short_hash()
+            )));
+        }
+        Ok(FeatureStream {
+            indicator_warm_up: config.indicator_warm_up(),
+            raw: vec![f64::NAN; width],
+            row: vec![0.0; width],
+            state,
+        })
+    }
+
+    /// Adds the next bar and returns its feature row (one value per
+    /// [`FeatureConfig::column_names`]), or `None` while warming up.
+    ///
+    /// Errors, leaving the stream unchanged, when the bar has a NaN, infinite, zero or negative
+    /// price, a negative or non-finite volume, a high below its low, open or close (or a low above
+    /// them), or a timestamp not after the previous bar's. Errors after taking the bar when a
+    /// feature comes out non-finite (prices so extreme that a ratio overflows).
+    pub fn push(&mut self, bar: &Bar) -> Result<Option<&[f32]>, DataError> {
+        let state = &mut self.state;
+        let index = state.bars_pushed;
+        let reject = |problem| DataError::RejectedBar {
+            index,
+            timestamp: bar.timestamp,
+            problem,
+        };
+        if let Some(problem) = bar.problem() {
+            return Err(reject(problem));
+        }
+        if let Some(last) = &state.last
+            && let Some(problem) = order_problem(last.timestamp, bar.timestamp)
+        {
+            return Err(reject(format!(
+                "its timestamp {problem} the previous bar's ({})",
+                format_timestamp(last.timestamp)
+            )));
+        }
+
+        let previous_close = state.last.map(|last| last.close);
+        let mut at = 0;
+        for indicator in &mut state.indicators {
+            let width = indicator.width();
+            indicator.update(bar, previous_close, &mut self.raw[at..at + width]);
+            at += width;
+        }
+        state.bars_pushed += 1;
+        state.last = Some(LastBar {
+            timestamp: bar.timestamp,
+            close: bar.close,
+        });
+        if index < self.indicator_warm_up {
+            return Ok(None);
+        }
+        // Every normaliser sees every bar from the indicator warm-up on; they fill up together.
+        let mut normalised = true;
+        for (x, normaliser) in self.raw.iter_mut().zip(&mut state.normalisers) {
+            match normaliser.push(*x) {
+                Some((mean, std)) => *x = zscore(*x, mean, std),
+                None => normalised = false,
+            }
+        }
+        if !normalised {
+            return Ok(None);
+        }
+        for (out, x) in self.row.iter_mut().zip(&self.raw) {
+            *out = *x as f32;
+        }
+        if let Some(column) = self.row.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::Features(format!(
+                "feature {} is not finite at bar {index} ({}); the bars there are extreme, check the data",
+                state.config.column_names()[column],
+                format_timestamp(bar.timestamp)
+            )));
+        }
+        Ok(Some(&self.row))
+    }
+
+    /// The config the stream computes.
+    pub fn config(&self) -> &FeatureConfig {
+        &self.state.config
+    }
+
+    /// Bars taken so far (rejected bars do not count).
+    pub fn bars_pushed(&self) -> usize {
+        self.state.bars_pushed
+    }
+
+    /// The timestamp of the last bar taken (epoch milliseconds), if any.
+    pub fn last_timestamp(&self) -> Option<i64> {
+        self.state.last.map(|last| last.timestamp)
+    }
+
+    /// How many more bars it takes until [`push`](Self::push) returns the first row; 0 once it
+    /// returns rows.
+    pub fn bars_needed(&self) -> usize {
+        (self.state.config.warm_up() + 1).saturating_sub(self.state.bars_pushed)
+    }
+
+    /// True until the stream returns rows (`bars_needed() > 0`).
+    pub fn warming_up(&self) -> bool {
+        self.bars_needed() > 0
+    }
+}
+
+impl Serialize for FeatureStream {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.state.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureStream {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        FeatureStream::from_state(StreamState::deserialize(deserializer)?)
+            .map_err(de::Error::custom)
+    }
+}
