@@ -1,12 +1,12 @@
-//! Filesystem helpers the file store is built on (atomic replace, fsync, recursive copy,
-//! random names), shared with the model registry's checkpoints.
+//! Filesystem helpers the file store is built on (atomic replace, fsync, the directory
+//! walk, recursive copy, temporary names), shared with the model registry's checkpoints.
 
-use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use uuid::Uuid;
+use walkdir::WalkDir;
 
 use crate::error::{Error, Result};
 
@@ -14,33 +14,9 @@ use crate::error::{Error, Result};
 /// starting with it, and cleanup may remove stale ones.
 pub const TEMP_PREFIX: &str = ".ratchet-tmp-";
 
-/// `n_bytes` random bytes as lowercase hex. Uniqueness, not secrecy, is what matters:
-/// std's randomly keyed SipHash over (time, pid, counter) gives that without a crate.
-pub fn random_hex(n_bytes: usize) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut out = String::with_capacity(n_bytes * 2);
-    while out.len() < n_bytes * 2 {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        hasher.write_u32(std::process::id());
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        for byte in hasher.finish().to_le_bytes() {
-            if out.len() < n_bytes * 2 {
-                out.push_str(&format!("{byte:02x}"));
-            }
-        }
-    }
-    out
-}
-
 /// A fresh temporary path inside `dir` (not created).
 pub fn temp_path(dir: &Path, label: &str) -> PathBuf {
-    dir.join(format!("{TEMP_PREFIX}{label}-{}", random_hex(8)))
+    dir.join(format!("{TEMP_PREFIX}{label}-{}", Uuid::new_v4().simple()))
 }
 
 /// `true` for names the registry uses for temporaries and locks (never data).
@@ -107,30 +83,86 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Copies a file or directory tree. Files are copied whole (the OS may use
-/// `copy_file_range`), optionally fsynced.
+/// One file or directory found by [`walk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkEntry {
+    pub path: PathBuf,
+    /// The path relative to the walk's root, `/`-separated.
+    pub relative: String,
+    pub is_dir: bool,
+}
+
+/// Every file and directory below `root` (not `root` itself), depth first, names sorted
+/// within a directory; nothing when `root` does not exist. Symbolic links are not followed:
+/// one below `root` is an error naming it (following could leave the tree or loop), as is a
+/// name that is not UTF-8 (MLflow's names are text).
+pub fn walk(root: &Path) -> Result<Vec<WalkEntry>> {
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_path_buf();
+            Error::io(path, e.into())
+        })?;
+        let path = entry.path();
+        if entry.path_is_symlink() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a symbolic link; links are not followed (copy the file or directory it points to instead)",
+                path.display()
+            )));
+        }
+        let relative = path
+            .strip_prefix(root)
+            .expect("walkdir stays below its root")
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::corrupt(path, "file name is not valid UTF-8"))?
+            .join("/");
+        out.push(WalkEntry {
+            is_dir: entry.file_type().is_dir(),
+            path: entry.into_path(),
+            relative,
+        });
+    }
+    Ok(out)
+}
+
+/// Copies a file or directory tree (see [`walk`] for symbolic links). Files are copied
+/// whole (the OS may use `copy_file_range`), optionally fsynced, and so are the directories
+/// created.
 pub fn copy_tree(from: &Path, to: &Path, durable: bool) -> Result<()> {
-    let meta = fs::metadata(from).map_err(|e| Error::io(from, e))?;
-    if meta.is_dir() {
-        create_dir_all(to)?;
-        let mut entries: Vec<_> = fs::read_dir(from)
-            .map_err(|e| Error::io(from, e))?
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| Error::io(from, e))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            copy_tree(&entry.path(), &to.join(entry.file_name()), durable)?;
-        }
-        if durable {
-            sync_dir(to)?;
-        }
-    } else {
+    let copy_file = |from: &Path, to: &Path| -> Result<()> {
         fs::copy(from, to).map_err(|e| Error::io(to, e))?;
         if durable {
             File::open(to)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(to, e))?;
         }
+        Ok(())
+    };
+    let meta = fs::symlink_metadata(from).map_err(|e| Error::io(from, e))?;
+    if !meta.is_dir() {
+        return copy_file(from, to);
+    }
+    create_dir_all(to)?;
+    let entries = walk(from)?;
+    for entry in &entries {
+        let target = to.join(&entry.relative);
+        if entry.is_dir {
+            create_dir_all(&target)?;
+        } else {
+            copy_file(&entry.path, &target)?;
+        }
+    }
+    if durable {
+        // Deepest first, so each directory's entry in its parent is flushed after its own.
+        for entry in entries.iter().rev().filter(|e| e.is_dir) {
+            sync_dir(&to.join(&entry.relative))?;
+        }
+        sync_dir(to)?;
     }
     Ok(())
 }
@@ -173,11 +205,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn random_hex_is_unique_and_sized() {
-        let a = random_hex(16);
-        let b = random_hex(16);
-        assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    fn temp_paths_are_fresh_hidden_siblings() {
+        let dir = Path::new("/store/models/m");
+        let (a, b) = (temp_path(dir, "version"), temp_path(dir, "version"));
         assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(dir));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(".ratchet-tmp-version-"), "{name}");
+        assert_eq!(name.len(), ".ratchet-tmp-version-".len() + 32);
     }
 }

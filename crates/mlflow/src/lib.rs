@@ -28,21 +28,29 @@
 //! - [`store`]: the [`TrackingStore`] trait and the plain data it moves;
 //! - [`open_store`], [`resolve_tracking_uri`]: from a tracking URI to a backend;
 //! - [`FileStore`]: the local `mlruns/` tree; [`RestStore`]: an MLflow server;
-//! - [`names`]: the rules for experiment, model, key, alias and artifact names;
+//! - [`uri`]: percent-encoding, `file:` URIs of local paths;
+//! - [`MetricValue`]: a metric value in JSON, NaN and infinities as MLflow writes them;
+//! - [`names`]: the rules for experiment, model, key, alias and artifact names, applied to
+//!   every call by [`Checked`], which the backends' constructors return;
 //! - [`yaml`]: the `meta.yaml` dialect MLflow's file store reads and writes;
 //! - [`fsutil`]: the atomic-write and tree-copy helpers the file store is built on.
 
+pub mod checked;
 pub mod error;
 pub mod file_store;
 pub mod fsutil;
+pub mod metric_value;
 pub mod names;
 mod open;
 pub mod rest;
 pub mod store;
+pub mod uri;
 pub mod yaml;
 
+pub use checked::Checked;
 pub use error::{Error, Result};
 pub use file_store::FileStore;
+pub use metric_value::MetricValue;
 pub use open::{open_store, resolve_tracking_uri};
 pub use rest::RestStore;
 pub use store::{

@@ -10,9 +10,10 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::file_store::{FileStore, path_from_uri};
+use crate::file_store::FileStore;
 use crate::rest::RestStore;
 use crate::store::TrackingStore;
+use crate::uri::path_from_uri;
 
 /// The tracking URI to use: the explicit flag, else `MLFLOW_TRACKING_URI`, else `./mlruns`.
 pub fn resolve_tracking_uri(flag: Option<&str>) -> String {

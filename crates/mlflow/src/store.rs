@@ -259,7 +259,8 @@ impl ModelLock {
 /// MLflow's tracking + registry data model. One implementation per backend.
 ///
 /// Conventions shared by all implementations:
-/// - names, keys and ids are checked with [`crate::names`] before anything is written;
+/// - names, keys, ids, aliases and artifact paths are checked once, by [`crate::Checked`]
+///   (which every backend's constructor returns), before anything is written;
 /// - times are milliseconds since the Unix epoch;
 /// - "not found" is always [`crate::Error::NotFound`], so callers can branch on it;
 /// - writes are all-or-nothing where the backend allows it: a reader never sees a

@@ -1,23 +1,27 @@
-//! The small YAML subset MLflow's file store uses: one flat mapping per `meta.yaml`.
+//! The YAML of MLflow's file store: one flat mapping per `meta.yaml`.
 //!
-//! Reading accepts what PyYAML's `safe_dump` writes (plain, single- and double-quoted
-//! scalars, continuation lines, `null`/`~`, flow `[]`/`{}`, nested blocks which are kept
-//! as raw text) so stores written by MLflow itself read back. Writing quotes every string so
-//! values like `None`, `true` or `2024-01-01` keep their type (spec §1.3).
+//! Reading goes through `saphyr-parser`, a YAML 1.2 parser, so every scalar style PyYAML
+//! and libyaml write comes back exactly: long quoted strings folded across lines, escapes,
+//! tabs, non-ASCII white space. Only the top level is kept; a nested block or flow
+//! collection is recorded as present ([`Value::Nested`]). Writing quotes every string so
+//! values like `None`, `true` or `2024-01-01` keep their type (spec §1.3), in the two
+//! quoting styles MLflow's reader (PyYAML) takes back verbatim.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// A scalar value of a top-level key.
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
+
+/// A value of a top-level key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
     /// A plain (unquoted) scalar, as written: may be an integer, a bool, or a string.
     Plain(String),
-    /// A quoted scalar: always a string.
+    /// A quoted or block scalar: always a string.
     Quoted(String),
-    /// A nested block or a flow collection, unparsed.
-    Nested(String),
+    /// A nested block or a flow collection (its content is not kept).
+    Nested,
 }
 
 impl Value {
@@ -25,7 +29,7 @@ impl Value {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Plain(s) | Value::Quoted(s) => Some(s),
-            Value::Null | Value::Nested(_) => None,
+            Value::Null | Value::Nested => None,
         }
     }
 
@@ -56,267 +60,85 @@ impl Mapping {
     }
 }
 
-/// Parses a flat block mapping. Errors name the 1-based line.
+/// Parses a document whose root is a mapping (an empty document is an empty mapping).
+/// Errors name the 1-based line.
 pub fn parse(text: &str) -> Result<Mapping, String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut map = BTreeMap::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        let trimmed = line.trim_end();
-        if trimmed.trim_start().is_empty() || trimmed.trim_start().starts_with('#') {
-            i += 1;
-            continue;
+    let mut events = Parser::new_from_str(text);
+    let mut next = || -> Result<(Event<'_>, Span), String> {
+        match events.next() {
+            Some(Ok(event)) => Ok(event),
+            Some(Err(e)) => Err(scan_error(&e)),
+            None => Err("unexpected end of the document".into()),
         }
-        if trimmed.starts_with(' ') || trimmed.starts_with('\t') {
-            return Err(format!("line {}: unexpected indentation", i + 1));
-        }
-        let (key, rest) =
-            split_key(trimmed).ok_or_else(|| format!("line {}: expected `key: value`", i + 1))?;
-        // Continuation lines are the following indented (or blank, inside quotes) lines.
-        let mut end = i + 1;
-        while end < lines.len() {
-            let next = lines[end];
-            if next.starts_with(' ')
-                || next.starts_with('\t')
-                || (next.trim().is_empty() && rest_is_open_quote(rest))
-            {
-                end += 1;
-            } else {
-                break;
-            }
-        }
-        let continuation = &lines[i + 1..end];
-        let value = parse_value(rest, continuation).map_err(|e| format!("line {}: {e}", i + 1))?;
-        map.insert(key.to_string(), value);
-        i = end;
-    }
-    Ok(Mapping(map))
-}
-
-fn rest_is_open_quote(rest: &str) -> bool {
-    let rest = rest.trim();
-    (rest.starts_with('\'') || rest.starts_with('"')) && !closes_on_same_line(rest)
-}
-
-fn closes_on_same_line(rest: &str) -> bool {
-    let quote = rest.chars().next().unwrap_or(' ');
-    let body = &rest[1..];
-    match quote {
-        '\'' => {
-            let mut chars = body.chars().peekable();
-            while let Some(c) = chars.next() {
-                if c == '\'' {
-                    if chars.peek() == Some(&'\'') {
-                        chars.next();
-                    } else {
-                        return true;
-                    }
-                }
-            }
-            false
-        }
-        _ => {
-            let mut escaped = false;
-            for c in body.chars() {
-                match (escaped, c) {
-                    (true, _) => escaped = false,
-                    (false, '\\') => escaped = true,
-                    (false, '"') => return true,
-                    _ => {}
-                }
-            }
-            false
-        }
-    }
-}
-
-fn split_key(line: &str) -> Option<(&str, &str)> {
-    // Keys in MLflow meta files are simple identifiers; find the first ": " or a trailing ':'.
-    if let Some(pos) = line.find(": ") {
-        return Some((line[..pos].trim(), &line[pos + 2..]));
-    }
-    line.strip_suffix(':').map(|key| (key.trim(), ""))
-}
-
-fn parse_value(first: &str, continuation: &[&str]) -> Result<Value, String> {
-    let first = first.trim();
-    if first.is_empty() {
-        // A nested block (or a null when nothing follows).
-        if continuation.iter().all(|l| l.trim().is_empty()) {
-            return Ok(Value::Null);
-        }
-        return Ok(Value::Nested(continuation.join("\n")));
-    }
-    if first.starts_with('[') || first.starts_with('{') {
-        let mut raw = first.to_string();
-        for line in continuation {
-            raw.push(' ');
-            raw.push_str(line.trim());
-        }
-        return Ok(Value::Nested(raw));
-    }
-    if first.starts_with('\'') || first.starts_with('"') {
-        // Quoted scalars may span lines: line breaks fold to a space, an empty line to '\n'.
-        let mut raw = first.to_string();
-        for line in continuation {
-            raw.push('\n');
-            raw.push_str(line.trim());
-        }
-        let folded = fold_lines(&raw);
-        return if first.starts_with('\'') {
-            parse_single_quoted(&folded).map(Value::Quoted)
-        } else {
-            parse_double_quoted(&folded).map(Value::Quoted)
-        };
-    }
-    if let Some(indicator) = first.chars().next().filter(|c| *c == '|' || *c == '>') {
-        return Ok(Value::Quoted(block_scalar(indicator, continuation)));
-    }
-    let mut text = strip_comment(first).to_string();
-    for line in continuation {
-        let line = line.trim();
-        if !line.is_empty() {
-            text.push(' ');
-            text.push_str(strip_comment(line));
-        }
-    }
-    if matches!(text.as_str(), "null" | "Null" | "NULL" | "~") {
-        return Ok(Value::Null);
-    }
-    Ok(Value::Plain(text))
-}
-
-fn strip_comment(text: &str) -> &str {
-    match text.find(" #") {
-        Some(pos) => text[..pos].trim_end(),
-        None => text,
-    }
-}
-
-fn block_scalar(indicator: char, lines: &[&str]) -> String {
-    let indent = lines
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let body: Vec<&str> = lines
-        .iter()
-        .map(|l| if l.len() >= indent { &l[indent..] } else { "" })
-        .collect();
-    let mut out = if indicator == '|' {
-        body.join("\n")
-    } else {
-        fold_lines(&body.join("\n"))
     };
-    out.push('\n');
-    out
-}
-
-/// YAML line folding inside flow scalars: a single line break becomes a space, each
-/// blank line becomes a newline.
-fn fold_lines(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut parts = raw.split('\n').peekable();
-    if let Some(first) = parts.next() {
-        out.push_str(first);
-    }
-    let mut blank_run = 0;
-    for part in parts {
-        if part.is_empty() {
-            blank_run += 1;
-            continue;
-        }
-        if blank_run > 0 {
-            for _ in 0..blank_run {
-                out.push('\n');
-            }
-            blank_run = 0;
-        } else {
-            out.push(' ');
-        }
-        out.push_str(part);
-    }
-    for _ in 0..blank_run {
-        out.push('\n');
-    }
-    out
-}
-
-fn parse_single_quoted(raw: &str) -> Result<String, String> {
-    let body = raw.strip_prefix('\'').ok_or("missing opening quote")?;
-    let mut out = String::new();
-    let mut chars = body.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            if chars.peek() == Some(&'\'') {
-                chars.next();
-                out.push('\'');
-            } else {
-                let rest: String = chars.collect();
-                if !strip_comment(rest.trim()).is_empty() {
-                    return Err(format!("unexpected text after closing quote: {rest:?}"));
+    let at = |span: &Span, what: &str| format!("line {}: {what}", span.start.line());
+    let mut map = BTreeMap::new();
+    let mut documents = 0;
+    loop {
+        match next()? {
+            (Event::StreamStart | Event::DocumentEnd, _) => {}
+            (Event::StreamEnd, _) => return Ok(Mapping(map)),
+            (Event::DocumentStart(_), span) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(at(&span, "a second document; a meta file holds one"));
                 }
-                return Ok(out);
             }
-        } else {
-            out.push(c);
-        }
-    }
-    Err("unterminated single-quoted string".into())
-}
-
-fn parse_double_quoted(raw: &str) -> Result<String, String> {
-    let body = raw.strip_prefix('"').ok_or("missing opening quote")?;
-    let mut out = String::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Ok(out),
-            '\\' => {
-                let escape = chars.next().ok_or("unterminated escape")?;
-                match escape {
-                    'n' => out.push('\n'),
-                    't' => out.push('\t'),
-                    'r' => out.push('\r'),
-                    '0' => out.push('\0'),
-                    'a' => out.push('\x07'),
-                    'b' => out.push('\x08'),
-                    'e' => out.push('\x1b'),
-                    'f' => out.push('\x0c'),
-                    'v' => out.push('\x0b'),
-                    ' ' => out.push(' '),
-                    '/' => out.push('/'),
-                    '"' => out.push('"'),
-                    '\\' => out.push('\\'),
-                    'N' => out.push('\u{85}'),
-                    '_' => out.push('\u{a0}'),
-                    'L' => out.push('\u{2028}'),
-                    'P' => out.push('\u{2029}'),
-                    'x' | 'u' | 'U' => {
-                        let width = match escape {
-                            'x' => 2,
-                            'u' => 4,
-                            _ => 8,
-                        };
-                        let hex: String = chars.by_ref().take(width).collect();
-                        let code = u32::from_str_radix(&hex, 16)
-                            .map_err(|_| format!("bad escape \\{escape}{hex}"))?;
-                        out.push(
-                            char::from_u32(code)
-                                .ok_or(format!("bad code point \\{escape}{hex}"))?,
-                        );
+            (Event::MappingStart(..), _) => loop {
+                let key = match next()? {
+                    (Event::MappingEnd, _) => break,
+                    (Event::Scalar(key, ..), _) => key.into_owned(),
+                    (_, span) => return Err(at(&span, "expected a plain `key: value` line")),
+                };
+                let value = match next()? {
+                    (Event::Scalar(text, style, ..), _) => scalar(text.into_owned(), style),
+                    (Event::MappingStart(..) | Event::SequenceStart(..), _) => {
+                        skip_collection(&mut next)?;
+                        Value::Nested
                     }
-                    // An escaped line break joins lines without a space.
-                    '\n' => {}
-                    other => return Err(format!("unknown escape \\{other}")),
-                }
-            }
-            other => out.push(other),
+                    (_, span) => {
+                        return Err(at(&span, "anchors and aliases are not used in meta files"));
+                    }
+                };
+                map.insert(key, value);
+            },
+            (_, span) => return Err(at(&span, "expected `key: value` lines")),
         }
     }
-    Err("unterminated double-quoted string".into())
+}
+
+fn scalar(text: String, style: ScalarStyle) -> Value {
+    match style {
+        ScalarStyle::Plain if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") => {
+            Value::Null
+        }
+        ScalarStyle::Plain => Value::Plain(text),
+        _ => Value::Quoted(text),
+    }
+}
+
+/// Consumes events up to the end of the collection just opened.
+fn skip_collection<'a>(
+    next: &mut impl FnMut() -> Result<(Event<'a>, Span), String>,
+) -> Result<(), String> {
+    let mut depth = 1;
+    while depth > 0 {
+        match next()?.0 {
+            Event::MappingStart(..) | Event::SequenceStart(..) => depth += 1,
+            Event::MappingEnd | Event::SequenceEnd => depth -= 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn scan_error(e: &ScanError) -> String {
+    format!(
+        "line {}, column {}: {}",
+        e.marker().line(),
+        e.marker().col() + 1,
+        e.info()
+    )
 }
 
 /// Builds a `meta.yaml` with keys in the order given (callers pass them sorted, as MLflow
@@ -424,9 +246,32 @@ mod tests {
         assert_eq!(map.i64("status"), Some(3));
         assert_eq!(map.str("current_stage"), Some("None"));
         assert_eq!(map.str("description"), Some("it's a long description"));
-        assert!(matches!(map.get("aliases"), Some(Value::Nested(_))));
-        assert!(matches!(map.get("tags"), Some(Value::Nested(_))));
+        assert_eq!(map.get("aliases"), Some(&Value::Nested));
+        assert_eq!(map.get("tags"), Some(&Value::Nested));
         assert_eq!(map.str("note"), Some("line1\nline2"));
+        assert_eq!(map.0.len(), 11);
+    }
+
+    #[test]
+    fn folded_scalars_keep_every_character() {
+        // PyYAML's own emitter ends a folded double-quoted line with an escaped line break
+        // and escapes the space that follows it.
+        let pyyaml = parse("k: \"two  spaces\\\n  \\ end\"\n").unwrap();
+        assert_eq!(pyyaml.str("k"), Some("two  spaces end"));
+        // YAML white space is space and tab only: U+00A0 ending a line and U+3000 starting
+        // the next are content.
+        let unicode = parse("k: 'ab\u{a0}\n  \u{3000}cd'\n").unwrap();
+        assert_eq!(unicode.str("k"), Some("ab\u{a0} \u{3000}cd"));
+        let tab = parse("k: \"a\\tb\"\n").unwrap();
+        assert_eq!(tab.str("k"), Some("a\tb"));
+    }
+
+    #[test]
+    fn block_scalars_indented_with_unicode_spaces() {
+        // Measuring indentation with a Unicode-aware trim and slicing bytes used to panic
+        // here (inside U+3000's three bytes).
+        let map = parse("k: |\n  \u{3000}x\n   y\n").unwrap();
+        assert_eq!(map.str("k"), Some("\u{3000}x\n y\n"));
     }
 
     #[test]
@@ -440,6 +285,7 @@ mod tests {
             "multi\nline\t\"x\"",
             "",
             "é ✓",
+            "\u{a0}lead and trail\u{3000}",
         ] {
             let text = Writer::new().str("k", value).finish();
             assert_eq!(parse(&text).unwrap().str("k"), Some(value), "{text}");
@@ -448,7 +294,12 @@ mod tests {
 
     #[test]
     fn reports_bad_lines() {
-        assert!(parse("  indented: 1\n").unwrap_err().contains("line 1"));
-        assert!(parse("k: 'open\n").is_err());
+        assert_eq!(parse("").unwrap(), Mapping::default());
+        let unterminated = parse("a: 1\nk: 'open\n").unwrap_err();
+        assert!(unterminated.starts_with("line 2"), "{unterminated}");
+        let not_a_mapping = parse("- a\n").unwrap_err();
+        assert_eq!(not_a_mapping, "line 1: expected `key: value` lines");
+        let two = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(two, "line 2: a second document; a meta file holds one");
     }
 }

@@ -311,87 +311,21 @@ pub fn metric_direction(name: &str) -> MetricDirection {
     }
 }
 
-/// serde for `BTreeMap<String, f64>` that keeps NaN and infinities (JSON has no literal
-/// for them).
+/// serde for `BTreeMap<String, f64>` that keeps NaN and infinities, written as MLflow writes
+/// metric values ([`ratchet_mlflow::MetricValue`]).
 pub(crate) mod metric_map {
     use std::collections::BTreeMap;
 
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    /// A metric value as stored: a JSON number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
-    #[derive(Serialize)]
-    #[serde(untagged)]
-    enum Number {
-        Finite(f64),
-        Special(String),
-    }
-
-    /// Read with a visitor rather than `#[serde(untagged)]`, which buffers every value
-    /// (listing parses thousands of these).
-    impl<'de> Deserialize<'de> for Number {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Visitor;
-            impl serde::de::Visitor<'_> for Visitor {
-                type Value = Number;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a number, \"NaN\", \"Infinity\" or \"-Infinity\"")
-                }
-                fn visit_f64<E>(self, v: f64) -> Result<Number, E> {
-                    Ok(Number::Finite(v))
-                }
-                fn visit_i64<E>(self, v: i64) -> Result<Number, E> {
-                    Ok(Number::Finite(v as f64))
-                }
-                fn visit_u64<E>(self, v: u64) -> Result<Number, E> {
-                    Ok(Number::Finite(v as f64))
-                }
-                fn visit_str<E>(self, v: &str) -> Result<Number, E> {
-                    Ok(Number::Special(v.to_string()))
-                }
-            }
-            d.deserialize_any(Visitor)
-        }
-    }
+    use ratchet_mlflow::MetricValue;
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(map: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
-        let out: BTreeMap<&String, Number> = map
-            .iter()
-            .map(|(k, v)| {
-                let n = if v.is_finite() {
-                    Number::Finite(*v)
-                } else if v.is_nan() {
-                    Number::Special("NaN".into())
-                } else if *v > 0.0 {
-                    Number::Special("Infinity".into())
-                } else {
-                    Number::Special("-Infinity".into())
-                };
-                (k, n)
-            })
-            .collect();
-        out.serialize(s)
+        s.collect_map(map.iter().map(|(k, v)| (k, MetricValue(*v))))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
-        let raw = BTreeMap::<String, Number>::deserialize(d)?;
-        raw.into_iter()
-            .map(|(k, n)| {
-                let value = match n {
-                    Number::Finite(v) => v,
-                    Number::Special(s) => match s.as_str() {
-                        "NaN" => f64::NAN,
-                        "Infinity" => f64::INFINITY,
-                        "-Infinity" => f64::NEG_INFINITY,
-                        other => {
-                            return Err(serde::de::Error::custom(format!(
-                                "metric {k:?}: {other:?} is not a number"
-                            )));
-                        }
-                    },
-                };
-                Ok((k, value))
-            })
-            .collect()
+        let values = BTreeMap::<String, MetricValue>::deserialize(d)?;
+        Ok(values.into_iter().map(|(k, v)| (k, v.0)).collect())
     }
 }
 

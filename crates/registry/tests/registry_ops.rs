@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use ratchet_mlflow::{FileStore, TrackingStore};
+use ratchet_mlflow::{Checked, FileStore, TrackingStore};
 use ratchet_registry::registry::tags;
 use ratchet_registry::{
     CompatibilityTarget, MetricDirection, MetricFilter, ModelRef, ParentRef, Registry,
@@ -14,7 +14,7 @@ use ratchet_registry::{
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    store: Arc<FileStore>,
+    store: Arc<Checked<FileStore>>,
     registry: Registry,
     run_id: String,
 }

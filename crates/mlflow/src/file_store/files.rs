@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -23,32 +23,6 @@ pub(super) fn place_copy(from: &Path, to: &Path, temp_dir: &Path) -> Result<()> 
         let _ = fsutil::remove_tree(&temp);
     }
     copied
-}
-
-pub(super) fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for name in list_dir_names(&dir)? {
-            let path = dir.join(name);
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-pub(super) fn relative_slash(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Names in a directory (empty when it does not exist), sorted.
@@ -79,10 +53,9 @@ pub(super) fn list_dir_names(dir: &Path) -> Result<Vec<String>> {
 /// path relative to the directory, `/`-joined) whose content is the value.
 pub(super) fn read_key_files(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for file in walk_files(dir)? {
-        let key = relative_slash(dir, &file);
-        let value = fsutil::read_optional(&file)?.unwrap_or_default();
-        out.insert(key, value);
+    for entry in fsutil::walk(dir)?.into_iter().filter(|e| !e.is_dir) {
+        let value = fsutil::read_optional(&entry.path)?.unwrap_or_default();
+        out.insert(entry.relative, value);
     }
     Ok(out)
 }

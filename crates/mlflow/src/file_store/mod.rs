@@ -19,20 +19,19 @@
 mod files;
 mod models;
 mod store_impl;
-mod uri;
 mod version_cache;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::checked::Checked;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, TEMP_PREFIX};
-use crate::names;
 use crate::store::{Experiment, RunInfo, RunStatus, now_ms};
+use crate::uri::{file_uri, path_from_uri};
 use crate::yaml;
 
 use files::{list_dir_names, read_key_files};
-pub use uri::{file_uri, path_from_uri};
 
 const META: &str = "meta.yaml";
 const TRASH: &str = ".trash";
@@ -67,8 +66,9 @@ pub struct FileStore {
 
 impl FileStore {
     /// Opens (creating if needed) the store at `root`: the directory itself, `.trash/`,
-    /// `models/` and the Default experiment `0`, as MLflow expects.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+    /// `models/` and the Default experiment `0`, as MLflow expects. The store comes inside
+    /// [`Checked`], which validates every argument: the file store's own code trusts them.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Checked<Self>> {
         let root = root.into();
         let root = std::path::absolute(&root).map_err(|e| Error::io(&root, e))?;
         if root.exists() && !root.is_dir() {
@@ -91,7 +91,7 @@ impl FileStore {
             }
         }
         fsutil::create_dir_all(&store.staging_root())?;
-        Ok(store)
+        Ok(Checked::new(store))
     }
 
     /// The store's root directory (absolute).
@@ -108,7 +108,6 @@ impl FileStore {
     }
 
     fn model_dir(&self, name: &str) -> Result<PathBuf> {
-        names::validate_model_name(name)?;
         Ok(self.models_dir().join(name))
     }
 
@@ -168,7 +167,6 @@ impl FileStore {
     }
 
     fn experiment_dir(&self, experiment_id: &str) -> Result<PathBuf> {
-        names::validate_id("experiment id", experiment_id)?;
         let dir = self.root.join(experiment_id);
         match self.read_experiment(&dir)? {
             Some(exp) if exp.lifecycle_stage == "active" => Ok(dir),
@@ -183,7 +181,6 @@ impl FileStore {
 
     /// The directory of a run, found in whichever experiment holds it.
     fn run_dir(&self, run_id: &str) -> Result<PathBuf> {
-        names::validate_id("run id", run_id)?;
         for exp in self.experiment_dirs()? {
             let dir = exp.join(run_id);
             if dir.join(META).is_file() {
@@ -296,7 +293,6 @@ impl FileStore {
         run_id: &str,
         artifact_path: &str,
     ) -> Result<(PathBuf, PathBuf, PathBuf)> {
-        names::validate_artifact_path(artifact_path)?;
         let dir = self.run_dir(run_id)?;
         let info = self
             .read_run_info(&dir)?

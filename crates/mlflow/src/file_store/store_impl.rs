@@ -4,23 +4,22 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::files::{
-    check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file, relative_slash,
-    walk_files,
-};
+use uuid::Uuid;
+
+use super::files::{check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file};
 use super::models::{VersionCache, aliases_of, read_aliases};
 use super::version_cache::Decoded;
 use super::{
     EXPERIMENTS_LOCK, FileStore, MAX_PARAM_VALUE, MAX_REGISTRY_TAG_VALUE, MAX_RUN_TAG_VALUE, META,
-    MODEL_LOCK, RESERVED_EXPERIMENT_DIRS, STAGE_DELETED, TRASH, file_uri,
+    MODEL_LOCK, RESERVED_EXPERIMENT_DIRS, STAGE_DELETED, TRASH,
 };
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::names;
 use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
     StoredVersion, TrackingStore, VersionView, current_user, now_ms,
 };
+use crate::uri::file_uri;
 
 impl TrackingStore for FileStore {
     fn tracking_uri(&self) -> String {
@@ -28,7 +27,6 @@ impl TrackingStore for FileStore {
     }
 
     fn get_or_create_experiment(&self, name: &str) -> Result<Experiment> {
-        names::validate_experiment_name(name)?;
         let find = || -> Result<Option<Experiment>> {
             Ok(self
                 .list_experiments()?
@@ -112,7 +110,6 @@ impl TrackingStore for FileStore {
     }
 
     fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
-        names::validate_key("experiment tag key", key)?;
         check_value_len("experiment tag", key, value, 20_000)?;
         let dir = self.experiment_dir(experiment_id)?;
         fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
@@ -126,11 +123,11 @@ impl TrackingStore for FileStore {
     ) -> Result<RunInfo> {
         let exp_dir = self.experiment_dir(experiment_id)?;
         for (key, value) in tags {
-            names::validate_key("run tag key", key)?;
             check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
         }
         check_value_len("run tag", "mlflow.runName", run_name, MAX_RUN_TAG_VALUE)?;
-        let run_id = fsutil::random_hex(16);
+        // A uuid4 in hex, as MLflow's own run ids.
+        let run_id = Uuid::new_v4().simple().to_string();
         let dir = exp_dir.join(&run_id);
         for sub in ["metrics", "params", "tags", "artifacts"] {
             fsutil::create_dir_all(&dir.join(sub))?;
@@ -220,7 +217,6 @@ impl TrackingStore for FileStore {
         let (dir, _) = self.active_run_dir(run_id)?;
         let mut seen = BTreeMap::new();
         for (key, value) in params {
-            names::validate_key("param key", key)?;
             check_value_len("param", key, value, MAX_PARAM_VALUE)?;
             if let Some(previous) = seen.insert(key.as_str(), value.as_str())
                 && previous != value
@@ -250,7 +246,6 @@ impl TrackingStore for FileStore {
         let (dir, _) = self.active_run_dir(run_id)?;
         let mut by_key: BTreeMap<&str, String> = BTreeMap::new();
         for metric in metrics {
-            names::validate_key("metric key", &metric.key)?;
             // `{:?}` prints f64 so that Python's float() reads back the same value
             // (1.0, 1e-7, NaN, inf).
             let line = format!("{} {:?} {}\n", metric.timestamp, metric.value, metric.step);
@@ -277,7 +272,6 @@ impl TrackingStore for FileStore {
     }
 
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
-        names::validate_key("metric key", key)?;
         let dir = self.run_dir(run_id)?;
         let path = dir.join("metrics").join(key);
         if !path.is_file() {
@@ -289,7 +283,6 @@ impl TrackingStore for FileStore {
     fn set_run_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
         let (dir, mut info) = self.active_run_dir(run_id)?;
         for (key, value) in tags {
-            names::validate_key("run tag key", key)?;
             check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
         }
         for (key, value) in tags {
@@ -333,9 +326,8 @@ impl TrackingStore for FileStore {
             }
         }
         // Merging into an existing directory: each file appears atomically.
-        for file in walk_files(local)? {
-            let relative = file.strip_prefix(local).expect("walk stays below its root");
-            place_copy(&file, &target.join(relative), &temp_dir)?;
+        for entry in fsutil::walk(local)?.into_iter().filter(|e| !e.is_dir) {
+            place_copy(&entry.path, &target.join(&entry.relative), &temp_dir)?;
         }
         Ok(())
     }
@@ -370,35 +362,44 @@ impl TrackingStore for FileStore {
     }
 
     fn list_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<Vec<ArtifactEntry>> {
-        let (root, target, _) = self.artifact_target(run_id, artifact_path)?;
+        let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
         let mut out = Vec::new();
         if !target.exists() {
             return Err(Error::NotFound(format!(
                 "artifact {artifact_path:?} of run {run_id}"
             )));
         }
-        let mut stack = vec![target];
-        while let Some(dir) = stack.pop() {
-            if !dir.is_dir() {
-                let size = fs::metadata(&dir).map_err(|e| Error::io(&dir, e))?.len();
-                out.push(ArtifactEntry {
-                    path: relative_slash(&root, &dir),
-                    is_dir: false,
-                    size: Some(size),
-                });
-                continue;
-            }
-            for name in list_dir_names(&dir)? {
-                let path = dir.join(&name);
-                if path.is_dir() {
-                    out.push(ArtifactEntry {
-                        path: relative_slash(&root, &path),
-                        is_dir: true,
-                        size: None,
-                    });
-                }
-                stack.push(path);
-            }
+        // Paths relative to the artifact root, which `target` is, or lies below.
+        let prefix = artifact_path.trim_matches('/');
+        if !target.is_dir() {
+            let size = fs::metadata(&target)
+                .map_err(|e| Error::io(&target, e))?
+                .len();
+            return Ok(vec![ArtifactEntry {
+                path: prefix.to_string(),
+                is_dir: false,
+                size: Some(size),
+            }]);
+        }
+        for entry in fsutil::walk(&target)? {
+            let size = if entry.is_dir {
+                None
+            } else {
+                Some(
+                    fs::metadata(&entry.path)
+                        .map_err(|e| Error::io(&entry.path, e))?
+                        .len(),
+                )
+            };
+            out.push(ArtifactEntry {
+                path: [prefix, entry.relative.as_str()]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                is_dir: entry.is_dir,
+                size,
+            });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
@@ -513,7 +514,6 @@ impl TrackingStore for FileStore {
     }
 
     fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
-        names::validate_key("registered model tag key", key)?;
         check_value_len("registered model tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         let dir = self.existing_model_dir(name)?;
         self.change_model(
@@ -524,7 +524,6 @@ impl TrackingStore for FileStore {
     }
 
     fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
-        names::validate_key("registered model tag key", key)?;
         let dir = self.existing_model_dir(name)?;
         let path = dir.join("tags").join(key);
         if !path.is_file() {
@@ -548,9 +547,7 @@ impl TrackingStore for FileStore {
         description: Option<&str>,
     ) -> Result<StoredVersion> {
         let model_dir = self.existing_model_dir(name)?;
-        names::validate_id("run id", run_id)?;
         for (key, value) in tags {
-            names::validate_key("model version tag key", key)?;
             check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         }
         // Assemble the complete version (meta.yaml + tags) under a name MLflow ignores.
@@ -704,7 +701,6 @@ impl TrackingStore for FileStore {
         key: &str,
         value: &str,
     ) -> Result<()> {
-        names::validate_key("model version tag key", key)?;
         check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         let model_dir = self.existing_model_dir(name)?;
         self.live_version(&model_dir, name, version)?;
@@ -717,7 +713,6 @@ impl TrackingStore for FileStore {
     }
 
     fn delete_model_version_tag(&self, name: &str, version: u64, key: &str) -> Result<()> {
-        names::validate_key("model version tag key", key)?;
         let model_dir = self.existing_model_dir(name)?;
         self.live_version(&model_dir, name, version)?;
         let path = Self::version_dir(&model_dir, version)
@@ -736,7 +731,6 @@ impl TrackingStore for FileStore {
     }
 
     fn set_alias(&self, name: &str, alias: &str, version: u64) -> Result<()> {
-        names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
         self.change_model(
             &model_dir,
@@ -756,7 +750,6 @@ impl TrackingStore for FileStore {
     }
 
     fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
         let path = model_dir.join("aliases").join(alias);
         self.change_model(
@@ -773,7 +766,6 @@ impl TrackingStore for FileStore {
     }
 
     fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<StoredVersion> {
-        names::validate_alias(alias)?;
         let model_dir = self.existing_model_dir(name)?;
         let aliases = read_aliases(&model_dir.join("aliases"))?;
         let version = aliases.get(alias).ok_or_else(|| {

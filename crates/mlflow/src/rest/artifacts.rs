@@ -6,19 +6,22 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use uuid::Uuid;
+
 use super::RestStore;
-use super::http::{Failure, Method, Request, percent_encode};
+use super::http::{Failure, Method, Request};
 use super::wire::{ListArtifactsAnswer, WireArtifact};
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::names;
 use crate::store::{ArtifactEntry, TrackingStore};
+use crate::uri::encode_path;
 
 pub(super) const ARTIFACTS_API: &str = "/api/2.0/mlflow-artifacts/artifacts";
 
 impl RestStore {
     /// Where a run's artifact `path` lives on the artifact proxy.
     pub(super) fn run_artifacts(&self, run_id: &str, path: &str) -> Result<ArtifactLocation> {
-        names::validate_artifact_path(path)?;
         let root = self.get_run(run_id)?.info.artifact_uri;
         let location = resolve_artifact_uri(&root, &self.server)?;
         Ok(ArtifactLocation {
@@ -120,12 +123,12 @@ impl RestStore {
             let target = self.run_artifacts(run_id, artifact_path)?;
             let files = if meta.is_dir() {
                 let mut files = Vec::new();
-                collect_files(local, "", &mut files)?;
-                files.sort();
+                for entry in fsutil::walk(local)?.into_iter().filter(|e| !e.is_dir) {
+                    names::validate_artifact_path(&entry.relative)?;
+                    files.push((entry.path, join_path(&target.path, &entry.relative)));
+                }
+                files.sort_by(|a, b| a.1.cmp(&b.1));
                 files
-                    .into_iter()
-                    .map(|rel| (local.join(&rel), join_path(&target.path, &rel)))
-                    .collect()
             } else {
                 let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
                     Error::InvalidArgument(format!(
@@ -259,7 +262,7 @@ pub(super) fn keep_unsent(
             kept.file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default(),
-            crate::fsutil::random_hex(4)
+            &Uuid::new_v4().simple().to_string()[..8]
         );
         kept.set_file_name(name);
     }
@@ -324,44 +327,6 @@ pub(super) fn join_path(base: &str, rel: &str) -> String {
         .join("/")
 }
 
-pub(super) fn encode_path(path: &str) -> String {
-    path.split('/')
-        .map(percent_encode)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Regular files below `dir`, as `/`-separated paths relative to it. Symbolic links to
-/// files are followed; links to directories are refused (they could loop).
-pub(super) fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let name = entry.file_name().into_string().map_err(|_| {
-            Error::InvalidArgument(format!(
-                "{} has a file name that is not UTF-8 and cannot be an artifact",
-                path.display()
-            ))
-        })?;
-        let rel = join_path(prefix, &name);
-        names::validate_artifact_path(&rel)?;
-        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        if meta.is_dir() {
-            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
-                return Err(Error::InvalidArgument(format!(
-                    "{} is a symbolic link to a directory; upload its target instead",
-                    path.display()
-                )));
-            }
-            collect_files(&path, &rel, out)?;
-        } else if meta.is_file() {
-            out.push(rel);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +365,5 @@ mod tests {
             join_path("1/r/artifacts/", "/ckpt/model.safetensors"),
             "1/r/artifacts/ckpt/model.safetensors"
         );
-        assert_eq!(encode_path("1/r/a b/ü%.txt"), "1/r/a%20b/%C3%BC%25.txt");
     }
 }

@@ -7,7 +7,6 @@ use serde_json::json;
 use super::RestStore;
 use super::wire::{metric_json, pair_list};
 use crate::error::{Error, Result};
-use crate::names;
 use crate::store::Metric;
 
 /// Most metrics one `runs/log-batch` request may carry (MLflow server limit).
@@ -26,21 +25,14 @@ impl RestStore {
     /// Logs metrics, params and tags in as many `runs/log-batch` requests as the server's
     /// limits require. Keys are checked first, so a bad key cannot leave a half-logged
     /// batch behind.
-    pub fn log_batch(
+    pub(super) fn log_batch(
         &self,
         run_id: &str,
         metrics: &[Metric],
         params: &[(String, String)],
         tags: &[(String, String)],
     ) -> Result<()> {
-        names::validate_id("run id", run_id)?;
-        for m in metrics {
-            names::validate_key("metric key", &m.key)?;
-        }
         let params = dedup_params(params)?;
-        for (key, _) in tags {
-            names::validate_key("tag key", key)?;
-        }
         for batch in plan_batches(metrics, &params, tags) {
             let body = json!({
                 "run_id": run_id,
@@ -67,7 +59,6 @@ pub(super) fn dedup_params(params: &[(String, String)]) -> Result<Vec<(String, S
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     let mut out = Vec::with_capacity(params.len());
     for (key, value) in params {
-        names::validate_key("param key", key)?;
         match seen.get(key.as_str()) {
             Some(&previous) if previous == value => {}
             Some(&previous) => {

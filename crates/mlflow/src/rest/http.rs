@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use ureq::http;
 
 use super::RestStore;
-use super::wire::quote_metric_values;
 use crate::error::{Error, Result};
+use crate::metric_value::quote_metric_values;
+use crate::uri::encode_component;
 
 /// Environment variable overriding [`RestConfig::retry_budget`], in seconds.
 pub const RETRY_BUDGET_ENV: &str = "RATCHET_HTTP_RETRY_SECONDS";
@@ -156,6 +158,20 @@ pub enum Auth {
     Basic { username: String, password: String },
     /// A bearer token.
     Bearer(String),
+}
+
+impl Auth {
+    /// The `Authorization` header's value, if any.
+    fn header(&self) -> Option<String> {
+        match self {
+            Auth::None => None,
+            Auth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                BASE64_STANDARD.encode(format!("{username}:{password}"))
+            )),
+            Auth::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
 }
 
 impl fmt::Debug for Auth {
@@ -379,15 +395,8 @@ impl RestStore {
         let mut builder = http::Request::builder()
             .method(request.method.as_str())
             .uri(request.url());
-        match &self.config.auth {
-            Auth::None => {}
-            Auth::Basic { username, password } => {
-                let credentials = base64(format!("{username}:{password}").as_bytes());
-                builder = builder.header("Authorization", format!("Basic {credentials}"));
-            }
-            Auth::Bearer(token) => {
-                builder = builder.header("Authorization", format!("Bearer {token}"));
-            }
+        if let Some(credentials) = self.config.auth.header() {
+            builder = builder.header("Authorization", credentials);
         }
         match &request.payload {
             Payload::Empty => self.run(builder.body(())?, connect_timeout),
@@ -542,7 +551,7 @@ impl Request {
         let query: Vec<String> = self
             .query
             .iter()
-            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
             .collect();
         format!("{}?{}", self.url, query.join("&"))
     }
@@ -676,48 +685,20 @@ pub(super) fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-pub(super) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters.
-pub(super) fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(b"user:pa ss"), "dXNlcjpwYSBzcw==");
+    fn credentials_become_the_authorization_header() {
+        let basic = Auth::Basic {
+            username: "user".into(),
+            password: "pa ss".into(),
+        };
+        assert_eq!(basic.header().as_deref(), Some("Basic dXNlcjpwYSBzcw=="));
+        let bearer = Auth::Bearer("t0k".into());
+        assert_eq!(bearer.header().as_deref(), Some("Bearer t0k"));
+        assert_eq!(Auth::None.header(), None);
     }
 
     #[test]

@@ -51,6 +51,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::checked::Checked;
 use crate::error::{Error, Result};
 use crate::store::{Experiment, StoredVersion, TrackingStore};
 
@@ -85,13 +86,14 @@ impl fmt::Debug for RestStore {
 impl RestStore {
     /// A store for the server at `tracking_uri` (`http://host:port`, `https://…`, optionally
     /// with a path prefix), configured from the environment ([`RestConfig::from_env`]).
-    /// Nothing is sent yet; [`RestStore::check`] asks the server.
-    pub fn open(tracking_uri: &str) -> Result<Self> {
+    /// Nothing is sent yet; [`RestStore::check`] asks the server. The store comes inside
+    /// [`Checked`], which validates every argument before a request is built.
+    pub fn open(tracking_uri: &str) -> Result<Checked<Self>> {
         Self::with_config(tracking_uri, RestConfig::from_env()?)
     }
 
     /// Like [`RestStore::open`] with an explicit configuration.
-    pub fn with_config(tracking_uri: &str, config: RestConfig) -> Result<Self> {
+    pub fn with_config(tracking_uri: &str, config: RestConfig) -> Result<Checked<Self>> {
         let server = tracking_uri.trim().trim_end_matches('/').to_string();
         let bad = |why: &str| {
             Error::InvalidArgument(format!(
@@ -131,12 +133,12 @@ impl RestStore {
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
             });
-        Ok(RestStore {
+        Ok(Checked::new(RestStore {
             server,
             agent,
             config,
             jitter: AtomicU64::new(seed),
-        })
+        }))
     }
 
     /// The server's base URL.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::artifacts::{ARTIFACTS_API, Listing, encode_path, join_path, keep_unsent};
+use super::artifacts::{ARTIFACTS_API, Listing, join_path, keep_unsent};
 use super::http::{Method, Request};
 use super::wire::{
     CreateExperimentAnswer, ExperimentAnswer, MetricHistoryAnswer, RegisteredModelAnswer,
@@ -15,11 +15,11 @@ use super::wire::{
 use super::lost_answers::{REQUEST_ID_TAG, new_request_id};
 use super::{ALREADY_EXISTS, PAGE_SIZE, RestStore, has_code, id_order, quote_filter_value};
 use crate::error::{Error, Result};
-use crate::names;
 use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
     StoredVersion, TrackingStore, current_user, now_ms,
 };
+use crate::uri::encode_path;
 
 impl TrackingStore for RestStore {
     fn tracking_uri(&self) -> String {
@@ -29,7 +29,6 @@ impl TrackingStore for RestStore {
     // ---- experiments -------------------------------------------------------------------
 
     fn get_or_create_experiment(&self, name: &str) -> Result<Experiment> {
-        names::validate_experiment_name(name)?;
         let experiment = match self.experiment_by_name(name)? {
             Some(e) => e,
             None => match self.post_create(
@@ -61,7 +60,6 @@ impl TrackingStore for RestStore {
     }
 
     fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
-        names::validate_id("experiment id", experiment_id)?;
         let v = self.get_json(
             "experiments/get",
             &[("experiment_id", experiment_id.into())],
@@ -94,8 +92,6 @@ impl TrackingStore for RestStore {
     }
 
     fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
-        names::validate_id("experiment id", experiment_id)?;
-        names::validate_key("tag key", key)?;
         let body = json!({"experiment_id": experiment_id, "key": key, "value": value});
         let sent = self.post_json("experiments/set-experiment-tag", &body);
         self.or_not_found(sent, || format!("experiment {experiment_id}"))
@@ -110,10 +106,6 @@ impl TrackingStore for RestStore {
         run_name: &str,
         tags: &[(String, String)],
     ) -> Result<RunInfo> {
-        names::validate_id("experiment id", experiment_id)?;
-        for (key, _) in tags {
-            names::validate_key("tag key", key)?;
-        }
         let user = current_user();
         let mut all_tags = tags.to_vec();
         // The UI's "Created by" reads this tag; MLflow's own client always sets it.
@@ -140,7 +132,6 @@ impl TrackingStore for RestStore {
     }
 
     fn get_run(&self, run_id: &str) -> Result<Run> {
-        names::validate_id("run id", run_id)?;
         let v = self.get_json("runs/get", &[("run_id", run_id.into())]);
         let v = self.or_not_found(v, || format!("run {run_id}"))?;
         let answer: RunAnswer = self.decode("runs/get", v)?;
@@ -148,7 +139,6 @@ impl TrackingStore for RestStore {
     }
 
     fn list_runs(&self, experiment_id: &str) -> Result<Vec<RunInfo>> {
-        names::validate_id("experiment id", experiment_id)?;
         let mut runs = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -174,8 +164,6 @@ impl TrackingStore for RestStore {
     /// The server returns a history ordered by timestamp, then step: the logging order
     /// whenever points are logged in time order (as a training loop does).
     fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
-        names::validate_id("run id", run_id)?;
-        names::validate_key("metric key", key)?;
         let mut points = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -208,7 +196,6 @@ impl TrackingStore for RestStore {
         status: RunStatus,
         end_time_ms: Option<i64>,
     ) -> Result<()> {
-        names::validate_id("run id", run_id)?;
         let mut body = json!({"run_id": run_id, "status": status.as_str()});
         if let Some(end) = end_time_ms {
             body["end_time"] = json!(end);
@@ -367,7 +354,6 @@ impl TrackingStore for RestStore {
     // ---- model registry ----------------------------------------------------------------------
 
     fn create_registered_model(&self, name: &str) -> Result<RegisteredModel> {
-        names::validate_model_name(name)?;
         match self.get_registered_model(name) {
             Err(e) if e.is_not_found() => {}
             other => return other,
@@ -388,7 +374,6 @@ impl TrackingStore for RestStore {
     }
 
     fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
-        names::validate_model_name(name)?;
         let v = self.get_json("registered-models/get", &[("name", name.into())]);
         let v = self.or_not_found(v, || format!("registered model {name:?}"))?;
         Ok(self
@@ -422,8 +407,6 @@ impl TrackingStore for RestStore {
     }
 
     fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
-        names::validate_model_name(name)?;
-        names::validate_key("tag key", key)?;
         let body = json!({"name": name, "key": key, "value": value});
         let sent = self.post_json("registered-models/set-tag", &body);
         self.or_not_found(sent, || format!("registered model {name:?}"))
@@ -431,8 +414,6 @@ impl TrackingStore for RestStore {
     }
 
     fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
-        names::validate_model_name(name)?;
-        names::validate_key("tag key", key)?;
         let body = json!({"name": name, "key": key});
         let sent = self.send_json(Method::Delete, "registered-models/delete-tag", &body);
         self.or_not_found(sent, || format!("registered model {name:?}"))
@@ -450,11 +431,6 @@ impl TrackingStore for RestStore {
         tags: &[(String, String)],
         description: Option<&str>,
     ) -> Result<StoredVersion> {
-        names::validate_model_name(name)?;
-        names::validate_id("run id", run_id)?;
-        for (key, _) in tags {
-            names::validate_key("tag key", key)?;
-        }
         let request_id = new_request_id();
         let mut tags = tags.to_vec();
         tags.push((REQUEST_ID_TAG.into(), request_id.clone()));
@@ -478,7 +454,6 @@ impl TrackingStore for RestStore {
     }
 
     fn get_model_version(&self, name: &str, version: u64) -> Result<StoredVersion> {
-        names::validate_model_name(name)?;
         let query = [("name", name.to_string()), ("version", version.to_string())];
         let v = self.get_json("model-versions/get", &query);
         let v = self.or_not_found(v, || format!("version {version} of model {name:?}"))?;
@@ -524,7 +499,6 @@ impl TrackingStore for RestStore {
     }
 
     fn delete_model_version(&self, name: &str, version: u64) -> Result<()> {
-        names::validate_model_name(name)?;
         let body = json!({"name": name, "version": version.to_string()});
         let sent = self.send_json(Method::Delete, "model-versions/delete", &body);
         self.or_not_found(sent, || format!("version {version} of model {name:?}"))
@@ -538,8 +512,6 @@ impl TrackingStore for RestStore {
         key: &str,
         value: &str,
     ) -> Result<()> {
-        names::validate_model_name(name)?;
-        names::validate_key("tag key", key)?;
         let body =
             json!({"name": name, "version": version.to_string(), "key": key, "value": value});
         let sent = self.post_json("model-versions/set-tag", &body);
@@ -548,8 +520,6 @@ impl TrackingStore for RestStore {
     }
 
     fn delete_model_version_tag(&self, name: &str, version: u64, key: &str) -> Result<()> {
-        names::validate_model_name(name)?;
-        names::validate_key("tag key", key)?;
         let body = json!({"name": name, "version": version.to_string(), "key": key});
         let sent = self.send_json(Method::Delete, "model-versions/delete-tag", &body);
         self.or_not_found(sent, || format!("version {version} of model {name:?}"))
@@ -557,8 +527,6 @@ impl TrackingStore for RestStore {
     }
 
     fn set_alias(&self, name: &str, alias: &str, version: u64) -> Result<()> {
-        names::validate_model_name(name)?;
-        names::validate_alias(alias)?;
         let body = json!({"name": name, "alias": alias, "version": version.to_string()});
         let sent = self.post_json("registered-models/alias", &body);
         self.or_not_found(sent, || format!("version {version} of model {name:?}"))
@@ -566,8 +534,6 @@ impl TrackingStore for RestStore {
     }
 
     fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        names::validate_model_name(name)?;
-        names::validate_alias(alias)?;
         let body = json!({"name": name, "alias": alias});
         let sent = self.send_json(Method::Delete, "registered-models/alias", &body);
         self.or_not_found(sent, || format!("registered model {name:?}"))
@@ -577,7 +543,6 @@ impl TrackingStore for RestStore {
     /// Read through the registered model's alias list: the by-alias endpoint reports a
     /// missing alias as a generic `INVALID_PARAMETER_VALUE`, not as "not found".
     fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<StoredVersion> {
-        names::validate_alias(alias)?;
         let model = self.get_registered_model(name)?;
         let version = *model.aliases.get(alias).ok_or_else(|| {
             Error::NotFound(format!(

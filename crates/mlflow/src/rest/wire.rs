@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::RestStore;
 use crate::error::Result;
+use crate::metric_value::MetricValue;
 use crate::store::{Experiment, Metric, RegisteredModel, Run, RunInfo, RunStatus, StoredVersion};
 
 impl RestStore {
@@ -77,75 +78,8 @@ impl RestStore {
     }
 }
 
-/// Turns every number that is the value of a `"value"` key into a string, so metric values
-/// reach [`WireMetric::into_metric`] as text and are parsed by Rust's correctly rounded
-/// `str::parse::<f64>`: serde_json's default number parser can be an ulp or two off for
-/// 17-digit decimals (its exact `float_roundtrip` feature would change a dependency shared
-/// with the whole workspace). Only metric values are numbers under that key (tag and
-/// param values are strings), and strings are copied untouched.
-pub(super) fn quote_metric_values(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len() + json.len() / 16);
-    let mut i = 0;
-    let mut key_is_value = false; // the last string was `"value"`
-    let mut number_expected = false; // ... and a ':' followed it
-    while i < json.len() {
-        match json[i] {
-            b'"' => {
-                let start = i;
-                i += 1;
-                while i < json.len() && json[i] != b'"' {
-                    i += if json[i] == b'\\' { 2 } else { 1 };
-                }
-                i = (i + 1).min(json.len());
-                out.extend_from_slice(&json[start..i]);
-                key_is_value = &json[start..i] == b"\"value\"";
-                number_expected = false;
-            }
-            b':' => {
-                out.push(b':');
-                number_expected = key_is_value;
-                key_is_value = false;
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' if number_expected => {
-                let start = i;
-                while i < json.len()
-                    && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
-                    i += 1;
-                }
-                out.push(b'"');
-                out.extend_from_slice(&json[start..i]);
-                out.push(b'"');
-                number_expected = false;
-            }
-            b' ' | b'\n' | b'\r' | b'\t' => {
-                out.push(json[i]);
-                i += 1;
-            }
-            other => {
-                out.push(other);
-                key_is_value = false;
-                number_expected = false;
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 pub(super) fn metric_json(m: &Metric) -> Value {
-    // JSON has no NaN or infinities; MLflow takes these strings instead.
-    let value = if m.value.is_nan() {
-        json!("NaN")
-    } else if m.value == f64::INFINITY {
-        json!("Infinity")
-    } else if m.value == f64::NEG_INFINITY {
-        json!("-Infinity")
-    } else {
-        json!(m.value)
-    };
-    json!({"key": m.key, "value": value, "timestamp": m.timestamp, "step": m.step})
+    json!({"key": m.key, "value": MetricValue(m.value), "timestamp": m.timestamp, "step": m.step})
 }
 
 pub(super) fn pair_list(pairs: &[(String, String)]) -> Vec<Value> {
@@ -251,18 +185,10 @@ pub(super) struct SearchRunsAnswer {
     pub(super) next_page_token: Option<String>,
 }
 
-/// A metric value: a JSON number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum WireNumber {
-    Number(f64),
-    Text(String),
-}
-
 #[derive(Deserialize)]
 pub(super) struct WireMetric {
     pub(super) key: String,
-    pub(super) value: WireNumber,
+    pub(super) value: MetricValue,
     #[serde(default)]
     pub(super) timestamp: i64,
     #[serde(default)]
@@ -271,19 +197,9 @@ pub(super) struct WireMetric {
 
 impl WireMetric {
     pub(super) fn into_metric(self) -> Metric {
-        let value = match self.value {
-            WireNumber::Number(v) => v,
-            // Numbers arrive as text (see `quote_metric_values`), as do MLflow's
-            // "NaN", "Infinity" and "-Infinity".
-            WireNumber::Text(text) => match text.as_str() {
-                "Infinity" => f64::INFINITY,
-                "-Infinity" => f64::NEG_INFINITY,
-                other => other.parse().unwrap_or(f64::NAN),
-            },
-        };
         Metric {
             key: self.key,
-            value,
+            value: self.value.0,
             timestamp: self.timestamp,
             step: self.step,
         }
@@ -389,6 +305,7 @@ pub(super) struct SearchModelVersionsAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metric_value::quote_metric_values;
 
     #[test]
     fn non_finite_metrics_use_mlflow_strings() {
@@ -404,25 +321,20 @@ mod tests {
     #[test]
     fn metric_values_parse_exactly() {
         let body = br#"{"metrics": [{"key": "value", "value" : 0.09090909090909091, "timestamp": 17, "step": -2},
-            {"key": "k", "value": "NaN", "timestamp": 1}, {"key": "x\"value\"", "value": -1.5e-7}],
-            "tags": [{"key": "value", "value": "3.0"}]}"#;
-        let quoted: Value = serde_json::from_slice(&quote_metric_values(body)).unwrap();
-        assert_eq!(quoted["metrics"][0]["value"], "0.09090909090909091");
-        assert_eq!(quoted["metrics"][0]["key"], "value");
-        assert_eq!(quoted["metrics"][0]["timestamp"], 17);
-        assert_eq!(quoted["metrics"][0]["step"], -2);
-        assert_eq!(quoted["metrics"][1]["value"], "NaN");
-        assert_eq!(quoted["metrics"][2]["key"], "x\"value\"");
-        assert_eq!(quoted["metrics"][2]["value"], "-1.5e-7");
-        assert_eq!(quoted["tags"][0]["value"], "3.0");
-        let history: MetricHistoryAnswer = serde_json::from_value(quoted).unwrap();
-        let values: Vec<f64> = history
+            {"key": "k", "value": "NaN", "timestamp": 1}, {"key": "x", "value": -1.5e-7},
+            {"key": "y", "value": "-Infinity"}, {"key": "z", "value": 3}]}"#;
+        let history: MetricHistoryAnswer =
+            serde_json::from_slice(&quote_metric_values(body)).unwrap();
+        let points: Vec<Metric> = history
             .metrics
             .into_iter()
-            .map(|m| m.into_metric().value)
+            .map(WireMetric::into_metric)
             .collect();
-        assert_eq!(values[0].to_bits(), (1.0f64 / 11.0).to_bits());
-        assert!(values[1].is_nan());
-        assert_eq!(values[2], -1.5e-7);
+        assert_eq!(points[0].value.to_bits(), (1.0f64 / 11.0).to_bits());
+        assert_eq!((points[0].timestamp, points[0].step), (17, -2));
+        assert!(points[1].value.is_nan());
+        assert_eq!(points[2].value, -1.5e-7);
+        assert_eq!(points[3].value, f64::NEG_INFINITY);
+        assert_eq!(points[4].value, 3.0);
     }
 }
