@@ -57,8 +57,8 @@ use crate::store::{Experiment, StoredVersion, TrackingStore};
 
 pub use batch::{MAX_BATCH_ENTITIES, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
 pub use http::{Auth, Clock, RETRY_BUDGET_ENV, RestConfig};
-pub use lost_answers::REQUEST_ID_TAG;
 use http::{Method, Request};
+pub use lost_answers::REQUEST_ID_TAG;
 use wire::{ExperimentAnswer, SearchRunsAnswer};
 
 /// Page size of searches and metric histories.
