@@ -13,19 +13,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use serde_json::Value;
-use support::fault_proxy::{FaultProxy, Seen};
+use support::fault_proxy::{CREATES, FaultProxy, lose_first_answers};
 use support::mlflow_server::{Backend, MlflowServer};
-
-fn lose_first_answers(seen: &Seen) -> bool {
-    match seen.endpoint().as_str() {
-        "POST experiments/create"
-        | "POST runs/create"
-        | "POST registered-models/create"
-        | "POST model-versions/create" => !seen.resent && seen.nth == 0,
-        "POST runs/log-batch" => !seen.resent && seen.nth < 3,
-        _ => false,
-    }
-}
 
 #[test]
 fn training_behind_a_proxy_that_loses_answers_registers_the_result_once() {
@@ -49,12 +38,7 @@ fn training_behind_a_proxy_that_loses_answers_registers_the_result_once() {
     assert_eq!(trained["model_uri"], "models:/flaky/1");
     // 4 creates and 3 batches lost their answers, and each create reached the server once.
     assert_eq!(proxy.lost(), 7, "{:#?}", proxy.seen());
-    for create in [
-        "POST experiments/create",
-        "POST runs/create",
-        "POST registered-models/create",
-        "POST model-versions/create",
-    ] {
+    for create in CREATES {
         assert_eq!(proxy.count(create), 1, "{create}");
     }
 

@@ -16,7 +16,7 @@ use ratchet_mlflow::rest::{REQUEST_ID_TAG, RestConfig, RestStore};
 use ratchet_mlflow::{Metric, TrackingStore};
 use serde_json::{Value, json};
 
-use support::fault_proxy::{FaultProxy, Seen};
+use support::fault_proxy::{CREATES, FaultProxy, lose_first_answers};
 use support::mlflow_server::{Backend, MlflowServer};
 
 fn config(retry_budget: Duration) -> RestConfig {
@@ -28,20 +28,6 @@ fn config(retry_budget: Duration) -> RestConfig {
     }
 }
 
-
-/// Every create's first answer is lost, and so is the answer to each of the first three
-/// `runs/log-batch` requests (one of params, two of metrics).
-fn lose_first_answers(seen: &Seen) -> bool {
-    match seen.endpoint().as_str() {
-        "POST experiments/create"
-        | "POST runs/create"
-        | "POST registered-models/create"
-        | "POST model-versions/create" => !seen.resent && seen.nth == 0,
-        "POST runs/log-batch" => !seen.resent && seen.nth < 3,
-        _ => false,
-    }
-}
-
 fn lost_answers_leave_exactly_one_of_everything(backend: Backend) {
     let server = MlflowServer::start(backend);
     let proxy = FaultProxy::start(&server.url, lose_first_answers);
@@ -49,7 +35,11 @@ fn lost_answers_leave_exactly_one_of_everything(backend: Backend) {
 
     let experiment = store.get_or_create_experiment("lost-answers").unwrap();
     let run = store
-        .create_run(&experiment.experiment_id, "flaky", &[("team".into(), "quant".into())])
+        .create_run(
+            &experiment.experiment_id,
+            "flaky",
+            &[("team".into(), "quant".into())],
+        )
         .unwrap();
     let params = vec![("learning_rate".to_string(), "0.0003".to_string())];
     store.log_params(&run.run_id, &params).unwrap();
@@ -72,12 +62,7 @@ fn lost_answers_leave_exactly_one_of_everything(backend: Backend) {
     // The proxy lost 1 answer per create and 3 batches' answers.
     assert_eq!(proxy.lost(), 7, "{:#?}", proxy.seen());
     // Each create went to the server once: the lookup after the lost answer found it.
-    for create in [
-        "POST experiments/create",
-        "POST runs/create",
-        "POST registered-models/create",
-        "POST model-versions/create",
-    ] {
+    for create in CREATES {
         assert_eq!(proxy.count(create), 1, "{create}");
     }
     // Params are safe to send again (same value); a batch of metrics is first looked for.
@@ -107,7 +92,10 @@ fn lost_answers_leave_exactly_one_of_everything(backend: Backend) {
     assert_eq!(versions.len(), 1, "{versions:#?}");
     assert_eq!(versions[0]["version"], "1");
     assert_eq!(versions[0]["run_id"], run.run_id.as_str());
-    assert_eq!((version.name.as_str(), version.version), ("lost-answers-model", 1));
+    assert_eq!(
+        (version.name.as_str(), version.version),
+        ("lost-answers-model", 1)
+    );
     assert_eq!(held["models"].as_object().unwrap().len(), 1);
 
     // When the lookup itself cannot be done, nothing is sent twice: the error says what

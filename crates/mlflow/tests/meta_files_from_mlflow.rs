@@ -6,33 +6,17 @@
 //! Needs Python with `mlflow` at `$RATCHET_PYTHON` (default
 //! `$HOME/.cache/ratchet/venv/bin/python`); fails, never skips, without it.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use ratchet_mlflow::{FileStore, TrackingStore};
 use serde_json::Value;
 
-mod support;
-use support::python;
-
 /// Has MLflow write a store with `emitter` and returns what MLflow reads back from it.
 fn write_with_mlflow(store: &Path, emitter: &str) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mlflow_meta_files.py");
-    let output = Command::new(python())
-        .arg(script)
-        .arg(store)
-        .arg(emitter)
-        .env("MLFLOW_DISABLE_TELEMETRY", "true")
-        .env("DO_NOT_TRACK", "true")
-        .env_remove("MLFLOW_TRACKING_URI")
-        .output()
-        .expect("python starts");
-    assert!(
-        output.status.success(),
-        "mlflow_meta_files.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+    support::run_python(&[script.to_str().unwrap(), store.to_str().unwrap(), emitter])
 }
 
 fn field(expected: &Value, key: &str) -> String {

@@ -23,6 +23,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::mlflow_server::{Backend, MlflowServer};
 
+// ---- harness ------------------------------------------------------------------------------
+
 fn budget(retry_budget: Duration) -> RestConfig {
     RestConfig {
         retry_budget,

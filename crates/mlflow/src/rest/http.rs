@@ -233,7 +233,7 @@ impl RestStore {
 
     /// Sends `request`, retrying transient failures within the retry budget, and hands a
     /// successful (2xx) body to `read`, which may itself ask for a retry (a download cut
-    /// off mid-way). For requests that do the same done twice.
+    /// off mid-way). For requests whose effect is the same when sent twice.
     pub(super) fn execute<T>(
         &self,
         request: &Request,

@@ -19,6 +19,7 @@
 //! uploads, tag and status updates, params with their same values) and is simply resent.
 
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::http::LostAnswer;
 use super::{NOT_FOUND, RestStore, has_code, quote_filter_value};
@@ -30,9 +31,9 @@ use crate::store::{Metric, TrackingStore};
 /// [module docs](self)).
 pub const REQUEST_ID_TAG: &str = "ratchet.request_id";
 
-/// A fresh id for one create request: a uuid4, as hex.
+/// A fresh id for one create request: a random UUID, as 32 hex digits.
 pub(super) fn new_request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    Uuid::new_v4().simple().to_string()
 }
 
 impl RestStore {

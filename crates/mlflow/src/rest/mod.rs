@@ -24,6 +24,11 @@
 //! back as one line, `ERROR_CODE (HTTP n): message`, and `RESOURCE_DOES_NOT_EXIST` becomes
 //! [`Error::NotFound`].
 //!
+//! A create is never repeated blindly: when its answer is lost (a 5xx, a dropped
+//! connection, a response timeout), the retry first looks on the server for what it may
+//! have made — runs and model versions carry a [`REQUEST_ID_TAG`] for that — and uses it
+//! (see `lost_answers.rs`).
+//!
 //! Local data is never lost: uploads only read their files (a failed upload names the
 //! intact local copy; one handed over with `upload_artifacts_owned` is first moved to
 //! [`RestConfig::unsent_dir`]), and downloads are built in a temporary sibling of the
@@ -52,8 +57,8 @@ use crate::store::{Experiment, StoredVersion, TrackingStore};
 
 pub use batch::{MAX_BATCH_ENTITIES, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
 pub use http::{Auth, Clock, RETRY_BUDGET_ENV, RestConfig};
-pub use lost_answers::REQUEST_ID_TAG;
 use http::{Method, Request};
+pub use lost_answers::REQUEST_ID_TAG;
 use wire::{ExperimentAnswer, SearchRunsAnswer};
 
 /// Page size of searches and metric histories.

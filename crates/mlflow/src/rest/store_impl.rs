@@ -7,12 +7,12 @@ use serde_json::json;
 
 use super::artifacts::{ARTIFACTS_API, Listing, join_path, keep_unsent};
 use super::http::{Method, Request};
+use super::lost_answers::{REQUEST_ID_TAG, new_request_id};
 use super::wire::{
     CreateExperimentAnswer, ExperimentAnswer, MetricHistoryAnswer, RegisteredModelAnswer,
     RunAnswer, SearchExperimentsAnswer, SearchModelVersionsAnswer, SearchRegisteredModelsAnswer,
     WireMetric, pair_list,
 };
-use super::lost_answers::{REQUEST_ID_TAG, new_request_id};
 use super::{ALREADY_EXISTS, PAGE_SIZE, RestStore, has_code, id_order, quote_filter_value};
 use crate::error::{Error, Result};
 use crate::store::{

@@ -41,6 +41,25 @@ impl Seen {
     }
 }
 
+/// The requests that create something on an MLflow server, as [`Seen::endpoint`] writes them.
+pub const CREATES: [&str; 4] = [
+    "POST experiments/create",
+    "POST runs/create",
+    "POST registered-models/create",
+    "POST model-versions/create",
+];
+
+/// A rule for [`FaultProxy::start`]: the answer to the first request of every create and to
+/// each of the first three different `runs/log-batch` requests is lost.
+pub fn lose_first_answers(seen: &Seen) -> bool {
+    let endpoint = seen.endpoint();
+    if CREATES.contains(&endpoint.as_str()) {
+        !seen.resent && seen.nth == 0
+    } else {
+        endpoint == "POST runs/log-batch" && !seen.resent && seen.nth < 3
+    }
+}
+
 /// The proxy; stops accepting requests when dropped.
 pub struct FaultProxy {
     /// `http://127.0.0.1:<port>`, the tracking URI to give the client.
@@ -71,10 +90,7 @@ impl FaultProxy {
                 if request.as_reader().read_to_end(&mut body).is_err() {
                     continue;
                 }
-                let (path, _) = request
-                    .url()
-                    .split_once('?')
-                    .unwrap_or((request.url(), ""));
+                let (path, _) = request.url().split_once('?').unwrap_or((request.url(), ""));
                 let mut seen = Seen {
                     method: request.method().as_str().to_string(),
                     path: path.to_string(),
@@ -121,7 +137,10 @@ impl FaultProxy {
 
     /// How many requests went to `endpoint` (as [`Seen::endpoint`] writes it).
     pub fn count(&self, endpoint: &str) -> usize {
-        self.seen().iter().filter(|s| s.endpoint() == endpoint).count()
+        self.seen()
+            .iter()
+            .filter(|s| s.endpoint() == endpoint)
+            .count()
     }
 
     /// How many answers were replaced by a 502.

@@ -80,7 +80,10 @@ impl MlflowServer {
         loop {
             let log = fs::read_to_string(&self.log).unwrap_or_default();
             let port = log.split(LISTENING).nth(1).and_then(|rest| {
-                rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u16>().ok()
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
             });
             if let Some(port) = port {
                 let url = format!("http://127.0.0.1:{port}");
