@@ -133,6 +133,8 @@ impl<'a> Job<'a> {
     }
 
     /// Outputs `r..r + R` x `j..j + W`, held in registers while the rows of `b` stream past.
+    // `k` indexes both operands, one of them through a stride.
+    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     fn tile<const T: bool, const R: usize, const W: usize>(
         &self,

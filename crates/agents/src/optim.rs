@@ -71,6 +71,9 @@ impl Default for AdamConfig {
     }
 }
 
+/// Each parameter's path and shape, in the order of the flat vectors.
+pub(crate) type ParameterShapes = Vec<(String, Vec<usize>)>;
+
 /// One parameter's place in the flat vectors.
 #[derive(Clone, Debug, PartialEq)]
 struct Slot {
@@ -156,7 +159,7 @@ impl Adam {
     pub(crate) fn parameters<M: Module>(
         &mut self,
         module: &M,
-    ) -> Result<(Vec<f32>, Vec<(String, Vec<usize>)>), AgentError> {
+    ) -> Result<(Vec<f32>, ParameterShapes), AgentError> {
         self.sync_layout(module)?;
         let mut gather = Gather {
             grads: None,

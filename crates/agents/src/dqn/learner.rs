@@ -23,7 +23,7 @@ use crate::state::{module_tensors, read_f32};
 /// Q-network and the per-step losses and mean Q-values.
 pub(super) enum Learner<'a> {
     Host(Box<HostLearner<'a>>),
-    Burn(BurnLearner),
+    Burn(Box<BurnLearner>),
 }
 
 /// Per gradient step: the loss and the mean Q-value of the actions taken.
@@ -54,13 +54,13 @@ impl<'a> Learner<'a> {
                 adam,
             )?))
         } else {
-            Learner::Burn(BurnLearner {
+            Learner::Burn(Box::new(BurnLearner {
                 phase: PhaseBatch::upload(batch, config.gamma, device, plain),
                 q_network: q_network.clone(),
                 target_network: target_network.clone(),
                 losses: Vec::new(),
                 q_means: Vec::new(),
-            })
+            }))
         })
     }
 
