@@ -13,6 +13,9 @@
 //!   epsilon-greedy acting, then 128 gradient steps on 64-sample minibatches of a 256x256 ReLU
 //!   Q-network), measured after `learning_starts`; double DQN (our default) and plain DQN (SB3's
 //!   algorithm).
+//! - `peak/fma_avx512_one_core`: one iteration = 12 independent chains of 2^20 fused
+//!   multiply-adds on 16-float AVX-512 vectors, the FP32 peak of one core; its throughput is in
+//!   FLOPs (elements = FLOPs). `scripts/compare_rl_speed.sh` divides DQN's FLOP rate by it.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -84,5 +87,44 @@ fn dqn(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ppo, dqn);
+// ---------------------------------------------------------------------------------------------
+// The FP32 peak of one core
+// ---------------------------------------------------------------------------------------------
+
+/// Independent accumulators: more than an FMA's latency times the FMAs issued per cycle, so the
+/// loop is bound by throughput.
+const CHAINS: usize = 12;
+const FMA_ITERATIONS: usize = 1 << 20;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_loop_avx512(iterations: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (x, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(0.5); CHAINS];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, x, c);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+fn peak(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        let mut group = c.benchmark_group("peak");
+        group.sample_size(10);
+        group.throughput(Throughput::Elements((FMA_ITERATIONS * CHAINS * 16 * 2) as u64));
+        group.bench_function("fma_avx512_one_core", |b| {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            b.iter(|| black_box(unsafe { fma_loop_avx512(black_box(FMA_ITERATIONS)) }))
+        });
+        group.finish();
+        return;
+    }
+    eprintln!("peak: skipped, this CPU has no AVX-512F");
+}
+
+criterion_group!(benches, ppo, dqn, peak);
 criterion_main!(benches);

@@ -1,31 +1,43 @@
 #!/usr/bin/env bash
-# Side-by-side training speed on CartPole-v1: Stable-Baselines3 (PyTorch, one thread, its
-# fastest setting on this machine) against Ratchet, same machine, same moment, same
-# hyperparameters (SB3's defaults for PPO; rl-baselines3-zoo's CartPole-v1 settings for DQN).
+# Side-by-side training speed on CartPole-v1, same machine, same moment, same hyperparameters
+# (SB3's defaults for PPO; rl-baselines3-zoo's CartPole-v1 settings for DQN):
 #
-#   scripts/compare_rl_speed.sh                  # PPO: SB3 over 20,480 steps, best of 3
+# - Stable-Baselines3 (PyTorch, one thread, its fastest setting on this machine);
+# - a PureJaxRL-style PPO compiled end to end by XLA (scripts/ppo_cartpole_jax.py), timed
+#   after compilation;
+# - Ratchet: `ratchet train --env cartpole` as a user runs it (wall time of the whole run:
+#   logging, checkpoints, evaluation), interleaved round by round with the JAX runs, and
+#   `cargo bench --bench agents` (criterion), which also measures one core's FP32 peak to
+#   put DQN's FLOP rate against.
+#
+#   scripts/compare_rl_speed.sh                  # PPO over 61,440 steps, best of 3 rounds
 #   PPO_STEPS=40960 ROUNDS=5 scripts/compare_rl_speed.sh
-#   DQN_STEPS=20480 scripts/compare_rl_speed.sh  # DQN: SB3 over 10,240 steps by default
+#   DQN_STEPS=20480 scripts/compare_rl_speed.sh  # SB3's DQN over 10,240 steps by default
 #
-# SB3 runs from a venv (default $HOME/.cache/ratchet/sb3-venv, made with stable-baselines3
-# from PyPI if missing; that pulls torch and gymnasium). Ratchet's figures come from
-# `cargo bench --bench agents` (criterion), read back from its estimates.
+# The Python side runs from venvs under ~/.cache/ratchet, made from PyPI when missing:
+# sb3-venv (stable-baselines3, which pulls torch and gymnasium) and jax-venv (jax, flax,
+# optax). Other work on the machine skews every figure: the load average is printed before
+# and after.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 # The same build as `cargo run --release` and scripts/test.sh: ./target unless set.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-VENV="${SB3_VENV:-$HOME/.cache/ratchet/sb3-venv}"
-PPO_STEPS="${PPO_STEPS:-20480}"
+SB3_VENV="${SB3_VENV:-$HOME/.cache/ratchet/sb3-venv}"
+JAX_VENV="${JAX_VENV:-$HOME/.cache/ratchet/jax-venv}"
+PPO_STEPS="${PPO_STEPS:-61440}"
 DQN_STEPS="${DQN_STEPS:-10240}"
 ROUNDS="${ROUNDS:-3}"
-PYTHON="${PYTHON:-python3}"
 
 source scripts/venv.sh
-ensure_venv "$VENV" stable_baselines3 stable-baselines3
+ensure_venv "$SB3_VENV" stable_baselines3 stable-baselines3
+ensure_venv "$JAX_VENV" "jax, flax, optax" jax flax optax
+cargo build --release --quiet
+RATCHET="$CARGO_TARGET_DIR/release/ratchet"
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== Stable-Baselines3: PPO(\"MlpPolicy\", \"CartPole-v1\"), defaults, 1 env, $PPO_STEPS steps, best of $ROUNDS"
-SB3_PPO=$("$VENV/bin/python" - "$PPO_STEPS" "$ROUNDS" <<'PY'
+SB3_PPO=$("$SB3_VENV/bin/python" - "$PPO_STEPS" "$ROUNDS" <<'PY'
 import sys, time
 import torch
 torch.set_num_threads(1)
@@ -51,7 +63,7 @@ PY
 )
 
 echo "== Stable-Baselines3: DQN(\"MlpPolicy\", \"CartPole-v1\"), rl-zoo hyperparameters, 1 env, $DQN_STEPS steps after learning_starts, best of $ROUNDS"
-SB3_DQN=$("$VENV/bin/python" - "$DQN_STEPS" "$ROUNDS" <<'PY'
+SB3_DQN=$("$SB3_VENV/bin/python" - "$DQN_STEPS" "$ROUNDS" <<'PY'
 import sys, time
 import torch
 torch.set_num_threads(1)
@@ -80,22 +92,58 @@ print(f"{best:.1f}")
 PY
 )
 
-echo "== ratchet: cargo bench --bench agents"
-cargo bench --bench agents 2>&1 | grep -E '^(ppo|dqn)/|thrpt:' || true
+echo "== JAX PPO (compiled) and ratchet train --env cartpole --algo ppo --steps $PPO_STEPS, alternating, best of $ROUNDS"
+TRACKING=$(mktemp -d)
+trap 'rm -rf "$TRACKING"' EXIT
+JAX_PPO=0
+CLI_PPO=0
+for round in $(seq "$ROUNDS"); do
+    jax=$("$JAX_VENV/bin/python" scripts/ppo_cartpole_jax.py "$PPO_STEPS" 1)
+    cli=$("$RATCHET" train --env cartpole --algo ppo --steps "$PPO_STEPS" --seed "$round" \
+        --tracking-uri "$TRACKING/$round" --json |
+        "$JAX_VENV/bin/python" -c 'import json, sys; o = json.load(sys.stdin); print(o["total_steps"] / o["wall_time_s"])')
+    printf '  round %s: JAX %8.0f  ratchet train %8.0f env steps/s  (load %s)\n' \
+        "$round" "$jax" "$cli" "$(cut -d' ' -f1 /proc/loadavg)"
+    JAX_PPO=$("$JAX_VENV/bin/python" -c "print(max($JAX_PPO, $jax))")
+    CLI_PPO=$("$JAX_VENV/bin/python" -c "print(max($CLI_PPO, $cli))")
+done
 
-"$VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$SB3_PPO" "$SB3_DQN" <<'PY'
+echo "== ratchet: cargo bench --bench agents"
+cargo bench --bench agents 2>&1 | grep -E '^(ppo|dqn|peak)/|thrpt:' || true
+echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+"$JAX_VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$SB3_PPO" "$SB3_DQN" "$JAX_PPO" "$CLI_PPO" <<'PY'
 import sys
 sys.path.insert(0, "scripts")
 from criterion_estimates import rate as criterion_rate
-root, sb3_ppo, sb3_dqn = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+root = sys.argv[1]
+sb3_ppo, sb3_dqn, jax_ppo, cli_ppo = map(float, sys.argv[2:6])
 rate = lambda group, bench: criterion_rate(root, group, bench)
 
-print("== summary (env steps/s; Ratchet's median over criterion samples, SB3's best round)")
-print(f"{'':<44}{'SB3':>12}{'Ratchet':>12}{'ratio':>9}")
-ours = rate("ppo", "cartpole_sb3_defaults")
-print(f"{'PPO, CartPole, 1 env, SB3 defaults':<44}{sb3_ppo:>12,.0f}{ours:>12,.0f}{ours / sb3_ppo:>8.1f}x")
-for bench, label in [("cartpole_rl_zoo", "DQN, CartPole, rl-zoo settings (double DQN)"),
-                     ("cartpole_rl_zoo_plain", "DQN, CartPole, rl-zoo settings (plain DQN)")]:
+print("== summary (env steps/s; criterion's median for the benches, the best round otherwise)")
+print(f"{'':<46}{'SB3':>10}{'JAX':>10}{'Ratchet':>10}{'/SB3':>8}{'/JAX':>8}")
+row = lambda label, sb3, jax, ours: print(
+    f"{label:<46}{sb3:>10,.0f}{jax if jax else float('nan'):>10,.0f}{ours:>10,.0f}"
+    f"{ours / sb3:>7.1f}x" + (f"{ours / jax:>7.2f}x" if jax else ""))
+row("PPO, CartPole, SB3 defaults: ratchet train", sb3_ppo, jax_ppo, cli_ppo)
+row("PPO, CartPole, SB3 defaults: cargo bench", sb3_ppo, jax_ppo, rate("ppo", "cartpole_sb3_defaults"))
+
+# rl-zoo's network is 4 -> 256 -> 256 -> 2 and every 256 env steps take 128 gradient steps of 64
+# samples. Multiply-adds per sample and gradient step: three forward passes (the online network
+# on s, the target network on s', and for double DQN the online network on s' too) and the
+# backward pass (weight gradients: one forward pass's worth; input gradients of the two upper
+# layers). A FLOP is half a multiply-add.
+layers = [(4, 256), (256, 256), (256, 2)]
+forward = sum(i * o for i, o in layers)
+backward = forward + sum(i * o for i, o in layers[1:])
+peak = rate("peak", "fma_avx512_one_core")
+print(f"\nFP32 peak of one core (AVX-512 FMA loop): {peak / 1e9:,.1f} GFLOP/s")
+for bench, label, passes in [("cartpole_rl_zoo", "DQN, rl-zoo settings (double DQN)", 3),
+                             ("cartpole_rl_zoo_plain", "DQN, rl-zoo settings (plain DQN)", 2)]:
     ours = rate("dqn", bench)
-    print(f"{label:<44}{sb3_dqn:>12,.0f}{ours:>12,.0f}{ours / sb3_dqn:>8.1f}x")
+    flops_per_step = 2 * 64 * (passes * forward + backward) * 128 / 256
+    gflops = ours * flops_per_step / 1e9
+    row(label, sb3_dqn, 0, ours)
+    print(f"{'':<46}{flops_per_step / 1e6:.1f} MFLOP per env step: {gflops:,.1f} GFLOP/s, "
+          f"{100 * gflops * 1e9 / peak:.0f}% of one core's peak")
 PY

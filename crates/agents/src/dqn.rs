@@ -19,8 +19,9 @@
 //!    global norm to `max_grad_norm`, and take an Adam step.
 //!
 //! Acting runs on a Burn-free copy of `Q_θ` ([`InferenceMlp`]), refreshed after every learning
-//! phase; learning runs on Burn with autodiff, and its diagnostics are read back from the device
-//! once per phase, not per gradient step.
+//! phase. Learning runs on the host for small networks on the CPU (forward and backward passes
+//! fused into a few matrix kernels, see `learner`), else on Burn with autodiff, with
+//! diagnostics read back from the device once per phase, not per gradient step.
 //!
 //! ```no_run
 //! use ratchet_agents::{DeviceKind, Dqn, DqnConfig};
@@ -42,8 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use ratchet_env::{Env, Rng, RngState, VecEnv};
 use serde::{Deserialize, Serialize};
 
@@ -54,9 +54,13 @@ use crate::policy::{InferenceMlp, argmax};
 use crate::replay::{ReplayBatch, ReplayBuffer};
 use crate::schedule::LinearSchedule;
 use crate::state::{
-    NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors, read_f32,
+    NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors,
 };
 use crate::{AgentError, DeviceKind, UpdateLog};
+
+mod learner;
+
+use learner::Learner;
 
 /// DQN's hyperparameters. The defaults are Stable-Baselines3's `DQN("MlpPolicy", env)`, except
 /// where noted ([`DqnConfig::double_q`], [`DqnConfig::total_timesteps`]);
@@ -395,47 +399,38 @@ impl<E: Env> Dqn<E> {
 
     /// Step 4: `gradient_steps` minibatch updates; returns the phase's diagnostics.
     ///
-    /// All the phase's minibatches are drawn up front and sent to the device in one upload per
-    /// field; each gradient step takes its rows. Losses stay on the device until the phase ends.
+    /// All the phase's minibatches are drawn up front; each gradient step takes its rows.
     fn learn(&mut self) -> Result<Vec<(&'static str, f64)>, AgentError> {
-        let lr = self.config.learning_rate;
         let (steps, size) = (self.config.gradient_steps as usize, self.config.batch_size);
         self.replay
             .sample(&mut self.rng, steps * size, &mut self.batch);
-        let phase = PhaseBatch::upload(&self.batch, self.config.gamma, &self.device, &self.plain);
-        let dueling = self.config.dueling;
-        let (mut losses, mut q_means) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+        let on_cpu = self.device_kind == DeviceKind::Cpu;
+        let mut widths = vec![self.envs.observation_size()];
+        widths.extend(&self.config.hidden);
+        widths.push(self.q_network.output_size());
+        let mut learner = Learner::new(
+            &self.config,
+            &self.batch,
+            &self.q_network,
+            &self.target_network,
+            &mut self.adam,
+            (&self.device, &self.plain),
+            on_cpu,
+            &widths,
+        )?;
         for j in 0..steps {
-            let rows = |t: &Tensor<2>| t.clone().narrow(0, j * size, size);
-            // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients.
-            let next_observations = rows(&phase.next_observations);
-            let next_q = q_values(&self.target_network, next_observations.clone(), dueling);
-            let next_q = if self.config.double_q {
-                let online = self.q_network.valid();
-                let best = q_values(&online, next_observations, dueling).argmax(1);
-                next_q.gather(1, best)
-            } else {
-                next_q.max_dim(1)
-            };
-            let y = rows(&phase.rewards) + rows(&phase.discounts) * next_q;
-            // Huber loss of Q_θ(s, a) − y, one Adam step.
-            let actions = phase.actions.clone().narrow(0, j * size, size);
-            let q =
-                q_values(&self.q_network, rows(&phase.observations), dueling).gather(1, actions);
-            let loss = huber(q.clone() - y.autodiff()).mean();
-            let grads = GradientsParams::from_grads(loss.backward(), &self.q_network);
-            self.q_network = self.adam.step(lr, self.q_network.clone(), grads);
-            losses.push(loss.inner());
-            q_means.push(q.inner().mean());
+            learner.step(j, &self.config, &mut self.adam)?;
         }
+        let (q_network, stats) = learner.finish(self.q_network.clone(), &self.adam)?;
+        self.q_network = q_network;
         self.n_updates += steps as u64;
-        self.greedy = greedy_network(&self.q_network, dueling)?;
+        self.greedy = greedy_network(&self.q_network, self.config.dueling)?;
 
-        let mean = |xs: Vec<f32>| xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
+        let mean = |xs: &[f32]| xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
         Ok(vec![
-            ("train/loss", mean(read_f32(Tensor::cat(losses, 0))?)),
-            ("train/q_mean", mean(read_f32(Tensor::cat(q_means, 0))?)),
-            ("train/learning_rate", lr),
+            ("train/loss", mean(&stats.losses)),
+            ("train/q_mean", mean(&stats.q_means)),
+            ("train/learning_rate", self.config.learning_rate),
             ("train/epsilon", self.exploration_rate()),
             ("train/n_updates", self.n_updates as f64),
         ])
@@ -611,65 +606,6 @@ struct DqnMeta {
     rng: RngState,
     replay_position: usize,
     episodes: EpisodeStats,
-}
-
-/// A learning phase's minibatches on the device, one after another: the observations (and
-/// actions) on the autodiff device, the rest on the plain one.
-struct PhaseBatch {
-    observations: Tensor<2>,
-    actions: Tensor<2, Int>,
-    next_observations: Tensor<2>,
-    rewards: Tensor<2>,
-    /// `γ (1 − terminated)`.
-    discounts: Tensor<2>,
-}
-
-impl PhaseBatch {
-    fn upload(batch: &ReplayBatch, gamma: f64, device: &Device, plain: &Device) -> Self {
-        let (n, k) = (batch.len(), batch.observations.len() / batch.len().max(1));
-        let column = |data: Vec<f32>| Tensor::<2>::from_data(TensorData::new(data, [n, 1]), plain);
-        let actions: Vec<i64> = batch.actions.iter().map(|&a| a as i64).collect();
-        Self {
-            observations: Tensor::from_data(
-                TensorData::new(batch.observations.clone(), [n, k]),
-                device,
-            ),
-            actions: Tensor::from_data(TensorData::new(actions, [n, 1]), device),
-            next_observations: Tensor::from_data(
-                TensorData::new(batch.next_observations.clone(), [n, k]),
-                plain,
-            ),
-            rewards: column(batch.rewards.clone()),
-            discounts: column(
-                batch
-                    .terminated
-                    .iter()
-                    .map(|t| gamma as f32 * (1.0 - t))
-                    .collect(),
-            ),
-        }
-    }
-}
-
-/// Q-values of a batch of observations; with a dueling head the network's outputs are
-/// `[V, A_1 .. A_n]` and `Q = V + A - mean(A)`.
-fn q_values(net: &Mlp, obs: Tensor<2>, dueling: bool) -> Tensor<2> {
-    let out = net.forward(obs);
-    if !dueling {
-        return out;
-    }
-    let actions = out.dims()[1] - 1;
-    let value = out.clone().narrow(1, 0, 1);
-    let advantage = out.narrow(1, 1, actions);
-    value + advantage.clone() - advantage.mean_dim(1)
-}
-
-/// Huber loss with threshold 1, elementwise (PyTorch's `smooth_l1_loss`, which SB3 uses):
-/// `d² / 2` where `|d| < 1`, `|d| - 1/2` elsewhere.
-fn huber(d: Tensor<2>) -> Tensor<2> {
-    let abs = d.abs();
-    let quadratic = abs.clone().clamp_max(1.0);
-    quadratic.clone() * (abs - quadratic.mul_scalar(0.5))
 }
 
 /// A Burn-free copy of `net` whose outputs are Q-values. A dueling head is linear in the last

@@ -32,7 +32,7 @@
 //! let mut adam = Adam::new(AdamConfig { max_grad_norm: Some(0.5), ..AdamConfig::default() });
 //! let loss = net.forward(Tensor::<2>::ones([4, 3], &dev)).square().mean();
 //! let grads = GradientsParams::from_grads(loss.backward(), &net);
-//! net = adam.step(1e-3, net, grads);
+//! net = adam.step(1e-3, net, grads).unwrap();
 //! assert_eq!(adam.steps(), 1);
 //! let saved = adam.tensors("optim", &net).unwrap(); // "optim.layers.0.weight.moment_1", ...
 //! assert_eq!(saved.len(), 2 * 4);
@@ -70,6 +70,9 @@ impl Default for AdamConfig {
         }
     }
 }
+
+/// Each parameter's path and shape, in the order of the flat vectors.
+pub(crate) type ParameterShapes = Vec<(String, Vec<usize>)>;
 
 /// One parameter's place in the flat vectors.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,23 +121,23 @@ impl Adam {
 
     /// Applies one update with learning rate `lr` and returns the updated module.
     ///
-    /// A parameter that received no gradient is treated as having a zero gradient.
-    ///
-    /// # Panics
-    ///
-    /// If `module` is not the network these moments belong to (another shape), or the device
-    /// fails to read back.
-    pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M {
-        if let Err(e) = self.sync_layout(&module) {
-            panic!("{e}");
-        }
+    /// A parameter that received no gradient is treated as having a zero gradient. Fails if
+    /// `module` is not the network these moments belong to (another shape), or the device
+    /// cannot be read.
+    pub fn step<M: Module>(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+    ) -> Result<M, AgentError> {
+        self.sync_layout(&module)?;
         let total = self.total();
         if total == 0 {
-            return module;
+            return Ok(module);
         }
         // Gradients, then parameters, flattened into one tensor: one read from the device.
         let mut gather = Gather {
-            grads: &mut grads,
+            grads: Some(&mut grads),
             flat: Vec::with_capacity(2 * self.slots.len()),
             params: Vec::with_capacity(self.slots.len()),
         };
@@ -143,13 +146,46 @@ impl Adam {
             mut flat, params, ..
         } = gather;
         flat.extend(params);
-        let host = read_f32(Tensor::cat(flat, 0)).unwrap_or_else(|e| panic!("{e}"));
+        let host = read_f32(Tensor::cat(flat, 0))?;
         let (g, p) = host.split_at(total);
         let mut p = p.to_vec();
+        self.step_host(lr, g, &mut p);
+        Ok(self.write_parameters(module, &p))
+    }
 
+    /// The parameters of `module`, flattened in visiting order (the order of [`Adam::step_host`]'s
+    /// vectors), with their paths and shapes; `module` becomes the network these moments
+    /// belong to. Fails like [`Adam::step`].
+    pub(crate) fn parameters<M: Module>(
+        &mut self,
+        module: &M,
+    ) -> Result<(Vec<f32>, ParameterShapes), AgentError> {
+        self.sync_layout(module)?;
+        let mut gather = Gather {
+            grads: None,
+            flat: Vec::new(),
+            params: Vec::with_capacity(self.slots.len()),
+        };
+        module.visit(&mut gather);
+        let values = match gather.params.is_empty() {
+            true => Vec::new(),
+            false => read_f32(Tensor::cat(gather.params, 0))?,
+        };
+        let layout = self.slots.iter().map(|s| (s.path.clone(), s.shape.clone()));
+        Ok((values, layout.collect()))
+    }
+
+    /// One update of host-side parameters from their gradients, both flattened as
+    /// [`Adam::parameters`] gives them.
+    pub(crate) fn step_host(&mut self, lr: f64, grads: &[f32], params: &mut [f32]) {
+        let total = self.total();
+        assert!(
+            grads.len() == total && params.len() == total,
+            "gradients and parameters in the optimizer's layout"
+        );
         let scale = match self.config.max_grad_norm {
             // torch.nn.utils.clip_grad_norm_: one factor for all parameters.
-            Some(max_norm) => (max_norm / (l2_norm(g) + 1e-6)).min(1.0) as f32,
+            Some(max_norm) => (max_norm / (l2_norm(grads) + 1e-6)).min(1.0) as f32,
             None => 1.0,
         };
         if self.moment_1.is_empty() {
@@ -159,21 +195,23 @@ impl Adam {
         self.steps += 1;
         let (b1, b2) = (self.config.beta_1, self.config.beta_2);
         let t = self.steps as i32;
-        let step_size = (lr / (1.0 - b1.powi(t))) as f32;
-        let inv_bias_2_sqrt = (1.0 / (1.0 - b2.powi(t)).sqrt()) as f32;
         let update = Update {
             scale,
             b1: b1 as f32,
             b2: b2 as f32,
             eps: self.config.epsilon as f32,
-            step_size,
-            inv_bias_2_sqrt,
+            step_size: (lr / (1.0 - b1.powi(t))) as f32,
+            inv_bias_2_sqrt: (1.0 / (1.0 - b2.powi(t)).sqrt()) as f32,
         };
         let (m, v) = (&mut self.moment_1[..total], &mut self.moment_2[..total]);
-        update.run(Isa::detect(), g, m, v, &mut p);
+        update.run(Isa::detect(), grads, m, v, params);
+    }
 
+    /// `module` with its parameters replaced by `params`, flattened as [`Adam::parameters`]
+    /// gives them.
+    pub(crate) fn write_parameters<M: Module>(&self, module: M, params: &[f32]) -> M {
         module.map(&mut Write {
-            values: &p,
+            values: params,
             slots: &self.slots,
             next: 0,
         })
@@ -331,27 +369,7 @@ impl Update {
 
     /// [`Update::apply`] compiled for `isa`.
     fn run(&self, isa: Isa, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::detect` found AVX-512F on this CPU.
-            Isa::Avx512 => unsafe { self.apply_avx512(g, m, v, p) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::detect` found AVX2 on this CPU.
-            Isa::Avx2 => unsafe { self.apply_avx2(g, m, v, p) },
-            Isa::Portable => self.apply(g, m, v, p),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn apply_avx512(&self, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
-        self.apply(g, m, v, p)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn apply_avx2(&self, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
-        self.apply(g, m, v, p)
+        isa.run(#[inline(always)] || self.apply(g, m, v, p))
     }
 }
 
@@ -409,9 +427,9 @@ impl ModuleVisitor for Layout {
     }
 }
 
-/// Every parameter's gradient and value, flattened, in visiting order.
+/// Every parameter's gradient (when `grads` is given) and value, flattened, in visiting order.
 struct Gather<'a> {
-    grads: &'a mut GradientsParams,
+    grads: Option<&'a mut GradientsParams>,
     flat: Vec<Tensor<1>>,
     params: Vec<Tensor<1>>,
 }
@@ -420,11 +438,13 @@ impl ModuleVisitor for Gather<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val().inner();
         let n = value.shape().num_elements();
-        let g = match self.grads.remove::<D>(param.id) {
-            Some(g) => g.reshape([n]),
-            None => Tensor::zeros([n], &value.device()),
-        };
-        self.flat.push(g);
+        if let Some(grads) = self.grads.as_deref_mut() {
+            let g = match grads.remove::<D>(param.id) {
+                Some(g) => g.reshape([n]),
+                None => Tensor::zeros([n], &value.device()),
+            };
+            self.flat.push(g);
+        }
         self.params.push(value.reshape([n]));
     }
 }
@@ -486,7 +506,7 @@ mod tests {
             update.run(isa, &g, &mut m, &mut v, &mut p);
             [bits(&m), bits(&v), bits(&p)]
         };
-        let want = run(Isa::Portable);
+        let want = run(Isa::portable());
         assert_ne!(want[2], bits(&p0), "the step moved the parameters");
         for isa in Isa::available() {
             assert_eq!(run(isa), want, "{isa:?}");

@@ -14,8 +14,9 @@
 //!    (advantages normalised per minibatch), with gradients clipped to a global norm and Adam.
 //!
 //! Rollouts run on a Burn-free copy of the networks ([`InferenceMlp`]), refreshed after every
-//! update; the update runs on Burn with autodiff. Diagnostics are read back from the device once
-//! per update, not per minibatch.
+//! update. The update runs on the host for small networks on the CPU (the forward and backward
+//! passes fused into a few matrix kernels, see `learner`), else on Burn with autodiff, with
+//! diagnostics read back from the device once per update, not per minibatch.
 //!
 //! ```no_run
 //! use ratchet_agents::{DeviceKind, Ppo, PpoConfig};
@@ -33,10 +34,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::Device;
 use ratchet_env::{Env, Rng, RngState, VecEnv};
 use serde::{Deserialize, Serialize};
 
@@ -45,10 +44,12 @@ use crate::network::{Activation, Mlp, MlpConfig};
 use crate::optim::{Adam, AdamConfig};
 use crate::policy::InferenceMlp;
 use crate::schedule::LinearSchedule;
-use crate::state::{
-    NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors, read_f32,
-};
+use crate::state::{NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors};
 use crate::{AgentError, DeviceKind, UpdateLog};
+
+mod learner;
+
+use learner::{Diagnostics, Learner, Minibatch};
 
 /// PPO's hyperparameters. The defaults are Stable-Baselines3's `PPO("MlpPolicy", env)`, so a run
 /// compares one to one with SB3.
@@ -206,27 +207,6 @@ pub struct Ppo<E: Env> {
     total_steps: u64,
     updates: u64,
     episodes: EpisodeStats,
-}
-
-/// Per-minibatch results kept on the device until the end of the update.
-#[derive(Default)]
-struct Diagnostics {
-    sizes: Vec<usize>,
-    ratios: Vec<Tensor<2>>,
-    log_probs: Vec<Tensor<2>>,
-    /// The clipped surrogate objective (the negative of the policy loss).
-    objectives: Vec<Tensor<1>>,
-    value_losses: Vec<Tensor<1>>,
-}
-
-impl Diagnostics {
-    fn record(&mut self, size: usize, policy: PolicyDiagnostics, value_loss: Tensor<1>) {
-        self.sizes.push(size);
-        self.ratios.push(policy.ratio);
-        self.log_probs.push(policy.log_probs);
-        self.objectives.push(policy.objective);
-        self.value_losses.push(value_loss);
-    }
 }
 
 impl<E: Env> Ppo<E> {
@@ -406,43 +386,27 @@ impl<E: Env> Ppo<E> {
         returns: &[f32],
     ) -> Result<Vec<(&'static str, f64)>, AgentError> {
         let lr = self.learning_rate();
-        let batch = advantages.len();
-        let (config, device) = (&self.config, &self.device);
-        let (rollout, rng, adam) = (&self.rollout, &mut self.rng, &mut self.adam);
-        let model = self.model.clone();
-        // The whole loop runs on a rayon worker, so that the second half of each `join` is
-        // taken by the other worker while it still looks for work, rather than costing two
-        // thread wake-ups per minibatch.
-        let (model, diagnostics) = rayon::scope(move |_| {
-            let mut model = model;
-            let mut diagnostics = Diagnostics::default();
-            let mut indices: Vec<usize> = Vec::with_capacity(batch);
-            for _epoch in 0..config.n_epochs {
-                indices.clear();
-                indices.extend(0..batch);
-                rng.shuffle(&mut indices);
-                for minibatch in indices.chunks(config.batch_size) {
-                    let batch = Minibatch::gather(rollout, minibatch, advantages, returns, config);
-                    // The policy and the value network share no parameter, so their losses
-                    // are differentiated separately, on two threads when there are two cores;
-                    // the gradients are those of the summed loss.
-                    let ((mut grads, policy), (value_grads, value_loss)) = rayon::join(
-                        || policy_loss_gradients(&model.actor, &batch, config, device),
-                        || value_loss_gradients(&model.critic, &batch, config, device),
-                    );
-                    move_gradients(value_grads, &mut grads, &model.critic);
-                    model = adam.step(lr, model, grads);
-                    diagnostics.record(batch.size, policy, value_loss);
-                }
+        let on_cpu = self.device_kind == DeviceKind::Cpu;
+        let widths = self.network_widths();
+        let mut learner = Learner::new(&self.model, &mut self.adam, &self.device, on_cpu, &widths)?;
+        let mut indices: Vec<usize> = Vec::with_capacity(advantages.len());
+        for _epoch in 0..self.config.n_epochs {
+            indices.clear();
+            indices.extend(0..advantages.len());
+            self.rng.shuffle(&mut indices);
+            for minibatch in indices.chunks(self.config.batch_size) {
+                let batch =
+                    Minibatch::gather(&self.rollout, minibatch, advantages, returns, &self.config);
+                learner.step(&batch, &self.config, lr, &mut self.adam)?;
             }
-            (model, diagnostics)
-        });
+        }
+        let (model, diagnostics) = learner.finish(self.model.clone(), &self.adam)?;
         self.model = model;
         self.actor = InferenceMlp::from_mlp(&self.model.actor)?;
         self.critic = InferenceMlp::from_mlp(&self.model.critic)?;
         self.updates += 1;
 
-        let mut metrics = self.summarise(diagnostics)?;
+        let mut metrics = self.summarise(diagnostics);
         metrics.push((
             "train/explained_variance",
             explained_variance(&self.rollout.values, returns),
@@ -456,13 +420,18 @@ impl<E: Env> Ppo<E> {
         Ok(metrics)
     }
 
-    /// Reads the update's per-minibatch results back once and averages them as SB3 does (the
-    /// mean over minibatches of each minibatch's mean).
-    fn summarise(&self, d: Diagnostics) -> Result<Vec<(&'static str, f64)>, AgentError> {
-        let ratios = read_f32(Tensor::cat(d.ratios, 0))?;
-        let log_probs = read_f32(Tensor::cat(d.log_probs, 0))?;
-        let objectives = read_f32(Tensor::cat(d.objectives, 0))?;
-        let value_losses = read_f32(Tensor::cat(d.value_losses, 0))?;
+    /// Widths of the actor's layers, `[input, hidden.., actions]` (the critic's are no wider).
+    fn network_widths(&self) -> Vec<usize> {
+        let mut widths = vec![self.envs.observation_size()];
+        widths.extend(&self.config.hidden);
+        widths.push(self.envs.action_count());
+        widths
+    }
+
+    /// Averages the update's per-minibatch results as SB3 does (the mean over minibatches of
+    /// each minibatch's mean).
+    fn summarise(&self, d: Diagnostics) -> Vec<(&'static str, f64)> {
+        let (ratios, log_probs) = (&d.ratios, &d.log_probs);
         let a = self.envs.action_count();
         let clip = self.config.clip_range;
         let (mut kl, mut clipped, mut entropy, mut start) = (0.0, 0.0, 0.0, 0);
@@ -487,13 +456,13 @@ impl<E: Env> Ppo<E> {
         }
         let m = d.sizes.len() as f64;
         let mean = |xs: &[f32]| xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
-        Ok(vec![
-            ("train/policy_loss", -mean(&objectives)),
-            ("train/value_loss", mean(&value_losses)),
+        vec![
+            ("train/policy_loss", -mean(&d.objectives)),
+            ("train/value_loss", mean(&d.value_losses)),
             ("train/entropy", entropy / m),
             ("train/approx_kl", kl / m),
             ("train/clip_fraction", clipped / m),
-        ])
+        ]
     }
 
     /// The learning rate of the next update.
@@ -680,151 +649,6 @@ impl<E: Env> Ppo<E> {
     }
 }
 
-/// One minibatch of the rollout, gathered on the host; per-sample values are `[size, 1]`
-/// columns once on the device, the shape the networks' outputs come in.
-struct Minibatch {
-    size: usize,
-    observation_size: usize,
-    observations: Vec<f32>,
-    actions: Vec<i64>,
-    old_log_probs: Vec<f32>,
-    /// Normalised when `normalize_advantage` is set.
-    advantages: Vec<f32>,
-    returns: Vec<f32>,
-    /// Only for a clipped value loss.
-    old_values: Option<Vec<f32>>,
-}
-
-impl Minibatch {
-    fn gather(
-        r: &Rollout,
-        indices: &[usize],
-        advantages: &[f32],
-        returns: &[f32],
-        config: &PpoConfig,
-    ) -> Self {
-        let k = r.observations.len() / r.values.len().max(1);
-        let pick = |xs: &[f32]| -> Vec<f32> { indices.iter().map(|&i| xs[i]).collect() };
-        let mut observations = Vec::with_capacity(indices.len() * k);
-        for &i in indices {
-            observations.extend_from_slice(&r.observations[i * k..(i + 1) * k]);
-        }
-        let mut advantages = pick(advantages);
-        if config.normalize_advantage {
-            normalize(&mut advantages);
-        }
-        Self {
-            size: indices.len(),
-            observation_size: k,
-            observations,
-            actions: indices.iter().map(|&i| r.actions[i] as i64).collect(),
-            old_log_probs: pick(&r.log_probs),
-            advantages,
-            returns: pick(returns),
-            old_values: config.clip_range_vf.map(|_| pick(&r.values)),
-        }
-    }
-
-    fn observations(&self, device: &Device) -> Tensor<2> {
-        let data = TensorData::new(
-            self.observations.clone(),
-            [self.size, self.observation_size],
-        );
-        Tensor::from_data(data, device)
-    }
-
-    fn column(&self, values: &[f32], device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(values.to_vec(), [self.size, 1]), device)
-    }
-}
-
-/// What the update reports of the policy loss, kept on the device.
-struct PolicyDiagnostics {
-    ratio: Tensor<2>,
-    log_probs: Tensor<2>,
-    objective: Tensor<1>,
-}
-
-/// Gradients of the policy's loss: minus the clipped surrogate objective, minus the entropy
-/// bonus.
-fn policy_loss_gradients(
-    actor: &Mlp,
-    batch: &Minibatch,
-    config: &PpoConfig,
-    device: &Device,
-) -> (GradientsParams, PolicyDiagnostics) {
-    let actions = TensorData::new(batch.actions.clone(), [batch.size, 1]);
-    let actions = Tensor::<2, Int>::from_data(actions, device);
-    let old_log_probs = batch.column(&batch.old_log_probs, device);
-    let advantages = batch.column(&batch.advantages, device);
-
-    let log_probs = log_softmax(actor.forward(batch.observations(device)), 1);
-    let ratio = (log_probs.clone().gather(1, actions) - old_log_probs).exp();
-
-    // Clipped surrogate objective (maximised).
-    let clip = config.clip_range;
-    let surrogate = ratio.clone() * advantages.clone();
-    let clipped = ratio.clone().clamp(1.0 - clip, 1.0 + clip) * advantages;
-    let objective = surrogate.min_pair(clipped).mean();
-
-    let mut loss = objective.clone().neg();
-    if config.ent_coef != 0.0 {
-        // - ent_coef * entropy, with entropy = -sum(p log p).
-        let p_log_p = (log_probs.clone().exp() * log_probs.clone())
-            .sum_dim(1)
-            .mean();
-        loss = loss + p_log_p.mul_scalar(config.ent_coef);
-    }
-    let grads = GradientsParams::from_grads(loss.backward(), actor);
-    let diagnostics = PolicyDiagnostics {
-        ratio: ratio.inner(),
-        log_probs: log_probs.inner(),
-        objective: objective.inner(),
-    };
-    (grads, diagnostics)
-}
-
-/// Gradients of `vf_coef` times the value loss, the squared error of the value prediction
-/// (optionally clipped around the rollout's value) against the returns; and that loss.
-fn value_loss_gradients(
-    critic: &Mlp,
-    batch: &Minibatch,
-    config: &PpoConfig,
-    device: &Device,
-) -> (GradientsParams, Tensor<1>) {
-    let returns = batch.column(&batch.returns, device);
-    let mut values = critic.forward(batch.observations(device));
-    if let (Some(c), Some(old)) = (config.clip_range_vf, &batch.old_values) {
-        let old = batch.column(old, device);
-        values = old.clone() + (values - old).clamp(-c, c);
-    }
-    let value_loss = (returns - values).square().mean();
-    let loss = value_loss.clone().mul_scalar(config.vf_coef);
-    (
-        GradientsParams::from_grads(loss.backward(), critic),
-        value_loss.inner(),
-    )
-}
-
-/// Moves the gradients of `module`'s parameters from `from` into `into`.
-fn move_gradients<M: Module>(mut from: GradientsParams, into: &mut GradientsParams, module: &M) {
-    struct Move<'a> {
-        from: &'a mut GradientsParams,
-        into: &'a mut GradientsParams,
-    }
-    impl ModuleVisitor for Move<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.from.remove::<D>(param.id) {
-                self.into.register(param.id, g);
-            }
-        }
-    }
-    module.visit(&mut Move {
-        from: &mut from,
-        into,
-    });
-}
-
 /// The plain-data part of a PPO training state.
 #[derive(Serialize, Deserialize)]
 struct PpoMeta {
@@ -858,16 +682,6 @@ fn sample_categorical(logits: &[f32], rng: &mut Rng) -> (usize, f32) {
         }
     }
     (action, logits[action] - log_norm)
-}
-
-/// `(x - mean) / (std + 1e-8)` with the unbiased standard deviation, as SB3 does per minibatch.
-fn normalize(xs: &mut [f32]) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let var = xs.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    let scale = 1.0 / (var.sqrt() + 1e-8);
-    xs.iter_mut()
-        .for_each(|x| *x = ((*x as f64 - mean) * scale) as f32);
 }
 
 /// `1 - Var(returns - values) / Var(returns)`: how much of the returns' variance the value
@@ -907,7 +721,7 @@ mod tests {
     #[test]
     fn advantages_are_normalised_with_the_unbiased_std() {
         let mut xs = [1.0f32, 2.0, 3.0];
-        normalize(&mut xs);
+        learner::normalize(&mut xs);
         assert!((xs[0] + 1.0).abs() < 1e-6 && xs[1].abs() < 1e-6 && (xs[2] - 1.0).abs() < 1e-6);
     }
 }
