@@ -442,7 +442,7 @@ fn the_binary_works_outside_the_repository() {
     let trained = elsewhere(&["train", "--steps", "2048", "--json"]);
     assert_eq!(trained["model_uri"], "models:/stocks-googl-ppo/1");
     let shown = sb.json(&["models", "show", "models:/stocks-googl-ppo/1", "--json"]);
-    let data = &shown["training"]["data"];
+    let data = &shown["data"];
     assert_eq!(data["path"], "data/STOCKS_GOOGL.csv");
     let repository_copy =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/STOCKS_GOOGL.csv");
@@ -761,18 +761,17 @@ fn a_diverging_loss_stops_the_run_and_is_logged_as_nan() {
     .unwrap();
     let stderr = sb.fails(
         &["train", "--config", config.to_str().unwrap(), "--steps", "200000"],
-        "training diverged: train/",
+        "training diverged: train/value_loss is NaN at step 2048",
     );
     assert_run_ended(&sb, "FAILED", &stderr);
+    // The first update's value loss is stored as MLflow writes a NaN: one point, step 2048.
     let history = walk(&sb.store())
         .into_iter()
-        .filter(|p| p.to_string_lossy().contains("/metrics/train/") && p.ends_with("loss"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect::<String>();
-    assert!(
-        history.lines().any(|l| l.split(' ').nth(1) == Some("NaN")),
-        "{history}"
-    );
+        .find(|p| p.ends_with("metrics/train/value_loss"))
+        .expect("train/value_loss was logged");
+    let history = std::fs::read_to_string(history).unwrap();
+    let points: Vec<Vec<&str>> = history.lines().map(|l| l.split(' ').skip(1).collect()).collect();
+    assert_eq!(points, [["NaN", "2048"]], "{history}");
 }
 
 #[test]
@@ -791,7 +790,7 @@ fn ctrl_c_stops_at_the_next_update_not_the_next_checkpoint() {
         .find(|p| p.ends_with("checkpoint/metadata.json"))
         .expect("the interrupted run keeps a checkpoint");
     let metadata: Value = serde_json::from_slice(&std::fs::read(metadata).unwrap()).unwrap();
-    let steps = metadata["training"]["training_steps"].as_u64().unwrap();
+    let steps = metadata["training_steps"].as_u64().unwrap();
     // PPO updates after every 2048-step rollout of its one CartPole.
     assert_eq!(steps % 2048, 0, "{steps}");
     assert!((2048..1_000_000).contains(&steps), "{steps}");
