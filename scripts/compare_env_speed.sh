@@ -12,7 +12,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ratchet-target}"
+# The same build as `cargo run --release` and scripts/test.sh: ./target unless set.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 VENV="${PEERS_VENV:-$HOME/.cache/ratchet/peers-venv}"
 STEPS="${STEPS:-1000000}"
 PYTHON="${PYTHON:-python3}"

@@ -13,7 +13,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ratchet-target}"
+# The same build as `cargo run --release` and scripts/test.sh: ./target unless set.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 VENV="${SB3_VENV:-$HOME/.cache/ratchet/sb3-venv}"
 PPO_STEPS="${PPO_STEPS:-20480}"
 DQN_STEPS="${DQN_STEPS:-10240}"

@@ -4,15 +4,18 @@
 # Vulkan adapter for the wgpu test), then `cargo test --release --workspace`.
 #
 # Environment:
-#   CARGO_TARGET_DIR   build cache (default: ~/.cache/ratchet-target, shared with benches)
-#   RATCHET_PYTHON     python with mlflow + safetensors (default: ~/.cache/ratchet/venv/bin/python)
+#   CARGO_TARGET_DIR   build directory (default: ./target, the one `cargo run --release` uses,
+#                      so the README's two commands share one build)
+#   RATCHET_PYTHON     python with mlflow + safetensors (default: ~/.cache/ratchet/venv/bin/python,
+#                      made from the pinned scripts/requirements-test.txt)
+#   RATCHET_MLFLOW_LATEST=1
+#                      test against the newest mlflow on PyPI instead of the pinned one
+#                      (venv ~/.cache/ratchet/venv-latest, upgraded on every run)
 #   CHROMIUM           headless browser for the report test (default: /usr/bin/chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ratchet-target}"
-venv="$HOME/.cache/ratchet/venv"
-export RATCHET_PYTHON="${RATCHET_PYTHON:-$venv/bin/python}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -30,13 +33,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Python venv with the real MLflow client and the safetensors reader.
-# (About 2 minutes on first use.)
-if ! "$RATCHET_PYTHON" -c 'import mlflow, safetensors, numpy' >/dev/null 2>&1; then
-    source scripts/venv.sh
-    ensure_venv "$venv" "mlflow, safetensors, numpy" mlflow safetensors numpy
+# Python venv with the real MLflow client and the safetensors reader, pinned (about 2 minutes
+# on first use), or the newest release when asked for.
+source scripts/venv.sh
+if [ -z "${RATCHET_PYTHON:-}" ]; then
+    if [ "${RATCHET_MLFLOW_LATEST:-0}" = 1 ]; then
+        venv="$HOME/.cache/ratchet/venv-latest"
+        [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+        step "upgrading $venv to the newest mlflow"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade mlflow safetensors numpy
+    else
+        venv="$HOME/.cache/ratchet/venv"
+        ensure_venv "$venv" "mlflow, safetensors, numpy" -r scripts/requirements-test.txt
+    fi
     export RATCHET_PYTHON="$venv/bin/python"
 fi
+"$RATCHET_PYTHON" -c 'import mlflow; print("mlflow", mlflow.__version__)'
 
 step "cargo test --release --workspace (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo test --release --workspace --locked
