@@ -134,6 +134,12 @@ impl SweepStore {
         record(&run.run_id, &run.experiment_id, &tags.into_iter().collect())
     }
 
+    /// The sweep's record as the store has it now (failures recorded since it was read).
+    pub fn refresh(&self, sweep: &SweepRecord) -> Result<SweepRecord> {
+        let run = self.store.get_run(&sweep.run_id)?;
+        record(&sweep.run_id, &sweep.experiment_id, &run.tags)
+    }
+
     /// Every child run of the sweep.
     pub fn trial_runs(&self, sweep: &SweepRecord) -> Result<Vec<TrialRun>> {
         let mut out = Vec::new();
