@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Ratchet's whole test suite on a fresh machine: installs what the tests need
 # (a Python venv with the real MLflow client, Chromium for the HTML report, a software
-# Vulkan adapter for the wgpu test), then `cargo test --release --workspace`.
+# Vulkan adapter for the wgpu test), then `cargo test --release --workspace`; then starts a
+# Ray head on loopback from a pinned Ray venv and runs the `ratchet sweep --ray` test.
 #
 # Environment:
 #   CARGO_TARGET_DIR   build directory (default: ./target, the one `cargo run --release` uses,
@@ -52,3 +53,21 @@ fi
 
 step "cargo test --release --workspace (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo test --release --workspace --locked
+
+# `ratchet sweep --ray` against a real Ray head on loopback (tests/sweep_ray.rs, ignored by the
+# plain run above): the pinned Ray venv (scripts/ray_venv.sh; about 400 MB, two minutes on
+# first use), a head with two CPUs on free ports, stopped again however the test ends.
+step "Ray: a head on 127.0.0.1 and tests/sweep_ray.rs"
+ray_python="$(bash scripts/ray_venv.sh)"
+ray_bin="$(dirname "$ray_python")/ray"
+free_port() { "$ray_python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+ray_port="$(free_port)"
+dashboard_port="$(free_port)"
+trap '"$ray_bin" stop --force >/dev/null 2>&1 || true' EXIT
+RAY_USAGE_STATS_ENABLED=0 "$ray_bin" start --head --port "$ray_port" --node-ip-address 127.0.0.1 \
+    --dashboard-host 127.0.0.1 --dashboard-port "$dashboard_port" --include-dashboard=true \
+    --num-cpus 2 --disable-usage-stats >/dev/null
+RATCHET_RAY_ADDRESS="http://127.0.0.1:$dashboard_port" \
+    cargo test --release --workspace --locked --test sweep_ray -- --ignored
+"$ray_bin" stop --force >/dev/null
+trap - EXIT

@@ -16,6 +16,7 @@ Examples:
   ratchet backtest models:/googl-ppo/1 --out reports/googl-v1
   ratchet models list googl-ppo
   ratchet models promote models:/googl-ppo/3 --alias production
+  ratchet sweep configs/sweep-cartpole.toml       many configurations x seeds, ranked
 
 The store is MLflow's own format: ./mlruns unless --tracking-uri or MLFLOW_TRACKING_URI
 says otherwise (a directory, a file: URI, or an http(s):// MLflow server). View it with
@@ -43,6 +44,14 @@ pub enum Command {
     /// Inspect and manage registered model versions.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Train the configurations of a sweep file (on a local pool or a Ray cluster) and rank
+    /// them.
+    #[command(
+        after_help = SWEEP_HELP,
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true
+    )]
+    Sweep(SweepArgs),
     /// Tracked runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -102,9 +111,66 @@ pub struct TrainArgs {
     /// Write a checkpoint every N environment steps.
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<u64>,
+    /// Tag a new run KEY=VALUE (repeatable); `ratchet sweep` nests its trials this way.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag, conflicts_with_all = ["resume", "from"])]
+    pub tags: Vec<(String, String)>,
     /// Print the result as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+const SWEEP_HELP: &str = "\
+A sweep file names a base config and the axes that vary it ([grid] values, [random] draws
+from a seeded sampler, explicit [[list]] entries) and the seeds; every configuration is
+trained once per seed by an ordinary `ratchet train` run, nested under one parent run.
+Trials already finished in the store are not run again. See configs/sweep-*.toml.
+
+Examples:
+  ratchet sweep configs/sweep-cartpole.toml
+  ratchet sweep configs/sweep-cartpole.toml --workers 4 --retries 2 --json
+  ratchet sweep configs/sweep-googl.toml --ray http://head:8265 --tracking-uri http://mlflow:5000
+  ratchet sweep show cartpole-lr";
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    pub command: Option<SweepCommand>,
+    /// The sweep file (TOML).
+    #[arg(value_name = "FILE", required = true)]
+    pub file: Option<PathBuf>,
+    /// Trials running at once (default: the number of cores; with --ray, all of them, and
+    /// Ray queues what its cluster cannot run yet).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Run the trials as jobs on a Ray cluster: its dashboard address (Jobs API).
+    #[arg(long, value_name = "URL")]
+    pub ray: Option<String>,
+    /// Attempts after the first for a trial that fails.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub retries: u32,
+    /// Continue interrupted trials from their last checkpoint instead of starting them over.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the leaderboard as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SweepCommand {
+    /// The leaderboard of a sweep in the store: by name, sweep id or parent run id.
+    Show {
+        sweep: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const BACKTEST_HELP: &str = "\

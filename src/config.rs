@@ -28,6 +28,9 @@ pub struct TrainConfig {
     /// schedule over its own `run.steps`, as Stable-Baselines3's `learn(total_timesteps)` does.
     #[serde(skip)]
     pub dqn_schedule_given: bool,
+    /// Extra tags of the run (`--tag`), not part of the configuration.
+    #[serde(skip)]
+    pub run_tags: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,21 +110,27 @@ impl TrainConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut config: TrainConfig = toml::from_str(&text).map_err(|e| {
+        let config = Self::parse(&text).map_err(|e| {
             anyhow::anyhow!(
                 "{}: {}",
                 path.display(),
                 e.to_string().lines().collect::<Vec<_>>().join(" ")
             )
         })?;
+        config
+            .validate()
+            .with_context(|| format!("in config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Parses a config file's text (not validated); unknown keys are errors.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        let mut config: TrainConfig = toml::from_str(text)?;
         config.dqn_schedule_given = text
             .parse::<toml::Table>()
             .ok()
             .and_then(|t| t.get("dqn")?.get("total_timesteps").cloned())
             .is_some();
-        config
-            .validate()
-            .with_context(|| format!("in config file {}", path.display()))?;
         Ok(config)
     }
 
@@ -155,6 +164,7 @@ impl TrainConfig {
         if let Some(d) = &args.data {
             self.data.file = d.clone();
         }
+        self.run_tags.extend(args.tags.iter().cloned());
         if !self.dqn_schedule_given {
             self.dqn.total_timesteps = self.run.steps;
         }
@@ -235,7 +245,8 @@ mod tests {
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
+            let sweep = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sweep-"));
+            if path.extension().is_some_and(|e| e == "toml") && !sweep {
                 TrainConfig::from_file(&path)
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 n += 1;

@@ -13,6 +13,7 @@ mod learner;
 mod market;
 mod models;
 mod output;
+mod sweep;
 mod tracking;
 mod train;
 
@@ -33,6 +34,7 @@ fn main() {
         Command::Train(args) => train::run(&tracking_uri, args),
         Command::Backtest(args) => backtest::run(&tracking_uri, args),
         Command::Models(cmd) => models::run(&tracking_uri, cmd),
+        Command::Sweep(args) => sweep::run(&tracking_uri, args),
         Command::Runs(cmd) => tracking::runs(&tracking_uri, cmd),
         Command::Experiments(cmd) => tracking::experiments(&tracking_uri, cmd),
     };

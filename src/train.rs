@@ -373,6 +373,7 @@ impl Job {
         if let Some(p) = &self.parent {
             tags.push(("ratchet.parent".to_string(), p.uri()));
         }
+        tags.extend(self.config.run_tags.iter().cloned());
         if let Some(m) = &self.market {
             tags.push((
                 "ratchet.feature_hash".to_string(),

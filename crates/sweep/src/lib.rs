@@ -1,0 +1,37 @@
+//! Hyperparameter sweeps for Ratchet: many `ratchet train` runs from one sweep file, run on
+//! a local pool of processes or on a Ray cluster, recorded as child runs of one MLflow
+//! parent run, and ranked on a leaderboard that accounts for how many were tried.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use ratchet_sweep::{Leaderboard, LocalLauncher, Options, Plan, SweepFile, SweepStore, run};
+//!
+//! # fn resolve(text: &str) -> Result<serde_json::Value, String> { unimplemented!() }
+//! let plan = Plan::new(SweepFile::read("configs/sweep-cartpole.toml".as_ref())?, &resolve)?;
+//! let store = SweepStore::open("./mlruns")?;
+//! let sweep = store.parent_run(&plan)?;
+//! let mut launcher = LocalLauncher::new(std::env::current_exe()?)?;
+//! let options = Options { workers: 2, retries: 1, resume: false };
+//! let summary = run(&mut launcher, &plan, &store, &sweep, &options, &AtomicBool::new(false))?;
+//! let board = Leaderboard::build(&sweep, &store.trial_runs(&sweep)?, &|id| store.validation_returns(id))?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! The crate knows nothing of Burn or of the training config's fields: the binary passes
+//! its config parser to [`Plan::new`] (see [`plan::Resolve`]).
+
+pub mod executor;
+pub mod leaderboard;
+pub mod local;
+pub mod plan;
+pub mod ray;
+pub mod spec;
+pub mod store;
+
+pub use executor::{Launcher, Options, Summary, TrialOutcome, run};
+pub use leaderboard::Leaderboard;
+pub use local::LocalLauncher;
+pub use plan::{Plan, Trial};
+pub use ray::RayLauncher;
+pub use spec::{Goal, SweepFile};
+pub use store::{RunState, SweepRecord, SweepStore};

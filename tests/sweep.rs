@@ -1,0 +1,271 @@
+//! `ratchet sweep` end to end: the real binary trains CartPole trials on a local pool into a
+//! file store, the real MLflow client reads the parent and child runs back, and a second run
+//! of the same sweep trains nothing. Bad sweeps fail with one line before anything starts.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root: the binary runs there, as a user would.
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `ratchet --tracking-uri STORE ARGS…` from the repository root.
+fn ratchet(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ratchet"))
+        .current_dir(root())
+        .arg("--tracking-uri")
+        .arg(store)
+        .args(args)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .unwrap()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON on stdout ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn python() -> String {
+    let python = std::env::var("RATCHET_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/ratchet/venv/bin/python", std::env::var("HOME").unwrap())
+    });
+    assert!(
+        Path::new(&python).exists(),
+        "no python with mlflow at {python}: run scripts/test.sh, or set RATCHET_PYTHON"
+    );
+    python
+}
+
+/// The sweep's runs as MLflow's own client sees them: the parent and each child with its
+/// status, params and `eval/mean_return`.
+fn read_back_with_mlflow(store: &Path, experiment: &str) -> Value {
+    let script = r#"
+import json, sys, mlflow
+from mlflow.tracking import MlflowClient
+client = MlflowClient(tracking_uri="file://" + sys.argv[1])
+exp = client.get_experiment_by_name(sys.argv[2])
+runs = client.search_runs([exp.experiment_id], max_results=1000)
+parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+children = [
+    {
+        "parent": r.data.tags["mlflow.parentRunId"],
+        "trial": r.data.tags["ratchet.sweep.trial"],
+        "status": r.info.status,
+        "learning_rate": r.data.params["ppo.learning_rate"],
+        "n_steps": r.data.params["ppo.n_steps"],
+        "seed": r.data.params["run.seed"],
+        "mean_return": r.data.metrics["eval/mean_return"],
+    }
+    for r in runs if "mlflow.parentRunId" in r.data.tags
+]
+print(json.dumps({
+    "parents": [{"id": p.info.run_id, "name": p.info.run_name, "status": p.info.status,
+                 "trials_param": p.data.params.get("sweep.trials")} for p in parents],
+    "children": sorted(children, key=lambda c: (c["learning_rate"], c["n_steps"], c["seed"])),
+}))
+"#;
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(store)
+        .arg(experiment)
+        .env("MLFLOW_ALLOW_FILE_STORE", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mlflow read-back failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout_json(&out)
+}
+
+/// Runs (child and parent) in a file store's experiments, counted on disk.
+fn run_count(store: &Path) -> usize {
+    std::fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("meta.yaml").is_file() && p.file_name().unwrap() != "models")
+        .flat_map(|exp| std::fs::read_dir(exp).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| p.join("meta.yaml").is_file())
+        .count()
+}
+
+#[test]
+fn a_local_sweep_trains_every_trial_once_and_mlflow_reads_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("mlruns");
+    let sweep = "configs/sweep-cartpole.toml";
+    let out = ratchet(&store, &["sweep", sweep, "--workers", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = stdout_json(&out);
+    let summary = &first["summary"];
+    assert_eq!(summary["skipped"], 0);
+    assert_eq!(summary["finished"].as_array().unwrap().len(), 8);
+    assert_eq!(summary["failed"], serde_json::json!([]));
+    let board = &first["leaderboard"];
+    assert_eq!(board["planned_trials"], 8);
+    assert_eq!(board["trials"].as_array().unwrap().len(), 8);
+    let configurations = board["configurations"].as_array().unwrap();
+    assert_eq!(configurations.len(), 4);
+    for (i, c) in configurations.iter().enumerate() {
+        assert_eq!(c["rank"], i + 1);
+        assert_eq!(c["seeds"], serde_json::json!([0, 1]));
+    }
+    // Ranked best first by the mean over seeds.
+    let means: Vec<f64> = configurations.iter().map(|c| c["mean"].as_f64().unwrap()).collect();
+    assert!(means.windows(2).all(|w| w[0] >= w[1]), "{means:?}");
+
+    // The real MLflow client: one parent, eight FINISHED children under it, each with the
+    // trial's overrides and seed as params.
+    let mlflow = read_back_with_mlflow(&store, "sweep-cartpole");
+    let parents = mlflow["parents"].as_array().unwrap();
+    assert_eq!(parents.len(), 1, "{mlflow}");
+    assert_eq!(parents[0]["id"], board["parent_run_id"]);
+    assert_eq!(parents[0]["name"], "sweep-cartpole");
+    assert_eq!(parents[0]["status"], "FINISHED");
+    assert_eq!(parents[0]["trials_param"], "8");
+    let children = mlflow["children"].as_array().unwrap();
+    let combos: Vec<(String, String, String)> = children
+        .iter()
+        .map(|c| {
+            assert_eq!(c["parent"], parents[0]["id"]);
+            assert_eq!(c["status"], "FINISHED");
+            let s = |k: &str| c[k].as_str().unwrap().to_string();
+            (s("learning_rate"), s("n_steps"), s("seed"))
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for lr in ["0.0003", "0.001"] {
+        for n in ["256", "512"] {
+            for seed in ["0", "1"] {
+                expected.push((lr.to_string(), n.to_string(), seed.to_string()));
+            }
+        }
+    }
+    assert_eq!(combos, expected);
+    // The leaderboard's values are the runs' metrics.
+    let mut from_board: Vec<(String, f64)> = board["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["trial_id"].as_str().unwrap().to_string(), t["value"].as_f64().unwrap()))
+        .collect();
+    let mut from_mlflow: Vec<(String, f64)> = children
+        .iter()
+        .map(|c| (c["trial"].as_str().unwrap().to_string(), c["mean_return"].as_f64().unwrap()))
+        .collect();
+    from_board.sort_by(|a, b| a.0.cmp(&b.0));
+    from_mlflow.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(from_board, from_mlflow);
+
+    // Again: every trial is found finished in the store, nothing is trained.
+    let runs_before = run_count(&store);
+    assert_eq!(runs_before, 9);
+    let again = ratchet(&store, &["sweep", sweep, "--json"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again = stdout_json(&again);
+    assert_eq!(again["summary"]["skipped"], 8);
+    assert_eq!(again["summary"]["finished"], serde_json::json!([]));
+    assert_eq!(run_count(&store), runs_before);
+    assert_eq!(again["leaderboard"], first["leaderboard"]);
+
+    // `sweep show` by name gives the same leaderboard.
+    let shown = ratchet(&store, &["sweep", "show", "sweep-cartpole", "--json"]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert_eq!(stdout_json(&shown), first["leaderboard"]);
+}
+
+#[test]
+fn a_failing_trial_is_retried_recorded_and_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("mlruns");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "no,bars,here\n").unwrap();
+    let sweep = dir.path().join("failing.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "[base]\nrun = {{ algo = \"ppo\", env = \"cartpole\", steps = 256, experiment = \"failing\" }}\n\
+             ppo = {{ n_steps = 128 }}\n\
+             [[list]]\nrun.seed = 1\n\
+             [[list]]\nrun = {{ env = \"trading\" }}\ndata = {{ file = {:?} }}\n",
+            bad.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = ratchet(&store, &["sweep", sweep.to_str().unwrap(), "--retries", "1", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        "error: 1 of 2 trials failed after 2 attempts each; run the sweep again to retry them"
+    );
+    assert_eq!(stderr.matches("failed (attempt 1), retrying").count(), 1, "{stderr}");
+    let result = stdout_json(&out);
+    assert_eq!(result["summary"]["finished"].as_array().unwrap().len(), 1);
+    let failed = result["summary"]["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0][1].as_str().unwrap().contains("bad.csv"), "{failed:?}");
+    let board = &result["leaderboard"];
+    assert_eq!(board["trials"].as_array().unwrap().len(), 1);
+    assert_eq!(board["failed"][failed[0][0].as_str().unwrap()], failed[0][1]);
+}
+
+/// Runs a sweep that must be refused: one `error:` line holding `expected`, and no store
+/// created (nothing started).
+fn refused(sweep_text: &str, extra: &[&str], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("mlruns");
+    let sweep = dir.path().join("s.toml");
+    std::fs::write(&sweep, sweep_text).unwrap();
+    let mut args = vec!["sweep", sweep.to_str().unwrap()];
+    args.extend(extra);
+    let out = ratchet(&store, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{sweep_text}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let expected = format!("error: {}: {expected}", sweep.display());
+    assert!(stderr.trim_end().starts_with(&expected), "expected {expected:?}, got {stderr}");
+    assert!(!store.exists(), "the store was touched for {sweep_text}");
+}
+
+const BASE: &str = "[base]\nrun = { env = \"cartpole\", steps = 256 }\n";
+
+#[test]
+fn bad_sweeps_are_refused_with_one_line_before_anything_starts() {
+    refused(
+        &format!("{BASE}[grid]\nppo.learnin_rate = [0.001, 0.01]\n"),
+        &[],
+        "grid axis `ppo.learnin_rate` = 0.001: unknown field `learnin_rate`, expected one of `learning_rate`",
+    );
+    refused(&format!("{BASE}[grid]\nppo.gamma = []\n"), &[], "grid axis `ppo.gamma` is empty; give it at least one value");
+    refused(
+        &format!("{BASE}[grid]\nppo.gamma = [0.99]\n"),
+        &[],
+        "the sweep changes nothing: it trains one configuration once",
+    );
+    refused(&format!("{BASE}[grid]\nrun.steps = [0, 64]\n"), &[], "grid axis `run.steps` = 0: run.steps must be at least 1");
+}
+
+#[test]
+fn an_unreachable_ray_address_is_refused_before_anything_starts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("mlruns");
+    let url = format!("http://127.0.0.1:{port}");
+    let out = ratchet(&store, &["sweep", "configs/sweep-cartpole.toml", "--ray", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot reach a Ray dashboard at {url} (")),
+        "{stderr}"
+    );
+    assert!(stderr.trim_end().ends_with("give its dashboard address (port 8265 by default) to --ray"), "{stderr}");
+    assert!(!store.exists());
+}
