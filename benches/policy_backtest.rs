@@ -25,7 +25,7 @@ fn network(rng: &mut Rng) -> InferenceMlp {
         .enumerate()
         .flat_map(|(i, io)| {
             let scale = 1.0 / (io[0] as f64).sqrt();
-            let w = (0..io[0] * io[1])
+            let w: Vec<f32> = (0..io[0] * io[1])
                 .map(|_| (rng.normal() * scale) as f32)
                 .collect();
             [
