@@ -115,7 +115,9 @@ fn peak(c: &mut Criterion) {
     if std::arch::is_x86_feature_detected!("avx512f") {
         let mut group = c.benchmark_group("peak");
         group.sample_size(10);
-        group.throughput(Throughput::Elements((FMA_ITERATIONS * CHAINS * 16 * 2) as u64));
+        group.throughput(Throughput::Elements(
+            (FMA_ITERATIONS * CHAINS * 16 * 2) as u64,
+        ));
         group.bench_function("fma_avx512_one_core", |b| {
             // SAFETY: the CPU has AVX-512F (checked just above).
             b.iter(|| black_box(unsafe { fma_loop_avx512(black_box(FMA_ITERATIONS)) }))

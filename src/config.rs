@@ -245,7 +245,9 @@ mod tests {
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            let sweep = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sweep-"));
+            let sweep = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("sweep-"));
             if path.extension().is_some_and(|e| e == "toml") && !sweep {
                 TrainConfig::from_file(&path)
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));

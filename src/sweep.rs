@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use ratchet_sweep::{
-    Launcher, Leaderboard, LocalLauncher, Options, Plan, RayLauncher, RunState, Summary,
-    SweepFile, SweepRecord, SweepStore,
+    Launcher, Leaderboard, LocalLauncher, Options, Plan, RayLauncher, RunState, Summary, SweepFile,
+    SweepRecord, SweepStore,
 };
 
 use crate::cli::{EnvKind, SweepArgs, SweepCommand, TrainArgs};
@@ -29,7 +29,11 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
     let ratchet = std::env::current_exe().context("finding the ratchet binary for the trials")?;
     // Everything that can refuse the sweep does so before the parent run exists.
     let ray = match &args.ray {
-        Some(url) => Some(RayLauncher::connect(url, ratchet.clone(), std::env::current_dir()?)?),
+        Some(url) => Some(RayLauncher::connect(
+            url,
+            ratchet.clone(),
+            std::env::current_dir()?,
+        )?),
         None => None,
     };
     let store = SweepStore::open(tracking_uri)?;
@@ -39,7 +43,11 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
         Some(_) => plan.trials.len(),
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
-    let options = Options { workers, retries: args.retries, resume: args.resume };
+    let options = Options {
+        workers,
+        retries: args.retries,
+        resume: args.resume,
+    };
     let sweep = store.parent_run(&plan)?;
     eprintln!(
         "sweep {} ({}): {} trials, {} at a time on {}; parent run {}",
@@ -48,14 +56,24 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
         plan.trials.len(),
         workers.min(plan.trials.len()),
         match &ray {
-            Some(r) => format!("Ray {} at {}", r.ray_version, args.ray.as_deref().unwrap_or_default()),
+            Some(r) => format!(
+                "Ray {} at {}",
+                r.ray_version,
+                args.ray.as_deref().unwrap_or_default()
+            ),
             None => "this machine".into(),
         },
         sweep.run_id
     );
     let summary = match ray {
         Some(mut launcher) => execute(&mut launcher, &plan, &store, &sweep, &options)?,
-        None => execute(&mut LocalLauncher::new(ratchet)?, &plan, &store, &sweep, &options)?,
+        None => execute(
+            &mut LocalLauncher::new(ratchet)?,
+            &plan,
+            &store,
+            &sweep,
+            &options,
+        )?,
     };
     let board = leaderboard(&store, &store.refresh(&sweep)?)?;
     let state = if summary.interrupted > 0 {
@@ -72,7 +90,10 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
             summary: &'a Summary,
             leaderboard: &'a Leaderboard,
         }
-        print_json(&Output { summary: &summary, leaderboard: &board })?;
+        print_json(&Output {
+            summary: &summary,
+            leaderboard: &board,
+        })?;
     } else {
         print_board(&board, false)?;
     }
@@ -111,7 +132,10 @@ fn resolve(text: &str) -> Result<serde_json::Value, String> {
     config.apply_flags(&TrainArgs::default());
     config.validate().map_err(|e| format!("{e:#}"))?;
     if config.run.env == EnvKind::Trading && !config.data.file.is_file() {
-        return Err(format!("data.file {} does not exist", config.data.file.display()));
+        return Err(format!(
+            "data.file {} does not exist",
+            config.data.file.display()
+        ));
     }
     serde_json::to_value(&config).map_err(|e| e.to_string())
 }
@@ -147,12 +171,23 @@ fn print_board(board: &Leaderboard, json: bool) -> Result<()> {
             row.seeds.len().to_string(),
             number(row.mean),
             number(row.standard_error),
-            row.values.iter().map(|v| number(Some(*v))).collect::<Vec<_>>().join(" "),
+            row.values
+                .iter()
+                .map(|v| number(Some(*v)))
+                .collect::<Vec<_>>()
+                .join(" "),
         ]);
     }
-    println!("\nby {} ({direction}; mean ± standard error across seeds)", board.metric);
+    println!(
+        "\nby {} ({direction}; mean ± standard error across seeds)",
+        board.metric
+    );
     print!("{}", table.render());
-    if let Some(best) = board.trials.iter().find(|t| Some(&t.trial_id) == board.best_trial.as_ref()) {
+    if let Some(best) = board
+        .trials
+        .iter()
+        .find(|t| Some(&t.trial_id) == board.best_trial.as_ref())
+    {
         println!(
             "\nbest trial {} ({} seed {}): {} {}, run {}",
             best.trial_id,
@@ -199,14 +234,26 @@ mod tests {
 
     #[test]
     fn resolve_refuses_what_train_refuses() {
-        assert_eq!(resolve("[ppo]\ngama = 0.9\n").unwrap_err().split(',').next(), Some("unknown field `gama`"));
-        assert_eq!(resolve("[run]\nsteps = 0\n").unwrap_err(), "run.steps must be at least 1");
+        assert_eq!(
+            resolve("[ppo]\ngama = 0.9\n")
+                .unwrap_err()
+                .split(',')
+                .next(),
+            Some("unknown field `gama`")
+        );
+        assert_eq!(
+            resolve("[run]\nsteps = 0\n").unwrap_err(),
+            "run.steps must be at least 1"
+        );
         assert_eq!(
             resolve("[data]\nfile = \"nope.csv\"\n").unwrap_err(),
             "data.file nope.csv does not exist"
         );
         let dqn = resolve("[run]\nalgo = \"dqn\"\nenv = \"cartpole\"\nsteps = 500\n").unwrap();
-        assert_eq!(dqn.pointer("/dqn/total_timesteps"), Some(&serde_json::json!(500)));
+        assert_eq!(
+            dqn.pointer("/dqn/total_timesteps"),
+            Some(&serde_json::json!(500))
+        );
     }
 
     #[test]
@@ -224,7 +271,10 @@ mod tests {
         planned.sort();
         assert_eq!(
             planned,
-            [("sweep-cartpole.toml".to_string(), 8), ("sweep-googl.toml".to_string(), 12)]
+            [
+                ("sweep-cartpole.toml".to_string(), 8),
+                ("sweep-googl.toml".to_string(), 12)
+            ]
         );
     }
 }

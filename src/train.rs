@@ -439,12 +439,15 @@ impl OpenRun {
                 checkpoint::cut_at_char(message, MAX_TAG_CHARS),
             );
             if let Err(e) = self.store.set_run_tags(&self.id, &[tag]) {
-                eprintln!("warning: could not record the error on run {}: {e}", self.id);
+                eprintln!(
+                    "warning: could not record the error on run {}: {e}",
+                    self.id
+                );
             }
         }
-        if let Err(e) =
-            self.store
-                .set_run_status(&self.id, status, Some(ratchet_mlflow::now_ms()))
+        if let Err(e) = self
+            .store
+            .set_run_status(&self.id, status, Some(ratchet_mlflow::now_ms()))
         {
             eprintln!(
                 "warning: could not mark run {} {}: {e}",

@@ -431,7 +431,11 @@ fn ctrl_c_keeps_the_checkpoint_and_marks_the_run_killed() {
 fn the_binary_works_outside_the_repository() {
     let sb = Sandbox::new();
     let elsewhere = |args: &[&str]| {
-        let out = sb.command(args).current_dir(sb.dir.path()).output().unwrap();
+        let out = sb
+            .command(args)
+            .current_dir(sb.dir.path())
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "ratchet {args:?} failed outside the repository:\n{}",
@@ -444,8 +448,7 @@ fn the_binary_works_outside_the_repository() {
     let shown = sb.json(&["models", "show", "models:/stocks-googl-ppo/1", "--json"]);
     let data = &shown["data"];
     assert_eq!(data["path"], "data/STOCKS_GOOGL.csv");
-    let repository_copy =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/STOCKS_GOOGL.csv");
+    let repository_copy = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/STOCKS_GOOGL.csv");
     assert_eq!(
         data["sha256"],
         ratchet_data::sha256_file(&repository_copy).unwrap()
@@ -692,10 +695,7 @@ fn wait_for_run(sb: &Sandbox, child: &mut Child) {
         .any(|p| p.ends_with("tags/mlflow.runName"))
     {
         assert!(child.try_wait().unwrap().is_none(), "training ended early");
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no run created"
-        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no run created");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -744,7 +744,15 @@ fn a_failed_registration_marks_the_run_failed_with_the_error() {
     std::fs::create_dir_all(sb.store().join("models")).unwrap();
     std::fs::write(sb.store().join("models/blocked"), "").unwrap();
     let stderr = sb.fails(
-        &["train", "--env", "cartpole", "--steps", "2048", "--model-name", "blocked"],
+        &[
+            "train",
+            "--env",
+            "cartpole",
+            "--steps",
+            "2048",
+            "--model-name",
+            "blocked",
+        ],
         "registering a version of blocked",
     );
     assert_run_ended(&sb, "FAILED", &stderr);
@@ -760,7 +768,13 @@ fn a_diverging_loss_stops_the_run_and_is_logged_as_nan() {
     )
     .unwrap();
     let stderr = sb.fails(
-        &["train", "--config", config.to_str().unwrap(), "--steps", "200000"],
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--steps",
+            "200000",
+        ],
         "training diverged: train/value_loss is NaN at step 2048",
     );
     assert_run_ended(&sb, "FAILED", &stderr);
@@ -770,7 +784,10 @@ fn a_diverging_loss_stops_the_run_and_is_logged_as_nan() {
         .find(|p| p.ends_with("metrics/train/value_loss"))
         .expect("train/value_loss was logged");
     let history = std::fs::read_to_string(history).unwrap();
-    let points: Vec<Vec<&str>> = history.lines().map(|l| l.split(' ').skip(1).collect()).collect();
+    let points: Vec<Vec<&str>> = history
+        .lines()
+        .map(|l| l.split(' ').skip(1).collect())
+        .collect();
     assert_eq!(points, [["NaN", "2048"]], "{history}");
 }
 

@@ -36,7 +36,10 @@ fn stdout_json(out: &Output) -> Value {
 
 fn python() -> String {
     let python = std::env::var("RATCHET_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.cache/ratchet/venv/bin/python", std::env::var("HOME").unwrap())
+        format!(
+            "{}/.cache/ratchet/venv/bin/python",
+            std::env::var("HOME").unwrap()
+        )
     });
     assert!(
         Path::new(&python).exists(),
@@ -80,7 +83,11 @@ print(json.dumps({
         .env("MLFLOW_ALLOW_FILE_STORE", "true")
         .output()
         .unwrap();
-    assert!(out.status.success(), "mlflow read-back failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mlflow read-back failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout_json(&out)
 }
 
@@ -101,7 +108,11 @@ fn a_local_sweep_trains_every_trial_once_and_mlflow_reads_it_back() {
     let store = dir.path().join("mlruns");
     let sweep = "configs/sweep-cartpole.toml";
     let out = ratchet(&store, &["sweep", sweep, "--workers", "2", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let first = stdout_json(&out);
     let summary = &first["summary"];
     assert_eq!(summary["skipped"], 0);
@@ -117,7 +128,10 @@ fn a_local_sweep_trains_every_trial_once_and_mlflow_reads_it_back() {
         assert_eq!(c["seeds"], serde_json::json!([0, 1]));
     }
     // Ranked best first by the mean over seeds.
-    let means: Vec<f64> = configurations.iter().map(|c| c["mean"].as_f64().unwrap()).collect();
+    let means: Vec<f64> = configurations
+        .iter()
+        .map(|c| c["mean"].as_f64().unwrap())
+        .collect();
     assert!(means.windows(2).all(|w| w[0] >= w[1]), "{means:?}");
 
     // The real MLflow client: one parent, eight FINISHED children under it, each with the
@@ -153,11 +167,21 @@ fn a_local_sweep_trains_every_trial_once_and_mlflow_reads_it_back() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["trial_id"].as_str().unwrap().to_string(), t["value"].as_f64().unwrap()))
+        .map(|t| {
+            (
+                t["trial_id"].as_str().unwrap().to_string(),
+                t["value"].as_f64().unwrap(),
+            )
+        })
         .collect();
     let mut from_mlflow: Vec<(String, f64)> = children
         .iter()
-        .map(|c| (c["trial"].as_str().unwrap().to_string(), c["mean_return"].as_f64().unwrap()))
+        .map(|c| {
+            (
+                c["trial"].as_str().unwrap().to_string(),
+                c["mean_return"].as_f64().unwrap(),
+            )
+        })
         .collect();
     from_board.sort_by(|a, b| a.0.cmp(&b.0));
     from_mlflow.sort_by(|a, b| a.0.cmp(&b.0));
@@ -167,7 +191,11 @@ fn a_local_sweep_trains_every_trial_once_and_mlflow_reads_it_back() {
     let runs_before = run_count(&store);
     assert_eq!(runs_before, 9);
     let again = ratchet(&store, &["sweep", sweep, "--json"]);
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let again = stdout_json(&again);
     assert_eq!(again["summary"]["skipped"], 8);
     assert_eq!(again["summary"]["finished"], serde_json::json!([]));
@@ -176,7 +204,11 @@ fn a_local_sweep_trains_every_trial_once_and_mlflow_reads_it_back() {
 
     // `sweep show` by name gives the same leaderboard.
     let shown = ratchet(&store, &["sweep", "show", "sweep-cartpole", "--json"]);
-    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
     assert_eq!(stdout_json(&shown), first["leaderboard"]);
 }
 
@@ -198,22 +230,35 @@ fn a_failing_trial_is_retried_recorded_and_does_not_stop_the_others() {
         ),
     )
     .unwrap();
-    let out = ratchet(&store, &["sweep", sweep.to_str().unwrap(), "--retries", "1", "--json"]);
+    let out = ratchet(
+        &store,
+        &["sweep", sweep.to_str().unwrap(), "--retries", "1", "--json"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(
         stderr.lines().last().unwrap(),
         "error: 1 of 2 trials failed after 2 attempts each; run the sweep again to retry them"
     );
-    assert_eq!(stderr.matches("failed (attempt 1), retrying").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("failed (attempt 1), retrying").count(),
+        1,
+        "{stderr}"
+    );
     let result = stdout_json(&out);
     assert_eq!(result["summary"]["finished"].as_array().unwrap().len(), 1);
     let failed = result["summary"]["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1);
-    assert!(failed[0][1].as_str().unwrap().contains("bad.csv"), "{failed:?}");
+    assert!(
+        failed[0][1].as_str().unwrap().contains("bad.csv"),
+        "{failed:?}"
+    );
     let board = &result["leaderboard"];
     assert_eq!(board["trials"].as_array().unwrap().len(), 1);
-    assert_eq!(board["failed"][failed[0][0].as_str().unwrap()], failed[0][1]);
+    assert_eq!(
+        board["failed"][failed[0][0].as_str().unwrap()],
+        failed[0][1]
+    );
 }
 
 /// Runs a sweep that must be refused: one `error:` line holding `expected`, and no store
@@ -230,7 +275,10 @@ fn refused(sweep_text: &str, extra: &[&str], expected: &str) {
     assert!(!out.status.success(), "{sweep_text}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let expected = format!("error: {}: {expected}", sweep.display());
-    assert!(stderr.trim_end().starts_with(&expected), "expected {expected:?}, got {stderr}");
+    assert!(
+        stderr.trim_end().starts_with(&expected),
+        "expected {expected:?}, got {stderr}"
+    );
     assert!(!store.exists(), "the store was touched for {sweep_text}");
 }
 
@@ -243,22 +291,37 @@ fn bad_sweeps_are_refused_with_one_line_before_anything_starts() {
         &[],
         "grid axis `ppo.learnin_rate` = 0.001: unknown field `learnin_rate`, expected one of `learning_rate`",
     );
-    refused(&format!("{BASE}[grid]\nppo.gamma = []\n"), &[], "grid axis `ppo.gamma` is empty; give it at least one value");
+    refused(
+        &format!("{BASE}[grid]\nppo.gamma = []\n"),
+        &[],
+        "grid axis `ppo.gamma` is empty; give it at least one value",
+    );
     refused(
         &format!("{BASE}[grid]\nppo.gamma = [0.99]\n"),
         &[],
         "the sweep changes nothing: it trains one configuration once",
     );
-    refused(&format!("{BASE}[grid]\nrun.steps = [0, 64]\n"), &[], "grid axis `run.steps` = 0: run.steps must be at least 1");
+    refused(
+        &format!("{BASE}[grid]\nrun.steps = [0, 64]\n"),
+        &[],
+        "grid axis `run.steps` = 0: run.steps must be at least 1",
+    );
 }
 
 #[test]
 fn an_unreachable_ray_address_is_refused_before_anything_starts() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("mlruns");
     let url = format!("http://127.0.0.1:{port}");
-    let out = ratchet(&store, &["sweep", "configs/sweep-cartpole.toml", "--ray", &url]);
+    let out = ratchet(
+        &store,
+        &["sweep", "configs/sweep-cartpole.toml", "--ray", &url],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -266,6 +329,11 @@ fn an_unreachable_ray_address_is_refused_before_anything_starts() {
         stderr.starts_with(&format!("error: cannot reach a Ray dashboard at {url} (")),
         "{stderr}"
     );
-    assert!(stderr.trim_end().ends_with("give its dashboard address (port 8265 by default) to --ray"), "{stderr}");
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("give its dashboard address (port 8265 by default) to --ray"),
+        "{stderr}"
+    );
     assert!(!store.exists());
 }

@@ -37,7 +37,10 @@ fn a_ray_sweep_retries_a_stopped_job_and_finishes_every_trial() {
         .expect("RATCHET_RAY_ADDRESS must name a Ray dashboard (scripts/test.sh starts one)");
     let started = Instant::now();
     while get(&format!("{address}/api/version")).is_none() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no Ray dashboard at {address}");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no Ray dashboard at {address}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let dir = tempfile::tempdir().unwrap();
@@ -57,7 +60,15 @@ fn a_ray_sweep_retries_a_stopped_job_and_finishes_every_trial() {
         .current_dir(root)
         .arg("--tracking-uri")
         .arg(&store)
-        .args(["sweep", sweep.to_str().unwrap(), "--ray", &address, "--retries", "1", "--json"])
+        .args([
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--ray",
+            &address,
+            "--retries",
+            "1",
+            "--json",
+        ])
         .env_remove("MLFLOW_TRACKING_URI")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -68,11 +79,17 @@ fn a_ray_sweep_retries_a_stopped_job_and_finishes_every_trial() {
     let mut stopped = None;
     let started = Instant::now();
     while stopped.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(300), "no job of the sweep ever ran");
-        let jobs = get(&format!("{address}/api/jobs/")).and_then(|v| v.as_array().cloned()).unwrap_or_default();
-        if let Some(job) = jobs.iter().find(|j| {
-            j["status"] == "RUNNING" && j["metadata"]["ratchet.sweep.trial"].is_string()
-        }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no job of the sweep ever ran"
+        );
+        let jobs = get(&format!("{address}/api/jobs/"))
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        if let Some(job) = jobs
+            .iter()
+            .find(|j| j["status"] == "RUNNING" && j["metadata"]["ratchet.sweep.trial"].is_string())
+        {
             // Let it train a little, so that its run exists and is RUNNING when stopped.
             std::thread::sleep(Duration::from_secs(1));
             let id = job["submission_id"].as_str().unwrap().to_string();
@@ -83,7 +100,13 @@ fn a_ray_sweep_retries_a_stopped_job_and_finishes_every_trial() {
                 .read_json()
                 .unwrap();
             assert_eq!(answer["stopped"], true, "{answer}");
-            stopped = Some((id, job["metadata"]["ratchet.sweep.trial"].as_str().unwrap().to_string()));
+            stopped = Some((
+                id,
+                job["metadata"]["ratchet.sweep.trial"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -99,19 +122,36 @@ fn a_ray_sweep_retries_a_stopped_job_and_finishes_every_trial() {
     let retried: Vec<&Value> = finished.iter().filter(|t| t["attempts"] == 2).collect();
     assert_eq!(retried.len(), 1, "{result}");
     assert_eq!(retried[0]["trial_id"], stopped_trial.as_str());
-    assert!(stderr.contains(&format!("trial {stopped_trial} failed (attempt 1), retrying")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "trial {stopped_trial} failed (attempt 1), retrying"
+        )),
+        "{stderr}"
+    );
     let board = &result["leaderboard"];
     assert_eq!(board["trials"].as_array().unwrap().len(), 4);
     assert_eq!(board["configurations"].as_array().unwrap().len(), 2);
 
     // Ray saw five jobs: the stopped one and four that succeeded.
-    let trials: Vec<String> = finished.iter().map(|t| t["trial_id"].as_str().unwrap().to_string()).collect();
+    let trials: Vec<String> = finished
+        .iter()
+        .map(|t| t["trial_id"].as_str().unwrap().to_string())
+        .collect();
     let mut statuses: Vec<String> = sweep_jobs(&address, &trials)
         .iter()
         .map(|j| j["status"].as_str().unwrap().to_string())
         .collect();
     statuses.sort();
-    assert_eq!(statuses, ["STOPPED", "SUCCEEDED", "SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]);
+    assert_eq!(
+        statuses,
+        [
+            "STOPPED",
+            "SUCCEEDED",
+            "SUCCEEDED",
+            "SUCCEEDED",
+            "SUCCEEDED"
+        ]
+    );
     let job = get(&format!("{address}/api/jobs/{stopped_job}")).unwrap();
     assert_eq!(job["status"], "STOPPED");
 }

@@ -52,7 +52,14 @@ impl Dense {
         assert_eq!(x.len(), self.inputs, "layer input length");
         let y = &mut y[..self.stride];
         let weight = Matrix::dense(&self.weight, self.inputs, self.stride);
-        matmul(isa, Matrix::dense(x, 1, self.inputs), weight, Some(&self.bias), y, self.stride);
+        matmul(
+            isa,
+            Matrix::dense(x, 1, self.inputs),
+            weight,
+            Some(&self.bias),
+            y,
+            self.stride,
+        );
         if let Some(f) = activation {
             f.apply_vectorised(isa, y);
         }

@@ -53,9 +53,7 @@ use crate::optim::{Adam, AdamConfig};
 use crate::policy::{InferenceMlp, argmax};
 use crate::replay::{ReplayBatch, ReplayBuffer};
 use crate::schedule::LinearSchedule;
-use crate::state::{
-    NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors,
-};
+use crate::state::{NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors};
 use crate::{AgentError, DeviceKind, UpdateLog};
 
 mod learner;

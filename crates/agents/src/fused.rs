@@ -95,7 +95,8 @@ impl FusedMlp {
         while let Some((_, shape, weight)) = find(format!("{prefix}layers.{}.weight", layers.len()))
         {
             let bias_name = format!("{prefix}layers.{}.bias", layers.len());
-            let (&[inputs, outputs], Some((_, &[bias_len], bias))) = (shape, find(bias_name)) else {
+            let (&[inputs, outputs], Some((_, &[bias_len], bias))) = (shape, find(bias_name))
+            else {
                 return Err(AgentError::State(format!(
                     "the network under '{prefix}' is not a stack of dense layers"
                 )));
@@ -267,13 +268,19 @@ pub(crate) mod testing {
         struct Collect(GradientsParams, Vec<Vec<f32>>);
         impl ModuleVisitor for Collect {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let g = self.0.remove::<D>(param.id).expect("every parameter has a gradient");
+                let g = self
+                    .0
+                    .remove::<D>(param.id)
+                    .expect("every parameter has a gradient");
                 self.1.push(read_f32(g).unwrap());
             }
         }
         let mut collect = Collect(grads, Vec::new());
         module.visit(&mut collect);
-        let names = module_tensors(module, "").unwrap().into_iter().map(|t| t.name);
+        let names = module_tensors(module, "")
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name);
         names.zip(collect.1).collect()
     }
 
@@ -327,15 +334,23 @@ mod tests {
             let x: Vec<f32> = (0..rows * k).map(|_| rng.normal() as f32).collect();
             let w: Vec<f32> = (0..rows * n).map(|_| rng.normal() as f32).collect();
 
-            let out = net.forward(Tensor::from_data(TensorData::new(x.clone(), [rows, k]), &device));
+            let out = net.forward(Tensor::from_data(
+                TensorData::new(x.clone(), [rows, k]),
+                &device,
+            ));
             let weights = Tensor::<2>::from_data(TensorData::new(w.clone(), [rows, n]), &device);
             let grads = GradientsParams::from_grads((out * weights).sum().backward(), &net);
             let burn = burn_gradients(&net, grads);
 
             let tensors = module_tensors(&net, "").unwrap();
-            let layout: Vec<(String, Vec<usize>)> =
-                tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
-            let params: Vec<f32> = tensors.iter().flat_map(|t| t.data.iter().copied()).collect();
+            let layout: Vec<(String, Vec<usize>)> = tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect();
+            let params: Vec<f32> = tensors
+                .iter()
+                .flat_map(|t| t.data.iter().copied())
+                .collect();
             let mut fused = FusedMlp::new(&layout, "", activation).unwrap();
             fused.load(&params);
             let mut trace = Trace::default();

@@ -84,7 +84,10 @@ impl<'a> Job<'a> {
     fn new(a: Matrix<'a>, b: Matrix<'a>, init: Option<&'a [f32]>, out_stride: usize) -> Self {
         assert_eq!(b.cols % LANES, 0, "output columns are whole lanes");
         assert!(b.cols <= out_stride, "output rows hold every column");
-        assert!(init.is_none_or(|i| i.len() >= b.cols), "an initial value per column");
+        assert!(
+            init.is_none_or(|i| i.len() >= b.cols),
+            "an initial value per column"
+        );
         Self {
             a,
             b,
@@ -98,9 +101,15 @@ impl<'a> Job<'a> {
         // Four rows of 64 columns fill 16 of AVX-512's 32 registers with sums; two rows of 32
         // fill 8 of AVX2's 16.
         if isa.wide() {
-            isa.run(#[inline(always)] || self.blocked::<T, 4, 64>(out))
+            isa.run(
+                #[inline(always)]
+                || self.blocked::<T, 4, 64>(out),
+            )
         } else {
-            isa.run(#[inline(always)] || self.blocked::<T, 2, 32>(out))
+            isa.run(
+                #[inline(always)]
+                || self.blocked::<T, 2, 32>(out),
+            )
         }
     }
 
@@ -214,8 +223,13 @@ mod tests {
     #[test]
     fn every_block_size_gives_the_bits_of_the_plain_loop() {
         let mut rng = Rng::seed_from(3);
-        for (rows, depth, cols) in [(1, 1, 8), (7, 3, 16), (64, 64, 64), (5, 9, 72), (9, 256, 264)]
-        {
+        for (rows, depth, cols) in [
+            (1, 1, 8),
+            (7, 3, 16),
+            (64, 64, 64),
+            (5, 9, 72),
+            (9, 256, 264),
+        ] {
             let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
             let (a, b, init) = (draw(rows * depth), draw(depth * cols), draw(cols));
             let mut want = vec![0.0f32; rows * cols];
@@ -231,7 +245,10 @@ mod tests {
             for isa in Isa::available() {
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let mut out = vec![f32::NAN; rows * cols];
-                let (am, bm) = (Matrix::dense(&a, rows, depth), Matrix::dense(&b, depth, cols));
+                let (am, bm) = (
+                    Matrix::dense(&a, rows, depth),
+                    Matrix::dense(&b, depth, cols),
+                );
                 matmul(isa, am, bm, Some(&init), &mut out, cols);
                 assert_eq!(bits(&out), bits(&want), "{rows}x{depth}x{cols} {isa:?}");
                 let mut at = vec![0.0f32; depth * rows];
@@ -239,7 +256,11 @@ mod tests {
                 let mut out = vec![f32::NAN; rows * cols];
                 let at = Matrix::dense(&at, depth, rows);
                 matmul_transposed(isa, at, bm, Some(&init), &mut out, cols);
-                assert_eq!(bits(&out), bits(&want), "{rows}x{depth}x{cols} {isa:?} transposed");
+                assert_eq!(
+                    bits(&out),
+                    bits(&want),
+                    "{rows}x{depth}x{cols} {isa:?} transposed"
+                );
             }
         }
     }

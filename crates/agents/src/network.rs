@@ -56,7 +56,10 @@ impl Activation {
 
     /// [`Activation::apply`] compiled for `isa`: the same bits, vectorised.
     pub(crate) fn apply_vectorised(self, isa: Isa, xs: &mut [f32]) {
-        isa.run(#[inline(always)] || self.apply(xs))
+        isa.run(
+            #[inline(always)]
+            || self.apply(xs),
+        )
     }
 
     /// Turns `grads`, the gradients with respect to this activation's outputs `ys`, into those
@@ -64,10 +67,13 @@ impl Activation {
     /// in Burn), zero where the output is not positive for ReLU. Compiled for `isa`.
     pub(crate) fn backward_vectorised(self, isa: Isa, ys: &[f32], grads: &mut [f32]) {
         let pairs = grads.iter_mut().zip(ys);
-        isa.run(#[inline(always)] || match self {
-            Activation::Tanh => pairs.for_each(|(g, y)| *g *= 1.0 - y * y),
-            Activation::Relu => pairs.for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
-        })
+        isa.run(
+            #[inline(always)]
+            || match self {
+                Activation::Tanh => pairs.for_each(|(g, y)| *g *= 1.0 - y * y),
+                Activation::Relu => pairs.for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
+            },
+        )
     }
 }
 

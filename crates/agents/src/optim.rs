@@ -369,7 +369,10 @@ impl Update {
 
     /// [`Update::apply`] compiled for `isa`.
     fn run(&self, isa: Isa, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
-        isa.run(#[inline(always)] || self.apply(g, m, v, p))
+        isa.run(
+            #[inline(always)]
+            || self.apply(g, m, v, p),
+        )
     }
 }
 

@@ -146,7 +146,11 @@ pub fn load_bars(path: &Path, opts: &LoadOptions) -> Result<LoadedBars, DataErro
 
 /// [`load_bars`] of a file's contents already in memory (such as a data set built into a
 /// binary); `path` names it in errors and in the result, and its extension gives the format.
-pub fn parse_bars(path: &Path, bytes: Vec<u8>, opts: &LoadOptions) -> Result<LoadedBars, DataError> {
+pub fn parse_bars(
+    path: &Path,
+    bytes: Vec<u8>,
+    opts: &LoadOptions,
+) -> Result<LoadedBars, DataError> {
     let format = FileFormat::from_path(path)?;
     let sha256 = sha256_hex(&bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {

@@ -254,7 +254,10 @@ fn invalid_configs_are_rejected_clearly() {
     let msg = config_error("[features]\nfeatures = [{ kind = \"momentum\", k = 3 }]\n");
     assert!(msg.contains("momentum"), "{msg}");
     let msg = config_error("[features]\nfeatures = [{ kind = \"rsi\", period = 14, k = 1 }]\n");
-    assert!(msg.contains("unknown field `k`, expected `period`"), "{msg}");
+    assert!(
+        msg.contains("unknown field `k`, expected `period`"),
+        "{msg}"
+    );
     let msg = config_error("[features]\nwindow = 0\n");
     assert!(msg.contains("window must be at least 1"), "{msg}");
     let msg = config_error("[features]\nfeatures = []\n");

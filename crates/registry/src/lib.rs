@@ -35,10 +35,10 @@ pub use error::{RegistryError, Result};
 pub use lineage::{Lineage, LineageNode};
 pub use listing::{Comparison, MetricFilter, VersionFilter, VersionSummary};
 pub use model_ref::{ModelRef, VersionSelector};
-pub use ratchet_tensors::NamedTensor;
 pub use model_version::{
     DataSource, DateRange, MetricDirection, ModelVersion, ParentRef, SemVer, TrainingRecord,
     VersionStatus, metric_direction,
 };
+pub use ratchet_tensors::NamedTensor;
 pub use registry::{LocalCheckpoint, Registry};
 pub use validation::{ValidationCheck, ValidationReport};

@@ -130,7 +130,9 @@ pub fn run<L: Launcher>(
             for r in &mut running {
                 launcher.stop(&mut r.job);
             }
-            scheduler.progress.note("interrupted: stopping the running trials");
+            scheduler
+                .progress
+                .note("interrupted: stopping the running trials");
         }
         while running.len() < options.workers.max(1) {
             let Some((i, attempt)) = scheduler.queue.pop_front() else {
@@ -138,10 +140,19 @@ pub fn run<L: Launcher>(
             };
             let trial = &plan.trials[i];
             let args = scheduler.train_args(trial, attempt);
-            match launcher.start(&Attempt { trial, number: attempt, args }) {
+            match launcher.start(&Attempt {
+                trial,
+                number: attempt,
+                args,
+            }) {
                 Ok(job) => {
                     scheduler.progress.started(trial);
-                    running.push(Running { trial: i, attempt, job, started: Instant::now() });
+                    running.push(Running {
+                        trial: i,
+                        attempt,
+                        job,
+                        started: Instant::now(),
+                    });
                 }
                 Err(e) => scheduler.failed(i, attempt, &format!("{e:#}"))?,
             }
@@ -190,7 +201,12 @@ struct Scheduler<'a> {
 
 impl<'a> Scheduler<'a> {
     /// Queues every trial without a finished run in the store.
-    fn new(plan: &'a Plan, store: &'a SweepStore, sweep: &'a SweepRecord, options: &'a Options) -> Result<Self> {
+    fn new(
+        plan: &'a Plan,
+        store: &'a SweepStore,
+        sweep: &'a SweepRecord,
+        options: &'a Options,
+    ) -> Result<Self> {
         let mut existing = store.trial_runs(sweep)?;
         existing.sort_by_key(|r| r.start_time);
         let finished: BTreeSet<&str> = existing
@@ -212,7 +228,12 @@ impl<'a> Scheduler<'a> {
                 queue.push_back((i, 1));
             }
         }
-        let mut progress = Progress::new(plan.trials.len(), summary.skipped, &plan.file.metric, plan.file.goal);
+        let mut progress = Progress::new(
+            plan.trials.len(),
+            summary.skipped,
+            &plan.file.metric,
+            plan.file.goal,
+        );
         for r in existing.iter().filter(|r| r.state == RunState::Finished) {
             if let Some(v) = r.metrics.get(&plan.file.metric) {
                 progress.offer_best(*v, &r.overrides, r.seed);
@@ -234,7 +255,11 @@ impl<'a> Scheduler<'a> {
     /// `ratchet` arguments for an attempt: a new tagged run from the trial's config, or with
     /// `--resume`, the first attempt continues the trial's newest unfinished run.
     fn train_args(&self, trial: &Trial, attempt: u32) -> Vec<String> {
-        let mut args = vec!["--tracking-uri".to_string(), self.tracking_uri.clone(), "train".into()];
+        let mut args = vec![
+            "--tracking-uri".to_string(),
+            self.tracking_uri.clone(),
+            "train".into(),
+        ];
         match self.unfinished.get(&trial.id) {
             Some(run_id) if self.options.resume && attempt == 1 => {
                 args.extend(["--resume".to_string(), run_id.clone()]);
@@ -269,13 +294,17 @@ impl<'a> Scheduler<'a> {
         let trial = &self.plan.trials[index];
         self.store.close_abandoned_runs(self.sweep, &trial.id)?;
         if attempt <= self.options.retries {
-            self.progress
-                .note(&format!("trial {} failed (attempt {attempt}), retrying: {error}", trial.id));
+            self.progress.note(&format!(
+                "trial {} failed (attempt {attempt}), retrying: {error}",
+                trial.id
+            ));
             self.queue.push_back((index, attempt + 1));
         } else {
             self.progress.failed(trial, error);
             self.store.record_failure(self.sweep, &trial.id, error)?;
-            self.summary.failed.push((trial.id.clone(), error.to_string()));
+            self.summary
+                .failed
+                .push((trial.id.clone(), error.to_string()));
         }
         Ok(())
     }
@@ -299,22 +328,39 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials  {msg}")
-                    .expect("valid progress template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials  {msg}",
+                )
+                .expect("valid progress template")
+                .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        let progress = Self { bar, total, done, running: 0, failed: 0, metric: metric.into(), goal, best: None };
+        let progress = Self {
+            bar,
+            total,
+            done,
+            running: 0,
+            failed: 0,
+            metric: metric.into(),
+            goal,
+            best: None,
+        };
         if done > 0 {
-            progress.note(&format!("{done} of {total} trials already finished in the store; not running them again"));
+            progress.note(&format!(
+                "{done} of {total} trials already finished in the store; not running them again"
+            ));
         }
         progress
     }
 
     fn offer_best(&mut self, value: f64, overrides: &str, seed: u64) {
-        if self.best.as_ref().is_none_or(|(b, _)| self.goal.better(value, *b)) {
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|(b, _)| self.goal.better(value, *b))
+        {
             self.best = Some((value, format!("{overrides} seed {seed}")));
         }
     }
@@ -322,7 +368,12 @@ impl Progress {
     fn started(&mut self, trial: &Trial) {
         self.running += 1;
         if self.bar.is_none() {
-            eprintln!("started  trial {} ({} seed {})", trial.id, trial.describe(), trial.seed);
+            eprintln!(
+                "started  trial {} ({} seed {})",
+                trial.id,
+                trial.describe(),
+                trial.seed
+            );
         }
         self.refresh();
     }
@@ -349,7 +400,12 @@ impl Progress {
     fn failed(&mut self, trial: &Trial, error: &str) {
         self.done += 1;
         self.failed += 1;
-        self.note(&format!("FAILED   trial {} ({} seed {}): {error}", trial.id, trial.describe(), trial.seed));
+        self.note(&format!(
+            "FAILED   trial {} ({} seed {}): {error}",
+            trial.id,
+            trial.describe(),
+            trial.seed
+        ));
     }
 
     fn note(&self, line: &str) {
@@ -369,7 +425,10 @@ impl Progress {
             Some((v, what)) => format!("best {} {v:.4} ({what})", self.metric),
             None => "best: none yet".into(),
         };
-        bar.set_message(format!("{} running, {} failed, {best}", self.running, self.failed));
+        bar.set_message(format!(
+            "{} running, {} failed, {best}",
+            self.running, self.failed
+        ));
     }
 
     fn done(&self) {
@@ -392,8 +451,12 @@ mod tests {
         let log = "warning: x\n{\n  \"run_id\": \"old\",\n  \"wall_time_s\": 1.0\n}\nmore\n{\n  \"run_id\": \"abc\",\n  \"wall_time_s\": 2.5,\n  \"evaluation\": {\"metrics\": {}}\n}\n";
         let out = TrainOutput::parse(log).unwrap();
         assert_eq!((out.run_id.as_str(), out.wall_time_s), ("abc", 2.5));
-        let alone = TrainOutput::parse("{\n  \"run_id\": \"r\",\n  \"wall_time_s\": 0.5\n}").unwrap();
+        let alone =
+            TrainOutput::parse("{\n  \"run_id\": \"r\",\n  \"wall_time_s\": 0.5\n}").unwrap();
         assert_eq!(alone.run_id, "r");
-        assert_eq!(TrainOutput::parse("error: boom\n").unwrap_err(), "the trial printed no JSON result");
+        assert_eq!(
+            TrainOutput::parse("error: boom\n").unwrap_err(),
+            "the trial printed no JSON result"
+        );
     }
 }

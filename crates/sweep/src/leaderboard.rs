@@ -135,7 +135,13 @@ impl Leaderboard {
         let best = trials
             .iter()
             .filter(|t| t.value.is_some())
-            .reduce(|best, t| if sweep.goal.better(t.value.unwrap(), best.value.unwrap()) { t } else { best });
+            .reduce(|best, t| {
+                if sweep.goal.better(t.value.unwrap(), best.value.unwrap()) {
+                    t
+                } else {
+                    best
+                }
+            });
         let mut notes = Vec::new();
         if best.is_none() && !trials.is_empty() {
             notes.push(format!("no finished trial logged the metric {metric}"));
@@ -154,7 +160,10 @@ impl Leaderboard {
             }
             (None, None)
         } else {
-            (deflate(best, &series, &mut notes), overfit(&series, &mut notes))
+            (
+                deflate(best, &series, &mut notes),
+                overfit(&series, &mut notes),
+            )
         };
         let failed = sweep
             .failures
@@ -184,15 +193,17 @@ impl Leaderboard {
 fn group(trials: &[TrialRow]) -> Vec<ConfigurationRow> {
     let mut by_config: BTreeMap<&str, ConfigurationRow> = BTreeMap::new();
     for t in trials {
-        let row = by_config.entry(&t.config_id).or_insert_with(|| ConfigurationRow {
-            rank: None,
-            config_id: t.config_id.clone(),
-            overrides: t.overrides.clone(),
-            seeds: Vec::new(),
-            values: Vec::new(),
-            mean: None,
-            standard_error: None,
-        });
+        let row = by_config
+            .entry(&t.config_id)
+            .or_insert_with(|| ConfigurationRow {
+                rank: None,
+                config_id: t.config_id.clone(),
+                overrides: t.overrides.clone(),
+                seeds: Vec::new(),
+                values: Vec::new(),
+                mean: None,
+                standard_error: None,
+            });
         row.seeds.push(t.seed);
         if let Some(v) = t.value {
             row.values.push(v);
@@ -206,7 +217,8 @@ fn group(trials: &[TrialRow]) -> Vec<ConfigurationRow> {
                 let mean = row.values.iter().sum::<f64>() / n;
                 row.mean = Some(mean);
                 if n > 1.0 {
-                    let variance = row.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                    let variance =
+                        row.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
                     row.standard_error = Some((variance / n).sqrt());
                 }
             }
@@ -222,7 +234,10 @@ fn deflate(
 ) -> Option<DeflatedSharpe> {
     let best = best?;
     let Some((_, best_returns)) = series.iter().find(|(t, _)| t.trial_id == best.trial_id) else {
-        notes.push(format!("deflated Sharpe: the best trial {} has no validation returns", best.trial_id));
+        notes.push(format!(
+            "deflated Sharpe: the best trial {} has no validation returns",
+            best.trial_id
+        ));
         return None;
     };
     let estimate = match SharpeEstimate::of_returns(best_returns) {
@@ -283,7 +298,14 @@ fn overfit(series: &[(&TrialRow, Vec<f64>)], notes: &mut Vec<String>) -> Option<
 mod tests {
     use super::*;
 
-    fn run(trial: &str, config: &str, seed: u64, value: Option<f64>, state: RunState, start: i64) -> TrialRun {
+    fn run(
+        trial: &str,
+        config: &str,
+        seed: u64,
+        value: Option<f64>,
+        state: RunState,
+        start: i64,
+    ) -> TrialRun {
         TrialRun {
             run_id: format!("run-{trial}-{start}"),
             trial_id: trial.into(),
@@ -329,7 +351,15 @@ mod tests {
         let ranked: Vec<_> = board
             .configurations
             .iter()
-            .map(|c| (c.rank, c.config_id.as_str(), c.seeds.clone(), c.mean, c.standard_error))
+            .map(|c| {
+                (
+                    c.rank,
+                    c.config_id.as_str(),
+                    c.seeds.clone(),
+                    c.mean,
+                    c.standard_error,
+                )
+            })
             .collect();
         assert_eq!(
             ranked,
@@ -342,10 +372,15 @@ mod tests {
         );
         assert_eq!(board.best_trial.as_deref(), Some("t3"));
         assert_eq!(board.trials.len(), 4);
-        assert_eq!(board.failed, BTreeMap::from([("t6".to_string(), "boom".to_string())]));
+        assert_eq!(
+            board.failed,
+            BTreeMap::from([("t6".to_string(), "boom".to_string())])
+        );
         assert_eq!(
             board.notes,
-            ["deflated Sharpe and PBO need the trials' validation returns (val/returns.json in each run); none has them"]
+            [
+                "deflated Sharpe and PBO need the trials' validation returns (val/returns.json in each run); none has them"
+            ]
         );
         let min = Leaderboard::build(&sweep(Goal::Min), &runs(), &|_| Ok(None)).unwrap();
         assert_eq!(min.configurations[0].config_id, "a");
@@ -357,7 +392,9 @@ mod tests {
         // One two-valued series shifted by a constant per trial: the same spread, different
         // means.
         let series = |shift: f64| -> Vec<f64> {
-            (0..80).map(|i| if i % 5 == 4 { -1.0 } else { 1.0 } * 0.01 + shift).collect()
+            (0..80)
+                .map(|i| if i % 5 == 4 { -1.0 } else { 1.0 } * 0.01 + shift)
+                .collect()
         };
         let by_run: BTreeMap<String, Vec<f64>> = [
             ("run-t1-5", series(0.0)),
@@ -368,7 +405,10 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let board = Leaderboard::build(&sweep(Goal::Max), &runs(), &|id| Ok(by_run.get(id).cloned())).unwrap();
+        let board = Leaderboard::build(&sweep(Goal::Max), &runs(), &|id| {
+            Ok(by_run.get(id).cloned())
+        })
+        .unwrap();
         let d = board.deflated_sharpe.clone().unwrap();
         let best = SharpeEstimate::of_returns(&series(0.004)).unwrap();
         let sharpes: Vec<f64> = [0.0, -0.002, 0.004, -0.004]
@@ -383,7 +423,10 @@ mod tests {
         // Shifted copies of one series rank the same in every block: the in-sample best is
         // the out-of-sample best, so no split overfits. 80 rows make 16 blocks of 5.
         let o = board.overfitting.unwrap();
-        assert_eq!((o.probability, o.trials, o.partitions, o.splits), (0.0, 4, 16, 12870));
+        assert_eq!(
+            (o.probability, o.trials, o.partitions, o.splits),
+            (0.0, 4, 16, 12870)
+        );
         assert!(board.notes.is_empty(), "{:?}", board.notes);
     }
 }

@@ -47,7 +47,11 @@ impl Launcher for LocalLauncher {
         let stdout = self.dir.path().join(format!("{name}.out"));
         let stderr = self.dir.path().join(format!("{name}.err"));
         let args = attempt.args.iter().map(|a| {
-            if a == CONFIG_PLACEHOLDER { config.display().to_string() } else { a.clone() }
+            if a == CONFIG_PLACEHOLDER {
+                config.display().to_string()
+            } else {
+                a.clone()
+            }
         });
         let child = Command::new(&self.ratchet)
             .args(args)
@@ -56,7 +60,11 @@ impl Launcher for LocalLauncher {
             .stderr(File::create(&stderr)?)
             .spawn()
             .with_context(|| format!("starting {}", self.ratchet.display()))?;
-        Ok(LocalJob { child, stdout, stderr })
+        Ok(LocalJob {
+            child,
+            stdout,
+            stderr,
+        })
     }
 
     fn poll(&mut self, job: &mut LocalJob) -> Option<Result<TrainOutput, String>> {
@@ -69,7 +77,8 @@ impl Launcher for LocalLauncher {
         Some(if status.success() {
             TrainOutput::parse(&read(&job.stdout))
         } else {
-            Err(last_error(&read(&job.stderr)).unwrap_or_else(|| format!("ratchet train ended with {status}")))
+            Err(last_error(&read(&job.stderr))
+                .unwrap_or_else(|| format!("ratchet train ended with {status}")))
         })
     }
 

@@ -114,8 +114,8 @@ impl Plan {
                 }
                 let config_toml = toml::to_string(&table)?;
                 let what = describe(&overrides);
-                let mut resolved = resolve(&config_toml)
-                    .map_err(|e| anyhow!("configuration {what}: {e}"))?;
+                let mut resolved =
+                    resolve(&config_toml).map_err(|e| anyhow!("configuration {what}: {e}"))?;
                 if resolved.pointer("/run/experiment") != base.pointer("/run/experiment") {
                     bail!(
                         "configuration {what} changes run.experiment; every trial logs to the \
@@ -173,7 +173,11 @@ fn check_axes(file: &SweepFile, resolve: Resolve) -> Result<()> {
     }
     for (i, entry) in file.list.iter().enumerate() {
         for (key, value) in entry {
-            single.push((format!("[[list]] entry {} key `{key}`", i + 1), key.clone(), value.clone()));
+            single.push((
+                format!("[[list]] entry {} key `{key}`", i + 1),
+                key.clone(),
+                value.clone(),
+            ));
         }
     }
     for (what, key, value) in single {
@@ -253,12 +257,16 @@ fn draw(distribution: &Distribution, rng: &mut Rng) -> Value {
             let span = (high - low) as u64 + 1;
             Value::Integer(low + (rng.next_u64() % span) as i64)
         }
-        Distribution::Choice(values) => values[(rng.next_u64() % values.len() as u64) as usize].clone(),
+        Distribution::Choice(values) => {
+            values[(rng.next_u64() % values.len() as u64) as usize].clone()
+        }
     }
 }
 
 fn round6(x: f64) -> f64 {
-    format!("{x:.5e}").parse().expect("a formatted float parses")
+    format!("{x:.5e}")
+        .parse()
+        .expect("a formatted float parses")
 }
 
 /// The first 12 hex digits of a sha256.
@@ -275,7 +283,9 @@ mod tests {
     /// A stand-in for the training config: knows `run.{seed,steps,experiment}` and
     /// `ppo.{gamma,n_steps}`, fills defaults, refuses anything else.
     fn resolve(text: &str) -> Result<serde_json::Value, String> {
-        let table: Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
         let mut run = serde_json::json!({"seed": 0, "steps": 100, "experiment": "x"});
         let mut ppo = serde_json::json!({"gamma": 0.99, "n_steps": 64});
         for (section, values) in &table {
@@ -301,8 +311,13 @@ mod tests {
 
     #[test]
     fn grid_times_seeds_with_stable_ids() {
-        let p = plan("seeds = [1, 2]\n[grid]\nppo.gamma = [0.9, 0.99]\nppo.n_steps = [32, 64]\n").unwrap();
-        let described: Vec<String> = p.trials.iter().map(|t| format!("{} s{}", t.describe(), t.seed)).collect();
+        let p = plan("seeds = [1, 2]\n[grid]\nppo.gamma = [0.9, 0.99]\nppo.n_steps = [32, 64]\n")
+            .unwrap();
+        let described: Vec<String> = p
+            .trials
+            .iter()
+            .map(|t| format!("{} s{}", t.describe(), t.seed))
+            .collect();
         assert_eq!(
             described,
             [
@@ -318,7 +333,10 @@ mod tests {
         );
         assert_eq!(p.trials[0].config_id, p.trials[1].config_id);
         assert_ne!(p.trials[0].id, p.trials[1].id);
-        assert_eq!(p.trials[0].config_toml, "[ppo]\ngamma = 0.9\nn_steps = 32\n\n[run]\nseed = 1\n");
+        assert_eq!(
+            p.trials[0].config_toml,
+            "[ppo]\ngamma = 0.9\nn_steps = 32\n\n[run]\nseed = 1\n"
+        );
         // The id is the resolved config's: the default written out changes nothing.
         let q = plan("seeds = [1, 2]\n[base]\nppo = { n_steps = 64 }\n[grid]\nppo.gamma = [0.9, 0.99]\nppo.n_steps = [32, 64]\n").unwrap();
         let ids = |p: &Plan| p.trials.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
@@ -337,7 +355,11 @@ mod tests {
         for t in &a.trials {
             let g = t.overrides[0].1.as_float().unwrap();
             let n = t.overrides[1].1.as_integer().unwrap();
-            assert!((0.5..0.9).contains(&g) && (1..=3).contains(&n), "{}", t.describe());
+            assert!(
+                (0.5..0.9).contains(&g) && (1..=3).contains(&n),
+                "{}",
+                t.describe()
+            );
         }
         let other = plan(&text.replace("seed = 3", "seed = 4")).unwrap();
         assert_ne!(a.trials[0].overrides, other.trials[0].overrides);
@@ -357,15 +379,42 @@ mod tests {
     #[test]
     fn bad_sweeps_give_one_clear_error() {
         let cases = [
-            ("[grid]\nppo.gama = [0.9, 0.99]\n", "s.toml: grid axis `ppo.gama` = 0.9: unknown field `gama`"),
-            ("[grid]\npo.gamma = [0.9]\nppo.gamma = [0.9, 0.99]\n", "s.toml: grid axis `po.gamma` = 0.9: unknown field `po`"),
-            ("[random]\ncount = 2\nppo.gama = { uniform = [0.1, 0.2] }\n", "s.toml: random axis `ppo.gama` = 0.1: unknown field `gama`"),
-            ("[[list]]\nppo.gama = 1\n[[list]]\nppo.gamma = 1\n", "s.toml: [[list]] entry 1 key `ppo.gama` = 1: unknown field `gama`"),
-            ("[base]\nrun = { stepz = 1 }\n[grid]\nppo.gamma = [0.9, 0.99]\n", "s.toml: the base config: unknown field `stepz`"),
-            ("[grid]\nppo.gamma = [0.99]\n", "s.toml: the sweep changes nothing: it trains one configuration once; add an axis ([grid], [random] or [[list]]) or more `seeds`, or use `ratchet train`"),
-            ("[grid]\nppo.gamma = [0.99, 0.990]\n", "grid axis `ppo.gamma` lists 0.99 twice"),
-            ("[grid]\nppo.n_steps = [64]\n[[list]]\nrun.steps = 100\n[[list]]\nppo.gamma = 0.99\n", "s.toml: configurations ppo.n_steps=64 run.steps=100 and ppo.n_steps=64 ppo.gamma=0.99 (seed 0) resolve to the same training config (trial f6b65e57bdfd); drop one"),
-            ("[grid]\nrun.experiment = [\"a\", \"b\"]\n", "s.toml: configuration run.experiment=\"a\" changes run.experiment; every trial logs to the sweep's experiment (x)"),
+            (
+                "[grid]\nppo.gama = [0.9, 0.99]\n",
+                "s.toml: grid axis `ppo.gama` = 0.9: unknown field `gama`",
+            ),
+            (
+                "[grid]\npo.gamma = [0.9]\nppo.gamma = [0.9, 0.99]\n",
+                "s.toml: grid axis `po.gamma` = 0.9: unknown field `po`",
+            ),
+            (
+                "[random]\ncount = 2\nppo.gama = { uniform = [0.1, 0.2] }\n",
+                "s.toml: random axis `ppo.gama` = 0.1: unknown field `gama`",
+            ),
+            (
+                "[[list]]\nppo.gama = 1\n[[list]]\nppo.gamma = 1\n",
+                "s.toml: [[list]] entry 1 key `ppo.gama` = 1: unknown field `gama`",
+            ),
+            (
+                "[base]\nrun = { stepz = 1 }\n[grid]\nppo.gamma = [0.9, 0.99]\n",
+                "s.toml: the base config: unknown field `stepz`",
+            ),
+            (
+                "[grid]\nppo.gamma = [0.99]\n",
+                "s.toml: the sweep changes nothing: it trains one configuration once; add an axis ([grid], [random] or [[list]]) or more `seeds`, or use `ratchet train`",
+            ),
+            (
+                "[grid]\nppo.gamma = [0.99, 0.990]\n",
+                "grid axis `ppo.gamma` lists 0.99 twice",
+            ),
+            (
+                "[grid]\nppo.n_steps = [64]\n[[list]]\nrun.steps = 100\n[[list]]\nppo.gamma = 0.99\n",
+                "s.toml: configurations ppo.n_steps=64 run.steps=100 and ppo.n_steps=64 ppo.gamma=0.99 (seed 0) resolve to the same training config (trial f6b65e57bdfd); drop one",
+            ),
+            (
+                "[grid]\nrun.experiment = [\"a\", \"b\"]\n",
+                "s.toml: configuration run.experiment=\"a\" changes run.experiment; every trial logs to the sweep's experiment (x)",
+            ),
         ];
         for (text, expected) in cases {
             let e = plan(text).unwrap_err().to_string();

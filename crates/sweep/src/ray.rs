@@ -80,7 +80,13 @@ impl RayLauncher {
                      (port 8265 by default) to --ray"
                 )
             })?;
-        Ok(Self { address, agent, ratchet, workdir, ray_version: version.ray_version })
+        Ok(Self {
+            address,
+            agent,
+            ratchet,
+            workdir,
+            ray_version: version.ray_version,
+        })
     }
 
     fn job_url(&self, id: &str, rest: &str) -> String {
@@ -149,13 +155,24 @@ impl Launcher for RayLauncher {
             .post(format!("{}/api/jobs/", self.address))
             .send_json(&body)
             .and_then(|mut r| r.body_mut().read_json())
-            .with_context(|| format!("submitting trial {} to Ray at {}", attempt.trial.id, self.address))?;
-        Ok(RayJob { submission_id: submitted.submission_id, last_poll: None })
+            .with_context(|| {
+                format!(
+                    "submitting trial {} to Ray at {}",
+                    attempt.trial.id, self.address
+                )
+            })?;
+        Ok(RayJob {
+            submission_id: submitted.submission_id,
+            last_poll: None,
+        })
     }
 
     fn poll(&mut self, job: &mut RayJob) -> Option<Result<TrainOutput, String>> {
         // A status request a second per job is plenty for runs of minutes.
-        if job.last_poll.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        if job
+            .last_poll
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
             return None;
         }
         job.last_poll = Some(Instant::now());
@@ -185,6 +202,9 @@ impl Launcher for RayLauncher {
 
     fn stop(&mut self, job: &mut RayJob) {
         // Best effort: a job that already ended cannot be stopped, and polling tells the end.
-        let _ = self.agent.post(self.job_url(&job.submission_id, "/stop")).send_empty();
+        let _ = self
+            .agent
+            .post(self.job_url(&job.submission_id, "/stop"))
+            .send_empty();
     }
 }

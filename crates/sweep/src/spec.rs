@@ -133,9 +133,8 @@ impl SweepFile {
             Some(RawBase::Inline(table)) => table,
             Some(RawBase::File(file)) => {
                 let file = path.parent().unwrap_or(Path::new("")).join(file);
-                let text = std::fs::read_to_string(&file).with_context(|| {
-                    format!("cannot read the base config {}", file.display())
-                })?;
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read the base config {}", file.display()))?;
                 text.parse::<Table>()
                     .map_err(|e| anyhow!("base config {}: {}", file.display(), e.message()))?
             }
@@ -145,9 +144,11 @@ impl SweepFile {
                 bail!("`seeds` is empty; list at least one seed, or leave it out")
             }
             Some(seeds) => {
-                if let Some(s) = seeds.iter().enumerate().find_map(|(i, s)| {
-                    seeds[..i].contains(s).then_some(s)
-                }) {
+                if let Some(s) = seeds
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, s)| seeds[..i].contains(s).then_some(s))
+                {
                     bail!("`seeds` lists {s} twice");
                 }
                 seeds
@@ -178,7 +179,10 @@ impl SweepFile {
             .enumerate()
             .map(|(i, entry)| {
                 if entry.is_empty() {
-                    bail!("[[list]] entry {} is empty; give it the keys it changes", i + 1);
+                    bail!(
+                        "[[list]] entry {} is empty; give it the keys it changes",
+                        i + 1
+                    );
                 }
                 Ok(leaves(entry, &|v| !v.is_table())
                     .into_iter()
@@ -187,8 +191,14 @@ impl SweepFile {
             })
             .collect::<Result<Vec<_>>>()?;
         let seed_is_an_axis = grid.iter().any(|(k, _)| k == SEED_KEY)
-            || random.iter().flat_map(|r| &r.axes).any(|(k, _)| k == SEED_KEY)
-            || list.iter().flatten().any(|entry: &(String, Value)| entry.0 == SEED_KEY);
+            || random
+                .iter()
+                .flat_map(|r| &r.axes)
+                .any(|(k, _)| k == SEED_KEY)
+            || list
+                .iter()
+                .flatten()
+                .any(|entry: &(String, Value)| entry.0 == SEED_KEY);
         if seed_is_an_axis && !seeds.is_empty() {
             bail!("`{SEED_KEY}` is an axis and `seeds` is given; use one of them");
         }
@@ -216,7 +226,9 @@ impl SweepFile {
 fn parse_random(table: Table) -> Result<RandomAxes> {
     let count = match table.get("count") {
         Some(Value::Integer(n)) if *n > 0 => *n as usize,
-        Some(other) => bail!("[random] count is {other}; it must be a whole number of draws, at least 1"),
+        Some(other) => {
+            bail!("[random] count is {other}; it must be a whole number of draws, at least 1")
+        }
         None => bail!("[random] needs `count`, the number of draws"),
     };
     let seed = match table.get("seed") {
@@ -253,7 +265,9 @@ fn parse_random(table: Table) -> Result<RandomAxes> {
 
 fn check_distribution(key: &str, distribution: &Distribution) -> Result<()> {
     match distribution {
-        Distribution::Uniform([low, high]) if !(low.is_finite() && high.is_finite() && low < high) => {
+        Distribution::Uniform([low, high])
+            if !(low.is_finite() && high.is_finite() && low < high) =>
+        {
             bail!("random axis `{key}`: uniform needs finite low < high, got [{low}, {high}]")
         }
         Distribution::LogUniform([low, high])
@@ -299,13 +313,17 @@ pub fn set_key(table: &mut Table, key: &str, value: Value) -> Result<()> {
             current.insert(part.to_string(), value);
             return Ok(());
         }
-        walked = if walked.is_empty() { part.to_string() } else { format!("{walked}.{part}") };
+        walked = if walked.is_empty() {
+            part.to_string()
+        } else {
+            format!("{walked}.{part}")
+        };
         let next = current
             .entry(part.to_string())
             .or_insert_with(|| Value::Table(Table::new()));
-        current = next
-            .as_table_mut()
-            .ok_or_else(|| anyhow!("`{walked}` is a value, not a table, so `{key}` cannot be set"))?;
+        current = next.as_table_mut().ok_or_else(|| {
+            anyhow!("`{walked}` is a value, not a table, so `{key}` cannot be set")
+        })?;
     }
     unreachable!("split yields at least one part")
 }
@@ -329,7 +347,10 @@ mod tests {
         let b = parse("[grid]\n\"ppo.gamma\" = [0.9, 0.99]\n").unwrap();
         assert_eq!(a.grid, b.grid);
         assert_eq!(a.grid[0].0, "ppo.gamma");
-        assert_eq!((a.name.as_str(), a.metric.as_str(), a.goal), ("s", "val/sharpe", Goal::Max));
+        assert_eq!(
+            (a.name.as_str(), a.metric.as_str(), a.goal),
+            ("s", "val/sharpe", Goal::Max)
+        );
     }
 
     #[test]
@@ -341,31 +362,75 @@ mod tests {
         .unwrap();
         let r = s.random.unwrap();
         assert_eq!((r.count, r.seed, r.axes.len()), (3, 5, 2));
-        assert_eq!(r.axes[0], ("ppo.gamma".into(), Distribution::Uniform([0.9, 0.99])));
-        assert_eq!(s.list, vec![vec![("ppo.hidden".to_string(), Value::Array(vec![Value::Integer(8)]))]]);
+        assert_eq!(
+            r.axes[0],
+            ("ppo.gamma".into(), Distribution::Uniform([0.9, 0.99]))
+        );
+        assert_eq!(
+            s.list,
+            vec![vec![(
+                "ppo.hidden".to_string(),
+                Value::Array(vec![Value::Integer(8)])
+            )]]
+        );
     }
 
     #[test]
     fn bad_files_give_one_clear_error() {
         let cases = [
-            ("[grid]\nppo.gamma = []\n", "grid axis `ppo.gamma` is empty; give it at least one value"),
-            ("seeds = []\n", "`seeds` is empty; list at least one seed, or leave it out"),
+            (
+                "[grid]\nppo.gamma = []\n",
+                "grid axis `ppo.gamma` is empty; give it at least one value",
+            ),
+            (
+                "seeds = []\n",
+                "`seeds` is empty; list at least one seed, or leave it out",
+            ),
             ("seeds = [1, 1]\n", "`seeds` lists 1 twice"),
-            ("[grid]\nppo.gamma = 0.9\n", "grid axis `ppo.gamma` must be a list of values, like `ppo.gamma = [1, 2]`"),
-            ("[grid]\nppo.gamma = [0.9, 0.9]\n", "grid axis `ppo.gamma` lists 0.9 twice"),
-            ("[random]\nppo.gamma = { uniform = [0.9, 0.99] }\n", "[random] needs `count`, the number of draws"),
-            ("[random]\ncount = 2\nppo.gamma = { uniform = [0.99, 0.9] }\n", "random axis `ppo.gamma`: uniform needs finite low < high, got [0.99, 0.9]"),
-            ("[random]\ncount = 2\nppo.gamma = { choice = [] }\n", "random axis `ppo.gamma` is empty; give `choice` at least one value"),
-            ("seeds = [1]\n[grid]\nrun.seed = [1, 2]\n", "`run.seed` is an axis and `seeds` is given; use one of them"),
-            ("[[list]]\n", "[[list]] entry 1 is empty; give it the keys it changes"),
+            (
+                "[grid]\nppo.gamma = 0.9\n",
+                "grid axis `ppo.gamma` must be a list of values, like `ppo.gamma = [1, 2]`",
+            ),
+            (
+                "[grid]\nppo.gamma = [0.9, 0.9]\n",
+                "grid axis `ppo.gamma` lists 0.9 twice",
+            ),
+            (
+                "[random]\nppo.gamma = { uniform = [0.9, 0.99] }\n",
+                "[random] needs `count`, the number of draws",
+            ),
+            (
+                "[random]\ncount = 2\nppo.gamma = { uniform = [0.99, 0.9] }\n",
+                "random axis `ppo.gamma`: uniform needs finite low < high, got [0.99, 0.9]",
+            ),
+            (
+                "[random]\ncount = 2\nppo.gamma = { choice = [] }\n",
+                "random axis `ppo.gamma` is empty; give `choice` at least one value",
+            ),
+            (
+                "seeds = [1]\n[grid]\nrun.seed = [1, 2]\n",
+                "`run.seed` is an axis and `seeds` is given; use one of them",
+            ),
+            (
+                "[[list]]\n",
+                "[[list]] entry 1 is empty; give it the keys it changes",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(parse(text).unwrap_err().to_string(), expected, "{text}");
         }
         let e = parse("metrc = \"x\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("unknown field `metrc`, expected one of"), "{e}");
-        let e = parse("[random]\ncount = 2\nppo.gamma = { unifrm = [1, 2] }\n").unwrap_err().to_string();
-        assert!(e.starts_with("random axis `ppo.gamma`: unknown variant `unifrm`"), "{e}");
+        assert!(
+            e.starts_with("unknown field `metrc`, expected one of"),
+            "{e}"
+        );
+        let e = parse("[random]\ncount = 2\nppo.gamma = { unifrm = [1, 2] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("random axis `ppo.gamma`: unknown variant `unifrm`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -375,6 +440,9 @@ mod tests {
         set_key(&mut t, "run.steps", Value::Integer(7)).unwrap();
         assert_eq!(t.to_string(), "[ppo]\ngamma = 0.5\n\n[run]\nsteps = 7\n");
         let e = set_key(&mut t, "run.steps.x", Value::Integer(1)).unwrap_err();
-        assert_eq!(e.to_string(), "`run.steps` is a value, not a table, so `run.steps.x` cannot be set");
+        assert_eq!(
+            e.to_string(),
+            "`run.steps` is a value, not a table, so `run.steps.x` cannot be set"
+        );
     }
 }

@@ -92,13 +92,17 @@ impl SweepStore {
         for info in self.store.list_runs(&experiment.experiment_id)? {
             let run = self.store.get_run(&info.run_id)?;
             if run.tags.get(SWEEP_TAG) == Some(&plan.id) && !run.tags.contains_key(PARENT_TAG) {
-                self.store.set_run_status(&info.run_id, RunStatus::Running, None)?;
+                self.store
+                    .set_run_status(&info.run_id, RunStatus::Running, None)?;
                 return record(&info.run_id, &info.experiment_id, &run.tags);
             }
         }
         let file = &plan.file;
         let tags = vec![
-            ("mlflow.source.name".to_string(), "ratchet sweep".to_string()),
+            (
+                "mlflow.source.name".to_string(),
+                "ratchet sweep".to_string(),
+            ),
             ("mlflow.source.type".to_string(), "LOCAL".to_string()),
             (SWEEP_TAG.to_string(), plan.id.clone()),
             (NAME_TAG.to_string(), file.name.clone()),
@@ -117,7 +121,10 @@ impl SweepStore {
             params.push(("sweep.seeds".into(), format!("{:?}", file.seeds)));
         }
         for (key, values) in &file.grid {
-            params.push((format!("grid.{key}"), toml::Value::Array(values.clone()).to_string()));
+            params.push((
+                format!("grid.{key}"),
+                toml::Value::Array(values.clone()).to_string(),
+            ));
         }
         if let Some(random) = &file.random {
             params.push(("random.count".into(), random.count.to_string()));
@@ -165,7 +172,11 @@ impl SweepStore {
                     RunStatus::Running | RunStatus::Scheduled => RunState::Running,
                 },
                 start_time: info.start_time,
-                metrics: run.metrics.iter().map(|(k, m)| (k.clone(), m.value)).collect(),
+                metrics: run
+                    .metrics
+                    .iter()
+                    .map(|(k, m)| (k.clone(), m.value))
+                    .collect(),
             });
         }
         Ok(out)
@@ -173,7 +184,12 @@ impl SweepStore {
 
     /// A metric of one run, when it was logged.
     pub fn metric(&self, run_id: &str, key: &str) -> Result<Option<f64>> {
-        Ok(self.store.get_run(run_id)?.metrics.get(key).map(|m| m.value))
+        Ok(self
+            .store
+            .get_run(run_id)?
+            .metrics
+            .get(key)
+            .map(|m| m.value))
     }
 
     /// The run's [`RETURNS_ARTIFACT`], when it has one.
@@ -188,10 +204,12 @@ impl SweepStore {
         }
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("returns.json");
-        self.store.download_artifacts(run_id, RETURNS_ARTIFACT, &file)?;
+        self.store
+            .download_artifacts(run_id, RETURNS_ARTIFACT, &file)?;
         let text = std::fs::read_to_string(&file)?;
-        let returns = serde_json::from_str(&text)
-            .with_context(|| format!("run {run_id}: {RETURNS_ARTIFACT} is not a list of numbers"))?;
+        let returns = serde_json::from_str(&text).with_context(|| {
+            format!("run {run_id}: {RETURNS_ARTIFACT} is not a list of numbers")
+        })?;
         Ok(Some(returns))
     }
 
@@ -200,8 +218,11 @@ impl SweepStore {
     pub fn close_abandoned_runs(&self, sweep: &SweepRecord, trial_id: &str) -> Result<()> {
         for run in self.trial_runs(sweep)? {
             if run.trial_id == trial_id && run.state == RunState::Running {
-                self.store
-                    .set_run_status(&run.run_id, RunStatus::Killed, Some(ratchet_mlflow::now_ms()))?;
+                self.store.set_run_status(
+                    &run.run_id,
+                    RunStatus::Killed,
+                    Some(ratchet_mlflow::now_ms()),
+                )?;
             }
         }
         Ok(())
@@ -247,7 +268,10 @@ impl SweepStore {
                     || sweep_id == query
                     || run.tags.get(NAME_TAG).is_some_and(|n| n == query);
                 if matches && newest.as_ref().is_none_or(|(t, _)| info.start_time > *t) {
-                    newest = Some((info.start_time, record(&info.run_id, &info.experiment_id, &run.tags)?));
+                    newest = Some((
+                        info.start_time,
+                        record(&info.run_id, &info.experiment_id, &run.tags)?,
+                    ));
                 }
             }
         }
@@ -281,7 +305,11 @@ fn goal_name(goal: Goal) -> &'static str {
     }
 }
 
-fn record(run_id: &str, experiment_id: &str, tags: &BTreeMap<String, String>) -> Result<SweepRecord> {
+fn record(
+    run_id: &str,
+    experiment_id: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<SweepRecord> {
     let tag = |key: &str| tags.get(key).cloned().unwrap_or_default();
     Ok(SweepRecord {
         run_id: run_id.to_string(),
@@ -289,7 +317,11 @@ fn record(run_id: &str, experiment_id: &str, tags: &BTreeMap<String, String>) ->
         name: tag(NAME_TAG),
         experiment_id: experiment_id.to_string(),
         metric: tag(METRIC_TAG),
-        goal: if tag(GOAL_TAG) == "min" { Goal::Min } else { Goal::Max },
+        goal: if tag(GOAL_TAG) == "min" {
+            Goal::Min
+        } else {
+            Goal::Max
+        },
         planned_trials: tag(PLANNED_TAG).parse().unwrap_or_default(),
         failures: tags
             .iter()

@@ -27,7 +27,9 @@ use std::borrow::Cow;
 
 // Checkpoints store floats little-endian and `NamedTensor::bytes` hands out memory as it is.
 #[cfg(not(target_endian = "little"))]
-compile_error!("ratchet stores tensors as little-endian f32 and supports little-endian targets only");
+compile_error!(
+    "ratchet stores tensors as little-endian f32 and supports little-endian targets only"
+);
 
 /// One named tensor of `f32` values, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,7 +60,11 @@ pub enum TensorGroup {
 }
 
 impl<'a> NamedTensor<'a> {
-    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: impl Into<Cow<'a, [f32]>>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        data: impl Into<Cow<'a, [f32]>>,
+    ) -> Self {
         Self {
             name: name.into(),
             shape,
@@ -90,7 +96,11 @@ impl<'a> NamedTensor<'a> {
         let problem = if self.shape != expected {
             format!("has shape {:?}, expected {expected:?}", self.shape)
         } else if self.data.len() != self.numel() {
-            format!("holds {} values for shape {:?}", self.data.len(), self.shape)
+            format!(
+                "holds {} values for shape {:?}",
+                self.data.len(),
+                self.shape
+            )
         } else {
             return Ok(());
         };

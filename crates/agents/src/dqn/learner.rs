@@ -10,12 +10,12 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::DqnConfig;
+use crate::AgentError;
 use crate::fused::{self, FusedMlp, Trace};
 use crate::isa::Isa;
 use crate::network::Mlp;
 use crate::optim::Adam;
 use crate::replay::ReplayBatch;
-use crate::AgentError;
 use crate::state::{module_tensors, read_f32};
 
 /// A learning phase's minibatches (`steps` of `size` transitions, one after another) and the
@@ -176,9 +176,11 @@ impl<'a> HostLearner<'a> {
         let (dueling, gamma) = (config.dueling, config.gamma as f32);
 
         // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients.
-        self.target.forward(isa, next_observations, size, &mut self.next_target);
+        self.target
+            .forward(isa, next_observations, size, &mut self.next_target);
         if config.double_q {
-            self.online.forward(isa, next_observations, size, &mut self.next_online);
+            self.online
+                .forward(isa, next_observations, size, &mut self.next_online);
         }
         let target_q = QValues::of(&self.target, &self.next_target, dueling);
         let online_q = QValues::of(&self.online, &self.next_online, dueling);
@@ -187,14 +189,17 @@ impl<'a> HostLearner<'a> {
             let next_q = if config.double_q {
                 target_q.at(r, argmax_q(&online_q, r, self.actions))
             } else {
-                (0..self.actions).map(|a| target_q.at(r, a)).fold(f32::NEG_INFINITY, f32::max)
+                (0..self.actions)
+                    .map(|a| target_q.at(r, a))
+                    .fold(f32::NEG_INFINITY, f32::max)
             };
             let discount = gamma * (1.0 - b.terminated[i]);
             targets.push(b.rewards[i] + discount * next_q);
         }
 
         // Huber loss of Q_θ(s, a) − y, its gradient with respect to the network's outputs.
-        self.online.forward(isa, observations, size, &mut self.trace);
+        self.online
+            .forward(isa, observations, size, &mut self.trace);
         let q = QValues::of(&self.online, &self.trace, dueling);
         let stride = self.online.output_stride();
         self.grad_output.clear();
@@ -259,7 +264,13 @@ impl<'a> QValues<'a> {
 
 /// The first action of the largest Q-value in `row`.
 fn argmax_q(q: &QValues, row: usize, actions: usize) -> usize {
-    (1..actions).fold(0, |best, a| if q.at(row, a) > q.at(row, best) { a } else { best })
+    (1..actions).fold(0, |best, a| {
+        if q.at(row, a) > q.at(row, best) {
+            a
+        } else {
+            best
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,7 +411,8 @@ mod tests {
                 ..DqnConfig::default()
             };
             let outputs = if dueling { actions + 1 } else { actions };
-            let net_config = MlpConfig::new(k, vec![48, 40], outputs).with_activation(Activation::Relu);
+            let net_config =
+                MlpConfig::new(k, vec![48, 40], outputs).with_activation(Activation::Relu);
             let q_network = Mlp::new(&net_config, &device, &mut rng);
             let target_network = Mlp::new(&net_config, &device, &mut rng).valid();
             let n = 2 * size;
@@ -429,7 +441,10 @@ mod tests {
                 let what = format!("double {double_q}, dueling {dueling}, step {j}");
                 assert_gradients_match(&host.grads, &want, &what);
                 let loss = read_f32(loss).unwrap()[0];
-                assert!((host.losses[j] - loss).abs() <= 1e-5 * loss.abs(), "{what}: loss");
+                assert!(
+                    (host.losses[j] - loss).abs() <= 1e-5 * loss.abs(),
+                    "{what}: loss"
+                );
             }
         }
     }

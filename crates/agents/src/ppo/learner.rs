@@ -137,7 +137,9 @@ impl Learner {
         adam: &Adam,
     ) -> Result<(ActorCritic, Diagnostics), AgentError> {
         match self {
-            Learner::Host(host) => Ok((adam.write_parameters(model, &host.params), host.diagnostics)),
+            Learner::Host(host) => {
+                Ok((adam.write_parameters(model, &host.params), host.diagnostics))
+            }
             Learner::Burn(burn) => burn.finish(),
         }
     }
@@ -196,12 +198,36 @@ impl HostLearner {
         self.actor.forward(isa, obs, n, &mut self.actor_trace);
         self.critic.forward(isa, obs, n, &mut self.critic_trace);
         let logits = Rows::of(&self.actor, &self.actor_trace);
-        policy_loss(config, batch, logits, &mut self.grad_logits, &mut self.diagnostics);
+        policy_loss(
+            config,
+            batch,
+            logits,
+            &mut self.grad_logits,
+            &mut self.diagnostics,
+        );
         let values = Rows::of(&self.critic, &self.critic_trace);
-        value_loss(config, batch, values, &mut self.grad_values, &mut self.diagnostics);
+        value_loss(
+            config,
+            batch,
+            values,
+            &mut self.grad_values,
+            &mut self.diagnostics,
+        );
         let (actor, critic) = (&self.actor, &self.critic);
-        actor.backward(isa, obs, &mut self.actor_trace, &self.grad_logits, &mut self.grads);
-        critic.backward(isa, obs, &mut self.critic_trace, &self.grad_values, &mut self.grads);
+        actor.backward(
+            isa,
+            obs,
+            &mut self.actor_trace,
+            &self.grad_logits,
+            &mut self.grads,
+        );
+        critic.backward(
+            isa,
+            obs,
+            &mut self.critic_trace,
+            &self.grad_values,
+            &mut self.grads,
+        );
     }
 }
 
@@ -239,7 +265,10 @@ fn policy_loss(
 ) {
     let (n, a) = (batch.size, logits.width);
     let inv_n = 1.0 / n as f32;
-    let (low, high) = (1.0 - config.clip_range as f32, 1.0 + config.clip_range as f32);
+    let (low, high) = (
+        1.0 - config.clip_range as f32,
+        1.0 + config.clip_range as f32,
+    );
     let ent_coef = config.ent_coef as f32;
     grad.clear();
     grad.resize(n * logits.stride, 0.0);
@@ -384,7 +413,10 @@ fn on_two_threads<A: Send, B: Send>(
 
 impl Minibatch {
     fn observations(&self, device: &Device) -> Tensor<2> {
-        let data = TensorData::new(self.observations.clone(), [self.size, self.observation_size]);
+        let data = TensorData::new(
+            self.observations.clone(),
+            [self.size, self.observation_size],
+        );
         Tensor::from_data(data, device)
     }
 
@@ -510,9 +542,7 @@ mod tests {
     fn host_gradients_match_burns_autodiff() {
         let device = crate::device(crate::DeviceKind::Cpu).unwrap().autodiff();
         let mut rng = Rng::seed_from(8);
-        for (k, actions, ent_coef, clip_range_vf) in
-            [(4, 2, 0.0, None), (7, 3, 0.01, Some(0.2))]
-        {
+        for (k, actions, ent_coef, clip_range_vf) in [(4, 2, 0.0, None), (7, 3, 0.01, Some(0.2))] {
             let config = PpoConfig {
                 ent_coef,
                 clip_range_vf,
@@ -538,7 +568,10 @@ mod tests {
             let what = format!("{k} inputs, {actions} actions, ent_coef {ent_coef}");
             assert_gradients_match(&host.grads, &burn, &what);
             let ratios = &host.diagnostics.ratios;
-            assert!(ratios.iter().any(|r| (r - 1.0).abs() > 0.2), "some ratios clip");
+            assert!(
+                ratios.iter().any(|r| (r - 1.0).abs() > 0.2),
+                "some ratios clip"
+            );
         }
     }
 }

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ratchet_registry::{CheckpointState, DataSource, DateRange, ParentRef, NamedTensor, TrainingRecord};
+use ratchet_registry::{
+    CheckpointState, DataSource, DateRange, NamedTensor, ParentRef, TrainingRecord,
+};
 
 /// The Python with `mlflow` and `safetensors`: `RATCHET_PYTHON`, else the project venv.
 /// Panics with instructions when it is missing — these tests never skip.
