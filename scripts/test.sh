@@ -54,6 +54,17 @@ fi
 step "cargo test --release --workspace (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo test --release --workspace --locked
 
+# README's run command must reuse what the tests built: a dependency compiled with other
+# features would show up here as a `Compiling` line (and half of Burn built twice).
+step "cargo build --release reuses the test build"
+rebuilt="$(cargo build --release --locked --message-format short 2>&1 | grep -E '^\s*Compiling' || true)"
+if [ -n "$rebuilt" ]; then
+    printf '%s\n' "$rebuilt"
+    echo "error: cargo build --release recompiled the crates above after cargo test --release --workspace;" \
+        "their features differ between the two commands (see the note above ciborium in Cargo.toml)" >&2
+    exit 1
+fi
+
 # `ratchet sweep --ray` against a real Ray head on loopback (tests/sweep_ray.rs, ignored by the
 # plain run above): the pinned Ray venv (scripts/ray_venv.sh; about 400 MB, two minutes on
 # first use), a head with two CPUs on free ports, stopped again however the test ends.

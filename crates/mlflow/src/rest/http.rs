@@ -16,7 +16,6 @@ use ureq::http;
 
 use super::RestStore;
 use crate::error::{Error, Result};
-use crate::metric_value::quote_metric_values;
 use crate::uri::encode_component;
 
 /// Environment variable overriding [`RestConfig::retry_budget`], in seconds.
@@ -220,7 +219,7 @@ impl RestStore {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(json!({}));
         }
-        serde_json::from_slice(&quote_metric_values(&bytes)).map_err(|e| {
+        serde_json::from_slice(&bytes).map_err(|e| {
             Failure::Fatal(self.protocol(
                 &request.describe(&self.server),
                 format!(
