@@ -17,6 +17,7 @@ Examples:
   ratchet models list googl-ppo
   ratchet models promote models:/googl-ppo/3 --alias production
   ratchet sweep configs/sweep-cartpole.toml       many configurations x seeds, ranked
+  ratchet serve models:/googl-ppo@production      live decisions over HTTP, following the alias
 
 The store is MLflow's own format: ./mlruns unless --tracking-uri or MLFLOW_TRACKING_URI
 says otherwise (a directory, a file: URI, or an http(s):// MLflow server). View it with
@@ -52,6 +53,10 @@ pub enum Command {
         subcommand_negates_reqs = true
     )]
     Sweep(SweepArgs),
+    /// Serve live decisions from a registered version over HTTP, following its alias (hot
+    /// swap), with an optional canary and shadow, Prometheus metrics and SLO rollback.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Tracked runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -124,6 +129,67 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("'{text}' is not KEY=VALUE")),
     }
+}
+
+const SERVE_HELP: &str = "\
+The server keeps one session per symbol (its online features and position) and answers each
+POST /v1/bars with the position for the next bar. It follows the aliases: when one moves
+(`ratchet models promote`), the new version is loaded, verified and warmed in the background
+and swapped in without a failed request. Only `validated` or `production` versions are served
+unless --allow-unvalidated. Set RATCHET_SERVE_TOKEN to require `Authorization: Bearer TOKEN`
+on POST /v1/reload. Ctrl-C or SIGTERM drains requests in flight and exits 0; SIGHUP checks
+the aliases now.
+
+Endpoints:
+  POST /v1/bars        {\"symbol\": \"GOOGL\", \"bars\": [{\"timestamp\": ..., \"open\": ..., \"high\": ...,
+                       \"low\": ..., \"close\": ..., \"volume\": ...}]} (or a list of such objects)
+  GET  /v1/deployment  what is live, and the history of swaps and rollbacks
+  POST /v1/reload      check the aliases now
+  GET  /healthz, /readyz, /metrics (Prometheus)
+
+An SLO file (TOML) sets limits on the production and canary versions over a rolling window:
+  window_seconds = 60, min_decisions = 20, max_error_rate = 0.05,
+  max_p99_latency_ms = 50.0, max_drawdown = 0.10
+A version that breaks one (or fails to load) has its alias rolled back.
+
+Examples:
+  ratchet serve models:/googl-ppo@production
+  ratchet serve models:/googl-ppo@production --canary models:/googl-ppo@candidate \\
+      --canary-percent 10 --shadow models:/googl-ppo@challenger --slo configs/slo.toml
+  curl -s localhost:8080/v1/bars -d @bars.json";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The production version to serve, normally an alias: models:/NAME@production.
+    #[arg(value_name = "MODEL_URI")]
+    pub model: String,
+    /// A canary version answering a stable share of the symbols (models:/NAME@ALIAS).
+    #[arg(long, value_name = "MODEL_URI")]
+    pub canary: Option<String>,
+    /// Share of symbols the canary answers, in percent (chosen by a hash of the symbol).
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = 10.0,
+        requires = "canary"
+    )]
+    pub canary_percent: f64,
+    /// A shadow version deciding on the same bars without answering (its decisions and paper
+    /// PnL show in /metrics).
+    #[arg(long, value_name = "MODEL_URI")]
+    pub shadow: Option<String>,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Seconds between checks of the aliases.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub poll_seconds: f64,
+    /// SLO file (TOML); a version that breaks it has its alias rolled back.
+    #[arg(long, value_name = "FILE")]
+    pub slo: Option<PathBuf>,
+    /// Serve versions whose status is not `validated` or `production`.
+    #[arg(long)]
+    pub allow_unvalidated: bool,
 }
 
 const SWEEP_HELP: &str = "\

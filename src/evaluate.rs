@@ -104,7 +104,7 @@ pub fn policy_backtest(
         start,
         trading.window,
         trading.allow_short,
-    );
+    )?;
     let sim = simulate_policy(&prices, &mut net, trading.costs)?;
     let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps()))?;
     Ok((prices, backtest))

@@ -109,6 +109,19 @@ impl Learner {
         with_agent!(self, a => a.restore(state))
     }
 
+    /// The greedy policy of a trading version's saved weights, without building an agent
+    /// (what `ratchet serve` loads): equal to [`policy`](Self::policy) after
+    /// [`load_weights`](Self::load_weights) of the same weights.
+    pub fn policy_from_weights(
+        config: &TrainConfig,
+        weights: &[NamedTensor],
+    ) -> Result<InferenceMlp, AgentError> {
+        match config.run.algo {
+            Algo::Ppo => Ppo::<TradingEnv>::policy_from_weights(&config.ppo, weights),
+            Algo::Dqn => Dqn::<TradingEnv>::policy_from_weights(&config.dqn, weights),
+        }
+    }
+
     /// The greedy policy's network (action logits or Q-values) as plain f32 weights.
     pub fn policy(&self) -> InferenceMlp {
         with_agent!(self, a => a.policy())

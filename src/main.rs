@@ -13,6 +13,7 @@ mod learner;
 mod market;
 mod models;
 mod output;
+mod serve;
 mod sweep;
 mod tracking;
 mod train;
@@ -35,6 +36,7 @@ fn main() {
         Command::Backtest(args) => backtest::run(&tracking_uri, args),
         Command::Models(cmd) => models::run(&tracking_uri, cmd),
         Command::Sweep(args) => sweep::run(&tracking_uri, args),
+        Command::Serve(args) => serve::run(&tracking_uri, args),
         Command::Runs(cmd) => tracking::runs(&tracking_uri, cmd),
         Command::Experiments(cmd) => tracking::experiments(&tracking_uri, cmd),
     };

@@ -141,11 +141,13 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     let horizon = crate::checkpoint::config_of(&version)
         .ok()
         .and_then(|config| crate::train::planned_horizon(&config));
+    let deployments = registry.deployments(&version.name, number)?;
     if args.json {
         let mut value = serde_json::to_value(&version)?;
         value["uri"] = json!(format!("models:/{}/{}", version.name, number));
         value["checkpoint_path"] = json!(checkpoint.path());
         value["schedule_horizon"] = json!(horizon.map(|(key, steps)| json!({ key: steps })));
+        value["deployments"] = json!(deployments);
         return print_json(&value);
     }
     let t = &version.training;
@@ -204,6 +206,23 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         println!("  metrics");
         for (k, v) in &t.metrics {
             println!("    {k:<26} {}", crate::output::number(Some(*v)));
+        }
+    }
+    if !deployments.is_empty() {
+        println!("  served");
+        for d in &deployments {
+            println!(
+                "    {}  {:<12} {:<10} on {}{}",
+                d.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                d.event,
+                d.role,
+                d.server,
+                if d.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", d.detail)
+                }
+            );
         }
     }
     Ok(())

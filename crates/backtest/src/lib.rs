@@ -50,7 +50,7 @@ pub use report::{
     leakage_warning, write_reports,
 };
 pub use signal::{sma_crossover, sma_crossover_into};
-pub use simulate::{Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};
+pub use simulate::{Holding, Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};
 pub use stats::{
     MAX_PARTITIONS, Overfitting, SharpeEstimate, Trials, probability_of_backtest_overfitting,
 };
