@@ -23,7 +23,7 @@ trap 'rm -rf "$work"' EXIT
 
 seeds="$(seq -s, 0 $((trials - 1)))"
 cat > "$work/overhead.toml" <<TOML
-metric = "eval/mean_return"
+metric = "val/mean_return"
 seeds = [$seeds]
 [base]
 run = { algo = "ppo", env = "cartpole", steps = $steps, experiment = "overhead" }

@@ -49,7 +49,7 @@ fn python() -> String {
 }
 
 /// The sweep's runs as MLflow's own client sees them: the parent and each child with its
-/// status, params and `eval/mean_return`.
+/// status, params and `val/mean_return`.
 fn read_back_with_mlflow(store: &Path, experiment: &str) -> Value {
     let script = r#"
 import json, sys, mlflow
@@ -66,7 +66,7 @@ children = [
         "learning_rate": r.data.params["ppo.learning_rate"],
         "n_steps": r.data.params["ppo.n_steps"],
         "seed": r.data.params["run.seed"],
-        "mean_return": r.data.metrics["eval/mean_return"],
+        "mean_return": r.data.metrics["val/mean_return"],
     }
     for r in runs if "mlflow.parentRunId" in r.data.tags
 ]
