@@ -136,7 +136,12 @@ Examples:
   ratchet sweep configs/sweep-cartpole.toml
   ratchet sweep configs/sweep-cartpole.toml --workers 4 --retries 2 --json
   ratchet sweep configs/sweep-googl.toml --ray http://head:8265 --tracking-uri http://mlflow:5000
-  ratchet sweep show cartpole-lr";
+  ratchet sweep configs/sweep-googl.toml --register-best --final-test --html reports/sweep.html
+  ratchet sweep show cartpole-lr --html reports/cartpole-lr.html
+
+Trials are ranked on the validation range only. --register-best and --final-test act on the
+selected trial once every trial has finished; the final test is the one look at its test
+range the selection needs, and is counted on the version (`ratchet models show`).";
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -161,6 +166,22 @@ pub struct SweepArgs {
     /// Print the leaderboard as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Once every trial has finished, point ALIAS (default: best) at the selected trial's
+    /// version (the best by the sweep's validation metric) and tag it with the sweep's
+    /// statistics (`ratchet.sweep.*`: trials, deflated Sharpe, PBO).
+    #[arg(long, value_name = "ALIAS", num_args = 0..=1, require_equals = true, default_missing_value = "best")]
+    pub register_best: Option<String>,
+    /// Once every trial has finished, backtest the selected trial's version once on its test
+    /// range (reports under --out; counted as a test look) and add
+    /// its test Sharpe ratio to the leaderboard.
+    #[arg(long)]
+    pub final_test: bool,
+    /// Directory for the final test's reports (default: reports/sweep-NAME-final-test).
+    #[arg(long, value_name = "DIR", requires = "final_test")]
+    pub out: Option<PathBuf>,
+    /// Also write the leaderboard as a self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +191,9 @@ pub enum SweepCommand {
         sweep: String,
         #[arg(long)]
         json: bool,
+        /// Also write the leaderboard as a self-contained HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
