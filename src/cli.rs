@@ -14,6 +14,7 @@ Examples:
   ratchet train --env cartpole --algo dqn         the CartPole sanity check
   ratchet train --from models:/googl-ppo@production --steps 20000
   ratchet backtest models:/googl-ppo/1 --out reports/googl-v1
+  ratchet evaluate models:/googl-ppo/1 --walk-forward --folds 4
   ratchet models list googl-ppo
   ratchet models promote models:/googl-ppo/3 --alias production
   ratchet sweep configs/sweep-cartpole.toml       many configurations x seeds, ranked
@@ -41,6 +42,10 @@ pub enum Command {
     /// Run a registered model over a date range and write JSON, Markdown and HTML reports.
     #[command(after_help = BACKTEST_HELP)]
     Backtest(BacktestArgs),
+    /// Judge a registered version on its validation range, or walk it forward over the bars
+    /// after its training range (--walk-forward).
+    #[command(after_help = EVALUATE_HELP)]
+    Evaluate(EvaluateArgs),
     /// Inspect and manage registered model versions.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -224,6 +229,56 @@ pub struct BacktestArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the report's metrics as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const EVALUATE_HELP: &str = "\
+Without --walk-forward: the version's greedy policy on its validation range, the figures
+training logged as val/* (the test range is not read).
+
+--walk-forward cuts the bars after the version's training range (its validation and test
+ranges) into --folds consecutive folds. For each fold, training continues from the version
+for --steps steps on the bars before the fold, then the policy is judged on the fold:
+  --anchored (default)  train on every bar from the start of the data up to the fold; the
+                        version's full training state continues (the `train --from` path)
+  --rolling             train on a window as long as the version's training range, ending at
+                        the fold; the version's weights with a fresh optimizer and fresh
+                        environments (a saved episode position lies outside a moved window)
+Every fold starts from the version. Training is deterministic: the same command gives the
+same numbers. Nothing is registered; the folds reach into the test range, so a walk-forward
+counts as one look at it (`ratchet models show`).
+
+Examples:
+  ratchet evaluate models:/googl-ppo/3
+  ratchet evaluate models:/googl-ppo/3 --walk-forward --folds 4
+  ratchet evaluate models:/googl-ppo@production --walk-forward --folds 6 --rolling --steps 20000 --json";
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// The version: models:/NAME/VERSION, models:/NAME/HUMAN_ID or models:/NAME@ALIAS.
+    pub model: String,
+    /// Walk forward over the bars after the training range instead.
+    #[arg(long)]
+    pub walk_forward: bool,
+    /// Folds of the walk-forward.
+    #[arg(long, value_name = "K", default_value_t = 4, requires = "walk_forward")]
+    pub folds: usize,
+    /// Each fold trains on every bar before it (the default).
+    #[arg(long, conflicts_with = "rolling", requires = "walk_forward")]
+    pub anchored: bool,
+    /// Each fold trains on a window as long as the version's training range.
+    #[arg(long, requires = "walk_forward")]
+    pub rolling: bool,
+    /// Environment steps each fold trains before it is judged.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        requires = "walk_forward"
+    )]
+    pub steps: u64,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -16,6 +16,7 @@ mod output;
 mod sweep;
 mod tracking;
 mod train;
+mod walk_forward;
 
 use clap::Parser;
 
@@ -33,6 +34,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(&tracking_uri, args),
         Command::Backtest(args) => backtest::run(&tracking_uri, args),
+        Command::Evaluate(args) => walk_forward::run(&tracking_uri, args),
         Command::Models(cmd) => models::run(&tracking_uri, cmd),
         Command::Sweep(args) => sweep::run(&tracking_uri, args),
         Command::Runs(cmd) => tracking::runs(&tracking_uri, cmd),
