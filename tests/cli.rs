@@ -1158,3 +1158,58 @@ fn test_looks_are_counted_and_walk_forward_is_reproducible() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--walk-forward"));
 }
+
+/// A `best_val_sharpe` run that fails at registration and is finished with `--resume`
+/// registers the same best state as an uninterrupted run: the best so far travels in the
+/// run checkpoint, the state in the run's `checkpoint-best` artifact.
+#[test]
+fn resume_keeps_the_best_val_sharpe_state() {
+    let sb = Sandbox::new();
+    let config = sb.path("best.toml");
+    std::fs::write(
+        &config,
+        "[run]\nsteps = 2048\nseed = 4\neval_every = 512\nselect = \"best_val_sharpe\"\n\
+         [ppo]\nn_steps = 256\nbatch_size = 64\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let whole = sb.json(&["train", "--config", c, "--model-name", "whole", "--json"]);
+    // An earlier state wins with this seed, so the resumed run must read checkpoint-best.
+    assert_eq!(whole["selection"]["step"], 1024);
+    std::fs::create_dir_all(sb.store().join("models")).unwrap();
+    std::fs::write(sb.store().join("models/blocked"), "").unwrap();
+    let out = sb.run(&["train", "--config", c, "--model-name", "blocked"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("registering a version of blocked"),
+        "{stderr}"
+    );
+    std::fs::remove_file(sb.store().join("models/blocked")).unwrap();
+    let failed = sb
+        .json(&["runs", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "FAILED")
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resumed = sb.json(&["train", "--resume", &failed, "--json"]);
+    assert_eq!(resumed["model_uri"], "models:/blocked/1");
+    assert_eq!(resumed["selection"]["step"], whole["selection"]["step"]);
+    assert_eq!(
+        resumed["selection"]["val_sharpe"],
+        whole["selection"]["val_sharpe"]
+    );
+    assert_eq!(resumed["evaluation"], whole["evaluation"]);
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/blocked/1"),
+        &sb.checkpoint_dir("models:/whole/1"),
+    );
+}
