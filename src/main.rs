@@ -17,6 +17,7 @@ mod serve;
 mod sweep;
 mod tracking;
 mod train;
+mod walk_forward;
 
 use clap::Parser;
 
@@ -34,6 +35,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(&tracking_uri, args),
         Command::Backtest(args) => backtest::run(&tracking_uri, args),
+        Command::Evaluate(args) => walk_forward::run(&tracking_uri, args),
         Command::Models(cmd) => models::run(&tracking_uri, cmd),
         Command::Sweep(args) => sweep::run(&tracking_uri, args),
         Command::Serve(args) => serve::run(&tracking_uri, args),

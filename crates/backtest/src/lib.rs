@@ -47,7 +47,7 @@ pub use metrics::{MetricKind, MetricRow, Metrics};
 pub use prices::PriceSeries;
 pub use report::{
     MonthlyReturn, Report, ReportInput, ReportMetadata, ReportPaths, TimeRange, TradeRecord,
-    leakage_warning, write_reports,
+    leakage_warning, page, write_reports,
 };
 pub use signal::{sma_crossover, sma_crossover_into};
 pub use simulate::{Holding, Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};

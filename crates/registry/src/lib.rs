@@ -42,5 +42,5 @@ pub use model_version::{
     VersionStatus, metric_direction,
 };
 pub use ratchet_tensors::NamedTensor;
-pub use registry::{LocalCheckpoint, Registry};
+pub use registry::{LocalCheckpoint, Registry, test_looks_of};
 pub use validation::{ValidationCheck, ValidationReport};
