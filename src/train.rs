@@ -570,22 +570,20 @@ impl OpenRun {
     }
 
     /// Best effort: a failure to record the end must not hide the error that ended the run.
+    /// When the store cannot be reached, the end is kept in the run-end journal, and the next
+    /// ratchet command on this store records it.
     fn close(&self, status: RunStatus, error: Option<String>) {
-        if let Some(message) = error {
-            let tag = (
-                ERROR_TAG.to_string(),
-                checkpoint::cut_at_char(message, MAX_TAG_CHARS),
-            );
-            if let Err(e) = self.store.set_run_tags(&self.id, &[tag]) {
-                eprintln!(
-                    "warning: could not record the error on run {}: {e}",
-                    self.id
-                );
-            }
-        }
-        if let Err(e) = self
-            .store
-            .set_run_status(&self.id, status, Some(ratchet_mlflow::now_ms()))
+        let tags: Vec<(String, String)> = error
+            .map(|message| {
+                (
+                    ERROR_TAG.to_string(),
+                    checkpoint::cut_at_char(message, MAX_TAG_CHARS),
+                )
+            })
+            .into_iter()
+            .collect();
+        if let Err(e) =
+            crate::market::run_end_journal().end_run(self.store.as_ref(), &self.id, status, &tags)
         {
             eprintln!(
                 "warning: could not mark run {} {}: {e}",

@@ -675,7 +675,7 @@ fn bad_input_gets_one_clear_error_line() {
 
 /// Every run of a local store as MLflow's own client reads it: status and the
 /// `ratchet.error` tag.
-fn runs_seen_by_mlflow(store: &Path) -> Vec<(String, Option<String>)> {
+fn runs_seen_by_mlflow(tracking_uri: &str) -> Vec<(String, Option<String>)> {
     let script = r#"
 import json, sys, mlflow
 c = mlflow.MlflowClient(sys.argv[1])
@@ -683,7 +683,7 @@ ids = [e.experiment_id for e in c.search_experiments()]
 print(json.dumps([[r.info.status, r.data.tags.get("ratchet.error")] for r in c.search_runs(ids)]))
 "#;
     let out = Command::new(support::python())
-        .args(["-c", script, &format!("file://{}", store.display())])
+        .args(["-c", script, tracking_uri])
         .env("MLFLOW_ALLOW_FILE_STORE", "true")
         .output()
         .unwrap();
@@ -706,7 +706,7 @@ fn assert_run_ended(sb: &Sandbox, status: &str, stderr: &str) {
             .to_string()
     });
     assert_eq!(
-        runs_seen_by_mlflow(&sb.store()),
+        runs_seen_by_mlflow(&format!("file://{}", sb.store().display())),
         [(status.to_string(), error)]
     );
 }
@@ -1212,4 +1212,121 @@ fn resume_keeps_the_best_val_sharpe_state() {
         &sb.checkpoint_dir("models:/blocked/1"),
         &sb.checkpoint_dir("models:/whole/1"),
     );
+}
+
+/// A loopback TCP forwarder to an HTTP server that can be cut: while down, it closes every
+/// open connection and every new one unread, as a server that went away.
+struct Switch {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Switch {
+    fn start(upstream: &str) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = upstream.trim_start_matches("http://").to_string();
+        let switch = Switch {
+            url,
+            up: Default::default(),
+            open: Default::default(),
+        };
+        switch.up.store(true, Ordering::SeqCst);
+        let (up, open) = (switch.up.clone(), switch.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: closed unread
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                open.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        switch
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// The tracking server goes away mid-run: the run cannot be marked FAILED then, so its end
+/// waits in the run-end journal, and the next command once the server is back records it.
+#[test]
+fn a_run_whose_server_went_away_is_marked_failed_when_it_is_back() {
+    let server = MlflowServer::start(Backend::Sqlite);
+    let switch = Switch::start(&server.url);
+    let sb = Sandbox::remote(&switch.url);
+    let mut child = sb
+        .command(&[
+            "train",
+            "--env",
+            "cartpole",
+            "--steps",
+            "1000000",
+            "--checkpoint-every",
+            "4096",
+            "--model-name",
+            "gone",
+        ])
+        .env("RATCHET_HTTP_RETRY_SECONDS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while runs_seen_by_mlflow(&server.url).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "training ended early");
+        assert!(start.elapsed() < Duration::from_secs(120), "no run created");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    switch.set(false);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("will be recorded the next time ratchet opens"),
+        "{stderr}"
+    );
+    assert_eq!(runs_seen_by_mlflow(&server.url)[0].0, "RUNNING");
+
+    switch.set(true);
+    let listed = sb.run(&["runs", "list", "--json"]);
+    let note = String::from_utf8_lossy(&listed.stderr);
+    assert!(note.contains("recorded the end of run"), "{note}");
+    let runs = runs_seen_by_mlflow(&server.url);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].0, "FAILED");
+    let error = runs[0]
+        .1
+        .clone()
+        .expect("the error is recorded as ratchet.error");
+    assert!(
+        error.contains(&switch.url.replace("http://", "")) || error.contains("MLflow server"),
+        "{error}"
+    );
+    // Recorded once: the journal is empty now.
+    let again = sb.run(&["runs", "list", "--json"]);
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("recorded the end"));
 }

@@ -85,6 +85,11 @@ impl RunEndJournal {
         })
     }
 
+    /// Whether any ending waits in the journal (for any store).
+    pub fn has_pending(&self) -> bool {
+        std::fs::read_dir(&self.dir).is_ok_and(|mut entries| entries.next().is_some())
+    }
+
     /// Records the journal's endings of runs in `store`, removing each one recorded; endings
     /// for other stores, or that still fail, stay. Returns the ids of the runs recorded.
     pub fn replay(&self, store: &dyn TrackingStore) -> Vec<String> {
