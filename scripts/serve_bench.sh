@@ -43,8 +43,8 @@ url="http://127.0.0.1:$port"
 report() { # LABEL DECISIONS_PER_REQUEST WRK_OUTPUT
     local rps p50 p99
     rps="$(awk '/Requests\/sec/ {print $2}' "$3")"
-    p50="$(awk '$1 == "50.000%" {print $2}' "$3")"
-    p99="$(awk '$1 == "99.000%" {print $2}' "$3")"
+    p50="$(awk '$1 == "50%" {print $2}' "$3")"
+    p99="$(awk '$1 == "99%" {print $2}' "$3")"
     printf '%-44s %12.0f req/s %12.0f decisions/s   p50 %-9s p99 %s\n' \
         "$1" "$rps" "$(echo "$rps * $2" | bc -l)" "$p50" "$p99"
     grep -E "Non-2xx|Socket errors" "$3" || true
@@ -54,25 +54,44 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "warming up 2 x 200 sessions ..."
 SYMBOLS=200 wrk -t2 -c"$connections" -d8s -s scripts/serve_bench/bars.lua "$url" > /dev/null
 SYMBOLS=200 wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/serve_bench/bars.lua "$url" > "$work/single.txt"
-SYMBOLS=1000 BATCH="$batch" wrk -t2 -c"$connections" -d8s -s scripts/serve_bench/bars.lua "$url" > /dev/null
-SYMBOLS=1000 BATCH="$batch" wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/serve_bench/bars.lua "$url" > "$work/batch.txt"
+# Batches: each thread's symbols must outnumber the bars it has in flight (connections x batch),
+# so 8,000 symbols per thread, warmed up first (142 bars each with the default features).
+echo "warming up 2 x 8000 sessions ..."
+SYMBOLS=8000 BATCH="$batch" wrk -t2 -c"$connections" -d25s -s scripts/serve_bench/bars.lua "$url" > /dev/null
+SYMBOLS=8000 BATCH="$batch" wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/serve_bench/bars.lua "$url" > "$work/batch.txt"
 
 # Swap latency: promote version 2 and time the first decision that names it.
-bar_at() { printf '{"symbol":"SWAP","bars":[{"timestamp":%d,"open":100,"high":101,"low":99,"close":100.5,"volume":1}]}' "$1"; }
+bar_at() { # a bar of a gently oscillating price at time $1
+    local p
+    p="$(echo "100 + 5 * s($1 / 7)" | bc -l)"
+    printf '{"symbol":"SWAP","bars":[{"timestamp":%d,"open":%.4f,"high":%.4f,"low":%.4f,"close":%.4f,"volume":1}]}' \
+        "$1" "$p" "$(echo "$p + 1" | bc -l)" "$(echo "$p - 1" | bc -l)" "$(echo "$p + 0.3" | bc -l)"
+}
 t=1
-while ! curl -s "$url/v1/bars" -d "$(bar_at $t)" | grep -q '"warming_up":false'; do t=$((t + 1)); done
+until curl -s "$url/v1/bars" -d "$(bar_at $t)" | grep -q '"warming_up":false'; do
+    t=$((t + 1))
+    [ "$t" -lt 1000 ] || { echo "error: the SWAP session never finished warming up" >&2; exit 1; }
+done
 began=$(date +%s.%N)
 r models promote models:/bench/2 --alias production > /dev/null
-until curl -s "$url/v1/bars" -d "$(bar_at $t)" | grep -q '"version":2'; do t=$((t + 1)); done
+until curl -s "$url/v1/bars" -d "$(bar_at $t)" | grep -q '"version":2'; do
+    t=$((t + 1))
+    [ "$t" -lt 100000 ] || { echo "error: version 2 never answered" >&2; exit 1; }
+done
 swap_s="$(echo "$(date +%s.%N) - $began" | bc -l)"
 kill "${pids[0]}"
 
 # The Python reference: mlflow models serve with an equivalent network.
 "$python" scripts/serve_bench/mlp_model.py "$work/mlp" > /dev/null 2>&1
 mport="$(free_port)"
-"$(dirname "$python")/mlflow" models serve -m "$work/mlp" --env-manager local -h 127.0.0.1 -p "$mport" > "$work/mlflow.log" 2>&1 &
+# The venv's bin on PATH: `mlflow models serve` starts `uvicorn` from there.
+PATH="$(dirname "$python"):$PATH" mlflow models serve -m "$work/mlp" --env-manager local \
+    -h 127.0.0.1 -p "$mport" > "$work/mlflow.log" 2>&1 &
 pids+=($!)
-until curl -sf "http://127.0.0.1:$mport/ping" > /dev/null; do sleep 0.5; done
+until curl -sf "http://127.0.0.1:$mport/ping" > /dev/null; do
+    kill -0 "${pids[-1]}" 2>/dev/null || { tail "$work/mlflow.log" >&2; exit 1; }
+    sleep 0.5
+done
 wrk -t2 -c"$connections" -d5s -s scripts/serve_bench/invocations.lua "http://127.0.0.1:$mport" > /dev/null
 wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/serve_bench/invocations.lua "http://127.0.0.1:$mport" > "$work/mlflow.txt"
 

@@ -61,12 +61,7 @@ pub fn backtest(
     if let Some(d) = &args.data {
         config.data.file = d.clone();
     }
-    let market = Market::prepare(
-        &config.data.file,
-        &config.data.load_options(),
-        &config.features,
-        &config.data.split,
-    )?;
+    let market = Market::prepare(&config)?;
     let range = match (&args.from, &args.to) {
         (None, None) => market.splits.test.range(),
         (from, to) => {
@@ -184,26 +179,15 @@ pub fn backtest(
         .log_metrics(&version.run_id, &logged)
         .with_context(|| format!("logging the backtest to run {}", version.run_id))?;
     let test_looks = if test_range {
+        let test = version.metadata.training.data.test.as_ref();
         let looks = registry
             .record_test_look(&checkpoint::parse_ref(&version.uri)?)
             .with_context(|| format!("counting the test look of {}", version.uri))?;
         eprintln!(
             "note: this backtest overlaps the test range of {} ({} .. {}): test looks {looks}",
             version.uri,
-            version
-                .metadata
-                .training
-                .data
-                .test
-                .as_ref()
-                .map_or("", |r| r.start.as_str()),
-            version
-                .metadata
-                .training
-                .data
-                .test
-                .as_ref()
-                .map_or("", |r| r.end.as_str()),
+            test.map_or("", |r| r.start.as_str()),
+            test.map_or("", |r| r.end.as_str()),
         );
         Some(looks)
     } else {

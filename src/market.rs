@@ -7,10 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ratchet_backtest::PriceSeries;
-use ratchet_data::{
-    FeatureCache, FeatureConfig, FeatureFrame, LoadOptions, LoadedBars, SplitSpec, Splits,
-    load_bars, parse_bars, split,
-};
+use ratchet_data::{FeatureCache, FeatureFrame, LoadedBars, Splits, load_bars, parse_bars, split};
 use ratchet_env::MarketData;
 
 pub struct Market {
@@ -47,12 +44,11 @@ pub fn run_end_journal() -> ratchet_mlflow::RunEndJournal {
 }
 
 impl Market {
-    pub fn prepare(
-        file: &std::path::Path,
-        load: &LoadOptions,
-        features: &FeatureConfig,
-        split_spec: &SplitSpec,
-    ) -> Result<Self> {
+    /// Loads the config's data file (or its built-in copy), computes (or reads from the cache)
+    /// its features, and splits it.
+    pub fn prepare(config: &crate::config::TrainConfig) -> Result<Self> {
+        let (file, load) = (config.data.file.as_path(), &config.data.load_options());
+        let (features, split_spec) = (&config.features, &config.data.split);
         let loaded = match crate::bundled::data_set(file) {
             Some(bytes) => parse_bars(file, bytes.to_vec(), load)?,
             None => load_bars(file, load)?,

@@ -197,12 +197,7 @@ impl Job {
         // The observation window is a property of the features; the environment follows it.
         config.trading.window = config.features.window;
         let market = match config.run.env {
-            EnvKind::Trading => Some(Market::prepare(
-                &config.data.file,
-                &config.data.load_options(),
-                &config.features,
-                &config.data.split,
-            )?),
+            EnvKind::Trading => Some(Market::prepare(&config)?),
             EnvKind::Cartpole => None,
         };
         let learner = Learner::build(&config, market.as_ref())?;

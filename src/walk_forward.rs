@@ -104,12 +104,7 @@ fn prepare(version: &LoadedVersion) -> Result<(TrainConfig, Market)> {
     }
     let mut config = version.config.clone();
     config.trading.window = config.features.window;
-    let market = Market::prepare(
-        &config.data.file,
-        &config.data.load_options(),
-        &config.features,
-        &config.data.split,
-    )?;
+    let market = Market::prepare(&config)?;
     Ok((config, market))
 }
 

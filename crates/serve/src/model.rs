@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ratchet_agents::TradingPolicy;
-use ratchet_agents::trading_policy::Scratch;
 use ratchet_data::FeatureConfig;
 use ratchet_env::execution::Costs;
 use ratchet_registry::{ModelRef, ModelVersion, NamedTensor, Registry, VersionStatus};
@@ -114,7 +113,10 @@ impl ServedModel {
             )));
         }
         // Warm-up: one decision on an all-zero window exercises every layer once.
-        let position = model.decide(&vec![0.0; window_values], 0.0, 0.0, &mut model.scratch());
+        let zeros = vec![0.0; window_values];
+        let position = model
+            .policy
+            .decide(&zeros, 0.0, 0.0, &mut model.policy.scratch());
         if !position.is_finite() {
             return Err(LoadError::Failed(anyhow::anyhow!(
                 "models:/{}/{version} gives non-finite outputs on an all-zero window",
@@ -122,23 +124,6 @@ impl ServedModel {
             )));
         }
         Ok(Arc::new(model))
-    }
-
-    pub fn scratch(&self) -> Scratch {
-        self.policy.scratch()
-    }
-
-    /// The target position after a bar (NaN when the network's outputs are not finite).
-    #[inline]
-    pub fn decide(
-        &self,
-        window_rows: &[f32],
-        position: f64,
-        unrealised_return: f64,
-        scratch: &mut Scratch,
-    ) -> f64 {
-        self.policy
-            .decide(window_rows, position, unrealised_return, scratch)
     }
 
     pub fn info(&self) -> ModelInfo {

@@ -110,7 +110,7 @@ impl Session {
             last_close: None,
             served: Track::default(),
             shadow: Track::default(),
-            scratch: model.scratch(),
+            scratch: model.policy.scratch(),
         })
     }
 
@@ -173,7 +173,7 @@ impl Session {
     pub fn decide(&mut self, model: &ServedModel, shadow: bool) -> f64 {
         let close = self.last_close.expect("a full window has bars");
         let track = if shadow { &self.shadow } else { &self.served };
-        model.decide(
+        model.policy.decide(
             self.rows.window(),
             track.holding.position,
             track.holding.unrealised_return(close),
