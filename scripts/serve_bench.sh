@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `ratchet serve` under load, side by side with `mlflow models serve`, in one run on this
-# machine (wrk, the load generator, shares the cores with the server under test):
+# machine. The server under test runs on core 0 and wrk (one thread) on core 1 (`taskset`), so
+# the load generator does not take the server's CPU; PIN=0 runs both unpinned (wrk with 2
+# threads), as they would share a 2-core machine:
 #
 #   1. single-bar POST /v1/bars at 64 connections (each request one symbol, one bar, one
 #      decision), after a warm-up that fills every session's feature window;
@@ -18,6 +20,12 @@ cd "$(dirname "$0")/.."
 duration="${DURATION:-20}"
 connections="${CONNECTIONS:-64}"
 batch="${BATCH_SYMBOLS:-100}"
+if [ "${PIN:-1}" = 1 ]; then
+    server_cpu=(taskset -c 0) load_cpu=(taskset -c 1) threads=1
+else
+    server_cpu=() load_cpu=() threads=2
+fi
+load() { "${load_cpu[@]}" wrk -t"$threads" -c"$connections" "$@"; }
 python="${RATCHET_PYTHON:-$HOME/.cache/ratchet/venv/bin/python}"
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet
@@ -35,7 +43,8 @@ r train --steps 2048 --seed 1 --model-name bench --json > /dev/null 2>&1
 r train --steps 2048 --seed 2 --model-name bench --json > /dev/null 2>&1
 r models promote models:/bench/1 --alias production > /dev/null
 port="$(free_port)"
-r serve models:/bench@production --listen "127.0.0.1:$port" --poll-seconds 1 > "$work/serve.out" 2> "$work/serve.log" &
+RUST_LOG=warn "${server_cpu[@]}" "$ratchet" --tracking-uri "$store" serve models:/bench@production \
+    --listen "127.0.0.1:$port" --poll-seconds 1 > "$work/serve.out" 2> "$work/serve.log" &
 pids+=($!)
 until grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.1; done
 url="http://127.0.0.1:$port"
@@ -51,14 +60,14 @@ report() { # LABEL DECISIONS_PER_REQUEST WRK_OUTPUT
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "warming up 2 x 200 sessions ..."
-SYMBOLS=200 wrk -t2 -c"$connections" -d8s -s scripts/serve_bench/bars.lua "$url" > /dev/null
-SYMBOLS=200 wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/serve_bench/bars.lua "$url" > "$work/single.txt"
+echo "warming up 200 sessions per wrk thread ..."
+SYMBOLS=200 load -d8s -s scripts/serve_bench/bars.lua "$url" > /dev/null
+SYMBOLS=200 load -d"${duration}s" --latency -s scripts/serve_bench/bars.lua "$url" > "$work/single.txt"
 # Batches: each thread's symbols must outnumber the bars it has in flight (connections x batch),
 # so 8,000 symbols per thread, warmed up first (142 bars each with the default features).
-echo "warming up 2 x 8000 sessions ..."
-SYMBOLS=8000 BATCH="$batch" wrk -t2 -c"$connections" -d25s -s scripts/serve_bench/bars.lua "$url" > /dev/null
-SYMBOLS=8000 BATCH="$batch" wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/serve_bench/bars.lua "$url" > "$work/batch.txt"
+echo "warming up 8000 sessions per wrk thread ..."
+SYMBOLS=8000 BATCH="$batch" load -d25s -s scripts/serve_bench/bars.lua "$url" > /dev/null
+SYMBOLS=8000 BATCH="$batch" load -d"${duration}s" --latency -s scripts/serve_bench/bars.lua "$url" > "$work/batch.txt"
 
 # Swap latency: promote version 2 and time the first decision that names it.
 bar_at() { # a bar of a gently oscillating price at time $1
@@ -85,18 +94,18 @@ kill "${pids[0]}"
 "$python" scripts/serve_bench/mlp_model.py "$work/mlp" > /dev/null 2>&1
 mport="$(free_port)"
 # The venv's bin on PATH: `mlflow models serve` starts `uvicorn` from there.
-PATH="$(dirname "$python"):$PATH" mlflow models serve -m "$work/mlp" --env-manager local \
+PATH="$(dirname "$python"):$PATH" "${server_cpu[@]}" mlflow models serve -m "$work/mlp" --env-manager local \
     -h 127.0.0.1 -p "$mport" > "$work/mlflow.log" 2>&1 &
 pids+=($!)
 until curl -sf "http://127.0.0.1:$mport/ping" > /dev/null; do
     kill -0 "${pids[-1]}" 2>/dev/null || { tail "$work/mlflow.log" >&2; exit 1; }
     sleep 0.5
 done
-wrk -t2 -c"$connections" -d5s -s scripts/serve_bench/invocations.lua "http://127.0.0.1:$mport" > /dev/null
-wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/serve_bench/invocations.lua "http://127.0.0.1:$mport" > "$work/mlflow.txt"
+load -d5s -s scripts/serve_bench/invocations.lua "http://127.0.0.1:$mport" > /dev/null
+load -d"${duration}s" --latency -s scripts/serve_bench/invocations.lua "http://127.0.0.1:$mport" > "$work/mlflow.txt"
 
 echo
-echo "$(nproc) cores, $connections connections, ${duration}s each; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$(nproc) cores (pinned: ${PIN:-1}), $connections connections, ${duration}s each; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 report "ratchet serve, 1 bar per request" 1 "$work/single.txt"
 report "ratchet serve, $batch symbols per request" "$batch" "$work/batch.txt"
 report "mlflow models serve, 1 observation/request" 1 "$work/mlflow.txt"
