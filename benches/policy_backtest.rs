@@ -3,6 +3,9 @@
 //! plus buy-and-hold and every metric.
 //!
 //! Run: `cargo bench --bench policy_backtest`. Target: under 1 s for 1M bars on one core.
+//!
+//! `inference/forward_one_row_112x64x64x3`: the network alone, one observation of the default
+//! trading features (`InferenceMlp::forward`), what `ratchet serve` evaluates per decision.
 
 use std::hint::black_box;
 
@@ -73,5 +76,21 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn forward_one_row(c: &mut Criterion) {
+    let mut rng = Rng::seed_from(2);
+    let net = network(&mut rng);
+    let obs: Vec<f32> = (0..net.input_size()).map(|_| rng.normal() as f32).collect();
+    let mut out = vec![0.0f32; net.output_size()];
+    let mut group = c.benchmark_group("inference");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("forward_one_row_112x64x64x3", |b| {
+        b.iter(|| {
+            net.forward(black_box(&obs), &mut out);
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, forward_one_row);
 criterion_main!(benches);
