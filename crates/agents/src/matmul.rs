@@ -231,20 +231,37 @@ impl<'a> Job<'a> {
 }
 
 /// `out[j][i] = m[i][j]` for the `rows x cols` matrix `m`; `out` has rows of `out_stride`.
-/// In tiles of 16 x 16, so that the lines written stay in the L1 cache while they fill (a
-/// plain loop over a 256 x 256 matrix spent 30% of a DQN gradient step in cache misses).
-pub(crate) fn transpose(m: Matrix, out: &mut [f32], out_stride: usize) {
+/// By tiles of 16 input rows: each output row's 16 values are written together from the
+/// tile's rows (sliced once, so the inner loop has no bounds checks), compiled for `isa`. The
+/// tiled scalar loop it replaced wrote value by value down a column; in a PPO minibatch on
+/// CartPole the weight transposes went from 7.8% to 5.2% of the samples (1.5x faster), on
+/// DQN's 256 x 256 weights they stayed ~6%.
+pub(crate) fn transpose(isa: Isa, m: Matrix, out: &mut [f32], out_stride: usize) {
     const TILE: usize = 16;
-    for i0 in (0..m.rows).step_by(TILE) {
-        for j0 in (0..m.cols).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(m.rows) {
-                let row = &m.data[i * m.stride..][..m.cols];
-                for j in j0..(j0 + TILE).min(m.cols) {
-                    out[j * out_stride + i] = row[j];
+    isa.run(
+        #[inline(always)]
+        || {
+            let mut i0 = 0;
+            while i0 + TILE <= m.rows {
+                let tile: [&[f32]; TILE] =
+                    std::array::from_fn(|k| &m.data[(i0 + k) * m.stride..][..m.cols]);
+                for j in 0..m.cols {
+                    let column: &mut [f32; TILE] = (&mut out[j * out_stride + i0..][..TILE])
+                        .try_into()
+                        .expect("a whole tile");
+                    for (o, row) in column.iter_mut().zip(&tile) {
+                        *o = row[j];
+                    }
+                }
+                i0 += TILE;
+            }
+            for i in i0..m.rows {
+                for (j, &v) in m.data[i * m.stride..][..m.cols].iter().enumerate() {
+                    out[j * out_stride + i] = v;
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -256,11 +273,17 @@ mod tests {
     fn transposes_every_shape() {
         for (rows, cols) in [(1, 1), (3, 40), (64, 256), (17, 33)] {
             let m: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
-            let mut out = vec![f32::NAN; cols * (rows + 1)];
-            transpose(Matrix::dense(&m, rows, cols), &mut out, rows + 1);
-            for i in 0..rows {
-                for j in 0..cols {
-                    assert_eq!(out[j * (rows + 1) + i], m[i * cols + j], "{rows}x{cols}");
+            for isa in Isa::available() {
+                let mut out = vec![f32::NAN; cols * (rows + 1)];
+                transpose(isa, Matrix::dense(&m, rows, cols), &mut out, rows + 1);
+                for i in 0..rows {
+                    for j in 0..cols {
+                        assert_eq!(
+                            out[j * (rows + 1) + i],
+                            m[i * cols + j],
+                            "{rows}x{cols} {isa:?}"
+                        );
+                    }
                 }
             }
         }
@@ -307,7 +330,7 @@ mod tests {
                     assert_eq!(bits(&out), bits(want), "{depth}x{cols} {isa:?} row {r}");
                 }
                 let mut at = vec![0.0f32; depth * rows];
-                transpose(am, &mut at, rows);
+                transpose(isa, am, &mut at, rows);
                 let mut out = vec![f32::NAN; rows * cols];
                 let at = Matrix::dense(&at, depth, rows);
                 matmul_transposed(isa, at, bm, Some(&init), &mut out, cols);
