@@ -16,7 +16,7 @@
 
 use crate::AgentError;
 use crate::isa::Isa;
-use crate::matmul::{Matrix, matmul, matmul_transposed, padded, transpose};
+use crate::matmul::{Matrix, column_sums, matmul, matmul_transposed, padded, transpose};
 use crate::network::Activation;
 
 /// Networks whose layers are all at most this wide train here when the device is the CPU.
@@ -244,12 +244,10 @@ impl FusedMlp {
             {
                 g.copy_from_slice(&w[..l.outputs]);
             }
-            // db = the rows' sum.
-            let bias = &mut grads[l.bias..l.bias + l.outputs];
-            bias.fill(0.0);
-            for row in grad_out.chunks_exact(l.stride) {
-                bias.iter_mut().zip(row).for_each(|(b, d)| *b += d);
-            }
+            // db = the rows' sum, in row order (the weight gradient's scratch is free again).
+            let bias_grad = &mut weight_grad[..l.stride];
+            column_sums(isa, dz, bias_grad);
+            grads[l.bias..l.bias + l.outputs].copy_from_slice(&bias_grad[..l.outputs]);
             if i == 0 {
                 break;
             }
