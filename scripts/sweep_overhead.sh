@@ -11,19 +11,24 @@
 # per-job overhead of that path.
 #
 #   scripts/sweep_overhead.sh                 # TRIALS=8 STEPS=2048 WORKERS=$(nproc)
+#   RATCHET_BIN=target/release/ratchet scripts/sweep_overhead.sh   # an already built binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials="${TRIALS:-8}"
 steps="${STEPS:-2048}"
 workers="${WORKERS:-$(nproc)}"
-cargo build --release --quiet
-ratchet="$PWD/target/release/ratchet"
+if [ -n "${RATCHET_BIN:-}" ]; then
+    ratchet="$(realpath "$RATCHET_BIN")"
+else
+    cargo build --release --quiet
+    ratchet="$PWD/target/release/ratchet"
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 seeds="$(seq -s, 0 $((trials - 1)))"
 cat > "$work/overhead.toml" <<TOML
-metric = "eval/mean_return"
+metric = "val/mean_return"
 seeds = [$seeds]
 [base]
 run = { algo = "ppo", env = "cartpole", steps = $steps, experiment = "overhead" }

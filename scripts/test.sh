@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Ratchet's whole test suite on a fresh machine: installs what the tests need
 # (a Python venv with the real MLflow client, Chromium for the HTML report, a software
-# Vulkan adapter for the wgpu test), then `cargo test --release --workspace`; then starts a
+# Vulkan adapter for the wgpu test, Prometheus for the serve tests), then `cargo test --release --workspace`; then starts a
 # Ray head on loopback from a pinned Ray venv and runs the `ratchet sweep --ray` test.
 #
 # Environment:
@@ -21,11 +21,13 @@ export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# System packages: Chromium (report rendering test) and Mesa's lavapipe (software Vulkan,
-# so the wgpu test has an adapter without a GPU).
+# System packages: Chromium (report rendering test), Mesa's lavapipe (software Vulkan, so the
+# wgpu test has an adapter without a GPU) and Prometheus.
 missing=()
 [ -x "$CHROMIUM" ] || missing+=(chromium)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
+# Prometheus (promtool and a server scraping `ratchet serve` in tests/serve.rs).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
     sudo_cmd=""

@@ -16,20 +16,41 @@ use crate::learner::Learner;
 use crate::market::Market;
 
 #[derive(Serialize)]
-struct BacktestOutput {
-    model_uri: String,
-    range: (String, String),
-    periods_per_year: f64,
-    leakage: Option<String>,
-    reports: Vec<PathBuf>,
-    metrics: std::collections::BTreeMap<String, f64>,
+pub struct BacktestOutput {
+    pub model_uri: String,
+    pub range: (String, String),
+    pub periods_per_year: f64,
+    pub leakage: Option<String>,
+    /// Whether the range overlaps the version's test range; then the look is counted.
+    pub test_range: bool,
+    /// The version's test looks, this one included (when the range overlaps its test range).
+    pub test_looks: Option<u64>,
+    pub reports: Vec<PathBuf>,
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 pub fn run(tracking_uri: &str, args: BacktestArgs) -> Result<()> {
     let registry = ratchet_registry::Registry::open(tracking_uri)?;
+    let (output, lines) = backtest(&registry, &args)?;
+    if args.json {
+        return crate::output::print_json(&output);
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Backtests `args.model` as `ratchet backtest` does (reports, `backtest/*` metrics on its
+/// run, a counted look when the range overlaps its test range) and returns the result and
+/// the lines `ratchet backtest` prints.
+pub fn backtest(
+    registry: &ratchet_registry::Registry,
+    args: &BacktestArgs,
+) -> Result<(BacktestOutput, Vec<String>)> {
     // The policy needs the weights only: the optimizer state and a DQN's replay buffer
     // (possibly gigabytes) are not read.
-    let (version, weights) = checkpoint::load_weights(&registry, &args.model)?;
+    let (version, weights) = checkpoint::load_weights(registry, &args.model)?;
     if version.config.run.env != EnvKind::Trading {
         bail!(
             "{} was trained on CartPole; backtests need a model trained on market data",
@@ -129,26 +150,72 @@ pub fn run(tracking_uri: &str, args: BacktestArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let metrics = headline(&backtest);
+    let (first, last) = prices.span();
+    let test_range = match &version.metadata.training.data.test {
+        Some(r) => {
+            let test = time_range(&r.start, &r.end)?;
+            first <= test.end && last >= test.start
+        }
+        None => false,
+    };
+    // The version's own test split, as training recorded it: logged as test/* too (the
+    // sweep's val-vs-test scatter reads them).
+    let whole_test_split =
+        test_range && args.from.is_none() && args.to.is_none() && args.data.is_none();
     let now = ratchet_mlflow::now_ms();
-    let logged: Vec<Metric> = metrics
+    let prefixes: &[&str] = if whole_test_split {
+        &["backtest", "test"]
+    } else {
+        &["backtest"]
+    };
+    let logged: Vec<Metric> = prefixes
         .iter()
-        .map(|(k, v)| Metric {
-            key: format!("backtest/{k}"),
-            value: *v,
-            timestamp: now,
-            step: 0,
+        .flat_map(|p| {
+            metrics.iter().map(move |(k, v)| Metric {
+                key: format!("{p}/{k}"),
+                value: *v,
+                timestamp: now,
+                step: 0,
+            })
         })
         .collect();
     registry
         .store()
         .log_metrics(&version.run_id, &logged)
         .with_context(|| format!("logging the backtest to run {}", version.run_id))?;
-    let (first, last) = prices.span();
+    let test_looks = if test_range {
+        let looks = registry
+            .record_test_look(&checkpoint::parse_ref(&version.uri)?)
+            .with_context(|| format!("counting the test look of {}", version.uri))?;
+        eprintln!(
+            "note: this backtest overlaps the test range of {} ({} .. {}): test looks {looks}",
+            version.uri,
+            version
+                .metadata
+                .training
+                .data
+                .test
+                .as_ref()
+                .map_or("", |r| r.start.as_str()),
+            version
+                .metadata
+                .training
+                .data
+                .test
+                .as_ref()
+                .map_or("", |r| r.end.as_str()),
+        );
+        Some(looks)
+    } else {
+        None
+    };
     let output = BacktestOutput {
         model_uri: version.uri.clone(),
         range: (first.to_rfc3339(), last.to_rfc3339()),
         periods_per_year: backtest.frequency.periods_per_year,
         leakage: paths.leakage.clone(),
+        test_range,
+        test_looks,
         reports: vec![
             paths.json.clone(),
             paths.markdown.clone(),
@@ -156,43 +223,45 @@ pub fn run(tracking_uri: &str, args: BacktestArgs) -> Result<()> {
         ],
         metrics,
     };
-    if args.json {
-        return crate::output::print_json(&output);
-    }
     let s = &backtest.strategy_metrics;
     let h = &backtest.buy_and_hold_metrics;
-    println!(
-        "backtest of {} over {} .. {} ({} bars)",
-        version.uri,
-        first.format("%Y-%m-%d %H:%M"),
-        last.format("%Y-%m-%d %H:%M"),
-        prices.len()
-    );
-    println!(
-        "  periods per year  {} ({})",
-        backtest.frequency.periods_per_year, backtest.frequency.rule
-    );
-    println!(
-        "  total return      {:+.2}%   buy & hold {:+.2}%",
-        s.total_return * 100.0,
-        h.total_return * 100.0
-    );
-    println!(
-        "  sharpe            {}   buy & hold {}",
-        opt(s.sharpe),
-        opt(h.sharpe)
-    );
-    println!(
-        "  max drawdown      {:.2}%   buy & hold {:.2}%",
-        s.max_drawdown * 100.0,
-        h.max_drawdown * 100.0
-    );
-    println!("  trades            {}", s.trades);
-    println!("reports: {}", out.display());
-    for p in &output.reports {
-        println!("  {}", p.display());
+    let mut lines = vec![
+        format!(
+            "backtest of {} over {} .. {} ({} bars)",
+            version.uri,
+            first.format("%Y-%m-%d %H:%M"),
+            last.format("%Y-%m-%d %H:%M"),
+            prices.len()
+        ),
+        format!(
+            "  periods per year  {} ({})",
+            backtest.frequency.periods_per_year, backtest.frequency.rule
+        ),
+        format!(
+            "  total return      {:+.2}%   buy & hold {:+.2}%",
+            s.total_return * 100.0,
+            h.total_return * 100.0
+        ),
+        format!(
+            "  sharpe            {}   buy & hold {}",
+            opt(s.sharpe),
+            opt(h.sharpe)
+        ),
+        format!(
+            "  max drawdown      {:.2}%   buy & hold {:.2}%",
+            s.max_drawdown * 100.0,
+            h.max_drawdown * 100.0
+        ),
+        format!("  trades            {}", s.trades),
+    ];
+    if let Some(looks) = test_looks {
+        lines.push(format!("  test looks        {looks} (this one included)"));
     }
-    Ok(())
+    lines.push(format!("reports: {}", out.display()));
+    for p in &output.reports {
+        lines.push(format!("  {}", p.display()));
+    }
+    Ok((output, lines))
 }
 
 fn opt(v: Option<f64>) -> String {

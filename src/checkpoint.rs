@@ -29,6 +29,16 @@ use crate::market::Market;
 
 /// Artifact path of a run's latest checkpoint.
 pub const RUN_CHECKPOINT: &str = "checkpoint";
+/// Artifact path of the state with the best validation Sharpe ratio so far, kept by runs
+/// with `[run] select = "best_val_sharpe"`.
+pub const BEST_CHECKPOINT: &str = "checkpoint-best";
+
+/// The evaluated state with the best validation Sharpe ratio so far.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub step: u64,
+    pub val_sharpe: f64,
+}
 
 /// What a run checkpoint holds besides the agent's own state.
 #[derive(Serialize, Deserialize)]
@@ -36,6 +46,9 @@ struct RunProgress {
     /// Total environment steps at which the run ends.
     target_steps: u64,
     parent: Option<ParentRef>,
+    /// `select = "best_val_sharpe"`: the best state so far (saved as [`BEST_CHECKPOINT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    best: Option<Best>,
 }
 
 /// `state.json` of every checkpoint Ratchet writes.
@@ -166,23 +179,26 @@ pub fn training_record(
     })
 }
 
-/// Writes the learner's complete state as the run's `checkpoint` artifact (replacing the
-/// previous one atomically).
+/// Writes the learner's complete state as the run's `artifact` ([`RUN_CHECKPOINT`] or
+/// [`BEST_CHECKPOINT`]), replacing the previous one atomically.
 #[allow(clippy::too_many_arguments)]
 pub fn save_run(
     store: &dyn TrackingStore,
     run_id: &str,
+    artifact: &str,
     config: &TrainConfig,
     market: Option<&Market>,
     learner: &Learner,
     parent: Option<&ParentRef>,
     target_steps: u64,
+    best: Option<Best>,
 ) -> Result<()> {
     let checkpoint_state = split_state(
         learner.state()?,
         RunProgress {
             target_steps,
             parent: parent.cloned(),
+            best,
         },
     )?;
     let record = training_record(config, market, learner, parent, BTreeMap::new(), 0.0)?;
@@ -207,15 +223,15 @@ pub fn save_run(
         .prefix(".ratchet-checkpoint-")
         .tempdir_in(store.scratch_dir()?)
         .context("creating a scratch directory for the checkpoint")?;
-    let local = scratch.path().join(RUN_CHECKPOINT);
+    let local = scratch.path().join(artifact);
     Checkpoint {
         state: checkpoint_state,
         metadata,
     }
     .save(&local)?;
     store
-        .upload_artifacts_owned(run_id, &local, RUN_CHECKPOINT)
-        .with_context(|| format!("saving the checkpoint of run {run_id}"))?;
+        .upload_artifacts_owned(run_id, &local, artifact)
+        .with_context(|| format!("saving the {artifact} of run {run_id}"))?;
     Ok(())
 }
 
@@ -225,6 +241,7 @@ pub struct RunCheckpoint {
     pub state: TrainingState<'static>,
     pub parent: Option<ParentRef>,
     pub target_steps: u64,
+    pub best: Option<Best>,
 }
 
 pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint> {
@@ -236,21 +253,11 @@ pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint
             "run {run_id} already finished; continue its model with `ratchet train --from`"
         );
     }
-    let download = tempfile::tempdir()?;
-    let dir = match store.local_artifact_path(run_id, RUN_CHECKPOINT)? {
-        Some(dir) => dir,
-        None => {
-            store.download_artifacts(run_id, RUN_CHECKPOINT, download.path())?;
-            download.path().to_path_buf()
-        }
-    };
-    if !dir.exists() {
-        anyhow::bail!(
+    let checkpoint = run_artifact(store, run_id, RUN_CHECKPOINT)?.ok_or_else(|| {
+        anyhow!(
             "run {run_id} has no checkpoint yet (it stopped before the first one); start it again"
-        );
-    }
-    let checkpoint = Checkpoint::load(&dir)
-        .with_context(|| format!("reading the last checkpoint of run {run_id}"))?;
+        )
+    })?;
     let config = config_of(&checkpoint.metadata)?;
     let (state, progress) = join_state(checkpoint.state)?;
     Ok(RunCheckpoint {
@@ -258,7 +265,37 @@ pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint
         state,
         parent: progress.parent,
         target_steps: progress.target_steps,
+        best: progress.best,
     })
+}
+
+/// The training state a run saved as [`BEST_CHECKPOINT`].
+pub fn load_best(store: &dyn TrackingStore, run_id: &str) -> Result<TrainingState<'static>> {
+    let checkpoint = run_artifact(store, run_id, BEST_CHECKPOINT)?
+        .ok_or_else(|| anyhow!("run {run_id} has no {BEST_CHECKPOINT} artifact"))?;
+    Ok(join_state(checkpoint.state)?.0)
+}
+
+/// A checkpoint artifact of a run, verified; `None` when the run has none at that path.
+fn run_artifact(
+    store: &dyn TrackingStore,
+    run_id: &str,
+    artifact: &str,
+) -> Result<Option<Checkpoint<'static>>> {
+    let download = tempfile::tempdir()?;
+    let dir = match store.local_artifact_path(run_id, artifact)? {
+        Some(dir) => dir,
+        None => {
+            store.download_artifacts(run_id, artifact, download.path())?;
+            download.path().to_path_buf()
+        }
+    };
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let checkpoint = Checkpoint::load(&dir)
+        .with_context(|| format!("reading the {artifact} artifact of run {run_id}"))?;
+    Ok(Some(checkpoint))
 }
 
 /// The configuration a version was trained with.
@@ -374,6 +411,7 @@ pub fn register(
         RunProgress {
             target_steps: learner.total_steps(),
             parent: parent.cloned(),
+            best: None,
         },
     )?;
     let record = training_record(

@@ -14,9 +14,11 @@ Examples:
   ratchet train --env cartpole --algo dqn         the CartPole sanity check
   ratchet train --from models:/googl-ppo@production --steps 20000
   ratchet backtest models:/googl-ppo/1 --out reports/googl-v1
+  ratchet evaluate models:/googl-ppo/1 --walk-forward --folds 4
   ratchet models list googl-ppo
   ratchet models promote models:/googl-ppo/3 --alias production
   ratchet sweep configs/sweep-cartpole.toml       many configurations x seeds, ranked
+  ratchet serve models:/googl-ppo@production      live decisions over HTTP, following the alias
 
 The store is MLflow's own format: ./mlruns unless --tracking-uri or MLFLOW_TRACKING_URI
 says otherwise (a directory, a file: URI, or an http(s):// MLflow server). View it with
@@ -41,6 +43,10 @@ pub enum Command {
     /// Run a registered model over a date range and write JSON, Markdown and HTML reports.
     #[command(after_help = BACKTEST_HELP)]
     Backtest(BacktestArgs),
+    /// Judge a registered version on its validation range, or walk it forward over the bars
+    /// after its training range (--walk-forward).
+    #[command(after_help = EVALUATE_HELP)]
+    Evaluate(EvaluateArgs),
     /// Inspect and manage registered model versions.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -52,6 +58,10 @@ pub enum Command {
         subcommand_negates_reqs = true
     )]
     Sweep(SweepArgs),
+    /// Serve live decisions from a registered version over HTTP, following its alias (hot
+    /// swap), with an optional canary and shadow, Prometheus metrics and SLO rollback.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Tracked runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -126,6 +136,67 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     }
 }
 
+const SERVE_HELP: &str = "\
+The server keeps one session per symbol (its online features and position) and answers each
+POST /v1/bars with the position for the next bar. It follows the aliases: when one moves
+(`ratchet models promote`), the new version is loaded, verified and warmed in the background
+and swapped in without a failed request. Only `validated` or `production` versions are served
+unless --allow-unvalidated. Set RATCHET_SERVE_TOKEN to require `Authorization: Bearer TOKEN`
+on POST /v1/reload. Ctrl-C or SIGTERM drains requests in flight and exits 0; SIGHUP checks
+the aliases now.
+
+Endpoints:
+  POST /v1/bars        {\"symbol\": \"GOOGL\", \"bars\": [{\"timestamp\": ..., \"open\": ..., \"high\": ...,
+                       \"low\": ..., \"close\": ..., \"volume\": ...}]} (or a list of such objects)
+  GET  /v1/deployment  what is live, and the history of swaps and rollbacks
+  POST /v1/reload      check the aliases now
+  GET  /healthz, /readyz, /metrics (Prometheus)
+
+An SLO file (TOML) sets limits on the production and canary versions over a rolling window:
+  window_seconds = 60, min_decisions = 20, max_error_rate = 0.05,
+  max_p99_latency_ms = 50.0, max_drawdown = 0.10
+A version that breaks one (or fails to load) has its alias rolled back.
+
+Examples:
+  ratchet serve models:/googl-ppo@production
+  ratchet serve models:/googl-ppo@production --canary models:/googl-ppo@candidate \\
+      --canary-percent 10 --shadow models:/googl-ppo@challenger --slo configs/slo.toml
+  curl -s localhost:8080/v1/bars -d @bars.json";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The production version to serve, normally an alias: models:/NAME@production.
+    #[arg(value_name = "MODEL_URI")]
+    pub model: String,
+    /// A canary version answering a stable share of the symbols (models:/NAME@ALIAS).
+    #[arg(long, value_name = "MODEL_URI")]
+    pub canary: Option<String>,
+    /// Share of symbols the canary answers, in percent (chosen by a hash of the symbol).
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = 10.0,
+        requires = "canary"
+    )]
+    pub canary_percent: f64,
+    /// A shadow version deciding on the same bars without answering (its decisions and paper
+    /// PnL show in /metrics).
+    #[arg(long, value_name = "MODEL_URI")]
+    pub shadow: Option<String>,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Seconds between checks of the aliases.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub poll_seconds: f64,
+    /// SLO file (TOML); a version that breaks it has its alias rolled back.
+    #[arg(long, value_name = "FILE")]
+    pub slo: Option<PathBuf>,
+    /// Serve versions whose status is not `validated` or `production`.
+    #[arg(long)]
+    pub allow_unvalidated: bool,
+}
+
 const SWEEP_HELP: &str = "\
 A sweep file names a base config and the axes that vary it ([grid] values, [random] draws
 from a seeded sampler, explicit [[list]] entries) and the seeds; every configuration is
@@ -136,7 +207,12 @@ Examples:
   ratchet sweep configs/sweep-cartpole.toml
   ratchet sweep configs/sweep-cartpole.toml --workers 4 --retries 2 --json
   ratchet sweep configs/sweep-googl.toml --ray http://head:8265 --tracking-uri http://mlflow:5000
-  ratchet sweep show cartpole-lr";
+  ratchet sweep configs/sweep-googl.toml --register-best --final-test --html reports/sweep.html
+  ratchet sweep show cartpole-lr --html reports/cartpole-lr.html
+
+Trials are ranked on the validation range only. --register-best and --final-test act on the
+selected trial once every trial has finished; the final test is the one look at its test
+range the selection needs, and is counted on the version (`ratchet models show`).";
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -161,6 +237,22 @@ pub struct SweepArgs {
     /// Print the leaderboard as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Once every trial has finished, point ALIAS (default: best) at the selected trial's
+    /// version (the best by the sweep's validation metric) and tag it with the sweep's
+    /// statistics (`ratchet.sweep.*`: trials, deflated Sharpe, PBO).
+    #[arg(long, value_name = "ALIAS", num_args = 0..=1, require_equals = true, default_missing_value = "best")]
+    pub register_best: Option<String>,
+    /// Once every trial has finished, backtest the selected trial's version once on its test
+    /// range (reports under --out; counted as a test look) and add
+    /// its test Sharpe ratio to the leaderboard.
+    #[arg(long)]
+    pub final_test: bool,
+    /// Directory for the final test's reports (default: reports/sweep-NAME-final-test).
+    #[arg(long, value_name = "DIR", requires = "final_test")]
+    pub out: Option<PathBuf>,
+    /// Also write the leaderboard as a self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +262,9 @@ pub enum SweepCommand {
         sweep: String,
         #[arg(long)]
         json: bool,
+        /// Also write the leaderboard as a self-contained HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
@@ -200,6 +295,56 @@ pub struct BacktestArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the report's metrics as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const EVALUATE_HELP: &str = "\
+Without --walk-forward: the version's greedy policy on its validation range, the figures
+training logged as val/* (the test range is not read).
+
+--walk-forward cuts the bars after the version's training range (its validation and test
+ranges) into --folds consecutive folds. For each fold, training continues from the version
+for --steps steps on the bars before the fold, then the policy is judged on the fold:
+  --anchored (default)  train on every bar from the start of the data up to the fold; the
+                        version's full training state continues (the `train --from` path)
+  --rolling             train on a window as long as the version's training range, ending at
+                        the fold; the version's weights with a fresh optimizer and fresh
+                        environments (a saved episode position lies outside a moved window)
+Every fold starts from the version. Training is deterministic: the same command gives the
+same numbers. Nothing is registered; the folds reach into the test range, so a walk-forward
+counts as one look at it (`ratchet models show`).
+
+Examples:
+  ratchet evaluate models:/googl-ppo/3
+  ratchet evaluate models:/googl-ppo/3 --walk-forward --folds 4
+  ratchet evaluate models:/googl-ppo@production --walk-forward --folds 6 --rolling --steps 20000 --json";
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// The version: models:/NAME/VERSION, models:/NAME/HUMAN_ID or models:/NAME@ALIAS.
+    pub model: String,
+    /// Walk forward over the bars after the training range instead.
+    #[arg(long)]
+    pub walk_forward: bool,
+    /// Folds of the walk-forward.
+    #[arg(long, value_name = "K", default_value_t = 4, requires = "walk_forward")]
+    pub folds: usize,
+    /// Each fold trains on every bar before it (the default).
+    #[arg(long, conflicts_with = "rolling", requires = "walk_forward")]
+    pub anchored: bool,
+    /// Each fold trains on a window as long as the version's training range.
+    #[arg(long, requires = "walk_forward")]
+    pub rolling: bool,
+    /// Environment steps each fold trains before it is judged.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        requires = "walk_forward"
+    )]
+    pub steps: u64,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

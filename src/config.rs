@@ -49,6 +49,42 @@ pub struct RunConfig {
     pub experiment: String,
     /// Checkpoint interval in environment steps.
     pub checkpoint_every: u64,
+    /// Which weights the run registers: the last ones, or those with the best Sharpe ratio
+    /// on the validation range among the evaluations every `eval_every` steps. Left out of
+    /// the recorded config at its default, so configs (and sweep trial ids) from before it
+    /// existed are unchanged.
+    #[serde(skip_serializing_if = "Select::is_last")]
+    pub select: Select,
+    /// Evaluate the greedy policy on the validation range every N environment steps (the
+    /// `val_curve/*` metrics; the candidates of `select = "best_val_sharpe"`). Unset: only
+    /// once, at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<u64>,
+}
+
+/// `[run] select`: which of a run's evaluated states becomes the registered version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    /// The state at the end of training.
+    #[default]
+    Last,
+    /// The evaluated state (every `eval_every` steps, and the last) with the highest Sharpe
+    /// ratio on the validation range; the earliest on ties.
+    BestValSharpe,
+}
+
+impl Select {
+    pub fn is_last(&self) -> bool {
+        *self == Select::Last
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Select::Last => "last",
+            Select::BestValSharpe => "best_val_sharpe",
+        }
+    }
 }
 
 impl Default for RunConfig {
@@ -63,6 +99,8 @@ impl Default for RunConfig {
             model_name: None,
             experiment: "ratchet".into(),
             checkpoint_every: 10_000,
+            select: Select::Last,
+            eval_every: None,
         }
     }
 }
@@ -183,6 +221,23 @@ impl TrainConfig {
         if self.run.checkpoint_every == 0 {
             bail!("run.checkpoint_every must be at least 1");
         }
+        if self.run.eval_every == Some(0) {
+            bail!("run.eval_every must be at least 1 (leave it out to evaluate once, at the end)");
+        }
+        if self.run.select == Select::BestValSharpe {
+            if self.run.env == EnvKind::Cartpole {
+                bail!(
+                    "run.select = \"best_val_sharpe\" needs the trading environment: CartPole has \
+                     no validation range to take a Sharpe ratio on"
+                );
+            }
+            if self.run.eval_every.is_none() {
+                bail!(
+                    "run.select = \"best_val_sharpe\" needs run.eval_every (the steps between \
+                     validation evaluations, the candidates it picks from)"
+                );
+            }
+        }
         self.features
             .validate()
             .map_err(|e| anyhow::anyhow!("[features]: {e}"))?;
@@ -275,6 +330,25 @@ mod tests {
         assert!(format!("{e:#}").contains("n_envs"), "{e:#}");
         let c = write("[dqn]\ntotal_timesteps = 7\n").unwrap();
         assert!(c.dqn_schedule_given);
+        let e = write("[run]\nselect = \"best_val_sharpe\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("needs run.eval_every"), "{e:#}");
+        let e = write("[run]\nselect = \"best\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `best`"), "{e}");
+        let e = write("[run]\neval_every = 0\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("run.eval_every must be at least 1"),
+            "{e:#}"
+        );
+        let c = write("[run]\nselect = \"best_val_sharpe\"\neval_every = 500\n").unwrap();
+        assert_eq!(
+            (c.run.select, c.run.eval_every),
+            (Select::BestValSharpe, Some(500))
+        );
+        // Defaults are left out of the recorded config: older configs hash the same.
+        let recorded = TrainConfig::default().to_json();
+        assert!(
+            recorded["run"].get("select").is_none() && recorded["run"].get("eval_every").is_none()
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Judging a policy: a greedy backtest over a range of the market data (trading), or
-//! greedy episodes (CartPole). Used at the end of training and by `ratchet backtest`.
+//! greedy episodes (CartPole). Training judges on the validation range only (during and at
+//! the end of training); the test range is read by `ratchet backtest` and
+//! `ratchet sweep --final-test`, which count it as a look.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -19,15 +21,19 @@ use ratchet::policy::NetworkPolicy;
 /// Greedy CartPole episodes run after training.
 const CARTPOLE_EPISODES: usize = 10;
 
-/// What training reports about the new version (logged as `eval/*` metrics and kept in the
+/// What training reports about the new version (logged as `val/*` metrics and kept in the
 /// version's metadata).
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
-    /// `test range backtest` or `greedy episodes`.
+    /// `validation range backtest` or `greedy episodes`.
     pub kind: String,
     /// Dates of the backtest range, or empty.
     pub range: Option<(String, String)>,
     pub metrics: BTreeMap<String, f64>,
+    /// The strategy's per-bar returns over the range (the first bar's, always 0, left out):
+    /// uploaded as `val/returns.json` for the sweep's deflated Sharpe ratio and PBO.
+    #[serde(skip)]
+    pub returns: Option<Vec<f64>>,
 }
 
 impl Evaluation {
@@ -58,7 +64,10 @@ impl Evaluation {
     }
 }
 
-pub fn after_training(
+/// The greedy policy of `learner` on the validation range (trading), or in greedy CartPole
+/// episodes. Never reads a bar of the test range: the last decision is taken at the
+/// validation range's second-to-last bar and filled at its last bar's open.
+pub fn validation(
     config: &TrainConfig,
     market: Option<&Market>,
     learner: &Learner,
@@ -67,15 +76,13 @@ pub fn after_training(
     match market {
         None => Ok(cartpole(&policy, config.run.seed)),
         Some(market) => {
-            let test = market.splits.test.range();
-            let (_, backtest) = policy_backtest(market, &config.trading, policy, test)?;
+            let val = &market.splits.validation;
+            let (_, backtest) = policy_backtest(market, &config.trading, policy, val.range())?;
             Ok(Evaluation {
-                kind: "test range backtest".into(),
-                range: Some((
-                    market.splits.test.first_date.clone(),
-                    market.splits.test.last_date.clone(),
-                )),
+                kind: "validation range backtest".into(),
+                range: Some((val.first_date.clone(), val.last_date.clone())),
                 metrics: headline(&backtest),
+                returns: Some(backtest.strategy.returns[1..].to_vec()),
             })
         }
     }
@@ -104,7 +111,7 @@ pub fn policy_backtest(
         start,
         trading.window,
         trading.allow_short,
-    );
+    )?;
     let sim = simulate_policy(&prices, &mut net, trading.costs)?;
     let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps()))?;
     Ok((prices, backtest))
@@ -154,5 +161,6 @@ fn cartpole(policy: &InferenceMlp, seed: u64) -> Evaluation {
         kind: format!("{CARTPOLE_EPISODES} greedy episodes"),
         range: None,
         metrics,
+        returns: None,
     }
 }

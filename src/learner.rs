@@ -35,6 +35,17 @@ impl Learner {
     /// A fresh agent for `config`: trading environments over the training split of
     /// `market`, or CartPole.
     pub fn build(config: &TrainConfig, market: Option<&Market>) -> Result<Self> {
+        let train = market.map(|m| m.splits.train.range());
+        Self::build_over(config, market, train)
+    }
+
+    /// [`Learner::build`] with the trading environments over feature rows `train` (the
+    /// walk-forward's training windows) instead of the training split.
+    pub fn build_over(
+        config: &TrainConfig,
+        market: Option<&Market>,
+        train: Option<std::ops::Range<usize>>,
+    ) -> Result<Self> {
         let device = match config.run.device {
             Device::Cpu => DeviceKind::Cpu,
             Device::Wgpu => DeviceKind::Wgpu,
@@ -53,7 +64,7 @@ impl Learner {
                 }
             }
             (EnvKind::Trading, Some(market)) => {
-                let train = market.splits.train.range();
+                let train = train.unwrap_or_else(|| market.splits.train.range());
                 let envs = (0..n)
                     .map(|_| {
                         TradingEnv::new(
@@ -64,7 +75,9 @@ impl Learner {
                         )
                     })
                     .collect::<Result<Vec<_>, _>>()
-                    .context("building the training environment over the train split")?;
+                    .with_context(|| {
+                        format!("building the training environment over rows {train:?}")
+                    })?;
                 match config.run.algo {
                     Algo::Ppo => {
                         Learner::PpoTrading(Ppo::new(config.ppo.clone(), envs, device, seed)?)
@@ -107,6 +120,19 @@ impl Learner {
 
     pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
         with_agent!(self, a => a.restore(state))
+    }
+
+    /// The greedy policy of a trading version's saved weights, without building an agent
+    /// (what `ratchet serve` loads): equal to [`policy`](Self::policy) after
+    /// [`load_weights`](Self::load_weights) of the same weights.
+    pub fn policy_from_weights(
+        config: &TrainConfig,
+        weights: &[NamedTensor],
+    ) -> Result<InferenceMlp, AgentError> {
+        match config.run.algo {
+            Algo::Ppo => Ppo::<TradingEnv>::policy_from_weights(&config.ppo, weights),
+            Algo::Dqn => Dqn::<TradingEnv>::policy_from_weights(&config.dqn, weights),
+        }
     }
 
     /// The greedy policy's network (action logits or Q-values) as plain f32 weights.

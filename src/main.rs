@@ -13,9 +13,11 @@ mod learner;
 mod market;
 mod models;
 mod output;
+mod serve;
 mod sweep;
 mod tracking;
 mod train;
+mod walk_forward;
 
 use clap::Parser;
 
@@ -30,11 +32,14 @@ fn main() {
     }
     let cli = Cli::parse();
     let tracking_uri = ratchet_mlflow::resolve_tracking_uri(cli.tracking_uri.as_deref());
+    record_unrecorded_run_ends(&tracking_uri);
     let result = match cli.command {
         Command::Train(args) => train::run(&tracking_uri, args),
         Command::Backtest(args) => backtest::run(&tracking_uri, args),
+        Command::Evaluate(args) => walk_forward::run(&tracking_uri, args),
         Command::Models(cmd) => models::run(&tracking_uri, cmd),
         Command::Sweep(args) => sweep::run(&tracking_uri, args),
+        Command::Serve(args) => serve::run(&tracking_uri, args),
         Command::Runs(cmd) => tracking::runs(&tracking_uri, cmd),
         Command::Experiments(cmd) => tracking::experiments(&tracking_uri, cmd),
     };
@@ -43,5 +48,21 @@ fn main() {
         let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
         eprintln!("error: {}", chain.join(": "));
         std::process::exit(1);
+    }
+}
+
+/// Records the ends of runs that an earlier ratchet could not record in this store (its
+/// server was unreachable), so those runs stop showing as RUNNING.
+fn record_unrecorded_run_ends(tracking_uri: &str) {
+    let journal = market::run_end_journal();
+    if !journal.has_pending() {
+        return;
+    }
+    if let Ok(store) = ratchet_mlflow::open_store(tracking_uri) {
+        for run_id in journal.replay(store.as_ref()) {
+            eprintln!(
+                "recorded the end of run {run_id}, which an earlier ratchet could not reach the store to record"
+            );
+        }
     }
 }

@@ -21,9 +21,10 @@ pub struct Market {
     pub data: Arc<MarketData>,
 }
 
-/// The feature cache directory: `$RATCHET_CACHE_DIR`, else `$XDG_CACHE_HOME/ratchet/features`,
-/// else `~/.cache/ratchet/features`.
-pub fn feature_cache_dir() -> PathBuf {
+/// Ratchet's machine-local directory: `$RATCHET_CACHE_DIR`, else `$XDG_CACHE_HOME/ratchet`,
+/// else `~/.cache/ratchet`. It holds the feature cache (`features/`) and the run endings that
+/// could not reach their store (`run-ends/`).
+pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("RATCHET_CACHE_DIR") {
         return PathBuf::from(dir);
     }
@@ -31,7 +32,18 @@ pub fn feature_cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("ratchet").join("features")
+    base.join("ratchet")
+}
+
+/// The feature cache directory.
+pub fn feature_cache_dir() -> PathBuf {
+    cache_dir().join("features")
+}
+
+/// Where run endings wait that could not be recorded in their store (see
+/// [`RunEndJournal`](ratchet_mlflow::RunEndJournal)).
+pub fn run_end_journal() -> ratchet_mlflow::RunEndJournal {
+    ratchet_mlflow::RunEndJournal::new(cache_dir().join("run-ends"))
 }
 
 impl Market {

@@ -137,15 +137,37 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     let version = registry.get(&reference)?;
     let checkpoint = registry.checkpoint_dir(&reference)?;
     let number = version.version.unwrap_or_default();
+    let stored = registry.store().get_model_version(&version.name, number)?;
+    let test_looks = ratchet_registry::test_looks_of(&stored);
+    // How the registered state was chosen (runs with `eval_every` or `select`), and what a
+    // sweep recorded about it (`sweep --register-best`).
+    let tag = |key: &str| stored.tags.get(key).cloned();
+    let selection = tag(crate::train::SELECT_TAG).map(|rule| {
+        json!({
+            "rule": rule,
+            "step": tag(crate::train::SELECTED_STEP_TAG).and_then(|s| s.parse::<u64>().ok()),
+            "val_sharpe": tag(crate::train::SELECTED_VAL_SHARPE_TAG).and_then(|s| s.parse::<f64>().ok()),
+        })
+    });
+    let sweep: std::collections::BTreeMap<&str, &str> = stored
+        .tags
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("ratchet.sweep.")?, v.as_str())))
+        .collect();
     // Versions written by other tools may carry no Ratchet config, hence no plan.
     let horizon = crate::checkpoint::config_of(&version)
         .ok()
         .and_then(|config| crate::train::planned_horizon(&config));
+    let deployments = registry.deployments(&version.name, number)?;
     if args.json {
         let mut value = serde_json::to_value(&version)?;
         value["uri"] = json!(format!("models:/{}/{}", version.name, number));
         value["checkpoint_path"] = json!(checkpoint.path());
         value["schedule_horizon"] = json!(horizon.map(|(key, steps)| json!({ key: steps })));
+        value["deployments"] = json!(deployments);
+        value["test_looks"] = json!(test_looks);
+        value["selection"] = json!(selection);
+        value["sweep"] = json!(sweep);
         return print_json(&value);
     }
     let t = &version.training;
@@ -200,10 +222,47 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         version.run_id.as_deref().unwrap_or("-")
     );
     println!("  checkpoint    {}", checkpoint.path().display());
+    if let Some(sel) = &selection {
+        println!(
+            "  selected      step {} by {} (val sharpe {})",
+            sel["step"],
+            sel["rule"].as_str().unwrap_or("-"),
+            crate::output::number(sel["val_sharpe"].as_f64())
+        );
+    }
+    if !sweep.is_empty() {
+        let line: Vec<String> = sweep.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  sweep         {}", line.join(" "));
+    }
+    println!(
+        "  test looks    {test_looks}{}",
+        if test_looks == 0 {
+            " (its test range is untouched)"
+        } else {
+            ""
+        }
+    );
     if !t.metrics.is_empty() {
         println!("  metrics");
         for (k, v) in &t.metrics {
             println!("    {k:<26} {}", crate::output::number(Some(*v)));
+        }
+    }
+    if !deployments.is_empty() {
+        println!("  served");
+        for d in &deployments {
+            println!(
+                "    {}  {:<12} {:<10} on {}{}",
+                d.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                d.event,
+                d.role,
+                d.server,
+                if d.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", d.detail)
+                }
+            );
         }
     }
     Ok(())

@@ -1,55 +1,54 @@
-//! A trained network as a backtest [`Policy`]: the observation is built by the trading
-//! environment's own rule ([`MarketData::write_observation`]), so a backtest sees exactly
-//! what training saw.
+//! A trained network as a backtest [`Policy`]: the feature window comes from the market
+//! data the backtest runs over, the decision from [`TradingPolicy`] (the rule `ratchet
+//! serve` also calls), so a backtest sees exactly what training saw and decides exactly as
+//! the server does.
 
-use ratchet_agents::{InferenceMlp, argmax};
+use ratchet_agents::trading_policy::Scratch;
+use ratchet_agents::{InferenceMlp, TradingPolicy};
 use ratchet_backtest::Policy;
 use ratchet_env::MarketData;
 
 pub struct NetworkPolicy<'a> {
-    net: InferenceMlp,
+    policy: TradingPolicy,
     data: &'a MarketData,
     /// Data row of the backtest's bar 0.
     first_row: usize,
-    window: usize,
-    /// Action `a` means position `a - action_offset` (1 with shorting, 0 without).
-    action_offset: f64,
-    obs: Vec<f32>,
-    out: Vec<f32>,
+    scratch: Scratch,
 }
 
 impl<'a> NetworkPolicy<'a> {
+    /// Errors if the network does not fit the data's features, `window` and the action set.
     pub fn new(
         net: InferenceMlp,
         data: &'a MarketData,
         first_row: usize,
         window: usize,
         allow_short: bool,
-    ) -> Self {
-        let obs = vec![0.0; net.input_size()];
-        let out = vec![0.0; net.output_size()];
-        Self {
-            net,
+    ) -> anyhow::Result<Self> {
+        let policy = TradingPolicy::new(net, allow_short)?;
+        anyhow::ensure!(
+            policy.window_values() == window * data.width,
+            "the network reads {} feature values; {window} bars of {} features are {}",
+            policy.window_values(),
+            data.width,
+            window * data.width
+        );
+        let scratch = policy.scratch();
+        Ok(Self {
+            policy,
             data,
             first_row,
-            window,
-            action_offset: if allow_short { 1.0 } else { 0.0 },
-            obs,
-            out,
-        }
+            scratch,
+        })
     }
 }
 
 impl Policy for NetworkPolicy<'_> {
     fn decide(&mut self, bar: usize, position: f64, unrealised_return: f64) -> f64 {
-        self.data.write_observation(
-            self.first_row + bar,
-            self.window,
-            position,
-            unrealised_return,
-            &mut self.obs,
-        );
-        self.net.forward(&self.obs, &mut self.out);
-        argmax(&self.out) as f64 - self.action_offset
+        let width = self.data.width;
+        let end = (self.first_row + bar + 1) * width;
+        let rows = &self.data.features[end - self.policy.window_values()..end];
+        self.policy
+            .decide(rows, position, unrealised_return, &mut self.scratch)
     }
 }

@@ -1,6 +1,7 @@
 //! `ratchet sweep FILE` and `ratchet sweep show SWEEP`: the CLI over `ratchet-sweep`, which
 //! gets this binary's training-config parser to check every trial before anything starts.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
@@ -11,7 +12,7 @@ use ratchet_sweep::{
     SweepRecord, SweepStore,
 };
 
-use crate::cli::{EnvKind, SweepArgs, SweepCommand, TrainArgs};
+use crate::cli::{BacktestArgs, EnvKind, SweepArgs, SweepCommand, TrainArgs};
 use crate::config::TrainConfig;
 use crate::output::{Table, number, print_json};
 
@@ -19,12 +20,17 @@ use crate::output::{Table, number, print_json};
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
-    if let Some(SweepCommand::Show { sweep, json }) = args.command {
+    if let Some(SweepCommand::Show { sweep, json, html }) = args.command {
         let store = SweepStore::open(tracking_uri)?;
         let record = store.find_sweep(&sweep)?;
-        return print_board(&leaderboard(&store, &record)?, json);
+        let board = leaderboard(&store, &record)?;
+        write_html(&board, html.as_deref())?;
+        return print_board(&board, json);
     }
-    let file = args.file.expect("clap requires FILE without a subcommand");
+    let file = args
+        .file
+        .clone()
+        .expect("clap requires FILE without a subcommand");
     let plan = Plan::new(SweepFile::read(&file)?, &resolve)?;
     let ratchet = std::env::current_exe().context("finding the ratchet binary for the trials")?;
     // Everything that can refuse the sweep does so before the parent run exists.
@@ -75,7 +81,8 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
             &options,
         )?,
     };
-    let board = leaderboard(&store, &store.refresh(&sweep)?)?;
+    let record = store.refresh(&sweep)?;
+    let mut board = leaderboard(&store, &record)?;
     let state = if summary.interrupted > 0 {
         RunState::Killed
     } else if summary.failed.is_empty() {
@@ -83,19 +90,40 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
     } else {
         RunState::Failed
     };
+    let mut selected = None;
+    if args.register_best.is_some() || args.final_test {
+        if state == RunState::Finished {
+            selected = select(tracking_uri, &store, &board, &args)?;
+            if args.final_test {
+                // The final test's test/sharpe joins the leaderboard (and its scatter).
+                board = leaderboard(&store, &record)?;
+            }
+        } else {
+            eprintln!(
+                "note: --register-best and --final-test wait until every trial has finished \
+                 (a selection among part of the trials is not the sweep's); run the sweep again"
+            );
+        }
+    }
     store.finish(&sweep, state)?;
+    write_html(&board, args.html.as_deref())?;
     if args.json {
         #[derive(Serialize)]
         struct Output<'a> {
             summary: &'a Summary,
             leaderboard: &'a Leaderboard,
+            selected: &'a Option<Selected>,
         }
         print_json(&Output {
             summary: &summary,
             leaderboard: &board,
+            selected: &selected,
         })?;
     } else {
         print_board(&board, false)?;
+        if let Some(s) = &selected {
+            print_selected(s);
+        }
     }
     if summary.interrupted > 0 {
         bail!(
@@ -112,6 +140,154 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
             args.retries + 1
         );
     }
+    Ok(())
+}
+
+/// What `--register-best` and `--final-test` did with the selected trial.
+#[derive(Serialize)]
+struct Selected {
+    trial_id: String,
+    run_id: String,
+    model_uri: String,
+    /// `--register-best`: the alias now pointing at the version.
+    alias: Option<String>,
+    /// `--final-test`: the version's test-range backtest.
+    final_test: Option<crate::backtest::BacktestOutput>,
+}
+
+/// Version tags `--register-best` writes (what the sweep knew when it selected).
+const SWEEP_TAG_PREFIX: &str = "ratchet.sweep.";
+
+/// `--register-best` / `--final-test` on the leaderboard's selected trial.
+fn select(
+    tracking_uri: &str,
+    store: &SweepStore,
+    board: &Leaderboard,
+    args: &SweepArgs,
+) -> Result<Option<Selected>> {
+    let Some(best) = board
+        .trials
+        .iter()
+        .find(|t| Some(&t.trial_id) == board.best_trial.as_ref())
+    else {
+        eprintln!(
+            "note: no trial is selected (none logged {}): nothing to register or test",
+            board.metric
+        );
+        return Ok(None);
+    };
+    let Some((name, version)) = store.trial_version(&best.run_id)? else {
+        bail!(
+            "the selected trial {} (run {}) registered no model version",
+            best.trial_id,
+            best.run_id
+        );
+    };
+    let registry = ratchet_registry::Registry::open(tracking_uri)?;
+    let reference = ratchet_registry::ModelRef::number(&name, version);
+    let model_uri = format!("models:/{name}/{version}");
+    let mut selected = Selected {
+        trial_id: best.trial_id.clone(),
+        run_id: best.run_id.clone(),
+        model_uri: model_uri.clone(),
+        alias: None,
+        final_test: None,
+    };
+    if let Some(alias) = &args.register_best {
+        let mut tags = vec![
+            ("id", board.sweep_id.clone()),
+            ("name", board.sweep.clone()),
+            ("parent_run", board.parent_run_id.clone()),
+            ("trial", best.trial_id.clone()),
+            ("metric", board.metric.clone()),
+            (
+                "value",
+                best.value.map_or_else(String::new, |v| format!("{v}")),
+            ),
+            ("finished_trials", board.trials.len().to_string()),
+        ];
+        if let Some(d) = &board.deflated_sharpe {
+            tags.push(("trials", d.trials.to_string()));
+            tags.push(("sharpe_variance", format!("{}", d.sharpe_variance)));
+            if let Some(v) = d.deflated_sharpe {
+                tags.push(("deflated_sharpe", format!("{v}")));
+            }
+        }
+        if let Some(o) = &board.overfitting {
+            tags.push(("pbo", format!("{}", o.probability)));
+        }
+        for (key, value) in tags {
+            registry.store().set_model_version_tag(
+                &name,
+                version,
+                &format!("{SWEEP_TAG_PREFIX}{key}"),
+                &value,
+            )?;
+        }
+        registry
+            .promote(&reference, alias)
+            .with_context(|| format!("pointing @{alias} at {model_uri}"))?;
+        selected.alias = Some(alias.clone());
+    }
+    if args.final_test {
+        let out = args.out.clone().unwrap_or_else(|| {
+            PathBuf::from("reports").join(format!("sweep-{}-final-test", board.sweep))
+        });
+        let (output, _) = crate::backtest::backtest(
+            &registry,
+            &BacktestArgs {
+                model: model_uri.clone(),
+                data: None,
+                from: None,
+                to: None,
+                out: Some(out),
+                json: false,
+            },
+        )
+        .with_context(|| format!("the final test of {model_uri}"))?;
+        selected.final_test = Some(output);
+    }
+    Ok(Some(selected))
+}
+
+fn print_selected(s: &Selected) {
+    println!();
+    if let Some(alias) = &s.alias {
+        let name = s.model_uri.trim_start_matches("models:/");
+        let name = name.rsplit_once('/').map_or(name, |(n, _)| n);
+        println!(
+            "registered the selected trial {}: {} is now models:/{name}@{alias} (the sweep's \
+             statistics are its ratchet.sweep.* tags)",
+            s.trial_id, s.model_uri
+        );
+    }
+    if let Some(t) = &s.final_test {
+        println!(
+            "final test of trial {} ({}) over {} .. {}: sharpe {}, total return {}, test looks {}",
+            s.trial_id,
+            s.model_uri,
+            t.range.0,
+            t.range.1,
+            number(t.metrics.get("sharpe").copied()),
+            number(t.metrics.get("total_return").copied()),
+            t.test_looks
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
+        );
+        if let Some(p) = t.reports.first().and_then(|p| p.parent()) {
+            println!("  reports: {}", p.display());
+        }
+    }
+}
+
+fn write_html(board: &Leaderboard, path: Option<&std::path::Path>) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} for the HTML leaderboard", dir.display()))?;
+    }
+    std::fs::write(path, ratchet_sweep::html::render(board))
+        .with_context(|| format!("writing the HTML leaderboard {}", path.display()))?;
+    eprintln!("leaderboard page: {}", path.display());
     Ok(())
 }
 
@@ -197,6 +373,9 @@ fn print_board(board: &Leaderboard, json: bool) -> Result<()> {
             number(best.value),
             best.run_id
         );
+    }
+    if let Some(why) = &board.selection {
+        println!("{why}");
     }
     if let Some(d) = &board.deflated_sharpe {
         println!(

@@ -18,9 +18,9 @@ use ratchet_agents::{TrainingState, UpdateLog};
 use ratchet_mlflow::{Metric, RunStatus, TrackingStore};
 use ratchet_registry::{ParentRef, Registry};
 
-use crate::checkpoint::{self, LoadedVersion};
+use crate::checkpoint::{self, Best, LoadedVersion};
 use crate::cli::{Algo, EnvKind, TrainArgs};
-use crate::config::TrainConfig;
+use crate::config::{Select, TrainConfig};
 use crate::evaluate::{self, Evaluation};
 use crate::learner::Learner;
 use crate::market::Market;
@@ -31,6 +31,16 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The run tag that holds the error a run FAILED with.
 pub const ERROR_TAG: &str = "ratchet.error";
+
+/// Version tags of a run with `eval_every` or `select`: the rule, and the step and
+/// validation Sharpe ratio of the state that became the version.
+pub const SELECT_TAG: &str = "ratchet.select";
+pub const SELECTED_STEP_TAG: &str = "ratchet.selected_step";
+pub const SELECTED_VAL_SHARPE_TAG: &str = "ratchet.selected_val_sharpe";
+
+/// Artifact of every trading run: the registered state's per-bar returns on the validation
+/// range, a JSON list (what `ratchet sweep` computes the deflated Sharpe ratio and PBO from).
+pub const RETURNS_ARTIFACT: &str = ratchet_sweep::store::RETURNS_ARTIFACT;
 
 /// MLflow's limit on a run tag's value, in characters.
 const MAX_TAG_CHARS: usize = 8000;
@@ -126,6 +136,7 @@ fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Resu
         .with_context(|| format!("restoring the last checkpoint of run {run_id}"))?;
     job.run_id = Some(run_id.to_string());
     job.target_steps = saved.target_steps;
+    job.best = saved.best;
     job.run(args.json)
 }
 
@@ -141,6 +152,25 @@ struct Job {
     run_id: Option<String>,
     /// Total environment steps at which this run ends (0: `run.steps` from now).
     target_steps: u64,
+    /// `select = "best_val_sharpe"`: the evaluated state with the best validation Sharpe
+    /// ratio so far (saved as the run's `checkpoint-best` artifact).
+    best: Option<Best>,
+    /// Validation evaluations this process ran during training (`eval_every`).
+    evaluations: usize,
+}
+
+/// Which state became the version, and why (printed, and in `--json`).
+#[derive(Serialize)]
+struct SelectionOutput {
+    /// `last` or `best_val_sharpe`.
+    rule: &'static str,
+    /// Environment steps of the registered state.
+    step: u64,
+    /// Steps trained when training ended (the last candidate).
+    last_step: u64,
+    val_sharpe: Option<f64>,
+    /// Validation evaluations during training (not counting the final one).
+    evaluations: usize,
 }
 
 #[derive(Serialize)]
@@ -154,6 +184,7 @@ struct TrainOutput {
     parent: Option<String>,
     total_steps: u64,
     wall_time_s: f64,
+    selection: SelectionOutput,
     evaluation: Evaluation,
 }
 
@@ -184,6 +215,8 @@ impl Job {
             parent,
             run_id: None,
             target_steps: 0,
+            best: None,
+            evaluations: 0,
         })
     }
 
@@ -257,18 +290,42 @@ impl Job {
             Err(_) => progress.abandon(),
         }
         trained?;
-        let evaluation =
-            evaluate::after_training(&self.config, self.market.as_ref(), &self.learner)
-                .context("evaluating the trained policy")?;
+        let last_step = self.learner.total_steps();
+        if self.config.run.select == Select::BestValSharpe {
+            match self.best {
+                Some(best) if best.step != last_step => {
+                    let state = checkpoint::load_best(self.store.as_ref(), run_id)?;
+                    self.learner
+                        .restore(&state)
+                        .context("restoring the state with the best validation Sharpe ratio")?;
+                    anyhow::ensure!(
+                        self.learner.total_steps() == best.step,
+                        "the run's checkpoint-best artifact holds step {}, its record says {}",
+                        self.learner.total_steps(),
+                        best.step
+                    );
+                }
+                Some(_) => {}
+                None => eprintln!(
+                    "note: no evaluation had a validation Sharpe ratio (the policy never traded, \
+                     or its returns were constant); registering the last state"
+                ),
+            }
+        }
+        let evaluation = evaluate::validation(&self.config, self.market.as_ref(), &self.learner)
+            .context("evaluating the trained policy on the validation range")?;
         // Ctrl-C during the evaluation: stop before anything is registered.
         self.stop_if_interrupted(run_id)?;
-        let step = self.learner.total_steps() as i64;
+        let step = self.learner.total_steps();
         let metrics: Vec<Metric> = evaluation
             .metrics
             .iter()
-            .map(|(k, v)| Metric::now(format!("eval/{k}"), *v, step))
+            .map(|(k, v)| Metric::now(format!("val/{k}"), *v, step as i64))
             .collect();
         self.store.log_metrics(run_id, &metrics)?;
+        if let Some(returns) = &evaluation.returns {
+            upload_returns(self.store.as_ref(), run_id, returns)?;
+        }
         let wall_time = started.elapsed().as_secs_f64();
         let registered = checkpoint::register(
             &self.registry,
@@ -281,6 +338,27 @@ impl Job {
             wall_time,
         )?;
         let version = registered.version.unwrap_or_default();
+        let selection = SelectionOutput {
+            rule: self.config.run.select.as_str(),
+            step,
+            last_step,
+            val_sharpe: evaluation.metrics.get("sharpe").copied(),
+            evaluations: self.evaluations,
+        };
+        if self.config.run.select != Select::Last || self.config.run.eval_every.is_some() {
+            let mut tags = vec![
+                (SELECT_TAG, selection.rule.to_string()),
+                (SELECTED_STEP_TAG, step.to_string()),
+            ];
+            if let Some(v) = selection.val_sharpe {
+                tags.push((SELECTED_VAL_SHARPE_TAG, format!("{v}")));
+            }
+            for (key, value) in tags {
+                self.store
+                    .set_model_version_tag(&registered.name, version, key, &value)
+                    .with_context(|| format!("tagging models:/{}/{version}", registered.name))?;
+            }
+        }
         Ok(TrainOutput {
             run_id: run_id.to_string(),
             model_uri: format!("models:/{}/{}", registered.name, version),
@@ -289,20 +367,28 @@ impl Job {
             version_id: registered.version_id.clone(),
             semver: registered.semver.to_string(),
             parent: self.parent.as_ref().map(ParentRef::uri),
-            total_steps: self.learner.total_steps(),
+            total_steps: step,
             wall_time_s: wall_time,
+            selection,
             evaluation,
         })
     }
 
-    /// Trains up to `target_steps` in chunks that end on checkpoint boundaries, logging each
-    /// chunk's metrics and saving a checkpoint after it. Stops early, checkpointed, on
-    /// Ctrl-C, and without a checkpoint when a loss goes non-finite.
+    /// Trains up to `target_steps` in chunks that end on checkpoint (and `eval_every`)
+    /// boundaries, logging each chunk's metrics, evaluating on the validation range at each
+    /// `eval_every` boundary and saving a checkpoint at each checkpoint boundary. Stops early,
+    /// checkpointed, on Ctrl-C, and without a checkpoint when a loss goes non-finite.
     fn train(&mut self, run_id: &str, progress: &ProgressBar) -> Result<()> {
         let every = self.config.run.checkpoint_every;
+        let eval_every = self.config.run.eval_every;
+        let next = |now: u64, k: u64| (now / k + 1) * k;
         while self.learner.total_steps() < self.target_steps {
             let now = self.learner.total_steps();
-            let chunk = ((now / every + 1) * every).min(self.target_steps) - now;
+            let end = eval_every
+                .map_or(u64::MAX, |e| next(now, e))
+                .min(next(now, every))
+                .min(self.target_steps);
+            let chunk = end - now;
             let stop = AtomicBool::new(false);
             let mut pending: Vec<Metric> = Vec::new();
             let mut diverged = None;
@@ -331,17 +417,69 @@ impl Job {
                      reward scale)"
                 );
             }
-            progress.set_position(self.learner.total_steps());
+            let now = self.learner.total_steps();
+            progress.set_position(now);
+            let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+            let at_end = now >= self.target_steps;
+            if let Some(e) = eval_every
+                && !interrupted
+                && (now.is_multiple_of(e) || at_end)
+            {
+                self.evaluate_candidate(run_id)?;
+            }
+            if now.is_multiple_of(every) || at_end || interrupted {
+                checkpoint::save_run(
+                    self.store.as_ref(),
+                    run_id,
+                    checkpoint::RUN_CHECKPOINT,
+                    &self.config,
+                    self.market.as_ref(),
+                    &self.learner,
+                    self.parent.as_ref(),
+                    self.target_steps,
+                    self.best,
+                )?;
+            }
+            self.stop_if_interrupted(run_id)?;
+        }
+        Ok(())
+    }
+
+    /// One `eval_every` evaluation on the validation range: logged as `val_curve/*` at the
+    /// current step, and with `select = "best_val_sharpe"` the state is kept (as the run's
+    /// `checkpoint-best`) when its Sharpe ratio beats the best so far.
+    fn evaluate_candidate(&mut self, run_id: &str) -> Result<()> {
+        let evaluation = evaluate::validation(&self.config, self.market.as_ref(), &self.learner)
+            .context("evaluating on the validation range during training")?;
+        self.evaluations += 1;
+        let step = self.learner.total_steps();
+        let metrics: Vec<Metric> = evaluation
+            .metrics
+            .iter()
+            .map(|(k, v)| Metric::now(format!("val_curve/{k}"), *v, step as i64))
+            .collect();
+        self.store.log_metrics(run_id, &metrics)?;
+        let sharpe = evaluation.metrics.get("sharpe").copied();
+        if self.config.run.select == Select::BestValSharpe
+            && let Some(sharpe) = sharpe
+            && self.best.is_none_or(|b| sharpe > b.val_sharpe)
+        {
+            let best = Best {
+                step,
+                val_sharpe: sharpe,
+            };
             checkpoint::save_run(
                 self.store.as_ref(),
                 run_id,
+                checkpoint::BEST_CHECKPOINT,
                 &self.config,
                 self.market.as_ref(),
                 &self.learner,
                 self.parent.as_ref(),
                 self.target_steps,
+                Some(best),
             )?;
-            self.stop_if_interrupted(run_id)?;
+            self.best = Some(best);
         }
         Ok(())
     }
@@ -432,22 +570,20 @@ impl OpenRun {
     }
 
     /// Best effort: a failure to record the end must not hide the error that ended the run.
+    /// When the store cannot be reached, the end is kept in the run-end journal, and the next
+    /// ratchet command on this store records it.
     fn close(&self, status: RunStatus, error: Option<String>) {
-        if let Some(message) = error {
-            let tag = (
-                ERROR_TAG.to_string(),
-                checkpoint::cut_at_char(message, MAX_TAG_CHARS),
-            );
-            if let Err(e) = self.store.set_run_tags(&self.id, &[tag]) {
-                eprintln!(
-                    "warning: could not record the error on run {}: {e}",
-                    self.id
-                );
-            }
-        }
-        if let Err(e) = self
-            .store
-            .set_run_status(&self.id, status, Some(ratchet_mlflow::now_ms()))
+        let tags: Vec<(String, String)> = error
+            .map(|message| {
+                (
+                    ERROR_TAG.to_string(),
+                    checkpoint::cut_at_char(message, MAX_TAG_CHARS),
+                )
+            })
+            .into_iter()
+            .collect();
+        if let Err(e) =
+            crate::market::run_end_journal().end_run(self.store.as_ref(), &self.id, status, &tags)
         {
             eprintln!(
                 "warning: could not mark run {} {}: {e}",
@@ -468,6 +604,19 @@ impl Drop for OpenRun {
             );
         }
     }
+}
+
+/// Uploads `returns` as the run's [`RETURNS_ARTIFACT`].
+fn upload_returns(store: &dyn TrackingStore, run_id: &str, returns: &[f64]) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (folder, file) = RETURNS_ARTIFACT
+        .rsplit_once('/')
+        .expect("the artifact path has a folder");
+    let path = dir.path().join(file);
+    std::fs::write(&path, serde_json::to_vec(returns)?)?;
+    store
+        .upload_artifacts(run_id, &path, folder)
+        .with_context(|| format!("uploading {RETURNS_ARTIFACT} to run {run_id}"))
 }
 
 /// The first loss among an update's metrics that is NaN or infinite.
@@ -547,6 +696,18 @@ fn print_summary(out: &TrainOutput) {
         "  steps      {} in {:.1} s",
         out.total_steps, out.wall_time_s
     );
+    let sel = &out.selection;
+    if sel.rule != "last" || sel.evaluations > 0 {
+        println!(
+            "  selected   step {} of {} by {} ({} validation evaluations; val sharpe {})",
+            sel.step,
+            sel.last_step,
+            sel.rule,
+            sel.evaluations,
+            sel.val_sharpe
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+        );
+    }
     for line in out.evaluation.summary_lines() {
         println!("  {line}");
     }

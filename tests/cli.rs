@@ -179,8 +179,32 @@ fn default_train_registers_a_version_and_backtests_it() {
     for f in ["report.json", "report.md", "report.html"] {
         assert!(reports.join(f).is_file(), "{f} missing");
     }
-    // The same figures as training's evaluation: both run the same policy over the test split.
-    assert_eq!(bt["metrics"]["total_return"], eval["total_return"]);
+    // Training judged the policy on the validation range; a backtest of those dates runs
+    // the same policy over the same bars.
+    assert_eq!(out["evaluation"]["kind"], "validation range backtest");
+    let (first, last) = (
+        out["evaluation"]["range"][0].as_str().unwrap(),
+        out["evaluation"]["range"][1].as_str().unwrap(),
+    );
+    let on_val = sb.json(&[
+        "backtest",
+        "models:/googl/1",
+        "--from",
+        first,
+        "--to",
+        last,
+        "--out",
+        sb.path("val").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(on_val["metrics"], *eval);
+    assert_eq!(on_val["test_range"], false);
+    assert_eq!(on_val["test_looks"], Value::Null);
+    // The default range was the test split: one look.
+    assert_eq!(
+        (&bt["test_range"], &bt["test_looks"]),
+        (&Value::Bool(true), &Value::from(1))
+    );
 
     // An overlapping range is flagged on stderr.
     let out = sb.run(&[
@@ -651,7 +675,7 @@ fn bad_input_gets_one_clear_error_line() {
 
 /// Every run of a local store as MLflow's own client reads it: status and the
 /// `ratchet.error` tag.
-fn runs_seen_by_mlflow(store: &Path) -> Vec<(String, Option<String>)> {
+fn runs_seen_by_mlflow(tracking_uri: &str) -> Vec<(String, Option<String>)> {
     let script = r#"
 import json, sys, mlflow
 c = mlflow.MlflowClient(sys.argv[1])
@@ -659,7 +683,7 @@ ids = [e.experiment_id for e in c.search_experiments()]
 print(json.dumps([[r.info.status, r.data.tags.get("ratchet.error")] for r in c.search_runs(ids)]))
 "#;
     let out = Command::new(support::python())
-        .args(["-c", script, &format!("file://{}", store.display())])
+        .args(["-c", script, tracking_uri])
         .env("MLFLOW_ALLOW_FILE_STORE", "true")
         .output()
         .unwrap();
@@ -682,7 +706,7 @@ fn assert_run_ended(sb: &Sandbox, status: &str, stderr: &str) {
             .to_string()
     });
     assert_eq!(
-        runs_seen_by_mlflow(&sb.store()),
+        runs_seen_by_mlflow(&format!("file://{}", sb.store().display())),
         [(status.to_string(), error)]
     );
 }
@@ -872,4 +896,437 @@ print(json.dumps({"version": v.version, "parent": v.tags.get("ratchet.parent"),
         "{metrics}"
     );
     assert_eq!(seen["artifacts"].as_array().unwrap().len(), 1, "{seen}");
+}
+
+/// A copy of the bundled GOOGL bars whose rows from `from` (a date) on are scaled by
+/// `factor`: a different test range, the same earlier bars.
+fn perturbed_googl(path: &Path, from: &str, factor: f64) {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/STOCKS_GOOGL.csv"),
+    )
+    .unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let columns: Vec<&str> = header.split(',').collect();
+    let mut out = vec![header.to_string()];
+    let mut changed = 0;
+    for line in lines {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        if cells[0].as_str() >= from {
+            for (i, name) in columns.iter().enumerate() {
+                if ["Open", "High", "Low", "Close", "Adj Close"].contains(name) {
+                    let v: f64 = cells[i].parse().unwrap();
+                    cells[i] = format!("{}", v * factor);
+                }
+            }
+            changed += 1;
+        }
+        out.push(cells.join(","));
+    }
+    assert!(changed > 100, "only {changed} rows changed");
+    std::fs::write(path, out.join("\n") + "\n").unwrap();
+}
+
+/// Training reads the train range (and judges on the validation range) only: the same run
+/// over data whose test range differs gives bit-identical weights and validation metrics.
+#[test]
+fn training_never_reads_the_test_range() {
+    let sb = Sandbox::new();
+    let train = |data: &str, name: &str| {
+        sb.json(&[
+            "train",
+            "--steps",
+            "2048",
+            "--seed",
+            "3",
+            "--data",
+            data,
+            "--model-name",
+            name,
+            "--json",
+        ])
+    };
+    let original = train("data/STOCKS_GOOGL.csv", "original");
+    let shown = sb.json(&["models", "show", "models:/original/1", "--json"]);
+    let test_start = shown["data"]["test"]["start"].as_str().unwrap().to_string();
+    let csv = sb.path("googl-other-test.csv");
+    perturbed_googl(&csv, &test_start, 1.5);
+    let other = train(csv.to_str().unwrap(), "other");
+    let other_shown = sb.json(&["models", "show", "models:/other/1", "--json"]);
+    assert_ne!(shown["data"]["sha256"], other_shown["data"]["sha256"]);
+    assert_eq!(shown["data"]["test"], other_shown["data"]["test"]);
+    assert_eq!(original["evaluation"], other["evaluation"]);
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/original/1"),
+        &sb.checkpoint_dir("models:/other/1"),
+    );
+    // The test ranges do differ: a backtest there tells them apart.
+    let bt = |uri: &str, out: &str| {
+        sb.json(&[
+            "backtest",
+            uri,
+            "--out",
+            sb.path(out).to_str().unwrap(),
+            "--json",
+        ])
+    };
+    assert_ne!(
+        bt("models:/original/1", "a")["metrics"]["buy_and_hold_total_return"],
+        bt("models:/other/1", "b")["metrics"]["buy_and_hold_total_return"]
+    );
+}
+
+/// The `[run] select = "best_val_sharpe"` run registers the evaluated state with the best
+/// validation Sharpe ratio, and says which.
+#[test]
+fn select_best_val_sharpe_registers_the_best_evaluated_state() {
+    let sb = Sandbox::new();
+    let config = sb.path("best.toml");
+    std::fs::write(
+        &config,
+        "[run]\nsteps = 2048\nseed = 1\neval_every = 512\nselect = \"best_val_sharpe\"\n\
+         checkpoint_every = 1024\n[ppo]\nn_steps = 256\nbatch_size = 64\n",
+    )
+    .unwrap();
+    let out = sb.json(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--model-name",
+        "best",
+        "--json",
+    ]);
+    let selection = &out["selection"];
+    assert_eq!(selection["rule"], "best_val_sharpe");
+    assert_eq!(selection["evaluations"], 4);
+    assert_eq!(selection["last_step"], 2048);
+    // The curve as the store has it: one val_curve/sharpe point per evaluation.
+    let run_id = out["run_id"].as_str().unwrap();
+    let history: Vec<(u64, f64)> = walk(&sb.store())
+        .into_iter()
+        .filter(|p| p.ends_with(format!("{run_id}/metrics/val_curve/sharpe")))
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f[2].parse().unwrap(), f[1].parse().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let steps: Vec<u64> = history.iter().map(|h| h.0).collect();
+    assert_eq!(steps, [512, 1024, 1536, 2048]);
+    let best = history
+        .iter()
+        .copied()
+        .reduce(|b, h| if h.1 > b.1 { h } else { b })
+        .unwrap();
+    assert_eq!(selection["step"], best.0);
+    assert_eq!(selection["val_sharpe"], best.1);
+    assert_eq!(out["total_steps"], best.0);
+    assert_eq!(out["evaluation"]["metrics"]["sharpe"], best.1);
+    // The registered weights are that state's: judged again, the same Sharpe ratio.
+    let judged = sb.json(&["evaluate", "models:/best/1", "--json"]);
+    assert_eq!(judged["metrics"], out["evaluation"]["metrics"]);
+    let shown = sb.json(&["models", "show", "models:/best/1", "--json"]);
+    assert_eq!(shown["training_steps"], best.0);
+    assert_eq!(shown["selection"]["step"], best.0);
+    assert_eq!(shown["selection"]["val_sharpe"], best.1);
+    assert_eq!(shown["selection"]["rule"], "best_val_sharpe");
+    // Continue-training from it works and continues from the selected step.
+    let cont = sb.json(&[
+        "train",
+        "--from",
+        "models:/best/1",
+        "--steps",
+        "512",
+        "--json",
+    ]);
+    assert_eq!(cont["selection"]["last_step"], best.0 + 512);
+
+    let bad = sb.path("bad.toml");
+    std::fs::write(&bad, "[run]\nselect = \"best_val_sharpe\"\n").unwrap();
+    sb.fails(
+        &["train", "--config", bad.to_str().unwrap()],
+        "run.select = \"best_val_sharpe\" needs run.eval_every",
+    );
+}
+
+/// Every look at a version's test range is counted; walk-forward is reproducible.
+#[test]
+fn test_looks_are_counted_and_walk_forward_is_reproducible() {
+    let sb = Sandbox::new();
+    sb.json(&["train", "--steps", "1024", "--model-name", "wf", "--json"]);
+    let looks = || sb.json(&["models", "show", "models:/wf/1", "--json"])["test_looks"].clone();
+    assert_eq!(looks(), 0);
+    let shown = sb.run(&["models", "show", "models:/wf/1"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout)
+            .contains("test looks    0 (its test range is untouched)")
+    );
+    sb.json(&["evaluate", "models:/wf/1", "--json"]);
+    assert_eq!(
+        looks(),
+        0,
+        "judging on the validation range is no test look"
+    );
+    let out = sb.path("r");
+    sb.json(&[
+        "backtest",
+        "models:/wf/1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(looks(), 1);
+    // In-sample: no look.
+    sb.json(&[
+        "backtest",
+        "models:/wf/1",
+        "--from",
+        "2012-01-01",
+        "--to",
+        "2012-12-31",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(looks(), 1);
+
+    let wf = |extra: &[&str]| {
+        let mut args = vec![
+            "evaluate",
+            "models:/wf/1",
+            "--walk-forward",
+            "--folds",
+            "3",
+            "--steps",
+            "256",
+            "--json",
+        ];
+        args.extend(extra);
+        sb.json(&args)
+    };
+    let first = wf(&[]);
+    assert_eq!(first["mode"], "anchored");
+    assert_eq!(first["test_looks"], 2);
+    let folds = first["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 3);
+    // Consecutive folds; anchored training starts at the first bar and ends at the fold.
+    for f in folds {
+        assert_eq!(f["train"][0], folds[0]["train"][0]);
+        assert!(f["bars"].as_u64().unwrap() > 100);
+    }
+    let again = wf(&["--anchored"]);
+    assert_eq!(again["folds"], first["folds"]);
+    assert_eq!(again["pooled"], first["pooled"]);
+    assert_eq!(again["test_looks"], 3);
+    let rolling = wf(&["--rolling"]);
+    assert_eq!(rolling["mode"], "rolling");
+    let (a, r) = (&first["folds"][2], &rolling["folds"][2]);
+    assert_eq!(a["range"], r["range"]);
+    assert_ne!(a["train"][0], r["train"][0], "the rolling window moves");
+    assert_eq!(looks(), 4);
+    let text = sb.run(&["models", "show", "models:/wf/1"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("test looks    4\n"));
+    sb.fails(
+        &["evaluate", "models:/wf/1", "--walk-forward", "--folds", "0"],
+        "--folds must be at least 1",
+    );
+    // Too many folds is known once the data is read (its summary line comes first).
+    let out = sb.run(&[
+        "evaluate",
+        "models:/wf/1",
+        "--walk-forward",
+        "--folds",
+        "100000",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("error: --folds 100000: the "),
+        "{stderr}"
+    );
+    // clap's own refusal (with its usage lines): --folds belongs to --walk-forward.
+    let out = sb.run(&["evaluate", "models:/wf/1", "--folds", "3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--walk-forward"));
+}
+
+/// A `best_val_sharpe` run that fails at registration and is finished with `--resume`
+/// registers the same best state as an uninterrupted run: the best so far travels in the
+/// run checkpoint, the state in the run's `checkpoint-best` artifact.
+#[test]
+fn resume_keeps_the_best_val_sharpe_state() {
+    let sb = Sandbox::new();
+    let config = sb.path("best.toml");
+    std::fs::write(
+        &config,
+        "[run]\nsteps = 2048\nseed = 4\neval_every = 512\nselect = \"best_val_sharpe\"\n\
+         [ppo]\nn_steps = 256\nbatch_size = 64\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let whole = sb.json(&["train", "--config", c, "--model-name", "whole", "--json"]);
+    // An earlier state wins with this seed, so the resumed run must read checkpoint-best.
+    assert_eq!(whole["selection"]["step"], 1024);
+    std::fs::create_dir_all(sb.store().join("models")).unwrap();
+    std::fs::write(sb.store().join("models/blocked"), "").unwrap();
+    let out = sb.run(&["train", "--config", c, "--model-name", "blocked"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("registering a version of blocked"),
+        "{stderr}"
+    );
+    std::fs::remove_file(sb.store().join("models/blocked")).unwrap();
+    let failed = sb
+        .json(&["runs", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "FAILED")
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resumed = sb.json(&["train", "--resume", &failed, "--json"]);
+    assert_eq!(resumed["model_uri"], "models:/blocked/1");
+    assert_eq!(resumed["selection"]["step"], whole["selection"]["step"]);
+    assert_eq!(
+        resumed["selection"]["val_sharpe"],
+        whole["selection"]["val_sharpe"]
+    );
+    assert_eq!(resumed["evaluation"], whole["evaluation"]);
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/blocked/1"),
+        &sb.checkpoint_dir("models:/whole/1"),
+    );
+}
+
+/// A loopback TCP forwarder to an HTTP server that can be cut: while down, it closes every
+/// open connection and every new one unread, as a server that went away.
+struct Switch {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Switch {
+    fn start(upstream: &str) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = upstream.trim_start_matches("http://").to_string();
+        let switch = Switch {
+            url,
+            up: Default::default(),
+            open: Default::default(),
+        };
+        switch.up.store(true, Ordering::SeqCst);
+        let (up, open) = (switch.up.clone(), switch.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: closed unread
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                open.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        switch
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// The tracking server goes away mid-run: the run cannot be marked FAILED then, so its end
+/// waits in the run-end journal, and the next command once the server is back records it.
+#[test]
+fn a_run_whose_server_went_away_is_marked_failed_when_it_is_back() {
+    let server = MlflowServer::start(Backend::Sqlite);
+    let switch = Switch::start(&server.url);
+    let sb = Sandbox::remote(&switch.url);
+    let mut child = sb
+        .command(&[
+            "train",
+            "--env",
+            "cartpole",
+            "--steps",
+            "1000000",
+            "--checkpoint-every",
+            "4096",
+            "--model-name",
+            "gone",
+        ])
+        .env("RATCHET_HTTP_RETRY_SECONDS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while runs_seen_by_mlflow(&server.url).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "training ended early");
+        assert!(start.elapsed() < Duration::from_secs(120), "no run created");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    switch.set(false);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("will be recorded the next time ratchet opens"),
+        "{stderr}"
+    );
+    assert_eq!(runs_seen_by_mlflow(&server.url)[0].0, "RUNNING");
+
+    switch.set(true);
+    let listed = sb.run(&["runs", "list", "--json"]);
+    let note = String::from_utf8_lossy(&listed.stderr);
+    assert!(note.contains("recorded the end of run"), "{note}");
+    let runs = runs_seen_by_mlflow(&server.url);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].0, "FAILED");
+    let error = runs[0]
+        .1
+        .clone()
+        .expect("the error is recorded as ratchet.error");
+    assert!(
+        error.contains(&switch.url.replace("http://", "")) || error.contains("MLflow server"),
+        "{error}"
+    );
+    // Recorded once: the journal is empty now.
+    let again = sb.run(&["runs", "list", "--json"]);
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("recorded the end"));
 }

@@ -49,7 +49,7 @@ fn python() -> String {
 }
 
 /// The sweep's runs as MLflow's own client sees them: the parent and each child with its
-/// status, params and `eval/mean_return`.
+/// status, params and `val/mean_return`.
 fn read_back_with_mlflow(store: &Path, experiment: &str) -> Value {
     let script = r#"
 import json, sys, mlflow
@@ -66,7 +66,7 @@ children = [
         "learning_rate": r.data.params["ppo.learning_rate"],
         "n_steps": r.data.params["ppo.n_steps"],
         "seed": r.data.params["run.seed"],
-        "mean_return": r.data.metrics["eval/mean_return"],
+        "mean_return": r.data.metrics["val/mean_return"],
     }
     for r in runs if "mlflow.parentRunId" in r.data.tags
 ]
@@ -336,4 +336,170 @@ fn an_unreachable_ray_address_is_refused_before_anything_starts() {
         "{stderr}"
     );
     assert!(!store.exists());
+}
+
+/// Per-period Sharpe ratio of `r` (sample standard deviation).
+fn sharpe(r: &[f64]) -> f64 {
+    let n = r.len() as f64;
+    let mean = r.iter().sum::<f64>() / n;
+    let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    mean / var.sqrt()
+}
+
+/// A trading sweep selected honestly: every trial judged on its validation range (with
+/// `select = "best_val_sharpe"`), the deflated Sharpe ratio and PBO from the uploaded
+/// validation returns, the selected trial registered under an alias with the sweep's
+/// statistics, tested once on its test range (counted), and the HTML page's scatter.
+#[test]
+fn a_trading_sweep_registers_and_final_tests_the_selected_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("mlruns");
+    let sweep = dir.path().join("honest.toml");
+    std::fs::write(
+        &sweep,
+        "name = \"honest\"\nmetric = \"val/sharpe\"\nseeds = [0, 1]\n\
+         [base]\nrun = { steps = 512, eval_every = 256, select = \"best_val_sharpe\", experiment = \"honest\", model_name = \"honest-ppo\" }\n\
+         ppo = { n_steps = 128, batch_size = 64, n_epochs = 2 }\n\
+         [grid]\nppo.learning_rate = [0.0003, 0.003]\nppo.ent_coef = [0.0, 0.01]\n",
+    )
+    .unwrap();
+    let html = dir.path().join("board.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_ratchet"))
+        .current_dir(root())
+        .arg("--tracking-uri")
+        .arg(&store)
+        .args([
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--register-best",
+        ])
+        .args(["--final-test", "--json", "--html", html.to_str().unwrap()])
+        .arg("--out")
+        .arg(dir.path().join("final-test"))
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env("RATCHET_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = stdout_json(&out);
+    let board = &result["leaderboard"];
+    let trials = board["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 8);
+    let best_id = board["best_trial"].as_str().unwrap();
+    let best = trials.iter().find(|t| t["trial_id"] == best_id).unwrap();
+    let best_value = best["value"].as_f64().unwrap();
+    for t in trials {
+        assert!(t["value"].as_f64().unwrap() <= best_value);
+        assert_eq!(t["value"], t["val_sharpe"]);
+    }
+    assert!(
+        board["selection"].as_str().unwrap().starts_with(&format!(
+            "trial {best_id} is selected: the highest val/sharpe"
+        )),
+        "{board}"
+    );
+
+    // The deflated Sharpe ratio is computed from the best trial's uploaded returns.
+    let returns_file = std::fs::read_dir(&store)
+        .unwrap()
+        .flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
+        .map(|e| e.unwrap().path())
+        .find(|p| p.ends_with(best["run_id"].as_str().unwrap()))
+        .unwrap()
+        .join("artifacts/val/returns.json");
+    let returns: Vec<f64> =
+        serde_json::from_str(&std::fs::read_to_string(returns_file).unwrap()).unwrap();
+    let d = &board["deflated_sharpe"];
+    assert_eq!(d["trial_id"], best_id);
+    assert_eq!(d["trials"], 8);
+    assert_eq!(d["observations"], returns.len());
+    let s = d["sharpe"].as_f64().unwrap();
+    assert!(
+        (s - sharpe(&returns)).abs() < 1e-12 * s.abs().max(1.0),
+        "{s}"
+    );
+    assert!((0.0..=1.0).contains(&d["deflated_sharpe"].as_f64().unwrap()));
+    let pbo = &board["overfitting"];
+    assert_eq!(
+        (&pbo["trials"], &pbo["partitions"]),
+        (&Value::from(8), &Value::from(16))
+    );
+    assert_eq!(pbo["splits"], 12870);
+
+    // Registered under @best with the sweep's statistics, and tested exactly once.
+    let selected = &result["selected"];
+    assert_eq!(selected["trial_id"], best_id);
+    assert_eq!(selected["alias"], "best");
+    let model_uri = selected["model_uri"].as_str().unwrap();
+    let shown = stdout_json(&ratchet(
+        &store,
+        &["models", "show", "models:/honest-ppo@best", "--json"],
+    ));
+    assert_eq!(
+        format!("models:/honest-ppo/{}", shown["version"]),
+        model_uri
+    );
+    assert_eq!(shown["test_looks"], 1);
+    assert_eq!(shown["sweep"]["trial"], best_id);
+    assert_eq!(shown["sweep"]["trials"], "8");
+    assert_eq!(
+        shown["sweep"]["deflated_sharpe"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        d["deflated_sharpe"].as_f64().unwrap()
+    );
+    assert_eq!(
+        shown["sweep"]["pbo"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        pbo["probability"].as_f64().unwrap()
+    );
+    assert_eq!(shown["selection"]["rule"], "best_val_sharpe");
+    let test_sharpe = selected["final_test"]["metrics"]["sharpe"].clone();
+    assert_eq!(selected["final_test"]["test_looks"], 1);
+    // Only the selected trial's test range was looked at.
+    let tested: Vec<&Value> = trials
+        .iter()
+        .filter(|t| !t["test_sharpe"].is_null())
+        .collect();
+    assert_eq!(tested.len(), 1);
+    assert_eq!(tested[0]["trial_id"], best_id);
+    assert_eq!(tested[0]["test_sharpe"], test_sharpe);
+    assert!(dir.path().join("final-test/report.html").is_file());
+
+    // The page: every trial, the statistics, one point in the scatter (the tested trial).
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert_eq!(page.matches("<circle").count(), 1);
+    assert!(page.contains(&format!(
+        "class=\"dot best\" data-trial=\"{best_id}\" data-val=\"{}\" data-test=\"{}\"",
+        best_value, test_sharpe
+    )));
+    assert!(page.contains(&format!(
+        "<td class=\"n\" id=\"pbo\">{:.4}</td>",
+        pbo["probability"].as_f64().unwrap()
+    )));
+    for t in trials {
+        assert!(page.contains(&format!("<td>{}", t["trial_id"].as_str().unwrap())));
+    }
+
+    // `sweep show` writes the same page again.
+    let again = dir.path().join("again.html");
+    let shown = ratchet(
+        &store,
+        &["sweep", "show", "honest", "--html", again.to_str().unwrap()],
+    );
+    assert!(shown.status.success());
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("probability of backtest overfitting"));
 }

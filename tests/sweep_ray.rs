@@ -49,7 +49,7 @@ fn a_ray_sweep_retries_a_stopped_job_and_finishes_every_trial() {
     // Long enough (tens of seconds a trial) for a job to be caught running.
     std::fs::write(
         &sweep,
-        "seeds = [0, 1]\nmetric = \"eval/mean_return\"\n\
+        "seeds = [0, 1]\nmetric = \"val/mean_return\"\n\
          [base]\nrun = { algo = \"ppo\", env = \"cartpole\", steps = 1000000, checkpoint_every = 50000, experiment = \"ray\" }\n\
          ppo = { n_steps = 512 }\n\
          [grid]\nppo.learning_rate = [0.0003, 0.001]\n",

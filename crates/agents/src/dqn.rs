@@ -517,6 +517,23 @@ impl<E: Env> Dqn<E> {
 
     /// Loads the Q-network's weights (`q_network.*` of [`Dqn::state`]) and nothing else:
     /// enough to act greedily, as a backtest does. On error the agent is unchanged.
+    /// The greedy network of saved weights (the `q_network.*` tensors of [`Dqn::state`]),
+    /// without an agent: what a server loads. Equal to [`Dqn::policy`] after
+    /// [`Dqn::load_weights`] of the same weights.
+    pub fn policy_from_weights(
+        config: &DqnConfig,
+        weights: &[NamedTensor],
+    ) -> Result<InferenceMlp, AgentError> {
+        let q_network = weights
+            .iter()
+            .filter_map(|t| {
+                let name = t.name.strip_prefix("q_network.")?;
+                Some(NamedTensor::new(name, t.shape.clone(), t.data.to_vec()))
+            })
+            .collect();
+        greedy_from_tensors(q_network, config.dueling, config.activation)
+    }
+
     pub fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
         let q_network = load_module_tensors(self.q_network.clone(), weights, "q_network")?;
         self.greedy = greedy_network(&q_network, self.config.dueling)?;
@@ -603,9 +620,21 @@ struct DqnMeta {
 /// A Burn-free copy of `net` whose outputs are Q-values. A dueling head is linear in the last
 /// hidden layer, so `V + A - mean(A)` folds exactly into one plain output layer.
 fn greedy_network(net: &Mlp, dueling: bool) -> Result<InferenceMlp, AgentError> {
-    let mut tensors = module_tensors(net, "")?;
+    greedy_from_tensors(module_tensors(net, "")?, dueling, net.activation)
+}
+
+/// [`greedy_network`] of a Q-network's tensors (named `layers.{i}.weight` / `.bias`).
+fn greedy_from_tensors(
+    mut tensors: Vec<NamedTensor<'static>>,
+    dueling: bool,
+    activation: Activation,
+) -> Result<InferenceMlp, AgentError> {
     if dueling {
-        let last = net.layers.len() - 1;
+        let last = tensors
+            .iter()
+            .filter(|t| t.name.ends_with(".weight"))
+            .count()
+            - 1;
         for t in &mut tensors {
             if t.name == format!("layers.{last}.weight") || t.name == format!("layers.{last}.bias")
             {
@@ -622,7 +651,7 @@ fn greedy_network(net: &Mlp, dueling: bool) -> Result<InferenceMlp, AgentError> 
             }
         }
     }
-    InferenceMlp::from_tensors(&tensors, "", net.activation)
+    InferenceMlp::from_tensors(&tensors, "", activation)
 }
 
 /// `τ online + (1 − τ) target`, parameter by parameter (both networks have the same shape).

@@ -40,6 +40,7 @@ pub mod ppo;
 pub mod replay;
 pub mod schedule;
 pub mod state;
+pub mod trading_policy;
 
 pub use device::{DeviceKind, device};
 pub use dqn::{Dqn, DqnConfig};
@@ -50,6 +51,7 @@ pub use policy::{InferenceMlp, argmax, greedy_return};
 pub use ppo::{Ppo, PpoConfig};
 pub use schedule::LinearSchedule;
 pub use state::{NamedTensor, TensorGroup, TrainingState};
+pub use trading_policy::TradingPolicy;
 
 /// Diagnostics handed to the training callback after every update.
 ///

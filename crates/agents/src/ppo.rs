@@ -561,6 +561,16 @@ impl<E: Env> Ppo<E> {
 
     /// Loads the networks' weights (`actor.*`, `critic.*` of [`Ppo::state`]) and nothing
     /// else: enough to act, as a backtest does. On error the agent is unchanged.
+    /// The policy network of saved weights (the `actor.*` tensors of [`Ppo::state`]), without
+    /// an agent: what a server loads. Equal to [`Ppo::policy`] after [`Ppo::load_weights`] of
+    /// the same weights.
+    pub fn policy_from_weights(
+        config: &PpoConfig,
+        weights: &[NamedTensor],
+    ) -> Result<InferenceMlp, AgentError> {
+        InferenceMlp::from_tensors(weights, "actor", config.activation)
+    }
+
     pub fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
         let model = ActorCritic {
             actor: load_module_tensors(self.model.actor.clone(), weights, "actor")?,

@@ -47,10 +47,10 @@ pub use metrics::{MetricKind, MetricRow, Metrics};
 pub use prices::PriceSeries;
 pub use report::{
     MonthlyReturn, Report, ReportInput, ReportMetadata, ReportPaths, TimeRange, TradeRecord,
-    leakage_warning, write_reports,
+    leakage_warning, page, write_reports,
 };
 pub use signal::{sma_crossover, sma_crossover_into};
-pub use simulate::{Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};
+pub use simulate::{Holding, Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};
 pub use stats::{
     MAX_PARTITIONS, Overfitting, SharpeEstimate, Trials, probability_of_backtest_overfitting,
 };

@@ -169,6 +169,48 @@ fn validate_positions(prices: &PriceSeries, positions: &[f64]) -> Result<(), Bac
     Ok(())
 }
 
+/// The position held and the price it was entered at: what a policy is told about its open
+/// trade. [`simulate_policy`] and a live server keep one each, so both hand a policy the
+/// same numbers.
+///
+/// ```
+/// use ratchet_backtest::Holding;
+/// let mut h = Holding::default();
+/// h.fill(-1.0, 50.0); // short from the next open, 50
+/// assert!((h.unrealised_return(45.0) - 0.1).abs() < 1e-12);
+/// h.fill(-1.0, 40.0); // unchanged: the entry price stays
+/// assert_eq!(h.entry_price, 50.0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Holding {
+    /// Fraction of equity: `-1` short, `0` flat, `1` long.
+    pub position: f64,
+    /// Fill price of the last change of position (0 before the first).
+    pub entry_price: f64,
+}
+
+impl Holding {
+    /// The open trade's return at `close`; 0 when flat.
+    #[inline]
+    pub fn unrealised_return(&self, close: f64) -> f64 {
+        if self.position == 0.0 {
+            0.0
+        } else {
+            self.position * (close / self.entry_price - 1.0)
+        }
+    }
+
+    /// Moves to `target` at the fill price `open` (the next bar's open); holding the same
+    /// position keeps its entry price.
+    #[inline]
+    pub fn fill(&mut self, target: f64, open: f64) {
+        if target != self.position {
+            self.entry_price = open;
+            self.position = target;
+        }
+    }
+}
+
 /// Runs `policy` over every bar that can still fill (all but the last), feeding it the
 /// position and unrealised return it holds, and simulates the positions it chose.
 ///
@@ -193,26 +235,17 @@ pub fn simulate_policy(
     let n = prices.len();
     let mut held = Vec::with_capacity(n);
     held.push(0.0);
-    let mut position = 0.0;
-    let mut entry_price = 0.0;
+    let mut holding = Holding::default();
     for bar in 0..n - 1 {
-        let unrealised = if position == 0.0 {
-            0.0
-        } else {
-            position * (close[bar] / entry_price - 1.0)
-        };
-        let target = policy.decide(bar, position, unrealised);
+        let target = policy.decide(bar, holding.position, holding.unrealised_return(close[bar]));
         if !target.is_finite() {
             return input(format!(
                 "the policy chose position {target} at bar {bar} ({}); positions must be finite",
                 format_ms(prices.timestamps()[bar])
             ));
         }
-        if target != position {
-            entry_price = open[bar + 1];
-            position = target;
-        }
-        held.push(position);
+        holding.fill(target, open[bar + 1]);
+        held.push(holding.position);
     }
     Ok(run(prices, held, Buffers::default(), costs))
 }

@@ -107,7 +107,7 @@ impl Bar {
     /// What is wrong with this bar on its own, by the rules [`load_bars`](crate::load_bars)
     /// applies to every row: finite positive prices, finite non-negative volume, and a high and a
     /// low that enclose open and close.
-    pub(crate) fn problem(&self) -> Option<String> {
+    pub fn problem(&self) -> Option<String> {
         for (column, price) in [
             ("open", self.open),
             ("high", self.high),

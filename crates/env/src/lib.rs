@@ -19,6 +19,6 @@ pub use env::{Env, EnvError, Step};
 pub use rng::{Rng, RngState};
 pub use trading::{
     BANKRUPTCY_LOG_RETURN, DSR_MIN_VARIANCE, EpisodeMode, MarketData, RewardKind, TradingConfig,
-    TradingEnv,
+    TradingEnv, position_of_action, write_observation,
 };
 pub use vec_env::{EpisodeEnd, VecEnv, VecEnvState, VecStep};

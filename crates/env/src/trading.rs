@@ -56,6 +56,42 @@ pub struct MarketData {
     pub close: Vec<f64>,
 }
 
+/// Writes an observation: the feature rows of the window (oldest first, `window * width`
+/// values), then `position` and its `unrealised_return`. The one layout that training
+/// ([`MarketData::write_observation`]), backtests and a live server use.
+/// `obs.len() == window_rows.len() + 2`.
+///
+/// ```
+/// let mut obs = [0.0f32; 6];
+/// ratchet_env::write_observation(&[1.0, 2.0, 3.0, 4.0], -1.0, 0.25, &mut obs);
+/// assert_eq!(obs, [1.0, 2.0, 3.0, 4.0, -1.0, 0.25]);
+/// ```
+#[inline]
+pub fn write_observation(
+    window_rows: &[f32],
+    position: f64,
+    unrealised_return: f64,
+    obs: &mut [f32],
+) {
+    let w = window_rows.len();
+    obs[..w].copy_from_slice(window_rows);
+    obs[w] = position as f32;
+    obs[w + 1] = unrealised_return as f32;
+}
+
+/// The position an action asks for: actions are short, flat, long (`-1, 0, 1`) with shorting
+/// and flat, long (`0, 1`) without.
+///
+/// ```
+/// use ratchet_env::position_of_action;
+/// assert_eq!(position_of_action(0, true), -1.0);
+/// assert_eq!(position_of_action(0, false), 0.0);
+/// ```
+#[inline]
+pub fn position_of_action(action: usize, allow_short: bool) -> f64 {
+    action as f64 - if allow_short { 1.0 } else { 0.0 }
+}
+
 impl MarketData {
     /// Checks the shapes and values and wraps them. Prices must be finite and positive,
     /// features finite; the error names the offending field and row.
@@ -88,11 +124,9 @@ impl MarketData {
         unrealised_return: f64,
         obs: &mut [f32],
     ) {
-        let w = window * self.width;
         let end = (row + 1) * self.width;
-        obs[..w].copy_from_slice(&self.features[end - w..end]);
-        obs[w] = position as f32;
-        obs[w + 1] = unrealised_return as f32;
+        let rows = &self.features[end - window * self.width..end];
+        write_observation(rows, position, unrealised_return, obs);
     }
 
     /// Number of bars.
@@ -257,8 +291,6 @@ pub struct TradingEnv {
     range: Range<usize>,
     /// `window * width`: the feature part of an observation.
     window_values: usize,
-    /// Action `a` means position `a - action_offset`.
-    action_offset: f64,
     /// First decision bar of the range.
     first_bar: usize,
     /// Steps of a random-start episode (`episode_length`, or fewer if the range is short).
@@ -311,7 +343,6 @@ impl TradingEnv {
         let available_steps = range.end - 1 - first_bar;
         let mut env = Self {
             window_values: config.window * data.width,
-            action_offset: if config.allow_short { 1.0 } else { 0.0 },
             first_bar,
             episode_steps: config.episode_length.min(available_steps),
             start: first_bar,
@@ -371,7 +402,7 @@ impl TradingEnv {
             "action {action} is out of range: this TradingEnv has {} actions",
             self.action_count()
         );
-        action as f64 - self.action_offset
+        position_of_action(action, self.config.allow_short)
     }
 
     /// The last bar of an episode that starts at `start`.

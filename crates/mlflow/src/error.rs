@@ -49,6 +49,10 @@ pub enum Error {
     /// The operation is not available for this tracking URI or backend.
     #[error("{0}")]
     Unsupported(String),
+    /// The store could not take a write, which was kept locally to be recorded later (see
+    /// [`crate::RunEndJournal`]).
+    #[error("{0}")]
+    Deferred(String),
 }
 
 impl Error {

@@ -33,7 +33,8 @@
 //! - [`names`]: the rules for experiment, model, key, alias and artifact names, applied to
 //!   every call by [`Checked`], which the backends' constructors return;
 //! - [`yaml`]: the `meta.yaml` dialect MLflow's file store reads and writes;
-//! - [`fsutil`]: the atomic-write and tree-copy helpers the file store is built on.
+//! - [`fsutil`]: the atomic-write and tree-copy helpers the file store is built on;
+//! - [`RunEndJournal`]: run endings kept locally while the store cannot be reached.
 
 pub mod checked;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod metric_value;
 pub mod names;
 mod open;
 pub mod rest;
+pub mod run_end;
 pub mod store;
 pub mod uri;
 pub mod yaml;
@@ -53,6 +55,7 @@ pub use file_store::FileStore;
 pub use metric_value::MetricValue;
 pub use open::{open_store, resolve_tracking_uri};
 pub use rest::RestStore;
+pub use run_end::RunEndJournal;
 pub use store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
     StoredVersion, TrackingStore, VersionView, now_ms,

@@ -10,7 +10,7 @@
 //! - [`ModelVersion`]: what a version records;
 //! - [`Registry`]: registration and reading ([`registry`]), with each other operation in
 //!   its own module: [`aliases`] (status, promote, rollback, history), [`compare`],
-//!   [`lineage`], [`validation`], [`cleanup`], [`compatibility`];
+//!   [`lineage`], [`validation`], [`cleanup`], [`compatibility`], [`deployments`];
 //! - [`ModelRef`]: a `models:/` URI; [`VersionSummary`] and [`VersionFilter`]: listing.
 
 pub mod aliases;
@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod cleanup;
 pub mod compare;
 pub mod compatibility;
+pub mod deployments;
 pub mod error;
 pub mod lineage;
 pub mod listing;
@@ -31,6 +32,7 @@ pub use checkpoint::{Checkpoint, CheckpointState, Manifest, Weights};
 pub use cleanup::{CleanupReport, RetentionPolicy};
 pub use compare::{MetricRow, VersionComparison};
 pub use compatibility::{CompatibilityTarget, Difference, compatibility};
+pub use deployments::DeploymentEvent;
 pub use error::{RegistryError, Result};
 pub use lineage::{Lineage, LineageNode};
 pub use listing::{Comparison, MetricFilter, VersionFilter, VersionSummary};
@@ -40,5 +42,5 @@ pub use model_version::{
     VersionStatus, metric_direction,
 };
 pub use ratchet_tensors::NamedTensor;
-pub use registry::{LocalCheckpoint, Registry};
+pub use registry::{LocalCheckpoint, Registry, test_looks_of};
 pub use validation::{ValidationCheck, ValidationReport};

@@ -52,9 +52,21 @@ pub mod tags {
     pub const ACTION_COUNT: &str = "ratchet.action_count";
     /// Artifact path of the checkpoint inside the run.
     pub const CHECKPOINT: &str = "ratchet.checkpoint";
+    /// How many times the version's test range has been looked at (backtests over it,
+    /// sweeps' final tests, walk-forward folds on it); absent = 0.
+    pub const TEST_LOOKS: &str = "ratchet.test_looks";
     /// Registered-model tag prefix: `ratchet.alias_history.<alias>` holds a JSON list of
     /// [`crate::AliasEvent`]s.
     pub const ALIAS_HISTORY_PREFIX: &str = "ratchet.alias_history.";
+}
+
+/// The [`tags::TEST_LOOKS`] count of a stored version (0 when absent or unreadable).
+pub fn test_looks_of(stored: &StoredVersion) -> u64 {
+    stored
+        .tags
+        .get(tags::TEST_LOOKS)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A checkpoint directory on this machine: the store's own copy, or a temporary download
@@ -222,6 +234,29 @@ impl Registry {
             value = serde_json::to_string(&history).expect("JSON values serialise");
         }
         self.store.set_run_tags(run_id, &[(KEY.to_string(), value)])
+    }
+
+    // ---- test looks --------------------------------------------------------------------
+
+    /// How many times a version's test range has been looked at ([`tags::TEST_LOOKS`]).
+    pub fn test_looks(&self, reference: &ModelRef) -> Result<u64> {
+        Ok(test_looks_of(&self.resolve(reference)?))
+    }
+
+    /// Counts one more look at a version's test range and returns the new count. The
+    /// read-modify-write holds the model lock, so concurrent looks are all counted.
+    pub fn record_test_look(&self, reference: &ModelRef) -> Result<u64> {
+        let stored = self.resolve(reference)?;
+        let _lock = self.store.lock_model(&stored.name)?;
+        let fresh = self.store.get_model_version(&stored.name, stored.version)?;
+        let looks = test_looks_of(&fresh) + 1;
+        self.store.set_model_version_tag(
+            &stored.name,
+            stored.version,
+            tags::TEST_LOOKS,
+            &looks.to_string(),
+        )?;
+        Ok(looks)
     }
 
     // ---- get ---------------------------------------------------------------------------

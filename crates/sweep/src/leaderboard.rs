@@ -12,6 +12,11 @@ use ratchet_backtest::{SharpeEstimate, Trials, probability_of_backtest_overfitti
 use crate::spec::Goal;
 use crate::store::{RETURNS_ARTIFACT, RunState, SweepRecord, TrialRun};
 
+/// The trials' validation and test Sharpe ratios (logged by `ratchet train` and by
+/// `ratchet backtest` of a version's test split).
+pub const VAL_SHARPE: &str = "val/sharpe";
+pub const TEST_SHARPE: &str = "test/sharpe";
+
 /// Fewest trials with return series for the probability of backtest overfitting.
 pub const MIN_PBO_TRIALS: usize = 4;
 /// Blocks of the combinatorially symmetric cross-validation (Bailey et al. use 16), fewer
@@ -44,6 +49,10 @@ pub struct TrialRow {
     pub seed: u64,
     pub overrides: String,
     pub value: Option<f64>,
+    /// `val/sharpe` and, when the trial's test range was backtested (`ratchet backtest` of
+    /// its version, `sweep --final-test`), `test/sharpe`: the HTML page's scatter.
+    pub val_sharpe: Option<f64>,
+    pub test_sharpe: Option<f64>,
 }
 
 /// The deflated Sharpe ratio of the best trial (Bailey & López de Prado 2014).
@@ -84,6 +93,8 @@ pub struct Leaderboard {
     /// Trial id → the error of its last attempt, for trials that never finished.
     pub failed: BTreeMap<String, String>,
     pub best_trial: Option<String>,
+    /// Why the best trial is the selected one (the rule, on validation numbers only).
+    pub selection: Option<String>,
     pub deflated_sharpe: Option<DeflatedSharpe>,
     pub overfitting: Option<OverfittingRow>,
     /// Why a statistic is missing.
@@ -116,6 +127,12 @@ impl Leaderboard {
                 seed: r.seed,
                 overrides: r.overrides.clone(),
                 value: r.metrics.get(metric).copied().filter(|v| v.is_finite()),
+                val_sharpe: r.metrics.get(VAL_SHARPE).copied().filter(|v| v.is_finite()),
+                test_sharpe: r
+                    .metrics
+                    .get(TEST_SHARPE)
+                    .copied()
+                    .filter(|v| v.is_finite()),
             })
             .collect();
         trials.sort_by(|a, b| (&a.overrides, a.seed).cmp(&(&b.overrides, b.seed)));
@@ -143,6 +160,31 @@ impl Leaderboard {
                 }
             });
         let mut notes = Vec::new();
+        let selection = best.map(|b| {
+            let scored = trials.iter().filter(|t| t.value.is_some()).count();
+            let rank = configurations
+                .iter()
+                .find(|c| c.config_id == b.config_id)
+                .and_then(|c| c.rank);
+            format!(
+                "trial {} is selected: the {} {metric} ({}) of the {scored} finished trials that \
+                 logged it, on the validation range; its configuration ranks {} by the mean \
+                 across seeds",
+                b.trial_id,
+                match sweep.goal {
+                    Goal::Max => "highest",
+                    Goal::Min => "lowest",
+                },
+                b.value.map_or_else(String::new, |v| format!("{v:.4}")),
+                rank.map_or_else(|| "-".to_string(), |r| format!("#{r}")),
+            )
+        });
+        if metric.starts_with("test/") {
+            notes.push(format!(
+                "the sweep ranks by {metric}, a test-range metric: selecting on the test range \
+                 leaves no untouched data to judge the choice"
+            ));
+        }
         if best.is_none() && !trials.is_empty() {
             notes.push(format!("no finished trial logged the metric {metric}"));
         }
@@ -180,6 +222,7 @@ impl Leaderboard {
             planned_trials: sweep.planned_trials,
             configurations,
             best_trial: best.map(|t| t.trial_id.clone()),
+            selection,
             trials,
             failed,
             deflated_sharpe,
@@ -371,6 +414,14 @@ mod tests {
             ]
         );
         assert_eq!(board.best_trial.as_deref(), Some("t3"));
+        assert_eq!(
+            board.selection.as_deref(),
+            Some(
+                "trial t3 is selected: the highest m (4.0000) of the 3 finished trials that \
+                 logged it, on the validation range; its configuration ranks #1 by the mean \
+                 across seeds"
+            )
+        );
         assert_eq!(board.trials.len(), 4);
         assert_eq!(
             board.failed,

@@ -21,6 +21,7 @@
 //! its config parser to [`Plan::new`] (see [`plan::Resolve`]).
 
 pub mod executor;
+pub mod html;
 pub mod leaderboard;
 pub mod local;
 pub mod plan;

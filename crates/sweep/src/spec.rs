@@ -3,7 +3,7 @@
 //! ```toml
 //! name = "cartpole-lr"                 # default: the file's stem
 //! base = "cartpole-ppo.toml"           # a config file (relative to this file), or a [base] table
-//! metric = "eval/mean_return"          # what the leaderboard ranks by (default val/sharpe)
+//! metric = "val/mean_return"          # what the leaderboard ranks by (default val/sharpe)
 //! goal = "max"                         # max | min
 //! seeds = [0, 1]                       # every configuration once per seed (sets run.seed)
 //!

@@ -22,6 +22,8 @@ const TRIAL_TAG: &str = "ratchet.sweep.trial";
 const CONFIG_TAG: &str = "ratchet.sweep.config";
 const OVERRIDES_TAG: &str = "ratchet.sweep.overrides";
 const SEED_TAG: &str = "ratchet.sweep.seed";
+/// The registered model a `ratchet train` run's version goes to.
+const MODEL_NAME_TAG: &str = "ratchet.model_name";
 /// Followed by a trial id: the error of a trial that failed every attempt.
 const FAILED_TAG_PREFIX: &str = "ratchet.sweep.failed.";
 /// A trial's per-bar returns on the validation range (a JSON list of numbers), when the
@@ -192,6 +194,25 @@ impl SweepStore {
             .map(|m| m.value))
     }
 
+    /// The registered version a trial's run made (`ratchet train` registers one per run):
+    /// its model name and version number.
+    pub fn trial_version(&self, run_id: &str) -> Result<Option<(String, u64)>> {
+        let run = self.store.get_run(run_id)?;
+        let Some(name) = run.tags.get(MODEL_NAME_TAG) else {
+            return Ok(None);
+        };
+        let versions = match self.store.list_model_versions(name) {
+            Err(ratchet_mlflow::Error::NotFound(_)) => return Ok(None),
+            listed => listed?,
+        };
+        Ok(versions
+            .iter()
+            .filter(|v| v.run_id.as_deref() == Some(run_id))
+            .map(|v| v.version)
+            .max()
+            .map(|v| (name.clone(), v)))
+    }
+
     /// The run's [`RETURNS_ARTIFACT`], when it has one.
     pub fn validation_returns(&self, run_id: &str) -> Result<Option<Vec<f64>>> {
         // The file store answers NotFound for a folder no artifact was logged under.
@@ -202,11 +223,15 @@ impl SweepStore {
         if !listed.iter().any(|e| e.path == RETURNS_ARTIFACT) {
             return Ok(None);
         }
+        // A file artifact is downloaded into the destination folder, under its own name.
         let dir = tempfile::tempdir()?;
-        let file = dir.path().join("returns.json");
         self.store
-            .download_artifacts(run_id, RETURNS_ARTIFACT, &file)?;
-        let text = std::fs::read_to_string(&file)?;
+            .download_artifacts(run_id, RETURNS_ARTIFACT, dir.path())?;
+        let name = RETURNS_ARTIFACT
+            .rsplit('/')
+            .next()
+            .unwrap_or(RETURNS_ARTIFACT);
+        let text = std::fs::read_to_string(dir.path().join(name))?;
         let returns = serde_json::from_str(&text).with_context(|| {
             format!("run {run_id}: {RETURNS_ARTIFACT} is not a list of numbers")
         })?;

@@ -4,6 +4,7 @@ mod chart;
 mod format;
 mod html;
 mod markdown;
+pub mod page;
 
 use std::collections::BTreeMap;
 use std::fs;

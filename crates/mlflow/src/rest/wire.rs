@@ -322,8 +322,7 @@ mod tests {
         let body = br#"{"metrics": [{"key": "value", "value" : 0.09090909090909091, "timestamp": 17, "step": -2},
             {"key": "k", "value": "NaN", "timestamp": 1}, {"key": "x", "value": -1.5e-7},
             {"key": "y", "value": "-Infinity"}, {"key": "z", "value": 3}]}"#;
-        let history: MetricHistoryAnswer =
-            serde_json::from_slice(body).unwrap();
+        let history: MetricHistoryAnswer = serde_json::from_slice(body).unwrap();
         let points: Vec<Metric> = history
             .metrics
             .into_iter()

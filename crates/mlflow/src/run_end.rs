@@ -1,0 +1,174 @@
+//! Ending a run even when its store has gone away. [`RunEndJournal::end_run`] records a run's
+//! final status (and tags such as the error that ended it); when the store cannot be reached
+//! (a tracking server that went down mid-run), the ending is kept in a journal file instead,
+//! and [`RunEndJournal::replay`] records it the next time a process opens the same store. So a
+//! run is never left RUNNING because the one moment it could have been marked passed.
+//!
+//! ```
+//! use ratchet_mlflow::{FileStore, RunEndJournal, RunStatus, TrackingStore};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = FileStore::open(dir.path().join("mlruns"))?;
+//! let exp = store.get_or_create_experiment("demo")?;
+//! let run = store.create_run(&exp.experiment_id, "r", &[])?;
+//! let journal = RunEndJournal::new(dir.path().join("journal"));
+//! journal.end_run(&store, &run.run_id, RunStatus::Failed, &[("why".into(), "boom".into())])?;
+//! assert_eq!(store.get_run(&run.run_id)?.info.status, RunStatus::Failed);
+//! assert_eq!(journal.replay(&store), Vec::<String>::new()); // nothing was left over
+//! # Ok::<(), ratchet_mlflow::Error>(())
+//! ```
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::store::{RunStatus, TrackingStore, now_ms};
+
+/// Where unrecorded run endings wait, one JSON file per run.
+#[derive(Clone, Debug)]
+pub struct RunEndJournal {
+    dir: PathBuf,
+}
+
+/// A run ending not yet recorded in its store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RunEnd {
+    tracking_uri: String,
+    run_id: String,
+    status: RunStatus,
+    end_time_ms: i64,
+    tags: Vec<(String, String)>,
+}
+
+impl RunEndJournal {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Sets `tags` on the run and ends it with `status`. When the store fails, the ending is
+    /// written to the journal (atomically) and the store's error is returned; a journal that
+    /// cannot be written either is named in the error.
+    pub fn end_run(
+        &self,
+        store: &dyn TrackingStore,
+        run_id: &str,
+        status: RunStatus,
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        let end = RunEnd {
+            tracking_uri: store.tracking_uri(),
+            run_id: run_id.to_string(),
+            status,
+            end_time_ms: now_ms(),
+            tags: tags.to_vec(),
+        };
+        let Err(e) = record(store, &end) else {
+            return Ok(());
+        };
+        let path = self.dir.join(format!("{run_id}.json"));
+        let bytes = serde_json::to_vec_pretty(&end).expect("JSON values serialise");
+        let saved = fsutil::create_dir_all(&self.dir)
+            .and_then(|()| fsutil::write_atomic(&path, &bytes, &self.dir, true));
+        Err(match saved {
+            Ok(()) => Error::Deferred(format!(
+                "{e}; the run's end ({}) is saved in {} and will be recorded the next time \
+                 ratchet opens {}",
+                status.as_str(),
+                path.display(),
+                end.tracking_uri
+            )),
+            Err(journal) => Error::Deferred(format!(
+                "{e}; the run's end ({}) could not be saved either: {journal}",
+                status.as_str()
+            )),
+        })
+    }
+
+    /// Whether any ending waits in the journal (for any store).
+    pub fn has_pending(&self) -> bool {
+        std::fs::read_dir(&self.dir).is_ok_and(|mut entries| entries.next().is_some())
+    }
+
+    /// Records the journal's endings of runs in `store`, removing each one recorded; endings
+    /// for other stores, or that still fail, stay. Returns the ids of the runs recorded.
+    pub fn replay(&self, store: &dyn TrackingStore) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let uri = store.tracking_uri();
+        let mut recorded = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Some(end) = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<RunEnd>(&bytes).ok())
+            else {
+                continue;
+            };
+            if end.tracking_uri == uri && record(store, &end).is_ok() {
+                let _ = std::fs::remove_file(&path);
+                recorded.push(end.run_id);
+            }
+        }
+        recorded.sort();
+        recorded
+    }
+}
+
+fn record(store: &dyn TrackingStore, end: &RunEnd) -> Result<()> {
+    if !end.tags.is_empty() {
+        store.set_run_tags(&end.run_id, &end.tags)?;
+    }
+    store.set_run_status(&end.run_id, end.status, Some(end.end_time_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FileStore;
+
+    #[test]
+    fn an_ending_the_store_refused_is_recorded_by_the_next_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("mlruns")).unwrap();
+        let exp = store.get_or_create_experiment("e").unwrap();
+        let run = store.create_run(&exp.experiment_id, "r", &[]).unwrap();
+        let journal = RunEndJournal::new(dir.path().join("journal"));
+        // A store where the run does not exist refuses the ending, as a server that went
+        // away would.
+        let elsewhere = FileStore::open(dir.path().join("other")).unwrap();
+        let err = journal
+            .end_run(
+                &elsewhere,
+                &run.run_id,
+                RunStatus::Failed,
+                &[("e".into(), "x".into())],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("will be recorded the next time ratchet opens"),
+            "{err}"
+        );
+        // The journal names the other store: replaying against this one records nothing.
+        assert!(journal.replay(&store).is_empty());
+        let saved = dir
+            .path()
+            .join("journal")
+            .join(format!("{}.json", run.run_id));
+        let mut end: RunEnd = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+        end.tracking_uri = store.tracking_uri();
+        std::fs::write(&saved, serde_json::to_vec(&end).unwrap()).unwrap();
+        assert_eq!(journal.replay(&store), vec![run.run_id.clone()]);
+        let got = store.get_run(&run.run_id).unwrap();
+        assert_eq!(got.info.status, RunStatus::Failed);
+        assert_eq!(got.info.end_time, Some(end.end_time_ms));
+        assert_eq!(got.tags.get("e").map(String::as_str), Some("x"));
+        assert!(!saved.exists());
+        assert!(journal.replay(&store).is_empty());
+    }
+}

@@ -1,0 +1,152 @@
+//! `ratchet serve`: live decisions from registered versions.
+//!
+//! A server follows a production alias (and optionally a canary and a shadow alias) in a
+//! model registry, keeps one session per symbol (its online features, window and position),
+//! and answers each new bar with the position for the next one. Alias moves are followed
+//! without a restart: the new version is loaded, verified and warmed in the background and
+//! swapped in atomically. A canary answers a stable share of the symbols; a shadow decides on
+//! the same bars without answering. Every decision is counted in Prometheus metrics, with
+//! paper PnL per version, and an optional SLO rolls an alias back when its version breaks it.
+//!
+//! The decisions are exactly a backtest's: features come from [`ratchet_data::FeatureStream`]
+//! (the one implementation the batch features also run), the observation and decision from
+//! [`ratchet_agents::TradingPolicy`], the position bookkeeping from
+//! [`ratchet_backtest::Holding`] and the paper PnL from the shared fill and cost rule.
+//!
+//! - [`model`]: a version ready to serve ([`ServedModel`]), built by a caller-supplied
+//!   [`BuildModel`];
+//! - [`session`]: one symbol's state;
+//! - [`deployment`]: what is live, canary routing, the history;
+//! - [`http`]: the endpoints; [`state`]: what they share;
+//! - [`watch`]: alias polling, swaps and SLO rollbacks; [`slo`]: the limits;
+//! - [`metrics`]: the Prometheus exposition.
+
+pub mod deployment;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod session;
+pub mod slo;
+pub mod state;
+pub mod watch;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ratchet_registry::{ModelRef, Registry};
+
+pub use deployment::{Live, Role, Targets};
+pub use model::{BuildModel, ModelSpec, ServedModel};
+pub use slo::Slo;
+pub use state::AppState;
+
+/// How a server is set up.
+pub struct ServeOptions {
+    pub targets: Targets,
+    /// Share of symbols the canary answers, in percent.
+    pub canary_percent: f64,
+    pub poll: Duration,
+    pub slo: Option<Slo>,
+    pub allow_unvalidated: bool,
+    /// Bearer token for the mutating endpoints.
+    pub token: Option<String>,
+}
+
+/// Loads the versions the targets name, checks that they compute the same features, and
+/// returns the server's state. Errors name the version that cannot be served and why.
+pub fn prepare(
+    registry: Arc<Registry>,
+    build: Arc<BuildModel>,
+    options: ServeOptions,
+    server: String,
+) -> anyhow::Result<Arc<AppState>> {
+    if !(0.0..=100.0).contains(&options.canary_percent) {
+        bail!(
+            "--canary-percent is {}; it must be between 0 and 100",
+            options.canary_percent
+        );
+    }
+    let load = |reference: &ModelRef| {
+        ServedModel::load(
+            &registry,
+            reference,
+            build.as_ref(),
+            options.allow_unvalidated,
+        )
+        .with_context(|| format!("cannot serve {reference}"))
+    };
+    let production = load(&options.targets.production)?;
+    let mut others = Vec::new();
+    for (role, reference) in [
+        (Role::Canary, &options.targets.canary),
+        (Role::Shadow, &options.targets.shadow),
+    ] {
+        let model = match reference {
+            Some(r) => Some(load(r)?),
+            None => None,
+        };
+        if let Some(m) = &model
+            && m.feature_hash != production.feature_hash
+        {
+            bail!(
+                "the {role} {} computes other features ({}) than production {} ({}); \
+                 sessions are shared, so every served version needs the same feature config",
+                m.uri(),
+                &m.feature_hash[..12],
+                production.uri(),
+                &production.feature_hash[..12]
+            );
+        }
+        others.push(model);
+    }
+    let shadow = others.pop().flatten();
+    let canary = others.pop().flatten();
+    let live = Live {
+        production,
+        canary,
+        shadow,
+        canary_percent: options.canary_percent,
+    };
+    let state = Arc::new(AppState::new(
+        registry,
+        build,
+        options.targets,
+        live.clone(),
+        options.allow_unvalidated,
+        options.token,
+        options.slo,
+        server,
+    ));
+    for role in Role::ALL {
+        if let Some(m) = live.model(role) {
+            state.event("loaded", role, Some(m.version), None, String::new());
+        }
+    }
+    Ok(state)
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops taking connections and lets
+/// requests in flight finish. Follows the aliases every `poll` (and on `reload`).
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    poll: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let follow = tokio::spawn(watch::follow_aliases(state.clone(), poll));
+    let slo = state
+        .slo
+        .is_some()
+        .then(|| tokio::spawn(watch::watch_slo(state.clone(), Duration::from_millis(250))));
+    let result = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
+    follow.abort();
+    if let Some(slo) = slo {
+        slo.abort();
+    }
+    result
+}

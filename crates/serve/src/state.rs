@@ -1,0 +1,185 @@
+//! The server's shared state, one `Arc` handed to every handler and background task.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::Utc;
+use ratchet_registry::{DeploymentEvent, Registry};
+use tokio::sync::Notify;
+
+use crate::deployment::{DeploymentView, Event, Live, Role, RoleView, Targets};
+use crate::metrics::Metrics;
+use crate::model::{BuildModel, ServedModel};
+use crate::session::Session;
+use crate::slo::{Record, Slo};
+
+/// Events kept for `/v1/deployment` (oldest dropped first).
+const MAX_EVENTS: usize = 200;
+
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub build: Arc<BuildModel>,
+    pub targets: Targets,
+    pub allow_unvalidated: bool,
+    /// Bearer token the mutating endpoints require, when set.
+    pub token: Option<String>,
+    pub slo: Option<Slo>,
+    /// The address the server listens on, as recorded with deployment events.
+    pub server: String,
+    /// The feature config hash every session computes: the first production version's. A
+    /// version with other features is refused, since the sessions could not carry over.
+    pub feature_hash: String,
+    pub metrics: Metrics,
+    /// Wakes the alias watcher (`POST /v1/reload`, SIGHUP, a rollback).
+    pub reload: Notify,
+    live: RwLock<Arc<Live>>,
+    sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    history: Mutex<Vec<Event>>,
+    /// SLO records of the versions serving, by version and role.
+    pub records: Mutex<HashMap<(u64, Role), Record>>,
+    /// Versions not to load again in a role (they failed to load or were rolled back).
+    pub skipped: Mutex<HashSet<(Role, u64)>>,
+    /// Versions refused in a role, with the reason last reported.
+    pub refused: Mutex<HashMap<(Role, u64), String>>,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        registry: Arc<Registry>,
+        build: Arc<BuildModel>,
+        targets: Targets,
+        live: Live,
+        allow_unvalidated: bool,
+        token: Option<String>,
+        slo: Option<Slo>,
+        server: String,
+    ) -> Self {
+        let metrics = Metrics::new();
+        metrics.show_live(&live);
+        let feature_hash = live.production.feature_hash.clone();
+        Self {
+            registry,
+            build,
+            targets,
+            allow_unvalidated,
+            token,
+            slo,
+            server,
+            feature_hash,
+            metrics,
+            reload: Notify::new(),
+            live: RwLock::new(Arc::new(live)),
+            sessions: Mutex::new(HashMap::new()),
+            history: Mutex::new(Vec::new()),
+            records: Mutex::new(HashMap::new()),
+            skipped: Mutex::new(HashSet::new()),
+            refused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The models serving now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().expect("no panics hold the lock").clone()
+    }
+
+    /// Replaces what serves in `role` (or stops the canary or shadow with `None`).
+    pub fn set_role(&self, role: Role, model: Option<Arc<ServedModel>>) {
+        let mut live = self.live.write().expect("no panics hold the lock");
+        let mut next = (**live).clone();
+        match role {
+            Role::Production => {
+                next.production = model.expect("production always has a model");
+            }
+            Role::Canary => next.canary = model,
+            Role::Shadow => next.shadow = model,
+        }
+        self.metrics.show_live(&next);
+        *live = Arc::new(next);
+    }
+
+    /// The session of `symbol`, created with `live`'s features on first use. `None` when the
+    /// server already holds `max` sessions.
+    pub fn session(&self, symbol: &str, live: &Live, max: usize) -> Option<Arc<Mutex<Session>>> {
+        let mut sessions = self.sessions.lock().expect("no panics hold the lock");
+        if let Some(s) = sessions.get(symbol) {
+            return Some(s.clone());
+        }
+        if sessions.len() >= max {
+            return None;
+        }
+        let session = Session::new(&live.production)
+            .expect("a served version's feature config was validated when it loaded");
+        let session = Arc::new(Mutex::new(session));
+        sessions.insert(symbol.to_string(), session.clone());
+        self.metrics.sessions.set(sessions.len() as i64);
+        Some(session)
+    }
+
+    /// Notes a deployment event: in the history `/v1/deployment` shows, and, for events about
+    /// a version, in that version's record in the store (best effort: serving goes on when
+    /// the store cannot be written, and the failure is logged).
+    pub fn event(
+        &self,
+        event: &'static str,
+        role: Role,
+        version: Option<u64>,
+        previous: Option<u64>,
+        detail: String,
+    ) {
+        tracing::info!(event, %role, ?version, ?previous, detail, "deployment");
+        let at = Utc::now();
+        if let Some(v) = version {
+            let name = &self
+                .targets
+                .get(role)
+                .expect("events are of served roles")
+                .name;
+            let record = DeploymentEvent {
+                event: event.to_string(),
+                role: role.to_string(),
+                server: self.server.clone(),
+                at,
+                detail: detail.clone(),
+            };
+            if let Err(e) = self.registry.record_deployment(name, v, &record) {
+                tracing::warn!("could not record the {event} event of models:/{name}/{v}: {e}");
+            }
+        }
+        let mut history = self.history.lock().expect("no panics hold the lock");
+        history.push(Event {
+            at,
+            event,
+            role,
+            version,
+            previous,
+            detail,
+        });
+        if history.len() > MAX_EVENTS {
+            history.remove(0);
+        }
+    }
+
+    pub fn view(&self) -> DeploymentView {
+        let live = self.live();
+        let role_view = |role: Role| {
+            self.targets.get(role).map(|follows| RoleView {
+                follows: follows.to_string(),
+                serving: live.model(role).map(|m| m.info()),
+            })
+        };
+        DeploymentView {
+            server: self.server.clone(),
+            production: role_view(Role::Production).expect("production is always followed"),
+            canary: role_view(Role::Canary),
+            shadow: role_view(Role::Shadow),
+            canary_percent: live.canary_percent,
+            sessions: self.sessions.lock().expect("no panics hold the lock").len(),
+            history: self
+                .history
+                .lock()
+                .expect("no panics hold the lock")
+                .clone(),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `ratchet serve`: wires the registry and the training configuration's layout into
+//! `ratchet-serve`, and runs the server until Ctrl-C or SIGTERM.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ratchet_agents::TradingPolicy;
+use ratchet_registry::{ModelRef, ModelVersion, NamedTensor, Registry};
+use ratchet_serve::{ModelSpec, ServeOptions, Slo, Targets};
+
+use crate::checkpoint::config_of;
+use crate::cli::{EnvKind, ServeArgs};
+use crate::learner::Learner;
+
+pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if !(args.poll_seconds.is_finite() && args.poll_seconds > 0.0) {
+        bail!(
+            "--poll-seconds is {}; it must be a positive number of seconds",
+            args.poll_seconds
+        );
+    }
+    let parse = |uri: &str| ModelRef::parse(uri).with_context(|| format!("reading {uri}"));
+    let targets = Targets {
+        production: parse(&args.model)?,
+        canary: args.canary.as_deref().map(parse).transpose()?,
+        shadow: args.shadow.as_deref().map(parse).transpose()?,
+    };
+    let slo = args.slo.as_deref().map(Slo::from_file).transpose()?;
+    let token = std::env::var("RATCHET_SERVE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let registry = Arc::new(Registry::open(tracking_uri)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        let options = ServeOptions {
+            targets,
+            canary_percent: if args.canary.is_some() {
+                args.canary_percent
+            } else {
+                0.0
+            },
+            poll: Duration::from_secs_f64(args.poll_seconds),
+            slo,
+            allow_unvalidated: args.allow_unvalidated,
+            token,
+        };
+        let state = tokio::task::spawn_blocking({
+            let server = address.to_string();
+            move || ratchet_serve::prepare(registry, Arc::new(build_model), options, server)
+        })
+        .await??;
+        let live = state.live();
+        eprintln!(
+            "serving {} ({}) for {}",
+            live.production.uri(),
+            live.production.version_id,
+            state.targets.production
+        );
+        println!("listening on http://{address}");
+        std::io::stdout().flush()?;
+        tokio::spawn(reload_on_sighup(state.clone()));
+        let poll = Duration::from_secs_f64(args.poll_seconds);
+        ratchet_serve::serve(state, listener, poll, shutdown_signal()).await?;
+        eprintln!("stopped: requests in flight were answered");
+        Ok(())
+    })
+}
+
+/// A version's serving parts from its recorded training configuration.
+fn build_model(version: &ModelVersion, weights: &[NamedTensor]) -> Result<ModelSpec> {
+    let config = config_of(version)?;
+    if config.run.env != EnvKind::Trading {
+        bail!("it was trained on CartPole; only trading models can be served");
+    }
+    let net = Learner::policy_from_weights(&config, weights)?;
+    Ok(ModelSpec {
+        features: config.features.clone(),
+        policy: TradingPolicy::new(net, config.trading.allow_short)?,
+        costs: config.trading.costs,
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("shutting down: draining requests in flight");
+}
+
+async fn reload_on_sighup(state: Arc<ratchet_serve::AppState>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        state.reload.notify_one();
+    }
+}

@@ -1,0 +1,720 @@
+//! `ratchet serve` end to end: the real binary on a loopback port, a real `mlruns/` store,
+//! versions trained on the bundled data, clients over real sockets.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const DATA: &str = "data/STOCKS_GOOGL.csv";
+
+/// A scratch store with versions trained in it.
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn uri(&self) -> String {
+        self.dir.path().join("mlruns").display().to_string()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratchet"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("--tracking-uri")
+            .arg(self.uri())
+            .args(args)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("RATCHET_SERVE_TOKEN")
+            .env("RATCHET_CACHE_DIR", self.dir.path().join("cache"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ratchet {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Trains a small version of `name` and returns its number.
+    fn train(&self, name: &str, algo: &str, seed: u64) -> u64 {
+        let seed = seed.to_string();
+        let out = self.run(&[
+            "train",
+            "--algo",
+            algo,
+            "--steps",
+            "2048",
+            "--seed",
+            &seed,
+            "--model-name",
+            name,
+            "--json",
+        ]);
+        let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+        out["version"].as_u64().unwrap()
+    }
+
+    fn promote(&self, name: &str, version: u64, alias: &str) {
+        self.run(&[
+            "models",
+            "promote",
+            &format!("models:/{name}/{version}"),
+            "--alias",
+            alias,
+        ]);
+    }
+
+    fn show(&self, uri: &str) -> Value {
+        serde_json::from_slice(&self.run(&["models", "show", uri, "--json"]).stdout).unwrap()
+    }
+
+    /// Starts `ratchet serve` on a free loopback port.
+    fn serve(&self, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut cmd = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        cmd.args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(address) = line.trim().strip_prefix("listening on ") else {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            panic!("ratchet serve did not start: {line}{stderr}");
+        };
+        Server {
+            child,
+            base: address.to_string(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        }
+    }
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// (status, JSON body) of a request.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut response = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                for (k, v) in headers {
+                    r = r.header(*k, *v);
+                }
+                r.call()
+            }
+            (_, body) => {
+                let mut r = self.agent.post(&url);
+                for (k, v) in headers {
+                    r = r.header(*k, *v);
+                }
+                r.content_type("application/json").send(body.unwrap_or(b""))
+            }
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn bars(&self, body: &Value) -> Value {
+        let (status, answer) =
+            self.call("POST", "/v1/bars", Some(body.to_string().as_bytes()), &[]);
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    fn metrics(&self) -> String {
+        let mut r = self
+            .agent
+            .get(&format!("{}/metrics", self.base))
+            .call()
+            .unwrap();
+        r.body_mut().read_to_string().unwrap()
+    }
+
+    fn deployment(&self) -> Value {
+        self.call("GET", "/v1/deployment", None, &[]).1
+    }
+
+    /// Waits (up to a minute) until `role` serves `version`.
+    fn wait_for(&self, role: &str, version: Option<u64>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = self.deployment();
+            if d[role]["serving"]["version"].as_u64() == version {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{role} never served {version:?}: {d:#}"
+            );
+            self.call("POST", "/v1/reload", None, &[]);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM; the server must drain and exit 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "ratchet serve exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bundled data's bars as `ratchet train` loads them.
+fn bars() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
+    let bars = ratchet_data::load_bars(&path, &ratchet_data::LoadOptions::default())
+        .unwrap()
+        .bars;
+    (0..bars.len())
+        .map(|i| {
+            json!({
+                "timestamp": bars.timestamps[i], "open": bars.open[i], "high": bars.high[i],
+                "low": bars.low[i], "close": bars.close[i], "volume": bars.volume[i],
+            })
+        })
+        .collect()
+}
+
+/// Positions held through each bar of a backtest (`held[0] = 0`), from its report's trades.
+fn held_positions(report: &Value) -> Vec<f64> {
+    let n = report["bars"].as_u64().unwrap() as usize;
+    let mut held = vec![0.0; n];
+    for trade in report["trades"].as_array().unwrap() {
+        let side = if trade["side"] == "long" { 1.0 } else { -1.0 };
+        let entry = trade["entry_bar"].as_u64().unwrap() as usize;
+        let exit = trade["exit_bar"].as_u64().unwrap() as usize;
+        let end = if trade["closed"].as_bool().unwrap() {
+            exit
+        } else {
+            exit + 1
+        };
+        for h in &mut held[entry..end] {
+            *h = side;
+        }
+    }
+    held
+}
+
+/// Streams the whole data file bar by bar through the server and checks that, from the first
+/// decision on, the positions are exactly those of `ratchet backtest` over the same bars.
+fn check_serving_matches_the_backtest(algo: &str) {
+    let store = Store::new();
+    let name = format!("googl-{algo}");
+    let v = store.train(&name, algo, 3);
+    store.promote(&name, v, "production");
+    let server = store.serve(&[&format!("models:/{name}@production")], &[]);
+    let mut decisions = Vec::new();
+    let mut first_decision = None;
+    let all = bars();
+    for (i, bar) in all.iter().enumerate() {
+        let answer = server.bars(&json!({"symbol": "GOOGL", "bars": [bar]}));
+        let d = &answer["decisions"][0];
+        if d["warming_up"] == true {
+            assert!(first_decision.is_none(), "warming up again at bar {i}: {d}");
+            assert!(d["bars_needed"].as_u64().unwrap() > 0);
+            assert!(d.get("position").is_none());
+            continue;
+        }
+        first_decision.get_or_insert(i);
+        assert_eq!(d["version"], v);
+        assert_eq!(d["role"], "production");
+        decisions.push(d["position"].as_f64().unwrap());
+    }
+    let first = first_decision.expect("the server decided");
+    let from = chrono::DateTime::from_timestamp_millis(all[first]["timestamp"].as_i64().unwrap())
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = store.dir.path().join("report");
+    store.run(&[
+        "backtest",
+        &format!("models:/{name}/{v}"),
+        "--from",
+        &from,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let held = held_positions(&report);
+    assert_eq!(
+        held.len(),
+        all.len() - first,
+        "the backtest starts at the first decision"
+    );
+    // The decision after bar t is the position held through bar t + 1.
+    assert_eq!(
+        decisions[..held.len() - 1],
+        held[1..],
+        "serve and backtest disagree"
+    );
+    assert!(
+        report["trades"].as_array().unwrap().len() > 2,
+        "a policy that trades"
+    );
+    server.stop();
+}
+
+#[test]
+fn serving_ppo_gives_the_backtest_positions_bit_for_bit() {
+    check_serving_matches_the_backtest("ppo");
+}
+
+#[test]
+fn serving_dqn_gives_the_backtest_positions_bit_for_bit() {
+    check_serving_matches_the_backtest("dqn");
+}
+
+/// The first `n` bars (the default features decide from the 142nd bar on).
+fn warm(bars: &[Value], n: usize) -> Vec<Value> {
+    bars[..n].to_vec()
+}
+
+#[test]
+fn swaps_follow_the_alias_without_a_failed_request() {
+    let store = Store::new();
+    let (a, b) = (store.train("swap", "ppo", 1), store.train("swap", "ppo", 2));
+    store.promote("swap", a, "production");
+    let server = store.serve(&["models:/swap@production", "--poll-seconds", "0.05"], &[]);
+    let all = bars();
+    // Three symbols, warmed up before the swaps start.
+    for s in ["A", "B", "C"] {
+        server.bars(&json!({"symbol": s, "bars": warm(&all, 200)}));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (base, stop) = (server.base.clone(), stop.clone());
+        let all = all.clone();
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut seen = Vec::new();
+            let mut i = 200;
+            while !stop.load(Ordering::Relaxed) && i < all.len() {
+                let body = json!(["A", "B", "C"].map(|s| json!({"symbol": s, "bars": [all[i]]})));
+                let mut r = agent
+                    .post(&format!("{base}/v1/bars"))
+                    .send(body.to_string().as_bytes())
+                    .unwrap();
+                let status = r.status().as_u16();
+                let answer: Value =
+                    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+                assert_eq!(status, 200, "bar {i}: {answer}");
+                for d in answer["decisions"].as_array().unwrap() {
+                    assert_eq!(d["warming_up"], false, "bar {i}: a session restarted: {d}");
+                    seen.push(d["version"].as_u64().unwrap());
+                }
+                i += 1;
+            }
+            seen
+        })
+    };
+    for k in 0..20 {
+        let target = if k % 2 == 0 { b } else { a };
+        store.promote("swap", target, "production");
+        server.wait_for("production", Some(target));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = client.join().unwrap();
+    assert!(seen.len() >= 3, "the client got answers");
+    assert!(seen.iter().all(|v| *v == a || *v == b), "{seen:?}");
+    let history = server.deployment()["history"].clone();
+    let swaps = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "swapped")
+        .count();
+    assert_eq!(swaps, 20, "{history:#}");
+    assert!(server.metrics().contains("ratchet_swaps_total 20\n"));
+    // Each swap is in the version's record in the store.
+    let shown = store.show(&format!("models:/swap/{b}"));
+    let events = shown["deployments"].as_array().unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "swapped").count(),
+        10
+    );
+    server.stop();
+}
+
+#[test]
+fn a_canary_answers_its_share_and_a_shadow_never_answers() {
+    let store = Store::new();
+    let (a, b) = (store.train("cs", "ppo", 1), store.train("cs", "dqn", 2));
+    store.promote("cs", a, "production");
+    store.promote("cs", b, "candidate");
+    store.run(&["models", "validate", &format!("models:/cs/{b}")]);
+    let server = store.serve(
+        &[
+            "models:/cs@production",
+            "--canary",
+            "models:/cs@candidate",
+            "--canary-percent",
+            "30",
+            "--shadow",
+            "models:/cs@candidate",
+        ],
+        &[],
+    );
+    let all = bars();
+    let symbols: Vec<String> = (0..120).map(|i| format!("S{i:03}")).collect();
+    let mut canary = 0;
+    for chunk in symbols.chunks(40) {
+        let body = Value::Array(
+            chunk
+                .iter()
+                .map(|s| json!({"symbol": s, "bars": warm(&all, 160)}))
+                .collect(),
+        );
+        for d in server.bars(&body)["decisions"].as_array().unwrap() {
+            let symbol = d["symbol"].as_str().unwrap();
+            let expected = ratchet_serve::deployment::in_canary_share(symbol, 30.0);
+            assert_eq!(d["role"] == "canary", expected, "{d}");
+            assert_eq!(d["version"], if expected { b } else { a }, "{d}");
+            canary += expected as usize;
+        }
+    }
+    assert_eq!(
+        canary, 34,
+        "the hash puts 34 of these 120 symbols in a 30% share"
+    );
+    let metrics = server.metrics();
+    let count = |line: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let shadow = count(&format!(
+        r#"ratchet_decisions_total{{outcome="decided",role="shadow",version="{b}"}}"#
+    ));
+    let canary_decisions = count(&format!(
+        r#"ratchet_decisions_total{{outcome="decided",role="canary",version="{b}"}}"#
+    ));
+    let production = count(&format!(
+        r#"ratchet_decisions_total{{outcome="decided",role="production",version="{a}"}}"#
+    ));
+    assert!(canary_decisions > 0 && production > 0, "{metrics}");
+    assert_eq!(
+        shadow,
+        canary_decisions + production,
+        "the shadow decides on every bar"
+    );
+    server.stop();
+}
+
+#[test]
+fn bad_input_gets_a_json_4xx_and_the_server_keeps_serving() {
+    let store = Store::new();
+    let v = store.train("bad", "ppo", 1);
+    store.promote("bad", v, "production");
+    let server = store.serve(
+        &["models:/bad@production"],
+        &[("RATCHET_SERVE_TOKEN", "s3cret")],
+    );
+    let bar = |t: i64, o: f64, h: f64, l: f64, c: f64| json!({"timestamp": t, "open": o, "high": h, "low": l, "close": c, "volume": 10.0});
+    let good = json!({"symbol": "X", "bars": [bar(1000, 10.0, 11.0, 9.0, 10.5)]});
+    assert_eq!(server.bars(&good)["decisions"][0]["bars_accepted"], 1);
+    let big = vec![b' '; 2 << 20];
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("POST", "/v1/bars", b"{not json".to_vec(), 400, "not a valid bars request"),
+        ("POST", "/v1/bars", br#"{"symbol": "X"}"#.to_vec(), 400, "missing field `bars`"),
+        ("POST", "/v1/bars", br#"{"symbol": "X", "bars": [], "extra": 1}"#.to_vec(), 400, "unknown field `extra`"),
+        ("POST", "/v1/bars", json!({"symbol": "X", "bars": [bar(2000, -1.0, 11.0, 9.0, 10.0)]}).to_string().into_bytes(), 400, "X bar 0: open: price is negative"),
+        ("POST", "/v1/bars", json!({"symbol": "X", "bars": [bar(2000, 10.0, 9.0, 11.0, 10.0)]}).to_string().into_bytes(), 400, "X bar 0:"),
+        ("POST", "/v1/bars", br#"{"symbol": "X", "bars": [{"timestamp": 2000, "open": "NaN", "high": 1, "low": 1, "close": 1, "volume": 1}]}"#.to_vec(), 400, "not a valid bars request"),
+        ("POST", "/v1/bars", br#"{"symbol": "X", "bars": [{"timestamp": 2000, "open": 1e999, "high": 1, "low": 1, "close": 1, "volume": 1}]}"#.to_vec(), 400, "not a valid bars request"),
+        ("POST", "/v1/bars", json!({"symbol": "X", "bars": [bar(1000, 10.0, 11.0, 9.0, 10.0)]}).to_string().into_bytes(), 400, "X bar 0: timestamp 1000 is not after the symbol's last bar (1000)"),
+        ("POST", "/v1/bars", json!({"symbol": "Y", "bars": [bar(3000, 10.0, 11.0, 9.0, 10.0), bar(3000, 10.0, 11.0, 9.0, 10.0)]}).to_string().into_bytes(), 400, "Y bar 1: timestamp 3000 is not after the previous bar's (3000)"),
+        ("POST", "/v1/bars", json!({"symbol": "a b", "bars": [bar(3000, 10.0, 11.0, 9.0, 10.0)]}).to_string().into_bytes(), 400, "symbol \"a b\" is not valid"),
+        ("POST", "/v1/bars", big, 413, "the limit is 1048576 bytes"),
+        ("GET", "/v1/nothing", Vec::new(), 404, "no such endpoint"),
+        ("GET", "/v1/bars", Vec::new(), 405, "method not allowed"),
+        ("POST", "/v1/reload", Vec::new(), 401, "Authorization: Bearer"),
+    ];
+    for (method, path, body, status, message) in cases {
+        let (got, answer) = server.call(method, path, Some(&body), &[]);
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        let error = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no JSON error: {answer}"));
+        assert!(
+            error.contains(message),
+            "{method} {path}: expected '{message}' in '{error}'"
+        );
+    }
+    let (status, _) = server.call(
+        "POST",
+        "/v1/reload",
+        None,
+        &[("Authorization", "Bearer s3cret")],
+    );
+    assert_eq!(status, 202);
+    // Rejected bars changed nothing: Y has no session yet and X takes its next bar.
+    let next = json!({"symbol": "X", "bars": [bar(2000, 10.5, 11.0, 10.0, 10.8)]});
+    assert_eq!(server.bars(&next)["decisions"][0]["bars_accepted"], 1);
+    assert_eq!(server.deployment()["sessions"], 1);
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains(r#"ratchet_errors_total{kind="bad_request"} 11"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ratchet_errors_total{kind="too_large"} 1"#),
+        "{metrics}"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_canary_that_fails_to_load_is_rolled_back_while_production_answers() {
+    let store = Store::new();
+    let (a, b) = (store.train("rb", "ppo", 1), store.train("rb", "ppo", 2));
+    store.promote("rb", a, "production");
+    store.promote("rb", a, "candidate");
+    let slo = store.dir.path().join("slo.toml");
+    std::fs::write(&slo, "max_error_rate = 0.01\n").unwrap();
+    let server = store.serve(
+        &[
+            "models:/rb@production",
+            "--canary",
+            "models:/rb@candidate",
+            "--canary-percent",
+            "100",
+            "--slo",
+            slo.to_str().unwrap(),
+            "--poll-seconds",
+            "0.05",
+        ],
+        &[],
+    );
+    let all = bars();
+    server.bars(&json!({"symbol": "Z", "bars": warm(&all, 160)}));
+    // Version b is validated, promoted to the canary alias, then its weights are damaged.
+    store.run(&["models", "validate", &format!("models:/rb/{b}")]);
+    let checkpoint = PathBuf::from(
+        store.show(&format!("models:/rb/{b}"))["checkpoint_path"]
+            .as_str()
+            .unwrap(),
+    );
+    let weights = checkpoint.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    store.promote("rb", b, "candidate");
+    // The server tries b, fails to verify it, and moves @candidate back to a.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 160;
+    loop {
+        let answer = server.bars(&json!({"symbol": "Z", "bars": [all[i]]}));
+        assert_eq!(answer["decisions"][0]["version"], a, "{answer}");
+        i += 1;
+        let history = server.deployment()["history"].clone();
+        if history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "rolled_back")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rollback: {history:#}");
+    }
+    let shown = store.show("models:/rb@candidate");
+    assert_eq!(shown["version"], a, "the alias moved back");
+    let events = store.show(&format!("models:/rb/{b}"))["deployments"].clone();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["load_failed", "rolled_back"], "{events:#}");
+    assert!(server.metrics().contains("ratchet_rollbacks_total 1\n"));
+    server.stop();
+}
+
+#[test]
+fn an_unvalidated_version_is_refused_with_the_reason() {
+    let store = Store::new();
+    let v = store.train("raw", "ppo", 1);
+    let out = store
+        .command(&[
+            "serve",
+            &format!("models:/raw/{v}"),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is registered: only validated or production versions are served"),
+        "{stderr}"
+    );
+}
+
+/// `promtool check metrics` accepts the exposition, and a real Prometheus scrapes it.
+#[test]
+fn prometheus_reads_the_metrics() {
+    let promtool = which("promtool");
+    let prometheus = which("prometheus");
+    let store = Store::new();
+    let v = store.train("prom", "ppo", 1);
+    store.promote("prom", v, "production");
+    let server = store.serve(&["models:/prom@production"], &[]);
+    server.bars(&json!({"symbol": "P", "bars": warm(&bars(), 80)}));
+    let metrics = server.metrics();
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = store.dir.path();
+    let target = server.base.trim_start_matches("http://");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ratchet\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut prom = Command::new(&prometheus)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        let answer = agent
+            .get(&format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query("query", "ratchet_model_info")
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if let Some(a) = answer
+            && a["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        {
+            break a["data"]["result"][0]["metric"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped the server"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert_eq!(result["role"], "production");
+    assert_eq!(result["version"], v.to_string());
+    assert_eq!(result["name"], "prom");
+    server.stop();
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(program))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{program} is not installed: `apt-get install prometheus` (scripts/test.sh does)"
+            )
+        })
+}
