@@ -18,6 +18,7 @@
 //!   FLOPs (elements = FLOPs). `scripts/compare_rl_speed.sh` divides DQN's FLOP rate by it.
 
 use std::hint::black_box;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -40,9 +41,13 @@ fn ppo(c: &mut Criterion) {
     group.bench_function("cartpole_sb3_defaults", |b| {
         b.iter(|| {
             agent
-                .train(steps, &mut |log| {
-                    black_box(log);
-                })
+                .train(
+                    steps,
+                    &mut |log| {
+                        black_box(log);
+                    },
+                    &AtomicBool::new(false),
+                )
                 .expect("training runs");
         })
     });
@@ -73,13 +78,19 @@ fn dqn(c: &mut Criterion) {
         .expect("DQN on CartPole builds");
         // Past learning_starts and the first learning phase, so that every iteration learns.
         let warm_up = config.learning_starts.div_ceil(steps) * steps;
-        agent.train(warm_up, &mut |_| {}).expect("training runs");
+        agent
+            .train(warm_up, &mut |_| {}, &AtomicBool::new(false))
+            .expect("training runs");
         group.bench_function(name, |b| {
             b.iter(|| {
                 agent
-                    .train(steps, &mut |log| {
-                        black_box(log);
-                    })
+                    .train(
+                        steps,
+                        &mut |log| {
+                            black_box(log);
+                        },
+                        &AtomicBool::new(false),
+                    )
                     .expect("training runs");
             })
         });

@@ -3,7 +3,9 @@
 //! plus buy-and-hold and every metric.
 //!
 //! Also one live decision of `ratchet serve`: a bar pushed into a symbol's session (online
-//! features, window) and the served network's decision, the work of `POST /v1/bars` minus HTTP.
+//! features, window) and the served network's decision, the work of `POST /v1/bars` minus HTTP;
+//! and `inference/forward_one_row_112x64x64x3`, the network alone on one observation of the
+//! default trading features (`InferenceMlp::forward`).
 //!
 //! Run: `cargo bench --workspace --bench policy_backtest`. Targets: under 1 s for 1M bars on one
 //! core; under 5 µs per live decision.
@@ -132,5 +134,21 @@ fn serve_decision(c: &mut Criterion, net: InferenceMlp) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn forward_one_row(c: &mut Criterion) {
+    let mut rng = Rng::seed_from(2);
+    let net = network(&mut rng);
+    let obs: Vec<f32> = (0..net.input_size()).map(|_| rng.normal() as f32).collect();
+    let mut out = vec![0.0f32; net.output_size()];
+    let mut group = c.benchmark_group("inference");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("forward_one_row_112x64x64x3", |b| {
+        b.iter(|| {
+            net.forward(black_box(&obs), &mut out);
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, forward_one_row);
 criterion_main!(benches);

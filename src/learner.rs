@@ -99,7 +99,7 @@ impl Learner {
         on_update: &mut dyn FnMut(&UpdateLog),
         stop: &AtomicBool,
     ) -> Result<(), AgentError> {
-        with_agent!(self, a => a.train_until(steps, on_update, stop))
+        with_agent!(self, a => a.train(steps, on_update, stop))
     }
 
     /// The complete training state, borrowing what it can from the agent (a DQN's replay

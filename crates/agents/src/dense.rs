@@ -1,12 +1,12 @@
-//! One fully connected layer evaluated on plain `f32` slices by the [`matmul`] kernel, compiled
-//! for the vector instructions the CPU has.
+//! One fully connected layer evaluated on one row of plain `f32` values by the
+//! [`matmul_row`](crate::matmul::matmul_row) kernel, compiled for the vector instructions of
+//! the [`Isa::run`](crate::isa::Isa::run) call it is inlined into.
 //!
 //! Every output is its bias plus its inputs' products added in input order, each product
 //! rounded before the addition (never a fused multiply-add), so a result does not depend on
 //! the CPU that computed it.
 
-use crate::isa::Isa;
-use crate::matmul::{Matrix, matmul, padded};
+use crate::matmul::{Matrix, matmul_row, padded};
 use crate::network::Activation;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -47,21 +47,17 @@ impl Dense {
     }
 
     /// `y[..stride] = activation(bias + x W)`, the padding columns included (they hold 0 or
-    /// the activation of 0). `x` has `inputs` values.
-    pub(crate) fn apply(&self, isa: Isa, x: &[f32], y: &mut [f32], activation: Option<Activation>) {
+    /// the activation of 0). `x` has `inputs` values. Inlined into its caller's
+    /// [`Isa::run`](crate::isa::Isa::run) closure, which sets the instructions it is compiled
+    /// for.
+    #[inline(always)]
+    pub(crate) fn apply(&self, x: &[f32], y: &mut [f32], activation: Option<Activation>) {
         assert_eq!(x.len(), self.inputs, "layer input length");
         let y = &mut y[..self.stride];
         let weight = Matrix::dense(&self.weight, self.inputs, self.stride);
-        matmul(
-            isa,
-            Matrix::dense(x, 1, self.inputs),
-            weight,
-            Some(&self.bias),
-            y,
-            self.stride,
-        );
+        matmul_row(x, weight, &self.bias, y);
         if let Some(f) = activation {
-            f.apply_vectorised(isa, y);
+            f.apply(y);
         }
     }
 }
@@ -69,6 +65,7 @@ impl Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isa::Isa;
     use ratchet_env::Rng;
 
     #[test]
@@ -98,7 +95,10 @@ mod tests {
                 }
                 for isa in Isa::available() {
                     let mut y = vec![f32::NAN; layer.stride];
-                    layer.apply(isa, &x, &mut y, activation);
+                    isa.run(
+                        #[inline(always)]
+                        || layer.apply(&x, &mut y, activation),
+                    );
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
                         bits(&y[..outputs]),

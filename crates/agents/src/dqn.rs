@@ -24,16 +24,18 @@
 //! diagnostics read back from the device once per phase, not per gradient step.
 //!
 //! ```no_run
+//! use std::sync::atomic::AtomicBool;
 //! use ratchet_agents::{DeviceKind, Dqn, DqnConfig};
 //! use ratchet_env::CartPole;
 //!
 //! let config = DqnConfig::rl_zoo_cartpole();
 //! let mut dqn = Dqn::new(config, vec![CartPole::default()], DeviceKind::Cpu, 1)?;
+//! let never = AtomicBool::new(false); // or a flag a Ctrl-C handler sets
 //! dqn.train(50_000, &mut |log| {
 //!     if let Some(r) = log.get("rollout/ep_return_mean") {
 //!         println!("{:>6} steps  mean return {r:.1}", log.step);
 //!     }
-//! })?;
+//! }, &never)?;
 //! let greedy = dqn.policy(); // Q-values, Burn-free: act with `argmax`
 //! let saved = dqn.state()?; // weights, target, Adam, replay buffer, RNG, environments
 //! # Ok::<(), ratchet_agents::AgentError>(())
@@ -302,19 +304,11 @@ impl<E: Env> Dqn<E> {
 
     /// Takes `steps` more environment steps (rounded up to a multiple of the number of
     /// environments), learning every `train_freq` steps and calling `on_update` after each
-    /// learning phase. `train(a)` then `train(b)` is exactly `train(a + b)`.
+    /// learning phase. `train(a)` then `train(b)` is exactly `train(a + b)`. Returns early, at
+    /// the first update boundary after `stop` is set (checked after each `on_update`, which may
+    /// set it); the agent then continues exactly from where it stopped. Pass
+    /// `&AtomicBool::new(false)` to run all `steps`.
     pub fn train(
-        &mut self,
-        steps: u64,
-        on_update: &mut dyn FnMut(&UpdateLog),
-    ) -> Result<(), AgentError> {
-        self.train_until(steps, on_update, &AtomicBool::new(false))
-    }
-
-    /// [`train`](Self::train) that also returns at the first update boundary after `stop` is
-    /// set (checked after each `on_update`, which may set it); the agent then continues
-    /// exactly from where it stopped.
-    pub fn train_until(
         &mut self,
         steps: u64,
         on_update: &mut dyn FnMut(&UpdateLog),

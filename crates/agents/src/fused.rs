@@ -16,7 +16,7 @@
 
 use crate::AgentError;
 use crate::isa::Isa;
-use crate::matmul::{Matrix, matmul, matmul_transposed, padded, transpose};
+use crate::matmul::{Matrix, column_sums, matmul, matmul_transposed, padded, transpose};
 use crate::network::Activation;
 
 /// Networks whose layers are all at most this wide train here when the device is the CPU.
@@ -48,7 +48,8 @@ pub(crate) struct FusedMlp {
     layers: Vec<Layer>,
     activation: Activation,
     /// Per layer: weight `[inputs, stride]`, bias `[stride]`, transposed weight
-    /// `[outputs, padded(inputs)]`, all zero-padded. Refreshed by [`FusedMlp::load`].
+    /// `[outputs, padded(inputs)]` (empty for the first layer, whose input gradient is never
+    /// needed), all zero-padded. Refreshed by [`FusedMlp::load`].
     weights: Vec<Vec<f32>>,
     biases: Vec<Vec<f32>>,
     transposed: Vec<Vec<f32>>,
@@ -126,7 +127,14 @@ impl FusedMlp {
             biases: layers.iter().map(|l| zeros(l.stride)).collect(),
             transposed: layers
                 .iter()
-                .map(|l| zeros(l.outputs * padded(l.inputs)))
+                .enumerate()
+                .map(|(i, l)| {
+                    zeros(if i > 0 {
+                        l.outputs * padded(l.inputs)
+                    } else {
+                        0
+                    })
+                })
                 .collect(),
             layers,
             activation,
@@ -148,6 +156,8 @@ impl FusedMlp {
 
     /// Takes the current parameters from the flat vector.
     pub(crate) fn load(&mut self, params: &[f32]) {
+        // A copy, exact on any instruction set: the fastest one is used.
+        let isa = Isa::detect();
         for (i, l) in self.layers.iter().enumerate() {
             let weight = &params[l.weight..l.weight + l.inputs * l.outputs];
             for (row, w) in self.weights[i]
@@ -163,7 +173,11 @@ impl FusedMlp {
                 cols: l.outputs,
                 stride: l.outputs,
             };
-            transpose(weight, &mut self.transposed[i], padded(l.inputs));
+            // The backward pass stops at the first layer's weight gradient: no input gradient,
+            // so no transpose.
+            if i > 0 {
+                transpose(isa, weight, &mut self.transposed[i], padded(l.inputs));
+            }
         }
     }
 
@@ -230,12 +244,10 @@ impl FusedMlp {
             {
                 g.copy_from_slice(&w[..l.outputs]);
             }
-            // db = the rows' sum.
-            let bias = &mut grads[l.bias..l.bias + l.outputs];
-            bias.fill(0.0);
-            for row in grad_out.chunks_exact(l.stride) {
-                bias.iter_mut().zip(row).for_each(|(b, d)| *b += d);
-            }
+            // db = the rows' sum, in row order (the weight gradient's scratch is free again).
+            let bias_grad = &mut weight_grad[..l.stride];
+            column_sums(isa, dz, bias_grad);
+            grads[l.bias..l.bias + l.outputs].copy_from_slice(&bias_grad[..l.outputs]);
             if i == 0 {
                 break;
             }

@@ -14,12 +14,14 @@
 //! bitwise identical to an uninterrupted one.
 //!
 //! ```no_run
+//! use std::sync::atomic::AtomicBool;
 //! use ratchet_agents::{DeviceKind, Ppo, PpoConfig};
 //! use ratchet_env::CartPole;
 //!
 //! let envs = (0..1).map(|_| CartPole::default()).collect();
 //! let mut ppo = Ppo::new(PpoConfig::default(), envs, DeviceKind::Cpu, 42)?;
-//! ppo.train(100_000, &mut |log| eprintln!("{} {:?}", log.step, log.metrics))?;
+//! let stop = AtomicBool::new(false); // set it (from a Ctrl-C handler, say) to stop early
+//! ppo.train(100_000, &mut |log| eprintln!("{} {:?}", log.step, log.metrics), &stop)?;
 //! let saved = ppo.state()?; // weights, Adam moments, counters, RNG and env state
 //! # Ok::<(), ratchet_agents::AgentError>(())
 //! ```

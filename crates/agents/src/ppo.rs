@@ -19,15 +19,17 @@
 //! diagnostics read back from the device once per update, not per minibatch.
 //!
 //! ```no_run
+//! use std::sync::atomic::AtomicBool;
 //! use ratchet_agents::{DeviceKind, Ppo, PpoConfig};
 //! use ratchet_env::CartPole;
 //!
 //! let mut ppo = Ppo::new(PpoConfig::default(), vec![CartPole::default()], DeviceKind::Cpu, 1)?;
+//! let never = AtomicBool::new(false); // or a flag a Ctrl-C handler sets
 //! ppo.train(100_000, &mut |log| {
 //!     if let Some(r) = log.get("rollout/ep_return_mean") {
 //!         println!("{:>7} steps  mean return {r:.1}", log.step);
 //!     }
-//! })?;
+//! }, &never)?;
 //! # Ok::<(), ratchet_agents::AgentError>(())
 //! ```
 
@@ -263,19 +265,11 @@ impl<E: Env> Ppo<E> {
     /// Takes `steps` more environment steps (rounded up to a multiple of the number of
     /// environments), updating the networks after every full rollout and calling `on_update`
     /// after each update. Training can stop anywhere, mid-rollout included: `train(a)` then
-    /// `train(b)` is exactly `train(a + b)`.
+    /// `train(b)` is exactly `train(a + b)`. Returns early, at the first update boundary after
+    /// `stop` is set (checked after each `on_update`, which may set it); the agent then
+    /// continues exactly from where it stopped. Pass `&AtomicBool::new(false)` to run all
+    /// `steps`.
     pub fn train(
-        &mut self,
-        steps: u64,
-        on_update: &mut dyn FnMut(&UpdateLog),
-    ) -> Result<(), AgentError> {
-        self.train_until(steps, on_update, &AtomicBool::new(false))
-    }
-
-    /// [`train`](Self::train) that also returns at the first update boundary after `stop` is
-    /// set (checked after each `on_update`, which may set it); the agent then continues
-    /// exactly from where it stopped.
-    pub fn train_until(
         &mut self,
         steps: u64,
         on_update: &mut dyn FnMut(&UpdateLog),

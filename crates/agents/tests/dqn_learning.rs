@@ -1,5 +1,6 @@
 //! DQN learns CartPole with rl-baselines3-zoo's tuned hyperparameters.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use ratchet_agents::{DeviceKind, Dqn, DqnConfig, greedy_return};
@@ -23,7 +24,8 @@ fn steps_to_500(seed: u64) -> (Option<u64>, Vec<(u64, f64)>) {
     let mut eval_rng = Rng::seed_from(1_000 + seed);
     let mut history = Vec::new();
     while dqn.total_steps() < 50_000 {
-        dqn.train(EVAL_EVERY, &mut |_| {}).unwrap();
+        dqn.train(EVAL_EVERY, &mut |_| {}, &AtomicBool::new(false))
+            .unwrap();
         let score = greedy_return(
             &dqn.policy(),
             &mut CartPole::default(),

@@ -3,6 +3,7 @@
 
 use ratchet_agents::{AgentError, DeviceKind, Dqn, DqnConfig, TrainingState};
 use ratchet_env::CartPole;
+use std::sync::atomic::AtomicBool;
 
 mod checkpoint;
 use checkpoint::{bytes, through_json};
@@ -36,7 +37,8 @@ fn agent(config: DqnConfig, seed: u64) -> Dqn<CartPole> {
 }
 
 fn train(dqn: &mut Dqn<CartPole>, steps: u64) {
-    dqn.train(steps, &mut |_| {}).unwrap();
+    dqn.train(steps, &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
 }
 
 #[test]
@@ -228,7 +230,7 @@ fn a_stop_request_ends_training_at_the_next_update_and_training_continues_exactl
     let mut stopped = agent(config(), 3);
     let stop = std::sync::atomic::AtomicBool::new(false);
     stopped
-        .train_until(
+        .train(
             600,
             &mut |_| stop.store(true, std::sync::atomic::Ordering::Relaxed),
             &stop,

@@ -3,6 +3,7 @@
 mod common;
 
 use ratchet_agents::{DeviceKind, Dqn, DqnConfig, argmax};
+use std::sync::atomic::AtomicBool;
 
 #[test]
 fn dqn_beats_a_random_policy_on_googl_training_range() {
@@ -21,7 +22,8 @@ fn dqn_beats_a_random_policy_on_googl_training_range() {
     };
     let envs = common::training_envs(&data, train.clone(), 4);
     let mut dqn = Dqn::new(config, envs, DeviceKind::Cpu, 7).unwrap();
-    dqn.train(steps, &mut |_| {}).unwrap();
+    dqn.train(steps, &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
 
     let policy = dqn.policy();
     let mut q = vec![0.0f32; policy.output_size()];

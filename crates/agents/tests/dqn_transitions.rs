@@ -3,6 +3,7 @@
 
 use ratchet_agents::{DeviceKind, Dqn, DqnConfig, TrainingState};
 use ratchet_env::CartPole;
+use std::sync::atomic::AtomicBool;
 
 /// Random actions only (learning never starts), one environment, every transition kept.
 fn stored_transitions(env: CartPole, steps: u64) -> TrainingState<'static> {
@@ -13,7 +14,8 @@ fn stored_transitions(env: CartPole, steps: u64) -> TrainingState<'static> {
         ..DqnConfig::default()
     };
     let mut dqn = Dqn::new(config, vec![env], DeviceKind::Cpu, 4).unwrap();
-    dqn.train(steps, &mut |_| {}).unwrap();
+    dqn.train(steps, &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
     assert_eq!(dqn.replay_buffer().len() as u64, steps);
     dqn.state().unwrap().into_owned()
 }

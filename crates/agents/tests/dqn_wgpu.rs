@@ -5,6 +5,7 @@
 
 use ratchet_agents::{DeviceKind, Dqn, DqnConfig};
 use ratchet_env::CartPole;
+use std::sync::atomic::AtomicBool;
 
 /// Four learning phases of eight gradient steps, double DQN with a dueling head and Polyak
 /// updates. Acting stays uniformly random (epsilon 1 throughout), so both devices see the same
@@ -28,9 +29,11 @@ fn run(kind: DeviceKind) -> (Vec<f64>, Vec<f32>) {
         panic!("{e} (to skip the wgpu tests explicitly, set RATCHET_SKIP_WGPU=1)")
     });
     let mut losses = Vec::new();
-    dqn.train(64 + 4 * 32, &mut |log| {
-        losses.push(log.get("train/loss").unwrap())
-    })
+    dqn.train(
+        64 + 4 * 32,
+        &mut |log| losses.push(log.get("train/loss").unwrap()),
+        &AtomicBool::new(false),
+    )
     .unwrap();
     let weights = dqn
         .state()

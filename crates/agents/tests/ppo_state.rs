@@ -2,6 +2,7 @@
 
 use ratchet_agents::{AgentError, DeviceKind, Ppo, PpoConfig, TrainingState};
 use ratchet_env::CartPole;
+use std::sync::atomic::AtomicBool;
 
 mod checkpoint;
 use checkpoint::{bytes, through_json};
@@ -32,7 +33,8 @@ fn agent(seed: u64) -> Ppo<CartPole> {
 }
 
 fn train(ppo: &mut Ppo<CartPole>, steps: u64) {
-    ppo.train(steps, &mut |_| {}).unwrap();
+    ppo.train(steps, &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
 }
 
 #[test]
@@ -294,7 +296,7 @@ fn a_stop_request_ends_training_at_the_next_update_and_training_continues_exactl
     let mut stopped = agent(3);
     let stop = std::sync::atomic::AtomicBool::new(false);
     stopped
-        .train_until(
+        .train(
             640,
             &mut |_| stop.store(true, std::sync::atomic::Ordering::Relaxed),
             &stop,

@@ -3,6 +3,7 @@
 mod common;
 
 use ratchet_agents::{DeviceKind, InferenceMlp, Ppo, PpoConfig, argmax};
+use std::sync::atomic::AtomicBool;
 
 #[test]
 fn ppo_beats_a_random_policy_on_googl_training_range() {
@@ -15,7 +16,8 @@ fn ppo_beats_a_random_policy_on_googl_training_range() {
         ..PpoConfig::default()
     };
     let mut ppo = Ppo::new(config, envs, DeviceKind::Cpu, 7).unwrap();
-    ppo.train(60_000, &mut |_| {}).unwrap();
+    ppo.train(60_000, &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
 
     let policy: InferenceMlp = ppo.policy();
     let mut logits = vec![0.0f32; policy.output_size()];

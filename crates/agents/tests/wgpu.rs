@@ -6,6 +6,7 @@
 
 use ratchet_agents::{AgentError, DeviceKind, Ppo, PpoConfig, device};
 use ratchet_env::CartPole;
+use std::sync::atomic::AtomicBool;
 
 fn skipped() -> bool {
     let skip = std::env::var("RATCHET_SKIP_WGPU").is_ok_and(|v| v == "1");
@@ -32,15 +33,19 @@ fn run(kind: DeviceKind) -> (Vec<[f64; 4]>, Vec<f32>) {
         panic!("{e} (to skip the wgpu tests explicitly, set RATCHET_SKIP_WGPU=1)")
     });
     let mut losses = Vec::new();
-    ppo.train(3 * 256, &mut |log| {
-        let get = |name| log.get(name).unwrap();
-        losses.push([
-            get("train/policy_loss"),
-            get("train/value_loss"),
-            get("train/entropy"),
-            get("train/approx_kl"),
-        ]);
-    })
+    ppo.train(
+        3 * 256,
+        &mut |log| {
+            let get = |name| log.get(name).unwrap();
+            losses.push([
+                get("train/policy_loss"),
+                get("train/value_loss"),
+                get("train/entropy"),
+                get("train/approx_kl"),
+            ]);
+        },
+        &AtomicBool::new(false),
+    )
     .unwrap();
     let weights = ppo.state().unwrap().tensors;
     let actor = weights

@@ -7,6 +7,9 @@ use ratchet_data::{
     Normalization, compute_features, load_bars,
 };
 
+mod support;
+use support::every_kind_config;
+
 /// The default config's hash. If this changes, every cached feature file and every registered
 /// model's recorded hash stops matching: change it only together with FEATURE_SCHEMA_VERSION or a
 /// deliberate change of the default set.
@@ -345,29 +348,6 @@ fn perturb_after(rng: &mut Lcg, bars: &mut Bars, t: usize) {
     }
 }
 
-fn every_feature_config(normalization: Normalization) -> FeatureConfig {
-    FeatureConfig {
-        window: 10,
-        normalization,
-        features: vec![
-            FeatureSpec::SimpleReturn { k: 3 },
-            FeatureSpec::LogReturn { k: 1 },
-            FeatureSpec::SmaRatio { fast: 5, slow: 15 },
-            FeatureSpec::EmaRatio { fast: 4, slow: 13 },
-            FeatureSpec::Rsi { period: 7 },
-            FeatureSpec::Macd {
-                fast: 5,
-                slow: 11,
-                signal: 4,
-            },
-            FeatureSpec::Volatility { window: 9 },
-            FeatureSpec::Atr { period: 6 },
-            FeatureSpec::ZscoreClose { window: 8 },
-            FeatureSpec::ZscoreVolume { window: 12 },
-        ],
-    }
-}
-
 /// Changing any bar after t never changes any feature value at or before t — and the test can
 /// tell: the same perturbations do change later values.
 #[test]
@@ -375,8 +355,8 @@ fn features_are_causal() {
     let mut rng = Lcg(0x5eed_cafe);
     let configs = [
         FeatureConfig::default(),
-        every_feature_config(Normalization::None),
-        every_feature_config(Normalization::RollingZscore { window: 30 }),
+        every_kind_config(1, Normalization::None),
+        every_kind_config(1, Normalization::RollingZscore { window: 30 }),
     ];
     for cfg in &configs {
         let n = cfg.warm_up() + 150;
@@ -416,9 +396,9 @@ fn features_are_causal() {
 #[test]
 fn normalisation_is_a_past_only_rolling_zscore() {
     let mut rng = Lcg(42);
-    let raw_cfg = every_feature_config(Normalization::None);
+    let raw_cfg = every_kind_config(1, Normalization::None);
     let window = 25;
-    let norm_cfg = every_feature_config(Normalization::RollingZscore { window });
+    let norm_cfg = every_kind_config(1, Normalization::RollingZscore { window });
     let bars = random_bars(&mut rng, 400);
     let raw = compute_features(&bars, &raw_cfg).unwrap();
     let norm = compute_features(&bars, &norm_cfg).unwrap();

@@ -9,6 +9,9 @@ use ratchet_data::{
 };
 use sha2::{Digest, Sha256};
 
+mod support;
+use support::{every_kind, every_kind_config};
+
 const DATA_FILES: [&str; 2] = ["STOCKS_GOOGL.csv", "FOREX_EURUSD_1H_ASK.csv"];
 
 fn bundled(file: &str) -> Bars {
@@ -18,34 +21,10 @@ fn bundled(file: &str) -> Bars {
     load_bars(&path, &LoadOptions::default()).unwrap().bars
 }
 
-/// Every feature kind once, none with its default parameters.
-fn every_kind() -> Vec<FeatureSpec> {
-    vec![
-        FeatureSpec::SimpleReturn { k: 3 },
-        FeatureSpec::LogReturn { k: 2 },
-        FeatureSpec::SmaRatio { fast: 5, slow: 15 },
-        FeatureSpec::EmaRatio { fast: 4, slow: 13 },
-        FeatureSpec::Rsi { period: 7 },
-        FeatureSpec::Macd {
-            fast: 5,
-            slow: 11,
-            signal: 4,
-        },
-        FeatureSpec::Volatility { window: 9 },
-        FeatureSpec::Atr { period: 6 },
-        FeatureSpec::ZscoreClose { window: 8 },
-        FeatureSpec::ZscoreVolume { window: 12 },
-    ]
-}
-
 /// The configs whose output is pinned: the default, all kinds raw and normalised, and each kind
 /// alone (raw), so a mismatch names the indicator.
 fn pinned_configs() -> Vec<(String, FeatureConfig)> {
-    let all = |normalization| FeatureConfig {
-        window: 10,
-        normalization,
-        features: every_kind(),
-    };
+    let all = |normalization| every_kind_config(2, normalization);
     let mut configs = vec![
         ("default".to_string(), FeatureConfig::default()),
         ("all_raw".to_string(), all(Normalization::None)),
@@ -54,7 +33,7 @@ fn pinned_configs() -> Vec<(String, FeatureConfig)> {
             all(Normalization::RollingZscore { window: 37 }),
         ),
     ];
-    for spec in every_kind() {
+    for spec in every_kind(2) {
         configs.push((
             spec.column_names()[0].clone(),
             FeatureConfig {

@@ -37,18 +37,25 @@
 //! # Ok::<(), ratchet_registry::RegistryError>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ratchet_tensors::NamedTensor;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{RegistryError, Result};
 use crate::model_version::ModelVersion;
 use ratchet_mlflow::fsutil;
+
+mod manifest;
+mod tensor_file;
+
+pub use manifest::{FileDigest, Manifest, ManifestEntry, verify};
+use manifest::{entry_for, read_manifest, read_verified};
+pub use tensor_file::read_header_metadata;
+use tensor_file::{read_tensor_files, safetensors_header, write_safetensors};
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -110,72 +117,6 @@ pub struct Weights {
 
 /// The files [`Weights::load`] reads.
 pub const WEIGHTS_FILES: [&str; 3] = [MANIFEST_FILE, MODEL_FILE, METADATA_FILE];
-
-/// One file's entry in `MANIFEST.json`: `{"size": …, "blake3": "…"}` (or `"sha256"` in the
-/// first format).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    pub size: u64,
-    #[serde(flatten)]
-    pub digest: FileDigest,
-}
-
-/// A file's digest, hex, named by its algorithm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileDigest {
-    Blake3(String),
-    Sha256(String),
-}
-
-impl std::fmt::Display for FileDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FileDigest::Blake3(hex) => write!(f, "blake3 {hex}"),
-            FileDigest::Sha256(hex) => write!(f, "sha256 {hex}"),
-        }
-    }
-}
-
-/// `MANIFEST.json`: the size and digest of every other file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: String,
-    pub files: BTreeMap<String, ManifestEntry>,
-}
-
-/// Hashes a file's bytes with the algorithm of the manifest that lists it.
-enum FileHasher {
-    Blake3(Box<blake3::Hasher>),
-    Sha256(Sha256),
-}
-
-impl FileHasher {
-    /// The hasher of manifests of `format` (which [`read_manifest`] has checked).
-    fn of(format: &str) -> Self {
-        if format == MANIFEST_FORMAT_SHA256 {
-            FileHasher::Sha256(Sha256::new())
-        } else {
-            FileHasher::Blake3(Box::default())
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            FileHasher::Blake3(h) => {
-                h.update(bytes);
-            }
-            FileHasher::Sha256(h) => h.update(bytes),
-        }
-    }
-
-    fn finish(self) -> FileDigest {
-        match self {
-            FileHasher::Blake3(h) => FileDigest::Blake3(h.finalize().to_hex().to_string()),
-            FileHasher::Sha256(h) => FileDigest::Sha256(hex(&h.finalize())),
-        }
-    }
-}
 
 impl Checkpoint<'_> {
     /// Writes the checkpoint to `dir` atomically (replacing an existing checkpoint there)
@@ -379,16 +320,6 @@ impl Weights {
     }
 }
 
-/// Checks every file against `MANIFEST.json` without parsing tensors. Errors name the
-/// first file that is missing, has the wrong size or the wrong checksum.
-pub fn verify(dir: &Path) -> Result<Manifest> {
-    let manifest = read_manifest(dir)?;
-    for name in manifest.files.keys() {
-        read_verified(&dir.join(name), name, &manifest)?;
-    }
-    Ok(manifest)
-}
-
 /// Reads `metadata.json` (checked against the manifest) without touching the tensors.
 pub fn read_metadata(dir: &Path) -> Result<ModelVersion> {
     let manifest = read_manifest(dir)?;
@@ -397,329 +328,8 @@ pub fn read_metadata(dir: &Path) -> Result<ModelVersion> {
     from_json(&path, &bytes)
 }
 
-/// The `__metadata__` map of `model.safetensors` (reads only the header).
-pub fn read_header_metadata(dir: &Path) -> Result<BTreeMap<String, String>> {
-    let path = dir.join(MODEL_FILE);
-    let mut file = File::open(&path).map_err(|e| RegistryError::io(&path, e))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|e| RegistryError::io(&path, e))?;
-    let len = u64::from_le_bytes(len);
-    let file_len = file
-        .metadata()
-        .map_err(|e| RegistryError::io(&path, e))?
-        .len();
-    if len > file_len.saturating_sub(8) || len > 100_000_000 {
-        return Err(RegistryError::corrupt(
-            &path,
-            format!("header length {len} exceeds the file"),
-        ));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| RegistryError::io(&path, e))?;
-    #[derive(Deserialize)]
-    struct Header {
-        #[serde(rename = "__metadata__", default)]
-        metadata: BTreeMap<String, String>,
-    }
-    let header: Header = serde_json::from_slice(&header)
-        .map_err(|e| RegistryError::corrupt(&path, format!("safetensors header: {e}")))?;
-    Ok(header.metadata)
-}
-
-fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join(MANIFEST_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(if dir.is_dir() {
-                RegistryError::corrupt(&path, "checkpoint manifest is missing")
-            } else {
-                RegistryError::NotFound(format!("checkpoint directory {}", dir.display()))
-            });
-        }
-        Err(e) => return Err(RegistryError::io(&path, e)),
-    };
-    let manifest: Manifest = from_json(&path, &bytes)?;
-    let sha256 = match manifest.format.as_str() {
-        MANIFEST_FORMAT => false,
-        MANIFEST_FORMAT_SHA256 => true,
-        other => {
-            return Err(RegistryError::corrupt(
-                &path,
-                format!(
-                    "format {other:?} is neither {MANIFEST_FORMAT:?} nor \
-                     {MANIFEST_FORMAT_SHA256:?}; this build cannot read it"
-                ),
-            ));
-        }
-    };
-    for (name, entry) in &manifest.files {
-        if matches!(entry.digest, FileDigest::Sha256(_)) != sha256 {
-            return Err(RegistryError::corrupt(
-                &path,
-                format!(
-                    "lists a {} digest for {name} in a {:?} manifest",
-                    if sha256 { "BLAKE3" } else { "sha256" },
-                    manifest.format
-                ),
-            ));
-        }
-    }
-    let listed: BTreeSet<&str> = manifest.files.keys().map(String::as_str).collect();
-    for name in CHECKPOINT_FILES {
-        if !listed.contains(name) {
-            return Err(RegistryError::corrupt(
-                &path,
-                format!("does not list {name}"),
-            ));
-        }
-    }
-    for name in &listed {
-        if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-            return Err(RegistryError::corrupt(
-                &path,
-                format!("lists an unsafe path {name:?}"),
-            ));
-        }
-    }
-    Ok(manifest)
-}
-
-/// Opens a file listed in the manifest, checking that it exists and has the listed size.
-fn open_listed(path: &Path, name: &str, manifest: &Manifest) -> Result<File> {
-    let expected = manifest.files.get(name).ok_or_else(|| {
-        RegistryError::corrupt(path, format!("{name} is not listed in {MANIFEST_FILE}"))
-    })?;
-    let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => RegistryError::corrupt(path, "checkpoint file is missing"),
-        _ => RegistryError::io(path, e),
-    })?;
-    let size = file
-        .metadata()
-        .map_err(|e| RegistryError::io(path, e))?
-        .len();
-    if size != expected.size {
-        return Err(RegistryError::corrupt(
-            path,
-            format!("corrupt: {size} bytes, the manifest says {}", expected.size),
-        ));
-    }
-    Ok(file)
-}
-
-fn check_digest(path: &Path, actual: FileDigest, expected: &ManifestEntry) -> Result<()> {
-    if actual != expected.digest {
-        return Err(RegistryError::corrupt(
-            path,
-            format!(
-                "corrupt: {actual} does not match the manifest's {}",
-                expected.digest
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Reads a whole file with one allocation of the right size and checks size and digest.
-fn read_verified(path: &Path, name: &str, manifest: &Manifest) -> Result<Vec<u8>> {
-    let mut file = open_listed(path, name, manifest)?;
-    let expected = &manifest.files[name];
-    let mut bytes = Vec::with_capacity(expected.size as usize);
-    file.read_to_end(&mut bytes)
-        .map_err(|e| RegistryError::io(path, e))?;
-    let mut hasher = FileHasher::of(&manifest.format);
-    hasher.update(&bytes);
-    check_digest(path, hasher.finish(), expected)?;
-    Ok(bytes)
-}
-
-/// Writes one safetensors file (header length, header, each tensor's values) through a
-/// large buffer (the header and small tensors coalesce; large tensors go straight to the
-/// file), hashing it on the way, and returns it, unsynced, with its manifest entry.
-fn write_safetensors(
-    path: &Path,
-    header: &[u8],
-    tensors: &[NamedTensor],
-) -> Result<(File, ManifestEntry)> {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| RegistryError::io(path, e))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    let header_len = (header.len() as u64).to_le_bytes();
-    let parts = [&header_len[..], header]
-        .into_iter()
-        .chain(tensors.iter().map(NamedTensor::bytes));
-    for part in parts {
-        out.write_all(part)
-            .map_err(|e| RegistryError::io(path, e))?;
-        hasher.update(part);
-        size += part.len() as u64;
-    }
-    let file = out
-        .into_inner()
-        .map_err(|e| RegistryError::io(path, e.into_error()))?;
-    let digest = FileDigest::Blake3(hasher.finalize().to_hex().to_string());
-    Ok((file, ManifestEntry { size, digest }))
-}
-
 fn sync_data(file: &File, path: &Path) -> Result<()> {
     file.sync_data().map_err(|e| RegistryError::io(path, e))
-}
-
-/// The JSON header, padded with spaces to a multiple of 8 bytes as the format recommends
-/// (keeps tensor data aligned for zero-copy readers).
-fn safetensors_header(
-    path: &Path,
-    tensors: &[NamedTensor],
-    metadata: Option<&BTreeMap<String, String>>,
-) -> Result<Vec<u8>> {
-    let mut header = serde_json::Map::new();
-    if let Some(metadata) = metadata {
-        header.insert(
-            "__metadata__".into(),
-            serde_json::to_value(metadata).expect("string map"),
-        );
-    }
-    let mut offset = 0usize;
-    let mut seen = BTreeSet::new();
-    for tensor in tensors {
-        if tensor.name.is_empty() || tensor.name == "__metadata__" {
-            return Err(RegistryError::InvalidArgument(format!(
-                "{}: tensor name {:?} is not allowed",
-                path.display(),
-                tensor.name
-            )));
-        }
-        if !seen.insert(tensor.name.as_str()) {
-            return Err(RegistryError::InvalidArgument(format!(
-                "{}: two tensors are named {:?}",
-                path.display(),
-                tensor.name
-            )));
-        }
-        if tensor.numel() != tensor.data.len() {
-            return Err(RegistryError::InvalidArgument(format!(
-                "{}: tensor {:?} has shape {:?} ({} values) but holds {} values",
-                path.display(),
-                tensor.name,
-                tensor.shape,
-                tensor.numel(),
-                tensor.data.len()
-            )));
-        }
-        let end = offset + tensor.data.len() * 4;
-        header.insert(
-            tensor.name.clone(),
-            serde_json::json!({ "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, end] }),
-        );
-        offset = end;
-    }
-    let mut bytes = serde_json::to_vec(&header).expect("a JSON map serialises");
-    while !bytes.len().is_multiple_of(8) {
-        bytes.push(b' ');
-    }
-    Ok(bytes)
-}
-
-/// Reads safetensors files written by [`write_safetensors`]. Each header is parsed and
-/// validated by the `safetensors` crate (offsets contiguous, sizes matching shapes); then
-/// the tensors are read straight into their values, each chunk hashed as it arrives, and
-/// every digest is checked against the manifest.
-fn read_tensor_files(
-    dir: &Path,
-    names: &[&str],
-    manifest: &Manifest,
-) -> Result<Vec<Vec<NamedTensor<'static>>>> {
-    /// Small enough to stay in cache between the read and the hash.
-    const CHUNK_VALUES: usize = 1 << 16;
-    names
-        .iter()
-        .map(|name| {
-            let path = dir.join(name);
-            let (mut file, prefix, mut tensors) = open_tensor_file(&path, name, manifest)?;
-            let mut hasher = FileHasher::of(&manifest.format);
-            hasher.update(&prefix);
-            for tensor in &mut tensors {
-                for chunk in tensor.data.to_mut().chunks_mut(CHUNK_VALUES) {
-                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(chunk);
-                    file.read_exact(bytes)
-                        .map_err(|e| RegistryError::io(&path, e))?;
-                    hasher.update(bytes);
-                }
-            }
-            check_digest(&path, hasher.finish(), &manifest.files[*name])?;
-            Ok(tensors)
-        })
-        .collect()
-}
-
-/// Opens a tensor file and reads its header: the file positioned at the tensor data, the
-/// bytes read so far (hashed with the rest), and its tensors allocated to their sizes.
-fn open_tensor_file(
-    path: &Path,
-    name: &str,
-    manifest: &Manifest,
-) -> Result<(File, Vec<u8>, Vec<NamedTensor<'static>>)> {
-    let mut file = open_listed(path, name, manifest)?;
-    let expected = &manifest.files[name];
-    let io = |e: std::io::Error| RegistryError::io(path, e);
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(io)?;
-    let header_len = u64::from_le_bytes(len);
-    if header_len > expected.size.saturating_sub(8) || header_len > 100_000_000 {
-        return Err(RegistryError::corrupt(
-            path,
-            format!("corrupt: header length {header_len} exceeds the file"),
-        ));
-    }
-    let mut prefix = vec![0u8; 8 + header_len as usize];
-    prefix[..8].copy_from_slice(&len);
-    file.read_exact(&mut prefix[8..]).map_err(io)?;
-    let metadata: safetensors::tensor::Metadata =
-        serde_json::from_slice(&prefix[8..]).map_err(|e| {
-            RegistryError::corrupt(
-                path,
-                format!("corrupt: not a valid safetensors header: {e}"),
-            )
-        })?;
-    if 8 + header_len + metadata.data_len() as u64 != expected.size {
-        return Err(RegistryError::corrupt(
-            path,
-            "corrupt: the header does not describe the file's size",
-        ));
-    }
-    let mut tensors = Vec::new();
-    for tensor_name in metadata.offset_keys() {
-        let info = metadata
-            .info(&tensor_name)
-            .expect("offset_keys lists known tensors");
-        if info.dtype != safetensors::Dtype::F32 {
-            return Err(RegistryError::corrupt(
-                path,
-                format!(
-                    "tensor {tensor_name:?} has dtype {:?}; checkpoints hold F32 only",
-                    info.dtype
-                ),
-            ));
-        }
-        let (start, end) = info.data_offsets;
-        let values = vec![0f32; (end - start) / 4];
-        tensors.push(NamedTensor::new(tensor_name, info.shape.clone(), values));
-    }
-    Ok((file, prefix, tensors))
-}
-
-fn entry_for(bytes: &[u8]) -> ManifestEntry {
-    ManifestEntry {
-        size: bytes.len() as u64,
-        digest: FileDigest::Blake3(blake3::hash(bytes).to_hex().to_string()),
-    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
