@@ -300,14 +300,17 @@ mod tests {
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            let sweep = path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("sweep-"));
-            if path.extension().is_some_and(|e| e == "toml") && !sweep {
-                TrainConfig::from_file(&path)
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                n += 1;
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.ends_with(".toml") || name.starts_with("sweep-") {
+                continue; // sweep files: src/sweep.rs tests them
             }
+            if name == "slo.toml" {
+                let slo = ratchet_serve::Slo::from_file(&path).unwrap();
+                assert_eq!(slo.max_error_rate, Some(0.05));
+                continue;
+            }
+            TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            n += 1;
         }
         assert!(n >= 3);
         assert_eq!(example("cartpole-dqn.toml").dqn.hidden, vec![256, 256]);
