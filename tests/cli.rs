@@ -782,6 +782,43 @@ fn a_failed_registration_marks_the_run_failed_with_the_error() {
     assert_run_ended(&sb, "FAILED", &stderr);
 }
 
+/// A fault in the evaluation stage (after training, before registration): a validation
+/// segment of one bar, too short to judge a policy on, fails the run with the error.
+#[test]
+fn a_failed_evaluation_marks_the_run_failed_with_the_error() {
+    let sb = Sandbox::new();
+    let config = sb.path("short-validation.toml");
+    std::fs::write(
+        &config,
+        "[run]\nsteps = 256\n[ppo]\nn_steps = 128\nbatch_size = 64\n\
+         [data.split]\nkind = \"fraction\"\ntrain = 0.99\nvalidation = 0.0005\n",
+    )
+    .unwrap();
+    let out = sb.run(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--model-name",
+        "short",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let last = stderr.lines().last().unwrap_or_default().to_string();
+    assert_eq!(
+        last,
+        "error: evaluating the trained policy on the validation range: the backtest range holds \
+         1 bars after the 10-bar observation window; it needs at least 2",
+        "{stderr}"
+    );
+    assert_run_ended(&sb, "FAILED", &last);
+    assert!(
+        sb.json(&["models", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[test]
 fn a_diverging_loss_stops_the_run_and_is_logged_as_nan() {
     let sb = Sandbox::new();
