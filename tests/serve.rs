@@ -777,3 +777,53 @@ fn serving_follows_an_alias_on_an_mlflow_server() {
     assert_eq!(kinds, ["swapped"], "{events:#}");
     server.stop();
 }
+
+/// A version computing other features cannot take over the sessions: the swap is refused, the
+/// old version keeps answering, and the reason shows in `/v1/deployment` and `/metrics`.
+#[test]
+fn a_version_with_other_features_is_refused_and_serving_goes_on() {
+    let store = Store::new();
+    let a = store.train("feat", "ppo", 1);
+    let config = store.dir.path().join("window5.toml");
+    std::fs::write(&config, "[run]\nsteps = 2048\n[features]\nwindow = 5\n").unwrap();
+    let out = store.run(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--model-name",
+        "feat",
+        "--json",
+    ]);
+    let b = serde_json::from_slice::<Value>(&out.stdout).unwrap()["version"]
+        .as_u64()
+        .unwrap();
+    store.promote("feat", a, "production");
+    let server = store.serve(&["models:/feat@production", "--poll-seconds", "0.05"], &[]);
+    let all = bars();
+    server.bars(&json!({"symbol": "F", "bars": warm(&all, 160)}));
+    store.promote("feat", b, "production");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refusal = loop {
+        let history = server.deployment()["history"].clone();
+        if let Some(e) = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "refused")
+        {
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "no refusal: {history:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(refusal["version"], b);
+    let why = refusal["detail"].as_str().unwrap();
+    assert!(
+        why.contains("computes features") && why.contains("restart the server"),
+        "{why}"
+    );
+    let answer = server.bars(&json!({"symbol": "F", "bars": [all[160]]}));
+    assert_eq!(answer["decisions"][0]["version"], a, "{answer}");
+    assert!(server.metrics().contains("ratchet_swaps_refused_total 1\n"));
+    server.stop();
+}
