@@ -13,6 +13,7 @@
 #   scripts/compare_rl_speed.sh                  # PPO over 61,440 steps, best of 3 rounds
 #   PPO_STEPS=40960 ROUNDS=5 scripts/compare_rl_speed.sh
 #   DQN_STEPS=20480 scripts/compare_rl_speed.sh  # SB3's DQN over 10,240 steps by default
+#   SKIP_SB3=1 scripts/compare_rl_speed.sh       # without SB3 (its venv pulls torch, ~2.5 GB)
 #
 # The Python side runs from venvs under ~/.cache/ratchet, made from PyPI when missing:
 # sb3-venv (stable-baselines3, which pulls torch and gymnasium) and jax-venv (jax, flax,
@@ -30,12 +31,15 @@ DQN_STEPS="${DQN_STEPS:-10240}"
 ROUNDS="${ROUNDS:-3}"
 
 source scripts/venv.sh
-ensure_venv "$SB3_VENV" stable_baselines3 stable-baselines3
+[ "${SKIP_SB3:-0}" = 1 ] || ensure_venv "$SB3_VENV" stable_baselines3 stable-baselines3
 ensure_venv "$JAX_VENV" "jax, flax, optax" jax flax optax
 cargo build --release --quiet
 RATCHET="$CARGO_TARGET_DIR/release/ratchet"
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+SB3_PPO=nan
+SB3_DQN=nan
+if [ "${SKIP_SB3:-0}" != 1 ]; then
 echo "== Stable-Baselines3: PPO(\"MlpPolicy\", \"CartPole-v1\"), defaults, 1 env, $PPO_STEPS steps, best of $ROUNDS"
 SB3_PPO=$("$SB3_VENV/bin/python" - "$PPO_STEPS" "$ROUNDS" <<'PY'
 import sys, time
@@ -92,6 +96,7 @@ print(f"{best:.1f}")
 PY
 )
 
+fi
 echo "== JAX PPO (compiled) and ratchet train --env cartpole --algo ppo --steps $PPO_STEPS, alternating, best of $ROUNDS"
 TRACKING=$(mktemp -d)
 trap 'rm -rf "$TRACKING"' EXIT
@@ -108,8 +113,8 @@ for round in $(seq "$ROUNDS"); do
     CLI_PPO=$("$JAX_VENV/bin/python" -c "print(max($CLI_PPO, $cli))")
 done
 
-echo "== ratchet: cargo bench --bench agents"
-cargo bench --bench agents 2>&1 | grep -E '^(ppo|dqn|peak)/|thrpt:' || true
+echo "== ratchet: cargo bench --workspace --bench agents"
+cargo bench --workspace --bench agents 2>&1 | grep -E '^(ppo|dqn|peak)/|thrpt:' || true
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 "$JAX_VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$SB3_PPO" "$SB3_DQN" "$JAX_PPO" "$CLI_PPO" <<'PY'
