@@ -759,6 +759,9 @@ fn serving_follows_an_alias_on_an_mlflow_server() {
     let all = bars();
     let answer = server.bars(&json!({"symbol": "R", "bars": warm(&all, 160)}));
     assert_eq!(answer["decisions"][0]["version"], a, "{answer}");
+    // Validated first: a promotion moves the alias a moment before it updates the statuses,
+    // and over HTTP that moment can span two polls (the server would report a refusal).
+    store.run(&["models", "validate", &format!("models:/rest/{b}")]);
     store.promote("rest", b, "production");
     server.wait_for("production", Some(b));
     let answer = server.bars(&json!({"symbol": "R", "bars": [all[160]]}));

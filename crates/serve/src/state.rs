@@ -39,8 +39,8 @@ pub struct AppState {
     pub records: Mutex<HashMap<(u64, Role), Record>>,
     /// Versions not to load again in a role (they failed to load or were rolled back).
     pub skipped: Mutex<HashSet<(Role, u64)>>,
-    /// Versions refused in a role, with the reason last reported.
-    pub refused: Mutex<HashMap<(Role, u64), String>>,
+    /// Versions refused in a role: the reason, and whether it was reported.
+    pub refused: Mutex<HashMap<(Role, u64), (String, bool)>>,
 }
 
 impl AppState {

@@ -96,15 +96,17 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
             state.event("swapped", role, Some(holder), serving, String::new());
         }
         // A refusal (status, features) is checked again at every poll, since the version's
-        // status may still change (a promotion moves the alias before it updates statuses),
-        // but reported once per reason.
+        // status may still change: a promotion moves the alias a moment before it updates the
+        // statuses. So a refusal is reported once, when the second check in a row confirms it.
         Err(LoadError::Refused(why)) => {
-            if previous_refusal.as_ref() != Some(&why) {
-                state
-                    .refused
-                    .lock()
-                    .expect("no panics hold the lock")
-                    .insert((role, holder), why.clone());
+            let confirmed = previous_refusal.as_ref() == Some(&(why.clone(), false));
+            let reported = previous_refusal.as_ref() == Some(&(why.clone(), true));
+            state
+                .refused
+                .lock()
+                .expect("no panics hold the lock")
+                .insert((role, holder), (why.clone(), confirmed || reported));
+            if confirmed {
                 state.metrics.swaps_refused.inc();
                 state.event("refused", role, Some(holder), serving, why);
             }
