@@ -74,8 +74,7 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
         println!("listening on http://{address}");
         std::io::stdout().flush()?;
         tokio::spawn(reload_on_sighup(state.clone()));
-        let poll = Duration::from_secs_f64(args.poll_seconds);
-        ratchet_serve::serve(state, listener, poll, shutdown_signal()).await?;
+        ratchet_serve::serve(state, listener, shutdown_signal()).await?;
         eprintln!("stopped: requests in flight were answered");
         Ok(())
     })

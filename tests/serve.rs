@@ -99,6 +99,16 @@ impl Store {
         serde_json::from_slice(&self.run(&["models", "show", uri, "--json"]).stdout).unwrap()
     }
 
+    /// The kinds of the deployment events recorded on a version, oldest first.
+    fn deployment_events(&self, uri: &str) -> Vec<String> {
+        self.show(uri)["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Starts `ratchet serve` on a free loopback port.
     fn serve(&self, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut cmd = self.command(&["serve", "--listen", "127.0.0.1:0"]);
@@ -404,12 +414,8 @@ fn swaps_follow_the_alias_without_a_failed_request() {
     assert_eq!(swaps, 20, "{history:#}");
     assert!(server.metrics().contains("ratchet_swaps_total 20\n"));
     // Each swap is in the version's record in the store.
-    let shown = store.show(&format!("models:/swap/{b}"));
-    let events = shown["deployments"].as_array().unwrap();
-    assert_eq!(
-        events.iter().filter(|e| e["event"] == "swapped").count(),
-        10
-    );
+    let events = store.deployment_events(&format!("models:/swap/{b}"));
+    assert_eq!(events.iter().filter(|e| *e == "swapped").count(), 10);
     server.stop();
 }
 
@@ -611,14 +617,10 @@ fn a_canary_that_fails_to_load_is_rolled_back_while_production_answers() {
     }
     let shown = store.show("models:/rb@candidate");
     assert_eq!(shown["version"], a, "the alias moved back");
-    let events = store.show(&format!("models:/rb/{b}"))["deployments"].clone();
-    let kinds: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["load_failed", "rolled_back"], "{events:#}");
+    assert_eq!(
+        store.deployment_events(&format!("models:/rb/{b}")),
+        ["load_failed", "rolled_back"]
+    );
     assert!(server.metrics().contains("ratchet_rollbacks_total 1\n"));
     server.stop();
 }
@@ -770,14 +772,10 @@ fn serving_follows_an_alias_on_an_mlflow_server() {
         answer["decisions"][0]["warming_up"], false,
         "the session carried over"
     );
-    let events = store.show(&format!("models:/rest/{b}"))["deployments"].clone();
-    let kinds: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["swapped"], "{events:#}");
+    assert_eq!(
+        store.deployment_events(&format!("models:/rest/{b}")),
+        ["swapped"]
+    );
     server.stop();
 }
 

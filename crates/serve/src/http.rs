@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use crate::deployment::{Live, Role};
+use crate::model::ServedModel;
 use crate::session::{PaperReturn, Session};
 use crate::state::AppState;
 
@@ -375,6 +376,8 @@ fn take_bars(
             request.bars[0].timestamp
         )));
     }
+    // The same answering model for every bar of the request: the symbol's hash decides it.
+    let route = live.route(symbol);
     let mut last = None;
     for bar in &request.bars {
         let filled = session
@@ -384,7 +387,7 @@ fn take_bars(
             book_paper(state, paper);
         }
         last = if session.ready() {
-            Some(decide(state, live, symbol, &mut session)?)
+            Some(decide(state, live, route, symbol, &mut session)?)
         } else {
             state
                 .metrics
@@ -423,17 +426,17 @@ fn take_bars(
     Ok(answer)
 }
 
-type Decided = (f64, Arc<crate::model::ServedModel>, Role);
+type Decided = (f64, Arc<ServedModel>, Role);
 
 /// The answering model's decision at the session's last bar, with the canary falling back to
 /// production when its outputs are not finite, and the shadow deciding on its own track.
 fn decide(
     state: &AppState,
     live: &Live,
+    (role, model): (Role, &Arc<ServedModel>),
     symbol: &str,
     session: &mut Session,
 ) -> Result<Decided, ApiError> {
-    let (role, model) = live.route(symbol);
     let start = Instant::now();
     let target = session.decide(model, false);
     note_decision(state, model.version, role, !target.is_finite(), start);

@@ -47,6 +47,7 @@ pub struct ServeOptions {
     pub targets: Targets,
     /// Share of symbols the canary answers, in percent.
     pub canary_percent: f64,
+    /// Time between checks of the aliases.
     pub poll: Duration,
     pub slo: Option<Slo>,
     pub allow_unvalidated: bool,
@@ -78,45 +79,35 @@ pub fn prepare(
         .with_context(|| format!("cannot serve {reference}"))
     };
     let production = load(&options.targets.production)?;
-    let mut others = Vec::new();
-    for (role, reference) in [
-        (Role::Canary, &options.targets.canary),
-        (Role::Shadow, &options.targets.shadow),
-    ] {
-        let model = match reference {
-            Some(r) => Some(load(r)?),
-            None => None,
+    // Sessions are shared between the roles, so every served version computes the same features.
+    let load_beside = |role: Role, reference: &Option<ModelRef>| -> anyhow::Result<_> {
+        let Some(reference) = reference else {
+            return Ok(None);
         };
-        if let Some(m) = &model
-            && m.feature_hash != production.feature_hash
-        {
+        let model = load(reference)?;
+        if model.feature_hash != production.feature_hash {
             bail!(
                 "the {role} {} computes other features ({}) than production {} ({}); \
                  sessions are shared, so every served version needs the same feature config",
-                m.uri(),
-                &m.feature_hash[..12],
+                model.uri(),
+                &model.feature_hash[..12],
                 production.uri(),
                 &production.feature_hash[..12]
             );
         }
-        others.push(model);
-    }
-    let shadow = others.pop().flatten();
-    let canary = others.pop().flatten();
+        Ok(Some(model))
+    };
     let live = Live {
+        canary: load_beside(Role::Canary, &options.targets.canary)?,
+        shadow: load_beside(Role::Shadow, &options.targets.shadow)?,
         production,
-        canary,
-        shadow,
         canary_percent: options.canary_percent,
     };
     let state = Arc::new(AppState::new(
         registry,
         build,
-        options.targets,
+        options,
         live.clone(),
-        options.allow_unvalidated,
-        options.token,
-        options.slo,
         server,
     ));
     for role in Role::ALL {
@@ -128,14 +119,14 @@ pub fn prepare(
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops taking connections and lets
-/// requests in flight finish. Follows the aliases every `poll` (and on `reload`).
+/// requests in flight finish. Follows the aliases every [`ServeOptions::poll`] (and on
+/// `reload`).
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
-    poll: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let follow = tokio::spawn(watch::follow_aliases(state.clone(), poll));
+    let follow = tokio::spawn(watch::follow_aliases(state.clone()));
     let slo = state
         .slo
         .is_some()

@@ -2,11 +2,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::Utc;
 use ratchet_registry::{DeploymentEvent, Registry};
 use tokio::sync::Notify;
 
+use crate::ServeOptions;
 use crate::deployment::{DeploymentView, Event, Live, Role, RoleView, Targets};
 use crate::metrics::Metrics;
 use crate::model::{BuildModel, ServedModel};
@@ -20,6 +22,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub build: Arc<BuildModel>,
     pub targets: Targets,
+    /// Time between checks of the aliases.
+    pub poll: Duration,
     pub allow_unvalidated: bool,
     /// Bearer token the mutating endpoints require, when set.
     pub token: Option<String>,
@@ -44,24 +48,30 @@ pub struct AppState {
 }
 
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
+    /// The state of a server about to serve `live`, loaded as `options` say.
     pub fn new(
         registry: Arc<Registry>,
         build: Arc<BuildModel>,
-        targets: Targets,
+        options: ServeOptions,
         live: Live,
-        allow_unvalidated: bool,
-        token: Option<String>,
-        slo: Option<Slo>,
         server: String,
     ) -> Self {
         let metrics = Metrics::new();
         metrics.show_live(&live);
         let feature_hash = live.production.feature_hash.clone();
+        let ServeOptions {
+            targets,
+            canary_percent: _, // in `live`
+            poll,
+            slo,
+            allow_unvalidated,
+            token,
+        } = options;
         Self {
             registry,
             build,
             targets,
+            poll,
             allow_unvalidated,
             token,
             slo,

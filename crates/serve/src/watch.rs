@@ -12,9 +12,9 @@ use crate::deployment::Role;
 use crate::model::{LoadError, ServedModel};
 use crate::state::AppState;
 
-/// Polls every `poll` and on every reload request, until the runtime stops.
-pub async fn follow_aliases(state: Arc<AppState>, poll: Duration) {
-    let mut tick = tokio::time::interval(poll);
+/// Polls every [`AppState::poll`] and on every reload request, until the runtime stops.
+pub async fn follow_aliases(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(state.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
