@@ -20,6 +20,8 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours for a terminal only, not in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if !(args.poll_seconds.is_finite() && args.poll_seconds > 0.0) {
         bail!(
