@@ -47,9 +47,11 @@ struct Layer {
 pub(crate) struct FusedMlp {
     layers: Vec<Layer>,
     activation: Activation,
-    /// Per layer: weight `[inputs, stride]`, bias `[stride]`, transposed weight
-    /// `[outputs, padded(inputs)]` (empty for the first layer, whose input gradient is never
-    /// needed), all zero-padded. Refreshed by [`FusedMlp::load`].
+    /// Per layer with padding columns (`stride > outputs`): weight `[inputs, stride]` and
+    /// bias `[stride]`, zero-padded; empty for the other layers, which are read from the
+    /// parameter vector itself. Per layer but the first (whose input gradient is never
+    /// needed): the transposed weight `[outputs, padded(inputs)]`. Refreshed by
+    /// [`FusedMlp::load`].
     weights: Vec<Vec<f32>>,
     biases: Vec<Vec<f32>>,
     transposed: Vec<Vec<f32>>,
@@ -122,9 +124,13 @@ impl FusedMlp {
             )));
         }
         let zeros = |n: usize| vec![0.0f32; n];
+        let padded_only = |l: &Layer, n: usize| zeros(if l.stride > l.outputs { n } else { 0 });
         Ok(Self {
-            weights: layers.iter().map(|l| zeros(l.inputs * l.stride)).collect(),
-            biases: layers.iter().map(|l| zeros(l.stride)).collect(),
+            weights: layers
+                .iter()
+                .map(|l| padded_only(l, l.inputs * l.stride))
+                .collect(),
+            biases: layers.iter().map(|l| padded_only(l, l.stride)).collect(),
             transposed: layers
                 .iter()
                 .enumerate()
@@ -154,19 +160,22 @@ impl FusedMlp {
         self.layers[self.layers.len() - 1].stride
     }
 
-    /// Takes the current parameters from the flat vector.
+    /// Takes the current parameters from the flat vector: the vector that
+    /// [`FusedMlp::forward`] is then given.
     pub(crate) fn load(&mut self, params: &[f32]) {
         // A copy, exact on any instruction set: the fastest one is used.
         let isa = Isa::detect();
         for (i, l) in self.layers.iter().enumerate() {
             let weight = &params[l.weight..l.weight + l.inputs * l.outputs];
-            for (row, w) in self.weights[i]
-                .chunks_exact_mut(l.stride)
-                .zip(weight.chunks_exact(l.outputs))
-            {
-                row[..l.outputs].copy_from_slice(w);
+            if l.stride > l.outputs {
+                for (row, w) in self.weights[i]
+                    .chunks_exact_mut(l.stride)
+                    .zip(weight.chunks_exact(l.outputs))
+                {
+                    row[..l.outputs].copy_from_slice(w);
+                }
+                self.biases[i][..l.outputs].copy_from_slice(&params[l.bias..l.bias + l.outputs]);
             }
-            self.biases[i][..l.outputs].copy_from_slice(&params[l.bias..l.bias + l.outputs]);
             let weight = Matrix {
                 data: weight,
                 rows: l.inputs,
@@ -182,8 +191,17 @@ impl FusedMlp {
     }
 
     /// Evaluates `rows` inputs (`x`, one after another) and keeps the activations in `trace`;
-    /// the result is [`Trace::output`].
-    pub(crate) fn forward(&self, isa: Isa, x: &[f32], rows: usize, trace: &mut Trace) {
+    /// the result is [`Trace::output`]. `params` is the vector last given to
+    /// [`FusedMlp::load`]: the layers without padding are read from it in place (a 256x256
+    /// weight copied per gradient step was 2–3% of DQN's time).
+    pub(crate) fn forward(
+        &self,
+        isa: Isa,
+        params: &[f32],
+        x: &[f32],
+        rows: usize,
+        trace: &mut Trace,
+    ) {
         assert_eq!(x.len(), rows * self.input_size(), "input length");
         trace.rows = rows;
         trace.outputs.resize_with(self.layers.len(), Vec::new);
@@ -196,9 +214,22 @@ impl FusedMlp {
                 0 => Matrix::dense(x, rows, l.inputs),
                 _ => Matrix::dense(&before[i - 1], rows, self.layers[i - 1].stride),
             };
-            let weight = Matrix::dense(&self.weights[i], l.inputs, l.stride);
-            let bias = Some(&self.biases[i][..]);
-            matmul(isa, input.columns(l.inputs), weight, bias, out, l.stride);
+            let (weight, bias) = match l.stride > l.outputs {
+                true => (&self.weights[i][..], &self.biases[i][..]),
+                false => (
+                    &params[l.weight..l.weight + l.inputs * l.outputs],
+                    &params[l.bias..l.bias + l.outputs],
+                ),
+            };
+            let weight = Matrix::dense(weight, l.inputs, l.stride);
+            matmul(
+                isa,
+                input.columns(l.inputs),
+                weight,
+                Some(bias),
+                out,
+                l.stride,
+            );
             if i < last {
                 self.activation.apply_vectorised(isa, out);
             }
@@ -233,18 +264,24 @@ impl FusedMlp {
                 0 => Matrix::dense(x, rows, l.inputs),
                 _ => Matrix::dense(&outputs[i - 1], rows, self.layers[i - 1].stride),
             };
-            // dW = x^T dz, summed over the rows in order.
-            weight_grad.resize(l.inputs * l.stride, 0.0);
+            // dW = x^T dz, summed over the rows in order; straight into `grads` when the
+            // weight has no padding columns.
             let x = input.columns(l.inputs);
-            matmul_transposed(isa, x, dz, None, weight_grad, l.stride);
             let weight = &mut grads[l.weight..l.weight + l.inputs * l.outputs];
-            for (g, w) in weight
-                .chunks_exact_mut(l.outputs)
-                .zip(weight_grad.chunks_exact(l.stride))
-            {
-                g.copy_from_slice(&w[..l.outputs]);
+            if l.stride == l.outputs {
+                matmul_transposed(isa, x, dz, None, weight, l.stride);
+            } else {
+                weight_grad.resize(l.inputs * l.stride, 0.0);
+                matmul_transposed(isa, x, dz, None, weight_grad, l.stride);
+                for (g, w) in weight
+                    .chunks_exact_mut(l.outputs)
+                    .zip(weight_grad.chunks_exact(l.stride))
+                {
+                    g.copy_from_slice(&w[..l.outputs]);
+                }
             }
-            // db = the rows' sum, in row order (the weight gradient's scratch is free again).
+            // db = the rows' sum, in row order (in the weight gradient's scratch).
+            weight_grad.resize(weight_grad.len().max(l.stride), 0.0);
             let bias_grad = &mut weight_grad[..l.stride];
             column_sums(isa, dz, bias_grad);
             grads[l.bias..l.bias + l.outputs].copy_from_slice(&bias_grad[..l.outputs]);
@@ -367,7 +404,7 @@ mod tests {
             fused.load(&params);
             let mut trace = Trace::default();
             for isa in Isa::available() {
-                fused.forward(isa, &x, rows, &mut trace);
+                fused.forward(isa, &params, &x, rows, &mut trace);
                 let stride = fused.output_stride();
                 let mut grad_output = vec![0.0f32; rows * stride];
                 for (g, w) in grad_output.chunks_exact_mut(stride).zip(w.chunks_exact(n)) {

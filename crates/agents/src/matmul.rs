@@ -8,6 +8,8 @@
 //! decides which outputs are computed together, never the order of an output's additions, so
 //! every instruction set and block size gives the same bits.
 
+use std::ops::Range;
+
 use crate::isa::Isa;
 
 /// Output columns come in multiples of this (one AVX2 register); matrices the kernel writes or
@@ -144,64 +146,50 @@ impl<'a> Job<'a> {
 
     /// `T`: `a` is stored transposed.
     fn run<const T: bool>(&self, isa: Isa, out: &mut [f32]) {
-        // Four rows of 64 columns fill 16 of AVX-512's 32 registers with sums; two rows of 32
-        // fill 8 of AVX2's 16.
-        if isa.wide() {
-            isa.run(
+        // AVX-512 (32 registers): blocks of 64 columns by four rows, 16 registers of sums;
+        // six rows when `a` is stored transposed (its six values of each index are adjacent),
+        // 24 registers. The last columns, 8 wide, by eight rows of `a` transposed. AVX2 (16
+        // registers): 32 columns by two rows.
+        match (isa.wide(), T) {
+            (true, true) => isa.run(
                 #[inline(always)]
-                || self.blocked::<T, 4, 64>(out),
-            )
-        } else {
-            isa.run(
+                || self.blocked::<T, 6, 64, 8>(out),
+            ),
+            (true, false) => isa.run(
                 #[inline(always)]
-                || self.blocked::<T, 2, 32>(out),
-            )
+                || self.blocked::<T, 4, 64, 4>(out),
+            ),
+            (false, _) => isa.run(
+                #[inline(always)]
+                || self.blocked::<T, 2, 32, 2>(out),
+            ),
         }
     }
 
-    /// Row blocks of `R` (then of 1) by column blocks of `W` (then of [`LANES`]). `b` is read
-    /// in place when it fits in one [`PANEL`] or when few rows would read it; otherwise a
-    /// column strip at a time, copied into a contiguous panel.
+    /// Blocks of `W` columns by `R` rows, then the last columns in blocks of [`LANES`] by `N`
+    /// rows. `b` is read in place when it fits in one [`PANEL`] or when few rows would read
+    /// it; otherwise a column strip at a time, copied into a contiguous panel.
     #[inline(always)]
-    fn blocked<const T: bool, const R: usize, const W: usize>(&self, out: &mut [f32]) {
-        let rows = if T { self.a.cols } else { self.a.rows };
-        if self.b.rows * self.b.stride <= PANEL || rows < 16 {
-            let mut r = 0;
-            while r + R <= rows {
-                self.in_place::<T, R, W>(r, out);
-                r += R;
-            }
-            while r < rows {
-                self.in_place::<T, 1, W>(r, out);
-                r += 1;
-            }
+    fn blocked<const T: bool, const R: usize, const W: usize, const N: usize>(
+        &self,
+        out: &mut [f32],
+    ) {
+        let (b, rows) = (&self.b, if T { self.a.cols } else { self.a.rows });
+        let wide = b.cols / W * W;
+        if b.rows * b.stride <= PANEL || rows < 16 {
+            // Every column block of a block of rows in turn: `b` stays in the L1 cache, `a`'s
+            // rows are read once.
+            let in_place = |j: usize, k: usize| &b.data[k * b.stride + j..];
+            self.row_blocks::<T, R, W>(0..wide, 0..b.rows, in_place, out);
+            self.row_blocks::<T, N, LANES>(wide..b.cols, 0..b.rows, in_place, out);
             return;
         }
         let mut panel = [0.0f32; PANEL];
-        let mut j = 0;
-        while j + W <= self.b.cols {
+        for j in (0..wide).step_by(W) {
             self.packed::<T, R, W>(j, &mut panel, out);
-            j += W;
         }
-        while j < self.b.cols {
-            self.packed::<T, R, LANES>(j, &mut panel, out);
-            j += LANES;
-        }
-    }
-
-    /// Output rows `r..r + R`, every column, reading `b` where it is.
-    #[inline(always)]
-    fn in_place<const T: bool, const R: usize, const W: usize>(&self, r: usize, out: &mut [f32]) {
-        let b = &self.b;
-        let mut j = 0;
-        while j + W <= b.cols {
-            self.tile::<T, R, W>(r, j, 0..b.rows, |k| &b.data[k * b.stride + j..][..W], out);
-            j += W;
-        }
-        while j < b.cols {
-            let b_row = |k| &b.data[k * b.stride + j..][..LANES];
-            self.tile::<T, R, LANES>(r, j, 0..b.rows, b_row, out);
-            j += LANES;
+        for j in (wide..b.cols).step_by(LANES) {
+            self.packed::<T, N, LANES>(j, &mut panel, out);
         }
     }
 
@@ -218,7 +206,7 @@ impl<'a> Job<'a> {
         panel: &mut [f32; PANEL],
         out: &mut [f32],
     ) {
-        let (b, rows) = (&self.b, if T { self.a.cols } else { self.a.rows });
+        let b = &self.b;
         let strip = PANEL / W;
         let mut k0 = 0;
         while k0 < b.rows {
@@ -228,18 +216,50 @@ impl<'a> Job<'a> {
                 p.copy_from_slice(&row[j..j + W]);
             }
             let panel = &panel[..(k1 - k0) * W];
-            let b_row = |k: usize| &panel[(k - k0) * W..][..W];
-            let mut r = 0;
-            while r + R <= rows {
-                self.tile::<T, R, W>(r, j, k0..k1, b_row, out);
-                r += R;
-            }
-            while r < rows {
-                self.tile::<T, 1, W>(r, j, k0..k1, b_row, out);
-                r += 1;
-            }
+            let packed = |_: usize, k: usize| &panel[(k - k0) * W..];
+            self.row_blocks::<T, R, W>(j..j + W, k0..k1, packed, out);
             k0 = k1;
         }
+    }
+
+    /// Outputs in `columns` (whole blocks of `W`) of every row over the shared indices `ks`:
+    /// blocks of `R` rows, then of 4 and of 1. `b_row(j, k)` starts with columns `j..j + W`
+    /// of `b`'s row `k`.
+    #[inline(always)]
+    fn row_blocks<'b, const T: bool, const R: usize, const W: usize>(
+        &self,
+        columns: Range<usize>,
+        ks: Range<usize>,
+        b_row: impl Fn(usize, usize) -> &'b [f32] + Copy,
+        out: &mut [f32],
+    ) {
+        let r = self.rows_from::<T, R, W>(0, columns.clone(), ks.clone(), b_row, out);
+        let r = match R > 4 {
+            true => self.rows_from::<T, 4, W>(r, columns.clone(), ks.clone(), b_row, out),
+            false => r,
+        };
+        self.rows_from::<T, 1, W>(r, columns, ks, b_row, out);
+    }
+
+    /// [`Job::row_blocks`] of `R` rows from row `r` while a whole block fits; returns the
+    /// first row left.
+    #[inline(always)]
+    fn rows_from<'b, const T: bool, const R: usize, const W: usize>(
+        &self,
+        mut r: usize,
+        columns: Range<usize>,
+        ks: Range<usize>,
+        b_row: impl Fn(usize, usize) -> &'b [f32] + Copy,
+        out: &mut [f32],
+    ) -> usize {
+        let rows = if T { self.a.cols } else { self.a.rows };
+        while r + R <= rows {
+            for j in columns.clone().step_by(W) {
+                self.tile::<T, R, W>(r, j, ks.clone(), |k| &b_row(j, k)[..W], out);
+            }
+            r += R;
+        }
+        r
     }
 
     /// Outputs `r..r + R` x `j..j + W` over the shared indices `ks`, held in registers while
@@ -252,7 +272,7 @@ impl<'a> Job<'a> {
         &self,
         r: usize,
         j: usize,
-        ks: std::ops::Range<usize>,
+        ks: Range<usize>,
         b_row: impl Fn(usize) -> &'b [f32],
         out: &mut [f32],
     ) {

@@ -178,14 +178,14 @@ impl Adam {
     /// One update of host-side parameters from their gradients, both flattened as
     /// [`Adam::parameters`] gives them.
     pub(crate) fn step_host(&mut self, lr: f64, grads: &[f32], params: &mut [f32]) {
-        let total = self.total();
+        let (total, isa) = (self.total(), Isa::detect());
         assert!(
             grads.len() == total && params.len() == total,
             "gradients and parameters in the optimizer's layout"
         );
         let scale = match self.config.max_grad_norm {
             // torch.nn.utils.clip_grad_norm_: one factor for all parameters.
-            Some(max_norm) => (max_norm / (l2_norm(grads) + 1e-6)).min(1.0) as f32,
+            Some(max_norm) => (max_norm / (l2_norm(isa, grads) + 1e-6)).min(1.0) as f32,
             None => 1.0,
         };
         if self.moment_1.is_empty() {
@@ -204,7 +204,7 @@ impl Adam {
             inv_bias_2_sqrt: (1.0 / (1.0 - b2.powi(t)).sqrt()) as f32,
         };
         let (m, v) = (&mut self.moment_1[..total], &mut self.moment_2[..total]);
-        update.run(Isa::detect(), grads, m, v, params);
+        update.run(isa, grads, m, v, params);
     }
 
     /// `module` with its parameters replaced by `params`, flattened as [`Adam::parameters`]
@@ -377,18 +377,24 @@ impl Update {
 }
 
 /// `sqrt(sum x^2)`, accumulated in f64 over eight interleaved partial sums (in a fixed order,
-/// so the result does not depend on anything but `xs`).
-fn l2_norm(xs: &[f32]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let chunks = xs.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += x as f64 * x as f64;
-        }
-    }
-    let tail: f64 = tail.iter().map(|&x| x as f64 * x as f64).sum();
-    (acc.iter().sum::<f64>() + tail).sqrt()
+/// so the result does not depend on anything but `xs`), compiled for `isa`: one AVX-512
+/// register of sums (plain x86-64 took four, ~2% of a DQN gradient step).
+fn l2_norm(isa: Isa, xs: &[f32]) -> f64 {
+    isa.run(
+        #[inline(always)]
+        || {
+            let mut acc = [0.0f64; 8];
+            let chunks = xs.chunks_exact(8);
+            let tail = chunks.remainder();
+            for c in chunks {
+                for (a, &x) in acc.iter_mut().zip(c) {
+                    *a += x as f64 * x as f64;
+                }
+            }
+            let tail: f64 = tail.iter().map(|&x| x as f64 * x as f64).sum();
+            (acc.iter().sum::<f64>() + tail).sqrt()
+        },
+    )
 }
 
 struct IdList(Vec<ParamId>);
@@ -511,8 +517,15 @@ mod tests {
         };
         let want = run(Isa::portable());
         assert_ne!(want[2], bits(&p0), "the step moved the parameters");
+        let norm = l2_norm(Isa::portable(), &g);
+        let sum: f64 = g.iter().map(|&x| x as f64 * x as f64).sum();
+        assert!(
+            (norm - sum.sqrt()).abs() < 1e-12 * norm,
+            "the norm is the norm"
+        );
         for isa in Isa::available() {
             assert_eq!(run(isa), want, "{isa:?}");
+            assert_eq!(l2_norm(isa, &g).to_bits(), norm.to_bits(), "{isa:?} norm");
         }
     }
 }

@@ -288,7 +288,7 @@ mod tests {
                 let (n, stride) = (net.output_size(), fused.output_stride());
                 let mut trace = Trace::default();
                 for isa in Isa::available() {
-                    fused.forward(isa, &obs, rows, &mut trace);
+                    fused.forward(isa, &params, &obs, rows, &mut trace);
                     for (r, x) in obs.chunks_exact(sizes[0]).enumerate() {
                         let mut y = vec![f32::NAN; n];
                         net.forward_with(isa, x, 1, &mut y);

@@ -114,6 +114,7 @@ pub(super) struct HostLearner<'a> {
     grads: Vec<f32>,
     online: FusedMlp,
     target: FusedMlp,
+    target_params: Vec<f32>,
     trace: Trace,
     next_online: Trace,
     next_target: Trace,
@@ -150,6 +151,7 @@ impl<'a> HostLearner<'a> {
             params,
             online,
             target,
+            target_params,
             trace: Trace::default(),
             next_online: Trace::default(),
             next_target: Trace::default(),
@@ -176,11 +178,17 @@ impl<'a> HostLearner<'a> {
         let (dueling, gamma) = (config.dueling, config.gamma as f32);
 
         // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients.
-        self.target
-            .forward(isa, next_observations, size, &mut self.next_target);
+        let (params, target_params) = (&self.params, &self.target_params);
+        self.target.forward(
+            isa,
+            target_params,
+            next_observations,
+            size,
+            &mut self.next_target,
+        );
         if config.double_q {
             self.online
-                .forward(isa, next_observations, size, &mut self.next_online);
+                .forward(isa, params, next_observations, size, &mut self.next_online);
         }
         let target_q = QValues::of(&self.target, &self.next_target, dueling);
         let online_q = QValues::of(&self.online, &self.next_online, dueling);
@@ -199,7 +207,7 @@ impl<'a> HostLearner<'a> {
 
         // Huber loss of Q_θ(s, a) − y, its gradient with respect to the network's outputs.
         self.online
-            .forward(isa, observations, size, &mut self.trace);
+            .forward(isa, &self.params, observations, size, &mut self.trace);
         let q = QValues::of(&self.online, &self.trace, dueling);
         let stride = self.online.output_stride();
         self.grad_output.clear();

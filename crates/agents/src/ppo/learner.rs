@@ -195,8 +195,11 @@ impl HostLearner {
     /// The loss's gradients with respect to every parameter, into `self.grads`.
     fn gradients(&mut self, batch: &Minibatch, config: &PpoConfig) {
         let (isa, obs, n) = (self.isa, &batch.observations, batch.size);
-        self.actor.forward(isa, obs, n, &mut self.actor_trace);
-        self.critic.forward(isa, obs, n, &mut self.critic_trace);
+        let params = &self.params;
+        self.actor
+            .forward(isa, params, obs, n, &mut self.actor_trace);
+        self.critic
+            .forward(isa, params, obs, n, &mut self.critic_trace);
         let logits = Rows::of(&self.actor, &self.actor_trace);
         policy_loss(
             config,
