@@ -361,13 +361,20 @@ fn column_block<'a, const W: usize>(
 }
 
 /// `out[j][i] = m[i][j]` for the `rows x cols` matrix `m`; `out` has rows of `out_stride`.
-/// By tiles of 16 input rows: each output row's 16 values are written together from the
+/// With AVX-512, 16 x 16 blocks are transposed in registers ([`transpose_avx512`]). Otherwise
+/// by tiles of 16 input rows: each output row's 16 values are written together from the
 /// tile's rows (sliced once, so the inner loop has no bounds checks), compiled for `isa`. The
 /// tiled scalar loop it replaced wrote value by value down a column; in a PPO minibatch on
 /// CartPole the weight transposes went from 7.8% to 5.2% of the samples (1.5x faster), on
 /// DQN's 256 x 256 weights they stayed ~6%.
 pub(crate) fn transpose(isa: Isa, m: Matrix, out: &mut [f32], out_stride: usize) {
     const TILE: usize = 16;
+    #[cfg(target_arch = "x86_64")]
+    if isa.wide() {
+        // SAFETY: `wide` holds only for an `Isa` that `Isa::detect` made after finding
+        // AVX-512F on this CPU.
+        return unsafe { transpose_avx512(m, out, out_stride) };
+    }
     isa.run(
         #[inline(always)]
         || {
@@ -392,6 +399,97 @@ pub(crate) fn transpose(isa: Isa, m: Matrix, out: &mut [f32], out_stride: usize)
             }
         },
     )
+}
+
+/// [`transpose`] on AVX-512: each 16 x 16 block is loaded as 16 registers, transposed in
+/// four rounds of two-source permutations ([`swap_blocks`]) and stored as 16 output rows.
+/// The compiler made no shuffles of the portable loop (a load and a store per value): 256 x
+/// 256 went from 21.4 to 10.6 µs, 64 x 64 from 1.3 to 0.55 µs (standalone, quiet core).
+/// Values are only moved, so the result is the portable loop's.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose_avx512(m: Matrix, out: &mut [f32], out_stride: usize) {
+    use std::arch::x86_64::{__m512, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_storeu_ps};
+    const TILE: usize = 16;
+    let lanes = (
+        swap_lanes::<8>(),
+        swap_lanes::<4>(),
+        swap_lanes::<2>(),
+        swap_lanes::<1>(),
+    );
+    let mut i0 = 0;
+    while i0 + TILE <= m.rows {
+        let mut j0 = 0;
+        while j0 + TILE <= m.cols {
+            let rows = &m.data[i0 * m.stride + j0..][..(TILE - 1) * m.stride + TILE];
+            let mut block: [__m512; TILE] = [_mm512_setzero_ps(); TILE];
+            for (k, v) in block.iter_mut().enumerate() {
+                let row = &rows[k * m.stride..][..TILE];
+                // SAFETY: `row` holds the 16 floats read.
+                *v = unsafe { _mm512_loadu_ps(row.as_ptr()) };
+            }
+            swap_blocks::<8>(&mut block, lanes.0);
+            swap_blocks::<4>(&mut block, lanes.1);
+            swap_blocks::<2>(&mut block, lanes.2);
+            swap_blocks::<1>(&mut block, lanes.3);
+            for (j, v) in block.iter().enumerate() {
+                let column = &mut out[(j0 + j) * out_stride + i0..][..TILE];
+                // SAFETY: `column` holds the 16 floats written.
+                unsafe { _mm512_storeu_ps(column.as_mut_ptr(), *v) };
+            }
+            j0 += TILE;
+        }
+        for i in i0..i0 + TILE {
+            for j in j0..m.cols {
+                out[j * out_stride + i] = m.data[i * m.stride + j];
+            }
+        }
+        i0 += TILE;
+    }
+    for i in i0..m.rows {
+        for (j, &v) in m.data[i * m.stride..][..m.cols].iter().enumerate() {
+            out[j * out_stride + i] = v;
+        }
+    }
+}
+
+/// One round of a 16 x 16 transpose in registers: for each pair of rows `S` apart (the
+/// first with bit `S` of its index clear), the first's lanes with bit `S` set are exchanged
+/// with the second's lanes `S` lower. After rounds 8, 4, 2 and 1, row `j` holds column `j`.
+/// `lanes` is [`swap_lanes`]`::<S>()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn swap_blocks<const S: usize>(
+    block: &mut [std::arch::x86_64::__m512; 16],
+    (first, second): (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
+) {
+    use std::arch::x86_64::_mm512_permutex2var_ps;
+    for p in 0..8 {
+        let i = p / S * 2 * S + p % S;
+        let (a, b) = (block[i], block[i + S]);
+        block[i] = _mm512_permutex2var_ps(a, first, b);
+        block[i + S] = _mm512_permutex2var_ps(a, second, b);
+    }
+}
+
+/// The lane indices of [`swap_blocks`]`::<S>`'s two permutations (0..16 from the first
+/// register, 16..32 from the second).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn swap_lanes<const S: usize>() -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::_mm512_setr_epi32;
+    let first: [i32; 16] =
+        std::array::from_fn(|l| (if l & S == 0 { l } else { 16 + l - S }) as i32);
+    let second: [i32; 16] =
+        std::array::from_fn(|l| (if l & S == 0 { l + S } else { 16 + l }) as i32);
+    let v = |l: [i32; 16]| {
+        _mm512_setr_epi32(
+            l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11], l[12], l[13],
+            l[14], l[15],
+        )
+    };
+    (v(first), v(second))
 }
 
 #[cfg(test)]
