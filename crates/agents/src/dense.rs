@@ -6,6 +6,7 @@
 //! rounded before the addition (never a fused multiply-add), so a result does not depend on
 //! the CPU that computed it.
 
+use crate::isa::Isa;
 use crate::matmul::{Matrix, matmul_row, padded};
 use crate::network::Activation;
 
@@ -51,11 +52,11 @@ impl Dense {
     /// [`Isa::run`](crate::isa::Isa::run) closure, which sets the instructions it is compiled
     /// for.
     #[inline(always)]
-    pub(crate) fn apply(&self, x: &[f32], y: &mut [f32], activation: Option<Activation>) {
+    pub(crate) fn apply(&self, isa: Isa, x: &[f32], y: &mut [f32], activation: Option<Activation>) {
         assert_eq!(x.len(), self.inputs, "layer input length");
         let y = &mut y[..self.stride];
         let weight = Matrix::dense(&self.weight, self.inputs, self.stride);
-        matmul_row(x, weight, &self.bias, y);
+        matmul_row(isa, x, weight, &self.bias, y);
         if let Some(f) = activation {
             f.apply(y);
         }
@@ -65,7 +66,6 @@ impl Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isa::Isa;
     use ratchet_env::Rng;
 
     #[test]
@@ -97,7 +97,7 @@ mod tests {
                     let mut y = vec![f32::NAN; layer.stride];
                     isa.run(
                         #[inline(always)]
-                        || layer.apply(&x, &mut y, activation),
+                        || layer.apply(isa, &x, &mut y, activation),
                     );
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(

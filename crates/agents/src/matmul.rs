@@ -88,8 +88,11 @@ pub(crate) fn matmul_transposed(
 /// [`matmul`]'s tile with one row carried bounds checks and pointer reloads per `k` and was
 /// 1.4x slower.
 #[inline(always)]
-pub(crate) fn matmul_row(x: &[f32], b: Matrix, init: &[f32], out: &mut [f32]) {
+pub(crate) fn matmul_row(isa: Isa, x: &[f32], b: Matrix, init: &[f32], out: &mut [f32]) {
     const WIDE: usize = 64;
+    // AVX-512 has the registers for 256 sums: 16 chains of additions in flight instead of 4
+    // (a 256x256 layer, rl-zoo's DQN acting: 2.7 -> 1.3 µs).
+    const WIDEST: usize = 256;
     assert_eq!(x.len(), b.rows, "inner dimensions");
     assert_eq!(b.cols % LANES, 0, "output columns are whole lanes");
     assert!(b.data.len() >= b.rows * b.stride, "b holds every row whole");
@@ -98,6 +101,10 @@ pub(crate) fn matmul_row(x: &[f32], b: Matrix, init: &[f32], out: &mut [f32]) {
         "a value per column"
     );
     let mut j = 0;
+    while isa.wide() && j + WIDEST <= b.cols {
+        row_block::<WIDEST>(x, b, j, init, out);
+        j += WIDEST;
+    }
     while j + WIDE <= b.cols {
         row_block::<WIDE>(x, b, j, init, out);
         j += WIDE;
@@ -575,7 +582,7 @@ mod tests {
                     let x = &a[r * depth..][..depth];
                     isa.run(
                         #[inline(always)]
-                        || matmul_row(x, bm, &init, &mut out),
+                        || matmul_row(isa, x, bm, &init, &mut out),
                     );
                     assert_eq!(bits(&out), bits(want), "{depth}x{cols} {isa:?} row {r}");
                 }

@@ -135,7 +135,7 @@ impl InferenceMlp {
                     for (i, layer) in self.layers.iter().enumerate() {
                         let input: &[f32] = if i == 0 { x } else { &a[..layer.inputs] };
                         let activation = (i < last).then_some(self.activation);
-                        layer.apply(input, b, activation);
+                        layer.apply(isa, input, b, activation);
                         std::mem::swap(&mut a, &mut b);
                     }
                     y.copy_from_slice(&a[..y.len()]);
