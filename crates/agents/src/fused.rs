@@ -39,19 +39,37 @@ struct Layer {
     /// Offsets of the weight (`[inputs, outputs]`, row-major) and of the bias (`[outputs]`).
     weight: usize,
     bias: usize,
+    input_gradient: InputGradient,
 }
 
-/// The layers of one MLP within a flat parameter vector, with padded and transposed copies
-/// of the weights that the kernel reads.
+/// How the backward pass computes a layer's input gradient `dx = dz W^T`. The kernel reads
+/// the right operand by rows, so one side needs a transpose.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum InputGradient {
+    /// The first layer: its input gradient is never needed.
+    None,
+    /// `dz` times a transposed copy of `W`, made when the parameters are loaded.
+    TransposedWeight,
+    /// `dx^T = W dz^T`: the minibatch's `dz` and `dx^T` are transposed instead, for a weight
+    /// larger than both of them (DQN's 256x256: two 64x256 transposes of gradients still in
+    /// cache, instead of a 256x256 copy written after every optimizer step and read back from
+    /// L3, ~6% of the time).
+    TransposedGradients,
+}
+
+/// The minibatch rows that [`InputGradient`] is chosen for: both agents' default.
+const MINIBATCH_ROWS: usize = 64;
+
+/// The layers of one MLP within a flat parameter vector, with the padded and transposed
+/// copies of weights that the kernel reads.
 #[derive(Clone, Debug)]
 pub(crate) struct FusedMlp {
     layers: Vec<Layer>,
     activation: Activation,
     /// Per layer with padding columns (`stride > outputs`): weight `[inputs, stride]` and
     /// bias `[stride]`, zero-padded; empty for the other layers, which are read from the
-    /// parameter vector itself. Per layer but the first (whose input gradient is never
-    /// needed): the transposed weight `[outputs, padded(inputs)]`. Refreshed by
-    /// [`FusedMlp::load`].
+    /// parameter vector itself. Per [`InputGradient::TransposedWeight`] layer: the transposed
+    /// weight `[outputs, padded(inputs)]`. Refreshed by [`FusedMlp::load`].
     weights: Vec<Vec<f32>>,
     biases: Vec<Vec<f32>>,
     transposed: Vec<Vec<f32>>,
@@ -69,6 +87,9 @@ pub(crate) struct Trace {
     grad_in: Vec<f32>,
     /// A layer's weight gradient, padded.
     weight_grad: Vec<f32>,
+    /// [`InputGradient::TransposedGradients`]: `dz^T` and `dx^T`, `[_, padded(rows)]`.
+    grad_out_t: Vec<f32>,
+    grad_in_t: Vec<f32>,
 }
 
 impl Trace {
@@ -110,12 +131,20 @@ impl FusedMlp {
                     layers.len()
                 )));
             }
+            let input_gradient = match layers.len() {
+                0 => InputGradient::None,
+                _ if inputs * outputs > MINIBATCH_ROWS * (inputs + outputs) => {
+                    InputGradient::TransposedGradients
+                }
+                _ => InputGradient::TransposedWeight,
+            };
             layers.push(Layer {
                 inputs,
                 outputs,
                 stride: padded(outputs),
                 weight,
                 bias,
+                input_gradient,
             });
         }
         if layers.is_empty() {
@@ -133,13 +162,9 @@ impl FusedMlp {
             biases: layers.iter().map(|l| padded_only(l, l.stride)).collect(),
             transposed: layers
                 .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    zeros(if i > 0 {
-                        l.outputs * padded(l.inputs)
-                    } else {
-                        0
-                    })
+                .map(|l| match l.input_gradient {
+                    InputGradient::TransposedWeight => zeros(l.outputs * padded(l.inputs)),
+                    _ => Vec::new(),
                 })
                 .collect(),
             layers,
@@ -182,18 +207,30 @@ impl FusedMlp {
                 cols: l.outputs,
                 stride: l.outputs,
             };
-            // The backward pass stops at the first layer's weight gradient: no input gradient,
-            // so no transpose.
-            if i > 0 {
+            if l.input_gradient == InputGradient::TransposedWeight {
                 transpose(isa, weight, &mut self.transposed[i], padded(l.inputs));
             }
         }
     }
 
+    /// Layer `i`'s weight (`[inputs, stride]`, the padding columns zero) and bias
+    /// (`[stride]`): the padded copies, or in place in `params` for a layer without padding
+    /// (a 256x256 weight copied per gradient step was 2–3% of DQN's time).
+    fn parameters<'p>(&'p self, i: usize, params: &'p [f32]) -> (Matrix<'p>, &'p [f32]) {
+        let l = &self.layers[i];
+        let (weight, bias) = match l.stride > l.outputs {
+            true => (&self.weights[i][..], &self.biases[i][..]),
+            false => (
+                &params[l.weight..l.weight + l.inputs * l.outputs],
+                &params[l.bias..l.bias + l.outputs],
+            ),
+        };
+        (Matrix::dense(weight, l.inputs, l.stride), bias)
+    }
+
     /// Evaluates `rows` inputs (`x`, one after another) and keeps the activations in `trace`;
     /// the result is [`Trace::output`]. `params` is the vector last given to
-    /// [`FusedMlp::load`]: the layers without padding are read from it in place (a 256x256
-    /// weight copied per gradient step was 2–3% of DQN's time).
+    /// [`FusedMlp::load`].
     pub(crate) fn forward(
         &self,
         isa: Isa,
@@ -214,14 +251,7 @@ impl FusedMlp {
                 0 => Matrix::dense(x, rows, l.inputs),
                 _ => Matrix::dense(&before[i - 1], rows, self.layers[i - 1].stride),
             };
-            let (weight, bias) = match l.stride > l.outputs {
-                true => (&self.weights[i][..], &self.biases[i][..]),
-                false => (
-                    &params[l.weight..l.weight + l.inputs * l.outputs],
-                    &params[l.bias..l.bias + l.outputs],
-                ),
-            };
-            let weight = Matrix::dense(weight, l.inputs, l.stride);
+            let (weight, bias) = self.parameters(i, params);
             matmul(
                 isa,
                 input.columns(l.inputs),
@@ -238,10 +268,12 @@ impl FusedMlp {
 
     /// Back-propagates `grad_output` (`[rows, output_stride]`, the loss's gradient with
     /// respect to the last forward pass's output; padding columns are ignored) through the
-    /// network, writing the parameters' gradients into their places in `grads`.
+    /// network, writing the parameters' gradients into their places in `grads`. `params` is
+    /// the vector of the forward pass.
     pub(crate) fn backward(
         &self,
         isa: Isa,
+        params: &[f32],
         x: &[f32],
         trace: &mut Trace,
         grad_output: &[f32],
@@ -254,6 +286,8 @@ impl FusedMlp {
             grad_out,
             grad_in,
             weight_grad,
+            grad_out_t,
+            grad_in_t,
             ..
         } = trace;
         grad_out.clear();
@@ -291,8 +325,29 @@ impl FusedMlp {
             // dx = dz W^T, then through the previous layer's activation.
             let in_stride = padded(l.inputs);
             grad_in.resize(rows * in_stride, 0.0);
-            let wt = Matrix::dense(&self.transposed[i], l.outputs, in_stride);
-            matmul(isa, dz.columns(l.outputs), wt, None, grad_in, in_stride);
+            let dz = dz.columns(l.outputs);
+            if l.input_gradient == InputGradient::TransposedWeight {
+                let wt = Matrix::dense(&self.transposed[i], l.outputs, in_stride);
+                matmul(isa, dz, wt, None, grad_in, in_stride);
+            } else {
+                // dx^T = W dz^T, with each sum in the same order (and each product the same)
+                // as dz W^T's: the same bits.
+                let cols = padded(rows);
+                grad_out_t.resize(l.outputs * cols, 0.0);
+                transpose(isa, dz, grad_out_t, cols);
+                for padding in grad_out_t.chunks_exact_mut(cols) {
+                    padding[rows..].fill(0.0);
+                }
+                grad_in_t.resize(l.inputs * cols, 0.0);
+                let (weight, _) = self.parameters(i, params);
+                let dz_t = Matrix::dense(grad_out_t, l.outputs, cols);
+                matmul(isa, weight.columns(l.outputs), dz_t, None, grad_in_t, cols);
+                let dx_t = Matrix::dense(grad_in_t, l.inputs, cols).columns(rows);
+                transpose(isa, dx_t, grad_in, in_stride);
+                for padding in grad_in.chunks_exact_mut(in_stride) {
+                    padding[l.inputs..].fill(0.0);
+                }
+            }
             self.activation
                 .backward_vectorised(isa, &outputs[i - 1], grad_in);
             std::mem::swap(grad_out, grad_in);
@@ -363,6 +418,53 @@ mod tests {
     use crate::network::{Mlp, MlpConfig};
     use crate::state::module_tensors;
 
+    /// Both ways of computing an input gradient give the same bits, for minibatches that do
+    /// and do not fill whole vector lanes.
+    #[test]
+    fn input_gradients_by_either_transpose_are_the_same_bits() {
+        let mut rng = Rng::seed_from(12);
+        let widths = [9, 256, 200, 3];
+        let mut layout = Vec::new();
+        for (i, w) in widths.windows(2).enumerate() {
+            layout.push((format!("layers.{i}.weight"), vec![w[0], w[1]]));
+            layout.push((format!("layers.{i}.bias"), vec![w[1]]));
+        }
+        let total = layout
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        let params: Vec<f32> = (0..total).map(|_| rng.normal() as f32).collect();
+        let mut by_gradients = FusedMlp::new(&layout, "", Activation::Relu).unwrap();
+        let routes =
+            |net: &FusedMlp| -> Vec<_> { net.layers.iter().map(|l| l.input_gradient).collect() };
+        let want: Vec<_> = vec![
+            InputGradient::None,
+            InputGradient::TransposedGradients,
+            InputGradient::TransposedWeight,
+        ];
+        assert_eq!(routes(&by_gradients), want);
+        let mut by_weight = by_gradients.clone();
+        by_weight.layers[1].input_gradient = InputGradient::TransposedWeight;
+        by_weight.transposed[1] = vec![0.0; 200 * 256];
+        by_gradients.load(&params);
+        by_weight.load(&params);
+        for rows in [13, 64, 70] {
+            let x: Vec<f32> = (0..rows * 9).map(|_| rng.normal() as f32).collect();
+            let stride = by_weight.output_stride();
+            let grad_output: Vec<f32> = (0..rows * stride).map(|_| rng.normal() as f32).collect();
+            for isa in Isa::available() {
+                let mut grads = [vec![f32::NAN; total], vec![f32::NAN; total]];
+                for (net, grads) in [&by_gradients, &by_weight].into_iter().zip(&mut grads) {
+                    let mut trace = Trace::default();
+                    net.forward(isa, &params, &x, rows, &mut trace);
+                    net.backward(isa, &params, &x, &mut trace, &grad_output, grads);
+                }
+                let bits = |v: &[f32]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&grads[0]), bits(&grads[1]), "{rows} rows, {isa:?}");
+            }
+        }
+    }
+
     /// Gradients of `sum(output * weights)` through Burn's autodiff and through the fused
     /// passes agree to rounding, for both activations and widths that need padding.
     #[test]
@@ -411,7 +513,7 @@ mod tests {
                     g[..n].copy_from_slice(w);
                 }
                 let mut grads = vec![f32::NAN; params.len()];
-                fused.backward(isa, &x, &mut trace, &grad_output, &mut grads);
+                fused.backward(isa, &params, &x, &mut trace, &grad_output, &mut grads);
                 assert_gradients_match(&grads, &burn, &format!("{widths:?} {isa:?}"));
             }
         }

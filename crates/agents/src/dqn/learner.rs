@@ -237,7 +237,15 @@ impl<'a> HostLearner<'a> {
         self.losses.push(loss * inv_n);
         self.q_means.push(q_sum * inv_n);
         let (online, trace) = (&self.online, &mut self.trace);
-        online.backward(isa, observations, trace, &self.grad_output, &mut self.grads);
+        let (params, grad_output) = (&self.params, &self.grad_output);
+        online.backward(
+            isa,
+            params,
+            observations,
+            trace,
+            grad_output,
+            &mut self.grads,
+        );
     }
 }
 

@@ -219,6 +219,7 @@ impl HostLearner {
         let (actor, critic) = (&self.actor, &self.critic);
         actor.backward(
             isa,
+            &self.params,
             obs,
             &mut self.actor_trace,
             &self.grad_logits,
@@ -226,6 +227,7 @@ impl HostLearner {
         );
         critic.backward(
             isa,
+            &self.params,
             obs,
             &mut self.critic_trace,
             &self.grad_values,
