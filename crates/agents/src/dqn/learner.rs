@@ -103,8 +103,8 @@ impl<'a> Learner<'a> {
 // On the host
 // ---------------------------------------------------------------------------------------------
 
-/// The online and target networks as [`FusedMlp`]s; the online parameters flat in Adam's
-/// layout.
+/// The online network as a [`FusedMlp`], its parameters flat in Adam's layout; the target
+/// network's outputs for the whole phase.
 pub(super) struct HostLearner<'a> {
     isa: Isa,
     batch: &'a ReplayBatch,
@@ -113,11 +113,13 @@ pub(super) struct HostLearner<'a> {
     params: Vec<f32>,
     grads: Vec<f32>,
     online: FusedMlp,
-    target: FusedMlp,
-    target_params: Vec<f32>,
+    /// `Q_θ⁻(s')` of every transition of the phase, `[rows, output_stride]`: the target
+    /// network does not change within a phase, so it runs over all of them at the start, its
+    /// weights read once instead of once per gradient step (the same bits: each row is
+    /// computed on its own).
+    next_target: Vec<f32>,
     trace: Trace,
     next_online: Trace,
-    next_target: Trace,
     grad_output: Vec<f32>,
     losses: Vec<f32>,
     q_means: Vec<f32>,
@@ -140,21 +142,27 @@ impl<'a> HostLearner<'a> {
             .flat_map(|t| t.data.into_owned())
             .collect();
         target.load(&target_params);
+        let (isa, k, stride) = (Isa::detect(), online.input_size(), online.output_stride());
+        let mut next_target = Vec::with_capacity(batch.len() * stride);
+        let mut trace = Trace::default();
+        for next in batch.next_observations.chunks(config.batch_size * k) {
+            let rows = next.len() / k;
+            target.forward(isa, &target_params, next, rows, &mut trace);
+            next_target.extend_from_slice(&trace.output()[..rows * stride]);
+        }
         let outputs = online.output_size();
         let actions = if config.dueling { outputs - 1 } else { outputs };
         Ok(Self {
-            isa: Isa::detect(),
+            isa,
             batch,
-            observation_size: online.input_size(),
+            observation_size: k,
             actions,
             grads: vec![0.0; params.len()],
             params,
             online,
-            target,
-            target_params,
-            trace: Trace::default(),
+            next_target,
+            trace,
             next_online: Trace::default(),
-            next_target: Trace::default(),
             grad_output: Vec::new(),
             losses: Vec::new(),
             q_means: Vec::new(),
@@ -178,20 +186,15 @@ impl<'a> HostLearner<'a> {
         let (dueling, gamma) = (config.dueling, config.gamma as f32);
 
         // y = r + γ (1 − terminated) Q_θ⁻(s', a*), without gradients.
-        let (params, target_params) = (&self.params, &self.target_params);
-        self.target.forward(
-            isa,
-            target_params,
-            next_observations,
-            size,
-            &mut self.next_target,
-        );
         if config.double_q {
+            let params = &self.params;
             self.online
                 .forward(isa, params, next_observations, size, &mut self.next_online);
         }
-        let target_q = QValues::of(&self.target, &self.next_target, dueling);
-        let online_q = QValues::of(&self.online, &self.next_online, dueling);
+        let stride = self.online.output_stride();
+        let next_target = &self.next_target[rows.start * stride..rows.end * stride];
+        let target_q = QValues::new(&self.online, next_target, dueling);
+        let online_q = QValues::new(&self.online, self.next_online.output(), dueling);
         let mut targets = Vec::with_capacity(size);
         for (r, i) in rows.clone().enumerate() {
             let next_q = if config.double_q {
@@ -208,7 +211,7 @@ impl<'a> HostLearner<'a> {
         // Huber loss of Q_θ(s, a) − y, its gradient with respect to the network's outputs.
         self.online
             .forward(isa, &self.params, observations, size, &mut self.trace);
-        let q = QValues::of(&self.online, &self.trace, dueling);
+        let q = QValues::new(&self.online, self.trace.output(), dueling);
         let stride = self.online.output_stride();
         self.grad_output.clear();
         self.grad_output.resize(size * stride, 0.0);
@@ -259,9 +262,10 @@ struct QValues<'a> {
 }
 
 impl<'a> QValues<'a> {
-    fn of(net: &FusedMlp, trace: &'a Trace, dueling: bool) -> Self {
+    /// `outputs`: rows of `net`'s outputs, as in [`Trace::output`].
+    fn new(net: &FusedMlp, outputs: &'a [f32], dueling: bool) -> Self {
         Self {
-            outputs: trace.output(),
+            outputs,
             stride: net.output_stride(),
             width: net.output_size(),
             dueling,
