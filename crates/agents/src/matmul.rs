@@ -399,13 +399,26 @@ pub(crate) fn transpose(isa: Isa, m: Matrix, out: &mut [f32], out_stride: usize)
                 }
                 i0 += TILE;
             }
-            for i in i0..m.rows {
-                for (j, &v) in m.data[i * m.stride..][..m.cols].iter().enumerate() {
-                    out[j * out_stride + i] = v;
-                }
-            }
+            transpose_values(m, i0..m.rows, 0..m.cols, out, out_stride);
         },
     )
+}
+
+/// [`transpose`] of rows `rows` and columns `cols` of `m`, value by value: the edges that the
+/// blocked loops leave.
+#[inline(always)]
+fn transpose_values(
+    m: Matrix,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    for i in rows {
+        for j in cols.clone() {
+            out[j * out_stride + i] = m.data[i * m.stride + j];
+        }
+    }
 }
 
 /// [`transpose`] on AVX-512: each 16 x 16 block is loaded as 16 registers, transposed in
@@ -446,18 +459,10 @@ fn transpose_avx512(m: Matrix, out: &mut [f32], out_stride: usize) {
             }
             j0 += TILE;
         }
-        for i in i0..i0 + TILE {
-            for j in j0..m.cols {
-                out[j * out_stride + i] = m.data[i * m.stride + j];
-            }
-        }
+        transpose_values(m, i0..i0 + TILE, j0..m.cols, out, out_stride);
         i0 += TILE;
     }
-    for i in i0..m.rows {
-        for (j, &v) in m.data[i * m.stride..][..m.cols].iter().enumerate() {
-            out[j * out_stride + i] = v;
-        }
-    }
+    transpose_values(m, i0..m.rows, 0..m.cols, out, out_stride);
 }
 
 /// One round of a 16 x 16 transpose in registers: for each pair of rows `S` apart (the
