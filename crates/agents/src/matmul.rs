@@ -5,8 +5,9 @@
 //!
 //! Every output is its initial value plus its row's products added in order of the shared
 //! index, each product rounded before the addition (never a fused multiply-add). Blocking only
-//! decides which outputs are computed together, never the order of an output's additions, so
-//! every instruction set and block size gives the same bits.
+//! decides which outputs are computed together, and a long shared index is taken a strip at a
+//! time with each partial sum kept in `out` in between, never reordered: every instruction set
+//! and block size gives the same bits. Transposes ([`transpose`]) only move values.
 
 use std::ops::Range;
 
