@@ -10,9 +10,9 @@
 //! optimizer step is one loop, and are written back to the Burn module once per update.
 //!
 //! The forward pass computes every output exactly as [`InferenceMlp`](crate::InferenceMlp)
-//! does (the same sums in the same order, the same activation), so rollouts act with the very function that is
-//! trained; gradients agree with Burn's to rounding (see the tests), and are the same bits
-//! run to run and on every instruction set.
+//! does (the same sums in the same order, the same activation), so rollouts act with the very
+//! function that is trained; gradients agree with Burn's to rounding (see the tests), and are
+//! the same bits run to run and on every instruction set.
 
 use crate::AgentError;
 use crate::isa::Isa;
