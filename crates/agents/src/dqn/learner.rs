@@ -179,6 +179,7 @@ impl<'a> HostLearner<'a> {
     /// `self.grads`.
     fn gradients(&mut self, j: usize, config: &DqnConfig) {
         let (isa, size, k) = (self.isa, config.batch_size, self.observation_size);
+        let stride = self.online.output_stride();
         let rows = j * size..(j + 1) * size;
         let b = self.batch;
         let observations = &b.observations[rows.start * k..rows.end * k];
@@ -191,7 +192,6 @@ impl<'a> HostLearner<'a> {
             self.online
                 .forward(isa, params, next_observations, size, &mut self.next_online);
         }
-        let stride = self.online.output_stride();
         let next_target = &self.next_target[rows.start * stride..rows.end * stride];
         let target_q = QValues::new(&self.online, next_target, dueling);
         let online_q = QValues::new(&self.online, self.next_online.output(), dueling);
@@ -212,7 +212,6 @@ impl<'a> HostLearner<'a> {
         self.online
             .forward(isa, &self.params, observations, size, &mut self.trace);
         let q = QValues::new(&self.online, self.trace.output(), dueling);
-        let stride = self.online.output_stride();
         self.grad_output.clear();
         self.grad_output.resize(size * stride, 0.0);
         let (mut loss, mut q_sum) = (0.0f32, 0.0f32);
