@@ -361,8 +361,45 @@ pub(crate) mod testing {
     use burn::module::{Module, ModuleVisitor, Param};
     use burn::optim::GradientsParams;
     use burn::tensor::Tensor;
+    use ratchet_env::Rng;
 
-    use crate::state::{module_tensors, read_f32};
+    use crate::state::{NamedTensor, module_tensors, read_f32};
+
+    /// Dense layers of these widths (`[input, hidden.., output]`) named as an
+    /// [`Mlp`](crate::Mlp)'s, with normal weights and biases scaled by 0.3.
+    pub(crate) fn random_layers(sizes: &[usize], rng: &mut Rng) -> Vec<NamedTensor<'static>> {
+        let mut draw =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32 * 0.3).collect() };
+        let mut tensors = Vec::new();
+        for (i, io) in sizes.windows(2).enumerate() {
+            let weight = draw(io[0] * io[1]);
+            tensors.push(NamedTensor::new(
+                format!("layers.{i}.weight"),
+                vec![io[0], io[1]],
+                weight,
+            ));
+            tensors.push(NamedTensor::new(
+                format!("layers.{i}.bias"),
+                vec![io[1]],
+                draw(io[1]),
+            ));
+        }
+        tensors
+    }
+
+    /// The layout [`FusedMlp::new`](super::FusedMlp::new) takes (paths and shapes) and the
+    /// flat parameter vector of `tensors`.
+    pub(crate) fn flatten(tensors: &[NamedTensor]) -> (Vec<(String, Vec<usize>)>, Vec<f32>) {
+        let layout = tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect();
+        let params = tensors
+            .iter()
+            .flat_map(|t| t.data.iter().copied())
+            .collect();
+        (layout, params)
+    }
 
     /// Each parameter's gradient from Burn's autodiff, with its path, in visiting order.
     pub(crate) fn burn_gradients<M: Module>(
@@ -413,7 +450,7 @@ mod tests {
     use burn::tensor::{Tensor, TensorData};
     use ratchet_env::Rng;
 
-    use super::testing::{assert_gradients_match, burn_gradients};
+    use super::testing::{assert_gradients_match, burn_gradients, flatten, random_layers};
     use super::*;
     use crate::network::{Mlp, MlpConfig};
     use crate::state::module_tensors;
@@ -423,17 +460,8 @@ mod tests {
     #[test]
     fn input_gradients_by_either_transpose_are_the_same_bits() {
         let mut rng = Rng::seed_from(12);
-        let widths = [9, 256, 200, 3];
-        let mut layout = Vec::new();
-        for (i, w) in widths.windows(2).enumerate() {
-            layout.push((format!("layers.{i}.weight"), vec![w[0], w[1]]));
-            layout.push((format!("layers.{i}.bias"), vec![w[1]]));
-        }
-        let total = layout
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum();
-        let params: Vec<f32> = (0..total).map(|_| rng.normal() as f32).collect();
+        let (layout, params) = flatten(&random_layers(&[9, 256, 200, 3], &mut rng));
+        let total = params.len();
         let mut by_gradients = FusedMlp::new(&layout, "", Activation::Relu).unwrap();
         let routes =
             |net: &FusedMlp| -> Vec<_> { net.layers.iter().map(|l| l.input_gradient).collect() };
@@ -493,15 +521,7 @@ mod tests {
             let grads = GradientsParams::from_grads((out * weights).sum().backward(), &net);
             let burn = burn_gradients(&net, grads);
 
-            let tensors = module_tensors(&net, "").unwrap();
-            let layout: Vec<(String, Vec<usize>)> = tensors
-                .iter()
-                .map(|t| (t.name.clone(), t.shape.clone()))
-                .collect();
-            let params: Vec<f32> = tensors
-                .iter()
-                .flat_map(|t| t.data.iter().copied())
-                .collect();
+            let (layout, params) = flatten(&module_tensors(&net, "").unwrap());
             let mut fused = FusedMlp::new(&layout, "", activation).unwrap();
             fused.load(&params);
             let mut trace = Trace::default();

@@ -184,6 +184,7 @@ pub fn greedy_return(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fused::testing::{flatten, random_layers};
     use crate::fused::{FusedMlp, Trace};
     use ratchet_env::Rng;
 
@@ -207,28 +208,6 @@ mod tests {
             x = y;
         }
         x
-    }
-
-    /// The weights and biases of dense layers of `sizes` (input first), named as
-    /// [`InferenceMlp::from_tensors`] reads them.
-    fn random_layers(sizes: &[usize], rng: &mut Rng) -> Vec<NamedTensor<'static>> {
-        let mut draw =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32 * 0.3).collect() };
-        let mut tensors = Vec::new();
-        for (i, io) in sizes.windows(2).enumerate() {
-            let shape = vec![io[0], io[1]];
-            tensors.push(NamedTensor::new(
-                format!("layers.{i}.weight"),
-                shape,
-                draw(io[0] * io[1]),
-            ));
-            tensors.push(NamedTensor::new(
-                format!("layers.{i}.bias"),
-                vec![io[1]],
-                draw(io[1]),
-            ));
-        }
-        tensors
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {
@@ -276,11 +255,7 @@ mod tests {
             for activation in [Activation::Tanh, Activation::Relu] {
                 let tensors = random_layers(&sizes, &mut rng);
                 let net = InferenceMlp::from_tensors(&tensors, "", activation).unwrap();
-                let layout: Vec<(String, Vec<usize>)> = tensors
-                    .iter()
-                    .map(|t| (t.name.clone(), t.shape.clone()))
-                    .collect();
-                let params: Vec<f32> = tensors.iter().flat_map(|t| t.data.to_vec()).collect();
+                let (layout, params) = flatten(&tensors);
                 let mut fused = FusedMlp::new(&layout, "", activation).unwrap();
                 fused.load(&params);
                 let rows = 9;
