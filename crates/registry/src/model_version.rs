@@ -118,6 +118,11 @@ impl FromStr for VersionStatus {
 pub struct DateRange {
     pub start: String,
     pub end: String,
+    /// SHA-256 of the bars inside the range (the data crate's `Bars::digest`), so that a
+    /// command judging the version can tell whether a data file still holds the bars it saw
+    /// there. Absent in versions registered before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bars_sha256: Option<String>,
 }
 
 /// The market data a version was trained and evaluated on.
@@ -225,23 +230,23 @@ pub fn human_id_base(at: DateTime<Utc>) -> String {
 
 /// `true` when `text` looks like a human id (`v2026-11-22--14h05`, optionally `-N`).
 pub fn is_human_id(text: &str) -> bool {
+    // Bytes, not `str` slices: the text is user input and may hold multi-byte characters.
     let bytes = text.as_bytes();
-    if bytes.len() < 18 || !text.starts_with('v') {
+    if bytes.len() < 18 || bytes[0] != b'v' {
         return false;
     }
-    let base = &text[..18];
+    let (base, suffix) = bytes.split_at(18);
     let digits_at = [1, 2, 3, 4, 6, 7, 9, 10, 13, 14, 16, 17];
-    let shape_ok = digits_at.iter().all(|&i| bytes[i].is_ascii_digit())
-        && &base[5..6] == "-"
-        && &base[8..9] == "-"
-        && &base[11..13] == "--"
-        && &base[15..16] == "h";
-    let suffix = &text[18..];
+    let shape_ok = digits_at.iter().all(|&i| base[i].is_ascii_digit())
+        && base[5] == b'-'
+        && base[8] == b'-'
+        && &base[11..13] == b"--"
+        && base[15] == b'h';
     shape_ok
         && (suffix.is_empty()
             || suffix
-                .strip_prefix('-')
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+                .strip_prefix(b"-")
+                .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit)))
 }
 
 /// Metrics where a larger value is better, a smaller one, or neither (unknown names).
@@ -353,6 +358,9 @@ mod tests {
         assert!(!is_human_id("v2026-11-22--14h05-"));
         assert!(!is_human_id("v3"));
         assert!(!is_human_id("production"));
+        // A multi-byte character where the shape wants an ASCII one: not an id, no panic.
+        assert!(!is_human_id("v2026-11-22--14h0é"));
+        assert!(!is_human_id("v2026-11-22--14hé5"));
     }
 
     #[test]
