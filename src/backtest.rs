@@ -61,7 +61,9 @@ pub fn backtest(
     if let Some(d) = &args.data {
         config.data.file = d.clone();
     }
-    let market = Market::prepare(&config)?;
+    let (market, check) =
+        Market::prepare_recorded(&config, &version.metadata.training.data, &version.uri)?;
+    let whole_test_split = args.from.is_none() && args.to.is_none();
     let range = match (&args.from, &args.to) {
         (None, None) => market.splits.test.range(),
         (from, to) => {
@@ -93,6 +95,18 @@ pub fn backtest(
             start..end
         }
     };
+    // Figures over the version's validation or test bars need the bars it saw there.
+    let overlaps =
+        |segment: &ratchet_data::Segment| range.start < segment.end && segment.start < range.end;
+    let judged: Vec<&str> = [
+        ("validation", &market.splits.validation),
+        ("test", &market.splits.test),
+    ]
+    .into_iter()
+    .filter(|(_, segment)| overlaps(segment))
+    .map(|(name, _)| name)
+    .collect();
+    check.require_unchanged(&judged)?;
     config.trading.window = config.features.window;
     let mut learner = Learner::build(&config, Some(&market))?;
     if let Some(d) = version.differences(&config, &learner).first() {
@@ -155,8 +169,7 @@ pub fn backtest(
     };
     // The version's own test split, as training recorded it: logged as test/* too (the
     // sweep's val-vs-test scatter reads them).
-    let whole_test_split =
-        test_range && args.from.is_none() && args.to.is_none() && args.data.is_none();
+    let whole_test_split = test_range && whole_test_split && args.data.is_none();
     let now = ratchet_mlflow::now_ms();
     let prefixes: &[&str] = if whole_test_split {
         &["backtest", "test"]

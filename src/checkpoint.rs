@@ -127,6 +127,7 @@ pub fn training_record(
             let range = |s: &ratchet_data::Segment| DateRange {
                 start: s.first_date.clone(),
                 end: s.last_date.clone(),
+                bars_sha256: Some(m.digest(s)),
             };
             DataSource {
                 path: config.data.file.display().to_string(),

@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ratchet_backtest::PriceSeries;
-use ratchet_data::{FeatureCache, FeatureFrame, LoadedBars, Splits, load_bars, parse_bars, split};
+use ratchet_data::{
+    FeatureCache, FeatureFrame, LoadedBars, Segment, Splits, load_bars, parse_bars, split,
+};
 use ratchet_env::MarketData;
+use ratchet_registry::{DataSource, DateRange};
 
 pub struct Market {
     pub loaded: LoadedBars,
@@ -45,17 +48,94 @@ pub fn run_end_journal() -> ratchet_mlflow::RunEndJournal {
 
 impl Market {
     /// Loads the config's data file (or its built-in copy), computes (or reads from the cache)
-    /// its features, and splits it.
+    /// its features, and splits it by the config's split.
     pub fn prepare(config: &crate::config::TrainConfig) -> Result<Self> {
+        Self::prepare_with(config, |frame| Ok(split(frame, &config.data.split)?))
+    }
+
+    /// Loads the data a registered version is judged on (as [`Market::prepare`]), split at the
+    /// dates the version recorded, never re-split from the data file: a file that gained bars,
+    /// or a different file at the same path, cannot move a version's validation or test range.
+    /// Returns the ranges whose bars differ from those the version saw.
+    pub fn prepare_recorded(
+        config: &crate::config::TrainConfig,
+        recorded: &DataSource,
+        version: &str,
+    ) -> Result<(Self, RangeCheck)> {
+        let dates = |name: &str, r: &Option<DateRange>| {
+            r.as_ref()
+                .map(|r| (r.start.clone(), r.end.clone()))
+                .with_context(|| format!("{version} recorded no {name} range"))
+        };
+        let (train, validation, test) = (
+            dates("train", &recorded.train)?,
+            dates("validation", &recorded.validation)?,
+            dates("test", &recorded.test)?,
+        );
+        let market = Self::prepare_with(config, |frame| {
+            Splits::at_dates(
+                frame,
+                (&train.0, &train.1),
+                (&validation.0, &validation.1),
+                (&test.0, &test.1),
+            )
+            .with_context(|| {
+                format!(
+                    "finding the ranges of {version} in {}",
+                    config.data.file.display()
+                )
+            })
+        })?;
+        let mut check = RangeCheck {
+            version: version.to_string(),
+            file: config.data.file.display().to_string(),
+            changed: Vec::new(),
+            unverified: None,
+        };
+        let segments = [
+            ("train", &recorded.train, &market.splits.train),
+            (
+                "validation",
+                &recorded.validation,
+                &market.splits.validation,
+            ),
+            ("test", &recorded.test, &market.splits.test),
+        ];
+        for (name, range, segment) in segments {
+            let Some(range) = range else { continue };
+            match &range.bars_sha256 {
+                Some(digest) if *digest != market.digest(segment) => check.changed.push((
+                    name,
+                    format!(
+                        "the bars of its {name} range {} .. {} differ from those it saw ({} bars there now)",
+                        range.start,
+                        range.end,
+                        segment.len()
+                    ),
+                )),
+                Some(_) => {}
+                None if recorded.sha256 != market.loaded.sha256 => {
+                    check.unverified = Some(recorded.sha256.clone());
+                }
+                None => {}
+            }
+        }
+        Ok((market, check))
+    }
+
+    fn prepare_with(
+        config: &crate::config::TrainConfig,
+        split_frame: impl FnOnce(&FeatureFrame) -> Result<Splits>,
+    ) -> Result<Self> {
         let (file, load) = (config.data.file.as_path(), &config.data.load_options());
-        let (features, split_spec) = (&config.features, &config.data.split);
+        let features = &config.features;
         let loaded = match crate::bundled::data_set(file) {
             Some(bytes) => parse_bars(file, bytes.to_vec(), load)?,
             None => load_bars(file, load)?,
         };
         let cache = FeatureCache::new(feature_cache_dir());
         let (frame, outcome) = cache.load_or_compute(&loaded.bars, &loaded.sha256, features)?;
-        let splits = split(&frame, split_spec)?;
+        let splits = split_frame(&frame)?;
         let bars = &loaded.bars;
         let rows = frame.rows();
         let open = (0..rows).map(|i| bars.open[frame.bar_index(i)]).collect();
@@ -83,6 +163,14 @@ impl Market {
         })
     }
 
+    /// SHA-256 of the bars behind a segment's feature rows (what a version records per range).
+    pub fn digest(&self, segment: &Segment) -> String {
+        let first_bar = self.frame.bar_index(segment.start);
+        self.loaded
+            .bars
+            .digest(first_bar..first_bar + segment.len())
+    }
+
     /// Prices of feature rows `range`, for the backtester.
     pub fn prices(&self, range: std::ops::Range<usize>) -> Result<PriceSeries> {
         Ok(PriceSeries::new(
@@ -90,5 +178,43 @@ impl Market {
             self.data.open[range.clone()].to_vec(),
             self.data.close[range].to_vec(),
         )?)
+    }
+}
+
+/// What [`Market::prepare_recorded`] found about a data file against a version's record.
+pub struct RangeCheck {
+    version: String,
+    file: String,
+    /// The recorded ranges whose bars differ now: the range's name and a line saying so.
+    changed: Vec<(&'static str, String)>,
+    /// The sha256 the version recorded for the whole file, when the file differs from it and
+    /// the version predates per-range digests (so its ranges cannot be checked).
+    unverified: Option<String>,
+}
+
+impl RangeCheck {
+    /// Figures over `judged` ranges (`"validation"`, `"test"`) need their bars unchanged: an
+    /// error names the first that changed. Changes elsewhere, and a file that cannot be
+    /// checked, are warnings on stderr.
+    pub fn require_unchanged(&self, judged: &[&str]) -> Result<()> {
+        for (name, line) in &self.changed {
+            if judged.contains(name) {
+                anyhow::bail!(
+                    "{} does not hold the bars {} saw: {line}; judge the version on the data file it recorded (sha256 in `ratchet models show`)",
+                    self.file,
+                    self.version
+                );
+            }
+            eprintln!("warning: {}: for {}, {line}", self.file, self.version);
+        }
+        if let Some(sha256) = &self.unverified {
+            eprintln!(
+                "warning: {} changed since {} was trained (it recorded sha256 {}), and the version predates per-range digests: its recorded dates are used, but the bars inside them cannot be checked",
+                self.file,
+                self.version,
+                &sha256[..sha256.len().min(12)]
+            );
+        }
+        Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! (the figures training logged as `val/*`), or with `--walk-forward` an anchored or rolling
 //! walk-forward over the bars after its training range.
 //!
-//! Walk-forward: the bars after the version's training range (its validation and test
-//! ranges) are cut into K consecutive folds of equal length. For each fold, training
+//! Walk-forward: the bars after the version's training range (its recorded validation and
+//! test ranges) are cut into K consecutive folds of equal length. For each fold, training
 //! continues from the version for `--steps` steps on the bars before the fold (anchored: from
 //! the first bar; rolling: a window as long as the version's training range), then the
 //! policy is judged greedily on the fold. Every fold starts again from the version, never
@@ -69,7 +69,7 @@ pub fn run(tracking_uri: &str, args: EvaluateArgs) -> Result<()> {
         return walk_forward(&registry, &args);
     }
     let (version, weights) = checkpoint::load_weights(&registry, &args.model)?;
-    let (config, market) = prepare(&version)?;
+    let (config, market) = prepare(&version, &["validation"])?;
     let mut learner = Learner::build(&config, Some(&market))?;
     learner
         .load_weights(&weights)
@@ -94,8 +94,10 @@ pub fn run(tracking_uri: &str, args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The version's config (the observation window following its features) and its market data.
-fn prepare(version: &LoadedVersion) -> Result<(TrainConfig, Market)> {
+/// The version's config (the observation window following its features) and its market data,
+/// split at the version's recorded dates; the bars of the `judged` ranges must be the ones
+/// the version saw.
+fn prepare(version: &LoadedVersion, judged: &[&str]) -> Result<(TrainConfig, Market)> {
     if version.config.run.env != EnvKind::Trading {
         bail!(
             "{} was trained on CartPole; `ratchet evaluate` needs a model trained on market data",
@@ -104,7 +106,9 @@ fn prepare(version: &LoadedVersion) -> Result<(TrainConfig, Market)> {
     }
     let mut config = version.config.clone();
     config.trading.window = config.features.window;
-    let market = Market::prepare(&config)?;
+    let (market, check) =
+        Market::prepare_recorded(&config, &version.metadata.training.data, &version.uri)?;
+    check.require_unchanged(judged)?;
     Ok((config, market))
 }
 
@@ -130,10 +134,10 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     let (version, state) = checkpoint::load_version(registry, &args.model)?;
-    let (config, market) = prepare(&version)?;
-    let rows = market.frame.rows();
+    let (config, market) = prepare(&version, &["validation", "test"])?;
     let train = market.splits.train.range();
-    let after = train.end..rows;
+    // The folds cover the recorded validation and test ranges, never bars appended since.
+    let after = train.end..market.splits.test.end;
     // A fold needs a full observation window behind its first decision and two bars to act.
     let window = config.trading.window;
     if after.len() / k < 2 {

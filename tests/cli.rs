@@ -320,12 +320,19 @@ fn continue_training_dqn_matches_uninterrupted_training() {
 }
 
 /// Waits until `child` has written its first run checkpoint (true), or has ended before
-/// that (false).
+/// that (false). Only a checkpoint in place counts: the store's staging copies live under
+/// hidden (`.`) directories, and a SIGKILL may land before one is moved into place.
 fn wait_for_checkpoint(sb: &Sandbox, child: &mut Child) -> bool {
     let start = Instant::now();
+    let store = sb.store();
     loop {
-        let found = walk(&sb.store()).into_iter().any(|p| {
-            p.ends_with("checkpoint/MANIFEST.json") || p.ends_with("checkpoint/metadata.json")
+        let found = walk(&store).into_iter().any(|p| {
+            let in_place = p.strip_prefix(&store).is_ok_and(|relative| {
+                !relative
+                    .components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+            });
+            in_place && p.ends_with("artifacts/checkpoint/MANIFEST.json")
         });
         if found {
             return true;
@@ -428,16 +435,12 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
 
 #[test]
 fn ctrl_c_keeps_the_checkpoint_and_marks_the_run_killed() {
-    let (sb, child, _) = training_caught_running(1_000_000, Stdio::piped);
+    // A budget no machine finishes between the first checkpoint and the signal.
+    let (sb, child, _) = training_caught_running(1_000_000_000, Stdio::piped);
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() {
-        // The signal came after the last update: the run finished and registered.
-        let runs = sb.json(&["runs", "list", "--json"]);
-        assert_eq!(runs[0]["status"], "FINISHED", "{stderr}");
-        return;
-    }
+    assert!(!out.status.success(), "Ctrl-C stops the run: {stderr}");
     assert!(stderr.contains("--resume"), "{stderr}");
     let runs = sb.json(&["runs", "list", "--json"]);
     assert_eq!(runs[0]["status"], "KILLED");
@@ -991,7 +994,16 @@ fn training_never_reads_the_test_range() {
     let other = train(csv.to_str().unwrap(), "other");
     let other_shown = sb.json(&["models", "show", "models:/other/1", "--json"]);
     assert_ne!(shown["data"]["sha256"], other_shown["data"]["sha256"]);
-    assert_eq!(shown["data"]["test"], other_shown["data"]["test"]);
+    let (test, other_test) = (&shown["data"]["test"], &other_shown["data"]["test"]);
+    assert_eq!(
+        (&test["start"], &test["end"]),
+        (&other_test["start"], &other_test["end"])
+    );
+    // The bars differ in the test range only, and the recorded digests say so.
+    assert_ne!(test["bars_sha256"], other_test["bars_sha256"]);
+    for range in ["train", "validation"] {
+        assert_eq!(shown["data"][range], other_shown["data"][range]);
+    }
     assert_eq!(original["evaluation"], other["evaluation"]);
     assert_same_training_state(
         &sb.checkpoint_dir("models:/original/1"),
@@ -1366,4 +1378,138 @@ fn a_run_whose_server_went_away_is_marked_failed_when_it_is_back() {
     // Recorded once: the journal is empty now.
     let again = sb.run(&["runs", "list", "--json"]);
     assert!(!String::from_utf8_lossy(&again.stderr).contains("recorded the end"));
+}
+
+/// A version is judged on the ranges it recorded, never on a new split of whatever file is at
+/// its data path now: bars appended since move nothing, and a file whose bars inside a judged
+/// range differ from those the version saw is an error naming the range.
+#[test]
+fn a_version_is_judged_on_its_own_ranges() {
+    let sb = Sandbox::new();
+    let full = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/STOCKS_GOOGL.csv"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let csv = sb.path("googl.csv");
+    let first_rows = |n: usize| std::fs::write(&csv, lines[..=n].join("\n") + "\n").unwrap();
+    first_rows(2000);
+    let data = csv.to_str().unwrap();
+    sb.json(&[
+        "train",
+        "--steps",
+        "1024",
+        "--data",
+        data,
+        "--model-name",
+        "r",
+        "--json",
+    ]);
+    let shown = sb.json(&["models", "show", "models:/r/1", "--json"]);
+    let (validation, test) = (&shown["data"]["validation"], &shown["data"]["test"]);
+    assert_eq!(validation["bars_sha256"].as_str().unwrap().len(), 64);
+    let evaluated = sb.json(&["evaluate", "models:/r/1", "--json"]);
+    assert_eq!(
+        evaluated["range"],
+        serde_json::json!([validation["start"], validation["end"]])
+    );
+    let looks = || sb.json(&["models", "show", "models:/r/1", "--json"])["test_looks"].clone();
+
+    // The rest of the file appended: the same ranges, the same figures to the bit.
+    std::fs::write(&csv, &full).unwrap();
+    assert_eq!(sb.json(&["evaluate", "models:/r/1", "--json"]), evaluated);
+    assert_eq!(
+        looks(),
+        0,
+        "the validation range never reaches the test range"
+    );
+    let out = sb.path("report");
+    let backtest = sb.json(&[
+        "backtest",
+        "models:/r/1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let day = |v: &Value| v.as_str().unwrap()[..10].to_string();
+    assert_eq!(day(&backtest["range"][0]), test["start"].as_str().unwrap());
+    assert_eq!(day(&backtest["range"][1]), test["end"].as_str().unwrap());
+    assert_eq!(backtest["test_looks"], 1);
+    assert_eq!(looks(), 1);
+
+    // A shorter file at the same path: the validation range is not in it.
+    first_rows(1200);
+    sb.fails(
+        &["evaluate", "models:/r/1"],
+        &format!(
+            "no feature row falls in the recorded validation range {} .. {}",
+            validation["start"].as_str().unwrap(),
+            validation["end"].as_str().unwrap()
+        ),
+    );
+
+    // Other bars inside the validation and test ranges: an error for figures there...
+    perturbed_googl(&csv, validation["start"].as_str().unwrap(), 1.5);
+    let last_line = |args: &[&str]| {
+        let out = sb.run(args);
+        assert!(!out.status.success(), "ratchet {args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr.lines().last().unwrap().to_string()
+    };
+    let changed = format!(
+        "the bars of its validation range {} .. {} differ from those it saw",
+        validation["start"].as_str().unwrap(),
+        validation["end"].as_str().unwrap()
+    );
+    let error = last_line(&["evaluate", "models:/r/1"]);
+    assert!(
+        error.starts_with("error: ") && error.contains(&changed),
+        "{error}"
+    );
+    let error = last_line(&["backtest", "models:/r/1", "--out", out.to_str().unwrap()]);
+    assert!(error.contains("the bars of its test range"), "{error}");
+    let error = last_line(&["evaluate", "models:/r/1", "--walk-forward", "--folds", "2"]);
+    assert!(error.contains(&changed), "{error}");
+    assert_eq!(looks(), 1, "a refused judgement is no look");
+    // ...and a warning for a backtest inside the training range, which they do not touch.
+    let inside = sb.run(&[
+        "backtest",
+        "models:/r/1",
+        "--from",
+        "2012-01-01",
+        "--to",
+        "2012-12-31",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&inside.stderr);
+    assert!(inside.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("warning: {data}: for models:/r/1, {changed}")),
+        "{stderr}"
+    );
+    assert_eq!(looks(), 1);
+
+    // A shorter file under the bundled data's name in the working directory is read in
+    // its place, and cannot pass for the default version's validation range either.
+    let dir = sb.path("elsewhere");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("data/STOCKS_GOOGL.csv"),
+        lines[..=1200].join("\n") + "\n",
+    )
+    .unwrap();
+    sb.json(&["train", "--steps", "1024", "--model-name", "d", "--json"]);
+    let out = sb
+        .command(&["evaluate", "models:/d/1"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no feature row falls in the recorded validation range"),
+        "{stderr}"
+    );
 }

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::timestamp::{format_date, format_timestamp, parse_boundary};
+use crate::timestamp::{format_date, format_timestamp, parse_boundary, parse_start};
 use crate::{DataError, FeatureFrame};
 
 /// How to split a frame into three consecutive segments: train, then validation, then test.
@@ -71,6 +71,62 @@ pub struct Splits {
     pub train: Segment,
     pub validation: Segment,
     pub test: Segment,
+}
+
+impl Splits {
+    /// The segments of `frame` inside recorded date ranges (inclusive `first .. last`, as a
+    /// version records its [`Segment`]s' dates): how a registered version finds its own
+    /// train, validation and test rows again in a data file that may have grown or changed.
+    /// A range that holds no row of `frame` is an error naming it.
+    pub fn at_dates(
+        frame: &FeatureFrame,
+        train: (&str, &str),
+        validation: (&str, &str),
+        test: (&str, &str),
+    ) -> Result<Splits, DataError> {
+        let daily = frame
+            .timestamps
+            .iter()
+            .all(|t| t.rem_euclid(86_400_000) == 0);
+        let segment = |name: &str, (first, last): (&str, &str)| {
+            let (start, end) = match (parse_start(first), parse_boundary(last)) {
+                (Some(s), Some(e)) => (s, e),
+                _ => {
+                    return Err(DataError::Split(format!(
+                        "the recorded {name} range {first} .. {last} is not a pair of ISO dates or date-times"
+                    )));
+                }
+            };
+            let rows = frame.timestamps.partition_point(|&t| t < start)
+                ..frame.timestamps.partition_point(|&t| t < end);
+            if rows.is_empty() {
+                let covered = match (frame.timestamps.first(), frame.timestamps.last()) {
+                    (Some(a), Some(b)) => {
+                        format!("{} .. {}", format_timestamp(*a), format_timestamp(*b))
+                    }
+                    _ => "no rows".to_string(),
+                };
+                return Err(DataError::Split(format!(
+                    "no feature row falls in the recorded {name} range {first} .. {last} (the rows cover {covered}); use the data file the version was trained on"
+                )));
+            }
+            let fmt = |t: i64| match daily {
+                true => format_date(t),
+                false => format_timestamp(t),
+            };
+            Ok(Segment {
+                first_date: fmt(frame.timestamps[rows.start]),
+                last_date: fmt(frame.timestamps[rows.end - 1]),
+                start: rows.start,
+                end: rows.end,
+            })
+        };
+        Ok(Splits {
+            train: segment("train", train)?,
+            validation: segment("validation", validation)?,
+            test: segment("test", test)?,
+        })
+    }
 }
 
 /// Splits `frame` into consecutive, non-empty train, validation and test segments.

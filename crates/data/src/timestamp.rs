@@ -392,16 +392,17 @@ pub fn format_date(ms: i64) -> String {
     }
 }
 
-/// Parses a split boundary: an ISO date (`2016-12-31`, meaning the whole day) or date-time. Returns
-/// the exclusive upper bound in epoch milliseconds: a bar belongs before the boundary when its
-/// timestamp is less than this.
-pub(crate) fn parse_boundary(s: &str) -> Option<i64> {
+/// Parses an ISO date (`2016-12-31`) or date-time into its first instant in epoch
+/// milliseconds, and whether it was a date alone (a whole day).
+fn parse_instant(s: &str) -> Option<(i64, bool)> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let next = d.succ_opt()?;
-        return Some(next.and_time(NaiveTime::MIN).and_utc().timestamp_millis());
+        return Some((
+            d.and_time(NaiveTime::MIN).and_utc().timestamp_millis(),
+            true,
+        ));
     }
-    let at = DateTime::parse_from_rfc3339(s)
+    DateTime::parse_from_rfc3339(s)
         .map(|d| d.timestamp_millis())
         .ok()
         .or_else(|| {
@@ -414,8 +415,22 @@ pub(crate) fn parse_boundary(s: &str) -> Option<i64> {
             .iter()
             .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
             .map(|d| d.and_utc().timestamp_millis())
-        })?;
-    at.checked_add(1)
+        })
+        .map(|at| (at, false))
+}
+
+/// Parses a split boundary: an ISO date (`2016-12-31`, meaning the whole day) or date-time. Returns
+/// the exclusive upper bound in epoch milliseconds: a bar belongs before the boundary when its
+/// timestamp is less than this.
+pub(crate) fn parse_boundary(s: &str) -> Option<i64> {
+    let (at, whole_day) = parse_instant(s)?;
+    at.checked_add(if whole_day { 86_400_000 } else { 1 })
+}
+
+/// Parses the first date of a range (an ISO date or date-time, as [`format_date`] and
+/// [`format_timestamp`] print them): the inclusive lower bound in epoch milliseconds.
+pub(crate) fn parse_start(s: &str) -> Option<i64> {
+    parse_instant(s).map(|(at, _)| at)
 }
 
 #[cfg(test)]

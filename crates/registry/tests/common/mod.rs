@@ -137,14 +137,17 @@ pub fn sample_record(feature_hash: &str, sharpe: f64, parent: Option<ParentRef>)
             train: Some(DateRange {
                 start: "2015-01-02".into(),
                 end: "2020-12-31".into(),
+                bars_sha256: None,
             }),
             validation: Some(DateRange {
                 start: "2021-01-04".into(),
                 end: "2022-12-30".into(),
+                bars_sha256: None,
             }),
             test: Some(DateRange {
                 start: "2023-01-03".into(),
                 end: "2024-12-31".into(),
+                bars_sha256: None,
             }),
         },
         algorithm: "dqn".into(),
