@@ -1,7 +1,7 @@
 //! `RestStore` against a real `mlflow server` started on 127.0.0.1 (sqlite backend, artifact
 //! proxy), checked both through our own reads and through MLflow's Python client; plus the
-//! retry behaviour against a dead port and a small fake server that answers 503/429 first,
-//! on a virtual clock that records each wait.
+//! retry behaviour against a closed port and a small fake server that answers 503/429 first,
+//! on a virtual clock that records each wait; and the model lock on a real server.
 //!
 //! Needs the venv with `mlflow` whose python is `$RATCHET_PYTHON` (default
 //! `$HOME/.cache/ratchet/venv/bin/python`); fails, never skips, without it.
@@ -634,6 +634,76 @@ fn an_upload_that_stops_half_way_keeps_the_local_checkpoint_and_says_where() {
         "{message}"
     );
     assert_eq!(read_tree(&kept), written);
+}
+
+/// The model lock on a real server: 8 clients × 10 read-modify-writes of one tag under it
+/// lose nothing; while held it is not listed; released it is gone; and a lock whose holder
+/// died (no beat) is taken over once it has shown no life for `lock_stale_after`.
+#[test]
+fn the_model_lock_on_a_server_serialises_writers_and_outlives_a_dead_holder() {
+    let server = MlflowServer::start(Backend::Sqlite);
+    let config = RestConfig {
+        lock_beat: Duration::from_millis(100),
+        lock_stale_after: Duration::from_millis(1500),
+        ..budget(Duration::from_secs(20))
+    };
+    let store = RestStore::with_config(&server.url, config.clone()).unwrap();
+    store.create_registered_model("m").unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = RestStore::with_config(&server.url, config.clone()).unwrap();
+            thread::spawn(move || {
+                for _ in 0..10 {
+                    let _lock = store.lock_model("m").unwrap();
+                    let model = store.get_registered_model("m").unwrap();
+                    let count: u64 = model.tags.get("count").map_or(0, |c| c.parse().unwrap());
+                    store
+                        .set_registered_model_tag("m", "count", &(count + 1).to_string())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let model = store.get_registered_model("m").unwrap();
+    assert_eq!(model.tags.get("count").map(String::as_str), Some("80"));
+    assert!(
+        store
+            .get_registered_model("m.ratchet-lock")
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // A holder that died: its lock stays, with no beat.
+    store.create_registered_model("m.ratchet-lock").unwrap();
+    store
+        .set_registered_model_tag("m.ratchet-lock", "ratchet.lock.holder", "dead")
+        .unwrap();
+    let names = || -> Vec<String> {
+        store
+            .list_registered_models()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect()
+    };
+    assert_eq!(names(), ["m"]);
+    let lock = store.lock_model("m").unwrap();
+    let holder = store.get_registered_model("m.ratchet-lock").unwrap().tags;
+    assert_ne!(
+        holder.get("ratchet.lock.holder").map(String::as_str),
+        Some("dead")
+    );
+    assert_eq!(names(), ["m"]);
+    drop(lock);
+    assert!(
+        store
+            .get_registered_model("m.ratchet-lock")
+            .unwrap_err()
+            .is_not_found()
+    );
 }
 
 // ---- retries ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::http::Method;
-use super::{ALREADY_EXISTS, RestStore, has_code};
+use super::{ALREADY_EXISTS, NOT_FOUND, RestStore, has_code};
 use crate::error::Result;
 use crate::store::{ModelLock, TrackingStore};
 
@@ -72,7 +72,9 @@ impl RestStore {
         loop {
             match self.post_json("registered-models/create", &body) {
                 Ok(_) => return Ok(self.hold(lock_name)),
-                Err(e) if has_code(&e, ALREADY_EXISTS) => {}
+                // Held; or (a SQL server answering a create that collided with a release)
+                // held a moment ago: look, then try again.
+                Err(e) if has_code(&e, ALREADY_EXISTS) || has_code(&e, NOT_FOUND) => {}
                 Err(e) => return Err(e),
             }
             let Some(state) = self.lock_state(&lock_name)? else {
@@ -151,7 +153,7 @@ impl RestStore {
             "registered-models/delete",
             &json!({"name": lock_name}),
         ) {
-            Err(e) if has_code(&e, super::NOT_FOUND) => Ok(()),
+            Err(e) if has_code(&e, NOT_FOUND) => Ok(()),
             other => other.map(drop),
         }
     }
