@@ -194,7 +194,7 @@ fn a_run_killed_during_a_checkpoint_upload_resumes_from_the_previous_checkpoint(
     ));
     assert_eq!(resumed["model_uri"], "models:/resumed/1");
     assert_eq!(resumed["total_steps"], 8192);
-    let whole = json_of(&mut ratchet(&server.url, &TRAIN, &cache).args(["--model-name", "whole"]));
+    let whole = json_of(ratchet(&server.url, &TRAIN, &cache).args(["--model-name", "whole"]));
     assert_eq!(whole["model_uri"], "models:/whole/1");
 
     let registry = Registry::open(&server.url).unwrap();

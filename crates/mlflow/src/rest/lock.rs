@@ -78,7 +78,9 @@ impl RestStore {
                 Err(e) => return Err(e),
             }
             let Some(state) = self.lock_state(&lock_name)? else {
-                // Released in between.
+                // Released in between: try again (after a pause, should a server keep
+                // answering this way).
+                std::thread::sleep(self.jittered(wait));
                 continue;
             };
             if state.holder == token {
