@@ -231,7 +231,7 @@ pub fn save_run(
     }
     .save(&local)?;
     store
-        .upload_artifacts_owned(run_id, &local, artifact)
+        .replace_artifact_dir(run_id, &local, artifact)
         .with_context(|| format!("saving the {artifact} of run {run_id}"))?;
     Ok(())
 }
@@ -283,17 +283,17 @@ fn run_artifact(
     run_id: &str,
     artifact: &str,
 ) -> Result<Option<Checkpoint<'static>>> {
+    let Some(path) = store.current_artifact_dir(run_id, artifact)? else {
+        return Ok(None);
+    };
     let download = tempfile::tempdir()?;
-    let dir = match store.local_artifact_path(run_id, artifact)? {
+    let dir = match store.local_artifact_path(run_id, &path)? {
         Some(dir) => dir,
         None => {
-            store.download_artifacts(run_id, artifact, download.path())?;
+            store.download_artifacts(run_id, &path, download.path())?;
             download.path().to_path_buf()
         }
     };
-    if !dir.exists() {
-        return Ok(None);
-    }
     let checkpoint = Checkpoint::load(&dir)
         .with_context(|| format!("reading the {artifact} artifact of run {run_id}"))?;
     Ok(Some(checkpoint))

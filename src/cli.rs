@@ -450,13 +450,27 @@ pub struct CleanupArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum RunsCommand {
-    /// Runs of an experiment (default: all experiments).
+    /// Runs, newest first (by start time), of every experiment or of one.
     List {
-        #[arg(long)]
+        /// Only the runs of the experiment with this name.
+        #[arg(long, value_name = "NAME")]
         experiment: Option<String>,
+        /// Only runs in this state: running, scheduled, finished, failed or killed.
+        #[arg(long, value_name = "STATUS", value_parser = parse_run_status)]
+        status: Option<ratchet_mlflow::RunStatus>,
+        /// At most this many runs (the newest).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_run_status(text: &str) -> Result<ratchet_mlflow::RunStatus, String> {
+    ratchet_mlflow::RunStatus::parse(text).ok_or_else(|| {
+        format!("unknown run status {text:?}; use running, scheduled, finished, failed or killed")
+    })
 }
 
 #[derive(Subcommand, Debug)]

@@ -58,10 +58,18 @@ fn record_unrecorded_run_ends(tracking_uri: &str) {
     if !journal.has_pending() {
         return;
     }
-    if let Ok(store) = ratchet_mlflow::open_store(tracking_uri) {
-        for run_id in journal.replay(store.as_ref()) {
+    // A store that does not exist has no runs to end; opening it must not create it.
+    if let Ok(store) = ratchet_mlflow::open_existing_store(tracking_uri) {
+        let replayed = journal.replay(store.as_ref());
+        for run_id in replayed.recorded {
             eprintln!(
                 "recorded the end of run {run_id}, which an earlier ratchet could not reach the store to record"
+            );
+        }
+        for (path, why) in replayed.set_aside {
+            eprintln!(
+                "warning: a saved run ending cannot be read ({why}); it is set aside at {}",
+                path.display()
             );
         }
     }

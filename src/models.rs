@@ -14,7 +14,8 @@ use crate::cli::{
 use crate::output::{Table, number, print_json};
 
 pub fn run(tracking_uri: &str, cmd: ModelsCommand) -> Result<()> {
-    let registry = Registry::open(tracking_uri)?;
+    // Every subcommand works on versions that exist: none creates a store.
+    let registry = Registry::open_existing(tracking_uri)?;
     match cmd {
         ModelsCommand::List(args) => list(&registry, args),
         ModelsCommand::Show(args) => show(&registry, args),
@@ -135,9 +136,10 @@ fn date(text: &str, end_of_day: bool) -> Result<DateTime<Utc>> {
 fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     let reference = parse(&args.model)?;
     let version = registry.get(&reference)?;
-    let checkpoint = registry.checkpoint_dir(&reference)?;
     let number = version.version.unwrap_or_default();
     let stored = registry.store().get_model_version(&version.name, number)?;
+    // Metadata only: a server's checkpoint (optimizer, replay buffer) is not fetched.
+    let checkpoint = registry.checkpoint_location(&stored)?;
     let test_looks = ratchet_registry::test_looks_of(&stored);
     // How the registered state was chosen (runs with `eval_every` or `select`), and what a
     // sweep recorded about it (`sweep --register-best`).
@@ -162,7 +164,7 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     if args.json {
         let mut value = serde_json::to_value(&version)?;
         value["uri"] = json!(format!("models:/{}/{}", version.name, number));
-        value["checkpoint_path"] = json!(checkpoint.path());
+        value["checkpoint_path"] = json!(checkpoint);
         value["schedule_horizon"] = json!(horizon.map(|(key, steps)| json!({ key: steps })));
         value["deployments"] = json!(deployments);
         value["test_looks"] = json!(test_looks);
@@ -221,7 +223,7 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         "  run           {}",
         version.run_id.as_deref().unwrap_or("-")
     );
-    println!("  checkpoint    {}", checkpoint.path().display());
+    println!("  checkpoint    {checkpoint}");
     if let Some(sel) = &selection {
         println!(
             "  selected      step {} by {} (val sharpe {})",
@@ -268,6 +270,16 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     Ok(())
 }
 
+/// The command that moves `alias` back (`--alias` is left out for the default,
+/// `production`).
+fn rollback_command(name: &str, alias: &str) -> String {
+    if alias == ratchet_registry::PRODUCTION {
+        format!("ratchet models rollback {name}")
+    } else {
+        format!("ratchet models rollback {name} --alias {alias}")
+    }
+}
+
 fn promote(registry: &Registry, args: PromoteArgs) -> Result<()> {
     let change = registry.promote(&parse(&args.model)?, &args.alias)?;
     if args.json {
@@ -275,8 +287,11 @@ fn promote(registry: &Registry, args: PromoteArgs) -> Result<()> {
     }
     match change.previous {
         Some(p) => println!(
-            "@{} of {} now points at version {} (was {p}; `ratchet models rollback {}` undoes this)",
-            change.alias, change.name, change.version, change.name
+            "@{} of {} now points at version {} (was {p}; `{}` undoes this)",
+            change.alias,
+            change.name,
+            change.version,
+            rollback_command(&change.name, &change.alias)
         ),
         None => println!(
             "@{} of {} now points at version {}",

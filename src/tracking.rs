@@ -8,7 +8,7 @@ use crate::output::{Table, print_json, time_ms};
 
 pub fn experiments(tracking_uri: &str, cmd: ExperimentsCommand) -> Result<()> {
     let ExperimentsCommand::List { json } = cmd;
-    let store = ratchet_mlflow::open_store(tracking_uri)?;
+    let store = ratchet_mlflow::open_existing_store(tracking_uri)?;
     let experiments = store.list_experiments()?;
     if json {
         return print_json(&experiments);
@@ -40,8 +40,13 @@ struct RunRow {
 }
 
 pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
-    let RunsCommand::List { experiment, json } = cmd;
-    let store = ratchet_mlflow::open_store(tracking_uri)?;
+    let RunsCommand::List {
+        experiment,
+        status,
+        limit,
+        json,
+    } = cmd;
+    let store = ratchet_mlflow::open_existing_store(tracking_uri)?;
     let experiments = match &experiment {
         Some(name) => {
             let all = store.list_experiments()?;
@@ -57,7 +62,11 @@ pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
     };
     let mut rows = Vec::new();
     for e in &experiments {
-        for info in store.list_runs(&e.experiment_id)? {
+        let runs = store.list_runs(&e.experiment_id)?;
+        for info in runs
+            .into_iter()
+            .filter(|info| status.is_none_or(|s| info.status == s))
+        {
             rows.push(RunRow {
                 run_id: info.run_id,
                 run_name: info.run_name,
@@ -69,6 +78,12 @@ pub fn runs(tracking_uri: &str, cmd: RunsCommand) -> Result<()> {
                 artifact_uri: info.artifact_uri,
             });
         }
+    }
+    // Newest first across experiments; ties (same millisecond) by id, so the order is
+    // stable.
+    rows.sort_by(|a, b| (b.start_time, &b.run_id).cmp(&(a.start_time, &a.run_id)));
+    if let Some(limit) = limit {
+        rows.truncate(limit);
     }
     if json {
         return print_json(&rows);

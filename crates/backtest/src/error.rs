@@ -10,11 +10,12 @@ pub enum BacktestError {
     #[error("invalid costs: {0}")]
     Costs(String),
     /// A report file could not be written; nothing partial is left behind.
-    #[error("cannot write report {path}: {source}")]
+    #[error("cannot write report {path}: {error}")]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Shown in the message, so not also returned by `source()`: error chains would
+        // print it twice.
+        error: std::io::Error,
     },
 }
 

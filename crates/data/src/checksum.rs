@@ -54,7 +54,7 @@ pub(crate) fn io_error(path: &Path, e: std::io::Error) -> DataError {
     } else {
         DataError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         }
     }
 }

@@ -15,11 +15,12 @@ pub enum DataError {
     NotFound { path: PathBuf },
 
     /// The file exists but could not be read.
-    #[error("{}: cannot read the file ({source}); check its permissions", .path.display())]
+    #[error("{}: cannot read the file ({error}); check its permissions", .path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Shown in the message, so not also returned by `source()`: error chains would
+        // print it twice.
+        error: std::io::Error,
     },
 
     /// The file's extension is neither `.csv` nor `.parquet`.

@@ -181,6 +181,16 @@ impl<S: TrackingStore> TrackingStore for Checked<S> {
         self.0.remove_stale_temporaries(older_than)
     }
 
+    fn replace_artifact_dir(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()> {
+        artifact(run_id, artifact_path)?;
+        self.0.replace_artifact_dir(run_id, local, artifact_path)
+    }
+
+    fn current_artifact_dir(&self, run_id: &str, artifact_path: &str) -> Result<Option<String>> {
+        artifact(run_id, artifact_path)?;
+        self.0.current_artifact_dir(run_id, artifact_path)
+    }
+
     fn delete_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<()> {
         artifact(run_id, artifact_path)?;
         self.0.delete_artifacts(run_id, artifact_path)

@@ -53,10 +53,10 @@ pub use checked::Checked;
 pub use error::{Error, Result};
 pub use file_store::FileStore;
 pub use metric_value::MetricValue;
-pub use open::{open_store, resolve_tracking_uri};
+pub use open::{open_existing_store, open_store, resolve_tracking_uri};
 pub use rest::RestStore;
-pub use run_end::RunEndJournal;
+pub use run_end::{Replayed, RunEndJournal};
 pub use store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
-    StoredVersion, TrackingStore, VersionView, now_ms,
+    StoredVersion, TrackingStore, VersionView, current_artifact_tag, now_ms,
 };

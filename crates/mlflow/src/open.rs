@@ -29,6 +29,16 @@ pub fn resolve_tracking_uri(flag: Option<&str>) -> String {
 /// Opens the store a tracking URI names: a plain path or `file:` URI → the local file
 /// store (created if missing); `http://` / `https://` → an MLflow tracking server.
 pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
+    open(tracking_uri, true)
+}
+
+/// Like [`open_store`], for commands that only read or change what is there: a local store
+/// that does not exist is an error naming the path, and nothing is created.
+pub fn open_existing_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
+    open(tracking_uri, false)
+}
+
+fn open(tracking_uri: &str, create: bool) -> Result<Box<dyn TrackingStore>> {
     let uri = tracking_uri.trim();
     let lower = uri.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -42,7 +52,14 @@ pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
              or an http(s):// MLflow server"
         )));
     }
-    Ok(Box::new(FileStore::open(path_from_uri(uri)?)?))
+    let path = path_from_uri(uri)?;
+    if !create && !path.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "there is no MLflow store at {uri} (no such directory); `ratchet train` creates one, \
+             or point --tracking-uri or MLFLOW_TRACKING_URI at an existing store"
+        )));
+    }
+    Ok(Box::new(FileStore::open(path)?))
 }
 
 #[cfg(test)]
@@ -52,6 +69,24 @@ mod tests {
     #[test]
     fn tracking_uri_flag_wins() {
         assert_eq!(resolve_tracking_uri(Some("/tmp/x")), "/tmp/x");
+    }
+
+    #[test]
+    fn a_missing_store_is_not_created_by_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nothing");
+        let uri = missing.display().to_string();
+        let message = open_existing_store(&uri).err().unwrap().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "there is no MLflow store at {uri} (no such directory); `ratchet train` creates one, or point --tracking-uri or MLFLOW_TRACKING_URI at an existing store"
+            )
+        );
+        assert!(!missing.exists());
+        open_store(&uri).unwrap();
+        assert!(missing.join("0/meta.yaml").exists());
+        open_existing_store(&uri).unwrap();
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! let journal = RunEndJournal::new(dir.path().join("journal"));
 //! journal.end_run(&store, &run.run_id, RunStatus::Failed, &[("why".into(), "boom".into())])?;
 //! assert_eq!(store.get_run(&run.run_id)?.info.status, RunStatus::Failed);
-//! assert_eq!(journal.replay(&store), Vec::<String>::new()); // nothing was left over
+//! assert_eq!(journal.replay(&store), Default::default()); // nothing was left over
 //! # Ok::<(), ratchet_mlflow::Error>(())
 //! ```
 
@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::store::{RunStatus, TrackingStore, now_ms};
 
-/// Where unrecorded run endings wait, one JSON file per run.
+/// Where unrecorded run endings wait, one JSON file per run; entries that cannot be read
+/// are moved to its `unreadable/` subdirectory.
 #[derive(Clone, Debug)]
 pub struct RunEndJournal {
     dir: PathBuf,
@@ -40,6 +41,18 @@ struct RunEnd {
     end_time_ms: i64,
     tags: Vec<(String, String)>,
 }
+
+/// What [`RunEndJournal::replay`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Replayed {
+    /// Runs whose ending is now recorded, sorted.
+    pub recorded: Vec<String>,
+    /// Entries that could not be read, each as (where it was moved, why it is unreadable).
+    pub set_aside: Vec<(PathBuf, String)>,
+}
+
+/// The subdirectory unreadable entries are moved to.
+const UNREADABLE: &str = "unreadable";
 
 impl RunEndJournal {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -87,35 +100,61 @@ impl RunEndJournal {
 
     /// Whether any ending waits in the journal (for any store).
     pub fn has_pending(&self) -> bool {
-        std::fs::read_dir(&self.dir).is_ok_and(|mut entries| entries.next().is_some())
+        !self.entries().is_empty()
     }
 
-    /// Records the journal's endings of runs in `store`, removing each one recorded; endings
-    /// for other stores, or that still fail, stay. Returns the ids of the runs recorded.
-    pub fn replay(&self, store: &dyn TrackingStore) -> Vec<String> {
+    /// The journal's entry files.
+    fn entries(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
+        entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "json"))
+            .collect()
+    }
+
+    /// Records the journal's endings of runs in `store`, removing each one recorded; endings
+    /// for other stores, or that still fail, stay. An entry that cannot be read is moved to
+    /// `unreadable/`, so that it is reported once (by the caller) instead of being retried
+    /// by every command.
+    pub fn replay(&self, store: &dyn TrackingStore) -> Replayed {
         let uri = store.tracking_uri();
-        let mut recorded = Vec::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let Some(end) = std::fs::read(&path)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<RunEnd>(&bytes).ok())
-            else {
-                continue;
-            };
-            if end.tracking_uri == uri && record(store, &end).is_ok() {
-                let _ = std::fs::remove_file(&path);
-                recorded.push(end.run_id);
+        let mut replayed = Replayed::default();
+        for path in self.entries() {
+            let end = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<RunEnd>(&bytes)
+                        .map_err(|e| format!("not a run ending: {e}"))
+                });
+            match end {
+                Ok(end) => {
+                    if end.tracking_uri == uri && record(store, &end).is_ok() {
+                        let _ = std::fs::remove_file(&path);
+                        replayed.recorded.push(end.run_id);
+                    }
+                }
+                Err(why) => {
+                    let aside = self.dir.join(UNREADABLE);
+                    let moved = fsutil::create_dir_all(&aside).and_then(|()| {
+                        let target = aside.join(path.file_name().unwrap_or_default());
+                        std::fs::rename(&path, &target)
+                            .map(|()| target)
+                            .map_err(|e| Error::io(&path, e))
+                    });
+                    match moved {
+                        Ok(target) => replayed.set_aside.push((target, why)),
+                        Err(e) => replayed
+                            .set_aside
+                            .push((path, format!("{why}; moving it aside failed: {e}"))),
+                    }
+                }
             }
         }
-        recorded.sort();
-        recorded
+        replayed.recorded.sort();
+        replayed
     }
 }
 
@@ -155,7 +194,7 @@ mod tests {
             "{err}"
         );
         // The journal names the other store: replaying against this one records nothing.
-        assert!(journal.replay(&store).is_empty());
+        assert_eq!(journal.replay(&store), Replayed::default());
         let saved = dir
             .path()
             .join("journal")
@@ -163,12 +202,41 @@ mod tests {
         let mut end: RunEnd = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
         end.tracking_uri = store.tracking_uri();
         std::fs::write(&saved, serde_json::to_vec(&end).unwrap()).unwrap();
-        assert_eq!(journal.replay(&store), vec![run.run_id.clone()]);
+        assert_eq!(journal.replay(&store).recorded, vec![run.run_id.clone()]);
         let got = store.get_run(&run.run_id).unwrap();
         assert_eq!(got.info.status, RunStatus::Failed);
         assert_eq!(got.info.end_time, Some(end.end_time_ms));
         assert_eq!(got.tags.get("e").map(String::as_str), Some("x"));
         assert!(!saved.exists());
-        assert!(journal.replay(&store).is_empty());
+        assert_eq!(journal.replay(&store), Replayed::default());
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_reported_once_and_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("mlruns")).unwrap();
+        let journal = RunEndJournal::new(dir.path().join("journal"));
+        std::fs::create_dir_all(dir.path().join("journal")).unwrap();
+        let entry = dir.path().join("journal/cut.json");
+        std::fs::write(&entry, b"{\"tracking_uri\": \"file:").unwrap();
+        assert!(journal.has_pending());
+        let replayed = journal.replay(&store);
+        let moved = dir.path().join("journal/unreadable/cut.json");
+        assert_eq!(replayed.recorded, Vec::<String>::new());
+        assert_eq!(
+            replayed.set_aside,
+            vec![(
+                moved.clone(),
+                "not a run ending: EOF while parsing a string at line 1 column 23".to_string()
+            )]
+        );
+        assert_eq!(
+            std::fs::read(&moved).unwrap(),
+            b"{\"tracking_uri\": \"file:"
+        );
+        assert!(!entry.exists());
+        // Reported once: nothing is pending any more, and the next replay is silent.
+        assert!(!journal.has_pending());
+        assert_eq!(journal.replay(&store), Replayed::default());
     }
 }

@@ -229,30 +229,20 @@ pub struct VersionView<'a> {
 }
 
 /// Held while a caller performs a read-modify-write on one registered model (promotion with
-/// alias history, registration choosing a unique human id). Released on drop.
+/// alias history, registration choosing a unique human id, counting a test look). Released
+/// on drop.
 ///
-/// The file store takes an exclusive OS file lock; a remote server offers no cross-client
-/// lock, so there it only serialises nothing and callers re-check after writing.
+/// The file store takes an exclusive OS file lock; against a tracking server the lock is a
+/// registered model of its own, created to take it and deleted to release it (see
+/// `RestStore`'s `lock.rs`).
 pub struct ModelLock {
-    _guard: Option<Box<dyn Send>>,
+    _guard: Box<dyn Send>,
 }
 
 impl ModelLock {
-    /// A lock that guards nothing (backends without locking).
-    pub fn unlocked() -> Self {
-        ModelLock { _guard: None }
-    }
-
     /// Keeps `guard` alive (e.g. a locked [`std::fs::File`]) until the lock is dropped.
     pub fn holding(guard: Box<dyn Send>) -> Self {
-        ModelLock {
-            _guard: Some(guard),
-        }
-    }
-
-    /// `true` when this lock really excludes other writers.
-    pub fn is_exclusive(&self) -> bool {
-        self._guard.is_some()
+        ModelLock { _guard: guard }
     }
 }
 
@@ -327,6 +317,43 @@ pub trait TrackingStore: Send + Sync {
     ) -> Result<()> {
         self.upload_artifacts(run_id, local, artifact_path)?;
         crate::fsutil::remove_tree(local)
+    }
+    /// Replaces the directory artifact `artifact_path` whole with `local` (which is gone
+    /// afterwards, as with [`TrackingStore::upload_artifacts_owned`]): whenever the writer
+    /// stops, [`TrackingStore::current_artifact_dir`] names the previous directory complete
+    /// or the new one complete, never a mix of their files.
+    ///
+    /// A server cannot rename, so by default the files go to a fresh path
+    /// (`<artifact_path>.<generation>`), the run tag [`current_artifact_tag`] switches to
+    /// it once the last file is in, and only then is the previous path deleted. The file
+    /// store renames the directory into place instead.
+    fn replace_artifact_dir(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()> {
+        let tag = current_artifact_tag(artifact_path);
+        let previous = self.get_run(run_id)?.tags.remove(&tag);
+        let generation = previous
+            .as_deref()
+            .and_then(|path| path.rsplit_once('.'))
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        let fresh = format!("{artifact_path}.{generation}");
+        // A writer killed during an earlier upload may have left part of this generation;
+        // no tag points at it.
+        ignore_not_found(self.delete_artifacts(run_id, &fresh))?;
+        self.upload_artifacts_owned(run_id, local, &fresh)?;
+        self.set_run_tags(run_id, &[(tag, fresh)])?;
+        match previous {
+            Some(previous) => ignore_not_found(self.delete_artifacts(run_id, &previous)),
+            None => Ok(()),
+        }
+    }
+    /// The artifact path where the last complete [`TrackingStore::replace_artifact_dir`] of
+    /// `artifact_path` put its files, or `None` when the run has none yet.
+    fn current_artifact_dir(&self, run_id: &str, artifact_path: &str) -> Result<Option<String>> {
+        Ok(self
+            .get_run(run_id)?
+            .tags
+            .remove(&current_artifact_tag(artifact_path)))
     }
     /// A directory where callers build files they will upload, chosen so that
     /// [`TrackingStore::upload_artifacts_owned`] can move rather than copy.
@@ -405,6 +432,20 @@ pub trait TrackingStore: Send + Sync {
     /// Serialises read-modify-write sequences on one registered model across processes
     /// (see [`ModelLock`]). The model must exist.
     fn lock_model(&self, name: &str) -> Result<ModelLock>;
+}
+
+/// The run tag that names where the directory artifact `artifact_path` replaced by
+/// [`TrackingStore::replace_artifact_dir`] currently lives (on stores that cannot rename).
+pub fn current_artifact_tag(artifact_path: &str) -> String {
+    format!("ratchet.artifact.{}", artifact_path.trim_matches('/'))
+}
+
+/// `Ok` for a [`crate::Error::NotFound`]: deleting what is already gone.
+fn ignore_not_found(result: Result<()>) -> Result<()> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

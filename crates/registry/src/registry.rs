@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ratchet_mlflow::{StoredVersion, TrackingStore, fsutil, names, open_store};
+use ratchet_mlflow::{
+    StoredVersion, TrackingStore, fsutil, names, open_existing_store, open_store,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointState};
@@ -105,6 +107,11 @@ impl Registry {
     /// Opens the store a tracking URI names (see [`crate::open_store`]).
     pub fn open(tracking_uri: &str) -> Result<Self> {
         Ok(Registry::new(Arc::from(open_store(tracking_uri)?)))
+    }
+
+    /// Opens an existing store without creating one (see [`ratchet_mlflow::open_existing_store`]).
+    pub fn open_existing(tracking_uri: &str) -> Result<Self> {
+        Ok(Registry::new(Arc::from(open_existing_store(tracking_uri)?)))
     }
 
     pub fn store(&self) -> &dyn TrackingStore {
@@ -261,12 +268,35 @@ impl Registry {
 
     // ---- get ---------------------------------------------------------------------------
 
+    /// Why `@alias` names nothing: the model is missing, or these are its aliases.
+    fn unknown_alias(&self, name: &str, alias: &str) -> RegistryError {
+        let model = match self.store.get_registered_model(name) {
+            Ok(model) => model,
+            Err(e) => return e,
+        };
+        let existing = if model.aliases.is_empty() {
+            "it has no aliases".to_string()
+        } else {
+            let listed: Vec<String> = model
+                .aliases
+                .iter()
+                .map(|(alias, version)| format!("@{alias} = version {version}"))
+                .collect();
+            format!("its aliases: {}", listed.join(", "))
+        };
+        // `NotFound` appends "not found".
+        RegistryError::NotFound(format!("alias @{alias} of model {name:?} ({existing})"))
+    }
+
     /// The store's record of the version a reference names.
     pub fn resolve(&self, reference: &ModelRef) -> Result<StoredVersion> {
         let name = &reference.name;
         match &reference.selector {
             VersionSelector::Number(n) => self.store.get_model_version(name, *n),
-            VersionSelector::Alias(alias) => self.store.get_version_by_alias(name, alias),
+            VersionSelector::Alias(alias) => match self.store.get_version_by_alias(name, alias) {
+                Err(e) if e.is_not_found() => Err(self.unknown_alias(name, alias)),
+                found => found,
+            },
             VersionSelector::Latest => self
                 .store
                 .list_model_versions(name)?
@@ -314,6 +344,18 @@ impl Registry {
     pub fn checkpoint_dir(&self, reference: &ModelRef) -> Result<LocalCheckpoint> {
         let stored = self.resolve(reference)?;
         self.checkpoint_dir_of(&stored)
+    }
+
+    /// Where a version's checkpoint is, without fetching it: its directory when the store
+    /// keeps it on this machine, otherwise its artifact URI (the version's source).
+    pub fn checkpoint_location(&self, stored: &StoredVersion) -> Result<String> {
+        let (run_id, artifact_path) = checkpoint_location(stored)?;
+        Ok(
+            match self.store.local_artifact_path(&run_id, &artifact_path)? {
+                Some(path) => path.display().to_string(),
+                None => stored.source.clone(),
+            },
+        )
     }
 
     pub(crate) fn checkpoint_dir_of(&self, stored: &StoredVersion) -> Result<LocalCheckpoint> {

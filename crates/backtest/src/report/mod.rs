@@ -218,9 +218,9 @@ pub fn write_reports(dir: &Path, input: &ReportInput) -> Result<ReportPaths, Bac
     let markdown = markdown::render(&report);
     let html = html::render(&report, input);
 
-    fs::create_dir_all(dir).map_err(|source| BacktestError::Write {
+    fs::create_dir_all(dir).map_err(|error| BacktestError::Write {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
     let files = [
         ("report.json", json),
@@ -232,12 +232,12 @@ pub fn write_reports(dir: &Path, input: &ReportInput) -> Result<ReportPaths, Bac
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         staged.push(tmp.clone());
         write_synced(&tmp, text.as_bytes())
-            .map_err(|source| BacktestError::Write { path: tmp, source })
+            .map_err(|error| BacktestError::Write { path: tmp, error })
     });
     let result = result.and_then(|()| {
         staged.iter().zip(&files).try_for_each(|(tmp, (name, _))| {
             let path = dir.join(name);
-            fs::rename(tmp, &path).map_err(|source| BacktestError::Write { path, source })
+            fs::rename(tmp, &path).map_err(|error| BacktestError::Write { path, error })
         })
     });
     if let Err(e) = result {

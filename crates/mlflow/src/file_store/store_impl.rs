@@ -372,6 +372,17 @@ impl TrackingStore for FileStore {
         fsutil::remove_tree(local)
     }
 
+    /// `upload_artifacts_owned` already swaps a directory in with one rename.
+    fn replace_artifact_dir(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()> {
+        self.upload_artifacts_owned(run_id, local, artifact_path)
+    }
+
+    fn current_artifact_dir(&self, run_id: &str, artifact_path: &str) -> Result<Option<String>> {
+        Ok(self
+            .local_artifact_path(run_id, artifact_path)?
+            .map(|_| artifact_path.to_string()))
+    }
+
     fn scratch_dir(&self) -> Result<PathBuf> {
         let dir = self.staging_root();
         fsutil::create_dir_all(&dir)?;
@@ -578,8 +589,8 @@ impl TrackingStore for FileStore {
                     fsutil::create_dir_all(parent)?;
                 }
                 fsutil::write_new_file(&path, value.as_bytes(), false).map_err(|e| match e {
-                    Error::Io { source, .. }
-                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    Error::Io { error, .. }
+                        if error.kind() == std::io::ErrorKind::AlreadyExists =>
                     {
                         Error::InvalidArgument(format!("model version tag {key:?} given twice"))
                     }

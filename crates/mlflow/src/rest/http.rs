@@ -48,6 +48,11 @@ pub struct RestConfig {
     /// The time retries are measured and waited in: the system's by default; a test's
     /// own to check the retry schedule without waiting for it.
     pub clock: Arc<dyn Clock>,
+    /// How often a holder of a model lock shows it is alive. Default 2 s.
+    pub lock_beat: Duration,
+    /// How long a model lock may show no sign of life before a waiter takes it over (its
+    /// holder died). Default 30 s.
+    pub lock_stale_after: Duration,
 }
 
 /// Time as the retry loop sees it.
@@ -88,6 +93,8 @@ impl Default for RestConfig {
                 .unwrap_or_else(std::env::temp_dir)
                 .join("ratchet/unsent"),
             clock: Arc::new(SystemClock(Instant::now())),
+            lock_beat: Duration::from_secs(2),
+            lock_stale_after: Duration::from_secs(30),
         }
     }
 }
@@ -142,6 +149,8 @@ impl fmt::Debug for RestConfig {
             .field("version_ready_timeout", &self.version_ready_timeout)
             .field("auth", &self.auth)
             .field("unsent_dir", &self.unsent_dir)
+            .field("lock_beat", &self.lock_beat)
+            .field("lock_stale_after", &self.lock_stale_after)
             .finish_non_exhaustive()
     }
 }
@@ -287,6 +296,7 @@ impl RestStore {
                 .min(remaining.max(Duration::from_millis(200)));
             let failure = match self.send_once(request, connect_timeout) {
                 Ok(response) => {
+                    self.answered.store(true, Ordering::Relaxed);
                     let status = response.status().as_u16();
                     let retry_after = retry_after(&response);
                     let body = response.into_body();
@@ -449,6 +459,19 @@ impl RestStore {
                     )
                 {
                     return Failure::Fatal(Error::io(path, e));
+                }
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    && !self.answered.load(Ordering::Relaxed)
+                {
+                    // Nothing listens there, and nothing ever has for this client: a wrong
+                    // address or a server not started, which waiting will not fix. (A
+                    // server that answered before and now refuses is restarting: retried.)
+                    return fatal(format!(
+                        "connection refused: nothing is listening at {}. Start the server \
+                         (`mlflow server --host <host> --port <port>`) or point --tracking-uri \
+                         or MLFLOW_TRACKING_URI at a running one",
+                        self.server
+                    ));
                 }
                 if is_transient_io(e.kind()) {
                     let reached_server = e.kind() != io::ErrorKind::ConnectionRefused;

@@ -40,12 +40,13 @@
 mod artifacts;
 mod batch;
 mod http;
+mod lock;
 mod lost_answers;
 mod store_impl;
 mod wire;
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -72,6 +73,9 @@ pub struct RestStore {
     config: RestConfig,
     /// State of the SplitMix64 generator that jitters backoff delays.
     jitter: AtomicU64,
+    /// Whether the server has answered any request of this client: until it has, a refused
+    /// connection means a wrong address or a server not started, and is not retried.
+    answered: AtomicBool,
 }
 
 impl fmt::Debug for RestStore {
@@ -138,7 +142,20 @@ impl RestStore {
             agent,
             config,
             jitter: AtomicU64::new(seed),
+            answered: AtomicBool::new(false),
         }))
+    }
+
+    /// Another client of the same server with the same configuration (for a thread of its
+    /// own; the connection pool is shared).
+    fn sibling(&self) -> RestStore {
+        RestStore {
+            server: self.server.clone(),
+            agent: self.agent.clone(),
+            config: self.config.clone(),
+            jitter: AtomicU64::new(self.jitter.load(Ordering::Relaxed)),
+            answered: AtomicBool::new(self.answered.load(Ordering::Relaxed)),
+        }
     }
 
     /// The server's base URL.

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::artifacts::{ARTIFACTS_API, Listing, join_path, keep_unsent};
 use super::http::{Method, Request};
+use super::lock::HOLDER_TAG;
 use super::lost_answers::{REQUEST_ID_TAG, new_request_id};
 use super::wire::{
     CreateExperimentAnswer, ExperimentAnswer, MetricHistoryAnswer, RegisteredModelAnswer,
@@ -395,7 +396,8 @@ impl TrackingStore for RestStore {
             models.extend(
                 page.registered_models
                     .into_iter()
-                    .map(RegisteredModel::from),
+                    .map(RegisteredModel::from)
+                    .filter(|model| !model.tags.contains_key(HOLDER_TAG)),
             );
             token = page.next_page_token.filter(|t| !t.is_empty());
             if token.is_none() {
@@ -557,10 +559,10 @@ impl TrackingStore for RestStore {
         Ok(found)
     }
 
-    /// A tracking server offers no cross-client lock: callers re-check after writing (see
-    /// [`ModelLock`]). Checks that the model exists, as the trait requires.
+    /// A registered model of its own stands for the lock (see `lock.rs`). Checks that the
+    /// model exists, as the trait requires.
     fn lock_model(&self, name: &str) -> Result<ModelLock> {
         self.get_registered_model(name)?;
-        Ok(ModelLock::unlocked())
+        self.acquire_lock(name)
     }
 }
