@@ -129,6 +129,14 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("'{text}' is not a whole number: {e}")),
+    }
+}
+
 fn parse_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
@@ -223,7 +231,7 @@ pub struct SweepArgs {
     pub file: Option<PathBuf>,
     /// Trials running at once (default: the number of cores; with --ray, all of them, and
     /// Ray queues what its cluster cannot run yet).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub workers: Option<usize>,
     /// Run the trials as jobs on a Ray cluster: its dashboard address (Jobs API).
     #[arg(long, value_name = "URL")]
