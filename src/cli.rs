@@ -229,8 +229,8 @@ pub struct SweepArgs {
     /// The sweep file (TOML).
     #[arg(value_name = "FILE", required = true)]
     pub file: Option<PathBuf>,
-    /// Trials running at once (default: the number of cores; with --ray, all of them, and
-    /// Ray queues what its cluster cannot run yet).
+    /// Trials running at once, at least 1 (default: the number of cores; with --ray, all of
+    /// them, and Ray queues what its cluster cannot run yet).
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub workers: Option<usize>,
     /// Run the trials as jobs on a Ray cluster: its dashboard address (Jobs API).
@@ -386,7 +386,8 @@ pub struct ListArgs {
     /// Only versions with this status (registered, validated, production, archived).
     #[arg(long)]
     pub status: Option<String>,
-    /// Only versions whose metric passes, e.g. `sharpe>=1.0` (repeatable).
+    /// Only versions whose metric passes, e.g. `val/sharpe>=1.0` or `sharpe>=1.0`
+    /// (repeatable; an unknown metric is an error listing the known ones).
     #[arg(long = "metric", value_name = "NAME>=X")]
     pub metrics: Vec<String>,
     /// Only versions created on or after this date.
