@@ -631,6 +631,14 @@ fn model_management_commands() {
             "--json",
         ]);
     }
+    // CartPole's figure is an episode return, not a percentage.
+    let table = sb.run(&["models", "list", "cp"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    for row in rows {
+        assert!(row.contains("/episode") && !row.contains('%'), "{table}");
+    }
     // Metric filters take the names runs log (`val/…`) and those versions record.
     let logged = sb.json(&[
         "models",
@@ -1270,6 +1278,22 @@ fn select_best_val_sharpe_registers_the_best_evaluated_state() {
     assert_eq!(shown["selection"]["step"], best.0);
     assert_eq!(shown["selection"]["val_sharpe"], best.1);
     assert_eq!(shown["selection"]["rule"], "best_val_sharpe");
+    // Printed for a person: the steps trained and their time, and the step the version holds.
+    let text = sb.run(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--model-name",
+        "best-text",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let steps_line = text
+        .lines()
+        .find(|l| l.starts_with("  steps      "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(steps_line.starts_with("  steps      2048 in "), "{text}");
+    let holds = format!("; the version holds step {}", best.0);
+    assert_eq!(steps_line.ends_with(&holds), best.0 != 2048, "{text}");
     // Continue-training from it works and continues from the selected step.
     let cont = sb.json(&[
         "train",
