@@ -441,7 +441,10 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         .unwrap_or_else(|| panic!("no resume line in {stderr}"));
     let (step, of) = from.split_once(" of ").unwrap();
     let step: u64 = step.parse().unwrap();
-    assert!(step > 0 && step < steps && step % 2048 == 0, "{from}");
+    assert!(
+        step > 0 && step < steps && step.is_multiple_of(2048),
+        "{from}"
+    );
     assert_eq!(of, steps.to_string());
     let out: Value = serde_json::from_slice(&resumed.stdout).unwrap();
     assert_eq!(out["run_id"], run_id.as_str());
