@@ -1709,3 +1709,23 @@ fn the_readme_quickstart_runs_from_an_empty_directory() {
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["version"], 2, "{shown}");
 }
+
+/// `--device wgpu` names the adapter it runs on, and warns when it is a software rasteriser
+/// (CI's Mesa lavapipe: `(Vulkan, Cpu)`).
+#[test]
+fn device_wgpu_names_its_adapter() {
+    let sb = Sandbox::new();
+    let out = sb.run(&[
+        "train", "--env", "cartpole", "--algo", "dqn", "--device", "wgpu", "--steps", "104",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let named: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("device wgpu: ") || l.starts_with("warning: device wgpu: "))
+        .collect();
+    assert_eq!(named.len(), 1, "{stderr}");
+    let software = named[0].contains(", Cpu) is a software rasteriser");
+    assert_eq!(named[0].starts_with("warning: "), software, "{stderr}");
+}
