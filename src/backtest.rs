@@ -83,8 +83,11 @@ pub fn backtest(
                 None => ts.len(),
             };
             if end <= start + 1 {
+                // A backtest decides at one bar's close and fills at the next one's open.
                 bail!(
-                    "no bars of {} fall between {} and {} (the data covers {} .. {})",
+                    "{} of {} between {} and {} (the data covers {} .. {}); a backtest \
+                     needs at least 2 bars: one to decide at and the next to fill at",
+                    if end > start { "only 1 bar" } else { "no bars" },
                     config.data.file.display(),
                     from.as_deref().unwrap_or("the start"),
                     to.as_deref().unwrap_or("the end"),

@@ -129,6 +129,14 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("'{text}' is not a whole number: {e}")),
+    }
+}
+
 fn parse_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
@@ -221,9 +229,9 @@ pub struct SweepArgs {
     /// The sweep file (TOML).
     #[arg(value_name = "FILE", required = true)]
     pub file: Option<PathBuf>,
-    /// Trials running at once (default: the number of cores; with --ray, all of them, and
-    /// Ray queues what its cluster cannot run yet).
-    #[arg(long, value_name = "N")]
+    /// Trials running at once, at least 1 (default: the number of cores; with --ray, all of
+    /// them, and Ray queues what its cluster cannot run yet).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub workers: Option<usize>,
     /// Run the trials as jobs on a Ray cluster: its dashboard address (Jobs API).
     #[arg(long, value_name = "URL")]
@@ -378,7 +386,8 @@ pub struct ListArgs {
     /// Only versions with this status (registered, validated, production, archived).
     #[arg(long)]
     pub status: Option<String>,
-    /// Only versions whose metric passes, e.g. `sharpe>=1.0` (repeatable).
+    /// Only versions whose metric passes, e.g. `val/sharpe>=1.0` or `sharpe>=1.0`
+    /// (repeatable; an unknown metric is an error listing the known ones).
     #[arg(long = "metric", value_name = "NAME>=X")]
     pub metrics: Vec<String>,
     /// Only versions created on or after this date.

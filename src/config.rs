@@ -146,15 +146,11 @@ impl TrainConfig {
     /// Reads a TOML config file; unknown keys are errors (a typo must not silently fall
     /// back to a default).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::bundled::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config = Self::parse(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {}",
-                path.display(),
-                e.to_string().lines().collect::<Vec<_>>().join(" ")
-            )
-        })?;
+        // TOML's own layout: the line, a caret under the key, then the message.
+        let config = Self::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         config
             .validate()
             .with_context(|| format!("in config file {}", path.display()))?;
@@ -241,6 +237,40 @@ impl TrainConfig {
         self.features
             .validate()
             .map_err(|e| anyhow::anyhow!("[features]: {e}"))?;
+        Ok(())
+    }
+
+    /// Refuses a fresh run too short to update its network once (it would register an
+    /// untrained policy): PPO learns after each full rollout, DQN at the first multiple of
+    /// `train_freq` past `learning_starts`.
+    pub fn check_learns(&self) -> Result<()> {
+        let steps = self.run.steps;
+        match self.run.algo {
+            Algo::Ppo => {
+                let rollout = self.ppo.n_steps as u64 * self.run.n_envs as u64;
+                if steps < rollout {
+                    bail!(
+                        "run.steps {steps} is less than one PPO rollout (ppo.n_steps {} x \
+                         run.n_envs {} = {rollout} steps), so the network would never be \
+                         updated; train at least {rollout} steps, or lower ppo.n_steps",
+                        self.ppo.n_steps,
+                        self.run.n_envs
+                    );
+                }
+            }
+            Algo::Dqn => {
+                let (starts, every) = (self.dqn.learning_starts, self.dqn.train_freq.max(1));
+                let first = (starts / every + 1) * every;
+                if steps < first {
+                    bail!(
+                        "run.steps {steps} ends before DQN's first update at step {first} \
+                         (after dqn.learning_starts {starts}, every dqn.train_freq {every} \
+                         steps), so the network would never be updated; train at least {first} \
+                         steps, or lower dqn.learning_starts"
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -352,6 +382,31 @@ mod tests {
         assert!(
             recorded["run"].get("select").is_none() && recorded["run"].get("eval_every").is_none()
         );
+    }
+
+    #[test]
+    fn a_run_too_short_to_learn_is_refused_with_the_minimum() {
+        let too_short = |text: &str| {
+            let mut c = TrainConfig::parse(text).unwrap();
+            c.apply_flags(&TrainArgs::default());
+            c.check_learns().map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            too_short("[run]\nsteps = 100\n").unwrap_err(),
+            "run.steps 100 is less than one PPO rollout (ppo.n_steps 2048 x run.n_envs 1 = \
+             2048 steps), so the network would never be updated; train at least 2048 steps, or \
+             lower ppo.n_steps"
+        );
+        assert!(too_short("[run]\nsteps = 2048\n").is_ok());
+        assert!(too_short("[run]\nsteps = 511\nn_envs = 2\n[ppo]\nn_steps = 256\n").is_err());
+        assert_eq!(
+            too_short("[run]\nalgo = \"dqn\"\nsteps = 50\n").unwrap_err(),
+            "run.steps 50 ends before DQN's first update at step 104 (after \
+             dqn.learning_starts 100, every dqn.train_freq 4 steps), so the network would never \
+             be updated; train at least 104 steps, or lower dqn.learning_starts"
+        );
+        assert!(too_short("[run]\nalgo = \"dqn\"\nsteps = 104\n").is_ok());
+        assert!(too_short("[run]\nalgo = \"dqn\"\nsteps = 103\n").is_err());
     }
 
     #[test]

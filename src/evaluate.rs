@@ -43,20 +43,16 @@ impl Evaluation {
             None => self.kind.clone(),
         }];
         let keys = [
-            ("total_return", "total return", "percent"),
-            ("buy_and_hold_total_return", "buy & hold", "percent"),
-            ("sharpe", "sharpe", "ratio"),
-            ("max_drawdown", "max drawdown", "percent"),
-            ("trades", "trades", "count"),
-            ("mean_return", "mean return", "ratio"),
+            ("total_return", "total return"),
+            ("buy_and_hold_total_return", "buy & hold"),
+            ("sharpe", "sharpe"),
+            ("max_drawdown", "max drawdown"),
+            ("trades", "trades"),
+            ("mean_return", "mean return"),
         ];
-        for (key, label, unit) in keys {
+        for (key, label) in keys {
             if let Some(v) = self.metrics.get(key) {
-                let value = match unit {
-                    "percent" => format!("{:+.2}%", v * 100.0),
-                    "count" => format!("{v:.0}"),
-                    _ => format!("{v:.3}"),
-                };
+                let value = crate::output::figure(key, Some(*v));
                 lines.push(format!("  {label:<13}{value}"));
             }
         }
@@ -117,6 +113,38 @@ pub fn policy_backtest(
     Ok((prices, backtest))
 }
 
+/// Every figure [`headline`] can hold (those a backtest leaves undefined are left out), as
+/// training logs them under `val/`.
+pub const TRADING_METRICS: [&str; 15] = [
+    "annual_volatility",
+    "buy_and_hold_sharpe",
+    "buy_and_hold_total_return",
+    "cagr",
+    "calmar",
+    "exposure",
+    "max_drawdown",
+    "periods_per_year",
+    "profit_factor",
+    "sharpe",
+    "sortino",
+    "total_return",
+    "trades",
+    "turnover",
+    "win_rate",
+];
+
+/// The figure of greedy CartPole episodes.
+pub const CARTPOLE_METRICS: [&str; 1] = ["mean_return"];
+
+/// The metrics a run in `env` logs for its registered state: `val/` and a figure.
+pub fn validation_metrics(env: crate::cli::EnvKind) -> Vec<String> {
+    let figures = match env {
+        crate::cli::EnvKind::Trading => TRADING_METRICS.as_slice(),
+        crate::cli::EnvKind::Cartpole => CARTPOLE_METRICS.as_slice(),
+    };
+    figures.iter().map(|f| format!("val/{f}")).collect()
+}
+
 /// The figures printed after training and logged to the run.
 pub fn headline(b: &Backtest) -> BTreeMap<String, f64> {
     let s = &b.strategy_metrics;
@@ -162,5 +190,27 @@ fn cartpole(policy: &InferenceMlp, seed: u64) -> Evaluation {
         range: None,
         metrics,
         returns: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trading_metrics_name_every_headline_figure() {
+        let prices = PriceSeries::new(
+            (0..6).map(|d| d * 86_400_000).collect(),
+            vec![10.0, 11.0, 10.5, 12.0, 11.0, 10.0],
+            vec![11.0, 10.5, 12.0, 11.0, 13.0, 12.5],
+        )
+        .unwrap();
+        // Long on odd bars, flat on even ones: a winning and a losing trade, every figure
+        // defined.
+        let mut policy = |bar: usize, _: f64, _: f64| (bar % 2) as f64;
+        let sim = simulate_policy(&prices, &mut policy, Default::default()).unwrap();
+        let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps())).unwrap();
+        let keys: Vec<String> = headline(&backtest).into_keys().collect();
+        assert_eq!(keys, TRADING_METRICS.map(String::from));
     }
 }

@@ -129,10 +129,11 @@ impl Market {
     ) -> Result<Self> {
         let (file, load) = (config.data.file.as_path(), &config.data.load_options());
         let features = &config.features;
-        let loaded = match crate::bundled::data_set(file) {
+        let loaded = match crate::bundled::file(file) {
             Some(bytes) => parse_bars(file, bytes.to_vec(), load)?,
             None => load_bars(file, load)?,
         };
+        loaded.check_features(features)?;
         let cache = FeatureCache::new(feature_cache_dir());
         let (frame, outcome) = cache.load_or_compute(&loaded.bars, &loaded.sha256, features)?;
         let splits = split_frame(&frame)?;

@@ -11,7 +11,7 @@ use ratchet_registry::{
 use crate::cli::{
     CleanupArgs, CompareArgs, ListArgs, ModelsCommand, PromoteArgs, RollbackArgs, VersionArgs,
 };
-use crate::output::{Table, number, print_json};
+use crate::output::{Table, figure, number, print_json};
 
 pub fn run(tracking_uri: &str, cmd: ModelsCommand) -> Result<()> {
     // Every subcommand works on versions that exist: none creates a store.
@@ -66,8 +66,8 @@ fn list(registry: &Registry, args: ListArgs) -> Result<()> {
         metrics: args
             .metrics
             .iter()
-            .map(|m| MetricFilter::parse(m))
-            .collect::<Result<_, _>>()?,
+            .map(|m| metric_filter(m))
+            .collect::<Result<_>>()?,
         created_after: args.since.as_deref().map(|d| date(d, false)).transpose()?,
         created_before: args.until.as_deref().map(|d| date(d, true)).transpose()?,
         feature_hash: args.feature_hash,
@@ -101,13 +101,12 @@ fn list(registry: &Registry, args: ListArgs) -> Result<()> {
                 .map(|h| h.chars().take(12).collect())
                 .unwrap_or_else(|| "-".into()),
             number(v.metrics.get("sharpe").copied()),
-            number(
-                v.metrics
-                    .get("total_return")
-                    .or(v.metrics.get("mean_return"))
-                    .copied(),
-            ),
-            number(v.metrics.get("max_drawdown").copied()),
+            // CartPole versions have an episode return, not a return on capital.
+            match v.metrics.get("mean_return") {
+                Some(r) => format!("{r:.1}/episode"),
+                None => figure("total_return", v.metrics.get("total_return").copied()),
+            },
+            figure("max_drawdown", v.metrics.get("max_drawdown").copied()),
             v.parent
                 .as_ref()
                 .map(|p| p.uri())
@@ -120,6 +119,35 @@ fn list(registry: &Registry, args: ListArgs) -> Result<()> {
         print!("{}", table.render());
     }
     Ok(())
+}
+
+/// A `--metric` filter on a figure versions record, named as the run logged it
+/// (`val/sharpe`) or as the version records it (`sharpe`); an unknown name is an error that
+/// lists the known ones, not a filter that silently matches nothing.
+fn metric_filter(text: &str) -> Result<MetricFilter> {
+    let mut filter = MetricFilter::parse(text)?;
+    let figure = filter
+        .metric
+        .strip_prefix("val/")
+        .unwrap_or(&filter.metric)
+        .to_string();
+    let figures = || {
+        crate::evaluate::TRADING_METRICS
+            .iter()
+            .chain(&crate::evaluate::CARTPOLE_METRICS)
+    };
+    if !figures().any(|f| *f == figure) {
+        let mut known: Vec<String> = figures().map(|f| format!("val/{f}")).collect();
+        known.sort();
+        let suggestion = crate::output::did_you_mean(&format!("val/{figure}"), &known);
+        anyhow::bail!(
+            "--metric {text:?}: versions record no metric `{}`{suggestion}; they record {}",
+            filter.metric,
+            known.join(", ")
+        );
+    }
+    filter.metric = figure;
+    Ok(filter)
 }
 
 fn date(text: &str, end_of_day: bool) -> Result<DateTime<Utc>> {
@@ -247,7 +275,7 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     if !t.metrics.is_empty() {
         println!("  metrics");
         for (k, v) in &t.metrics {
-            println!("    {k:<26} {}", crate::output::number(Some(*v)));
+            println!("    {k:<26} {}", figure(k, Some(*v)));
         }
     }
     if !deployments.is_empty() {
@@ -337,7 +365,7 @@ fn compare(registry: &Registry, args: CompareArgs) -> Result<()> {
         let mut cells = vec![row.metric.clone()];
         for (i, v) in row.values.iter().enumerate() {
             let mark = if row.best == Some(i) { " *" } else { "" };
-            cells.push(format!("{}{mark}", number(*v)));
+            cells.push(format!("{}{mark}", figure(&row.metric, *v)));
         }
         table.row(cells);
     }
@@ -427,8 +455,11 @@ fn features(registry: &Registry, args: VersionArgs) -> Result<()> {
         return print_json(&value);
     }
     let config: ratchet_data::FeatureConfig = serde_json::from_value(value)?;
-    println!("# feature hash {}", config.hash());
-    print!("{}", toml::to_string_pretty(&config)?);
+    println!(
+        "# feature hash {} (paste into a training config)",
+        config.hash()
+    );
+    print!("{}", config.to_config_toml());
     Ok(())
 }
 

@@ -31,7 +31,10 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
         .file
         .clone()
         .expect("clap requires FILE without a subcommand");
-    let plan = Plan::new(SweepFile::read(&file)?, &resolve)?;
+    let mut sweep_file = SweepFile::read(&file, &crate::bundled::read_to_string)?;
+    name_the_model(&mut sweep_file)?;
+    let plan = Plan::new(sweep_file, &resolve)?;
+    check_metric(&plan)?;
     let ratchet = std::env::current_exe().context("finding the ratchet binary for the trials")?;
     // Everything that can refuse the sweep does so before the parent run exists.
     let ray = match &args.ray {
@@ -54,6 +57,7 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
         retries: args.retries,
         resume: args.resume,
     };
+    let _running = hold_sweep_lock(&plan)?;
     let sweep = store.parent_run(&plan)?;
     eprintln!(
         "sweep {} ({}): {} trials, {} at a time on {}; parent run {}",
@@ -71,15 +75,30 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
         },
         sweep.run_id
     );
-    let summary = match ray {
-        Some(mut launcher) => execute(&mut launcher, &plan, &store, &sweep, &options)?,
+    let mut local = None;
+    let executed = match ray {
+        Some(mut launcher) => execute(&mut launcher, &plan, &store, &sweep, &options),
         None => execute(
-            &mut LocalLauncher::new(ratchet)?,
+            local.insert(LocalLauncher::new(ratchet)?),
             &plan,
             &store,
             &sweep,
             &options,
-        )?,
+        ),
+    };
+    let summary = match executed {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Best effort: the store may be what failed.
+            let _ = store.finish(&sweep, RunState::Failed);
+            return Err(match local {
+                Some(launcher) => e.context(format!(
+                    "the sweep stopped its running trials; their logs are in {}",
+                    launcher.keep_logs().display()
+                )),
+                None => e.context("the sweep stopped its running trials"),
+            });
+        }
     };
     let record = store.refresh(&sweep)?;
     let mut board = leaderboard(&store, &record)?;
@@ -141,6 +160,40 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The lock that one `ratchet sweep` of a plan holds on this machine while it runs, so that a
+/// second identical command waits for the first and then finds its trials finished instead
+/// of training them again. The OS releases it when the process ends, however it ends.
+fn sweep_lock_path(sweep_id: &str) -> PathBuf {
+    crate::market::cache_dir()
+        .join("sweeps")
+        .join(format!("{sweep_id}.lock"))
+}
+
+fn hold_sweep_lock(plan: &Plan) -> Result<std::fs::File> {
+    let path = sweep_lock_path(&plan.id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} for the sweep's lock", dir.display()))?;
+    }
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("creating the sweep's lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    eprintln!(
+        "waiting: another `ratchet sweep` of this plan ({}) is running on this machine; its \
+         finished trials will not be trained again",
+        plan.id
+    );
+    file.lock()
+        .with_context(|| format!("waiting for the lock {}", path.display()))?;
+    Ok(file)
 }
 
 /// What `--register-best` and `--final-test` did with the selected trial.
@@ -307,13 +360,69 @@ fn resolve(text: &str) -> Result<serde_json::Value, String> {
     let mut config = TrainConfig::parse(text).map_err(|e| e.message().to_string())?;
     config.apply_flags(&TrainArgs::default());
     config.validate().map_err(|e| format!("{e:#}"))?;
-    if config.run.env == EnvKind::Trading && !config.data.file.is_file() {
+    config.check_learns().map_err(|e| e.to_string())?;
+    if config.run.env == EnvKind::Trading && !crate::bundled::is_available(&config.data.file) {
         return Err(format!(
             "data.file {} does not exist",
             config.data.file.display()
         ));
     }
     serde_json::to_value(&config).map_err(|e| e.to_string())
+}
+
+/// The key of the registered model a run's version goes to.
+const MODEL_NAME_KEY: &str = "run.model_name";
+
+/// Trials register under a model named after the sweep, not the default a base config's
+/// data would give (the quickstart's model), unless the sweep names one itself.
+fn name_the_model(file: &mut SweepFile) -> Result<()> {
+    let named = file
+        .base
+        .get("run")
+        .and_then(|run| run.get("model_name"))
+        .is_some()
+        || file.grid.iter().any(|(key, _)| key == MODEL_NAME_KEY)
+        || file
+            .list
+            .iter()
+            .flatten()
+            .any(|(key, _)| key == MODEL_NAME_KEY)
+        || file
+            .random
+            .iter()
+            .flat_map(|r| &r.axes)
+            .any(|(key, _)| key == MODEL_NAME_KEY);
+    if !named {
+        ratchet_sweep::spec::set_key(
+            &mut file.base,
+            MODEL_NAME_KEY,
+            toml::Value::String(file.name.clone()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Refuses a sweep whose `metric` is not a figure every trial logs (it would rank nothing).
+fn check_metric(plan: &Plan) -> Result<()> {
+    let mut known = std::collections::BTreeSet::new();
+    for trial in &plan.trials {
+        let env = TrainConfig::parse(&trial.config_toml)
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?
+            .run
+            .env;
+        known.extend(crate::evaluate::validation_metrics(env));
+    }
+    let metric = &plan.file.metric;
+    if known.contains(metric) {
+        return Ok(());
+    }
+    let known: Vec<String> = known.into_iter().collect();
+    bail!(
+        "{}: metric `{metric}` is not a figure the trials log{}; the sweep ranks by one of {}",
+        plan.file.path.display(),
+        crate::output::did_you_mean(metric, &known),
+        known.join(", ")
+    )
 }
 
 fn leaderboard(store: &SweepStore, sweep: &SweepRecord) -> Result<Leaderboard> {
@@ -436,23 +545,39 @@ mod tests {
     }
 
     #[test]
-    fn every_example_sweep_plans() {
-        let mut planned = Vec::new();
+    fn every_example_sweep_plans_and_names_its_own_model() {
+        let (mut planned, mut models) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir("configs").unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name.starts_with("sweep-") {
-                let plan = Plan::new(SweepFile::read(&path).unwrap(), &resolve)
-                    .unwrap_or_else(|e| panic!("{e:#}"));
+                let mut file = SweepFile::read(&path, &crate::bundled::read_to_string).unwrap();
+                name_the_model(&mut file).unwrap();
+                let plan = Plan::new(file, &resolve).unwrap_or_else(|e| panic!("{e:#}"));
+                let model = TrainConfig::parse(&plan.trials[0].config_toml)
+                    .unwrap()
+                    .model_name();
+                models.push((name.clone(), model));
                 planned.push((name, plan.trials.len()));
             }
         }
         planned.sort();
+        models.sort();
         assert_eq!(
             planned,
             [
                 ("sweep-cartpole.toml".to_string(), 8),
                 ("sweep-googl.toml".to_string(), 12)
+            ]
+        );
+        assert_eq!(
+            models,
+            [
+                (
+                    "sweep-cartpole.toml".to_string(),
+                    "sweep-cartpole-ppo".to_string()
+                ),
+                ("sweep-googl.toml".to_string(), "sweep-googl".to_string())
             ]
         );
     }

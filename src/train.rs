@@ -6,12 +6,13 @@
 //! checkpoint captures the complete state: weights, optimizer moments, counters, schedules,
 //! RNG streams, environment state and (DQN) the replay buffer.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use ratchet_agents::{TrainingState, UpdateLog};
@@ -61,6 +62,7 @@ pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
     };
     config.apply_flags(&args);
     config.validate()?;
+    config.check_learns()?;
     Job::new(store, config, None)?.run(args.json)
 }
 
@@ -134,6 +136,11 @@ fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Resu
     job.learner
         .restore(&saved.state)
         .with_context(|| format!("restoring the last checkpoint of run {run_id}"))?;
+    eprintln!(
+        "resuming run {run_id} from its checkpoint at step {} of {}",
+        job.learner.total_steps(),
+        saved.target_steps
+    );
     job.run_id = Some(run_id.to_string());
     job.target_steps = saved.target_steps;
     job.best = saved.best;
@@ -200,6 +207,9 @@ impl Job {
             EnvKind::Trading => Some(Market::prepare(&config)?),
             EnvKind::Cartpole => None,
         };
+        if config.run.device == crate::cli::Device::Wgpu {
+            report_wgpu_adapter();
+        }
         let learner = Learner::build(&config, market.as_ref())?;
         Ok(Self {
             registry: Registry::new(store.clone()),
@@ -226,9 +236,27 @@ impl Job {
                 differences.join("; ")
             );
         }
-        self.learner
-            .restore(state)
-            .with_context(|| format!("restoring {}", source.uri))
+        self.learner.restore(state).map_err(|e| {
+            let recorded = source.metadata.training.data.train.as_ref();
+            match (&self.market, recorded) {
+                // The saved environments stand at bars of the version's training range that
+                // this data's (shorter) training range does not reach.
+                (Some(market), Some(recorded)) if market.splits.train.last_date < recorded.end => {
+                    anyhow!(
+                        "{} cannot continue on {}: its training range ends at {}, before the end \
+                         of the version's ({} .. {}), so the saved environments stand at bars \
+                         this data does not have; continue with data that covers the version's \
+                         training range (--data), or train a new model on this file",
+                        source.uri,
+                        self.config.data.file.display(),
+                        market.splits.train.last_date,
+                        recorded.start,
+                        recorded.end
+                    )
+                }
+                _ => anyhow!(e).context(format!("restoring {}", source.uri)),
+            }
+        })
     }
 
     /// Trains, evaluates and registers. The run ends FINISHED, KILLED (Ctrl-C) or FAILED
@@ -278,11 +306,11 @@ impl Job {
             self.store
                 .log_params(run_id, &checkpoint::flat_params(&self.config))?;
         }
-        let progress = progress_bar(self.learner.total_steps(), self.target_steps);
-        let trained = self.train(run_id, &progress);
+        let mut progress = Progress::new(self.learner.total_steps(), self.target_steps);
+        let trained = self.train(run_id, &mut progress);
         match &trained {
-            Ok(()) => progress.finish_and_clear(),
-            Err(_) => progress.abandon(),
+            Ok(()) => progress.bar.finish_and_clear(),
+            Err(_) => progress.bar.abandon(),
         }
         trained?;
         let last_step = self.learner.total_steps();
@@ -373,7 +401,7 @@ impl Job {
     /// boundaries, logging each chunk's metrics, evaluating on the validation range at each
     /// `eval_every` boundary and saving a checkpoint at each checkpoint boundary. Stops early,
     /// checkpointed, on Ctrl-C, and without a checkpoint when a loss goes non-finite.
-    fn train(&mut self, run_id: &str, progress: &ProgressBar) -> Result<()> {
+    fn train(&mut self, run_id: &str, progress: &mut Progress) -> Result<()> {
         let every = self.config.run.checkpoint_every;
         let eval_every = self.config.run.eval_every;
         let next = |now: u64, k: u64| (now / k + 1) * k;
@@ -390,7 +418,7 @@ impl Job {
             let trained = self.learner.train(
                 chunk,
                 &mut |log: &UpdateLog| {
-                    record(progress, &mut pending, log);
+                    record(&mut *progress, &mut pending, log);
                     if diverged.is_none() {
                         diverged = non_finite_loss(log);
                     }
@@ -522,6 +550,39 @@ impl Job {
     }
 }
 
+/// Names on stderr the adapter `--device wgpu` runs on, and warns when this machine has no
+/// GPU adapter: wgpu then runs on a software rasteriser (Mesa's llvmpipe, lavapipe), many times
+/// slower than `--device cpu`. Burn's runtime prefers a GPU adapter whenever one exists.
+fn report_wgpu_adapter() {
+    use burn::tensor::wgpu::wgpu;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    let adapters: Vec<wgpu::AdapterInfo> = runtime
+        .block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+        .iter()
+        .map(wgpu::Adapter::get_info)
+        .collect();
+    let describe =
+        |a: &wgpu::AdapterInfo| format!("{} ({:?}, {:?})", a.name, a.backend, a.device_type);
+    match adapters
+        .iter()
+        .find(|a| a.device_type != wgpu::DeviceType::Cpu)
+    {
+        Some(gpu) => eprintln!("device wgpu: {}", describe(gpu)),
+        None => {
+            if let Some(software) = adapters.first() {
+                eprintln!(
+                    "warning: device wgpu: {} is a software rasteriser (this machine has no GPU \
+                     adapter); training runs many times slower than with --device cpu",
+                    describe(software)
+                );
+            }
+        }
+    }
+}
+
 /// Training stopped on Ctrl-C with its last checkpoint saved.
 #[derive(Debug)]
 struct Interrupted {
@@ -648,7 +709,106 @@ fn schedule_line(config: &TrainConfig, learner: &Learner) -> String {
     }
 }
 
-fn record(progress: &ProgressBar, pending: &mut Vec<Metric>, log: &UpdateLog) {
+/// Seconds between progress lines when stderr is not a terminal (`RATCHET_PROGRESS_SECONDS`
+/// overrides: a CI log gets a line this often, a test one per update with 0).
+const PLAIN_PROGRESS_SECONDS: f64 = 5.0;
+
+/// Training progress on stderr: indicatif's bar on a terminal; elsewhere (a CI log, a file),
+/// where the bar draws nothing, a plain line every few seconds.
+struct Progress {
+    bar: ProgressBar,
+    plain: Option<PlainProgress>,
+}
+
+struct PlainProgress {
+    every: Duration,
+    started: Instant,
+    /// When the last line was printed, and the step it showed.
+    last: (Instant, u64),
+    total: u64,
+    message: String,
+}
+
+impl Progress {
+    fn new(position: u64, total: u64) -> Self {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {rate}  ETA {eta}  {msg}",
+            )
+            .expect("valid progress template")
+            .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", whole(state.per_sec()));
+            })
+            .progress_chars("=> "),
+        );
+        bar.set_position(position);
+        let plain = (!std::io::stderr().is_terminal()).then(|| {
+            let seconds = std::env::var("RATCHET_PROGRESS_SECONDS")
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .unwrap_or(PLAIN_PROGRESS_SECONDS);
+            PlainProgress {
+                every: Duration::from_secs_f64(seconds),
+                started: Instant::now(),
+                last: (Instant::now(), position),
+                total,
+                message: String::new(),
+            }
+        });
+        Self { bar, plain }
+    }
+
+    fn set_position(&mut self, step: u64) {
+        self.bar.set_position(step);
+        let Some(p) = &mut self.plain else { return };
+        let now = Instant::now();
+        if now.duration_since(p.last.0) < p.every || step == p.last.1 {
+            return;
+        }
+        let rate = (step - p.last.1) as f64 / now.duration_since(p.last.0).as_secs_f64();
+        eprintln!(
+            "step {}/{} ({:.0}%), {} steps/s, {:.0} s{}",
+            whole(step as f64),
+            whole(p.total as f64),
+            100.0 * step as f64 / p.total.max(1) as f64,
+            whole(rate),
+            now.duration_since(p.started).as_secs_f64(),
+            if p.message.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", p.message)
+            }
+        );
+        p.last = (now, step);
+    }
+
+    fn set_message(&mut self, message: String) {
+        if let Some(p) = &mut self.plain {
+            p.message.clone_from(&message);
+        }
+        self.bar.set_message(message);
+    }
+}
+
+/// A number rounded to a whole one, with thousands separators: `32,836`.
+fn whole(v: f64) -> String {
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 && digits != "0" {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn record(progress: &mut Progress, pending: &mut Vec<Metric>, log: &UpdateLog) {
     let now = ratchet_mlflow::now_ms();
     // Non-finite values are logged too (MLflow stores them as NaN and ±Infinity).
     for (key, value) in &log.metrics {
@@ -665,19 +825,6 @@ fn record(progress: &ProgressBar, pending: &mut Vec<Metric>, log: &UpdateLog) {
     }
 }
 
-fn progress_bar(position: u64, total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(position);
-    bar
-}
-
 fn print_summary(out: &TrainOutput) {
     println!(
         "registered {} (version {}, {}, semver {})",
@@ -687,11 +834,18 @@ fn print_summary(out: &TrainOutput) {
     if let Some(p) = &out.parent {
         println!("  parent     {p}");
     }
-    println!(
-        "  steps      {} in {:.1} s",
-        out.total_steps, out.wall_time_s
-    );
     let sel = &out.selection;
+    // The time is that of every step trained; the version may hold an earlier state.
+    println!(
+        "  steps      {} in {:.1} s{}",
+        sel.last_step,
+        out.wall_time_s,
+        if sel.step == sel.last_step {
+            String::new()
+        } else {
+            format!("; the version holds step {}", sel.step)
+        }
+    );
     if sel.rule != "last" || sel.evaluations > 0 {
         println!(
             "  selected   step {} of {} by {} ({} validation evaluations; val sharpe {})",

@@ -28,7 +28,7 @@ use crate::config::TrainConfig;
 use crate::evaluate::{headline, policy_backtest};
 use crate::learner::Learner;
 use crate::market::Market;
-use crate::output::{Table, number, print_json};
+use crate::output::{Table, print_json};
 
 #[derive(Serialize)]
 struct ValidationOutput {
@@ -89,7 +89,7 @@ pub fn run(tracking_uri: &str, args: EvaluateArgs) -> Result<()> {
         out.model_uri, out.range.0, out.range.1
     );
     for (k, v) in &out.metrics {
-        println!("  {k:<26} {}", number(Some(*v)));
+        println!("  {k:<26} {}", crate::output::figure(k, Some(*v)));
     }
     Ok(())
 }
@@ -111,6 +111,9 @@ fn prepare(version: &LoadedVersion, judged: &[&str]) -> Result<(TrainConfig, Mar
     check.require_unchanged(judged)?;
     Ok((config, market))
 }
+
+/// Fold length below which `--walk-forward` warns that a fold's figures are noise.
+const MIN_JUDGED_BARS: usize = 30;
 
 /// `k` folds of equal length (the last takes the remainder) over `rows`.
 fn folds(rows: Range<usize>, k: usize) -> Vec<Range<usize>> {
@@ -147,6 +150,16 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
             after.len(),
             version.uri,
             after.len() / k
+        );
+    }
+    if after.len() / k < MIN_JUDGED_BARS {
+        eprintln!(
+            "warning: --folds {k} makes folds of {} bars, too short to judge a policy by (a \
+             Sharpe ratio over fewer than {MIN_JUDGED_BARS} returns is mostly noise); use at most \
+             {} folds for the {} bars after the training range",
+            after.len() / k,
+            (after.len() / MIN_JUDGED_BARS).max(1),
+            after.len()
         );
     }
     let rolling = args.rolling;
@@ -281,7 +294,7 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
             f.bars.to_string(),
             percent(m("total_return")),
             ratio(m("sharpe")),
-            percent(m("max_drawdown")),
+            crate::output::figure("max_drawdown", m("max_drawdown").copied()),
             m("trades").map_or_else(|| "-".to_string(), |v| format!("{v:.0}")),
         ]);
     }

@@ -219,6 +219,19 @@ fn default_train_registers_a_version_and_backtests_it() {
     ]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("leakage"));
+    // The last bar alone: nothing to fill the decision at.
+    let out = sb.run(&["backtest", "models:/googl/1", "--from", "2018-08-29"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr.lines().last().unwrap();
+    assert!(
+        error.starts_with(
+            "error: only 1 bar of data/STOCKS_GOOGL.csv between 2018-08-29 and the end"
+        ) && error.ends_with(
+            "a backtest needs at least 2 bars: one to decide at and the next to fill at"
+        ),
+        "{stderr}"
+    );
 
     let listed = sb.json(&["models", "list", "googl", "--json"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
@@ -422,7 +435,25 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         "SIGKILL leaves the run as it was"
     );
     let run_id = runs[0]["run_id"].as_str().unwrap().to_string();
-    let out = sb.json(&["train", "--resume", &run_id, "--json"]);
+    let resumed = sb.run(&["train", "--resume", &run_id, "--json"]);
+    assert!(resumed.status.success());
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    let from = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "resuming run {run_id} from its checkpoint at step "
+            ))
+        })
+        .unwrap_or_else(|| panic!("no resume line in {stderr}"));
+    let (step, of) = from.split_once(" of ").unwrap();
+    let step: u64 = step.parse().unwrap();
+    assert!(
+        step > 0 && step < steps && step.is_multiple_of(2048),
+        "{from}"
+    );
+    assert_eq!(of, steps.to_string());
+    let out: Value = serde_json::from_slice(&resumed.stdout).unwrap();
     assert_eq!(out["run_id"], run_id.as_str());
     assert_eq!(out["model_uri"], "models:/resumed/1");
     assert_eq!(
@@ -499,6 +530,96 @@ fn the_binary_works_outside_the_repository() {
     assert!(stderr.contains("data/NOT_BUNDLED.csv"), "{stderr}");
 }
 
+/// The README's `--config configs/…` and `sweep configs/…` commands work from a directory
+/// without the repository (the configs are built in, as the data is), and a sweep's base
+/// finds its data exactly as `train` does.
+#[test]
+fn built_in_configs_work_from_any_directory() {
+    let sb = Sandbox::new();
+    let elsewhere = |args: &[&str]| {
+        sb.command(args)
+            .current_dir(sb.dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = elsewhere(&[
+        "train",
+        "--config",
+        "configs/cartpole-dqn.toml",
+        "--steps",
+        "1024",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trained: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(trained["model_uri"], "models:/cartpole-dqn/1");
+    // A sweep that plans gets as far as the Ray address (nothing listens on port 1).
+    let reaches_ray = |out: Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            stderr.starts_with("error: cannot reach a Ray dashboard at http://127.0.0.1:1 ("),
+            "{stderr}"
+        );
+    };
+    for sweep in ["configs/sweep-cartpole.toml", "./configs/sweep-googl.toml"] {
+        reaches_ray(elsewhere(&["sweep", sweep, "--ray", "http://127.0.0.1:1"]));
+    }
+    // Copied configs: the base beside the sweep file, the data built in.
+    let mine = sb.path("mine");
+    std::fs::create_dir(&mine).unwrap();
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    for file in ["sweep-googl.toml", "ppo-googl.toml"] {
+        std::fs::copy(repository.join(file), mine.join(file)).unwrap();
+    }
+    reaches_ray(elsewhere(&[
+        "sweep",
+        "mine/sweep-googl.toml",
+        "--ray",
+        "http://127.0.0.1:1",
+    ]));
+    let out = elsewhere(&["train", "--config", "configs/nope.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: cannot read config file configs/nope.toml: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Without a terminal (a CI log), training prints a progress line on stderr every
+/// `RATCHET_PROGRESS_SECONDS` (0 here: one per update), with whole-number rates.
+#[test]
+fn progress_without_a_terminal_is_a_line_on_stderr() {
+    let sb = Sandbox::new();
+    let out = sb
+        .command(&["train", "--env", "cartpole", "--steps", "4096", "--json"])
+        .env("RATCHET_PROGRESS_SECONDS", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("step ")).collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("step 2,048/4,096 (50%), "), "{stderr}");
+    assert!(
+        lines[1].starts_with("step 4,096/4,096 (100%), "),
+        "{stderr}"
+    );
+    for line in lines {
+        let rate = line.split(", ").nth(1).unwrap();
+        let digits = rate.strip_suffix(" steps/s").unwrap();
+        assert!(
+            digits.chars().all(|c| c.is_ascii_digit() || c == ','),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn model_management_commands() {
     let sb = Sandbox::new();
@@ -516,6 +637,40 @@ fn model_management_commands() {
             "--json",
         ]);
     }
+    // CartPole's figure is an episode return, not a percentage.
+    let table = sb.run(&["models", "list", "cp"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    for row in rows {
+        assert!(row.contains("/episode") && !row.contains('%'), "{table}");
+    }
+    // Metric filters take the names runs log (`val/…`) and those versions record.
+    let logged = sb.json(&[
+        "models",
+        "list",
+        "cp",
+        "--metric",
+        "val/mean_return>=0",
+        "--json",
+    ]);
+    assert_eq!(logged.as_array().unwrap().len(), 3);
+    assert_eq!(
+        logged,
+        sb.json(&[
+            "models",
+            "list",
+            "cp",
+            "--metric",
+            "mean_return>=0",
+            "--json"
+        ])
+    );
+    sb.fails(
+        &["models", "list", "cp", "--metric", "val/mean_retrun>0"],
+        "error: --metric \"val/mean_retrun>0\": versions record no metric `val/mean_retrun` (did \
+         you mean `val/mean_return`?); they record val/annual_volatility, val/buy_and_hold_sharpe, ",
+    );
     let promoted = sb.json(&["models", "promote", "models:/cp/1", "--json"]);
     assert_eq!(promoted["version"], 1);
     sb.json(&["models", "promote", "models:/cp/3", "--json"]);
@@ -591,7 +746,7 @@ fn bad_input_gets_one_clear_error_line() {
     sb.fails(&["backtest", "models:/nothing/1"], "nothing");
     sb.fails(&["models", "show", "not-a-uri"], "models:/");
     sb.fails(
-        &["train", "--data", "no/such/file.csv", "--steps", "10"],
+        &["train", "--data", "no/such/file.csv", "--steps", "2048"],
         "no/such/file.csv",
     );
 
@@ -602,7 +757,7 @@ fn bad_input_gets_one_clear_error_line() {
     )
     .unwrap();
     sb.fails(
-        &["train", "--data", bad.to_str().unwrap(), "--steps", "10"],
+        &["train", "--data", bad.to_str().unwrap(), "--steps", "2048"],
         "bad.csv",
     );
     let models = sb.json(&["models", "list", "--json"]);
@@ -618,9 +773,32 @@ fn bad_input_gets_one_clear_error_line() {
         "no run is started for unreadable data"
     );
 
+    // A config error keeps TOML's layout: the line, and a caret under the key.
+    // Too few steps to update the network once: refused with the minimum.
+    sb.fails(
+        &["train", "--steps", "100"],
+        "error: run.steps 100 is less than one PPO rollout (ppo.n_steps 2048 x run.n_envs 1 = \
+         2048 steps), so the network would never be updated; train at least 2048 steps, or lower \
+         ppo.n_steps",
+    );
+    sb.fails(
+        &["train", "--algo", "dqn", "--steps", "50"],
+        "error: run.steps 50 ends before DQN's first update at step 104",
+    );
+
     let cfg = sb.path("typo.toml");
     std::fs::write(&cfg, "[run]\nstpes = 10\n").unwrap();
-    sb.fails(&["train", "--config", cfg.to_str().unwrap()], "stpes");
+    let out = sb.run(&["train", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: TOML parse error at line 2, column 1\n  |\n2 | stpes = 10\n  | ^^^^^\n\
+             unknown field `stpes`, expected one of ",
+            cfg.display()
+        )),
+        "{stderr}"
+    );
 
     // A store location that cannot be a directory.
     let file = sb.path("plain-file");
@@ -674,6 +852,37 @@ fn bad_input_gets_one_clear_error_line() {
         "window",
     );
     sb.fails(&["train", "--from", "models:/g@nosuchalias"], "nosuchalias");
+    // Continuing on a file too short for the version's saved environments says so.
+    let googl = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/STOCKS_GOOGL.csv"),
+    )
+    .unwrap();
+    let short = sb.path("short.csv");
+    let head: Vec<&str> = googl.lines().take(301).collect();
+    std::fs::write(&short, head.join("\n") + "\n").unwrap();
+    let out = sb.run(&[
+        "train",
+        "--from",
+        "models:/g/1",
+        "--data",
+        short.to_str().unwrap(),
+        "--steps",
+        "2048",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr.lines().last().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "error: models:/g/1 cannot continue on {}: its training range ends at ",
+            short.display()
+        )) && error.ends_with(
+            "so the saved environments stand at bars this data does not have; continue with \
+             data that covers the version's training range (--data), or train a new model on \
+             this file"
+        ),
+        "{stderr}"
+    );
 }
 
 /// Every run of a local store as MLflow's own client reads it: status and the
@@ -1084,6 +1293,22 @@ fn select_best_val_sharpe_registers_the_best_evaluated_state() {
     assert_eq!(shown["selection"]["step"], best.0);
     assert_eq!(shown["selection"]["val_sharpe"], best.1);
     assert_eq!(shown["selection"]["rule"], "best_val_sharpe");
+    // Printed for a person: the steps trained and their time, and the step the version holds.
+    let text = sb.run(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--model-name",
+        "best-text",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let steps_line = text
+        .lines()
+        .find(|l| l.starts_with("  steps      "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(steps_line.starts_with("  steps      2048 in "), "{text}");
+    let holds = format!("; the version holds step {}", best.0);
+    assert_eq!(steps_line.ends_with(&holds), best.0 != 2048, "{text}");
     // Continue-training from it works and continues from the selected step.
     let cont = sb.json(&[
         "train",
@@ -1107,7 +1332,7 @@ fn select_best_val_sharpe_registers_the_best_evaluated_state() {
 #[test]
 fn test_looks_are_counted_and_walk_forward_is_reproducible() {
     let sb = Sandbox::new();
-    sb.json(&["train", "--steps", "1024", "--model-name", "wf", "--json"]);
+    sb.json(&["train", "--steps", "2048", "--model-name", "wf", "--json"]);
     let looks = || sb.json(&["models", "show", "models:/wf/1", "--json"])["test_looks"].clone();
     assert_eq!(looks(), 0);
     let shown = sb.run(&["models", "show", "models:/wf/1"]);
@@ -1206,6 +1431,41 @@ fn test_looks_are_counted_and_walk_forward_is_reproducible() {
     let out = sb.run(&["evaluate", "models:/wf/1", "--folds", "3"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--walk-forward"));
+    // Folds too short to judge run, with a warning saying how many folds would do.
+    let after = folds
+        .iter()
+        .map(|f| f["bars"].as_u64().unwrap())
+        .sum::<u64>();
+    let out = sb.run(&[
+        "evaluate",
+        "models:/wf/1",
+        "--walk-forward",
+        "--folds",
+        "40",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = format!(
+        "warning: --folds 40 makes folds of {} bars, too short to judge a policy by (a Sharpe \
+         ratio over fewer than 30 returns is mostly noise); use at most {} folds for the {after} \
+         bars after the training range\n",
+        after / 40,
+        after / 30
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+    let three = sb.run(&[
+        "evaluate",
+        "models:/wf/1",
+        "--walk-forward",
+        "--folds",
+        "3",
+        "--steps",
+        "1",
+    ]);
+    assert!(!String::from_utf8_lossy(&three.stderr).contains("warning:"));
 }
 
 /// A `best_val_sharpe` run that fails at registration and is finished with `--resume`
@@ -1398,7 +1658,7 @@ fn a_version_is_judged_on_its_own_ranges() {
     sb.json(&[
         "train",
         "--steps",
-        "1024",
+        "2048",
         "--data",
         data,
         "--model-name",
@@ -1500,7 +1760,7 @@ fn a_version_is_judged_on_its_own_ranges() {
         lines[..=1200].join("\n") + "\n",
     )
     .unwrap();
-    sb.json(&["train", "--steps", "1024", "--model-name", "d", "--json"]);
+    sb.json(&["train", "--steps", "2048", "--model-name", "d", "--json"]);
     let out = sb
         .command(&["evaluate", "models:/d/1"])
         .current_dir(&dir)
@@ -1512,4 +1772,105 @@ fn a_version_is_judged_on_its_own_ranges() {
         stderr.contains("no feature row falls in the recorded validation range"),
         "{stderr}"
     );
+
+/// The README's quickstart, command for command, from an empty directory with a copy of the
+/// built binary (no repository beside it): the first `train`, then every `ratchet` line of
+/// its "Then:" block (the `mlflow ui` line apart).
+#[test]
+fn the_readme_quickstart_runs_from_an_empty_directory() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let quickstart = readme
+        .split("\n## Quickstart\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    let then = quickstart.split("\nThen:\n").nth(1).unwrap();
+    let block = then
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let mut commands = vec![vec!["train".to_string()]];
+    for line in block.lines().filter(|l| l.starts_with("ratchet ")) {
+        let command = line.split(" #").next().unwrap();
+        commands.push(
+            command
+                .split_whitespace()
+                .skip(1)
+                .map(String::from)
+                .collect(),
+        );
+    }
+    assert_eq!(commands.len(), 6, "{block}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, work) = (dir.path().join("bin"), dir.path().join("work"));
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let ratchet = bin.join("ratchet");
+    std::fs::copy(env!("CARGO_BIN_EXE_ratchet"), &ratchet).unwrap();
+    let mut printed = String::new();
+    for args in &commands {
+        let out = Command::new(&ratchet)
+            .args(args)
+            .current_dir(&work)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env("RATCHET_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ratchet {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        printed.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    // What the README says the commands leave behind.
+    assert!(printed.starts_with("registered models:/stocks-googl-ppo/1 (version 1, "));
+    assert!(printed.contains("registered models:/stocks-googl-ppo/2 (version 2, "));
+    assert!(
+        printed.contains("\n  parent     models:/stocks-googl-ppo/1\n"),
+        "{printed}"
+    );
+    assert!(
+        work.join("reports/stocks-googl-ppo-v1/report.html")
+            .is_file()
+    );
+    assert!(work.join("mlruns").is_dir());
+    let shown = Command::new(&ratchet)
+        .args([
+            "models",
+            "show",
+            "models:/stocks-googl-ppo@production",
+            "--json",
+        ])
+        .current_dir(&work)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["version"], 2, "{shown}");
+}
+
+/// `--device wgpu` names the adapter it runs on, and warns when it is a software rasteriser
+/// (CI's Mesa lavapipe: `(Vulkan, Cpu)`).
+#[test]
+fn device_wgpu_names_its_adapter() {
+    let sb = Sandbox::new();
+    let out = sb.run(&[
+        "train", "--env", "cartpole", "--algo", "dqn", "--device", "wgpu", "--steps", "104",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let named: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("device wgpu: ") || l.starts_with("warning: device wgpu: "))
+        .collect();
+    assert_eq!(named.len(), 1, "{stderr}");
+    let software = named[0].contains(", Cpu) is a software rasteriser");
+    assert_eq!(named[0].starts_with("warning: "), software, "{stderr}");
 }

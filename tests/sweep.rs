@@ -2,8 +2,9 @@
 //! file store, the real MLflow client reads the parent and child runs back, and a second run
 //! of the same sweep trains nothing. Bad sweeps fail with one line before anything starts.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -12,16 +13,22 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `ratchet --tracking-uri STORE ARGS…` from the repository root.
-fn ratchet(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ratchet"))
+/// `ratchet --tracking-uri STORE ARGS…` from the repository root, its machine-local cache in
+/// `cache/` beside the store.
+fn command(store: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ratchet"));
+    command
         .current_dir(root())
         .arg("--tracking-uri")
         .arg(store)
         .args(args)
         .env_remove("MLFLOW_TRACKING_URI")
-        .output()
-        .unwrap()
+        .env("RATCHET_CACHE_DIR", store.with_file_name("cache"));
+    command
+}
+
+fn ratchet(store: &Path, args: &[&str]) -> Output {
+    command(store, args).output().unwrap()
 }
 
 fn stdout_json(out: &Output) -> Value {
@@ -187,15 +194,39 @@ fn a_local_sweep_trains_every_trial_once_and_mlflow_reads_it_back() {
     from_mlflow.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(from_board, from_mlflow);
 
-    // Again: every trial is found finished in the store, nothing is trained.
+    // Again, while another identical sweep holds the plan's lock on this machine (the test
+    // holds it here): the command waits for it, then finds every trial finished in the store
+    // and trains nothing.
     let runs_before = run_count(&store);
     assert_eq!(runs_before, 9);
-    let again = ratchet(&store, &["sweep", sweep, "--json"]);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    let sweep_id = board["sweep_id"].as_str().unwrap();
+    let lock = std::fs::File::create(
+        dir.path()
+            .join("cache/sweeps")
+            .join(format!("{sweep_id}.lock")),
+    )
+    .unwrap();
+    lock.lock().unwrap();
+    let mut second = command(&store, &["sweep", sweep, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(second.stderr.take().unwrap());
+    let mut waiting = String::new();
+    stderr.read_line(&mut waiting).unwrap();
+    assert_eq!(
+        waiting,
+        format!(
+            "waiting: another `ratchet sweep` of this plan ({sweep_id}) is running on this \
+             machine; its finished trials will not be trained again\n"
+        )
     );
+    drop(lock);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let again = second.wait_with_output().unwrap();
+    assert!(again.status.success(), "{rest}");
     let again = stdout_json(&again);
     assert_eq!(again["summary"]["skipped"], 8);
     assert_eq!(again["summary"]["finished"], serde_json::json!([]));
@@ -282,7 +313,7 @@ fn refused(sweep_text: &str, extra: &[&str], expected: &str) {
     assert!(!store.exists(), "the store was touched for {sweep_text}");
 }
 
-const BASE: &str = "[base]\nrun = { env = \"cartpole\", steps = 256 }\n";
+const BASE: &str = "[base]\nrun = { env = \"cartpole\", steps = 256 }\nppo = { n_steps = 128 }\n";
 
 #[test]
 fn bad_sweeps_are_refused_with_one_line_before_anything_starts() {
@@ -306,6 +337,38 @@ fn bad_sweeps_are_refused_with_one_line_before_anything_starts() {
         &[],
         "grid axis `run.steps` = 0: run.steps must be at least 1",
     );
+    refused(
+        &format!("{BASE}[grid]\nrun.steps = [128, 64]\n"),
+        &[],
+        "grid axis `run.steps` = 64: run.steps 64 is less than one PPO rollout (ppo.n_steps 128 x \
+         run.n_envs 1 = 128 steps)",
+    );
+    refused(
+        &format!("metric = \"val/mean_retrun\"\n{BASE}[grid]\nppo.gamma = [0.9, 0.99]\n"),
+        &[],
+        "metric `val/mean_retrun` is not a figure the trials log (did you mean \
+         `val/mean_return`?); the sweep ranks by one of val/mean_return",
+    );
+    refused(
+        "metric = \"val/sharp\"\n[base]\nrun = { steps = 2048 }\n[grid]\nppo.gamma = [0.9, 0.99]\n",
+        &[],
+        "metric `val/sharp` is not a figure the trials log (did you mean `val/sharpe`?); the \
+         sweep ranks by one of val/annual_volatility, val/buy_and_hold_sharpe,",
+    );
+    // Clap refuses it before anything runs.
+    let dir = tempfile::tempdir().unwrap();
+    let out = ratchet(
+        &dir.path().join("mlruns"),
+        &["sweep", "configs/sweep-cartpole.toml", "--workers", "0"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: invalid value '0' for '--workers <N>': must be at least 1\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("mlruns").exists());
 }
 
 #[test]
@@ -502,4 +565,96 @@ fn a_trading_sweep_registers_and_final_tests_the_selected_trial() {
     assert!(shown.status.success());
     assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("probability of backtest overfitting"));
+}
+
+/// The store failing while trials run (here: the parent run's tag for a failed trial cannot
+/// be written) ends the sweep with the error, after stopping the trials still running and
+/// waiting for them (their runs end KILLED, none is left training), and keeps their logs.
+#[test]
+fn a_sweep_that_fails_stops_its_running_trials_and_keeps_their_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("mlruns");
+    let (short, long) = (dir.path().join("short.csv"), dir.path().join("long.csv"));
+    // Unreadable bars (high below low): the trial fails as it loads them.
+    let bad = "Date,Open,High,Low,Close,Volume\n2020-01-01,1,0.5,2,1.5,100\n";
+    std::fs::write(&short, bad).unwrap();
+    std::fs::write(&long, bad).unwrap();
+    let sweep = dir.path().join("failing.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "name = \"failing\"\n[base]\nrun = {{ steps = 10000000, experiment = \"failing\" }}\n\
+             ppo = {{ n_steps = 256, batch_size = 64, n_epochs = 1 }}\n\
+             [grid]\ndata.file = [{short:?}, {long:?}]\n"
+        ),
+    )
+    .unwrap();
+    let sweep = sweep.to_str().unwrap();
+    let args = ["sweep", sweep, "--workers", "2", "--retries", "0"];
+    // First: both trials fail at once; the parent run records each failure as a tag.
+    assert_eq!(ratchet(&store, &args).status.code(), Some(1));
+    let failure_tags: Vec<std::path::PathBuf> = walk(&store)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ratchet.sweep.failed.")
+        })
+        .collect();
+    assert_eq!(failure_tags.len(), 2);
+    // Now one trial trains for long on good bars, and the tag the other's failure writes
+    // cannot be written: a directory stands where the file goes.
+    std::fs::copy(root().join("data/STOCKS_GOOGL.csv"), &long).unwrap();
+    for tag in &failure_tags {
+        std::fs::remove_file(tag).unwrap();
+        std::fs::create_dir_all(tag.join("in-the-way")).unwrap();
+    }
+    let out = ratchet(&store, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error = stderr.lines().last().unwrap();
+    let logs = error
+        .strip_prefix("error: the sweep stopped its running trials; their logs are in ")
+        .and_then(|rest| rest.split(": ").next())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let logs: Vec<String> = std::fs::read_dir(logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        logs.iter().filter(|f| f.ends_with(".err")).count(),
+        2,
+        "{logs:?}"
+    );
+    // The long trial was stopped and waited for: no run is left RUNNING (the parent ends
+    // FAILED, the trial KILLED, or never started if the stop came first).
+    let statuses: Vec<String> = walk(&store)
+        .into_iter()
+        .filter(|p| p.ends_with("meta.yaml"))
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("status: "))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(!statuses.is_empty());
+    assert!(
+        !statuses.iter().any(|s| s == "1"),
+        "a run is left RUNNING: {statuses:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

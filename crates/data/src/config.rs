@@ -47,6 +47,21 @@ pub struct FeatureConfig {
     pub features: Vec<FeatureSpec>,
 }
 
+/// An inline table with its `kind` first, as the configs write features (TOML's own order is
+/// alphabetical).
+fn kind_first(value: &toml::Value) -> String {
+    let Some(table) = value.as_table() else {
+        return value.to_string();
+    };
+    let kind = table.get("kind").map(|k| format!("kind = {k}"));
+    let rest = table
+        .iter()
+        .filter(|(key, _)| key.as_str() != "kind")
+        .map(|(key, v)| format!("{key} = {v}"));
+    let fields: Vec<String> = kind.into_iter().chain(rest).collect();
+    format!("{{ {} }}", fields.join(", "))
+}
+
 /// How feature columns are normalised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -243,6 +258,34 @@ impl Default for FeatureConfig {
 }
 
 impl FeatureConfig {
+    /// The `[features]` table as the example configs write it (each feature an inline table
+    /// on its own line), to paste into a training config.
+    pub fn to_config_toml(&self) -> String {
+        let table = toml::Table::try_from(self).expect("a feature config is a TOML table");
+        let mut out = String::from("[features]\n");
+        // Single values first, then the list that runs over many lines.
+        let (lists, values): (Vec<_>, Vec<_>) = table.iter().partition(|(_, v)| v.is_array());
+        for (key, value) in values {
+            out.push_str(&format!("{key} = {}\n", kind_first(value)));
+        }
+        for (key, value) in lists {
+            out.push_str(&format!("{key} = [\n"));
+            for item in value.as_array().into_iter().flatten() {
+                out.push_str(&format!("    {},\n", kind_first(item)));
+            }
+            out.push_str("]\n");
+        }
+        out
+    }
+
+    /// The column name of the first feature that reads volumes, if any.
+    pub fn reading_volume(&self) -> Option<String> {
+        self.features
+            .iter()
+            .find(|f| matches!(f, FeatureSpec::ZscoreVolume { .. }))
+            .and_then(|f| f.column_names().into_iter().next())
+    }
+
     /// Parses the `[features]` table of a training config, or a bare feature table, and validates it.
     pub fn from_toml_str(s: &str) -> Result<Self, DataError> {
         let mut table: toml::Table = toml::from_str(s).map_err(|e| toml_error(s, &e))?;
@@ -438,6 +481,26 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_toml_reads_back_as_a_training_config_section() {
+        let config = FeatureConfig::default();
+        let text = config.to_config_toml();
+        assert_eq!(
+            text.lines().take(4).collect::<Vec<_>>(),
+            [
+                "[features]",
+                "normalization = { kind = \"rolling_zscore\", window = 100 }",
+                "window = 10",
+                "features = [",
+            ]
+        );
+        assert!(
+            text.contains("\n    { kind = \"log_return\", k = 5 },\n"),
+            "{text}"
+        );
+        assert_eq!(FeatureConfig::from_toml_str(&text).unwrap(), config);
+    }
 
     #[test]
     fn canonical_form_is_sorted_and_compact() {

@@ -48,6 +48,14 @@ pub enum DataError {
         found: String,
     },
 
+    /// A feature reads volumes and the file has no volume column.
+    #[error("{}: feature {feature} reads volumes and the file has no volume column (accepted names: {accepted}); add one, or drop the feature from [features]", .path.display())]
+    NoVolume {
+        path: PathBuf,
+        feature: String,
+        accepted: String,
+    },
+
     /// Several columns claim the same role.
     #[error("{}: columns {columns} can all be read as the {field} column; keep only one of them", .path.display())]
     AmbiguousColumn {

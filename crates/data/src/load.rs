@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::bars::{order_problem, price_problem, range_problem, volume_problem};
 use crate::checksum::{io_error, sha256_hex};
 use crate::timestamp::{TimestampError, epoch_ints_to_ms, parse_timestamps};
-use crate::{Bars, DataError};
+use crate::{Bars, DataError, FeatureConfig};
 
 /// How to read a data file. The default reads the bundled files as they are.
 ///
@@ -95,6 +95,9 @@ pub struct LoadedBars {
     pub timestamp_column: String,
     /// The timestamp layout used (detected or given), e.g. `%Y-%m-%d` or `epoch_ms`.
     pub timestamp_format: String,
+    /// The volume column, as named in the file; `None` when the file has none (the volumes
+    /// are then NaN, and [`LoadedBars::check_features`] refuses features that read them).
+    pub volume_column: Option<String>,
     /// Data rows in the file.
     pub rows_read: usize,
     /// Rows that were out of time order and moved by `repair`.
@@ -106,6 +109,20 @@ pub struct LoadedBars {
 }
 
 impl LoadedBars {
+    /// Refuses `features` that read a column this file does not have (its volume).
+    pub fn check_features(&self, features: &FeatureConfig) -> Result<(), DataError> {
+        if self.volume_column.is_none()
+            && let Some(feature) = features.reading_volume()
+        {
+            return Err(DataError::NoVolume {
+                path: self.path.clone(),
+                feature,
+                accepted: VOLUME_ALIASES.join(", "),
+            });
+        }
+        Ok(())
+    }
+
     /// One line describing what `repair` did, or `None` when nothing was needed.
     pub fn repair_summary(&self) -> Option<String> {
         (self.rows_repaired > 0).then(|| {
@@ -188,7 +205,10 @@ pub fn parse_bars(
     let high = ctx.numbers(&df, &columns.high)?;
     let low = ctx.numbers(&df, &columns.low)?;
     let close = ctx.numbers(&df, &columns.close)?;
-    let volume = ctx.numbers(&df, &columns.volume)?;
+    let volume = match &columns.volume {
+        Some(name) => ctx.numbers(&df, name)?,
+        None => vec![f64::NAN; open.len()],
+    };
     let adj_close = match &columns.adj_close {
         Some(name) => Some(ctx.numbers(&df, name)?),
         None => None,
@@ -205,7 +225,9 @@ pub fn parse_bars(
     {
         ctx.check_prices(name, values)?;
     }
-    ctx.check_volume(&columns.volume, &volume)?;
+    if let Some(name) = &columns.volume {
+        ctx.check_volume(name, &volume)?;
+    }
     ctx.check_bar_consistency(&open, &high, &low, &close)?;
 
     let mut bars = Bars {
@@ -233,6 +255,7 @@ pub fn parse_bars(
         format,
         timestamp_column: columns.time.label(),
         timestamp_format,
+        volume_column: columns.volume,
         rows_read,
         rows_reordered,
         duplicates_dropped,
@@ -246,10 +269,35 @@ fn read_frame(format: FileFormat, bytes: Vec<u8>) -> PolarsResult<DataFrame> {
         FileFormat::Csv => CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
+            .with_parse_options(CsvParseOptions::default().with_separator(separator(&bytes)))
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish(),
         FileFormat::Parquet => ParquetReader::new(Cursor::new(bytes)).finish(),
     }
+}
+
+/// The field separator of a CSV file: whichever of `,` `;` tab and `|` its header line holds
+/// most often outside quotes (a header names at least the time and price columns, so the
+/// separator appears in it several times); `,` when none does.
+fn separator(bytes: &[u8]) -> u8 {
+    const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
+    let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut counts = [0usize; CANDIDATES.len()];
+    let mut quoted = false;
+    for &b in header {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = CANDIDATES.iter().position(|&c| c == b) {
+            counts[i] += 1;
+        }
+    }
+    // The first of equal counts: a comma wins ties.
+    let (best, count) =
+        counts.iter().enumerate().fold(
+            (0, 0),
+            |best, (i, &n)| if n > best.1 { (i, n) } else { best },
+        );
+    if count == 0 { b',' } else { CANDIDATES[best] }
 }
 
 /// Drops blank lines (rows whose fields are all empty) from a CSV frame. Returns the frame and,
@@ -334,7 +382,8 @@ struct ColumnMap {
     low: String,
     close: String,
     adj_close: Option<String>,
-    volume: String,
+    /// Optional: only a feature that reads volumes needs it.
+    volume: Option<String>,
 }
 
 impl ColumnMap {
@@ -403,7 +452,11 @@ impl ColumnMap {
             } else {
                 None
             },
-            volume: one("volume", VOLUME_ALIASES)?,
+            volume: match matching(VOLUME_ALIASES).as_slice() {
+                [] => None,
+                [name] => Some((*name).clone()),
+                many => return Err(ambiguous("volume", many)),
+            },
         })
     }
 }

@@ -391,19 +391,16 @@ fn malformed_parquet() {
 
 #[test]
 fn missing_and_ambiguous_columns() {
-    let err = csv_error("Date,Open,High,Low,Close\n2017-01-02,1,2,0.5,1.5\n");
+    let err = csv_error("Date,Open,High,Low,Volume\n2017-01-02,1,2,0.5,1.5\n");
     assert!(
-        matches!(
-            err,
-            DataError::MissingColumn {
-                field: "volume",
-                ..
-            }
-        ),
+        matches!(err, DataError::MissingColumn { field: "close", .. }),
         "{err:?}"
     );
     let msg = err.to_string();
-    assert!(msg.contains("\"Close\"") && msg.contains("rename"), "{msg}");
+    assert!(
+        msg.contains("\"Volume\"") && msg.contains("rename"),
+        "{msg}"
+    );
 
     let err = csv_error("Date,Open,High,Low,Close,Volume,Last\n2017-01-02,1,2,0.5,1.5,3,1.5\n");
     assert!(
@@ -611,4 +608,63 @@ fn windows_line_endings_bom_and_blank_lines() {
         csv_error(&with_rows(&["", " "])),
         DataError::Empty { .. }
     ));
+}
+
+#[test]
+fn volume_is_needed_only_by_a_feature_that_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "no-volume.csv",
+        "Date,Open,High,Low,Close\n2017-01-02,1,2,0.5,1.5\n2017-01-03,1.5,2,1,1.8\n",
+    );
+    let loaded = load_bars(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.volume_column, None);
+    assert_eq!(loaded.bars.close, vec![1.5, 1.8]);
+    assert!(loaded.bars.volume.iter().all(|v| v.is_nan()));
+    let prices_only = ratchet_data::FeatureConfig::from_toml_str(
+        "window = 2\nfeatures = [{ kind = \"log_return\", k = 1 }]\n",
+    )
+    .unwrap();
+    loaded.check_features(&prices_only).unwrap();
+    let err = loaded
+        .check_features(&ratchet_data::FeatureConfig::default())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: feature zscore_volume_20 reads volumes and the file has no volume column \
+             (accepted names: volume, vol, v); add one, or drop the feature from [features]",
+            path.display()
+        )
+    );
+    let with_volume = load_csv(
+        &with_rows(&["2017-01-02,1,2,0.5,1.5,7"]),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(with_volume.volume_column.as_deref(), Some("Volume"));
+    with_volume
+        .check_features(&ratchet_data::FeatureConfig::default())
+        .unwrap();
+}
+
+#[test]
+fn the_field_separator_is_detected() {
+    let comma = load_csv(
+        &with_rows(&["2017-01-02,1,2,0.5,1.5,7"]),
+        &LoadOptions::default(),
+    )
+    .unwrap()
+    .bars;
+    for text in [
+        "Date;Open;High;Low;Close;Volume\n2017-01-02;1;2;0.5;1.5;7\n",
+        "Date\tOpen\tHigh\tLow\tClose\tVolume\n2017-01-02\t1\t2\t0.5\t1.5\t7\n",
+        "Date|Open|High|Low|Close|Volume\n2017-01-02|1|2|0.5|1.5|7\n",
+        // A quoted name holding another candidate does not count.
+        "\"n;o;t;e;s;;\",Date,Open,High,Low,Close,Volume\nx,2017-01-02,1,2,0.5,1.5,7\n",
+    ] {
+        let loaded = load_csv(text, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.bars, comma, "{text}");
+    }
 }

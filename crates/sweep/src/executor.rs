@@ -121,13 +121,44 @@ pub fn run<L: Launcher>(
     let began = Instant::now();
     let mut scheduler = Scheduler::new(plan, store, sweep, options)?;
     let mut running: Vec<Running<L::Job>> = Vec::new();
+    let driven = drive(launcher, interrupted, &mut scheduler, &mut running);
+    if driven.is_err() {
+        // No trial outlives the sweep: stop the ones still running and wait for them.
+        for r in &mut running {
+            launcher.stop(&mut r.job);
+        }
+        while !running.is_empty() {
+            std::thread::sleep(L::POLL_INTERVAL);
+            running.retain_mut(|r| launcher.poll(&mut r.job).is_none());
+        }
+    }
+    driven?;
+    scheduler.progress.done();
+    scheduler.summary.wall_time_s = began.elapsed().as_secs_f64();
+    Ok(scheduler.summary)
+}
+
+/// Starts and polls trials until none is left to run; an error (the store failing) returns
+/// at once, with the trials still running left in `running`.
+fn drive<L: Launcher>(
+    launcher: &mut L,
+    interrupted: &AtomicBool,
+    scheduler: &mut Scheduler,
+    running: &mut Vec<Running<L::Job>>,
+) -> Result<()> {
+    let (plan, store, sweep, options) = (
+        scheduler.plan,
+        scheduler.store,
+        scheduler.sweep,
+        scheduler.options,
+    );
     let mut stopping = false;
     loop {
         if interrupted.load(Ordering::SeqCst) && !stopping {
             stopping = true;
             scheduler.summary.interrupted = scheduler.queue.len();
             scheduler.queue.clear();
-            for r in &mut running {
+            for r in running.iter_mut() {
                 launcher.stop(&mut r.job);
             }
             scheduler
@@ -179,9 +210,7 @@ pub fn run<L: Launcher>(
             }
         }
     }
-    scheduler.progress.done();
-    scheduler.summary.wall_time_s = began.elapsed().as_secs_f64();
-    Ok(scheduler.summary)
+    Ok(())
 }
 
 /// The bookkeeping of one invocation: what is left to run, what happened, the view.

@@ -9,9 +9,11 @@ use ratchet_backtest::page::{self, escape_html as esc, nice_step};
 
 use crate::leaderboard::{Leaderboard, TrialRow};
 
-/// Extra rules for the scatter (the rest is the shared style).
-const SCATTER_STYLE: &str = "<style>svg .dot{fill:#2563eb;fill-opacity:.75} \
-svg .dot.best{fill:#cf222e;fill-opacity:1} svg .diag{stroke:#8b949e;stroke-dasharray:4 3}</style>";
+/// Extra rules for the scatter and the run ids (32 hex digits, which must wrap to stay in
+/// their card); the rest is the shared style.
+const EXTRA_STYLE: &str = "<style>svg .dot{fill:#2563eb;fill-opacity:.75} \
+svg .dot.best{fill:#cf222e;fill-opacity:1} svg .diag{stroke:#8b949e;stroke-dasharray:4 3} \
+td.run{word-break:break-all;font-family:ui-monospace,monospace;font-size:.85em}</style>";
 
 fn num(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
@@ -39,7 +41,7 @@ pub fn render(board: &Leaderboard) -> String {
             },
         ),
     );
-    h.push_str(SCATTER_STYLE);
+    h.push_str(EXTRA_STYLE);
     page::section(&mut h, "selection", "Selection", |h| selection(h, board));
     page::section(
         &mut h,
@@ -138,26 +140,36 @@ fn configurations(h: &mut String, board: &Leaderboard) {
 }
 
 fn trials(h: &mut String, board: &Leaderboard) {
+    // Ranked by the validation Sharpe ratio, its column would repeat the metric's.
+    let val_sharpe_column = board.metric != "val/sharpe";
     let _ = write!(
         h,
         "<table><thead><tr><th>Trial</th><th>Configuration</th><th class=\"n\">Seed</th>\
-         <th class=\"n\">{}</th><th class=\"n\">Val Sharpe</th><th class=\"n\">Test Sharpe</th>\
-         <th>Run</th></tr></thead><tbody>",
-        esc(&board.metric)
+         <th class=\"n\">{}</th>{}<th class=\"n\">Test Sharpe</th><th>Run</th></tr></thead><tbody>",
+        esc(&board.metric),
+        if val_sharpe_column {
+            "<th class=\"n\">Val Sharpe</th>"
+        } else {
+            ""
+        },
     );
     for t in &board.trials {
         let best = board.best_trial.as_deref() == Some(t.trial_id.as_str());
         let _ = write!(
             h,
             "<tr{}><td>{}{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+             {}<td class=\"n\">{}</td><td class=\"run\">{}</td></tr>",
             if best { " class=\"best\"" } else { "" },
             esc(&t.trial_id),
             if best { " (selected)" } else { "" },
             esc(&t.overrides),
             t.seed,
             num(t.value),
-            num(t.val_sharpe),
+            if val_sharpe_column {
+                format!("<td class=\"n\">{}</td>", num(t.val_sharpe))
+            } else {
+                String::new()
+            },
             num(t.test_sharpe),
             esc(&t.run_id),
         );
@@ -335,6 +347,20 @@ mod tests {
         );
         assert!(!html.contains("id=\"no-test\""));
         assert_eq!(render(&board(true)), html, "rendering is deterministic");
+    }
+
+    #[test]
+    fn the_trials_table_names_each_figure_once_and_wraps_run_ids() {
+        let html = render(&board(true));
+        assert_eq!(html.matches("Val Sharpe").count(), 0);
+        assert_eq!(html.matches("<th class=\"n\">val/sharpe</th>").count(), 1);
+        assert!(html.contains("<td class=\"run\">run-a</td>"));
+        assert!(html.contains("td.run{word-break:break-all;"));
+        let mut by_return = board(true);
+        by_return.metric = "val/total_return".into();
+        let html = render(&by_return);
+        assert_eq!(html.matches("<th class=\"n\">Val Sharpe</th>").count(), 1);
+        assert_eq!(html.matches("<td class=\"n\">1.5000</td>").count(), 2);
     }
 
     #[test]

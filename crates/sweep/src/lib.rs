@@ -7,7 +7,7 @@
 //! use ratchet_sweep::{Leaderboard, LocalLauncher, Options, Plan, SweepFile, SweepStore, run};
 //!
 //! # fn resolve(text: &str) -> Result<serde_json::Value, String> { unimplemented!() }
-//! let plan = Plan::new(SweepFile::read("configs/sweep-cartpole.toml".as_ref())?, &resolve)?;
+//! let plan = Plan::new(SweepFile::read("configs/sweep-cartpole.toml".as_ref(), &|p| std::fs::read_to_string(p))?, &resolve)?;
 //! let store = SweepStore::open("./mlruns")?;
 //! let sweep = store.parent_run(&plan)?;
 //! let mut launcher = LocalLauncher::new(std::env::current_exe()?)?;

@@ -35,6 +35,14 @@ impl LocalLauncher {
     }
 }
 
+impl LocalLauncher {
+    /// Keeps the directory of the trials' config files and output (it is deleted with the
+    /// launcher otherwise), for a sweep that failed; returns where it is.
+    pub fn keep_logs(self) -> PathBuf {
+        self.dir.keep()
+    }
+}
+
 impl Launcher for LocalLauncher {
     type Job = LocalJob;
     const POLL_INTERVAL: Duration = Duration::from_millis(10);

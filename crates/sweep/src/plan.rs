@@ -305,7 +305,7 @@ mod tests {
     }
 
     fn plan(text: &str) -> Result<Plan> {
-        let file = SweepFile::parse(Path::new("s.toml"), text)?;
+        let file = SweepFile::parse(Path::new("s.toml"), text, &|p| std::fs::read_to_string(p))?;
         Plan::new(file, &resolve)
     }
 

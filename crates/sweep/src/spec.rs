@@ -54,6 +54,9 @@ impl Goal {
     }
 }
 
+/// Reads a file's text: the sweep file and its `base` config.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
 /// A distribution of a random axis.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -118,22 +121,24 @@ enum RawBase {
 
 impl SweepFile {
     /// Reads and checks the shape of a sweep file (the config keys are checked when the
-    /// sweep is planned, against the real training config).
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read sweep file {}", path.display()))?;
-        Self::parse(path, &text).with_context(|| path.display().to_string())
+    /// sweep is planned, against the real training config). `read` reads it and its `base`
+    /// file: the `ratchet` binary passes one that falls back to its built-in configs.
+    pub fn read(path: &Path, read: ReadFile) -> Result<Self> {
+        let text =
+            read(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
+        Self::parse(path, &text, read).with_context(|| path.display().to_string())
     }
 
-    /// Parses `text` as the sweep file at `path` (relative `base` files are found beside it).
-    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+    /// Parses `text` as the sweep file at `path` (relative `base` files are found beside it,
+    /// and read with `read`).
+    pub fn parse(path: &Path, text: &str, read: ReadFile) -> Result<Self> {
         let raw: RawSweep = toml::from_str(text).map_err(|e| anyhow!("{}", e.message()))?;
         let base = match raw.base {
             None => Table::new(),
             Some(RawBase::Inline(table)) => table,
             Some(RawBase::File(file)) => {
                 let file = path.parent().unwrap_or(Path::new("")).join(file);
-                let text = std::fs::read_to_string(&file)
+                let text = read(&file)
                     .with_context(|| format!("cannot read the base config {}", file.display()))?;
                 text.parse::<Table>()
                     .map_err(|e| anyhow!("base config {}: {}", file.display(), e.message()))?
@@ -338,7 +343,9 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<SweepFile> {
-        SweepFile::parse(Path::new("dir/s.toml"), text)
+        SweepFile::parse(Path::new("dir/s.toml"), text, &|p| {
+            std::fs::read_to_string(p)
+        })
     }
 
     #[test]

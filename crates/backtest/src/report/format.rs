@@ -43,7 +43,8 @@ pub fn metric_table(report: &Report) -> Vec<(&'static str, String, String)> {
 }
 
 /// The trades both reports list (the last `listed`), each with its number from 1 and its
-/// cells: side, entry, entry price, exit (marked when still open), exit price, bars, return.
+/// cells: side, entry, entry price, exit, exit price, bars, return. A trade still held at the
+/// end has no exit: it is valued at the last bar's close, and says so in both cells.
 pub fn trade_rows(
     trades: &[TradeRecord],
     listed: usize,
@@ -54,13 +55,20 @@ pub fn trade_rows(
         .enumerate()
         .skip(skip)
         .map(|(i, t)| {
-            let open = if t.trade.closed { "" } else { " (open)" };
+            let (exit, exit_price) = if t.trade.closed {
+                (time(t.exit_time), price(t.trade.exit_price))
+            } else {
+                (
+                    format!("still held at {}", time(t.exit_time)),
+                    format!("{} (close)", price(t.trade.exit_price)),
+                )
+            };
             let cells = [
                 format!("{:?}", t.trade.side),
                 time(t.entry_time),
                 price(t.trade.entry_price),
-                format!("{}{open}", time(t.exit_time)),
-                price(t.trade.exit_price),
+                exit,
+                exit_price,
                 t.trade.bars.to_string(),
                 signed_percent(t.trade.trade_return),
             ];
@@ -113,3 +121,56 @@ pub fn escape_markdown_cell(s: &str) -> String {
 pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Side, Trade};
+
+    #[test]
+    fn a_trade_still_held_says_so_in_its_exit_cells() {
+        let day = |d: u32| {
+            chrono::NaiveDate::from_ymd_opt(2018, 8, d)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+        };
+        let trade = |closed: bool| TradeRecord {
+            entry_time: day(27),
+            exit_time: day(29),
+            trade: Trade {
+                side: Side::Long,
+                entry_bar: 0,
+                entry_price: 1250.0,
+                exit_bar: 2,
+                exit_price: 1262.5,
+                closed,
+                bars: 2,
+                pnl: 0.01,
+                trade_return: 0.01,
+            },
+        };
+        let trades = [trade(true), trade(false)];
+        let rows: Vec<[String; 7]> = trade_rows(&trades, 10)
+            .into_iter()
+            .map(|(_, _, cells)| cells)
+            .collect();
+        assert_eq!(
+            rows[0],
+            [
+                "Long",
+                "2018-08-27",
+                "1250.00",
+                "2018-08-29",
+                "1262.50",
+                "2",
+                "+1.00%"
+            ]
+        );
+        assert_eq!(
+            [rows[1][3].as_str(), rows[1][4].as_str()],
+            ["still held at 2018-08-29", "1262.50 (close)"]
+        );
+    }
+}
