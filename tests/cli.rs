@@ -1772,6 +1772,7 @@ fn a_version_is_judged_on_its_own_ranges() {
         stderr.contains("no feature row falls in the recorded validation range"),
         "{stderr}"
     );
+}
 
 /// The README's quickstart, command for command, from an empty directory with a copy of the
 /// built binary (no repository beside it): the first `train`, then every `ratchet` line of
