@@ -21,6 +21,7 @@
 #
 #   scripts/serve_bench.sh    # DURATION=20 CONNECTIONS=64 BATCH_SYMBOLS=100 RSS_EVERY=5
 #   SECTIONS="single slo" DURATION=300 scripts/serve_bench.sh    # RSS over 5 minutes
+#   RATCHET_BIN=/path/to/ratchet scripts/serve_bench.sh           # another build
 # Needs wrk (apt-get install wrk) and the test venv (scripts/test.sh makes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +36,9 @@ fi
 load() { "${load_cpu[@]}" wrk -t"$threads" -c"$connections" "$@"; }
 python="${RATCHET_PYTHON:-$HOME/.cache/ratchet/venv/bin/python}"
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet
-ratchet="$PWD/target/release/ratchet"
+# RATCHET_BIN: a ratchet binary to measure instead of building this checkout's.
+if [ -z "${RATCHET_BIN:-}" ]; then cargo build --release --quiet; fi
+ratchet="${RATCHET_BIN:-$PWD/target/release/ratchet}"
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -67,6 +69,15 @@ start_server() { # LABEL ARGS...: starts `ratchet serve` on core 0; sets $url an
         sleep 0.1
     done
     url="http://127.0.0.1:$port"
+}
+report() { # LABEL DECISIONS_PER_REQUEST WRK_OUTPUT
+    local rps p50 p99
+    rps="$(awk '/Requests\/sec/ {print $2}' "$3")"
+    p50="$(awk '$1 == "50%" {print $2}' "$3")"
+    p99="$(awk '$1 == "99%" {print $2}' "$3")"
+    printf '%-44s %12.0f req/s %12.0f decisions/s   p50 %-9s p99 %s\n' \
+        "$1" "$rps" "$(echo "$rps * $2" | bc -l)" "$p50" "$p99"
+    grep -E "Non-2xx|Socket errors" "$3" || true
 }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 sample_rss() { # PID OUT: the RSS in MB every $rss_every seconds until killed
@@ -129,7 +140,7 @@ if has sessions; then
     echo "filling $sessions sessions with 300 bars each ..."
     start_server sessions --max-sessions "$sessions"
     before="$(rss_mb "$server_pid")"
-    # 30 symbols x 300 bars per request (9,000 bars, under the 10,000 limit).
+    # 10 symbols x 300 bars per request (3,000 bars, about 350 KB: under the 1 MiB body limit).
     "$python" - "$url" "$sessions" <<'PY'
 import json, math, sys, urllib.request
 url, n = sys.argv[1], int(sys.argv[2])
@@ -139,8 +150,8 @@ def bars(s):
         p = 100 + 10 * math.sin(t / 50 + s)
         out.append({"timestamp": 1500000000 + 60 * t, "open": p, "high": p + 1, "low": p - 1, "close": p + 0.5, "volume": 1000})
     return out
-for first in range(0, n, 30):
-    body = json.dumps([{"symbol": f"M{s}", "bars": bars(s)} for s in range(first, min(first + 30, n))]).encode()
+for first in range(0, n, 10):
+    body = json.dumps([{"symbol": f"M{s}", "bars": bars(s)} for s in range(first, min(first + 10, n))]).encode()
     urllib.request.urlopen(urllib.request.Request(url + "/v1/bars", body, {"Content-Type": "application/json"})).read()
 PY
     sleep 1

@@ -233,11 +233,6 @@ impl Window {
         1.0 - (self.log_equity - self.peak).exp()
     }
 
-    /// Cumulative paper log return.
-    pub fn log_equity(&self) -> f64 {
-        self.log_equity
-    }
-
     /// The first limit of `slo` the window breaks, described; `None` while within them or
     /// with too few decisions in the window to tell.
     pub fn breach(&mut self, slo: &Slo) -> Option<String> {

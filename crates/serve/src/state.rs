@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::model::{BuildModel, ServedModel};
 use crate::session::Session;
 use crate::slo::Slo;
-use crate::watch::Retry;
+use crate::watch::{Refusal, Retry};
 
 /// Events kept for `/v1/deployment` (oldest dropped first).
 const MAX_EVENTS: usize = 200;
@@ -47,8 +47,8 @@ pub struct AppState {
     history: Mutex<Vec<Event>>,
     /// Versions not to load again in a role (they failed to load or were rolled back).
     pub skipped: Mutex<HashSet<(Role, u64)>>,
-    /// Versions refused in a role: the reason, and whether it was reported.
-    pub refused: Mutex<HashMap<(Role, u64), (String, bool)>>,
+    /// Versions refused in a role.
+    pub refused: Mutex<HashMap<(Role, u64), Refusal>>,
     /// Versions the store could not deliver, and when to try again.
     pub unavailable: Mutex<HashMap<(Role, u64), Retry>>,
     /// Why the last rollback of a version in a role failed, once reported.
@@ -164,6 +164,21 @@ impl AppState {
     ) {
         tracing::info!(event, %role, ?version, ?previous, detail, "deployment");
         let at = Utc::now();
+        // In the history first: the store write may take a while (a server over HTTP).
+        {
+            let mut history = self.history.lock().expect("no panics hold the lock");
+            history.push(Event {
+                at,
+                event,
+                role,
+                version,
+                previous,
+                detail: detail.clone(),
+            });
+            if history.len() > MAX_EVENTS {
+                history.remove(0);
+            }
+        }
         if let Some(v) = version {
             let name = &self
                 .targets
@@ -175,23 +190,11 @@ impl AppState {
                 role: role.to_string(),
                 server: self.server.clone(),
                 at,
-                detail: detail.clone(),
+                detail,
             };
             if let Err(e) = self.registry.record_deployment(name, v, &record) {
                 tracing::warn!("could not record the {event} event of models:/{name}/{v}: {e}");
             }
-        }
-        let mut history = self.history.lock().expect("no panics hold the lock");
-        history.push(Event {
-            at,
-            event,
-            role,
-            version,
-            previous,
-            detail,
-        });
-        if history.len() > MAX_EVENTS {
-            history.remove(0);
         }
     }
 

@@ -17,6 +17,18 @@ use crate::state::AppState;
 /// The longest wait before loading a version again after the store could not be reached.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a refusal must hold before it is reported: longer than a promotion takes from
+/// moving the alias to updating the statuses.
+const REFUSAL_SETTLE: Duration = Duration::from_secs(1);
+
+/// Why a version is refused in a role, since when, and whether that was reported.
+#[derive(Clone)]
+pub struct Refusal {
+    pub why: String,
+    pub since: Instant,
+    pub reported: bool,
+}
+
 /// When a version the store could not deliver is tried again.
 pub struct Retry {
     pub next: Instant,
@@ -115,17 +127,29 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
         }
         // A refusal (status, features) is checked again at every poll, since the version's
         // status may still change: a promotion moves the alias a moment before it updates the
-        // statuses. It costs a read of the version's tags, nothing is downloaded. A refusal
-        // is reported once, when the second check in a row confirms it.
+        // statuses (longer on a busy machine or over HTTP). It costs a read of the version's
+        // tags, nothing is downloaded. A refusal is reported once, when the same reason has
+        // held for REFUSAL_SETTLE.
         Err(LoadError::Refused(why)) => {
-            let confirmed = previous_refusal.as_ref() == Some(&(why.clone(), false));
-            let reported = previous_refusal.as_ref() == Some(&(why.clone(), true));
+            let now = Instant::now();
+            let (since, reported) = match previous_refusal {
+                Some(previous) if previous.why == why => (previous.since, previous.reported),
+                _ => (now, false),
+            };
+            let report = !reported && now.duration_since(since) >= REFUSAL_SETTLE;
             state
                 .refused
                 .lock()
                 .expect("no panics hold the lock")
-                .insert((role, holder), (why.clone(), confirmed || reported));
-            if confirmed {
+                .insert(
+                    (role, holder),
+                    Refusal {
+                        why: why.clone(),
+                        since,
+                        reported: reported || report,
+                    },
+                );
+            if report {
                 state.metrics.swaps_refused.inc();
                 state.event("refused", role, Some(holder), serving, why);
             }
