@@ -150,7 +150,8 @@ POST /v1/bars with the position for the next bar. It follows the aliases: when o
 (`ratchet models promote`), the new version is loaded, verified and warmed in the background
 and swapped in without a failed request. Only `validated` or `production` versions are served
 unless --allow-unvalidated. Set RATCHET_SERVE_TOKEN to require `Authorization: Bearer TOKEN`
-on POST /v1/reload. Ctrl-C or SIGTERM drains requests in flight and exits 0; SIGHUP checks
+on /v1/bars, /v1/deployment and /v1/reload (/healthz, /readyz and /metrics stay open);
+--tls-cert and --tls-key serve HTTPS. Ctrl-C or SIGTERM drains requests in flight and exits 0; SIGHUP checks
 the aliases now.
 
 Endpoints:
@@ -160,9 +161,11 @@ Endpoints:
   POST /v1/reload      check the aliases now
   GET  /healthz, /readyz, /metrics (Prometheus)
 
-An SLO file (TOML) sets limits on the production and canary versions over a rolling window:
+An SLO file (TOML) sets limits on the production and canary versions over a rolling window.
+configs/slo.toml holds (a limit left out is not checked; the window and the least number of
+decisions judged default to these values):
   window_seconds = 60, min_decisions = 20, max_error_rate = 0.05,
-  max_p99_latency_ms = 50.0, max_drawdown = 0.10
+  max_p99_latency_ms = 5.0, max_drawdown = 0.10
 A version that breaks one (or fails to load) has its alias rolled back.
 
 Examples:
@@ -203,6 +206,17 @@ pub struct ServeArgs {
     /// Serve versions whose status is not `validated` or `production`.
     #[arg(long)]
     pub allow_unvalidated: bool,
+    /// Most symbols with a session; a request that would open more is answered 429 (see
+    /// crates/serve/README.md for the memory a session takes).
+    #[arg(long, value_name = "N", default_value_t = ratchet_serve::DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key), for a server that is not
+    /// on loopback.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 const SWEEP_HELP: &str = "\

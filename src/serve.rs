@@ -49,6 +49,21 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(ratchet_serve::tls::server_config(cert, key)?),
+            _ => None,
+        };
+        if !address.ip().is_loopback() && (tls.is_none() || token.is_none()) {
+            eprintln!(
+                "warning: listening on {address}, beyond this machine, {}",
+                match (tls.is_some(), token.is_some()) {
+                    (false, false) => "in plain HTTP and with no RATCHET_SERVE_TOKEN",
+                    (false, true) =>
+                        "in plain HTTP (the token travels in the clear; see --tls-cert)",
+                    _ => "with no RATCHET_SERVE_TOKEN: anyone who reaches it can send bars",
+                }
+            );
+        }
         let options = ServeOptions {
             targets,
             canary_percent: if args.canary.is_some() {
@@ -60,6 +75,7 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             slo,
             allow_unvalidated: args.allow_unvalidated,
             token,
+            max_sessions: args.max_sessions,
         };
         let state = tokio::task::spawn_blocking({
             let server = address.to_string();
@@ -73,10 +89,20 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             live.production.version_id,
             state.targets.production
         );
-        println!("listening on http://{address}");
-        std::io::stdout().flush()?;
         tokio::spawn(reload_on_sighup(state.clone()));
-        ratchet_serve::serve(state, listener, shutdown_signal()).await?;
+        match tls {
+            Some(config) => {
+                let listener = ratchet_serve::tls::TlsListener::new(listener, config)?;
+                println!("listening on https://{address}");
+                std::io::stdout().flush()?;
+                ratchet_serve::serve(state, listener, shutdown_signal()).await?;
+            }
+            None => {
+                println!("listening on http://{address}");
+                std::io::stdout().flush()?;
+                ratchet_serve::serve(state, listener, shutdown_signal()).await?;
+            }
+        }
         eprintln!("stopped: requests in flight were answered");
         Ok(())
     })

@@ -1,13 +1,14 @@
 -- wrk script: single-bar POST /v1/bars requests for `ratchet serve`. Each wrk thread cycles
 -- through its own SYMBOLS symbols; a symbol's bars carry increasing timestamps, and with far
 -- fewer connections than symbols per thread, a symbol's previous request has always been
--- answered before its next one is sent. Timestamps start at this run's start time, so later
--- runs continue the same sessions. BATCH > 1 sends that many symbols per request.
+-- answered before its next one is sent. Timestamps are epoch milliseconds from this run's start
+-- time, one millisecond per bar of a symbol (so at most 1,000 bars a second per symbol), and
+-- later runs continue the same sessions. BATCH > 1 sends that many symbols per request.
 local symbols = tonumber(os.getenv("SYMBOLS") or "1000")
 local batch = tonumber(os.getenv("BATCH") or "1")
 local threads = 0
 local counter = 0
-local base = os.time() * 1000000
+local base = os.time() * 1000
 
 function setup(thread)
   thread:set("id", threads)

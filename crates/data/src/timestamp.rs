@@ -375,6 +375,21 @@ pub(crate) fn epoch_ints_to_ms(
     Ok((ms, unit.name().to_string()))
 }
 
+/// Reads one timestamp the way a data file's column is read when no `timestamp_format` is set
+/// (epoch seconds or milliseconds told apart by magnitude, RFC 3339, `2018-08-30`,
+/// `2018-08-30 00:00:00`, …; UTC unless it carries an offset). Returns epoch milliseconds
+/// and the layout that read it (`epoch_s`, `rfc3339`, `%Y-%m-%d`, …); an error says why not.
+pub fn parse_timestamp(text: &str) -> Result<(i64, String), String> {
+    match detect_and_parse(&[text.trim()]) {
+        Ok((mut ms, layout)) => Ok((ms.remove(0), layout)),
+        Err(TimestampError::Format(problem)) => Err(problem),
+        Err(TimestampError::Value { .. }) => Err(format!(
+            "{text:?} is not a timestamp the data loader reads (epoch seconds or milliseconds, \
+             RFC 3339, 2018-08-30, 2018-08-30 00:00:00, …)"
+        )),
+    }
+}
+
 /// ISO 8601 text for an epoch-millisecond timestamp: `2017-01-01T22:00:00Z` (with milliseconds
 /// only when they are not zero).
 pub fn format_timestamp(ms: i64) -> String {

@@ -9,6 +9,7 @@ use ratchet_registry::ModelRef;
 use serde::Serialize;
 
 use crate::model::{ModelInfo, ServedModel};
+use crate::slo::Recorder;
 
 /// A version's part in the deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -46,6 +47,10 @@ pub struct Live {
     pub shadow: Option<Arc<ServedModel>>,
     /// Share of symbols the canary answers, in percent.
     pub canary_percent: f64,
+    /// Where the production and canary versions' decisions are recorded for the SLO watch
+    /// (with an SLO only): new with each version, so a version is judged on its own.
+    pub production_record: Option<Arc<Recorder>>,
+    pub canary_record: Option<Arc<Recorder>>,
 }
 
 impl Live {
@@ -55,6 +60,15 @@ impl Live {
         match &self.canary {
             Some(canary) if in_canary_share(symbol, self.canary_percent) => (Role::Canary, canary),
             _ => (Role::Production, &self.production),
+        }
+    }
+
+    /// The SLO recorder of `role` (the shadow is not judged).
+    pub fn recorder(&self, role: Role) -> Option<&Arc<Recorder>> {
+        match role {
+            Role::Production => self.production_record.as_ref(),
+            Role::Canary => self.canary_record.as_ref(),
+            Role::Shadow => None,
         }
     }
 

@@ -1,20 +1,21 @@
 //! The HTTP API: plain async handlers over the shared [`AppState`].
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ratchet_data::Bar;
+use ratchet_data::{Bar, format_timestamp};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::deployment::{Live, Role};
 use crate::model::ServedModel;
@@ -25,8 +26,6 @@ use crate::state::AppState;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Most bars one request may carry.
 const MAX_BARS_PER_REQUEST: usize = 10_000;
-/// Most symbols the server keeps sessions for.
-pub const MAX_SESSIONS: usize = 100_000;
 /// Longest symbol accepted.
 const MAX_SYMBOL_CHARS: usize = 64;
 
@@ -143,8 +142,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-async fn deployment(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    axum::Json(state.view())
+/// What is live. Needs `Authorization: Bearer TOKEN` when the server has a token.
+async fn deployment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(axum::Json(state.view()).into_response())
 }
 
 /// Checks the aliases now. Needs `Authorization: Bearer TOKEN` when the server has a token.
@@ -169,14 +173,17 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    // Constant time: the answer's timing tells nothing of how much of a guess was right.
+    if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes()))) {
         Ok(())
     } else {
         Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             kind: "unauthorized",
-            message: "this endpoint needs the header `Authorization: Bearer <RATCHET_SERVE_TOKEN>`"
-                .into(),
+            message:
+                "this endpoint needs the header `Authorization: Bearer <RATCHET_SERVE_TOKEN>` \
+                      (only /healthz, /readyz and /metrics are open)"
+                    .into(),
         })
     }
 }
@@ -192,9 +199,7 @@ struct SymbolBars {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireBar {
-    /// Epoch milliseconds, or an RFC 3339 date-time.
-    #[serde(deserialize_with = "timestamp")]
-    timestamp: i64,
+    timestamp: Timestamp,
     open: f64,
     high: f64,
     low: f64,
@@ -202,33 +207,56 @@ struct WireBar {
     volume: f64,
 }
 
-fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Wire {
-        Millis(i64),
-        Text(String),
-    }
-    match Wire::deserialize(d).map_err(|_| {
-        serde::de::Error::custom("timestamp must be epoch milliseconds or an RFC 3339 date-time")
-    })? {
-        Wire::Millis(ms) => Ok(ms),
-        Wire::Text(text) => chrono::DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.timestamp_millis())
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "timestamp {text:?} is not an RFC 3339 date-time ({e}); \
-                     e.g. 2017-06-01T14:00:00Z, or epoch milliseconds"
-                ))
-            }),
+/// A bar's timestamp as sent (a number or text), read by the data loader's own parser: epoch
+/// milliseconds, and the layout it was read as.
+struct Timestamp {
+    ms: i64,
+    layout: String,
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Number(serde_json::Number),
+            Text(String),
+        }
+        let text = match Wire::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a timestamp is a number (epoch seconds or milliseconds) or text",
+            )
+        })? {
+            Wire::Number(n) => n.to_string(),
+            Wire::Text(t) => t,
+        };
+        let (ms, layout) =
+            ratchet_data::parse_timestamp(&text).map_err(serde::de::Error::custom)?;
+        Ok(Timestamp { ms, layout })
     }
 }
 
-/// The answer for one symbol.
+/// Query options of `POST /v1/bars`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BarsOptions {
+    /// Answer the decision after every bar of a request, not only after the last.
+    #[serde(default)]
+    every_bar: bool,
+}
+
+/// The decision after one bar.
 #[derive(Serialize)]
-struct SymbolDecision {
-    symbol: String,
-    bars_accepted: usize,
+struct BarDecision {
+    /// The bar's time, ISO 8601 (UTC).
+    timestamp: String,
+    #[serde(flatten)]
+    decision: Decision,
+}
+
+/// A decision, or the want of one while the features warm up.
+#[derive(Serialize)]
+struct Decision {
     /// True until the features' window is full; no position is decided before.
     warming_up: bool,
     bars_needed: usize,
@@ -245,12 +273,66 @@ struct SymbolDecision {
     role: Option<Role>,
 }
 
-/// `POST /v1/bars`: one `{"symbol", "bars"}` object or a list of them. Every bar is checked
-/// before any is taken, so a rejected request changes no session.
+impl Decision {
+    fn new(decided: Option<&Decided>, session: &Session) -> Self {
+        match decided {
+            None => Decision {
+                warming_up: true,
+                bars_needed: session.bars_needed(),
+                position: None,
+                action: None,
+                version: None,
+                version_id: None,
+                role: None,
+            },
+            Some((position, model, role)) => Decision {
+                warming_up: false,
+                bars_needed: 0,
+                position: Some(*position),
+                action: Some(match *position {
+                    p if p < 0.0 => "short",
+                    p if p > 0.0 => "long",
+                    _ => "flat",
+                }),
+                version: Some(model.version),
+                version_id: Some(model.version_id.clone()),
+                role: Some(*role),
+            },
+        }
+    }
+}
+
+/// The answer for one symbol: the decision after its last bar.
+#[derive(Serialize)]
+struct SymbolDecision {
+    symbol: String,
+    bars_accepted: usize,
+    /// The layouts its bars' timestamps were read as (`epoch_s`, `epoch_ms`, `rfc3339`,
+    /// `%Y-%m-%d`, …), each once.
+    timestamps_read_as: Vec<String>,
+    #[serde(flatten)]
+    decision: Decision,
+    /// With `?every_bar=true`: the decision after each bar, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    every_bar: Option<Vec<BarDecision>>,
+}
+
+/// `POST /v1/bars`: one `{"symbol", "bars"}` object or a list of them. The whole request is
+/// checked (after the bearer token, when the server has one), then taken on copies of the sessions, which replace them only when every symbol
+/// was taken: a rejected request (400, 429, 503) changes no session.
 async fn bars(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    options: Result<Query<BarsOptions>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let Query(options) = options.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; the one option is ?every_bar=true",
+            e.body_text()
+        ))
+    })?;
     let body = body.map_err(|e| ApiError {
         status: e.status(),
         kind: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -265,10 +347,7 @@ async fn bars(
     })?;
     let requests = parse_bars(&body)?;
     let live = state.live();
-    let mut answers = Vec::with_capacity(requests.len());
-    for request in &requests {
-        answers.push(take_bars(&state, &live, request)?);
-    }
+    let answers = take_request(&state, &live, &requests, options.every_bar)?;
     Ok(axum::Json(json!({ "decisions": answers })).into_response())
 }
 
@@ -324,11 +403,12 @@ fn parse_bars(body: &[u8]) -> Result<Vec<SymbolBars>, ApiError> {
                 )));
             }
             if let Some(previous) = previous
-                && bar.timestamp <= previous.timestamp
+                && bar.timestamp.ms <= previous.timestamp.ms
             {
                 return Err(ApiError::bad_request(format!(
                     "{symbol} bar {i}: timestamp {} is not after the previous bar's ({}); send bars oldest first, one per time",
-                    bar.timestamp, previous.timestamp
+                    format_timestamp(bar.timestamp.ms),
+                    format_timestamp(previous.timestamp.ms)
                 )));
             }
         }
@@ -343,7 +423,7 @@ fn parse_bars(body: &[u8]) -> Result<Vec<SymbolBars>, ApiError> {
 
 fn as_bar(b: &WireBar) -> Bar {
     Bar {
-        timestamp: b.timestamp,
+        timestamp: b.timestamp.ms,
         open: b.open,
         high: b.high,
         low: b.low,
@@ -352,78 +432,169 @@ fn as_bar(b: &WireBar) -> Bar {
     }
 }
 
-/// Feeds one symbol's bars to its session, deciding after each bar as a backtest does, and
-/// answers with the decision after the last one.
+/// Takes a checked request in two phases. First every symbol's session is found and locked
+/// (in symbol order, so requests never deadlock), and the request is checked against them:
+/// room for the new sessions, every symbol's first bar after its last. Then every symbol's
+/// bars go through a copy of its session; only when all were taken do the copies replace the
+/// sessions and the request's decisions and paper PnL count in the metrics.
+fn take_request(
+    state: &AppState,
+    live: &Live,
+    requests: &[SymbolBars],
+    every_bar: bool,
+) -> Result<Vec<SymbolDecision>, ApiError> {
+    let symbols: Vec<&str> = requests.iter().map(|r| r.symbol.as_str()).collect();
+    let mut found = state.find_sessions(&symbols);
+    let _creating = if found.iter().any(Option::is_none) {
+        let creating = state.creating();
+        // Another request may have created some of them while this one waited.
+        found = state.find_sessions(&symbols);
+        let new = found.iter().filter(|s| s.is_none()).count();
+        if new > 0 && state.session_count() + new > state.max_sessions {
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "too_many_sessions",
+                message: format!(
+                    "the request needs {new} new sessions, and the server holds sessions for {} \
+                     symbols of its limit of {} (--max-sessions)",
+                    state.session_count(),
+                    state.max_sessions
+                ),
+            });
+        }
+        Some(creating)
+    } else {
+        None
+    };
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_unstable_by_key(|&i| symbols[i]);
+    let mut locked: Vec<Option<MutexGuard<Session>>> = (0..requests.len()).map(|_| None).collect();
+    for &i in &order {
+        locked[i] = found[i]
+            .as_ref()
+            .map(|s| s.lock().expect("no panics hold the lock"));
+    }
+    for (request, session) in requests.iter().zip(&locked) {
+        if let Some(last) = session.as_ref().and_then(|s| s.last_timestamp())
+            && request.bars[0].timestamp.ms <= last
+        {
+            return Err(ApiError::bad_request(format!(
+                "{} bar 0: timestamp {} is not after the symbol's last bar ({})",
+                request.symbol,
+                format_timestamp(request.bars[0].timestamp.ms),
+                format_timestamp(last)
+            )));
+        }
+    }
+    let mut effects = Effects::default();
+    let mut taken = Vec::with_capacity(requests.len());
+    let mut answers = Vec::with_capacity(requests.len());
+    for (request, session) in requests.iter().zip(&locked) {
+        let mut work = match session {
+            Some(s) => Session::clone(s),
+            None => Session::new(&live.production)
+                .expect("a served version's feature config was validated when it loaded"),
+        };
+        answers.push(take_bars(
+            state,
+            live,
+            request,
+            &mut work,
+            &mut effects,
+            every_bar,
+        )?);
+        taken.push(work);
+    }
+    let mut new = Vec::new();
+    for ((request, session), work) in requests.iter().zip(&mut locked).zip(taken) {
+        match session {
+            Some(s) => **s = work,
+            None => new.push((request.symbol.clone(), work)),
+        }
+    }
+    if !new.is_empty() {
+        state.add_sessions(new);
+    }
+    effects.apply(state, live);
+    Ok(answers)
+}
+
+/// What a request's decisions add to the metrics and the SLO record of each version, kept
+/// until the whole request is taken. (Failed decisions are counted at once: they happened,
+/// whether or not the request is answered.)
+#[derive(Default)]
+struct Effects {
+    decisions: Vec<(Arc<ServedModel>, Role, &'static str)>,
+    disagreements: Vec<Role>,
+    paper: Vec<PaperReturn>,
+}
+
+impl Effects {
+    fn apply(self, state: &AppState, live: &Live) {
+        for (model, role, outcome) in self.decisions {
+            state.metrics.decision(&model, role, outcome);
+        }
+        for role in self.disagreements {
+            state
+                .metrics
+                .disagreements
+                .with_label_values(&[role.as_str()])
+                .inc();
+        }
+        for paper in self.paper {
+            book_paper(state, live, paper);
+        }
+    }
+}
+
+/// Feeds one symbol's bars to (a copy of) its session, deciding after each bar as a backtest
+/// does, and answers with the decision after the last one (and after each, with `every_bar`).
 fn take_bars(
     state: &AppState,
     live: &Live,
     request: &SymbolBars,
+    session: &mut Session,
+    effects: &mut Effects,
+    every_bar: bool,
 ) -> Result<SymbolDecision, ApiError> {
     let symbol = &request.symbol;
-    let session = state
-        .session(symbol, live, MAX_SESSIONS)
-        .ok_or_else(|| ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            kind: "too_many_sessions",
-            message: format!("the server holds sessions for {MAX_SESSIONS} symbols, its limit"),
-        })?;
-    let mut session = session.lock().expect("no panics hold the lock");
-    if let Some(last) = session.last_timestamp()
-        && request.bars[0].timestamp <= last
-    {
-        return Err(ApiError::bad_request(format!(
-            "{symbol} bar 0: timestamp {} is not after the symbol's last bar ({last})",
-            request.bars[0].timestamp
-        )));
-    }
     // The same answering model for every bar of the request: the symbol's hash decides it.
     let route = live.route(symbol);
     let mut last = None;
+    let mut each = every_bar.then(|| Vec::with_capacity(request.bars.len()));
+    let mut timestamps_read_as: Vec<String> = Vec::new();
     for bar in &request.bars {
+        if !timestamps_read_as.contains(&bar.timestamp.layout) {
+            timestamps_read_as.push(bar.timestamp.layout.clone());
+        }
         let filled = session
             .push(&as_bar(bar))
             .map_err(|e| ApiError::bad_request(format!("{symbol}: {e}")))?;
-        for paper in [filled.served, filled.shadow].into_iter().flatten() {
-            book_paper(state, paper);
-        }
+        effects
+            .paper
+            .extend([filled.served, filled.shadow].into_iter().flatten());
         last = if session.ready() {
-            Some(decide(state, live, route, symbol, &mut session)?)
+            Some(decide(state, live, route, symbol, session, effects)?)
         } else {
-            state
-                .metrics
-                .decision(&live.production, Role::Production, "warming_up");
+            effects
+                .decisions
+                .push((live.production.clone(), Role::Production, "warming_up"));
             None
         };
+        if let Some(each) = &mut each {
+            each.push(BarDecision {
+                timestamp: format_timestamp(bar.timestamp.ms),
+                decision: Decision::new(last.as_ref(), session),
+            });
+        }
     }
-    let answer = match last {
-        None => SymbolDecision {
-            symbol: symbol.clone(),
-            bars_accepted: request.bars.len(),
-            warming_up: true,
-            bars_needed: session.bars_needed(),
-            position: None,
-            action: None,
-            version: None,
-            version_id: None,
-            role: None,
-        },
-        Some((position, model, role)) => SymbolDecision {
-            symbol: symbol.clone(),
-            bars_accepted: request.bars.len(),
-            warming_up: false,
-            bars_needed: 0,
-            position: Some(position),
-            action: Some(match position {
-                p if p < 0.0 => "short",
-                p if p > 0.0 => "long",
-                _ => "flat",
-            }),
-            version: Some(model.version),
-            version_id: Some(model.version_id.clone()),
-            role: Some(role),
-        },
-    };
-    Ok(answer)
+    Ok(SymbolDecision {
+        symbol: symbol.clone(),
+        bars_accepted: request.bars.len(),
+        timestamps_read_as,
+        decision: Decision::new(last.as_ref(), session),
+        every_bar: each,
+    })
 }
 
 type Decided = (f64, Arc<ServedModel>, Role);
@@ -436,20 +607,17 @@ fn decide(
     (role, model): (Role, &Arc<ServedModel>),
     symbol: &str,
     session: &mut Session,
+    effects: &mut Effects,
 ) -> Result<Decided, ApiError> {
     let start = Instant::now();
     let target = session.decide(model, false);
-    note_decision(state, model.version, role, !target.is_finite(), start);
+    note_decision(live, role, !target.is_finite(), start);
     let (target, model, role) = if target.is_finite() {
-        state.metrics.decision(model, role, "decided");
+        effects.decisions.push((model.clone(), role, "decided"));
         if role == Role::Canary {
             let production = session.decide(&live.production, false);
             if production != target {
-                state
-                    .metrics
-                    .disagreements
-                    .with_label_values(&["canary"])
-                    .inc();
+                effects.disagreements.push(Role::Canary);
             }
         }
         (target, model.clone(), role)
@@ -482,27 +650,23 @@ fn decide(
                 ),
             });
         }
-        state
-            .metrics
-            .decision(production, Role::Production, "fallback");
+        effects
+            .decisions
+            .push((production.clone(), Role::Production, "fallback"));
         (target, production.clone(), Role::Production)
     };
     session.commit(target, model.clone(), role);
     if let Some(shadow) = &live.shadow {
-        let start = Instant::now();
+        // Not timed: the shadow answers nobody and no SLO judges it.
         let shadow_target = session.decide(shadow, true);
-        let failed = !shadow_target.is_finite();
-        note_decision(state, shadow.version, Role::Shadow, failed, start);
-        if failed {
+        if !shadow_target.is_finite() {
             state.metrics.decision(shadow, Role::Shadow, "failed");
         } else {
-            state.metrics.decision(shadow, Role::Shadow, "decided");
+            effects
+                .decisions
+                .push((shadow.clone(), Role::Shadow, "decided"));
             if shadow_target != target {
-                state
-                    .metrics
-                    .disagreements
-                    .with_label_values(&["shadow"])
-                    .inc();
+                effects.disagreements.push(Role::Shadow);
             }
             session.commit(shadow_target, shadow.clone(), Role::Shadow);
         }
@@ -510,33 +674,23 @@ fn decide(
     Ok((target, model, role))
 }
 
-fn note_decision(state: &AppState, version: u64, role: Role, failed: bool, start: Instant) {
-    if state.slo.is_some() {
-        let now = Instant::now();
-        state
-            .records
-            .lock()
-            .expect("no panics hold the lock")
-            .entry((version, role))
-            .or_default()
-            .decision(now, failed, now - start);
+fn note_decision(live: &Live, role: Role, failed: bool, start: Instant) {
+    if let Some(recorder) = live.recorder(role) {
+        recorder.decision(failed, start.elapsed());
     }
 }
 
-fn book_paper(state: &AppState, paper: PaperReturn) {
+fn book_paper(state: &AppState, live: &Live, paper: PaperReturn) {
     let version = paper.model.version;
     state
         .metrics
         .paper_log_return
         .with_label_values(&[&version.to_string(), paper.role.as_str()])
         .add(paper.log_return);
-    if state.slo.is_some() {
-        state
-            .records
-            .lock()
-            .expect("no panics hold the lock")
-            .entry((version, paper.role))
-            .or_default()
-            .paper(paper.log_return);
+    // Judged on its own: a return of a version no longer live in that role is not its successor's.
+    if live.model(paper.role).is_some_and(|m| m.version == version)
+        && let Some(recorder) = live.recorder(paper.role)
+    {
+        recorder.paper(paper.log_return);
     }
 }

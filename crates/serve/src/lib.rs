@@ -19,7 +19,7 @@
 //! - [`deployment`]: what is live, canary routing, the history;
 //! - [`http`]: the endpoints; [`state`]: what they share;
 //! - [`watch`]: alias polling, swaps and SLO rollbacks; [`slo`]: the limits;
-//! - [`metrics`]: the Prometheus exposition.
+//! - [`metrics`]: the Prometheus exposition; [`tls`]: HTTPS.
 
 pub mod deployment;
 pub mod http;
@@ -28,6 +28,7 @@ pub mod model;
 pub mod session;
 pub mod slo;
 pub mod state;
+pub mod tls;
 pub mod watch;
 
 use std::future::Future;
@@ -53,7 +54,12 @@ pub struct ServeOptions {
     pub allow_unvalidated: bool,
     /// Bearer token for the mutating endpoints.
     pub token: Option<String>,
+    /// Most symbols with a session.
+    pub max_sessions: usize,
 }
+
+/// [`ServeOptions::max_sessions`] unless set.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
 /// Loads the versions the targets name, checks that they compute the same features, and
 /// returns the server's state. Errors name the version that cannot be served and why.
@@ -69,39 +75,34 @@ pub fn prepare(
             options.canary_percent
         );
     }
-    let load = |reference: &ModelRef| {
+    // Sessions are shared between the roles, so every served version computes production's
+    // features.
+    let load = |reference: &ModelRef, features: Option<&str>| {
         ServedModel::load(
             &registry,
             reference,
             build.as_ref(),
             options.allow_unvalidated,
+            features,
         )
         .with_context(|| format!("cannot serve {reference}"))
     };
-    let production = load(&options.targets.production)?;
-    // Sessions are shared between the roles, so every served version computes the same features.
-    let load_beside = |role: Role, reference: &Option<ModelRef>| -> anyhow::Result<_> {
-        let Some(reference) = reference else {
-            return Ok(None);
-        };
-        let model = load(reference)?;
-        if model.feature_hash != production.feature_hash {
-            bail!(
-                "the {role} {} computes other features ({}) than production {} ({}); \
-                 sessions are shared, so every served version needs the same feature config",
-                model.uri(),
-                &model.feature_hash[..12],
-                production.uri(),
-                &production.feature_hash[..12]
-            );
-        }
-        Ok(Some(model))
+    let production = load(&options.targets.production, None)?;
+    let load_beside = |reference: &Option<ModelRef>| {
+        reference
+            .as_ref()
+            .map(|r| load(r, Some(&production.feature_hash)))
+            .transpose()
     };
+    let canary = load_beside(&options.targets.canary)?;
+    let record = |served: bool| (served && options.slo.is_some()).then(Default::default);
     let live = Live {
-        canary: load_beside(Role::Canary, &options.targets.canary)?,
-        shadow: load_beside(Role::Shadow, &options.targets.shadow)?,
+        canary_record: record(canary.is_some()),
+        canary,
+        shadow: load_beside(&options.targets.shadow)?,
         production,
         canary_percent: options.canary_percent,
+        production_record: record(true),
     };
     let state = Arc::new(AppState::new(
         registry,
@@ -118,14 +119,18 @@ pub fn prepare(
     Ok(state)
 }
 
-/// Serves on `listener` until `shutdown` completes, then stops taking connections and lets
+/// Serves on `listener` (TCP, or [`tls::TlsListener`]) until `shutdown` completes, then stops taking connections and lets
 /// requests in flight finish. Follows the aliases every [`ServeOptions::poll`] (and on
 /// `reload`).
-pub async fn serve(
+pub async fn serve<L>(
     state: Arc<AppState>,
-    listener: tokio::net::TcpListener,
+    listener: L,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let follow = tokio::spawn(watch::follow_aliases(state.clone()));
     let slo = state
         .slo

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use ratchet_agents::TradingPolicy;
 use ratchet_data::FeatureConfig;
 use ratchet_env::execution::Costs;
-use ratchet_registry::{ModelRef, ModelVersion, NamedTensor, Registry, VersionStatus};
+use ratchet_registry::{
+    ModelRef, ModelVersion, NamedTensor, Registry, RegistryError, VersionStatus, VersionSummary,
+};
 use serde::Serialize;
 
 /// What serving needs of a version besides its identity, made from the version's metadata and
@@ -41,12 +43,34 @@ pub struct ServedModel {
 /// Why a version cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The version's lifecycle status does not allow serving.
+    /// Its tags say it may not be served here: its lifecycle status, or features other than
+    /// the sessions compute. Nothing was downloaded.
     #[error("{0}")]
     Refused(String),
-    /// Reading, verifying or building it failed.
+    /// The version itself is broken: its files fail their checksums, its network does not
+    /// fit its features, its outputs are not finite.
     #[error("{0:#}")]
     Failed(anyhow::Error),
+    /// The store could not be reached (or answered with a server error) within its retry
+    /// budget: nothing is known about the version, so it is tried again later.
+    #[error("{0:#}")]
+    Unavailable(anyhow::Error),
+}
+
+impl From<RegistryError> for LoadError {
+    fn from(e: RegistryError) -> Self {
+        let transient = matches!(
+            &e,
+            RegistryError::Remote { status, .. }
+                if status.is_none_or(|s| s == 408 || s == 429 || s >= 500)
+        );
+        let e = anyhow::Error::new(e);
+        if transient {
+            LoadError::Unavailable(e)
+        } else {
+            LoadError::Failed(e)
+        }
+    }
 }
 
 /// Identity and load time, as `/v1/deployment` shows a version.
@@ -61,37 +85,61 @@ pub struct ModelInfo {
 }
 
 impl ServedModel {
-    /// Loads the version `reference` names: its weights and metadata only, checksums verified
-    /// by the registry. Refuses a version whose status is not `validated` or `production`
-    /// unless `allow_unvalidated`. Warms the policy with one decision, which must be finite.
+    /// Loads the version `reference` names. Its tags are checked first: a version whose
+    /// status is not `validated` or `production` (unless `allow_unvalidated`), or whose
+    /// features differ from `features` (the sessions' hash, when there are sessions), is
+    /// refused before anything is downloaded. Then its weights and metadata only are read,
+    /// checksums verified by the registry, and the policy is warmed with one decision, which
+    /// must be finite.
     pub fn load(
         registry: &Registry,
         reference: &ModelRef,
         build: &BuildModel,
         allow_unvalidated: bool,
+        features: Option<&str>,
     ) -> Result<Arc<ServedModel>, LoadError> {
-        let loaded = registry
-            .load_weights(reference)
-            .map_err(|e| LoadError::Failed(anyhow::Error::new(e)))?;
-        let meta = &loaded.metadata;
-        let version = meta.version.ok_or_else(|| {
-            LoadError::Failed(anyhow::anyhow!(
-                "the store returned {reference} without a number"
-            ))
-        })?;
+        let tags = VersionSummary::from_stored(&registry.resolve(reference)?);
+        let uri = format!("models:/{}/{}", tags.name, tags.version);
+        let status = tags
+            .status
+            .map_or("untagged".to_string(), |s| s.to_string());
         if !allow_unvalidated
             && !matches!(
-                meta.status,
-                VersionStatus::Validated | VersionStatus::Production
+                tags.status,
+                Some(VersionStatus::Validated | VersionStatus::Production)
             )
         {
             return Err(LoadError::Refused(format!(
-                "models:/{}/{version} is {}: only validated or production versions are served \
-                 (run `ratchet models validate models:/{}/{version}`, or pass --allow-unvalidated)",
-                meta.name, meta.status, meta.name
+                "{uri} is {status}: only validated or production versions are served \
+                 (run `ratchet models validate {uri}`, or pass --allow-unvalidated)"
             )));
         }
+        if let Some(expected) = features
+            && tags.feature_hash.as_deref() != Some(expected)
+        {
+            return Err(LoadError::Refused(format!(
+                "{uri} computes features {} but the sessions compute {}; restart the server to \
+                 serve it",
+                tags.feature_hash
+                    .as_deref()
+                    .map_or("(untagged)", short_hash),
+                short_hash(expected)
+            )));
+        }
+        // By number: the version whose tags were checked, even if the alias moves meanwhile.
+        let loaded = registry.load_weights(&ModelRef::number(&tags.name, tags.version))?;
+        let meta = &loaded.metadata;
+        let version = tags.version;
         let spec = build(meta, &loaded.weights).map_err(LoadError::Failed)?;
+        if tags.feature_hash.as_deref() != Some(spec.features.hash().as_str()) {
+            return Err(LoadError::Failed(anyhow::anyhow!(
+                "{uri}: its feature config hashes to {} but its tag says {}",
+                short_hash(&spec.features.hash()),
+                tags.feature_hash
+                    .as_deref()
+                    .map_or("(untagged)", short_hash)
+            )));
+        }
         let model = ServedModel {
             name: meta.name.clone(),
             version,
@@ -141,4 +189,9 @@ impl ServedModel {
     pub fn uri(&self) -> String {
         format!("models:/{}/{}", self.name, self.version)
     }
+}
+
+/// The first 12 characters of a hash, as messages show it.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }

@@ -88,7 +88,9 @@ pub struct Filled {
     pub shadow: Option<PaperReturn>,
 }
 
-/// One symbol's state.
+/// One symbol's state. A request works on a copy and keeps it only when every symbol of the
+/// request was taken, so a rejected request changes nothing.
+#[derive(Clone)]
 pub struct Session {
     stream: FeatureStream,
     rows: WindowRows,

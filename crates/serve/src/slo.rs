@@ -1,5 +1,7 @@
 //! Service-level objectives a served version must keep, and the rolling record that checks
-//! them. A breach rolls the version's alias back (see [`crate::watch`]).
+//! them. A breach rolls the version's alias back (see [`crate::watch`]). Decisions are
+//! recorded in a [`Recorder`] per version and role (latency histograms, no samples kept), which
+//! the SLO watch empties into its [`Window`] at every check.
 //!
 //! An SLO file is TOML; every limit is optional:
 //!
@@ -7,14 +9,17 @@
 //! window_seconds = 60        # the rolling window the limits are measured over
 //! min_decisions = 20         # no verdict on fewer decisions than this in the window
 //! max_error_rate = 0.05      # failed decisions (non-finite outputs) / decisions
-//! max_p99_latency_ms = 50.0  # 99th percentile of the time one decision took
+//! max_p99_latency_ms = 5.0   # 99th percentile of the time one decision took
 //! max_drawdown = 0.10        # paper drawdown of the version's positions, from its peak
 //! ```
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 /// Limits on a served version, read from an SLO file.
@@ -88,36 +93,139 @@ impl Slo {
     }
 }
 
-/// One decision of a version.
-#[derive(Clone, Copy, Debug)]
-struct Outcome {
-    at: Instant,
-    failed: bool,
-    latency: Duration,
+/// Decision latencies are recorded in nanoseconds up to a minute (longer ones count as a
+/// minute), to two significant digits: a percentile is within 1% of the exact one.
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
+const SIGNIFICANT_DIGITS: u8 = 2;
+/// The window is kept in this many slots: a decision leaves it between `window_seconds` and
+/// `window_seconds * (1 + 1/SLOTS)` after it was made.
+const SLOTS: u32 = 12;
+
+fn latency_histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, SIGNIFICANT_DIGITS).expect("the bounds are valid")
 }
 
-/// A version's recent decisions and paper equity, against which an [`Slo`] is checked.
-#[derive(Debug, Default)]
-pub struct Record {
-    outcomes: VecDeque<Outcome>,
-    /// Cumulative paper log return and its running peak.
+/// What one version's decisions in one role added up to over some time.
+#[derive(Clone)]
+struct Tally {
+    latencies: Histogram<u32>,
+    failed: u64,
+    /// Sum of the paper log returns of its positions.
+    log_return: f64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latencies: latency_histogram(),
+            failed: 0,
+            log_return: 0.0,
+        }
+    }
+
+    /// Adds `other` to this tally and empties it.
+    fn take_from(&mut self, other: &mut Tally) {
+        self.latencies
+            .add(&other.latencies)
+            .expect("tallies share their bounds");
+        other.latencies.reset();
+        self.failed += std::mem::take(&mut other.failed);
+        self.log_return += std::mem::take(&mut other.log_return);
+    }
+}
+
+/// Where the decisions of one version in one role are recorded as they are made: one tally
+/// per shard, a thread writing to its own, so decisions on different threads never wait for
+/// each other, and the SLO watch takes a shard's lock only to empty it into its [`Window`].
+pub struct Recorder {
+    shards: Box<[Mutex<Tally>]>,
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(Tally::new())).collect(),
+        }
+    }
+
+    fn shard(&self) -> MutexGuard<'_, Tally> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let i = SHARD.with(|s| *s) % self.shards.len();
+        self.shards[i].lock().expect("no panics hold the lock")
+    }
+
+    /// Records one decision: how long it took and whether its outputs were not finite.
+    pub fn decision(&self, failed: bool, latency: Duration) {
+        let mut tally = self.shard();
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        tally.latencies.saturating_record(nanos);
+        tally.failed += u64::from(failed);
+    }
+
+    /// Adds one bar's paper log return of the version's positions.
+    pub fn paper(&self, log_return: f64) {
+        self.shard().log_return += log_return;
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The SLO watch's view of one version in one role: the decisions of the last window, in
+/// slots, and the paper equity since it started serving. Memory is fixed: `SLOTS + 2`
+/// histograms, whatever the rate of decisions.
+pub struct Window {
+    /// Tallies by the time their slot started, oldest first.
+    slots: VecDeque<(Instant, Tally)>,
+    /// Every slot added up, rebuilt at each check.
+    merged: Histogram<u32>,
+    /// Cumulative paper log return and its peak, as of each collection.
     log_equity: f64,
     peak: f64,
 }
 
-impl Record {
-    pub fn decision(&mut self, at: Instant, failed: bool, latency: Duration) {
-        self.outcomes.push_back(Outcome {
-            at,
-            failed,
-            latency,
-        });
+impl Window {
+    pub fn new() -> Self {
+        Self {
+            slots: VecDeque::new(),
+            merged: latency_histogram(),
+            log_equity: 0.0,
+            peak: 0.0,
+        }
     }
 
-    /// Adds one bar's paper log return of the version's positions.
-    pub fn paper(&mut self, log_return: f64) {
-        self.log_equity += log_return;
+    /// Moves what `recorder` holds into the window at `now`, and forgets the slots that
+    /// started more than a window before `now`.
+    pub fn collect(&mut self, recorder: &Recorder, slo: &Slo, now: Instant) {
+        let window = slo.window();
+        if self
+            .slots
+            .back()
+            .is_none_or(|(start, _)| now.saturating_duration_since(*start) >= window / SLOTS)
+        {
+            self.slots.push_back((now, Tally::new()));
+        }
+        let (_, current) = self.slots.back_mut().expect("a slot was just ensured");
+        let log_return_before = current.log_return;
+        for shard in &recorder.shards {
+            current.take_from(&mut shard.lock().expect("no panics hold the lock"));
+        }
+        self.log_equity += current.log_return - log_return_before;
         self.peak = self.peak.max(self.log_equity);
+        while self
+            .slots
+            .front()
+            .is_some_and(|(start, _)| now.saturating_duration_since(*start) > window)
+        {
+            self.slots.pop_front();
+        }
     }
 
     /// Paper drawdown from the peak, as a fraction of equity.
@@ -125,22 +233,9 @@ impl Record {
         1.0 - (self.log_equity - self.peak).exp()
     }
 
-    /// Cumulative paper log return.
-    pub fn log_equity(&self) -> f64 {
-        self.log_equity
-    }
-
-    /// The first limit of `slo` this record breaks at `now`, described; `None` while within
-    /// them or with too few decisions in the window to tell. Forgets decisions older than the
-    /// window.
-    pub fn breach(&mut self, slo: &Slo, now: Instant) -> Option<String> {
-        while let Some(first) = self.outcomes.front() {
-            if now.saturating_duration_since(first.at) > slo.window() {
-                self.outcomes.pop_front();
-            } else {
-                break;
-            }
-        }
+    /// The first limit of `slo` the window breaks, described; `None` while within them or
+    /// with too few decisions in the window to tell.
+    pub fn breach(&mut self, slo: &Slo) -> Option<String> {
         if let Some(max) = slo.max_drawdown
             && self.drawdown() > max
         {
@@ -150,12 +245,19 @@ impl Record {
                 max * 100.0
             ));
         }
-        let n = self.outcomes.len();
-        if n < slo.min_decisions.max(1) {
+        self.merged.reset();
+        let mut failed = 0;
+        for (_, tally) in &self.slots {
+            self.merged
+                .add(&tally.latencies)
+                .expect("tallies share their bounds");
+            failed += tally.failed;
+        }
+        let n = self.merged.len();
+        if n < slo.min_decisions.max(1) as u64 {
             return None;
         }
         if let Some(max) = slo.max_error_rate {
-            let failed = self.outcomes.iter().filter(|o| o.failed).count();
             let rate = failed as f64 / n as f64;
             if rate > max {
                 return Some(format!(
@@ -165,17 +267,20 @@ impl Record {
             }
         }
         if let Some(max) = slo.max_p99_latency_ms {
-            let mut latencies: Vec<Duration> = self.outcomes.iter().map(|o| o.latency).collect();
-            latencies.sort_unstable();
-            // Nearest rank: the smallest latency at or above 99% of the decisions.
-            let p99 = latencies[(n * 99).div_ceil(100) - 1].as_secs_f64() * 1e3;
+            let p99 = self.merged.value_at_quantile(0.99) as f64 / 1e6;
             if p99 > max {
                 return Some(format!(
-                    "p99 latency {p99:.3} ms over {n} decisions is above max_p99_latency_ms {max}"
+                    "p99 latency {p99:.2} ms over {n} decisions is above max_p99_latency_ms {max}"
                 ));
             }
         }
         None
+    }
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -210,7 +315,7 @@ mod tests {
     #[test]
     fn error_rate_latency_and_drawdown_breach_exactly_past_their_limits() {
         let s = Slo {
-            window_seconds: 10.0,
+            window_seconds: 12.0,
             min_decisions: 4,
             max_error_rate: Some(0.25),
             max_p99_latency_ms: Some(5.0),
@@ -218,37 +323,77 @@ mod tests {
         };
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut r = Record::default();
+        let (recorder, mut w) = (Recorder::new(), Window::new());
         for i in 0..3 {
-            r.decision(t0 + ms(i), i == 0, ms(1));
+            recorder.decision(i == 0, ms(1));
         }
-        assert_eq!(r.breach(&s, t0 + ms(3)), None, "too few decisions");
-        r.decision(t0 + ms(3), false, ms(1));
-        assert_eq!(r.breach(&s, t0 + ms(4)), None, "1 of 4 is the limit itself");
-        r.decision(t0 + ms(4), true, ms(1));
+        w.collect(&recorder, &s, t0);
+        assert_eq!(w.breach(&s), None, "too few decisions");
+        recorder.decision(false, ms(1));
+        w.collect(&recorder, &s, t0 + ms(500));
+        assert_eq!(w.breach(&s), None, "1 of 4 is the limit itself");
+        recorder.decision(true, ms(1));
+        w.collect(&recorder, &s, t0 + ms(1500));
         assert_eq!(
-            r.breach(&s, t0 + ms(5)).unwrap(),
-            "error rate 0.400 (2 of 5 decisions in 10s) is above max_error_rate 0.25"
+            w.breach(&s).unwrap(),
+            "error rate 0.400 (2 of 5 decisions in 12s) is above max_error_rate 0.25"
         );
-        // Eleven seconds on, the window is empty again.
-        assert_eq!(r.breach(&s, t0 + ms(11_000)), None);
-        assert_eq!(r.outcomes.len(), 0);
+        assert_eq!(w.slots.len(), 2, "1 s slots: 0 and 0.5 s share the first");
+        // The first slot (4 decisions, 1 failed) leaves the window after 12 s; the second
+        // (1 failed) stays until 13.5 s.
+        w.collect(&recorder, &s, t0 + ms(12_001));
+        assert_eq!(w.slots.len(), 2, "the second slot and a new, empty one");
+        w.collect(&recorder, &s, t0 + ms(13_501));
+        assert_eq!(w.breach(&s), None);
+        assert_eq!(w.merged.len(), 0);
         for i in 0..4 {
-            r.decision(t0 + ms(11_000 + i), false, ms(if i == 3 { 6 } else { 1 }));
+            recorder.decision(false, ms(if i == 3 { 6 } else { 1 }));
         }
+        w.collect(&recorder, &s, t0 + ms(14_000));
         assert_eq!(
-            r.breach(&s, t0 + ms(11_004)).unwrap(),
-            "p99 latency 6.000 ms over 4 decisions is above max_p99_latency_ms 5"
+            w.breach(&s).unwrap(),
+            "p99 latency 6.03 ms over 4 decisions is above max_p99_latency_ms 5"
         );
-        let mut r = Record::default();
-        r.paper(0.2);
-        r.paper((0.9f64).ln());
-        assert!((r.drawdown() - 0.1).abs() < 1e-12);
-        r.paper(-0.01);
-        assert!(
-            r.breach(&s, t0)
-                .unwrap()
-                .starts_with("paper drawdown 10.90%")
-        );
+        // Within the limit at two significant digits: 4.95 ms reads back as 4.98.
+        let (recorder, mut w) = (Recorder::new(), Window::new());
+        for _ in 0..100 {
+            recorder.decision(false, Duration::from_micros(4_950));
+        }
+        w.collect(&recorder, &s, t0);
+        assert_eq!(w.breach(&s), None);
+
+        let (recorder, mut w) = (Recorder::new(), Window::new());
+        recorder.paper(0.2);
+        recorder.paper((0.9f64).ln());
+        w.collect(&recorder, &s, t0);
+        // Collected together: the peak is the equity as of a collection.
+        assert!((w.drawdown() - 0.0).abs() < 1e-12);
+        let (recorder, mut w) = (Recorder::new(), Window::new());
+        recorder.paper(0.2);
+        w.collect(&recorder, &s, t0);
+        recorder.paper((0.9f64).ln());
+        w.collect(&recorder, &s, t0 + ms(1));
+        assert!((w.drawdown() - 0.1).abs() < 1e-12);
+        recorder.paper(-0.01);
+        w.collect(&recorder, &s, t0 + ms(2));
+        assert!(w.breach(&s).unwrap().starts_with("paper drawdown 10.90%"));
+    }
+
+    #[test]
+    fn memory_does_not_grow_with_decisions() {
+        let s = slo("window_seconds = 1\nmax_error_rate = 0.5").unwrap();
+        let t0 = Instant::now();
+        let (recorder, mut w) = (Recorder::new(), Window::new());
+        for tick in 0..100u32 {
+            for i in 0..1000u64 {
+                recorder.decision(false, Duration::from_nanos(1 + i * 7919));
+            }
+            w.collect(&recorder, &s, t0 + Duration::from_millis(250) * tick);
+        }
+        // A 1 s window in 83 ms slots, collected every 250 ms: at most 5 slots (4 within the
+        // window and the one just started), whatever was recorded.
+        assert!(w.slots.len() <= 5, "{}", w.slots.len());
+        assert_eq!(w.breach(&s), None);
+        assert_eq!(w.merged.len(), 5000);
     }
 }

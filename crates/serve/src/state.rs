@@ -1,7 +1,7 @@
 //! The server's shared state, one `Arc` handed to every handler and background task.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,7 +13,8 @@ use crate::deployment::{DeploymentView, Event, Live, Role, RoleView, Targets};
 use crate::metrics::Metrics;
 use crate::model::{BuildModel, ServedModel};
 use crate::session::Session;
-use crate::slo::{Record, Slo};
+use crate::slo::Slo;
+use crate::watch::{Refusal, Retry};
 
 /// Events kept for `/v1/deployment` (oldest dropped first).
 const MAX_EVENTS: usize = 200;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub allow_unvalidated: bool,
     /// Bearer token the mutating endpoints require, when set.
     pub token: Option<String>,
+    /// Most symbols with a session.
+    pub max_sessions: usize,
     pub slo: Option<Slo>,
     /// The address the server listens on, as recorded with deployment events.
     pub server: String,
@@ -38,13 +41,18 @@ pub struct AppState {
     pub reload: Notify,
     live: RwLock<Arc<Live>>,
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    /// Held by a request that creates sessions from its check to its commit, so two requests
+    /// never create one symbol's session twice and the capacity checked is the one committed.
+    creating: Mutex<()>,
     history: Mutex<Vec<Event>>,
-    /// SLO records of the versions serving, by version and role.
-    pub records: Mutex<HashMap<(u64, Role), Record>>,
     /// Versions not to load again in a role (they failed to load or were rolled back).
     pub skipped: Mutex<HashSet<(Role, u64)>>,
-    /// Versions refused in a role: the reason, and whether it was reported.
-    pub refused: Mutex<HashMap<(Role, u64), (String, bool)>>,
+    /// Versions refused in a role.
+    pub refused: Mutex<HashMap<(Role, u64), Refusal>>,
+    /// Versions the store could not deliver, and when to try again.
+    pub unavailable: Mutex<HashMap<(Role, u64), Retry>>,
+    /// Why the last rollback of a version in a role failed, once reported.
+    pub rollback_failures: Mutex<HashMap<(Role, u64), String>>,
 }
 
 impl AppState {
@@ -66,6 +74,7 @@ impl AppState {
             slo,
             allow_unvalidated,
             token,
+            max_sessions,
         } = options;
         Self {
             registry,
@@ -74,6 +83,7 @@ impl AppState {
             poll,
             allow_unvalidated,
             token,
+            max_sessions,
             slo,
             server,
             feature_hash,
@@ -81,10 +91,12 @@ impl AppState {
             reload: Notify::new(),
             live: RwLock::new(Arc::new(live)),
             sessions: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
             history: Mutex::new(Vec::new()),
-            records: Mutex::new(HashMap::new()),
             skipped: Mutex::new(HashSet::new()),
             refused: Mutex::new(HashMap::new()),
+            unavailable: Mutex::new(HashMap::new()),
+            rollback_failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,33 +109,46 @@ impl AppState {
     pub fn set_role(&self, role: Role, model: Option<Arc<ServedModel>>) {
         let mut live = self.live.write().expect("no panics hold the lock");
         let mut next = (**live).clone();
+        let record = (model.is_some() && self.slo.is_some()).then(Default::default);
         match role {
             Role::Production => {
                 next.production = model.expect("production always has a model");
+                next.production_record = record;
             }
-            Role::Canary => next.canary = model,
+            Role::Canary => {
+                next.canary = model;
+                next.canary_record = record;
+            }
             Role::Shadow => next.shadow = model,
         }
         self.metrics.show_live(&next);
         *live = Arc::new(next);
     }
 
-    /// The session of `symbol`, created with `live`'s features on first use. `None` when the
-    /// server already holds `max` sessions.
-    pub fn session(&self, symbol: &str, live: &Live, max: usize) -> Option<Arc<Mutex<Session>>> {
+    /// The sessions of `symbols`, in their order (`None` for a symbol without one).
+    pub fn find_sessions(&self, symbols: &[&str]) -> Vec<Option<Arc<Mutex<Session>>>> {
+        let sessions = self.sessions.lock().expect("no panics hold the lock");
+        symbols.iter().map(|s| sessions.get(*s).cloned()).collect()
+    }
+
+    /// The right to create sessions: while it is held, no other request creates one.
+    pub fn creating(&self) -> MutexGuard<'_, ()> {
+        self.creating.lock().expect("no panics hold the lock")
+    }
+
+    /// How many symbols have a session.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().expect("no panics hold the lock").len()
+    }
+
+    /// Adds sessions for symbols that have none. Hold [`creating`](Self::creating) from the
+    /// check that they have none until this call.
+    pub fn add_sessions(&self, new: impl IntoIterator<Item = (String, Session)>) {
         let mut sessions = self.sessions.lock().expect("no panics hold the lock");
-        if let Some(s) = sessions.get(symbol) {
-            return Some(s.clone());
+        for (symbol, session) in new {
+            sessions.insert(symbol, Arc::new(Mutex::new(session)));
         }
-        if sessions.len() >= max {
-            return None;
-        }
-        let session = Session::new(&live.production)
-            .expect("a served version's feature config was validated when it loaded");
-        let session = Arc::new(Mutex::new(session));
-        sessions.insert(symbol.to_string(), session.clone());
         self.metrics.sessions.set(sessions.len() as i64);
-        Some(session)
     }
 
     /// Notes a deployment event: in the history `/v1/deployment` shows, and, for events about
@@ -139,6 +164,21 @@ impl AppState {
     ) {
         tracing::info!(event, %role, ?version, ?previous, detail, "deployment");
         let at = Utc::now();
+        // In the history first: the store write may take a while (a server over HTTP).
+        {
+            let mut history = self.history.lock().expect("no panics hold the lock");
+            history.push(Event {
+                at,
+                event,
+                role,
+                version,
+                previous,
+                detail: detail.clone(),
+            });
+            if history.len() > MAX_EVENTS {
+                history.remove(0);
+            }
+        }
         if let Some(v) = version {
             let name = &self
                 .targets
@@ -150,23 +190,11 @@ impl AppState {
                 role: role.to_string(),
                 server: self.server.clone(),
                 at,
-                detail: detail.clone(),
+                detail,
             };
             if let Err(e) = self.registry.record_deployment(name, v, &record) {
                 tracing::warn!("could not record the {event} event of models:/{name}/{v}: {e}");
             }
-        }
-        let mut history = self.history.lock().expect("no panics hold the lock");
-        history.push(Event {
-            at,
-            event,
-            role,
-            version,
-            previous,
-            detail,
-        });
-        if history.len() > MAX_EVENTS {
-            history.remove(0);
         }
     }
 

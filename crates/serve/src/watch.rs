@@ -3,6 +3,7 @@
 //! off the request path, and swaps it in atomically. A second task checks the SLO and rolls an
 //! alias back when its version breaks it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,30 @@ use ratchet_registry::{ModelRef, VersionSelector};
 
 use crate::deployment::Role;
 use crate::model::{LoadError, ServedModel};
+use crate::slo::{Recorder, Window};
 use crate::state::AppState;
+
+/// The longest wait before loading a version again after the store could not be reached.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// How long a refusal must hold before it is reported: longer than a promotion takes from
+/// moving the alias to updating the statuses.
+const REFUSAL_SETTLE: Duration = Duration::from_secs(1);
+
+/// Why a version is refused in a role, since when, and whether that was reported.
+#[derive(Clone)]
+pub struct Refusal {
+    pub why: String,
+    pub since: Instant,
+    pub reported: bool,
+}
+
+/// When a version the store could not deliver is tried again.
+pub struct Retry {
+    pub next: Instant,
+    /// The wait that led to `next`; doubled at each failure.
+    pub wait: Duration,
+}
 
 /// Polls every [`AppState::poll`] and on every reload request, until the runtime stops.
 pub async fn follow_aliases(state: Arc<AppState>) {
@@ -69,25 +93,31 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
         .expect("no panics hold the lock")
         .get(&(role, holder))
         .cloned();
-    let number = ModelRef::number(&reference.name, holder);
-    let model = match ServedModel::load(
+    if state
+        .unavailable
+        .lock()
+        .expect("no panics hold the lock")
+        .get(&(role, holder))
+        .is_some_and(|retry| Instant::now() < retry.next)
+    {
+        return;
+    }
+    let model = ServedModel::load(
         &state.registry,
-        &number,
+        &ModelRef::number(&reference.name, holder),
         state.build.as_ref(),
         state.allow_unvalidated,
-    ) {
-        Ok(model) if model.feature_hash != state.feature_hash => Err(LoadError::Refused(format!(
-            "{} computes features {} but the sessions compute {}; restart the server to serve it",
-            model.uri(),
-            &model.feature_hash[..12],
-            &state.feature_hash[..12]
-        ))),
-        other => other,
-    };
+        Some(&state.feature_hash),
+    );
     match model {
         Ok(model) => {
             state
                 .refused
+                .lock()
+                .expect("no panics hold the lock")
+                .remove(&(role, holder));
+            state
+                .unavailable
                 .lock()
                 .expect("no panics hold the lock")
                 .remove(&(role, holder));
@@ -97,18 +127,58 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
         }
         // A refusal (status, features) is checked again at every poll, since the version's
         // status may still change: a promotion moves the alias a moment before it updates the
-        // statuses. So a refusal is reported once, when the second check in a row confirms it.
+        // statuses (longer on a busy machine or over HTTP). It costs a read of the version's
+        // tags, nothing is downloaded. A refusal is reported once, when the same reason has
+        // held for REFUSAL_SETTLE.
         Err(LoadError::Refused(why)) => {
-            let confirmed = previous_refusal.as_ref() == Some(&(why.clone(), false));
-            let reported = previous_refusal.as_ref() == Some(&(why.clone(), true));
+            let now = Instant::now();
+            let (since, reported) = match previous_refusal {
+                Some(previous) if previous.why == why => (previous.since, previous.reported),
+                _ => (now, false),
+            };
+            let report = !reported && now.duration_since(since) >= REFUSAL_SETTLE;
             state
                 .refused
                 .lock()
                 .expect("no panics hold the lock")
-                .insert((role, holder), (why.clone(), confirmed || reported));
-            if confirmed {
+                .insert(
+                    (role, holder),
+                    Refusal {
+                        why: why.clone(),
+                        since,
+                        reported: reported || report,
+                    },
+                );
+            if report {
                 state.metrics.swaps_refused.inc();
                 state.event("refused", role, Some(holder), serving, why);
+            }
+        }
+        // The store, not the version, failed: serve on and try again later, each time after
+        // twice the wait (from one poll up to MAX_RETRY_WAIT). Reported on the first failure.
+        Err(LoadError::Unavailable(e)) => {
+            state
+                .metrics
+                .errors
+                .with_label_values(&["store_unavailable"])
+                .inc();
+            let mut unavailable = state.unavailable.lock().expect("no panics hold the lock");
+            let first = !unavailable.contains_key(&(role, holder));
+            let retry = unavailable.entry((role, holder)).or_insert(Retry {
+                next: Instant::now(),
+                wait: state.poll / 2,
+            });
+            retry.wait = (retry.wait * 2).min(MAX_RETRY_WAIT);
+            retry.next = Instant::now() + retry.wait;
+            drop(unavailable);
+            if first {
+                state.event(
+                    "load_deferred",
+                    role,
+                    Some(holder),
+                    serving,
+                    format!("{e:#}; serving on and trying again"),
+                );
             }
         }
         Err(LoadError::Failed(e)) => {
@@ -145,45 +215,43 @@ fn skip(state: &AppState, role: Role, version: u64) {
         .insert((role, version));
 }
 
-/// Checks the serving versions against the SLO every `every`.
+/// Checks the serving versions against the SLO every `every`: empties each one's recorder
+/// into its window (the only lock it takes is a recorder shard's, for a copy of a histogram)
+/// and rolls back a version that breaks a limit.
 pub async fn watch_slo(state: Arc<AppState>, every: Duration) {
+    let Some(slo) = state.slo.clone() else {
+        return;
+    };
+    let mut windows: HashMap<(u64, Role), Window> = HashMap::new();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let breaches = breaches(&state, Instant::now());
-        for (role, version, why) in breaches {
-            let s = state.clone();
-            let _ = tokio::task::spawn_blocking(move || roll_back(&s, role, version, &why)).await;
+        let live = state.live();
+        let now = Instant::now();
+        let serving: Vec<(Role, u64, &Arc<Recorder>)> = [Role::Production, Role::Canary]
+            .into_iter()
+            .filter_map(|role| Some((role, live.model(role)?.version, live.recorder(role)?)))
+            .collect();
+        windows
+            .retain(|(version, role), _| serving.iter().any(|s| (s.0, s.1) == (*role, *version)));
+        for (role, version, recorder) in serving {
+            let window = windows.entry((version, role)).or_default();
+            window.collect(recorder, &slo, now);
+            if let Some(why) = window.breach(&slo) {
+                // Judged afresh should it serve again.
+                windows.remove(&(version, role));
+                let s = state.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || roll_back(&s, role, version, &why)).await;
+            }
         }
     }
-}
-
-/// The serving versions (production and canary) that break the SLO at `now`.
-fn breaches(state: &AppState, now: Instant) -> Vec<(Role, u64, String)> {
-    let Some(slo) = &state.slo else {
-        return Vec::new();
-    };
-    let live = state.live();
-    let mut records = state.records.lock().expect("no panics hold the lock");
-    [Role::Production, Role::Canary]
-        .into_iter()
-        .filter_map(|role| {
-            let version = live.model(role)?.version;
-            let why = records.get_mut(&(version, role))?.breach(slo, now)?;
-            Some((role, version, why))
-        })
-        .collect()
 }
 
 /// Moves the alias `role` follows back to its previous holder (the registry's rollback, so it
 /// is in the alias history), stops a failing canary at once, and reloads.
 fn roll_back(state: &AppState, role: Role, version: u64, why: &str) {
     skip(state, role, version);
-    state
-        .records
-        .lock()
-        .expect("no panics hold the lock")
-        .remove(&(version, role));
     let reference = state.targets.get(role).expect("a served role has a target");
     if role == Role::Canary && state.live().canary.as_ref().map(|m| m.version) == Some(version) {
         state.set_role(Role::Canary, None);
@@ -202,18 +270,30 @@ fn roll_back(state: &AppState, role: Role, version: u64, why: &str) {
                 );
             }
             Err(e) => {
-                state
-                    .metrics
-                    .errors
-                    .with_label_values(&["rollback_failed"])
-                    .inc();
-                state.event(
-                    "rollback_failed",
-                    role,
-                    Some(version),
-                    None,
-                    format!("{why}; the alias could not be rolled back: {e}"),
-                );
+                // A breach goes on being found while the version serves (with no earlier
+                // version to go back to, it serves on): reported once, and again only when
+                // the reason the rollback failed changes.
+                let reason = e.to_string();
+                let changed = state
+                    .rollback_failures
+                    .lock()
+                    .expect("no panics hold the lock")
+                    .insert((role, version), reason.clone())
+                    .is_none_or(|previous| previous != reason);
+                if changed {
+                    state
+                        .metrics
+                        .errors
+                        .with_label_values(&["rollback_failed"])
+                        .inc();
+                    state.event(
+                        "rollback_failed",
+                        role,
+                        Some(version),
+                        None,
+                        format!("{why}; the alias could not be rolled back: {reason}"),
+                    );
+                }
             }
         },
         _ => state.event(
