@@ -23,7 +23,8 @@
 //!
 //! At the end it prints a report: the CPU (model, caches, vector instructions), both peaks,
 //! and DQN's FLOP rate as a fraction of each, all from the medians of this process's own
-//! samples, so that a figure always names its machine and its peak was measured beside it.
+//! samples (the last [`SAMPLES`] timings of each, after criterion's warm-up), so that a figure
+//! always names its machine and its peak was measured beside it.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -39,7 +40,11 @@ use ratchet_env::CartPole;
 // Rates measured in this process, for the report
 // ---------------------------------------------------------------------------------------------
 
-/// Elements per second of every sample (and warm-up batch) criterion timed, by benchmark.
+/// Samples per benchmark: criterion's measurements after its warm-up.
+const SAMPLES: usize = 10;
+
+/// Elements per second of every batch criterion timed (warm-up, then [`SAMPLES`] samples), by
+/// benchmark.
 static RATES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
 
 /// Times `f` for criterion (each call is one iteration of `elements` elements) and keeps each
@@ -60,12 +65,13 @@ fn timed(b: &mut Bencher, id: &str, elements: u64, mut f: impl FnMut()) {
     })
 }
 
-/// The median rate of benchmark `id` in this process, if it ran.
+/// The median rate of benchmark `id`'s samples in this process, if it ran.
 fn median_rate(id: &str) -> Option<f64> {
     let rates = RATES
         .lock()
         .expect("no benchmark panicked holding the rates");
-    let mut r = rates.get(id)?.clone();
+    let all = rates.get(id)?;
+    let mut r = all[all.len().saturating_sub(SAMPLES)..].to_vec();
     r.sort_by(f64::total_cmp);
     Some(r[r.len() / 2])
 }
@@ -78,7 +84,7 @@ fn ppo(c: &mut Criterion) {
     let config = PpoConfig::default();
     let steps = config.n_steps as u64;
     let mut group = c.benchmark_group("ppo");
-    group.sample_size(10);
+    group.sample_size(SAMPLES);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(steps));
     let mut agent = Ppo::new(config, vec![CartPole::default()], DeviceKind::Cpu, 0)
@@ -105,7 +111,7 @@ fn ppo(c: &mut Criterion) {
 
 fn dqn(c: &mut Criterion) {
     let mut group = c.benchmark_group("dqn");
-    group.sample_size(10);
+    group.sample_size(SAMPLES);
     group.measurement_time(Duration::from_secs(20));
     for (name, double_q) in [("cartpole_rl_zoo", true), ("cartpole_rl_zoo_plain", false)] {
         let config = DqnConfig {
@@ -191,7 +197,7 @@ fn peak(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         let mut group = c.benchmark_group("peak");
-        group.sample_size(10);
+        group.sample_size(SAMPLES);
         let flops = (FMA_ITERATIONS * CHAINS * 16 * 2) as u64;
         group.throughput(Throughput::Elements(flops));
         group.bench_function("fma_avx512_one_core", |b| {

@@ -116,3 +116,42 @@ impl fmt::Display for Cpu {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_model_caches_and_vectors() {
+        let zen4 = Cpu {
+            model: "AMD EPYC (family 25 model 17)".into(),
+            l1d: 32 << 10,
+            l2: 1 << 20,
+            l3: 32 << 20,
+            caches_detected: true,
+            vectors: "AVX-512",
+        };
+        assert_eq!(
+            zen4.to_string(),
+            "AMD EPYC (family 25 model 17): L1d 32 KiB, L2 1 MiB, L3 32 MiB, AVX-512"
+        );
+        let unknown = Cpu {
+            model: "aarch64".into(),
+            l1d: DEFAULT_L1D,
+            l2: DEFAULT_L2,
+            l3: 0,
+            caches_detected: false,
+            vectors: "portable",
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "aarch64: L1d 32 KiB, L2 512 KiB, L3 0 KiB (not reported: assumed), portable"
+        );
+    }
+
+    #[test]
+    fn this_cpu_reports_plausible_caches() {
+        let cpu = cpu();
+        assert!(cpu.l1d >= 4 << 10 && cpu.l2 >= cpu.l1d, "{cpu}");
+    }
+}
