@@ -7,8 +7,10 @@
 #   after compilation;
 # - Ratchet: `ratchet train --env cartpole` as a user runs it (wall time of the whole run:
 #   logging, checkpoints, evaluation), interleaved round by round with the JAX runs, and
-#   `cargo bench --bench agents` (criterion), which also measures one core's FP32 peak to
-#   put DQN's FLOP rate against.
+#   `cargo bench --bench agents` (criterion), which also measures one core's FP32 peak (with
+#   fused multiply-adds, and with separate multiplies and adds) to put DQN's FLOP rate against,
+#   and ends with a report naming the CPU, its caches, both peaks and DQN's fraction of each,
+#   printed again after the summary.
 #
 #   scripts/compare_rl_speed.sh                  # PPO over 61,440 steps, best of 3 rounds
 #   PPO_STEPS=40960 ROUNDS=5 scripts/compare_rl_speed.sh
