@@ -7,8 +7,10 @@
 #   after compilation;
 # - Ratchet: `ratchet train --env cartpole` as a user runs it (wall time of the whole run:
 #   logging, checkpoints, evaluation), interleaved round by round with the JAX runs, and
-#   `cargo bench --bench agents` (criterion), which also measures one core's FP32 peak to
-#   put DQN's FLOP rate against.
+#   `cargo bench --bench agents` (criterion), which also measures one core's FP32 peak (with
+#   fused multiply-adds, and with separate multiplies and adds) to put DQN's FLOP rate against,
+#   and ends with a report naming the CPU, its caches, both peaks and DQN's fraction of each,
+#   printed again after the summary.
 #
 #   scripts/compare_rl_speed.sh                  # PPO over 61,440 steps, best of 3 rounds
 #   PPO_STEPS=40960 ROUNDS=5 scripts/compare_rl_speed.sh
@@ -114,7 +116,8 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo "== ratchet: cargo bench --workspace --bench agents"
-cargo bench --workspace --bench agents 2>&1 | grep -E '^(ppo|dqn|peak)/|thrpt:' || true
+BENCH_OUT="$TRACKING/bench.txt"
+cargo bench --workspace --bench agents 2>&1 | tee "$BENCH_OUT" | grep -E '^(ppo|dqn|peak)/|thrpt:' || true
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 "$JAX_VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$SB3_PPO" "$SB3_DQN" "$JAX_PPO" "$CLI_PPO" <<'PY'
@@ -132,23 +135,10 @@ row = lambda label, sb3, jax, ours: print(
     f"{ours / sb3:>7.1f}x" + (f"{ours / jax:>7.2f}x" if jax else ""))
 row("PPO, CartPole, SB3 defaults: ratchet train", sb3_ppo, jax_ppo, cli_ppo)
 row("PPO, CartPole, SB3 defaults: cargo bench", sb3_ppo, jax_ppo, rate("ppo", "cartpole_sb3_defaults"))
-
-# rl-zoo's network is 4 -> 256 -> 256 -> 2 and every 256 env steps take 128 gradient steps of 64
-# samples. Multiply-adds per sample and gradient step: three forward passes (the online network
-# on s, the target network on s', and for double DQN the online network on s' too) and the
-# backward pass (weight gradients: one forward pass's worth; input gradients of the two upper
-# layers). A FLOP is half a multiply-add.
-layers = [(4, 256), (256, 256), (256, 2)]
-forward = sum(i * o for i, o in layers)
-backward = forward + sum(i * o for i, o in layers[1:])
-peak = rate("peak", "fma_avx512_one_core")
-print(f"\nFP32 peak of one core (AVX-512 FMA loop): {peak / 1e9:,.1f} GFLOP/s")
-for bench, label, passes in [("cartpole_rl_zoo", "DQN, rl-zoo settings (double DQN)", 3),
-                             ("cartpole_rl_zoo_plain", "DQN, rl-zoo settings (plain DQN)", 2)]:
-    ours = rate("dqn", bench)
-    flops_per_step = 2 * 64 * (passes * forward + backward) * 128 / 256
-    gflops = ours * flops_per_step / 1e9
-    row(label, sb3_dqn, 0, ours)
-    print(f"{'':<46}{flops_per_step / 1e6:.1f} MFLOP per env step: {gflops:,.1f} GFLOP/s, "
-          f"{100 * gflops * 1e9 / peak:.0f}% of one core's peak")
+for bench, label in [("cartpole_rl_zoo", "DQN, rl-zoo settings (double DQN)"),
+                     ("cartpole_rl_zoo_plain", "DQN, rl-zoo settings (plain DQN)")]:
+    row(label, sb3_dqn, 0, rate("dqn", bench))
 PY
+# The bench's own report: the CPU, its caches, the peaks it measured and DQN's fraction of them.
+echo
+sed -n 's/^report: //p' "$BENCH_OUT"

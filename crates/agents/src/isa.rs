@@ -64,6 +64,17 @@ impl Isa {
         Isa(Kind::Portable)
     }
 
+    /// The instruction set's name, as [`crate::cpu::Cpu`] reports it.
+    pub(crate) fn name(self) -> &'static str {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => "AVX-512",
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => "AVX2",
+            Kind::Portable => "portable",
+        }
+    }
+
     /// Whether vectors are 16 floats wide (AVX-512), which sets the block sizes of the matrix
     /// kernels.
     pub(crate) fn wide(self) -> bool {

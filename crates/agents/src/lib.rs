@@ -26,6 +26,7 @@
 //! # Ok::<(), ratchet_agents::AgentError>(())
 //! ```
 
+pub mod cpu;
 mod dense;
 pub mod device;
 pub mod dqn;

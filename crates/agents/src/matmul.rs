@@ -134,6 +134,8 @@ struct Job<'a> {
     b: Matrix<'a>,
     init: Option<&'a [f32]>,
     out_stride: usize,
+    /// Values in a packed panel of `b` ([`panel_len`] but in tests).
+    panel_len: usize,
 }
 
 impl<'a> Job<'a> {
@@ -149,6 +151,7 @@ impl<'a> Job<'a> {
             b,
             init,
             out_stride,
+            panel_len: panel_len(),
         }
     }
 
@@ -175,8 +178,8 @@ impl<'a> Job<'a> {
     }
 
     /// Blocks of `W` columns by `R` rows, then the last columns in blocks of [`LANES`] by `N`
-    /// rows. `b` is read in place when it fits in one [`PANEL`] or when few rows would read
-    /// it; otherwise a column strip at a time, copied into a contiguous panel.
+    /// rows. `b` is read in place when it fits in one panel ([`panel_len`]) or when few rows
+    /// would read it; otherwise a column strip at a time, copied into a contiguous panel.
     #[inline(always)]
     fn blocked<const T: bool, const R: usize, const W: usize, const N: usize>(
         &self,
@@ -184,7 +187,7 @@ impl<'a> Job<'a> {
     ) {
         let (b, rows) = (&self.b, if T { self.a.cols } else { self.a.rows });
         let wide = b.cols / W * W;
-        if b.rows * b.stride <= PANEL || rows < 16 {
+        if b.rows * b.stride <= self.panel_len || rows < 16 {
             // Every column block of a block of rows in turn: `b` stays in the L1 cache, `a`'s
             // rows are read once.
             let in_place = |j: usize, k: usize| &b.data[k * b.stride + j..];
@@ -192,7 +195,7 @@ impl<'a> Job<'a> {
             self.row_blocks::<T, N, LANES>(wide..b.cols, 0..b.rows, in_place, out);
             return;
         }
-        let mut panel = [0.0f32; PANEL];
+        let mut panel = vec![0.0f32; self.panel_len];
         for j in (0..wide).step_by(W) {
             self.packed::<T, R, W>(j, &mut panel, out);
         }
@@ -202,7 +205,7 @@ impl<'a> Job<'a> {
     }
 
     /// Output columns `j..j + W`, every row, with `b`'s rows copied into a contiguous panel a
-    /// strip of [`PANEL`] values at a time. The rows of `b` are a power of two bytes apart in
+    /// strip of `panel.len()` values at a time. The rows of `b` are a power of two bytes apart in
     /// these networks (1 KiB on rl-zoo's DQN), so a strip read in place maps to a few cache
     /// sets and evicts itself: packed, 64x256x256 products went from 167 to 206 GFLOP/s and
     /// the weight gradient's 256x64x256 from 133 to 181. Across strips each output carries
@@ -211,11 +214,11 @@ impl<'a> Job<'a> {
     fn packed<const T: bool, const R: usize, const W: usize>(
         &self,
         j: usize,
-        panel: &mut [f32; PANEL],
+        panel: &mut [f32],
         out: &mut [f32],
     ) {
         let b = &self.b;
-        let strip = PANEL / W;
+        let strip = panel.len() / W;
         let mut k0 = 0;
         while k0 < b.rows {
             let k1 = b.rows.min(k0 + strip);
@@ -321,9 +324,15 @@ impl<'a> Job<'a> {
     }
 }
 
-/// Values of `b` in one packed panel: 16 KiB, a third of a 48 KiB L1 data cache, leaving room
-/// for the rows of `a` and `out` that pass it.
-const PANEL: usize = 4096;
+/// Values of `b` in one packed panel: a third of this core's L1 data cache (16 KiB of a 48 KiB
+/// one), leaving room for the rows of `a` and `out` that pass it; a whole number of the widest
+/// blocks (64 floats), at least 16 rows of them. The panel only groups the shared index into
+/// strips, whose partial sums are carried in order: its size never changes a bit.
+fn panel_len() -> usize {
+    const BLOCK: usize = 64;
+    let floats = crate::cpu::cpu().l1d / 3 / size_of::<f32>();
+    (floats / BLOCK * BLOCK).max(16 * BLOCK)
+}
 
 /// `out[j] = sum_r m[r][j]` for every column `j < m.cols` (a multiple of [`LANES`]), the rows
 /// added in order to 0: a bias gradient. 64 sums stay in registers while the rows stream past
@@ -583,6 +592,17 @@ mod tests {
                 );
                 matmul(isa, am, bm, Some(&init), &mut out, cols);
                 assert_eq!(bits(&out), bits(&want), "{rows}x{depth}x{cols} {isa:?}");
+                // Panels for L1 data caches of 12 KiB to 192 KiB.
+                for panel_len in [1024, 2560, 4096, 16384] {
+                    let mut out = vec![f32::NAN; rows * cols];
+                    let job = Job {
+                        panel_len,
+                        ..Job::new(am, bm, Some(&init), cols)
+                    };
+                    job.run::<false>(isa, &mut out);
+                    let what = format!("{rows}x{depth}x{cols} {isa:?} panel {panel_len}");
+                    assert_eq!(bits(&out), bits(&want), "{what}");
+                }
                 for (r, want) in want.chunks_exact(cols).enumerate() {
                     let mut out = vec![f32::NAN; cols];
                     let x = &a[r * depth..][..depth];

@@ -92,7 +92,7 @@ impl<'a> Learner<'a> {
                     losses: host.losses,
                     q_means: host.q_means,
                 };
-                Ok((adam.write_parameters(q_network, &host.params), stats))
+                Ok((adam.write_parameters(q_network, &host.params, false), stats))
             }
             Learner::Burn(burn) => burn.finish(),
         }

@@ -137,9 +137,10 @@ impl Learner {
         adam: &Adam,
     ) -> Result<(ActorCritic, Diagnostics), AgentError> {
         match self {
-            Learner::Host(host) => {
-                Ok((adam.write_parameters(model, &host.params), host.diagnostics))
-            }
+            Learner::Host(host) => Ok((
+                adam.write_parameters(model, &host.params, false),
+                host.diagnostics,
+            )),
             Learner::Burn(burn) => burn.finish(),
         }
     }
