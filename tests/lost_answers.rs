@@ -240,7 +240,7 @@ fn concurrent_backtests_against_a_server_count_every_test_look() {
         &[
             "train",
             "--steps",
-            "1024",
+            "2048",
             "--model-name",
             "looked",
             "--json",
