@@ -5,6 +5,8 @@
 //! of `01/02/2017`-style dates where no day exceeds 12, say — are reported as ambiguous so that the
 //! user names the format instead of getting silently wrong dates.
 
+use std::sync::LazyLock;
+
 use chrono::format::{self, Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 
@@ -300,15 +302,23 @@ fn user_layout(fmt: &str, first: &str) -> Result<Layout, TimestampError> {
         })
 }
 
+/// Every layout detection tries, in order, compiled once: `ratchet serve` detects each bar's
+/// timestamp on its own, and compiling the patterns per call cost more than the decision.
+static AUTO_LAYOUTS: LazyLock<Vec<Layout>> = LazyLock::new(|| {
+    [Layout::Epoch(None), Layout::Rfc3339]
+        .into_iter()
+        .chain(
+            AUTO_PATTERNS
+                .iter()
+                .filter_map(|(fmt, kind)| Pattern::new(fmt, *kind).map(Layout::Pattern)),
+        )
+        .collect()
+});
+
 fn detect_and_parse(values: &[&str]) -> Result<(Vec<i64>, String), TimestampError> {
-    let layouts = [Layout::Epoch(None), Layout::Rfc3339].into_iter().chain(
-        AUTO_PATTERNS
-            .iter()
-            .filter_map(|(fmt, kind)| Pattern::new(fmt, *kind).map(Layout::Pattern)),
-    );
     let mut parsed: Vec<(Vec<i64>, String)> = Vec::new();
     let mut furthest: Option<(usize, String)> = None;
-    for layout in layouts {
+    for layout in AUTO_LAYOUTS.iter() {
         match layout.parse_all(values) {
             Ok(result) => parsed.push(result),
             Err(index) => {

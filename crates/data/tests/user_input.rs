@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use ratchet_data::{FeatureConfig, LoadOptions, compute_features, parse_bars};
+use ratchet_data::{FeatureConfig, LoadOptions, compute_features, parse_bars, parse_timestamp};
 
 /// A cell as data files hold them, and as they go wrong.
 fn cell() -> impl Strategy<Value = String> {
@@ -86,6 +86,14 @@ proptest! {
         }
     }
 
+    /// One timestamp on its own (as `ratchet serve` reads a bar's): a time, or one line.
+    #[test]
+    fn single_timestamps_parse_or_say_why(text in cell()) {
+        if let Err(e) = parse_timestamp(&text) {
+            prop_assert!(!e.is_empty() && !e.contains('\n'), "{e}");
+        }
+    }
+
     /// Feature parameters of any size, zero included: a config error, or features.
     #[test]
     fn feature_configs_validate_or_say_why(
@@ -126,4 +134,33 @@ fn googl_bars() -> &'static ratchet_data::Bars {
         let loaded = ratchet_data::load_bars(&path, &LoadOptions::default()).unwrap();
         loaded.bars.slice(0..120)
     })
+}
+
+/// The forms a data file's timestamps take, read one at a time, as the data loader reads a
+/// column of them.
+#[test]
+fn single_timestamps_read_as_the_loader_reads_them() {
+    let midnight = 1_535_587_200_000; // 2018-08-30T00:00:00Z
+    for (text, layout) in [
+        ("2018-08-30", "%Y-%m-%d"),
+        ("2018-08-30 00:00:00", "%Y-%m-%d %H:%M:%S%.f"),
+        ("2018-08-30T00:00:00Z", "rfc3339"),
+        ("2018-08-30T02:00:00+02:00", "rfc3339"),
+        ("1535587200", "epoch_s"),
+        ("1535587200000", "epoch_ms"),
+    ] {
+        assert_eq!(
+            parse_timestamp(text),
+            Ok((midnight, layout.to_string())),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        parse_timestamp("30/08/2018x"),
+        Err(
+            "\"30/08/2018x\" is not a timestamp the data loader reads (epoch seconds or milliseconds, \
+             RFC 3339, 2018-08-30, 2018-08-30 00:00:00, …)"
+                .to_string()
+        )
+    );
 }

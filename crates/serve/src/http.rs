@@ -694,3 +694,84 @@ fn book_paper(state: &AppState, live: &Live, paper: PaperReturn) {
         recorder.paper(paper.log_return);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::parse_bars;
+
+    /// A JSON value of any shape, a few levels deep.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "\\PC{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("symbol".to_string()),
+                        Just("bars".to_string()),
+                        Just("timestamp".to_string()),
+                        Just("close".to_string()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A bar with every field present and arbitrary values in each.
+    fn bar() -> impl Strategy<Value = serde_json::Value> {
+        let price = prop_oneof![any::<f64>(), Just(f64::NAN), Just(-1.0), Just(100.0)];
+        let timestamp = prop_oneof![
+            any::<i64>().prop_map(serde_json::Value::from),
+            "\\PC{0,20}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from("2018-08-30")),
+        ];
+        (
+            timestamp,
+            [
+                price.clone(),
+                price.clone(),
+                price.clone(),
+                price.clone(),
+                price,
+            ],
+        )
+            .prop_map(|(timestamp, [open, high, low, close, volume])| {
+                serde_json::json!({"timestamp": timestamp, "open": open, "high": high,
+                                   "low": low, "close": close, "volume": volume})
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any body: parsed bars, or a 400 with one line saying why; never a panic.
+        #[test]
+        fn any_body_is_taken_or_refused_with_one_line(
+            body in prop_oneof![
+                json_value().prop_map(|v| v.to_string().into_bytes()),
+                prop::collection::vec(any::<u8>(), 0..64),
+                (prop_oneof![Just(String::new()), "\\PC{0,70}"], prop::collection::vec(bar(), 0..4))
+                    .prop_map(|(symbol, bars)| serde_json::json!({"symbol": symbol, "bars": bars})
+                        .to_string()
+                        .into_bytes()),
+            ]
+        ) {
+            if let Err(e) = parse_bars(&body) {
+                prop_assert_eq!(e.status.as_u16(), 400);
+                prop_assert!(!e.message.is_empty() && !e.message.contains('\n'), "{}", e.message);
+            }
+        }
+    }
+}
