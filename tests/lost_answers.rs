@@ -140,13 +140,14 @@ fn a_run_killed_during_a_checkpoint_upload_resumes_from_the_previous_checkpoint(
             return false;
         }
         // The second checkpoint's weights: the writer dies before this request is answered
-        // (the test thread reaps it), as if the machine went down mid-upload.
+        // (the test thread reaps it), as if the machine went down mid-upload. Marked before
+        // the kill: the test thread may see the run end before `kill` itself returns.
+        k.store(true, Ordering::SeqCst);
         let status = Command::new("kill")
             .args(["-KILL", &p.load(Ordering::SeqCst).to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "kill failed");
-        k.store(true, Ordering::SeqCst);
         while !r.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -158,15 +159,16 @@ fn a_run_killed_during_a_checkpoint_upload_resumes_from_the_previous_checkpoint(
     let mut child = ratchet(&proxy.url, &TRAIN, &cache)
         .args(["--model-name", "resumed"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     pid.store(child.id(), Ordering::SeqCst);
-    child.wait().unwrap();
+    let ended = child.wait_with_output().unwrap();
     reaped.store(true, Ordering::SeqCst);
     assert!(
         killed.load(Ordering::SeqCst),
-        "the run ended before its second checkpoint"
+        "the run ended before its second checkpoint: {}",
+        String::from_utf8_lossy(&ended.stderr)
     );
 
     let store = ratchet_mlflow::open_store(&server.url).unwrap();
