@@ -110,6 +110,20 @@ impl Store {
             .collect()
     }
 
+    /// The version's deployment events once `done` holds for them (or after 30 s, for the
+    /// caller's assertion to show): the server records an event in its own history first
+    /// and in the store a moment later.
+    fn deployment_events_when(&self, uri: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let events = self.deployment_events(uri);
+            if done(&events) || Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Starts `ratchet serve` on a free loopback port.
     fn serve(&self, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut cmd = self.command(&["serve", "--listen", "127.0.0.1:0"]);
@@ -424,8 +438,9 @@ fn swaps_follow_the_alias_without_a_failed_request() {
     }
     assert!(server.metrics().contains("ratchet_swaps_total 20\n"));
     // Each swap is in the version's record in the store.
-    let events = store.deployment_events(&format!("models:/swap/{b}"));
-    assert_eq!(events.iter().filter(|e| *e == "swapped").count(), 10);
+    let swapped = |events: &[String]| events.iter().filter(|e| *e == "swapped").count();
+    let events = store.deployment_events_when(&format!("models:/swap/{b}"), |e| swapped(e) >= 10);
+    assert_eq!(swapped(&events), 10);
     server.stop();
 }
 
@@ -617,7 +632,7 @@ fn a_canary_that_fails_to_load_is_rolled_back_while_production_answers() {
     let shown = store.show("models:/rb@candidate");
     assert_eq!(shown["version"], a, "the alias moved back");
     assert_eq!(
-        store.deployment_events(&format!("models:/rb/{b}")),
+        store.deployment_events_when(&format!("models:/rb/{b}"), |e| e.len() >= 2),
         ["load_failed", "rolled_back"]
     );
     assert!(server.metrics().contains("ratchet_rollbacks_total 1\n"));
@@ -772,7 +787,7 @@ fn serving_follows_an_alias_on_an_mlflow_server() {
         "the session carried over"
     );
     assert_eq!(
-        store.deployment_events(&format!("models:/rest/{b}")),
+        store.deployment_events_when(&format!("models:/rest/{b}"), |e| e.len() >= 1),
         ["swapped"]
     );
     server.stop();
@@ -1120,7 +1135,7 @@ fn a_store_outage_is_retried_and_only_a_broken_version_is_rolled_back() {
     outage.store(false, Ordering::SeqCst);
     server.wait_for("production", Some(b));
     assert_eq!(
-        direct.deployment_events(&format!("models:/outage/{b}")),
+        direct.deployment_events_when(&format!("models:/outage/{b}"), |e| e.len() >= 2),
         ["load_deferred", "swapped"]
     );
 
@@ -1135,7 +1150,7 @@ fn a_store_outage_is_retried_and_only_a_broken_version_is_rolled_back() {
     wait_for_event(&server, "rolled_back", c);
     assert_eq!(direct.show("models:/outage@production")["version"], b);
     assert_eq!(
-        direct.deployment_events(&format!("models:/outage/{c}")),
+        direct.deployment_events_when(&format!("models:/outage/{c}"), |e| e.len() >= 2),
         ["load_failed", "rolled_back"]
     );
     let answer = server.bars(&json!({"symbol": "O", "bars": [all[161]]}));
@@ -1457,7 +1472,7 @@ fn a_failed_rollback_is_reported_once() {
     );
     assert_eq!(server.deployment()["production"]["serving"]["version"], v);
     assert_eq!(
-        store.deployment_events(&format!("models:/alone/{v}")),
+        store.deployment_events_when(&format!("models:/alone/{v}"), |e| e.len() >= 2),
         ["loaded", "rollback_failed"]
     );
     server.stop();
