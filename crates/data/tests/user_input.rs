@@ -68,7 +68,7 @@ fn one_line_naming(err: impl std::fmt::Display, file: &str) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn csv_files_load_or_say_why(text in csv_text(), opts in options()) {

@@ -754,7 +754,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
 
         /// Any body: parsed bars, or a 400 with one line saying why; never a panic.
         #[test]
