@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Ratchet's whole test suite on a fresh machine: installs what the tests need
 # (a Python venv with the real MLflow client, Chromium for the HTML report, a software
-# Vulkan adapter for the wgpu test, Prometheus for the serve tests), then `cargo test --release --workspace`; then starts a
+# Vulkan adapter for the wgpu test, Prometheus for the serve tests), checks formatting, runs
+# `cargo test --release --workspace` and clippy with warnings as errors; then starts a
 # Ray head on loopback from a pinned Ray venv and runs the `ratchet sweep --ray` test.
 #
 # Environment:
@@ -53,6 +54,15 @@ if [ -z "${RATCHET_PYTHON:-}" ]; then
 fi
 "$RATCHET_PYTHON" -c 'import mlflow; print("mlflow", mlflow.__version__)'
 
+# Formatting and lints need rustup's rustfmt and clippy components (in its default profile);
+# a toolchain without them says so and goes on with the tests.
+step "cargo fmt --all --check"
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all --check
+else
+    echo "rustfmt is not installed (rustup component add rustfmt): formatting not checked" >&2
+fi
+
 step "cargo test --release --workspace (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo test --release --workspace --locked
 
@@ -65,6 +75,14 @@ if [ -n "$rebuilt" ]; then
     echo "error: cargo build --release recompiled the crates above after cargo test --release --workspace;" \
         "their features differ between the two commands (see the note above ciborium in Cargo.toml)" >&2
     exit 1
+fi
+
+# Lints after the reuse check: clippy's check-mode build has fingerprints of its own.
+step "cargo clippy --release --workspace --all-targets -- -D warnings"
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --release --workspace --all-targets --locked -- -D warnings
+else
+    echo "clippy is not installed (rustup component add clippy): lints not checked" >&2
 fi
 
 # `ratchet sweep --ray` against a real Ray head on loopback (tests/sweep_ray.rs, ignored by the

@@ -156,7 +156,7 @@ fn a_run_killed_during_a_checkpoint_upload_resumes_from_the_previous_checkpoint(
     let scratch = tempfile::tempdir().unwrap();
     let cache = scratch.path().join("cache");
 
-    let mut child = ratchet(&proxy.url, &TRAIN, &cache)
+    let child = ratchet(&proxy.url, &TRAIN, &cache)
         .args(["--model-name", "resumed"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
