@@ -84,10 +84,7 @@ impl Splits {
         validation: (&str, &str),
         test: (&str, &str),
     ) -> Result<Splits, DataError> {
-        let daily = frame
-            .timestamps
-            .iter()
-            .all(|t| t.rem_euclid(86_400_000) == 0);
+        let daily = is_daily(frame);
         let segment = |name: &str, (first, last): (&str, &str)| {
             let (start, end) = match (parse_start(first), parse_boundary(last)) {
                 (Some(s), Some(e)) => (s, e),
@@ -100,26 +97,12 @@ impl Splits {
             let rows = frame.timestamps.partition_point(|&t| t < start)
                 ..frame.timestamps.partition_point(|&t| t < end);
             if rows.is_empty() {
-                let covered = match (frame.timestamps.first(), frame.timestamps.last()) {
-                    (Some(a), Some(b)) => {
-                        format!("{} .. {}", format_timestamp(*a), format_timestamp(*b))
-                    }
-                    _ => "no rows".to_string(),
-                };
                 return Err(DataError::Split(format!(
-                    "no feature row falls in the recorded {name} range {first} .. {last} (the rows cover {covered}); use the data file the version was trained on"
+                    "no feature row falls in the recorded {name} range {first} .. {last} (the rows cover {}); use the data file the version was trained on",
+                    covered(frame)
                 )));
             }
-            let fmt = |t: i64| match daily {
-                true => format_date(t),
-                false => format_timestamp(t),
-            };
-            Ok(Segment {
-                first_date: fmt(frame.timestamps[rows.start]),
-                last_date: fmt(frame.timestamps[rows.end - 1]),
-                start: rows.start,
-                end: rows.end,
-            })
+            Ok(segment_of(frame, daily, rows.start, rows.end))
         };
         Ok(Splits {
             train: segment("train", train)?,
@@ -191,35 +174,46 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
         (validation_end, n, "test"),
     ];
     if let Some((_, _, name)) = bounds.iter().find(|(s, e, _)| s >= e) {
-        let range = match (frame.timestamps.first(), frame.timestamps.last()) {
-            (Some(a), Some(b)) => format!("{} .. {}", format_timestamp(*a), format_timestamp(*b)),
-            _ => "no rows".to_string(),
-        };
         return err(format!(
-            "the {name} segment would be empty ({n} feature rows covering {range}); move the split boundaries"
+            "the {name} segment would be empty ({n} feature rows covering {}); move the split boundaries",
+            covered(frame)
         ));
     }
-    // Dates alone when every row is at midnight (daily data), date-times otherwise.
-    let daily = frame
-        .timestamps
-        .iter()
-        .all(|t| t.rem_euclid(86_400_000) == 0);
-    let fmt = |t: i64| {
-        if daily {
-            format_date(t)
-        } else {
-            format_timestamp(t)
-        }
-    };
-    let segment = |start: usize, end: usize| Segment {
-        start,
-        end,
-        first_date: fmt(frame.timestamps[start]),
-        last_date: fmt(frame.timestamps[end - 1]),
-    };
+    let daily = is_daily(frame);
+    let segment = |start: usize, end: usize| segment_of(frame, daily, start, end);
     Ok(Splits {
         train: segment(0, train_end),
         validation: segment(train_end, validation_end),
         test: segment(validation_end, n),
     })
+}
+
+/// Whether every row is at midnight (daily data): segments then print dates alone.
+fn is_daily(frame: &FeatureFrame) -> bool {
+    frame
+        .timestamps
+        .iter()
+        .all(|t| t.rem_euclid(86_400_000) == 0)
+}
+
+/// Rows `start..end` (non-empty) as a segment, with their first and last dates.
+fn segment_of(frame: &FeatureFrame, daily: bool, start: usize, end: usize) -> Segment {
+    let fmt = |t: i64| match daily {
+        true => format_date(t),
+        false => format_timestamp(t),
+    };
+    Segment {
+        start,
+        end,
+        first_date: fmt(frame.timestamps[start]),
+        last_date: fmt(frame.timestamps[end - 1]),
+    }
+}
+
+/// The span the frame's rows cover, for error messages.
+fn covered(frame: &FeatureFrame) -> String {
+    match (frame.timestamps.first(), frame.timestamps.last()) {
+        (Some(a), Some(b)) => format!("{} .. {}", format_timestamp(*a), format_timestamp(*b)),
+        _ => "no rows".to_string(),
+    }
 }
