@@ -1,6 +1,7 @@
 //! End-to-end tests of the `ratchet` binary: real processes, a real `mlruns/` store in a
 //! temporary directory, the bundled market data.
 
+mod sandbox;
 #[path = "../crates/mlflow/tests/support/mod.rs"]
 mod support;
 
@@ -8,101 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sandbox::Sandbox;
 use serde_json::Value;
 use support::mlflow_server::{Backend, MlflowServer};
-
-/// A scratch store and feature cache, and the binary run from the repository root (where
-/// the default config finds `data/STOCKS_GOOGL.csv`).
-struct Sandbox {
-    dir: tempfile::TempDir,
-    /// The tracking URI every command gets (default: `mlruns` in the scratch directory).
-    tracking_uri: Option<String>,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            tracking_uri: None,
-        }
-    }
-
-    /// Commands go to an MLflow tracking server instead of a local store.
-    fn remote(url: &str) -> Self {
-        Self {
-            tracking_uri: Some(url.to_string()),
-            ..Self::new()
-        }
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("mlruns")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratchet"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg("--tracking-uri")
-            .arg(
-                self.tracking_uri
-                    .clone()
-                    .unwrap_or_else(|| self.store().display().to_string()),
-            )
-            .args(args)
-            .env_remove("MLFLOW_TRACKING_URI")
-            .env("RATCHET_CACHE_DIR", self.dir.path().join("cache"));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed and print JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "ratchet {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "ratchet {args:?} printed no JSON ({e}):\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    /// Runs a command that must fail with one clear error line.
-    fn fails(&self, args: &[&str], expected: &str) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!out.status.success(), "ratchet {args:?} should fail");
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
-        assert!(lines[0].starts_with("error: "), "{stderr}");
-        assert!(
-            stderr.contains(expected),
-            "expected '{expected}' in:\n{stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
-    }
-
-    fn checkpoint_dir(&self, uri: &str) -> PathBuf {
-        let shown = self.json(&["models", "show", uri, "--json"]);
-        PathBuf::from(
-            shown["checkpoint_path"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no checkpoint_path in {shown}")),
-        )
-    }
-}
 
 /// Tensor name -> raw little-endian bytes, read straight from a safetensors file.
 fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {

@@ -3,57 +3,17 @@
 //! orders and filters, a resume without a checkpoint says so, an I/O error names its
 //! cause once, and a promotion's rollback hint names the alias it moved.
 
-use std::path::{Path, PathBuf};
+mod sandbox;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use ratchet_mlflow::{FileStore, RunStatus, TrackingStore};
-use serde_json::Value;
+use sandbox::Sandbox;
 
-/// A scratch directory with a store path in it (not created until a command creates it).
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("mlruns")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratchet"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg("--tracking-uri")
-            .arg(self.store())
-            .args(args)
-            .env_remove("MLFLOW_TRACKING_URI")
-            .env("RATCHET_CACHE_DIR", self.dir.path().join("cache"));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "ratchet {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail, and returns its error line.
-    fn error(&self, args: &[&str]) -> String {
-        error_of(self.run(args))
-    }
+/// The error line of `ratchet ARGS` in `sb`, which must fail.
+fn error(sb: &Sandbox, args: &[&str]) -> String {
+    error_of(sb.run(args))
 }
 
 /// The one `error:` line of a command that must fail (progress lines may come before it).
@@ -81,7 +41,7 @@ fn reading_commands_report_a_missing_store_and_create_nothing() {
         &["runs", "list"],
         &["experiments", "list"],
     ] {
-        assert_eq!(sb.error(args), expected, "{args:?}");
+        assert_eq!(error(&sb, args), expected, "{args:?}");
         assert!(!store.exists(), "{args:?} created {}", store.display());
     }
 }
@@ -188,7 +148,7 @@ fn aliases_name_what_exists_and_how_to_undo_a_move() {
         "@production of al now points at version 2 (was 1; `ratchet models rollback al` undoes this)\n"
     );
     assert_eq!(
-        sb.error(&["models", "show", "models:/al@stagin"]),
+        error(&sb, &["models", "show", "models:/al@stagin"]),
         "error: alias @stagin of model \"al\" (its aliases: @production = version 2, @staging = version 2) not found"
     );
 }
@@ -204,7 +164,7 @@ fn resuming_without_a_checkpoint_says_what_is_missing() {
         .create_run(&experiment.experiment_id, "bare", &[])
         .unwrap();
     assert_eq!(
-        sb.error(&["train", "--resume", &bare.run_id]),
+        error(&sb, &["train", "--resume", &bare.run_id]),
         format!(
             "error: run {} has no checkpoint yet (it stopped before the first one); start it again",
             bare.run_id
@@ -241,7 +201,7 @@ fn resuming_without_a_checkpoint_says_what_is_missing() {
         .delete_artifacts(&failed.run_id, "checkpoint-best")
         .unwrap();
     assert_eq!(
-        sb.error(&["train", "--resume", &failed.run_id]),
+        error(&sb, &["train", "--resume", &failed.run_id]),
         format!(
             "error: run {} has no checkpoint-best artifact",
             failed.run_id
