@@ -26,6 +26,8 @@
 //! samples (the last [`SAMPLES`] timings of each, after criterion's warm-up), so that a figure
 //! always names its machine and its peak was measured beside it.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Mutex;

@@ -15,6 +15,8 @@
 //! The prices' frequency (periods per year) is inferred once outside the timed code, as
 //! vectorbt is given its `freq`.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -9,6 +9,8 @@
 //! cargo bench --bench env_step
 //! ```
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::hint::black_box;
 use std::sync::Arc;
 

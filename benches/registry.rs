@@ -27,6 +27,8 @@
 //! The 10,000-version store is built once through the store API (a few minutes: each
 //! version is an fsynced directory rename) and kept in the system temp directory.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::fs;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -213,7 +213,7 @@ impl RangeCheck {
                 "warning: {} changed since {} was trained (it recorded sha256 {}), and the version predates per-range digests: its recorded dates are used, but the bars inside them cannot be checked",
                 self.file,
                 self.version,
-                &sha256[..sha256.len().min(12)]
+                sha256.get(..12).unwrap_or(sha256)
             );
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `ratchet` binary: real processes, a real `mlruns/` store in a
 //! temporary directory, the bundled market data.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod sandbox;
 #[path = "../crates/mlflow/tests/support/mod.rs"]
 mod support;
@@ -1600,7 +1602,7 @@ fn a_version_is_judged_on_its_own_ranges() {
         out.to_str().unwrap(),
         "--json",
     ]);
-    let day = |v: &Value| v.as_str().unwrap()[..10].to_string();
+    let day = |v: &Value| v.as_str().unwrap().get(..10).unwrap().to_string();
     assert_eq!(day(&backtest["range"][0]), test["start"].as_str().unwrap());
     assert_eq!(day(&backtest["range"][1]), test["end"].as_str().unwrap());
     assert_eq!(backtest["test_looks"], 1);

@@ -7,6 +7,8 @@
 //!
 //! Needs the venv with `mlflow` (`$RATCHET_PYTHON`); fails, never skips, without it.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 #[path = "../crates/mlflow/tests/support/mod.rs"]
 mod support;
 

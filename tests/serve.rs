@@ -1,6 +1,8 @@
 //! `ratchet serve` end to end: the real binary on a loopback port, a real `mlruns/` store,
 //! versions trained on the bundled data, clients over real sockets.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -3,6 +3,8 @@
 //! orders and filters, a resume without a checkpoint says so, an I/O error names its
 //! cause once, and a promotion's rollback hint names the alias it moved.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod sandbox;
 
 use std::path::Path;

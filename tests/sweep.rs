@@ -2,6 +2,8 @@
 //! file store, the real MLflow client reads the parent and child runs back, and a second run
 //! of the same sweep trains nothing. Bad sweeps fail with one line before anything starts.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -6,6 +6,8 @@
 //! Ray venv (`scripts/ray_venv.sh`) and names in `RATCHET_RAY_ADDRESS`, then runs
 //! `cargo test --release --test sweep_ray -- --ignored`.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! The replay buffer: ring wrap-around, memory per transition, sampling, export and import.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::borrow::Cow;
 
 use ratchet_agents::replay::{ReplayBatch, ReplayBuffer};

@@ -1,6 +1,8 @@
 //! Reproducibility and resumability of DQN: same seed, same bytes; save, restore, continue;
 //! and clear refusals of states that do not fit.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use ratchet_agents::{AgentError, DeviceKind, Dqn, DqnConfig, TrainingState};
 use ratchet_env::CartPole;
 use std::sync::atomic::AtomicBool;

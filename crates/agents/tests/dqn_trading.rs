@@ -1,5 +1,7 @@
 //! DQN trades the bundled GOOGL daily bars better than a random policy on its training range.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod common;
 
 use ratchet_agents::{DeviceKind, Dqn, DqnConfig, argmax};

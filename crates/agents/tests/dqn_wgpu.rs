@@ -3,6 +3,8 @@
 //! As for PPO's wgpu test: on CI, Debian's `mesa-vulkan-drivers` (lavapipe) supplies a software
 //! Vulkan adapter; without any adapter this fails, and `RATCHET_SKIP_WGPU=1` skips it explicitly.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use ratchet_agents::{DeviceKind, Dqn, DqnConfig};
 use ratchet_env::CartPole;
 use std::sync::atomic::AtomicBool;

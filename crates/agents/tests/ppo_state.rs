@@ -1,5 +1,7 @@
 //! Reproducibility and resumability of PPO: same seed, same bytes; save, restore, continue.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use ratchet_agents::{AgentError, DeviceKind, Ppo, PpoConfig, TrainingState};
 use ratchet_env::CartPole;
 use std::sync::atomic::AtomicBool;

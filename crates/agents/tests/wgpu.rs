@@ -4,6 +4,8 @@
 //! tests run for real there. Without any adapter they fail; `RATCHET_SKIP_WGPU=1` skips them
 //! explicitly (and says so).
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use ratchet_agents::{AgentError, DeviceKind, Ppo, PpoConfig, device};
 use ratchet_env::CartPole;
 use std::sync::atomic::AtomicBool;

@@ -3,6 +3,8 @@
 //!
 //! Set `RATCHET_KEEP_SCREENSHOT=FILE` to keep a copy of the screenshot for a look.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod common;
 
 use std::fs::File;
@@ -145,7 +147,12 @@ fn report_renders_in_headless_chromium() {
         let start = dom
             .find(&format!("<section id=\"{id}\">"))
             .unwrap_or_else(|| panic!("{id} not rendered"));
-        let section = &dom[start..start + dom[start..].find("</section>").unwrap()];
+        let section = dom
+            .get(start..)
+            .unwrap()
+            .split("</section>")
+            .next()
+            .unwrap();
         assert!(
             section.contains("<svg "),
             "{id} has no SVG in the rendered DOM"

@@ -1,5 +1,7 @@
 //! Every metric checked against arithmetic written out by hand on a six-bar series.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use ratchet_backtest::{Backtest, Frequency, PriceSeries, Side, simulate_positions};
 use ratchet_env::execution::Costs;
 

@@ -1,5 +1,7 @@
 //! The simulator against the shared fill rule, trade extraction, policies and bad input.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use ratchet_backtest::{
     BacktestError, PriceSeries, Side, simulate_policy, simulate_positions, sma_crossover,
 };

@@ -2,6 +2,8 @@
 //! (`scripts/stats_reference.sh` prints the constants below; see that script for the
 //! formulas it applies independently of this crate).
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use ratchet_backtest::{
     BacktestError, MAX_PARTITIONS, SharpeEstimate, Trials, probability_of_backtest_overfitting,
 };

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p ratchet-data`
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::hint::black_box;
 use std::path::Path;
 

@@ -336,7 +336,7 @@ impl FeatureConfig {
 
     /// The first 12 characters of [`hash`](Self::hash), for display.
     pub fn short_hash(&self) -> String {
-        self.hash()[..12].to_string()
+        self.hash().chars().take(12).collect()
     }
 
     /// Names of the feature columns, in order.
@@ -399,7 +399,7 @@ fn toml_error(src: &str, e: &toml::de::Error) -> DataError {
     let at = e
         .span()
         .map(|span| {
-            let before = &src[..span.start.min(src.len())];
+            let before = src.get(..span.start).unwrap_or(src);
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
             format!(" at line {line}, column {column}")

@@ -1,5 +1,7 @@
 //! Feature cache: miss, hit, corrupt and foreign files, atomic writes.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::path::Path;
 
 use ratchet_data::{

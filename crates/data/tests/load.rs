@@ -1,5 +1,7 @@
 //! Loading the bundled files, other layouts, and one malformed file per error path.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;

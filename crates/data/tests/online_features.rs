@@ -1,6 +1,8 @@
 //! Features computed bar by bar: the batch output is pinned byte for byte, a stream gives the
 //! batch rows bit for bit (also across a snapshot), its warm-up, and the bars it refuses.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::path::Path;
 
 use ratchet_data::{

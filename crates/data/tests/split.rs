@@ -1,5 +1,7 @@
 //! Train/validation/test splits by fraction and by date.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::path::Path;
 
 use ratchet_data::{

@@ -1,6 +1,8 @@
 //! Every parser of user input in the data crate, fed arbitrary text: bars or one error line
 //! that names the file, never a panic.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::path::Path;
 
 use proptest::prelude::*;

@@ -1,5 +1,7 @@
 //! Behaviour of `TradingEnv`: causality, fills, accounting, rewards, episodes, state.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 use std::sync::Arc;
 
 use ratchet_env::execution::{Costs, bar_factor};

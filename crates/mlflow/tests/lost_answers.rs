@@ -8,6 +8,8 @@
 //!
 //! Needs the venv with `mlflow` (`$RATCHET_PYTHON`); fails, never skips, without it.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod support;
 
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //! Needs Python with `mlflow` at `$RATCHET_PYTHON` (default
 //! `$HOME/.cache/ratchet/venv/bin/python`); fails, never skips, without it.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod support;
 
 use std::path::Path;

@@ -6,6 +6,8 @@
 //! Needs the venv with `mlflow` whose python is `$RATCHET_PYTHON` (default
 //! `$HOME/.cache/ratchet/venv/bin/python`); fails, never skips, without it.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,8 @@
 //! `RATCHET_REGISTRY_WRITER` configuration. Without that variable `writer` runs one writer
 //! in-process as an ordinary test.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,5 +1,7 @@
 //! Every registry operation the CLI exposes, on a real file store.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
 mod common;
 
 use std::sync::Arc;

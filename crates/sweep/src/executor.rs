@@ -58,7 +58,7 @@ impl TrainOutput {
             .map(|i| i + 1)
             .or_else(|| log.starts_with("{\n").then_some(0))
             .ok_or_else(|| "the trial printed no JSON result".to_string())?;
-        serde_json::from_str(log[start..].trim_end())
+        serde_json::from_str(log.get(start..).unwrap_or(log).trim_end())
             .map_err(|e| format!("the trial's JSON result does not parse: {e}"))
     }
 }

@@ -50,10 +50,16 @@ pub fn render(board: &Leaderboard) -> String {
         |h| configurations(h, board),
     );
     page::section(&mut h, "trials", "Trials", |h| trials(h, board));
-    let tested: Vec<&TrialRow> = board
+    let tested: Vec<Tested> = board
         .trials
         .iter()
-        .filter(|t| t.val_sharpe.is_some() && t.test_sharpe.is_some())
+        .filter_map(|t| {
+            Some(Tested {
+                row: t,
+                val_sharpe: t.val_sharpe?,
+                test_sharpe: t.test_sharpe?,
+            })
+        })
         .collect();
     page::section(
         &mut h,
@@ -196,12 +202,17 @@ fn axis(lo: f64, hi: f64) -> (f64, f64, f64) {
     ((lo / step).floor() * step, (hi / step).ceil() * step, step)
 }
 
-fn scatter(h: &mut String, tested: &[&TrialRow], best: Option<&str>) {
+/// A trial with both a validation and a test Sharpe ratio: one point of the scatter plot.
+struct Tested<'a> {
+    row: &'a TrialRow,
+    val_sharpe: f64,
+    test_sharpe: f64,
+}
+
+fn scatter(h: &mut String, tested: &[Tested], best: Option<&str>) {
     let (w, ht) = (640.0, 420.0);
     let (left, right, top, bottom) = (64.0, w - 16.0, 12.0, ht - 40.0);
-    let values = tested
-        .iter()
-        .flat_map(|t| [t.val_sharpe.unwrap(), t.test_sharpe.unwrap()]);
+    let values = tested.iter().flat_map(|t| [t.val_sharpe, t.test_sharpe]);
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
         (a.min(v), b.max(v))
     });
@@ -248,19 +259,19 @@ fn scatter(h: &mut String, tested: &[&TrialRow], best: Option<&str>) {
         -(top + bottom) / 2.0,
     );
     for t in tested {
-        let (v, s) = (t.val_sharpe.unwrap(), t.test_sharpe.unwrap());
-        let is_best = best == Some(t.trial_id.as_str());
+        let (v, s) = (t.val_sharpe, t.test_sharpe);
+        let is_best = best == Some(t.row.trial_id.as_str());
         let _ = write!(
             h,
             "<circle class=\"dot{}\" data-trial=\"{}\" data-val=\"{v}\" data-test=\"{s}\" \
              cx=\"{:.1}\" cy=\"{:.1}\" r=\"{}\"><title>trial {} ({}): validation {v:.4}, test {s:.4}</title></circle>",
             if is_best { " best" } else { "" },
-            esc(&t.trial_id),
+            esc(&t.row.trial_id),
             x(v),
             y(s),
             if is_best { 6 } else { 4 },
-            esc(&t.trial_id),
-            esc(&t.overrides),
+            esc(&t.row.trial_id),
+            esc(&t.row.overrides),
         );
     }
     h.push_str("</svg>");

@@ -151,14 +151,15 @@ impl Leaderboard {
 
         let best = trials
             .iter()
-            .filter(|t| t.value.is_some())
+            .filter_map(|t| Some((t, t.value?)))
             .reduce(|best, t| {
-                if sweep.goal.better(t.value.unwrap(), best.value.unwrap()) {
+                if sweep.goal.better(t.1, best.1) {
                     t
                 } else {
                     best
                 }
-            });
+            })
+            .map(|(trial, _)| trial);
         let mut notes = Vec::new();
         let selection = best.map(|b| {
             let scored = trials.iter().filter(|t| t.value.is_some()).count();

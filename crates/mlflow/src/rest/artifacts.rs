@@ -258,11 +258,11 @@ pub(super) fn keep_unsent(
     kept.push(leaf);
     if kept.exists() {
         let name = format!(
-            "{}-{}",
+            "{}-{:08x}",
             kept.file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default(),
-            &Uuid::new_v4().simple().to_string()[..8]
+            Uuid::new_v4().as_fields().0
         );
         kept.set_file_name(name);
     }

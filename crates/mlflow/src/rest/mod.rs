@@ -104,14 +104,13 @@ impl RestStore {
                 "tracking URI {tracking_uri:?} {why}; expected the URL of an MLflow server such as http://127.0.0.1:5000"
             ))
         };
-        let lower = server.to_ascii_lowercase();
-        let after_scheme = if lower.starts_with("http://") {
-            &server[7..]
-        } else if lower.starts_with("https://") {
-            &server[8..]
-        } else {
-            return Err(bad("is not an http:// or https:// URL"));
-        };
+        let after_scheme = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| {
+                let (head, rest) = server.split_at_checked(scheme.len())?;
+                head.eq_ignore_ascii_case(scheme).then_some(rest)
+            })
+            .ok_or_else(|| bad("is not an http:// or https:// URL"))?;
         if after_scheme.is_empty() || after_scheme.starts_with('/') {
             return Err(bad("has no host"));
         }
