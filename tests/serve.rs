@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -547,19 +547,36 @@ fn bad_input_gets_a_json_4xx_and_the_server_keeps_serving() {
             "{method} {path}: expected '{message}' in '{error}'"
         );
     }
-    // One byte over the limit: answered 413, unless the server's close (with that byte unread)
-    // resets the connection before the client reads the answer, which TCP allows; either way
-    // the server counted it, took nothing and goes on serving.
-    let url = format!("{}/v1/bars", server.base);
-    match server.agent.post(&url).send(&big[..]) {
-        Ok(mut r) => {
-            assert_eq!(r.status().as_u16(), 413);
-            let text = r.body_mut().read_to_string().unwrap();
-            assert!(text.contains("the limit is 1048576 bytes"), "{text}");
-        }
-        Err(ureq::Error::Io(e)) => eprintln!("the oversized request's connection was reset: {e}"),
-        Err(e) => panic!("{e}"),
+    // One byte over the limit, sent as a single chunk with no end: the server has read every
+    // byte sent when the limit trips, so its close cannot reset the connection before the
+    // answer is read (as it may when bytes are left unread).
+    let mut stream =
+        std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/bars HTTP/1.1\r\nHost: ratchet\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        big.len()
+    )
+    .unwrap();
+    stream.write_all(&big).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("bytes)") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before the answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
     }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(answer.contains("the limit is 1048576 bytes"), "{answer}");
     // Rejected bars changed nothing: Y has no session yet and X takes its next bar.
     let next = json!({"symbol": "X", "bars": [bar(2000, 10.5, 11.0, 10.0, 10.8)]});
     assert_eq!(server.bars(&next)["decisions"][0]["bars_accepted"], 1);
@@ -698,11 +715,8 @@ fn prometheus_reads_the_metrics() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Prometheus binds port 0 itself and logs the port it got (a port found by binding 0 and
+    // dropping it could be taken by another test in between).
     let mut prom = Command::new(&prometheus)
         .arg(format!(
             "--config.file={}",
@@ -712,11 +726,22 @@ fn prometheus_reads_the_metrics() {
             "--storage.tsdb.path={}",
             dir.join("tsdb").display()
         ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.listen-address=127.0.0.1:0")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut log = BufReader::new(prom.stderr.take().unwrap()).lines();
+    let port = log
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let (_, address) = line.split_once("msg=\"Listening on\" address=127.0.0.1:")?;
+            address.split_whitespace().next()?.parse::<u16>().ok()
+        })
+        .expect("Prometheus logged no listening port");
+    // Keep reading its log so that it never blocks on a full pipe.
+    std::thread::spawn(move || log.for_each(drop));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -10,6 +10,10 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+#[path = "../crates/mlflow/tests/support/closed_port.rs"]
+mod closed_port;
+use closed_port::ClosedPort;
+
 /// The repository root: the binary runs there, as a user would.
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -375,11 +379,8 @@ fn bad_sweeps_are_refused_with_one_line_before_anything_starts() {
 
 #[test]
 fn an_unreachable_ray_address_is_refused_before_anything_starts() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = ClosedPort::reserve();
+    let port = closed.port;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("mlruns");
     let url = format!("http://127.0.0.1:{port}");

@@ -23,6 +23,7 @@ use ratchet_mlflow::rest::{Clock, REQUEST_ID_TAG, RestConfig, RestStore};
 use ratchet_mlflow::{Error, Metric, RunStatus, TrackingStore};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use support::closed_port::ClosedPort;
 use support::mlflow_server::{Backend, MlflowServer};
 
 // ---- harness ------------------------------------------------------------------------------
@@ -775,12 +776,8 @@ fn attempts_in(message: &str) -> usize {
 /// not started: one attempt, no wait, and an error naming the address and what to do.
 #[test]
 fn a_refused_connection_fails_at_once_naming_the_address() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = ClosedPort::reserve();
+    let port = closed.port;
     let url = format!("http://127.0.0.1:{port}");
     let (config, clock) = on_virtual_clock(Duration::from_secs(30));
     let store = RestStore::with_config(&url, config).unwrap();

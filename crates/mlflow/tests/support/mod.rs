@@ -3,9 +3,10 @@
 //! and the Python with MLflow's own client that checks what the server holds.
 //!
 //! Also included by the workspace's CLI tests (`#[path]`), so it uses only std, `ureq`,
-//! `tiny_http`, `tempfile` and `serde_json`.
+//! `tiny_http`, `tempfile`, `serde_json` and `socket2`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod closed_port;
 pub mod fault_proxy;
 pub mod mlflow_server;
 
