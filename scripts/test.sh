@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Ratchet's whole test suite on a fresh machine: installs what the tests need
 # (a Python venv with the real MLflow client, Chromium for the HTML report, a software
-# Vulkan adapter for the wgpu test, Prometheus for the serve tests), checks formatting, runs
-# `cargo test --release --workspace` and clippy with warnings as errors; then starts a
-# Ray head on loopback from a pinned Ray venv and runs the `ratchet sweep --ray` test.
+# Vulkan adapter for the wgpu test, Prometheus for the serve tests), checks formatting and
+# licenses (cargo-deny), runs `cargo test --release --workspace` and clippy with warnings as
+# errors; then starts a Ray head on loopback from a pinned Ray venv and runs the
+# `ratchet sweep --ray` test.
 #
 # Environment:
 #   CARGO_TARGET_DIR   build directory (default: ./target, the one `cargo run --release` uses,
@@ -62,6 +63,14 @@ if cargo fmt --version >/dev/null 2>&1; then
 else
     echo "rustfmt is not installed (rustup component add rustfmt): formatting not checked" >&2
 fi
+
+# Licenses and banned crates (deny.toml). cargo-deny is built once into ~/.cargo/bin (about
+# 6 minutes on 2 cores); its advisory check is left out: the database lives on GitHub.
+step "cargo deny check licenses bans"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    cargo install cargo-deny --locked --version 0.20.2 --quiet
+fi
+cargo deny --log-level error check licenses bans
 
 step "cargo test --release --workspace (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo test --release --workspace --locked
