@@ -42,7 +42,7 @@ fn network(rng: &mut Rng) -> InferenceMlp {
             ]
         })
         .collect();
-    InferenceMlp::from_tensors(&tensors, "", Activation::Tanh).unwrap()
+    InferenceMlp::from_tensors(&tensors, "", Activation::Tanh, Default::default()).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ratchet_agents::Arithmetic;
 
 const ABOUT: &str =
     "Train DQN/PPO trading agents, version every model in an MLflow store, and backtest them.";
@@ -106,6 +107,11 @@ pub struct TrainArgs {
     /// Compute device for the network: the CPU (flex backend) or a GPU through wgpu.
     #[arg(long, value_enum)]
     pub device: Option<Device>,
+    /// How the CPU kernels add up matrix products: `exact` (each product rounded, the default)
+    /// or `fma` (fused multiply-adds: faster on Intel cores, different bits). Recorded with the
+    /// version; `--from` keeps the version's own unless this is given.
+    #[arg(long, value_name = "exact|fma", value_parser = str::parse::<Arithmetic>, conflicts_with = "resume")]
+    pub arithmetic: Option<Arithmetic>,
     /// Registered model name the new version goes to.
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,

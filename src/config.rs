@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use ratchet_agents::{DqnConfig, PpoConfig};
+use ratchet_agents::{Arithmetic, DqnConfig, PpoConfig};
 use ratchet_data::{FeatureConfig, LoadOptions, SplitSpec};
 use ratchet_env::TradingConfig;
 
@@ -186,6 +186,10 @@ impl TrainConfig {
         if let Some(d) = args.device {
             run.device = d;
         }
+        if let Some(a) = args.arithmetic {
+            self.set_arithmetic(a);
+        }
+        let run = &mut self.run;
         if let Some(n) = &args.model_name {
             run.model_name = Some(n.clone());
         }
@@ -204,6 +208,22 @@ impl TrainConfig {
         }
     }
 
+    /// The arithmetic of the run's algorithm ([`Arithmetic`]).
+    pub fn arithmetic(&self) -> Arithmetic {
+        match self.run.algo {
+            Algo::Ppo => self.ppo.arithmetic,
+            Algo::Dqn => self.dqn.arithmetic,
+        }
+    }
+
+    /// Sets the arithmetic of the run's algorithm (the other's is not recorded).
+    pub fn set_arithmetic(&mut self, arithmetic: Arithmetic) {
+        match self.run.algo {
+            Algo::Ppo => self.ppo.arithmetic = arithmetic,
+            Algo::Dqn => self.dqn.arithmetic = arithmetic,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.run.steps == 0 {
             bail!("run.steps must be at least 1");
@@ -216,6 +236,12 @@ impl TrainConfig {
         }
         if self.run.checkpoint_every == 0 {
             bail!("run.checkpoint_every must be at least 1");
+        }
+        if self.arithmetic() == Arithmetic::Fma && self.run.device == Device::Wgpu {
+            bail!(
+                "arithmetic \"fma\" chooses how the CPU kernels compute; --device wgpu trains on \
+                 the GPU in its own arithmetic: drop one of the two"
+            );
         }
         if self.run.eval_every == Some(0) {
             bail!("run.eval_every must be at least 1 (leave it out to evaluate once, at the end)");

@@ -185,9 +185,9 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         .filter_map(|(k, v)| Some((k.strip_prefix("ratchet.sweep.")?, v.as_str())))
         .collect();
     // Versions written by other tools may carry no Ratchet config, hence no plan.
-    let horizon = crate::checkpoint::config_of(&version)
-        .ok()
-        .and_then(|config| crate::train::planned_horizon(&config));
+    let config = crate::checkpoint::config_of(&version).ok();
+    let horizon = config.as_ref().and_then(crate::train::planned_horizon);
+    let arithmetic = config.as_ref().map(|c| c.arithmetic().name());
     let deployments = registry.deployments(&version.name, number)?;
     if args.json {
         let mut value = serde_json::to_value(&version)?;
@@ -198,6 +198,7 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         value["test_looks"] = json!(test_looks);
         value["selection"] = json!(selection);
         value["sweep"] = json!(sweep);
+        value["arithmetic"] = json!(arithmetic);
         return print_json(&value);
     }
     let t = &version.training;
@@ -214,8 +215,11 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         version.created_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
     println!(
-        "  algorithm     {} (seed {}, device {})",
-        t.algorithm, t.seed, t.device
+        "  algorithm     {} (seed {}, device {}, arithmetic {})",
+        t.algorithm,
+        t.seed,
+        t.device,
+        arithmetic.unwrap_or("-")
     );
     println!(
         "  steps         {} in {:.1} s",

@@ -85,9 +85,15 @@ fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) 
                 describe_features(&requested),
             );
         }
+        // The file's hyperparameters, but the version's own arithmetic (below: unless asked).
+        let arithmetic = config.arithmetic();
         config.ppo = requested.ppo;
         config.dqn = requested.dqn;
+        config.set_arithmetic(arithmetic);
         config.run.checkpoint_every = requested.run.checkpoint_every;
+    }
+    if let Some(a) = args.arithmetic {
+        config.set_arithmetic(a);
     }
     if let Some(s) = args.steps {
         config.run.steps = s;
@@ -209,6 +215,13 @@ impl Job {
         };
         if config.run.device == crate::cli::Device::Wgpu {
             report_wgpu_adapter();
+        }
+        if !config.arithmetic().native() {
+            eprintln!(
+                "warning: this CPU has no FMA instructions, so arithmetic \"fma\" is emulated in \
+                 software: the same bits as on a CPU with them, many times slower (a new run can \
+                 take --arithmetic exact)"
+            );
         }
         let learner = Learner::build(&config, market.as_ref())?;
         Ok(Self {

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sandbox::Sandbox;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::mlflow_server::{Backend, MlflowServer};
 
 /// Tensor name -> raw little-endian bytes, read straight from a safetensors file.
@@ -181,6 +181,66 @@ fn continue_training_ppo_matches_uninterrupted_training() {
     );
     let lineage = sb.json(&["models", "lineage", "models:/half/2", "--json"]);
     assert!(lineage.to_string().contains("\"half\""), "{lineage}");
+}
+
+/// `--arithmetic fma` is recorded with the version, shown by `models show`, kept by `--from`
+/// (so continuing is still bit for bit), and really computes differently from `exact`.
+#[test]
+fn fused_arithmetic_is_recorded_and_kept_when_continuing() {
+    let sb = Sandbox::new();
+    let train = |steps: &str, name: &str, arithmetic: &str| {
+        sb.json(&[
+            "train",
+            "--steps",
+            steps,
+            "--seed",
+            "5",
+            "--model-name",
+            name,
+            "--arithmetic",
+            arithmetic,
+            "--json",
+        ])
+    };
+    train("3000", "half", "fma");
+    sb.json(&[
+        "train",
+        "--from",
+        "models:/half/1",
+        "--steps",
+        "3000",
+        "--json",
+    ]);
+    train("6000", "whole", "fma");
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/half/2"),
+        &sb.checkpoint_dir("models:/whole/1"),
+    );
+    let shown = sb.run(&["models", "show", "models:/half/2"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout)
+            .contains("\n  algorithm     ppo (seed 5, device cpu, arithmetic fma)\n"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+    train("6000", "exact", "exact");
+    let show = |uri: &str| sb.json(&["models", "show", uri, "--json"]);
+    let (fused, exact) = (show("models:/whole/1"), show("models:/exact/1"));
+    assert_eq!(
+        (&fused["arithmetic"], &exact["arithmetic"]),
+        (&json!("fma"), &json!("exact"))
+    );
+    assert_ne!(fused["weights_sha256"], exact["weights_sha256"]);
+    // An exact run's config has no `arithmetic` key: configs and hashes of earlier versions.
+    assert_eq!(exact["hyperparameters"]["ppo"].get("arithmetic"), None);
+
+    let out = sb.run(&["train", "--arithmetic", "fma", "--device", "wgpu"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: arithmetic \"fma\" chooses how the CPU kernels compute; --device wgpu trains on \
+         the GPU in its own arithmetic: drop one of the two\n"
+    );
 }
 
 /// DQN (replay buffer, target network, epsilon schedule): the same property on CartPole.

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::isa::Isa;
+use crate::isa::{Arithmetic, Isa};
 
 /// What the kernels need to know about this CPU.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub fn cpu() -> &'static Cpu {
 }
 
 fn detect() -> Cpu {
-    let vectors = Isa::detect().name();
+    let vectors = Isa::detect(Arithmetic::Exact).name();
     #[cfg(target_arch = "x86_64")]
     if let Some(cpu) = x86::detect(vectors) {
         return cpu;

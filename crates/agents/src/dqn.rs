@@ -50,6 +50,7 @@ use ratchet_env::{Env, Rng, RngState, VecEnv};
 use serde::{Deserialize, Serialize};
 
 use crate::episodes::EpisodeStats;
+use crate::isa::{Arithmetic, is_exact};
 use crate::network::{Activation, Mlp, MlpConfig};
 use crate::optim::{Adam, AdamConfig};
 use crate::policy::{InferenceMlp, argmax};
@@ -100,6 +101,11 @@ pub struct DqnConfig {
     pub activation: Activation,
     /// Adam's epsilon. Default 1e-8, PyTorch's (SB3's DQN keeps it; Burn's own default is 1e-5).
     pub adam_eps: f64,
+    /// How the CPU networks' matrix products add up ([`Arithmetic`]): `exact` (the default)
+    /// or `fma`. Left out of the saved config when exact, so configs and hashes of exact runs
+    /// are those of every earlier version.
+    #[serde(skip_serializing_if = "is_exact")]
+    pub arithmetic: Arithmetic,
     /// Double DQN: the online network picks the next action, the target network values it.
     /// Default true; SB3's DQN is plain DQN (`false`).
     pub double_q: bool,
@@ -131,6 +137,7 @@ impl Default for DqnConfig {
             hidden: vec![64, 64],
             activation: Activation::Relu,
             adam_eps: 1e-8,
+            arithmetic: Arithmetic::Exact,
             double_q: true,
             dueling: false,
             total_timesteps: 1_000_000,
@@ -281,7 +288,7 @@ impl<E: Env> Dqn<E> {
         });
         let n = envs.len();
         Ok(Self {
-            greedy: greedy_network(&q_network, config.dueling)?,
+            greedy: greedy_network(&q_network, &config)?,
             replay: ReplayBuffer::new(config.buffer_size, obs_size),
             config,
             device_kind,
@@ -416,7 +423,7 @@ impl<E: Env> Dqn<E> {
         let (q_network, stats) = learner.finish(self.q_network.clone(), &self.adam)?;
         self.q_network = q_network;
         self.n_updates += steps as u64;
-        self.greedy = greedy_network(&self.q_network, self.config.dueling)?;
+        self.greedy = greedy_network(&self.q_network, &self.config)?;
 
         let mean = |xs: &[f32]| xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64;
         Ok(vec![
@@ -531,12 +538,12 @@ impl<E: Env> Dqn<E> {
                 Some(NamedTensor::new(name, t.shape.clone(), t.data.to_vec()))
             })
             .collect();
-        greedy_from_tensors(q_network, config.dueling, config.activation)
+        greedy_from_tensors(q_network, config, config.activation)
     }
 
     pub fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
         let q_network = load_module_tensors(self.q_network.clone(), weights, "q_network")?;
-        self.greedy = greedy_network(&q_network, self.config.dueling)?;
+        self.greedy = greedy_network(&q_network, &self.config)?;
         self.q_network = q_network;
         Ok(())
     }
@@ -584,7 +591,7 @@ impl<E: Env> Dqn<E> {
                 "replay.actions holds action {bad}, but the environment has {a}"
             )));
         }
-        let greedy = greedy_network(&q_network, self.config.dueling)?;
+        let greedy = greedy_network(&q_network, &self.config)?;
         self.envs.restore(&env_state)?;
 
         self.q_network = q_network;
@@ -619,17 +626,17 @@ struct DqnMeta {
 
 /// A Burn-free copy of `net` whose outputs are Q-values. A dueling head is linear in the last
 /// hidden layer, so `V + A - mean(A)` folds exactly into one plain output layer.
-fn greedy_network(net: &Mlp, dueling: bool) -> Result<InferenceMlp, AgentError> {
-    greedy_from_tensors(module_tensors(net, "")?, dueling, net.activation)
+fn greedy_network(net: &Mlp, config: &DqnConfig) -> Result<InferenceMlp, AgentError> {
+    greedy_from_tensors(module_tensors(net, "")?, config, net.activation)
 }
 
 /// [`greedy_network`] of a Q-network's tensors (named `layers.{i}.weight` / `.bias`).
 fn greedy_from_tensors(
     mut tensors: Vec<NamedTensor<'static>>,
-    dueling: bool,
+    config: &DqnConfig,
     activation: Activation,
 ) -> Result<InferenceMlp, AgentError> {
-    if dueling {
+    if config.dueling {
         let last = tensors
             .iter()
             .filter(|t| t.name.ends_with(".weight"))
@@ -651,7 +658,7 @@ fn greedy_from_tensors(
             }
         }
     }
-    InferenceMlp::from_tensors(&tensors, "", activation)
+    InferenceMlp::from_tensors(&tensors, "", activation, config.arithmetic)
 }
 
 /// `τ online + (1 − τ) target`, parameter by parameter (both networks have the same shape).

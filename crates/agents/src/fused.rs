@@ -15,7 +15,7 @@
 //! the same bits run to run and on every instruction set.
 
 use crate::AgentError;
-use crate::isa::Isa;
+use crate::isa::{Arithmetic, Isa};
 use crate::matmul::{Matrix, column_sums, matmul, matmul_transposed, padded, transpose};
 use crate::network::Activation;
 
@@ -189,7 +189,7 @@ impl FusedMlp {
     /// [`FusedMlp::forward`] is then given.
     pub(crate) fn load(&mut self, params: &[f32]) {
         // A copy, exact on any instruction set: the fastest one is used.
-        let isa = Isa::detect();
+        let isa = Isa::detect(Arithmetic::Exact);
         for (i, l) in self.layers.iter().enumerate() {
             let weight = &params[l.weight..l.weight + l.inputs * l.outputs];
             if l.stride > l.outputs {
@@ -480,7 +480,7 @@ mod tests {
             let x: Vec<f32> = (0..rows * 9).map(|_| rng.normal() as f32).collect();
             let stride = by_weight.output_stride();
             let grad_output: Vec<f32> = (0..rows * stride).map(|_| rng.normal() as f32).collect();
-            for isa in Isa::available() {
+            for isa in Isa::available(Arithmetic::Exact) {
                 let mut grads = [vec![f32::NAN; total], vec![f32::NAN; total]];
                 for (net, grads) in [&by_gradients, &by_weight].into_iter().zip(&mut grads) {
                     let mut trace = Trace::default();
@@ -525,7 +525,7 @@ mod tests {
             let mut fused = FusedMlp::new(&layout, "", activation).unwrap();
             fused.load(&params);
             let mut trace = Trace::default();
-            for isa in Isa::available() {
+            for isa in Isa::available(Arithmetic::Exact) {
                 fused.forward(isa, &params, &x, rows, &mut trace);
                 let stride = fused.output_stride();
                 let mut grad_output = vec![0.0f32; rows * stride];

@@ -46,6 +46,7 @@ pub mod trading_policy;
 pub use device::{DeviceKind, device};
 pub use dqn::{Dqn, DqnConfig};
 pub use episodes::EpisodeStats;
+pub use isa::Arithmetic;
 pub use network::{Activation, Mlp, MlpConfig};
 pub use optim::{Adam, AdamConfig};
 pub use policy::{InferenceMlp, argmax, greedy_return};

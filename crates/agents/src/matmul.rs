@@ -4,13 +4,16 @@
 //! (one observation).
 //!
 //! Every output is its initial value plus its row's products added in order of the shared
-//! index, each product rounded before the addition (never a fused multiply-add). Blocking only
+//! index, each product rounded before the addition, or with [`Arithmetic::Fma`] each product
+//! and addition rounded once (a fused multiply-add, `f32::mul_add`). Blocking only
 //! decides which outputs are computed together, and a long shared index is taken a strip at a
 //! time with each partial sum kept in `out` in between, never reordered: every instruction set
 //! and block size gives the same bits. Transposes ([`transpose`]) only move values.
 
 use std::ops::Range;
 
+#[cfg(any(doc, test))]
+use crate::isa::Arithmetic;
 use crate::isa::Isa;
 
 /// Output columns come in multiples of this (one AVX2 register); matrices the kernel writes or
@@ -90,10 +93,6 @@ pub(crate) fn matmul_transposed(
 /// 1.4x slower.
 #[inline(always)]
 pub(crate) fn matmul_row(isa: Isa, x: &[f32], b: Matrix, init: &[f32], out: &mut [f32]) {
-    const WIDE: usize = 64;
-    // AVX-512 has the registers for 256 sums: 16 chains of additions in flight instead of 4
-    // (a 256x256 layer, rl-zoo's DQN acting: 2.7 -> 1.3 µs).
-    const WIDEST: usize = 256;
     assert_eq!(x.len(), b.rows, "inner dimensions");
     assert_eq!(b.cols % LANES, 0, "output columns are whole lanes");
     assert!(b.data.len() >= b.rows * b.stride, "b holds every row whole");
@@ -101,29 +100,57 @@ pub(crate) fn matmul_row(isa: Isa, x: &[f32], b: Matrix, init: &[f32], out: &mut
         init.len() >= b.cols && out.len() >= b.cols,
         "a value per column"
     );
+    match isa.fma() {
+        true => row_blocks::<true>(isa.wide(), x, b, init, out),
+        false => row_blocks::<false>(isa.wide(), x, b, init, out),
+    }
+}
+
+/// [`matmul_row`]'s blocks, `F`: with fused multiply-adds.
+#[inline(always)]
+fn row_blocks<const F: bool>(wide: bool, x: &[f32], b: Matrix, init: &[f32], out: &mut [f32]) {
+    const WIDE: usize = 64;
+    // AVX-512 has the registers for 256 sums: 16 chains of additions in flight instead of 4
+    // (a 256x256 layer, rl-zoo's DQN acting: 2.7 -> 1.3 µs).
+    const WIDEST: usize = 256;
     let mut j = 0;
-    while isa.wide() && j + WIDEST <= b.cols {
-        row_block::<WIDEST>(x, b, j, init, out);
+    while wide && j + WIDEST <= b.cols {
+        row_block::<WIDEST, F>(x, b, j, init, out);
         j += WIDEST;
     }
     while j + WIDE <= b.cols {
-        row_block::<WIDE>(x, b, j, init, out);
+        row_block::<WIDE, F>(x, b, j, init, out);
         j += WIDE;
     }
     while j < b.cols {
-        row_block::<LANES>(x, b, j, init, out);
+        row_block::<LANES, F>(x, b, j, init, out);
         j += LANES;
+    }
+}
+
+/// `s + x w`: the product rounded and then the sum, or (`F`) one fused multiply-add.
+#[inline(always)]
+fn add_product<const F: bool>(s: f32, x: f32, w: f32) -> f32 {
+    match F {
+        true => x.mul_add(w, s),
+        false => s + x * w,
     }
 }
 
 /// Outputs `j..j + W` of [`matmul_row`], held in registers while the rows of `b` stream past.
 #[inline(always)]
-fn row_block<const W: usize>(x: &[f32], b: Matrix, j: usize, init: &[f32], out: &mut [f32]) {
+fn row_block<const W: usize, const F: bool>(
+    x: &[f32],
+    b: Matrix,
+    j: usize,
+    init: &[f32],
+    out: &mut [f32],
+) {
     let mut sums: [f32; W] = init[j..j + W].try_into().expect("a whole block");
     for (xk, row) in x.iter().zip(b.data.chunks_exact(b.stride)) {
         let w: &[f32; W] = row[j..j + W].try_into().expect("a whole block");
         for (s, w) in sums.iter_mut().zip(w) {
-            *s += xk * w;
+            *s = add_product::<F>(*s, *xk, *w);
         }
     }
     out[j..j + W].copy_from_slice(&sums);
@@ -157,6 +184,14 @@ impl<'a> Job<'a> {
 
     /// `T`: `a` is stored transposed.
     fn run<const T: bool>(&self, isa: Isa, out: &mut [f32]) {
+        match isa.fma() {
+            true => self.run_with::<T, true>(isa, out),
+            false => self.run_with::<T, false>(isa, out),
+        }
+    }
+
+    /// [`Job::run`], `F`: with fused multiply-adds.
+    fn run_with<const T: bool, const F: bool>(&self, isa: Isa, out: &mut [f32]) {
         // AVX-512 (32 registers): blocks of 64 columns by four rows, 16 registers of sums;
         // six rows when `a` is stored transposed (its six values of each index are adjacent),
         // 24 registers. The last columns, 8 wide, by eight rows of `a` transposed. AVX2 (16
@@ -164,15 +199,15 @@ impl<'a> Job<'a> {
         match (isa.wide(), T) {
             (true, true) => isa.run(
                 #[inline(always)]
-                || self.blocked::<T, 6, 64, 8>(out),
+                || self.blocked::<T, 6, 64, 8, F>(out),
             ),
             (true, false) => isa.run(
                 #[inline(always)]
-                || self.blocked::<T, 4, 64, 4>(out),
+                || self.blocked::<T, 4, 64, 4, F>(out),
             ),
             (false, _) => isa.run(
                 #[inline(always)]
-                || self.blocked::<T, 2, 32, 2>(out),
+                || self.blocked::<T, 2, 32, 2, F>(out),
             ),
         }
     }
@@ -181,7 +216,7 @@ impl<'a> Job<'a> {
     /// rows. `b` is read in place when it fits in one panel ([`panel_len`]) or when few rows
     /// would read it; otherwise a column strip at a time, copied into a contiguous panel.
     #[inline(always)]
-    fn blocked<const T: bool, const R: usize, const W: usize, const N: usize>(
+    fn blocked<const T: bool, const R: usize, const W: usize, const N: usize, const F: bool>(
         &self,
         out: &mut [f32],
     ) {
@@ -191,16 +226,16 @@ impl<'a> Job<'a> {
             // Every column block of a block of rows in turn: `b` stays in the L1 cache, `a`'s
             // rows are read once.
             let in_place = |j: usize, k: usize| &b.data[k * b.stride + j..];
-            self.row_blocks::<T, R, W>(0..wide, 0..b.rows, in_place, out);
-            self.row_blocks::<T, N, LANES>(wide..b.cols, 0..b.rows, in_place, out);
+            self.row_blocks::<T, R, W, F>(0..wide, 0..b.rows, in_place, out);
+            self.row_blocks::<T, N, LANES, F>(wide..b.cols, 0..b.rows, in_place, out);
             return;
         }
         let mut panel = vec![0.0f32; self.panel_len];
         for j in (0..wide).step_by(W) {
-            self.packed::<T, R, W>(j, &mut panel, out);
+            self.packed::<T, R, W, F>(j, &mut panel, out);
         }
         for j in (wide..b.cols).step_by(LANES) {
-            self.packed::<T, N, LANES>(j, &mut panel, out);
+            self.packed::<T, N, LANES, F>(j, &mut panel, out);
         }
     }
 
@@ -211,7 +246,7 @@ impl<'a> Job<'a> {
     /// the weight gradient's 256x64x256 from 133 to 181. Across strips each output carries
     /// its sum in `out`, so its additions stay in index order.
     #[inline(always)]
-    fn packed<const T: bool, const R: usize, const W: usize>(
+    fn packed<const T: bool, const R: usize, const W: usize, const F: bool>(
         &self,
         j: usize,
         panel: &mut [f32],
@@ -228,7 +263,7 @@ impl<'a> Job<'a> {
             }
             let panel = &panel[..(k1 - k0) * W];
             let packed = |_: usize, k: usize| &panel[(k - k0) * W..];
-            self.row_blocks::<T, R, W>(j..j + W, k0..k1, packed, out);
+            self.row_blocks::<T, R, W, F>(j..j + W, k0..k1, packed, out);
             k0 = k1;
         }
     }
@@ -237,25 +272,25 @@ impl<'a> Job<'a> {
     /// blocks of `R` rows, then of 4 and of 1. `b_row(j, k)` starts with columns `j..j + W`
     /// of `b`'s row `k`.
     #[inline(always)]
-    fn row_blocks<'b, const T: bool, const R: usize, const W: usize>(
+    fn row_blocks<'b, const T: bool, const R: usize, const W: usize, const F: bool>(
         &self,
         columns: Range<usize>,
         ks: Range<usize>,
         b_row: impl Fn(usize, usize) -> &'b [f32] + Copy,
         out: &mut [f32],
     ) {
-        let r = self.rows_from::<T, R, W>(0, columns.clone(), ks.clone(), b_row, out);
+        let r = self.rows_from::<T, R, W, F>(0, columns.clone(), ks.clone(), b_row, out);
         let r = match R > 4 {
-            true => self.rows_from::<T, 4, W>(r, columns.clone(), ks.clone(), b_row, out),
+            true => self.rows_from::<T, 4, W, F>(r, columns.clone(), ks.clone(), b_row, out),
             false => r,
         };
-        self.rows_from::<T, 1, W>(r, columns, ks, b_row, out);
+        self.rows_from::<T, 1, W, F>(r, columns, ks, b_row, out);
     }
 
     /// [`Job::row_blocks`] of `R` rows from row `r` while a whole block fits; returns the
     /// first row left.
     #[inline(always)]
-    fn rows_from<'b, const T: bool, const R: usize, const W: usize>(
+    fn rows_from<'b, const T: bool, const R: usize, const W: usize, const F: bool>(
         &self,
         mut r: usize,
         columns: Range<usize>,
@@ -266,7 +301,7 @@ impl<'a> Job<'a> {
         let rows = if T { self.a.cols } else { self.a.rows };
         while r + R <= rows {
             for j in columns.clone().step_by(W) {
-                self.tile::<T, R, W>(r, j, ks.clone(), |k| &b_row(j, k)[..W], out);
+                self.tile::<T, R, W, F>(r, j, ks.clone(), |k| &b_row(j, k)[..W], out);
             }
             r += R;
         }
@@ -279,7 +314,7 @@ impl<'a> Job<'a> {
     // `k` indexes both operands, one of them through a stride.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn tile<'b, const T: bool, const R: usize, const W: usize>(
+    fn tile<'b, const T: bool, const R: usize, const W: usize, const F: bool>(
         &self,
         r: usize,
         j: usize,
@@ -314,7 +349,7 @@ impl<'a> Job<'a> {
             };
             for (sums, x) in acc.iter_mut().zip(xs) {
                 for (s, w) in sums.iter_mut().zip(w) {
-                    *s += x * w;
+                    *s = add_product::<F>(*s, x, *w);
                 }
             }
         }
@@ -528,7 +563,7 @@ mod tests {
             for row in m.chunks_exact(cols) {
                 want.iter_mut().zip(row).for_each(|(w, v)| *w += v);
             }
-            for isa in Isa::available() {
+            for isa in Isa::available(Arithmetic::Exact) {
                 let mut out = vec![f32::NAN; cols];
                 column_sums(isa, Matrix::dense(&m, rows, cols), &mut out);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -541,7 +576,7 @@ mod tests {
     fn transposes_every_shape() {
         for (rows, cols) in [(1, 1), (3, 40), (64, 256), (17, 33)] {
             let m: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
-            for isa in Isa::available() {
+            for isa in Isa::available(Arithmetic::Exact) {
                 let mut out = vec![f32::NAN; cols * (rows + 1)];
                 transpose(isa, Matrix::dense(&m, rows, cols), &mut out, rows + 1);
                 for i in 0..rows {
@@ -573,25 +608,45 @@ mod tests {
         ] {
             let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
             let (a, b, init) = (draw(rows * depth), draw(depth * cols), draw(cols));
-            let mut want = vec![0.0f32; rows * cols];
-            for r in 0..rows {
-                for j in 0..cols {
-                    let mut s = init[j];
-                    for k in 0..depth {
-                        s += a[r * depth + k] * b[k * cols + j];
+            let plain_loop = |fma: bool| {
+                let mut want = vec![0.0f32; rows * cols];
+                for r in 0..rows {
+                    for j in 0..cols {
+                        let mut s = init[j];
+                        for k in 0..depth {
+                            let (x, w) = (a[r * depth + k], b[k * cols + j]);
+                            s = if fma { x.mul_add(w, s) } else { s + x * w };
+                        }
+                        want[r * cols + j] = s;
                     }
-                    want[r * cols + j] = s;
                 }
+                want
+            };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let (exact, fused) = (plain_loop(false), plain_loop(true));
+            if depth >= 64 {
+                // The two arithmetics are really different ones.
+                assert_ne!(bits(&exact), bits(&fused), "{rows}x{depth}x{cols}");
             }
-            for isa in Isa::available() {
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let isas = [Arithmetic::Exact, Arithmetic::Fma]
+                .into_iter()
+                .flat_map(|arithmetic| {
+                    Isa::available(arithmetic)
+                        .into_iter()
+                        .map(move |i| (arithmetic, i))
+                });
+            for (arithmetic, isa) in isas {
+                let want = match arithmetic {
+                    Arithmetic::Exact => &exact,
+                    Arithmetic::Fma => &fused,
+                };
                 let mut out = vec![f32::NAN; rows * cols];
                 let (am, bm) = (
                     Matrix::dense(&a, rows, depth),
                     Matrix::dense(&b, depth, cols),
                 );
                 matmul(isa, am, bm, Some(&init), &mut out, cols);
-                assert_eq!(bits(&out), bits(&want), "{rows}x{depth}x{cols} {isa:?}");
+                assert_eq!(bits(&out), bits(want), "{rows}x{depth}x{cols} {isa:?}");
                 // Panels for L1 data caches of 12 KiB to 192 KiB.
                 for panel_len in [1024, 2560, 4096, 16384] {
                     let mut out = vec![f32::NAN; rows * cols];
@@ -601,7 +656,7 @@ mod tests {
                     };
                     job.run::<false>(isa, &mut out);
                     let what = format!("{rows}x{depth}x{cols} {isa:?} panel {panel_len}");
-                    assert_eq!(bits(&out), bits(&want), "{what}");
+                    assert_eq!(bits(&out), bits(want), "{what}");
                 }
                 for (r, want) in want.chunks_exact(cols).enumerate() {
                     let mut out = vec![f32::NAN; cols];
@@ -619,7 +674,7 @@ mod tests {
                 matmul_transposed(isa, at, bm, Some(&init), &mut out, cols);
                 assert_eq!(
                     bits(&out),
-                    bits(&want),
+                    bits(want),
                     "{rows}x{depth}x{cols} {isa:?} transposed"
                 );
             }

@@ -44,7 +44,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
-use crate::isa::Isa;
+use crate::isa::{Arithmetic, Isa};
 use crate::state::{NamedTensor, join, read_f32};
 
 /// Adam's hyperparameters (the learning rate is passed to each [`Adam::step`]).
@@ -178,7 +178,7 @@ impl Adam {
     /// One update of host-side parameters from their gradients, both flattened as
     /// [`Adam::parameters`] gives them.
     pub(crate) fn step_host(&mut self, lr: f64, grads: &[f32], params: &mut [f32]) {
-        let (total, isa) = (self.total(), Isa::detect());
+        let (total, isa) = (self.total(), Isa::detect(Arithmetic::Exact));
         assert!(
             grads.len() == total && params.len() == total,
             "gradients and parameters in the optimizer's layout"
@@ -535,7 +535,7 @@ mod tests {
             (norm - sum.sqrt()).abs() < 1e-12 * norm,
             "the norm is the norm"
         );
-        for isa in Isa::available() {
+        for isa in Isa::available(Arithmetic::Exact) {
             assert_eq!(run(isa), want, "{isa:?}");
             assert_eq!(l2_norm(isa, &g).to_bits(), norm.to_bits(), "{isa:?} norm");
         }

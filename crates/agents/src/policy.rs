@@ -6,11 +6,11 @@
 //! for the same work through Burn.
 //!
 //! ```
-//! use ratchet_agents::{InferenceMlp, Mlp, MlpConfig, argmax, device, DeviceKind};
+//! use ratchet_agents::{Arithmetic, InferenceMlp, Mlp, MlpConfig, argmax, device, DeviceKind};
 //! use ratchet_env::Rng;
 //!
 //! let net = Mlp::new(&MlpConfig::new(4, vec![16], 2), &device(DeviceKind::Cpu).unwrap(), &mut Rng::seed_from(3));
-//! let policy = InferenceMlp::from_mlp(&net).unwrap();
+//! let policy = InferenceMlp::from_mlp(&net, Arithmetic::Exact).unwrap();
 //! let mut logits = [0.0f32; 2];
 //! policy.forward(&[0.1, 0.0, -0.2, 0.3], &mut logits);
 //! let action = argmax(&logits);
@@ -21,7 +21,7 @@ use ratchet_env::{Env, Rng};
 
 use crate::AgentError;
 use crate::dense::Dense;
-use crate::isa::Isa;
+use crate::isa::{Arithmetic, Isa};
 use crate::network::{Activation, Mlp};
 use crate::state::{NamedTensor, join, module_tensors};
 
@@ -35,21 +35,24 @@ const STACK_WIDTH: usize = 256;
 pub struct InferenceMlp {
     layers: Vec<Dense>,
     activation: Activation,
+    arithmetic: Arithmetic,
 }
 
 impl InferenceMlp {
     /// Copies the weights out of `mlp` (one read per parameter tensor; fails only if the device
     /// cannot be read).
-    pub fn from_mlp(mlp: &Mlp) -> Result<Self, AgentError> {
-        Self::from_tensors(&module_tensors(mlp, "")?, "", mlp.activation)
+    pub fn from_mlp(mlp: &Mlp, arithmetic: Arithmetic) -> Result<Self, AgentError> {
+        Self::from_tensors(&module_tensors(mlp, "")?, "", mlp.activation, arithmetic)
     }
 
     /// Builds the network from tensors named `{prefix}.layers.{i}.weight` / `.bias` (the names
-    /// [`module_tensors`] gives an [`Mlp`]); `prefix` may be empty.
+    /// [`module_tensors`] gives an [`Mlp`]); `prefix` may be empty. `arithmetic` is the one
+    /// the network was trained with: the same bits as the training pass.
     pub fn from_tensors(
         tensors: &[NamedTensor],
         prefix: &str,
         activation: Activation,
+        arithmetic: Arithmetic,
     ) -> Result<Self, AgentError> {
         let find = |name: String| tensors.iter().find(|t| t.name == name);
         let mut layers = Vec::new();
@@ -86,7 +89,11 @@ impl InferenceMlp {
                 join(prefix, "layers.0.weight")
             )));
         }
-        Ok(Self { layers, activation })
+        Ok(Self {
+            layers,
+            activation,
+            arithmetic,
+        })
     }
 
     pub fn input_size(&self) -> usize {
@@ -105,7 +112,7 @@ impl InferenceMlp {
 
     /// Evaluates `n` observations stored one after another; writes `n * output_size()` floats.
     pub fn forward_batch(&self, obs: &[f32], n: usize, out: &mut [f32]) {
-        self.forward_with(Isa::detect(), obs, n, out);
+        self.forward_with(Isa::detect(self.arithmetic), obs, n, out);
     }
 
     /// [`forward_batch`](Self::forward_batch) compiled for `isa`: every layer of every row in
@@ -227,7 +234,8 @@ mod tests {
         ] {
             for activation in [Activation::Tanh, Activation::Relu] {
                 let tensors = random_layers(&sizes, &mut rng);
-                let net = InferenceMlp::from_tensors(&tensors, "", activation).unwrap();
+                let net = InferenceMlp::from_tensors(&tensors, "", activation, Arithmetic::Exact)
+                    .unwrap();
                 let n = 5;
                 let obs: Vec<f32> = (0..n * sizes[0]).map(|_| rng.normal() as f32).collect();
                 let mut out = vec![0.0; n * net.output_size()];
@@ -254,7 +262,8 @@ mod tests {
         ] {
             for activation in [Activation::Tanh, Activation::Relu] {
                 let tensors = random_layers(&sizes, &mut rng);
-                let net = InferenceMlp::from_tensors(&tensors, "", activation).unwrap();
+                let net = InferenceMlp::from_tensors(&tensors, "", activation, Arithmetic::Exact)
+                    .unwrap();
                 let (layout, params) = flatten(&tensors);
                 let mut fused = FusedMlp::new(&layout, "", activation).unwrap();
                 fused.load(&params);
@@ -262,7 +271,10 @@ mod tests {
                 let obs: Vec<f32> = (0..rows * sizes[0]).map(|_| rng.normal() as f32).collect();
                 let (n, stride) = (net.output_size(), fused.output_stride());
                 let mut trace = Trace::default();
-                for isa in Isa::available() {
+                let isas = [Arithmetic::Exact, Arithmetic::Fma]
+                    .into_iter()
+                    .flat_map(Isa::available);
+                for isa in isas {
                     fused.forward(isa, &params, &obs, rows, &mut trace);
                     for (r, x) in obs.chunks_exact(sizes[0]).enumerate() {
                         let mut y = vec![f32::NAN; n];

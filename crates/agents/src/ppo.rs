@@ -42,6 +42,7 @@ use ratchet_env::{Env, Rng, RngState, VecEnv};
 use serde::{Deserialize, Serialize};
 
 use crate::episodes::EpisodeStats;
+use crate::isa::{Arithmetic, is_exact};
 use crate::network::{Activation, Mlp, MlpConfig};
 use crate::optim::{Adam, AdamConfig};
 use crate::policy::InferenceMlp;
@@ -92,6 +93,11 @@ pub struct PpoConfig {
     /// Adam's epsilon. Default 1e-5: SB3's `ActorCriticPolicy` sets it for PPO (PyTorch's own
     /// default is 1e-8; Burn's is 1e-5). Explicit either way.
     pub adam_eps: f64,
+    /// How the CPU networks' matrix products add up ([`Arithmetic`]): `exact` (the default)
+    /// or `fma`. Left out of the saved config when exact, so configs and hashes of exact runs
+    /// are those of every earlier version.
+    #[serde(skip_serializing_if = "is_exact")]
+    pub arithmetic: Arithmetic,
 }
 
 impl Default for PpoConfig {
@@ -113,6 +119,7 @@ impl Default for PpoConfig {
             hidden: vec![64, 64],
             activation: Activation::Tanh,
             adam_eps: 1e-5,
+            arithmetic: Arithmetic::Exact,
         }
     }
 }
@@ -244,8 +251,8 @@ impl<E: Env> Ppo<E> {
         });
         let n = envs.len();
         Ok(Self {
-            actor: InferenceMlp::from_mlp(&model.actor)?,
-            critic: InferenceMlp::from_mlp(&model.critic)?,
+            actor: InferenceMlp::from_mlp(&model.actor, config.arithmetic)?,
+            critic: InferenceMlp::from_mlp(&model.critic, config.arithmetic)?,
             config,
             device_kind,
             device,
@@ -382,7 +389,14 @@ impl<E: Env> Ppo<E> {
         let lr = self.learning_rate();
         let on_cpu = self.device_kind == DeviceKind::Cpu;
         let widths = self.network_widths();
-        let mut learner = Learner::new(&self.model, &mut self.adam, &self.device, on_cpu, &widths)?;
+        let mut learner = Learner::new(
+            &self.model,
+            &mut self.adam,
+            &self.device,
+            on_cpu,
+            &widths,
+            self.config.arithmetic,
+        )?;
         let mut indices: Vec<usize> = Vec::with_capacity(advantages.len());
         for _epoch in 0..self.config.n_epochs {
             indices.clear();
@@ -396,8 +410,8 @@ impl<E: Env> Ppo<E> {
         }
         let (model, diagnostics) = learner.finish(self.model.clone(), &self.adam)?;
         self.model = model;
-        self.actor = InferenceMlp::from_mlp(&self.model.actor)?;
-        self.critic = InferenceMlp::from_mlp(&self.model.critic)?;
+        self.actor = InferenceMlp::from_mlp(&self.model.actor, self.config.arithmetic)?;
+        self.critic = InferenceMlp::from_mlp(&self.model.critic, self.config.arithmetic)?;
         self.updates += 1;
 
         let mut metrics = self.summarise(diagnostics);
@@ -568,7 +582,7 @@ impl<E: Env> Ppo<E> {
         config: &PpoConfig,
         weights: &[NamedTensor],
     ) -> Result<InferenceMlp, AgentError> {
-        InferenceMlp::from_tensors(weights, "actor", config.activation)
+        InferenceMlp::from_tensors(weights, "actor", config.activation, config.arithmetic)
     }
 
     pub fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
@@ -576,8 +590,8 @@ impl<E: Env> Ppo<E> {
             actor: load_module_tensors(self.model.actor.clone(), weights, "actor")?,
             critic: load_module_tensors(self.model.critic.clone(), weights, "critic")?,
         };
-        let actor = InferenceMlp::from_mlp(&model.actor)?;
-        let critic = InferenceMlp::from_mlp(&model.critic)?;
+        let actor = InferenceMlp::from_mlp(&model.actor, self.config.arithmetic)?;
+        let critic = InferenceMlp::from_mlp(&model.critic, self.config.arithmetic)?;
         self.actor = actor;
         self.critic = critic;
         self.model = model;
@@ -634,8 +648,8 @@ impl<E: Env> Ppo<E> {
                 meta.episode_starts.len()
             )));
         }
-        let actor = InferenceMlp::from_mlp(&model.actor)?;
-        let critic = InferenceMlp::from_mlp(&model.critic)?;
+        let actor = InferenceMlp::from_mlp(&model.actor, self.config.arithmetic)?;
+        let critic = InferenceMlp::from_mlp(&model.critic, self.config.arithmetic)?;
         self.envs.restore(&env_state)?;
 
         self.model = model;

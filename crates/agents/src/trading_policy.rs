@@ -17,7 +17,7 @@ use crate::policy::{InferenceMlp, argmax};
 /// // output j = feature * (j - 1), so a positive feature picks "long".
 /// let w = NamedTensor::new("layers.0.weight", vec![3, 3], vec![-1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
 /// let b = NamedTensor::new("layers.0.bias", vec![3], vec![0.0; 3]);
-/// let net = InferenceMlp::from_tensors(&[w, b], "", Default::default())?;
+/// let net = InferenceMlp::from_tensors(&[w, b], "", Default::default(), Default::default())?;
 /// let policy = TradingPolicy::new(net, true)?;
 /// let mut scratch = policy.scratch();
 /// assert_eq!(policy.decide(&[0.5], 0.0, 0.0, &mut scratch), 1.0);

@@ -211,7 +211,8 @@ mod tests {
         let inputs = features.window * features.column_names().len() + 2;
         let w = NamedTensor::new("layers.0.weight", vec![inputs, 3], vec![0.0; inputs * 3]);
         let b = NamedTensor::new("layers.0.bias", vec![3], vec![0.0, 0.0, 1.0]);
-        let net = InferenceMlp::from_tensors(&[w, b], "", Default::default()).unwrap();
+        let net = InferenceMlp::from_tensors(&[w, b], "", Default::default(), Default::default())
+            .unwrap();
         ServedModel {
             name: "m".into(),
             version: 1,

@@ -142,7 +142,11 @@ impl<'a> HostLearner<'a> {
             .flat_map(|t| t.data.into_owned())
             .collect();
         target.load(&target_params);
-        let (isa, k, stride) = (Isa::detect(), online.input_size(), online.output_stride());
+        let (isa, k, stride) = (
+            Isa::detect(config.arithmetic),
+            online.input_size(),
+            online.output_stride(),
+        );
         let mut next_target = Vec::with_capacity(batch.len() * stride);
         let mut trace = Trace::default();
         for next in batch.next_observations.chunks(config.batch_size * k) {

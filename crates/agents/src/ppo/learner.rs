@@ -14,7 +14,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::{ActorCritic, PpoConfig, Rollout};
 use crate::AgentError;
 use crate::fused::{self, FusedMlp, Trace};
-use crate::isa::Isa;
+use crate::isa::{Arithmetic, Isa};
 use crate::optim::Adam;
 use crate::state::read_f32;
 
@@ -101,9 +101,10 @@ impl Learner {
         device: &Device,
         on_cpu: bool,
         widths: &[usize],
+        arithmetic: Arithmetic,
     ) -> Result<Self, AgentError> {
         Ok(if on_cpu && fused::fits(widths) {
-            Learner::Host(Box::new(HostLearner::new(model, adam)?))
+            Learner::Host(Box::new(HostLearner::new(model, adam, arithmetic)?))
         } else {
             Learner::Burn(BurnLearner {
                 model: model.clone(),
@@ -165,14 +166,18 @@ pub(super) struct HostLearner {
 }
 
 impl HostLearner {
-    fn new(model: &ActorCritic, adam: &mut Adam) -> Result<Self, AgentError> {
+    fn new(
+        model: &ActorCritic,
+        adam: &mut Adam,
+        arithmetic: Arithmetic,
+    ) -> Result<Self, AgentError> {
         let (params, layout) = adam.parameters(model)?;
         let mut actor = FusedMlp::new(&layout, "actor.", model.actor.activation)?;
         let mut critic = FusedMlp::new(&layout, "critic.", model.critic.activation)?;
         actor.load(&params);
         critic.load(&params);
         Ok(Self {
-            isa: Isa::detect(),
+            isa: Isa::detect(arithmetic),
             grads: vec![0.0; params.len()],
             params,
             actor,
@@ -569,7 +574,7 @@ mod tests {
             let burn = burn_gradients(&model, grads);
 
             let mut adam = Adam::new(AdamConfig::default());
-            let mut host = HostLearner::new(&model, &mut adam).unwrap();
+            let mut host = HostLearner::new(&model, &mut adam, config.arithmetic).unwrap();
             host.gradients(&batch, &config);
             let what = format!("{k} inputs, {actions} actions, ent_coef {ent_coef}");
             assert_gradients_match(&host.grads, &burn, &what);
