@@ -8,11 +8,12 @@
 //! - `ppo/cartpole_sb3_defaults`: one iteration = one full PPO iteration (a 2048-step rollout
 //!   with one environment, then 10 epochs of 64-sample minibatches on a 64x64 tanh actor and
 //!   critic), the SB3 `PPO("MlpPolicy", "CartPole-v1")` workload.
+//! - `ppo/cartpole_sb3_defaults_fma`: the same with `arithmetic = "fma"`.
 //! - `dqn/cartpole_rl_zoo` and `dqn/cartpole_rl_zoo_plain`: one iteration = one DQN training
 //!   interval with rl-baselines3-zoo's CartPole-v1 settings (256 environment steps with
 //!   epsilon-greedy acting, then 128 gradient steps on 64-sample minibatches of a 256x256 ReLU
 //!   Q-network), measured after `learning_starts`; double DQN (our default) and plain DQN (SB3's
-//!   algorithm).
+//!   algorithm). `dqn/cartpole_rl_zoo_fma`: double DQN with `arithmetic = "fma"`.
 //! - `peak/fma_avx512_one_core`: one iteration = 12 independent chains of 2^20 fused
 //!   multiply-adds on 16-float AVX-512 vectors, the FP32 peak of one core; its throughput is in
 //!   FLOPs (elements = FLOPs).
@@ -35,7 +36,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
-use ratchet_agents::{DeviceKind, Dqn, DqnConfig, Ppo, PpoConfig};
+use ratchet_agents::{Arithmetic, DeviceKind, Dqn, DqnConfig, Ppo, PpoConfig};
 use ratchet_env::CartPole;
 
 // ---------------------------------------------------------------------------------------------
@@ -82,28 +83,39 @@ fn median_rate(id: &str) -> Option<f64> {
 // PPO
 // ---------------------------------------------------------------------------------------------
 
+/// PPO's workloads: name and arithmetic.
+const PPO_WORKLOADS: [(&str, Arithmetic); 2] = [
+    ("cartpole_sb3_defaults", Arithmetic::Exact),
+    ("cartpole_sb3_defaults_fma", Arithmetic::Fma),
+];
+
 fn ppo(c: &mut Criterion) {
-    let config = PpoConfig::default();
-    let steps = config.n_steps as u64;
     let mut group = c.benchmark_group("ppo");
     group.sample_size(SAMPLES);
     group.measurement_time(Duration::from_secs(20));
-    group.throughput(Throughput::Elements(steps));
-    let mut agent = Ppo::new(config, vec![CartPole::default()], DeviceKind::Cpu, 0)
-        .expect("PPO on CartPole builds");
-    group.bench_function("cartpole_sb3_defaults", |b| {
-        timed(b, "ppo/cartpole_sb3_defaults", steps, || {
-            agent
-                .train(
-                    steps,
-                    &mut |log| {
-                        black_box(log);
-                    },
-                    &AtomicBool::new(false),
-                )
-                .expect("training runs");
-        })
-    });
+    for (name, arithmetic) in PPO_WORKLOADS {
+        let config = PpoConfig {
+            arithmetic,
+            ..PpoConfig::default()
+        };
+        let steps = config.n_steps as u64;
+        group.throughput(Throughput::Elements(steps));
+        let mut agent = Ppo::new(config, vec![CartPole::default()], DeviceKind::Cpu, 0)
+            .expect("PPO on CartPole builds");
+        group.bench_function(name, |b| {
+            timed(b, &format!("ppo/{name}"), steps, || {
+                agent
+                    .train(
+                        steps,
+                        &mut |log| {
+                            black_box(log);
+                        },
+                        &AtomicBool::new(false),
+                    )
+                    .expect("training runs");
+            })
+        });
+    }
     group.finish();
 }
 
@@ -111,15 +123,27 @@ fn ppo(c: &mut Criterion) {
 // DQN
 // ---------------------------------------------------------------------------------------------
 
+/// DQN's workloads: name, double DQN, arithmetic.
+const DQN_WORKLOADS: [(&str, bool, Arithmetic); 3] = [
+    ("cartpole_rl_zoo", true, Arithmetic::Exact),
+    ("cartpole_rl_zoo_fma", true, Arithmetic::Fma),
+    ("cartpole_rl_zoo_plain", false, Arithmetic::Exact),
+];
+
+fn dqn_config(double_q: bool, arithmetic: Arithmetic) -> DqnConfig {
+    DqnConfig {
+        double_q,
+        arithmetic,
+        ..DqnConfig::rl_zoo_cartpole()
+    }
+}
+
 fn dqn(c: &mut Criterion) {
     let mut group = c.benchmark_group("dqn");
     group.sample_size(SAMPLES);
     group.measurement_time(Duration::from_secs(20));
-    for (name, double_q) in [("cartpole_rl_zoo", true), ("cartpole_rl_zoo_plain", false)] {
-        let config = DqnConfig {
-            double_q,
-            ..DqnConfig::rl_zoo_cartpole()
-        };
+    for (name, double_q, arithmetic) in DQN_WORKLOADS {
+        let config = dqn_config(double_q, arithmetic);
         let steps = config.train_freq;
         group.throughput(Throughput::Elements(steps));
         let mut agent = Dqn::new(
@@ -255,15 +279,11 @@ fn report(_: &mut Criterion) {
             None => println!("report: one core's {label}: not measured in this run"),
         }
     }
-    for (name, double_q) in [("cartpole_rl_zoo", true), ("cartpole_rl_zoo_plain", false)] {
+    for (name, double_q, arithmetic) in DQN_WORKLOADS {
         let Some(steps) = median_rate(&format!("dqn/{name}")) else {
             continue;
         };
-        let config = DqnConfig {
-            double_q,
-            ..DqnConfig::rl_zoo_cartpole()
-        };
-        let per_step = dqn_flops_per_step(&config);
+        let per_step = dqn_flops_per_step(&dqn_config(double_q, arithmetic));
         let flops = steps * per_step;
         let fraction = |peak: Option<f64>| match peak {
             Some(p) => format!("{:.0}%", 100.0 * flops / p),
@@ -278,8 +298,10 @@ fn report(_: &mut Criterion) {
             fraction(exact),
         );
     }
-    if let Some(steps) = median_rate("ppo/cartpole_sb3_defaults") {
-        println!("report: ppo/cartpole_sb3_defaults: {steps:.0} env steps/s");
+    for (name, _) in PPO_WORKLOADS {
+        if let Some(steps) = median_rate(&format!("ppo/{name}")) {
+            println!("report: ppo/{name}: {steps:.0} env steps/s");
+        }
     }
 }
 

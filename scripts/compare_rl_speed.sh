@@ -99,20 +99,26 @@ PY
 )
 
 fi
-echo "== JAX PPO (compiled) and ratchet train --env cartpole --algo ppo --steps $PPO_STEPS, alternating, best of $ROUNDS"
+echo "== JAX PPO (compiled) and ratchet train --env cartpole --algo ppo --steps $PPO_STEPS (--arithmetic exact, then fma), alternating, best of $ROUNDS"
 TRACKING=$(mktemp -d)
 trap 'rm -rf "$TRACKING"' EXIT
 JAX_PPO=0
 CLI_PPO=0
+CLI_PPO_FMA=0
+ratchet_train() {
+    "$RATCHET" train --env cartpole --algo ppo --steps "$PPO_STEPS" --seed "$1" --arithmetic "$2" \
+        --tracking-uri "$TRACKING/$1-$2" --json |
+        "$JAX_VENV/bin/python" -c 'import json, sys; o = json.load(sys.stdin); print(o["total_steps"] / o["wall_time_s"])'
+}
 for round in $(seq "$ROUNDS"); do
     jax=$("$JAX_VENV/bin/python" scripts/ppo_cartpole_jax.py "$PPO_STEPS" 1)
-    cli=$("$RATCHET" train --env cartpole --algo ppo --steps "$PPO_STEPS" --seed "$round" \
-        --tracking-uri "$TRACKING/$round" --json |
-        "$JAX_VENV/bin/python" -c 'import json, sys; o = json.load(sys.stdin); print(o["total_steps"] / o["wall_time_s"])')
-    printf '  round %s: JAX %8.0f  ratchet train %8.0f env steps/s  (load %s)\n' \
-        "$round" "$jax" "$cli" "$(cut -d' ' -f1 /proc/loadavg)"
+    cli=$(ratchet_train "$round" exact)
+    fma=$(ratchet_train "$round" fma)
+    printf '  round %s: JAX %8.0f  ratchet train %8.0f, with fma %8.0f env steps/s  (load %s)\n' \
+        "$round" "$jax" "$cli" "$fma" "$(cut -d' ' -f1 /proc/loadavg)"
     JAX_PPO=$("$JAX_VENV/bin/python" -c "print(max($JAX_PPO, $jax))")
     CLI_PPO=$("$JAX_VENV/bin/python" -c "print(max($CLI_PPO, $cli))")
+    CLI_PPO_FMA=$("$JAX_VENV/bin/python" -c "print(max($CLI_PPO_FMA, $fma))")
 done
 
 echo "== ratchet: cargo bench --workspace --bench agents"
@@ -120,12 +126,12 @@ BENCH_OUT="$TRACKING/bench.txt"
 cargo bench --workspace --bench agents 2>&1 | tee "$BENCH_OUT" | grep -E '^(ppo|dqn|peak)/|thrpt:' || true
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-"$JAX_VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$SB3_PPO" "$SB3_DQN" "$JAX_PPO" "$CLI_PPO" <<'PY'
+"$JAX_VENV/bin/python" - "$CARGO_TARGET_DIR/criterion" "$SB3_PPO" "$SB3_DQN" "$JAX_PPO" "$CLI_PPO" "$CLI_PPO_FMA" <<'PY'
 import sys
 sys.path.insert(0, "scripts")
 from criterion_estimates import rate as criterion_rate
 root = sys.argv[1]
-sb3_ppo, sb3_dqn, jax_ppo, cli_ppo = map(float, sys.argv[2:6])
+sb3_ppo, sb3_dqn, jax_ppo, cli_ppo, cli_ppo_fma = map(float, sys.argv[2:7])
 rate = lambda group, bench: criterion_rate(root, group, bench)
 
 print("== summary (env steps/s; criterion's median for the benches, the best round otherwise)")
@@ -134,8 +140,11 @@ row = lambda label, sb3, jax, ours: print(
     f"{label:<46}{sb3:>10,.0f}{jax if jax else float('nan'):>10,.0f}{ours:>10,.0f}"
     f"{ours / sb3:>7.1f}x" + (f"{ours / jax:>7.2f}x" if jax else ""))
 row("PPO, CartPole, SB3 defaults: ratchet train", sb3_ppo, jax_ppo, cli_ppo)
+row("  the same, --arithmetic fma", sb3_ppo, jax_ppo, cli_ppo_fma)
 row("PPO, CartPole, SB3 defaults: cargo bench", sb3_ppo, jax_ppo, rate("ppo", "cartpole_sb3_defaults"))
+row("  the same, arithmetic fma", sb3_ppo, jax_ppo, rate("ppo", "cartpole_sb3_defaults_fma"))
 for bench, label in [("cartpole_rl_zoo", "DQN, rl-zoo settings (double DQN)"),
+                     ("cartpole_rl_zoo_fma", "  the same, arithmetic fma"),
                      ("cartpole_rl_zoo_plain", "DQN, rl-zoo settings (plain DQN)")]:
     row(label, sb3_dqn, 0, rate("dqn", bench))
 PY
