@@ -10,7 +10,9 @@ use ratchet_backtest::{ReportInput, ReportMetadata, TimeRange, write_reports};
 use ratchet_mlflow::Metric;
 
 use crate::checkpoint;
-use crate::cli::{BacktestArgs, EnvKind};
+use ratchet_config::EnvKind;
+
+use crate::cli::BacktestArgs;
 use crate::evaluate::{headline, policy_backtest};
 use crate::learner::Learner;
 use crate::market::Market;

@@ -21,11 +21,10 @@ use ratchet_registry::{
     ModelVersion, ParentRef, Registry, SemVer, TrainingRecord, VersionStatus,
 };
 
-use crate::cli::{Algo, EnvKind};
-use crate::config::TrainConfig;
 use crate::evaluate::Evaluation;
 use crate::learner::Learner;
 use crate::market::Market;
+use ratchet_config::{Algo, EnvKind, TrainConfig};
 
 /// Artifact path of a run's latest checkpoint.
 pub const RUN_CHECKPOINT: &str = "checkpoint";
@@ -259,7 +258,7 @@ pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint
             "run {run_id} has no checkpoint yet (it stopped before the first one); start it again"
         )
     })?;
-    let config = config_of(&checkpoint.metadata)?;
+    let config = TrainConfig::from_version(&checkpoint.metadata)?;
     let (state, progress) = join_state(checkpoint.state)?;
     Ok(RunCheckpoint {
         config,
@@ -297,15 +296,6 @@ fn run_artifact(
     let checkpoint = Checkpoint::load(&dir)
         .with_context(|| format!("reading the {artifact} artifact of run {run_id}"))?;
     Ok(Some(checkpoint))
-}
-
-/// The configuration a version was trained with.
-pub fn config_of(metadata: &ModelVersion) -> Result<TrainConfig> {
-    let mut config: TrainConfig = serde_json::from_value(metadata.training.hyperparameters.clone())
-        .context("the version's configuration was not written by this version of ratchet")?;
-    // The recorded schedule length is explicit from now on.
-    config.dqn_schedule_given = true;
-    Ok(config)
 }
 
 /// A registered version, as continue-training and backtests see it (its tensors come
@@ -390,7 +380,7 @@ fn describe(uri: &str, metadata: ModelVersion) -> Result<LoadedVersion> {
         version,
         uri: format!("models:/{}/{}", metadata.name, version),
         run_id: metadata.run_id.clone().unwrap_or_default(),
-        config: config_of(&metadata)?,
+        config: TrainConfig::from_version(&metadata)?,
         metadata,
     })
 }

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use ratchet_agents::Arithmetic;
+use ratchet_config::{Algo, Device, EnvKind};
 
 const ABOUT: &str =
     "Train DQN/PPO trading agents, version every model in an MLflow store, and backtest them.";
@@ -509,25 +510,4 @@ pub enum ExperimentsCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algo {
-    Ppo,
-    Dqn,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnvKind {
-    Trading,
-    Cartpole,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    Cpu,
-    Wgpu,
 }

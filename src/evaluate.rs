@@ -13,10 +13,10 @@ use ratchet_agents::{InferenceMlp, greedy_return};
 use ratchet_backtest::{Backtest, Frequency, PriceSeries, simulate_policy};
 use ratchet_env::{CartPole, Rng, TradingConfig};
 
-use crate::config::TrainConfig;
 use crate::learner::Learner;
 use crate::market::Market;
 use ratchet::policy::NetworkPolicy;
+use ratchet_config::{EnvKind, TrainConfig};
 
 /// Greedy CartPole episodes run after training.
 const CARTPOLE_EPISODES: usize = 10;
@@ -137,10 +137,10 @@ pub const TRADING_METRICS: [&str; 15] = [
 pub const CARTPOLE_METRICS: [&str; 1] = ["mean_return"];
 
 /// The metrics a run in `env` logs for its registered state: `val/` and a figure.
-pub fn validation_metrics(env: crate::cli::EnvKind) -> Vec<String> {
+pub fn validation_metrics(env: EnvKind) -> Vec<String> {
     let figures = match env {
-        crate::cli::EnvKind::Trading => TRADING_METRICS.as_slice(),
-        crate::cli::EnvKind::Cartpole => CARTPOLE_METRICS.as_slice(),
+        EnvKind::Trading => TRADING_METRICS.as_slice(),
+        EnvKind::Cartpole => CARTPOLE_METRICS.as_slice(),
     };
     figures.iter().map(|f| format!("val/{f}")).collect()
 }

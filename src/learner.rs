@@ -8,9 +8,8 @@ use ratchet_agents::{
 };
 use ratchet_env::{CartPole, EpisodeMode, TradingEnv};
 
-use crate::cli::{Algo, Device, EnvKind};
-use crate::config::TrainConfig;
 use crate::market::Market;
+use ratchet_config::{Algo, Device, EnvKind, TrainConfig};
 
 pub enum Learner {
     PpoTrading(Ppo<TradingEnv>),
@@ -120,19 +119,6 @@ impl Learner {
 
     pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
         with_agent!(self, a => a.restore(state))
-    }
-
-    /// The greedy policy of a trading version's saved weights, without building an agent
-    /// (what `ratchet serve` loads): equal to [`policy`](Self::policy) after
-    /// [`load_weights`](Self::load_weights) of the same weights.
-    pub fn policy_from_weights(
-        config: &TrainConfig,
-        weights: &[NamedTensor],
-    ) -> Result<InferenceMlp, AgentError> {
-        match config.run.algo {
-            Algo::Ppo => Ppo::<TradingEnv>::policy_from_weights(&config.ppo, weights),
-            Algo::Dqn => Dqn::<TradingEnv>::policy_from_weights(&config.dqn, weights),
-        }
     }
 
     /// The greedy policy's network (action logits or Q-values) as plain f32 weights.

@@ -4,7 +4,6 @@
 //! environments, agents, the registry and backtests together, and prints results.
 
 mod backtest;
-mod bundled;
 mod checkpoint;
 mod cli;
 mod config;

@@ -49,7 +49,7 @@ pub fn run_end_journal() -> ratchet_mlflow::RunEndJournal {
 impl Market {
     /// Loads the config's data file (or its built-in copy), computes (or reads from the cache)
     /// its features, and splits it by the config's split.
-    pub fn prepare(config: &crate::config::TrainConfig) -> Result<Self> {
+    pub fn prepare(config: &ratchet_config::TrainConfig) -> Result<Self> {
         Self::prepare_with(config, |frame| Ok(split(frame, &config.data.split)?))
     }
 
@@ -58,7 +58,7 @@ impl Market {
     /// or a different file at the same path, cannot move a version's validation or test range.
     /// Returns the ranges whose bars differ from those the version saw.
     pub fn prepare_recorded(
-        config: &crate::config::TrainConfig,
+        config: &ratchet_config::TrainConfig,
         recorded: &DataSource,
         version: &str,
     ) -> Result<(Self, RangeCheck)> {
@@ -124,12 +124,12 @@ impl Market {
     }
 
     fn prepare_with(
-        config: &crate::config::TrainConfig,
+        config: &ratchet_config::TrainConfig,
         split_frame: impl FnOnce(&FeatureFrame) -> Result<Splits>,
     ) -> Result<Self> {
         let (file, load) = (config.data.file.as_path(), &config.data.load_options());
         let features = &config.features;
-        let loaded = match crate::bundled::file(file) {
+        let loaded = match ratchet_config::bundled::file(file) {
             Some(bytes) => parse_bars(file, bytes.to_vec(), load)?,
             None => load_bars(file, load)?,
         };

@@ -185,7 +185,7 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         .filter_map(|(k, v)| Some((k.strip_prefix("ratchet.sweep.")?, v.as_str())))
         .collect();
     // Versions written by other tools may carry no Ratchet config, hence no plan.
-    let config = crate::checkpoint::config_of(&version).ok();
+    let config = ratchet_config::TrainConfig::from_version(&version).ok();
     let horizon = config.as_ref().and_then(crate::train::planned_horizon);
     let arithmetic = config.as_ref().map(|c| c.arithmetic().name());
     let deployments = registry.deployments(&version.name, number)?;

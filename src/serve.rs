@@ -1,18 +1,14 @@
-//! `ratchet serve`: wires the registry and the training configuration's layout into
-//! `ratchet-serve`, and runs the server until Ctrl-C or SIGTERM.
+//! `ratchet serve`: the flags and signals around `ratchet-serve`, run until Ctrl-C or SIGTERM.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ratchet_agents::TradingPolicy;
-use ratchet_registry::{ModelRef, ModelVersion, NamedTensor, Registry};
-use ratchet_serve::{ModelSpec, ServeOptions, Slo, Targets};
+use ratchet_registry::{ModelRef, Registry};
+use ratchet_serve::{ServeOptions, Slo, Targets};
 
-use crate::checkpoint::config_of;
-use crate::cli::{EnvKind, ServeArgs};
-use crate::learner::Learner;
+use crate::cli::ServeArgs;
 
 pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
     tracing_subscriber::fmt()
@@ -79,7 +75,7 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
         };
         let state = tokio::task::spawn_blocking({
             let server = address.to_string();
-            move || ratchet_serve::prepare(registry, Arc::new(build_model), options, server)
+            move || ratchet_serve::prepare(registry, options, server)
         })
         .await??;
         let live = state.live();
@@ -105,20 +101,6 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
         }
         eprintln!("stopped: requests in flight were answered");
         Ok(())
-    })
-}
-
-/// A version's serving parts from its recorded training configuration.
-fn build_model(version: &ModelVersion, weights: &[NamedTensor]) -> Result<ModelSpec> {
-    let config = config_of(version)?;
-    if config.run.env != EnvKind::Trading {
-        bail!("it was trained on CartPole; only trading models can be served");
-    }
-    let net = Learner::policy_from_weights(&config, weights)?;
-    Ok(ModelSpec {
-        features: config.features.clone(),
-        policy: TradingPolicy::new(net, config.trading.allow_short)?,
-        costs: config.trading.costs,
     })
 }
 

@@ -12,8 +12,9 @@ use ratchet_sweep::{
     SweepRecord, SweepStore,
 };
 
-use crate::cli::{BacktestArgs, EnvKind, SweepArgs, SweepCommand, TrainArgs};
-use crate::config::TrainConfig;
+use ratchet_config::TrainConfig;
+
+use crate::cli::{BacktestArgs, SweepArgs, SweepCommand};
 use crate::output::{Table, number, print_json};
 
 /// Set by the Ctrl-C handler: the sweep stops its trials and marks itself KILLED.
@@ -31,9 +32,9 @@ pub fn run(tracking_uri: &str, args: SweepArgs) -> Result<()> {
         .file
         .clone()
         .expect("clap requires FILE without a subcommand");
-    let mut sweep_file = SweepFile::read(&file, &crate::bundled::read_to_string)?;
+    let mut sweep_file = SweepFile::read(&file)?;
     name_the_model(&mut sweep_file)?;
-    let plan = Plan::new(sweep_file, &resolve)?;
+    let plan = Plan::new(sweep_file)?;
     check_metric(&plan)?;
     let ratchet = std::env::current_exe().context("finding the ratchet binary for the trials")?;
     // Everything that can refuse the sweep does so before the parent run exists.
@@ -354,22 +355,6 @@ fn execute<L: Launcher>(
     ratchet_sweep::run(launcher, plan, store, sweep, options, &INTERRUPTED)
 }
 
-/// A trial's config file as `ratchet train --config` would take it: parsed (unknown keys
-/// refused), flags' defaults applied, validated, its data file present; as JSON.
-fn resolve(text: &str) -> Result<serde_json::Value, String> {
-    let mut config = TrainConfig::parse(text).map_err(|e| e.message().to_string())?;
-    config.apply_flags(&TrainArgs::default());
-    config.validate().map_err(|e| format!("{e:#}"))?;
-    config.check_learns().map_err(|e| e.to_string())?;
-    if config.run.env == EnvKind::Trading && !crate::bundled::is_available(&config.data.file) {
-        return Err(format!(
-            "data.file {} does not exist",
-            config.data.file.display()
-        ));
-    }
-    serde_json::to_value(&config).map_err(|e| e.to_string())
-}
-
 /// The key of the registered model a run's version goes to.
 const MODEL_NAME_KEY: &str = "run.model_name";
 
@@ -521,39 +506,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolve_refuses_what_train_refuses() {
-        assert_eq!(
-            resolve("[ppo]\ngama = 0.9\n")
-                .unwrap_err()
-                .split(',')
-                .next(),
-            Some("unknown field `gama`")
-        );
-        assert_eq!(
-            resolve("[run]\nsteps = 0\n").unwrap_err(),
-            "run.steps must be at least 1"
-        );
-        assert_eq!(
-            resolve("[data]\nfile = \"nope.csv\"\n").unwrap_err(),
-            "data.file nope.csv does not exist"
-        );
-        let dqn = resolve("[run]\nalgo = \"dqn\"\nenv = \"cartpole\"\nsteps = 500\n").unwrap();
-        assert_eq!(
-            dqn.pointer("/dqn/total_timesteps"),
-            Some(&serde_json::json!(500))
-        );
-    }
-
-    #[test]
     fn every_example_sweep_plans_and_names_its_own_model() {
         let (mut planned, mut models) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir("configs").unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name.starts_with("sweep-") {
-                let mut file = SweepFile::read(&path, &crate::bundled::read_to_string).unwrap();
+                let mut file = SweepFile::read(&path).unwrap();
                 name_the_model(&mut file).unwrap();
-                let plan = Plan::new(file, &resolve).unwrap_or_else(|e| panic!("{e:#}"));
+                let plan = Plan::new(file).unwrap_or_else(|e| panic!("{e:#}"));
                 let model = TrainConfig::parse(&plan.trials[0].config_toml)
                     .unwrap()
                     .model_name();

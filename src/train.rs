@@ -20,8 +20,10 @@ use ratchet_mlflow::{Metric, RunStatus, TrackingStore};
 use ratchet_registry::{ParentRef, Registry};
 
 use crate::checkpoint::{self, Best, LoadedVersion};
-use crate::cli::{Algo, EnvKind, TrainArgs};
-use crate::config::{Select, TrainConfig};
+use ratchet_config::{Algo, Device, EnvKind, Select, TrainConfig};
+
+use crate::cli::TrainArgs;
+
 use crate::evaluate::{self, Evaluation};
 use crate::learner::Learner;
 use crate::market::Market;
@@ -57,10 +59,10 @@ pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
         return continue_from(store, source, &args);
     }
     let mut config = match &args.config {
-        Some(path) => TrainConfig::from_file(path)?,
+        Some(path) => TrainConfig::load(path)?,
         None => TrainConfig::default(),
     };
-    config.apply_flags(&args);
+    crate::config::apply_flags(&mut config, &args);
     config.validate()?;
     config.check_learns()?;
     Job::new(store, config, None)?.run(args.json)
@@ -72,7 +74,7 @@ fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) 
     let (source, state) = checkpoint::load_version(&Registry::new(store.clone()), source)?;
     let mut config = source.config.clone();
     if let Some(path) = &args.config {
-        let requested = TrainConfig::from_file(path)?;
+        let requested = TrainConfig::load(path)?;
         if requested.features != config.features {
             bail!(
                 "{} was trained with features {} ({}), {} asks for {} ({}); continue-training keeps \
@@ -213,7 +215,7 @@ impl Job {
             EnvKind::Trading => Some(Market::prepare(&config)?),
             EnvKind::Cartpole => None,
         };
-        if config.run.device == crate::cli::Device::Wgpu {
+        if config.run.device == Device::Wgpu {
             report_wgpu_adapter();
         }
         if !config.arithmetic().native() {

@@ -23,8 +23,9 @@ use ratchet_backtest::SharpeEstimate;
 use ratchet_registry::Registry;
 
 use crate::checkpoint::{self, LoadedVersion};
-use crate::cli::{EnvKind, EvaluateArgs};
-use crate::config::TrainConfig;
+use ratchet_config::{EnvKind, TrainConfig};
+
+use crate::cli::EvaluateArgs;
 use crate::evaluate::{headline, policy_backtest};
 use crate::learner::Learner;
 use crate::market::Market;

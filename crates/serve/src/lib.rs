@@ -13,8 +13,8 @@
 //! [`ratchet_agents::TradingPolicy`], the position bookkeeping from
 //! [`ratchet_backtest::Holding`] and the paper PnL from the shared fill and cost rule.
 //!
-//! - [`model`]: a version ready to serve ([`ServedModel`]), built by a caller-supplied
-//!   [`BuildModel`];
+//! - [`model`]: a version ready to serve ([`ServedModel`]), built from its recorded
+//!   configuration (`ratchet-config`);
 //! - [`session`]: one symbol's state;
 //! - [`deployment`]: what is live, canary routing, the history;
 //! - [`http`]: the endpoints; [`state`]: what they share;
@@ -39,7 +39,7 @@ use anyhow::{Context, bail};
 use ratchet_registry::{ModelRef, Registry};
 
 pub use deployment::{Live, Role, Targets};
-pub use model::{BuildModel, ModelSpec, ServedModel};
+pub use model::ServedModel;
 pub use slo::Slo;
 pub use state::AppState;
 
@@ -65,7 +65,6 @@ pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 /// returns the server's state. Errors name the version that cannot be served and why.
 pub fn prepare(
     registry: Arc<Registry>,
-    build: Arc<BuildModel>,
     options: ServeOptions,
     server: String,
 ) -> anyhow::Result<Arc<AppState>> {
@@ -78,14 +77,8 @@ pub fn prepare(
     // Sessions are shared between the roles, so every served version computes production's
     // features.
     let load = |reference: &ModelRef, features: Option<&str>| {
-        ServedModel::load(
-            &registry,
-            reference,
-            build.as_ref(),
-            options.allow_unvalidated,
-            features,
-        )
-        .with_context(|| format!("cannot serve {reference}"))
+        ServedModel::load(&registry, reference, options.allow_unvalidated, features)
+            .with_context(|| format!("cannot serve {reference}"))
     };
     let production = load(&options.targets.production, None)?;
     let load_beside = |reference: &Option<ModelRef>| {
@@ -104,13 +97,7 @@ pub fn prepare(
         canary_percent: options.canary_percent,
         production_record: record(true),
     };
-    let state = Arc::new(AppState::new(
-        registry,
-        build,
-        options,
-        live.clone(),
-        server,
-    ));
+    let state = Arc::new(AppState::new(registry, options, live.clone(), server));
     for role in Role::ALL {
         if let Some(m) = live.model(role) {
             state.event("loaded", role, Some(m.version), None, String::new());

@@ -4,26 +4,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ratchet_agents::TradingPolicy;
+use ratchet_config::TrainConfig;
 use ratchet_data::FeatureConfig;
 use ratchet_env::execution::Costs;
-use ratchet_registry::{
-    ModelRef, ModelVersion, NamedTensor, Registry, RegistryError, VersionStatus, VersionSummary,
-};
+use ratchet_registry::{ModelRef, Registry, RegistryError, VersionStatus, VersionSummary};
 use serde::Serialize;
-
-/// What serving needs of a version besides its identity, made from the version's metadata and
-/// weights by [`BuildModel`]: the features it reads, its decision rule and the costs its paper
-/// PnL is charged.
-pub struct ModelSpec {
-    pub features: FeatureConfig,
-    pub policy: TradingPolicy,
-    pub costs: Costs,
-}
-
-/// Turns a version's metadata and weights into a [`ModelSpec`]. Supplied by the caller (the
-/// `ratchet` binary knows how its training configuration is laid out in the metadata).
-pub type BuildModel =
-    dyn Fn(&ModelVersion, &[NamedTensor]) -> anyhow::Result<ModelSpec> + Send + Sync;
 
 /// A version being served.
 pub struct ServedModel {
@@ -94,7 +79,6 @@ impl ServedModel {
     pub fn load(
         registry: &Registry,
         reference: &ModelRef,
-        build: &BuildModel,
         allow_unvalidated: bool,
         features: Option<&str>,
     ) -> Result<Arc<ServedModel>, LoadError> {
@@ -130,11 +114,17 @@ impl ServedModel {
         let loaded = registry.load_weights(&ModelRef::number(&tags.name, tags.version))?;
         let meta = &loaded.metadata;
         let version = tags.version;
-        let spec = build(meta, &loaded.weights).map_err(LoadError::Failed)?;
-        if tags.feature_hash.as_deref() != Some(spec.features.hash().as_str()) {
+        // The features it reads, its decision rule and the costs its paper PnL is charged, as
+        // its recorded configuration says.
+        let config = TrainConfig::from_version(meta).map_err(|e| LoadError::Failed(e.into()))?;
+        let policy = config
+            .trading_policy(&loaded.weights)
+            .map_err(|e| LoadError::Failed(e.into()))?;
+        let (features, costs) = (config.features, config.trading.costs);
+        if tags.feature_hash.as_deref() != Some(features.hash().as_str()) {
             return Err(LoadError::Failed(anyhow::anyhow!(
                 "{uri}: its feature config hashes to {} but its tag says {}",
-                short_hash(&spec.features.hash()),
+                short_hash(&features.hash()),
                 tags.feature_hash
                     .as_deref()
                     .map_or("(untagged)", short_hash)
@@ -145,10 +135,10 @@ impl ServedModel {
             version,
             version_id: meta.version_id.clone(),
             status: meta.status,
-            feature_hash: spec.features.hash(),
-            features: spec.features,
-            costs: spec.costs,
-            policy: spec.policy,
+            feature_hash: features.hash(),
+            features,
+            costs,
+            policy,
             loaded_at: Utc::now(),
         };
         let window_values = model.features.window * model.features.column_names().len();

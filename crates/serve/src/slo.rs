@@ -295,6 +295,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_slo_file_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/slo.toml");
+        let slo = Slo::from_file(&path).unwrap();
+        assert_eq!(slo.max_error_rate, Some(0.05));
+    }
+
+    #[test]
     fn files_are_checked() {
         let s = slo("max_error_rate = 0.1").unwrap();
         assert_eq!((s.window_seconds, s.min_decisions), (60.0, 20));

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::ServeOptions;
 use crate::deployment::{DeploymentView, Event, Live, Role, RoleView, Targets};
 use crate::metrics::Metrics;
-use crate::model::{BuildModel, ServedModel};
+use crate::model::ServedModel;
 use crate::session::Session;
 use crate::slo::Slo;
 use crate::watch::{Refusal, Retry};
@@ -21,7 +21,6 @@ const MAX_EVENTS: usize = 200;
 
 pub struct AppState {
     pub registry: Arc<Registry>,
-    pub build: Arc<BuildModel>,
     pub targets: Targets,
     /// Time between checks of the aliases.
     pub poll: Duration,
@@ -57,13 +56,7 @@ pub struct AppState {
 
 impl AppState {
     /// The state of a server about to serve `live`, loaded as `options` say.
-    pub fn new(
-        registry: Arc<Registry>,
-        build: Arc<BuildModel>,
-        options: ServeOptions,
-        live: Live,
-        server: String,
-    ) -> Self {
+    pub fn new(registry: Arc<Registry>, options: ServeOptions, live: Live, server: String) -> Self {
         let metrics = Metrics::new();
         metrics.show_live(&live);
         let feature_hash = live.production.feature_hash.clone();
@@ -78,7 +71,6 @@ impl AppState {
         } = options;
         Self {
             registry,
-            build,
             targets,
             poll,
             allow_unvalidated,

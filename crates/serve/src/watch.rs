@@ -105,7 +105,6 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
     let model = ServedModel::load(
         &state.registry,
         &ModelRef::number(&reference.name, holder),
-        state.build.as_ref(),
         state.allow_unvalidated,
         Some(&state.feature_hash),
     );

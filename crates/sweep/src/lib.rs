@@ -6,8 +6,7 @@
 //! use std::sync::atomic::AtomicBool;
 //! use ratchet_sweep::{Leaderboard, LocalLauncher, Options, Plan, SweepFile, SweepStore, run};
 //!
-//! # fn resolve(text: &str) -> Result<serde_json::Value, String> { unimplemented!() }
-//! let plan = Plan::new(SweepFile::read("configs/sweep-cartpole.toml".as_ref(), &|p| std::fs::read_to_string(p))?, &resolve)?;
+//! let plan = Plan::new(SweepFile::read("configs/sweep-cartpole.toml".as_ref())?)?;
 //! let store = SweepStore::open("./mlruns")?;
 //! let sweep = store.parent_run(&plan)?;
 //! let mut launcher = LocalLauncher::new(std::env::current_exe()?)?;
@@ -17,8 +16,8 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
-//! The crate knows nothing of Burn or of the training config's fields: the binary passes
-//! its config parser to [`Plan::new`] (see [`plan::Resolve`]).
+//! Every trial's configuration is checked with the run configuration's own rules
+//! (`ratchet-config`) before anything starts.
 
 pub mod executor;
 pub mod html;

@@ -5,15 +5,23 @@ use anyhow::{Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use toml::Value;
 
+use ratchet_config::TrainConfig;
 use ratchet_env::Rng;
 
 use crate::spec::{Distribution, SEED_KEY, SweepFile, format_override, set_key};
 
 /// Turns a trial's config file text into the complete configuration training would use
-/// (defaults filled in, validated), as JSON; or the reason it is not a valid config. The
-/// `ratchet` binary passes its own `TrainConfig` parser, so unknown keys and bad values are
-/// caught exactly as `ratchet train` would catch them.
-pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<serde_json::Value, String>;
+/// (defaults filled in, validated), as JSON; or the reason it is not a valid config.
+/// [`Plan::new`] uses the run configuration's own checks ([`resolve_trial`]); the tests of
+/// this module pass a small stand-in.
+type Resolve<'a> = &'a dyn Fn(&str) -> Result<serde_json::Value, String>;
+
+/// A trial's config as `ratchet train --config` takes it, so unknown keys and bad values are
+/// caught exactly as training would catch them.
+fn resolve_trial(text: &str) -> Result<serde_json::Value, String> {
+    let config = TrainConfig::load_trial(text).map_err(|e| e.to_string())?;
+    serde_json::to_value(&config).map_err(|e| e.to_string())
+}
 
 /// One training run of the sweep.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +75,11 @@ impl Plan {
     /// does not have or a value it refuses, two trials that resolve to the same
     /// configuration, a sweep that would train a single configuration once, and axes that
     /// move trials out of the sweep's experiment.
-    pub fn new(file: SweepFile, resolve: Resolve) -> Result<Self> {
+    pub fn new(file: SweepFile) -> Result<Self> {
+        Self::with_resolve(file, &resolve_trial)
+    }
+
+    fn with_resolve(file: SweepFile, resolve: Resolve) -> Result<Self> {
         Self::expand(&file, resolve)
             .map_err(|e| anyhow!("{}: {e}", file.path.display()))
             .map(|(trials, experiment)| Self {
@@ -306,7 +318,7 @@ mod tests {
 
     fn plan(text: &str) -> Result<Plan> {
         let file = SweepFile::parse(Path::new("s.toml"), text, &|p| std::fs::read_to_string(p))?;
-        Plan::new(file, &resolve)
+        Plan::with_resolve(file, &resolve)
     }
 
     #[test]

@@ -123,7 +123,8 @@ impl SweepFile {
     /// Reads and checks the shape of a sweep file (the config keys are checked when the
     /// sweep is planned, against the real training config). `read` reads it and its `base`
     /// file: the `ratchet` binary passes one that falls back to its built-in configs.
-    pub fn read(path: &Path, read: ReadFile) -> Result<Self> {
+    pub fn read(path: &Path) -> Result<Self> {
+        let read = &ratchet_config::bundled::read_to_string;
         let text =
             read(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
         Self::parse(path, &text, read).with_context(|| path.display().to_string())

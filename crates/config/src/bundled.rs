@@ -9,32 +9,35 @@ use std::path::{Component, Path};
 const BUNDLED: [(&str, &[u8]); 8] = [
     (
         "data/STOCKS_GOOGL.csv",
-        include_bytes!("../data/STOCKS_GOOGL.csv"),
+        include_bytes!("../../../data/STOCKS_GOOGL.csv"),
     ),
     (
         "data/FOREX_EURUSD_1H_ASK.csv",
-        include_bytes!("../data/FOREX_EURUSD_1H_ASK.csv"),
+        include_bytes!("../../../data/FOREX_EURUSD_1H_ASK.csv"),
     ),
     (
         "configs/cartpole-dqn.toml",
-        include_bytes!("../configs/cartpole-dqn.toml"),
+        include_bytes!("../../../configs/cartpole-dqn.toml"),
     ),
     (
         "configs/dqn-eurusd.toml",
-        include_bytes!("../configs/dqn-eurusd.toml"),
+        include_bytes!("../../../configs/dqn-eurusd.toml"),
     ),
     (
         "configs/ppo-googl.toml",
-        include_bytes!("../configs/ppo-googl.toml"),
+        include_bytes!("../../../configs/ppo-googl.toml"),
     ),
-    ("configs/slo.toml", include_bytes!("../configs/slo.toml")),
+    (
+        "configs/slo.toml",
+        include_bytes!("../../../configs/slo.toml"),
+    ),
     (
         "configs/sweep-cartpole.toml",
-        include_bytes!("../configs/sweep-cartpole.toml"),
+        include_bytes!("../../../configs/sweep-cartpole.toml"),
     ),
     (
         "configs/sweep-googl.toml",
-        include_bytes!("../configs/sweep-googl.toml"),
+        include_bytes!("../../../configs/sweep-googl.toml"),
     ),
 ];
 
@@ -80,7 +83,7 @@ mod tests {
 
     #[test]
     fn bundled_paths_match_with_or_without_a_leading_dot() {
-        let slo = include_bytes!("../configs/slo.toml").as_slice();
+        let slo = include_bytes!("../../../configs/slo.toml").as_slice();
         for path in [
             "configs/slo.toml",
             "./configs/slo.toml",
