@@ -15,9 +15,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ratchet::policy::NetworkPolicy;
-use ratchet_agents::{Activation, InferenceMlp, NamedTensor};
-use ratchet_backtest::{Backtest, Frequency, PriceSeries, simulate_policy};
+use ratchet_agents::{Activation, InferenceMlp, NamedTensor, TradingPolicy};
+use ratchet_backtest::{Backtest, Frequency, MarketPolicy, PriceSeries, simulate_policy};
 use ratchet_env::execution::Costs;
 use ratchet_env::{MarketData, Rng};
 
@@ -73,7 +72,13 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(prices.len() as u64));
     group.bench_function("mlp_64x64_1M_bars", |b| {
         b.iter(|| {
-            let mut policy = NetworkPolicy::new(net.clone(), &data, start, WINDOW, true).unwrap();
+            let mut policy = MarketPolicy::new(
+                TradingPolicy::new(net.clone(), true).unwrap(),
+                &data,
+                start,
+                WINDOW,
+            )
+            .unwrap();
             let sim = simulate_policy(&prices, &mut policy, Costs::default()).unwrap();
             black_box(Backtest::new(&prices, sim, Frequency::infer(prices.timestamps())).unwrap())
         })

@@ -21,9 +21,9 @@ use ratchet_registry::{
     ModelVersion, ParentRef, Registry, SemVer, TrainingRecord, VersionStatus,
 };
 
-use crate::evaluate::Evaluation;
-use crate::learner::Learner;
+use crate::judge::Evaluation;
 use crate::market::Market;
+use ratchet_agents::Agent;
 use ratchet_config::{Algo, EnvKind, TrainConfig};
 
 /// Artifact path of a run's latest checkpoint.
@@ -116,7 +116,7 @@ fn algorithm(config: &TrainConfig) -> &'static str {
 pub fn training_record(
     config: &TrainConfig,
     market: Option<&Market>,
-    learner: &Learner,
+    agent: &dyn Agent,
     parent: Option<&ParentRef>,
     metrics: BTreeMap<String, f64>,
     wall_time_secs: f64,
@@ -152,7 +152,7 @@ pub fn training_record(
             cartpole_hash(),
         ),
     };
-    let policy = learner.policy();
+    let policy = agent.policy();
     let crate_versions = [
         ("ratchet", env!("CARGO_PKG_VERSION")),
         ("burn", "0.22.1"),
@@ -170,7 +170,7 @@ pub fn training_record(
         seed: config.run.seed,
         device: format!("{:?}", config.run.device).to_lowercase(),
         crate_versions,
-        training_steps: learner.total_steps(),
+        training_steps: agent.total_steps(),
         wall_time_secs,
         observation_shape: vec![policy.input_size()],
         action_count: policy.output_size(),
@@ -179,7 +179,7 @@ pub fn training_record(
     })
 }
 
-/// Writes the learner's complete state as the run's `artifact` ([`RUN_CHECKPOINT`] or
+/// Writes the agent's complete state as the run's `artifact` ([`RUN_CHECKPOINT`] or
 /// [`BEST_CHECKPOINT`]), replacing the previous one atomically.
 #[allow(clippy::too_many_arguments)]
 pub fn save_run(
@@ -188,24 +188,24 @@ pub fn save_run(
     artifact: &str,
     config: &TrainConfig,
     market: Option<&Market>,
-    learner: &Learner,
+    agent: &dyn Agent,
     parent: Option<&ParentRef>,
     target_steps: u64,
     best: Option<Best>,
 ) -> Result<()> {
     let checkpoint_state = split_state(
-        learner.state()?,
+        agent.state()?,
         RunProgress {
             target_steps,
             parent: parent.cloned(),
             best,
         },
     )?;
-    let record = training_record(config, market, learner, parent, BTreeMap::new(), 0.0)?;
+    let record = training_record(config, market, agent, parent, BTreeMap::new(), 0.0)?;
     let metadata = ModelVersion {
         name: config.model_name(),
         version: None,
-        version_id: format!("checkpoint-{}", learner.total_steps()),
+        version_id: format!("checkpoint-{}", agent.total_steps()),
         semver: SemVer {
             major: 0,
             minor: 0,
@@ -318,16 +318,21 @@ impl LoadedVersion {
         }
     }
 
-    /// Differences between this version and a learner it would be restored into.
-    pub fn differences(&self, config: &TrainConfig, learner: &Learner) -> Vec<String> {
-        let policy = learner.policy();
+    /// Differences between this version and what `config` would build: an agent it would be
+    /// restored into, or the environment its policy would act in (observations of
+    /// `observation_size` floats, `action_count` actions).
+    pub fn differences(
+        &self,
+        config: &TrainConfig,
+        (observation_size, action_count): (usize, usize),
+    ) -> Vec<String> {
         let target = CompatibilityTarget {
             feature_hash: match config.run.env {
                 EnvKind::Trading => Some(config.features.hash()),
                 EnvKind::Cartpole => Some(self.metadata.training.feature_hash.clone()),
             },
-            observation_shape: Some(vec![policy.input_size()]),
-            action_count: Some(policy.output_size()),
+            observation_shape: Some(vec![observation_size]),
+            action_count: Some(action_count),
             algorithm: Some(algorithm(config).to_string()),
         };
         ratchet_registry::compatibility(&self.metadata, &target)
@@ -340,6 +345,13 @@ impl LoadedVersion {
             })
             .collect()
     }
+}
+
+/// An agent's observation size and action count, as [`LoadedVersion::differences`] takes
+/// them.
+pub fn sizes(agent: &dyn Agent) -> (usize, usize) {
+    let network = agent.policy();
+    (network.input_size(), network.output_size())
 }
 
 pub fn parse_ref(uri: &str) -> Result<ModelRef> {
@@ -385,22 +397,22 @@ fn describe(uri: &str, metadata: ModelVersion) -> Result<LoadedVersion> {
     })
 }
 
-/// Registers the learner's final state as a new version of the config's model.
+/// Registers the agent's final state as a new version of the config's model.
 #[allow(clippy::too_many_arguments)]
 pub fn register(
     registry: &Registry,
     run_id: &str,
     config: &TrainConfig,
     market: Option<&Market>,
-    learner: &Learner,
+    agent: &dyn Agent,
     parent: Option<&ParentRef>,
     evaluation: &Evaluation,
     wall_time_secs: f64,
 ) -> Result<ModelVersion> {
     let checkpoint_state = split_state(
-        learner.state()?,
+        agent.state()?,
         RunProgress {
-            target_steps: learner.total_steps(),
+            target_steps: agent.total_steps(),
             parent: parent.cloned(),
             best: None,
         },
@@ -408,7 +420,7 @@ pub fn register(
     let record = training_record(
         config,
         market,
-        learner,
+        agent,
         parent,
         evaluation.metrics.clone(),
         wall_time_secs,

@@ -3,24 +3,19 @@
 //! The binary is a thin layer over the workspace crates: it parses flags, wires data,
 //! environments, agents, the registry and backtests together, and prints results.
 
-mod backtest;
+mod agent;
 mod checkpoint;
 mod cli;
+mod commands;
 mod config;
-mod evaluate;
-mod learner;
+mod judge;
 mod market;
-mod models;
 mod output;
-mod serve;
-mod sweep;
-mod tracking;
-mod train;
-mod walk_forward;
 
 use clap::Parser;
 
 use cli::{Cli, Command};
+use commands::{backtest, evaluate, models, runs, serve, sweep, train};
 
 fn main() {
     // Like other Unix tools, end quietly when the reader of stdout goes away
@@ -35,12 +30,12 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(&tracking_uri, args),
         Command::Backtest(args) => backtest::run(&tracking_uri, args),
-        Command::Evaluate(args) => walk_forward::run(&tracking_uri, args),
+        Command::Evaluate(args) => evaluate::run(&tracking_uri, args),
         Command::Models(cmd) => models::run(&tracking_uri, cmd),
         Command::Sweep(args) => sweep::run(&tracking_uri, args),
         Command::Serve(args) => serve::run(&tracking_uri, args),
-        Command::Runs(cmd) => tracking::runs(&tracking_uri, cmd),
-        Command::Experiments(cmd) => tracking::experiments(&tracking_uri, cmd),
+        Command::Runs(cmd) => runs::runs(&tracking_uri, cmd),
+        Command::Experiments(cmd) => runs::experiments(&tracking_uri, cmd),
     };
     if let Err(err) = result {
         // One line: the outermost context first, then its causes.

@@ -50,10 +50,10 @@ use ratchet_env::{Env, Rng, RngState, VecEnv};
 use serde::{Deserialize, Serialize};
 
 use crate::episodes::EpisodeStats;
+use crate::inference::{InferenceMlp, argmax};
 use crate::isa::{Arithmetic, is_exact};
 use crate::network::{Activation, Mlp, MlpConfig};
 use crate::optim::{Adam, AdamConfig};
-use crate::policy::{InferenceMlp, argmax};
 use crate::replay::{ReplayBatch, ReplayBuffer};
 use crate::schedule::LinearSchedule;
 use crate::state::{NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors};

@@ -1,8 +1,8 @@
 //! Deep-RL agents for Ratchet, written with Burn 0.22.
 //!
 //! - [`Ppo`] and [`Dqn`]: proximal policy optimisation and (double) deep Q-learning, one file each
-//!   ([`ppo`], [`dqn`]), reading top to bottom like their papers;
-//! - [`network`]: the MLP the agents are made of, plus [`policy::InferenceMlp`], its Burn-free copy
+//!   ([`ppo`], [`dqn`]), reading top to bottom like their papers; both are an [`Agent`];
+//! - [`network`]: the MLP the agents are made of, plus [`inference::InferenceMlp`], its Burn-free copy
 //!   for fast rollouts and backtests;
 //! - [`optim::Adam`]: Adam with global gradient-norm clipping and state keyed by parameter path;
 //! - [`state`]: a complete training state as named `f32` tensors plus JSON, the bridge to the
@@ -26,30 +26,32 @@
 //! # Ok::<(), ratchet_agents::AgentError>(())
 //! ```
 
+pub mod agent;
 pub mod cpu;
 mod dense;
 pub mod device;
 pub mod dqn;
 pub mod episodes;
 mod fused;
+pub mod inference;
 mod isa;
 mod matmul;
 pub mod network;
 pub mod optim;
-pub mod policy;
 pub mod ppo;
 pub mod replay;
 pub mod schedule;
 pub mod state;
 pub mod trading_policy;
 
+pub use agent::Agent;
 pub use device::{DeviceKind, device};
 pub use dqn::{Dqn, DqnConfig};
 pub use episodes::EpisodeStats;
+pub use inference::{InferenceMlp, argmax, greedy_return};
 pub use isa::Arithmetic;
 pub use network::{Activation, Mlp, MlpConfig};
 pub use optim::{Adam, AdamConfig};
-pub use policy::{InferenceMlp, argmax, greedy_return};
 pub use ppo::{Ppo, PpoConfig};
 pub use schedule::LinearSchedule;
 pub use state::{NamedTensor, TensorGroup, TrainingState};

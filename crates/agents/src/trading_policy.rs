@@ -5,7 +5,7 @@
 use ratchet_env::{position_of_action, write_observation};
 
 use crate::AgentError;
-use crate::policy::{InferenceMlp, argmax};
+use crate::inference::{InferenceMlp, argmax};
 
 /// The greedy policy of a trading agent (PPO's actor or DQN's Q-network): the action with
 /// the largest output, read as a position by the trading environment's rule.

@@ -34,6 +34,7 @@
 
 mod error;
 mod frequency;
+mod market_policy;
 mod metrics;
 mod prices;
 mod report;
@@ -43,6 +44,7 @@ mod stats;
 
 pub use error::BacktestError;
 pub use frequency::{ALL_DAYS, Frequency, WEEKDAY_TRADING_DAYS};
+pub use market_policy::MarketPolicy;
 pub use metrics::{MetricKind, MetricRow, Metrics};
 pub use prices::PriceSeries;
 pub use report::{

@@ -392,13 +392,19 @@ impl TrainConfig {
     /// `[trading]` section. Backtests, walk-forward evaluation and `ratchet serve` all decide
     /// through it.
     pub fn trading_policy(&self, weights: &[NamedTensor]) -> Result<TradingPolicy, ConfigError> {
+        self.trading_policy_of(self.policy_network(weights)?)
+    }
+
+    /// [`trading_policy`](Self::trading_policy) around a network already at hand (an agent's,
+    /// during training).
+    pub fn trading_policy_of(
+        &self,
+        network: ratchet_agents::InferenceMlp,
+    ) -> Result<TradingPolicy, ConfigError> {
         if self.run.env != EnvKind::Trading {
             bail!("it was trained on CartPole; only trading models decide on market data");
         }
-        Ok(TradingPolicy::new(
-            self.policy_network(weights)?,
-            self.trading.allow_short,
-        )?)
+        Ok(TradingPolicy::new(network, self.trading.allow_short)?)
     }
 }
 

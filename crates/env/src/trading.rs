@@ -224,6 +224,17 @@ impl Default for TradingConfig {
 }
 
 impl TradingConfig {
+    /// Floats in an observation over features `width` wide: the window's feature rows, then
+    /// the position and the unrealised return.
+    pub fn observation_size(&self, width: usize) -> usize {
+        self.window * width + 2
+    }
+
+    /// Flat and long, and short when allowed.
+    pub fn action_count(&self) -> usize {
+        if self.allow_short { 3 } else { 2 }
+    }
+
     /// Checks the values a [`TradingEnv`] cannot work with.
     pub fn validate(&self) -> Result<(), EnvError> {
         let bad = |msg: String| Err(EnvError::Config(format!("trading config: {msg}")));
@@ -289,8 +300,6 @@ pub struct TradingEnv {
     config: TradingConfig,
     mode: EpisodeMode,
     range: Range<usize>,
-    /// `window * width`: the feature part of an observation.
-    window_values: usize,
     /// First decision bar of the range.
     first_bar: usize,
     /// Steps of a random-start episode (`episode_length`, or fewer if the range is short).
@@ -342,7 +351,6 @@ impl TradingEnv {
         let first_bar = range.start + config.window - 1;
         let available_steps = range.end - 1 - first_bar;
         let mut env = Self {
-            window_values: config.window * data.width,
             first_bar,
             episode_steps: config.episode_length.min(available_steps),
             start: first_bar,
@@ -457,12 +465,12 @@ impl TradingEnv {
 impl Env for TradingEnv {
     #[inline]
     fn observation_size(&self) -> usize {
-        self.window_values + 2
+        self.config.observation_size(self.data.width)
     }
 
     #[inline]
     fn action_count(&self) -> usize {
-        if self.config.allow_short { 3 } else { 2 }
+        self.config.action_count()
     }
 
     fn reset(&mut self, rng: &mut Rng, obs: &mut [f32]) {

@@ -9,14 +9,12 @@ use std::ops::Range;
 use anyhow::Result;
 use serde::Serialize;
 
-use ratchet_agents::{InferenceMlp, greedy_return};
-use ratchet_backtest::{Backtest, Frequency, PriceSeries, simulate_policy};
+use ratchet_agents::{Agent, InferenceMlp, TradingPolicy, greedy_return};
+use ratchet_backtest::{Backtest, Frequency, MarketPolicy, PriceSeries, simulate_policy};
+use ratchet_config::{EnvKind, TrainConfig};
 use ratchet_env::{CartPole, Rng, TradingConfig};
 
-use crate::learner::Learner;
 use crate::market::Market;
-use ratchet::policy::NetworkPolicy;
-use ratchet_config::{EnvKind, TrainConfig};
 
 /// Greedy CartPole episodes run after training.
 const CARTPOLE_EPISODES: usize = 10;
@@ -60,19 +58,20 @@ impl Evaluation {
     }
 }
 
-/// The greedy policy of `learner` on the validation range (trading), or in greedy CartPole
+/// The greedy policy of `agent` on the validation range (trading), or in greedy CartPole
 /// episodes. Never reads a bar of the test range: the last decision is taken at the
 /// validation range's second-to-last bar and filled at its last bar's open.
 pub fn validation(
     config: &TrainConfig,
     market: Option<&Market>,
-    learner: &Learner,
+    agent: &dyn Agent,
 ) -> Result<Evaluation> {
-    let policy = learner.policy();
+    let network = agent.policy();
     match market {
-        None => Ok(cartpole(&policy, config.run.seed)),
+        None => Ok(cartpole(&network, config.run.seed)),
         Some(market) => {
             let val = &market.splits.validation;
+            let policy = config.trading_policy_of(network)?;
             let (_, backtest) = policy_backtest(market, &config.trading, policy, val.range())?;
             Ok(Evaluation {
                 kind: "validation range backtest".into(),
@@ -90,7 +89,7 @@ pub fn validation(
 pub fn policy_backtest(
     market: &Market,
     trading: &TradingConfig,
-    policy: InferenceMlp,
+    policy: TradingPolicy,
     range: Range<usize>,
 ) -> Result<(PriceSeries, Backtest)> {
     let start = range.start.max(trading.window - 1);
@@ -101,13 +100,7 @@ pub fn policy_backtest(
         trading.window
     );
     let prices = market.prices(start..range.end)?;
-    let mut net = NetworkPolicy::new(
-        policy,
-        &market.data,
-        start,
-        trading.window,
-        trading.allow_short,
-    )?;
+    let mut net = MarketPolicy::new(policy, &market.data, start, trading.window)?;
     let sim = simulate_policy(&prices, &mut net, trading.costs)?;
     let backtest = Backtest::new(&prices, sim, Frequency::infer(prices.timestamps()))?;
     Ok((prices, backtest))

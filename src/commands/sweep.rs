@@ -206,7 +206,7 @@ struct Selected {
     /// `--register-best`: the alias now pointing at the version.
     alias: Option<String>,
     /// `--final-test`: the version's test-range backtest.
-    final_test: Option<crate::backtest::BacktestOutput>,
+    final_test: Option<crate::commands::backtest::BacktestOutput>,
 }
 
 /// Version tags `--register-best` writes (what the sweep knew when it selected).
@@ -287,7 +287,7 @@ fn select(
         let out = args.out.clone().unwrap_or_else(|| {
             PathBuf::from("reports").join(format!("sweep-{}-final-test", board.sweep))
         });
-        let (output, _) = crate::backtest::backtest(
+        let (output, _) = crate::commands::backtest::backtest(
             &registry,
             &BacktestArgs {
                 model: model_uri.clone(),
@@ -395,7 +395,7 @@ fn check_metric(plan: &Plan) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?
             .run
             .env;
-        known.extend(crate::evaluate::validation_metrics(env));
+        known.extend(crate::judge::validation_metrics(env));
     }
     let metric = &plan.file.metric;
     if known.contains(metric) {

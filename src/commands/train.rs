@@ -24,9 +24,9 @@ use ratchet_config::{Algo, Device, EnvKind, Select, TrainConfig};
 
 use crate::cli::TrainArgs;
 
-use crate::evaluate::{self, Evaluation};
-use crate::learner::Learner;
+use crate::judge::{self, Evaluation};
 use crate::market::Market;
+use ratchet_agents::Agent;
 
 /// Set by the Ctrl-C handler; training stops at the next update boundary, and a run that
 /// is evaluating stops before it registers.
@@ -121,7 +121,7 @@ fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) 
     config.validate()?;
     let mut job = Job::new(store, config, Some(source.parent_ref()))?;
     job.restore_from(&source, &state)?;
-    eprintln!("{}", schedule_line(&job.config, &job.learner));
+    eprintln!("{}", schedule_line(&job.config, job.agent.as_ref()));
     job.run(args.json)
 }
 
@@ -141,12 +141,12 @@ fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Resu
         config.run.device = d;
     }
     let mut job = Job::new(store, config, saved.parent)?;
-    job.learner
+    job.agent
         .restore(&saved.state)
         .with_context(|| format!("restoring the last checkpoint of run {run_id}"))?;
     eprintln!(
         "resuming run {run_id} from its checkpoint at step {} of {}",
-        job.learner.total_steps(),
+        job.agent.total_steps(),
         saved.target_steps
     );
     job.run_id = Some(run_id.to_string());
@@ -161,7 +161,7 @@ struct Job {
     registry: Registry,
     config: TrainConfig,
     market: Option<Market>,
-    learner: Learner,
+    agent: Box<dyn Agent>,
     parent: Option<ParentRef>,
     /// Set when resuming an existing run.
     run_id: Option<String>,
@@ -225,13 +225,13 @@ impl Job {
                  take --arithmetic exact)"
             );
         }
-        let learner = Learner::build(&config, market.as_ref())?;
+        let agent = crate::agent::build(&config, market.as_ref())?;
         Ok(Self {
             registry: Registry::new(store.clone()),
             store,
             config,
             market,
-            learner,
+            agent,
             parent,
             run_id: None,
             target_steps: 0,
@@ -243,7 +243,7 @@ impl Job {
     /// Loads a registered version's state, refusing one whose network or features do not
     /// fit this run.
     fn restore_from(&mut self, source: &LoadedVersion, state: &TrainingState) -> Result<()> {
-        let differences = source.differences(&self.config, &self.learner);
+        let differences = source.differences(&self.config, checkpoint::sizes(self.agent.as_ref()));
         if !differences.is_empty() {
             bail!(
                 "{} does not fit this run: {}",
@@ -251,7 +251,7 @@ impl Job {
                 differences.join("; ")
             );
         }
-        self.learner.restore(state).map_err(|e| {
+        self.agent.restore(state).map_err(|e| {
             let recorded = source.metadata.training.data.train.as_ref();
             match (&self.market, recorded) {
                 // The saved environments stand at bars of the version's training range that
@@ -279,7 +279,7 @@ impl Job {
     fn run(mut self, json: bool) -> Result<()> {
         let started = Instant::now();
         if self.target_steps == 0 {
-            self.target_steps = self.learner.total_steps() + self.config.run.steps;
+            self.target_steps = self.agent.total_steps() + self.config.run.steps;
         }
         let (run, fresh) = match self.run_id.clone() {
             Some(id) => {
@@ -321,25 +321,25 @@ impl Job {
             self.store
                 .log_params(run_id, &checkpoint::flat_params(&self.config))?;
         }
-        let mut progress = Progress::new(self.learner.total_steps(), self.target_steps);
+        let mut progress = Progress::new(self.agent.total_steps(), self.target_steps);
         let trained = self.train(run_id, &mut progress);
         match &trained {
             Ok(()) => progress.bar.finish_and_clear(),
             Err(_) => progress.bar.abandon(),
         }
         trained?;
-        let last_step = self.learner.total_steps();
+        let last_step = self.agent.total_steps();
         if self.config.run.select == Select::BestValSharpe {
             match self.best {
                 Some(best) if best.step != last_step => {
                     let state = checkpoint::load_best(self.store.as_ref(), run_id)?;
-                    self.learner
+                    self.agent
                         .restore(&state)
                         .context("restoring the state with the best validation Sharpe ratio")?;
                     anyhow::ensure!(
-                        self.learner.total_steps() == best.step,
+                        self.agent.total_steps() == best.step,
                         "the run's checkpoint-best artifact holds step {}, its record says {}",
-                        self.learner.total_steps(),
+                        self.agent.total_steps(),
                         best.step
                     );
                 }
@@ -350,11 +350,11 @@ impl Job {
                 ),
             }
         }
-        let evaluation = evaluate::validation(&self.config, self.market.as_ref(), &self.learner)
+        let evaluation = judge::validation(&self.config, self.market.as_ref(), self.agent.as_ref())
             .context("evaluating the trained policy on the validation range")?;
         // Ctrl-C during the evaluation: stop before anything is registered.
         self.stop_if_interrupted(run_id)?;
-        let step = self.learner.total_steps();
+        let step = self.agent.total_steps();
         let metrics: Vec<Metric> = evaluation
             .metrics
             .iter()
@@ -370,7 +370,7 @@ impl Job {
             run_id,
             &self.config,
             self.market.as_ref(),
-            &self.learner,
+            self.agent.as_ref(),
             self.parent.as_ref(),
             &evaluation,
             wall_time,
@@ -420,8 +420,8 @@ impl Job {
         let every = self.config.run.checkpoint_every;
         let eval_every = self.config.run.eval_every;
         let next = |now: u64, k: u64| (now / k + 1) * k;
-        while self.learner.total_steps() < self.target_steps {
-            let now = self.learner.total_steps();
+        while self.agent.total_steps() < self.target_steps {
+            let now = self.agent.total_steps();
             let end = eval_every
                 .map_or(u64::MAX, |e| next(now, e))
                 .min(next(now, every))
@@ -430,7 +430,7 @@ impl Job {
             let stop = AtomicBool::new(false);
             let mut pending: Vec<Metric> = Vec::new();
             let mut diverged = None;
-            let trained = self.learner.train(
+            let trained = self.agent.train(
                 chunk,
                 &mut |log: &UpdateLog| {
                     record(&mut *progress, &mut pending, log);
@@ -455,7 +455,7 @@ impl Job {
                      reward scale)"
                 );
             }
-            let now = self.learner.total_steps();
+            let now = self.agent.total_steps();
             progress.set_position(now);
             let interrupted = INTERRUPTED.load(Ordering::SeqCst);
             let at_end = now >= self.target_steps;
@@ -472,7 +472,7 @@ impl Job {
                     checkpoint::RUN_CHECKPOINT,
                     &self.config,
                     self.market.as_ref(),
-                    &self.learner,
+                    self.agent.as_ref(),
                     self.parent.as_ref(),
                     self.target_steps,
                     self.best,
@@ -487,10 +487,10 @@ impl Job {
     /// current step, and with `select = "best_val_sharpe"` the state is kept (as the run's
     /// `checkpoint-best`) when its Sharpe ratio beats the best so far.
     fn evaluate_candidate(&mut self, run_id: &str) -> Result<()> {
-        let evaluation = evaluate::validation(&self.config, self.market.as_ref(), &self.learner)
+        let evaluation = judge::validation(&self.config, self.market.as_ref(), self.agent.as_ref())
             .context("evaluating on the validation range during training")?;
         self.evaluations += 1;
-        let step = self.learner.total_steps();
+        let step = self.agent.total_steps();
         let metrics: Vec<Metric> = evaluation
             .metrics
             .iter()
@@ -512,7 +512,7 @@ impl Job {
                 checkpoint::BEST_CHECKPOINT,
                 &self.config,
                 self.market.as_ref(),
-                &self.learner,
+                self.agent.as_ref(),
                 self.parent.as_ref(),
                 self.target_steps,
                 Some(best),
@@ -525,7 +525,7 @@ impl Job {
     fn stop_if_interrupted(&self, run_id: &str) -> Result<()> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Err(Interrupted {
-                step: self.learner.total_steps(),
+                step: self.agent.total_steps(),
                 run_id: run_id.to_string(),
             }
             .into());
@@ -712,9 +712,9 @@ pub fn planned_horizon(config: &TrainConfig) -> Option<(&'static str, u64)> {
 
 /// Where the learning-rate or exploration schedule stands and the plan it follows (printed
 /// when training continues a version, whose schedules keep the source's horizon).
-fn schedule_line(config: &TrainConfig, learner: &Learner) -> String {
-    let step = learner.total_steps();
-    let (name, value) = learner.schedule_value();
+fn schedule_line(config: &TrainConfig, agent: &dyn Agent) -> String {
+    let step = agent.total_steps();
+    let (name, value) = agent.schedule();
     match planned_horizon(config) {
         Some((key, horizon)) => format!(
             "schedule: {name} {value:.4e} at step {step} of the source's {horizon}-step plan \

@@ -13,8 +13,7 @@ use crate::checkpoint;
 use ratchet_config::EnvKind;
 
 use crate::cli::BacktestArgs;
-use crate::evaluate::{headline, policy_backtest};
-use crate::learner::Learner;
+use crate::judge::{headline, policy_backtest};
 use crate::market::Market;
 
 #[derive(Serialize)]
@@ -113,18 +112,21 @@ pub fn backtest(
     .collect();
     check.require_unchanged(&judged)?;
     config.trading.window = config.features.window;
-    let mut learner = Learner::build(&config, Some(&market))?;
-    if let Some(d) = version.differences(&config, &learner).first() {
+    let sizes = (
+        config.trading.observation_size(market.data.width),
+        config.trading.action_count(),
+    );
+    if let Some(d) = version.differences(&config, sizes).first() {
         bail!(
             "{} does not fit {}: {d}",
             version.uri,
             config.data.file.display()
         );
     }
-    learner
-        .load_weights(&weights)
+    let policy = config
+        .trading_policy(&weights)
         .with_context(|| format!("loading the weights of {}", version.uri))?;
-    let (prices, backtest) = policy_backtest(&market, &config.trading, learner.policy(), range)?;
+    let (prices, backtest) = policy_backtest(&market, &config.trading, policy, range)?;
     let metadata = ReportMetadata {
         title: format!("Backtest of {}", version.uri),
         model_name: Some(version.name.clone()),

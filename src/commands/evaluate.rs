@@ -26,8 +26,7 @@ use crate::checkpoint::{self, LoadedVersion};
 use ratchet_config::{EnvKind, TrainConfig};
 
 use crate::cli::EvaluateArgs;
-use crate::evaluate::{headline, policy_backtest};
-use crate::learner::Learner;
+use crate::judge::{headline, policy_backtest};
 use crate::market::Market;
 use crate::output::{Table, print_json};
 
@@ -71,12 +70,11 @@ pub fn run(tracking_uri: &str, args: EvaluateArgs) -> Result<()> {
     }
     let (version, weights) = checkpoint::load_weights(&registry, &args.model)?;
     let (config, market) = prepare(&version, &["validation"])?;
-    let mut learner = Learner::build(&config, Some(&market))?;
-    learner
-        .load_weights(&weights)
+    let policy = config
+        .trading_policy(&weights)
         .with_context(|| format!("loading the weights of {}", version.uri))?;
     let val = &market.splits.validation;
-    let (_, backtest) = policy_backtest(&market, &config.trading, learner.policy(), val.range())?;
+    let (_, backtest) = policy_backtest(&market, &config.trading, policy, val.range())?;
     let out = ValidationOutput {
         model_uri: version.uri.clone(),
         range: (val.first_date.clone(), val.last_date.clone()),
@@ -198,26 +196,29 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
             date(fold.start),
             date(fold.end - 1)
         );
-        let mut learner = Learner::build_over(&config, Some(&market), Some(train_rows.clone()))?;
-        if let Some(d) = version.differences(&config, &learner).first() {
+        let mut agent = crate::agent::build_over(&config, Some(&market), Some(train_rows.clone()))?;
+        if let Some(d) = version
+            .differences(&config, checkpoint::sizes(agent.as_ref()))
+            .first()
+        {
             bail!("{} does not fit its own data: {d}", version.uri);
         }
         if rolling {
             // A saved episode position lies outside a moved window: the rolling folds start
             // from the version's weights with a fresh optimizer and fresh environments.
-            learner
+            agent
                 .load_weights(&weights)
                 .with_context(|| format!("loading the weights of {}", version.uri))?;
         } else {
-            learner
+            agent
                 .restore(&state)
                 .with_context(|| format!("restoring {}", version.uri))?;
         }
-        learner
+        agent
             .train(steps, &mut |_: &UpdateLog| {}, &AtomicBool::new(false))
             .map_err(|e| anyhow!(e).context(format!("training fold {}", i + 1)))?;
-        let (_, backtest) =
-            policy_backtest(&market, &config.trading, learner.policy(), fold.clone())?;
+        let policy = config.trading_policy_of(agent.policy())?;
+        let (_, backtest) = policy_backtest(&market, &config.trading, policy, fold.clone())?;
         periods_per_year.get_or_insert(backtest.frequency.periods_per_year);
         pooled.extend_from_slice(&backtest.strategy.returns[1..]);
         out_folds.push(FoldOutput {

@@ -132,9 +132,9 @@ fn metric_filter(text: &str) -> Result<MetricFilter> {
         .unwrap_or(&filter.metric)
         .to_string();
     let figures = || {
-        crate::evaluate::TRADING_METRICS
+        crate::judge::TRADING_METRICS
             .iter()
-            .chain(&crate::evaluate::CARTPOLE_METRICS)
+            .chain(&crate::judge::CARTPOLE_METRICS)
     };
     if !figures().any(|f| *f == figure) {
         let mut known: Vec<String> = figures().map(|f| format!("val/{f}")).collect();
@@ -172,11 +172,11 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     // How the registered state was chosen (runs with `eval_every` or `select`), and what a
     // sweep recorded about it (`sweep --register-best`).
     let tag = |key: &str| stored.tags.get(key).cloned();
-    let selection = tag(crate::train::SELECT_TAG).map(|rule| {
+    let selection = tag(crate::commands::train::SELECT_TAG).map(|rule| {
         json!({
             "rule": rule,
-            "step": tag(crate::train::SELECTED_STEP_TAG).and_then(|s| s.parse::<u64>().ok()),
-            "val_sharpe": tag(crate::train::SELECTED_VAL_SHARPE_TAG).and_then(|s| s.parse::<f64>().ok()),
+            "step": tag(crate::commands::train::SELECTED_STEP_TAG).and_then(|s| s.parse::<u64>().ok()),
+            "val_sharpe": tag(crate::commands::train::SELECTED_VAL_SHARPE_TAG).and_then(|s| s.parse::<f64>().ok()),
         })
     });
     let sweep: std::collections::BTreeMap<&str, &str> = stored
@@ -186,7 +186,9 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         .collect();
     // Versions written by other tools may carry no Ratchet config, hence no plan.
     let config = ratchet_config::TrainConfig::from_version(&version).ok();
-    let horizon = config.as_ref().and_then(crate::train::planned_horizon);
+    let horizon = config
+        .as_ref()
+        .and_then(crate::commands::train::planned_horizon);
     let arithmetic = config.as_ref().map(|c| c.arithmetic().name());
     let deployments = registry.deployments(&version.name, number)?;
     if args.json {

@@ -1,0 +1,64 @@
+//! The agent a run trains: PPO or DQN, on trading environments over the market data or on
+//! CartPole, as the run configuration says.
+
+use std::ops::Range;
+
+use anyhow::{Context, Result, bail};
+use ratchet_agents::{Agent, DeviceKind, Dqn, Ppo};
+use ratchet_config::{Algo, Device, EnvKind, TrainConfig};
+use ratchet_env::{CartPole, Env, EpisodeMode, TradingEnv};
+
+use crate::market::Market;
+
+/// A fresh agent for `config`: trading environments over the training split of `market`, or
+/// CartPole.
+pub fn build(config: &TrainConfig, market: Option<&Market>) -> Result<Box<dyn Agent>> {
+    build_over(config, market, market.map(|m| m.splits.train.range()))
+}
+
+/// [`build`] with the trading environments over feature rows `train` (the walk-forward's
+/// training windows) instead of the training split.
+pub fn build_over(
+    config: &TrainConfig,
+    market: Option<&Market>,
+    train: Option<Range<usize>>,
+) -> Result<Box<dyn Agent>> {
+    match (config.run.env, market) {
+        (EnvKind::Cartpole, _) => {
+            let envs = (0..config.run.n_envs)
+                .map(|_| CartPole::default())
+                .collect();
+            of_algorithm(config, envs)
+        }
+        (EnvKind::Trading, Some(market)) => {
+            let train = train.unwrap_or_else(|| market.splits.train.range());
+            let envs = (0..config.run.n_envs)
+                .map(|_| {
+                    TradingEnv::new(
+                        market.data.clone(),
+                        train.clone(),
+                        config.trading.clone(),
+                        EpisodeMode::RandomStarts,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| {
+                    format!("building the training environment over rows {train:?}")
+                })?;
+            of_algorithm(config, envs)
+        }
+        (EnvKind::Trading, None) => bail!("a trading agent needs market data"),
+    }
+}
+
+fn of_algorithm<E: Env + 'static>(config: &TrainConfig, envs: Vec<E>) -> Result<Box<dyn Agent>> {
+    let device = match config.run.device {
+        Device::Cpu => DeviceKind::Cpu,
+        Device::Wgpu => DeviceKind::Wgpu,
+    };
+    let seed = config.run.seed;
+    Ok(match config.run.algo {
+        Algo::Ppo => Box::new(Ppo::new(config.ppo.clone(), envs, device, seed)?),
+        Algo::Dqn => Box::new(Dqn::new(config.dqn.clone(), envs, device, seed)?),
+    })
+}
