@@ -243,6 +243,115 @@ fn fused_arithmetic_is_recorded_and_kept_when_continuing() {
     );
 }
 
+/// Copies the directory `fixture` to `target`, with `@STORE@` (where MLflow writes a store's
+/// absolute path) replaced by `store`.
+fn copy_fixture(fixture: &Path, target: &Path, store: &str) {
+    std::fs::create_dir_all(target).unwrap();
+    for entry in std::fs::read_dir(fixture).unwrap() {
+        let entry = entry.unwrap();
+        let to = target.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_fixture(&entry.path(), &to, store);
+        } else {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let bytes = match String::from_utf8(bytes) {
+                Ok(text) => text.replace("@STORE@", store).into_bytes(),
+                Err(binary) => binary.into_bytes(),
+            };
+            std::fs::write(to, bytes).unwrap();
+        }
+    }
+}
+
+/// A store written by the build of 2026-12-06 (`tests/fixtures/store-2026-12-06`: a PPO
+/// trading version of 2,048 steps, seed 3, default config; a DQN CartPole version of 1,000
+/// steps, seed 4), moved to a new directory: every later build reads it, backtests it to the
+/// same figures and continues both versions bit for bit.
+#[test]
+fn a_store_from_an_earlier_build_loads_and_continues_bit_for_bit() {
+    let sb = Sandbox::new();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-2026-12-06/mlruns");
+    copy_fixture(&fixture, &sb.store(), sb.store().to_str().unwrap());
+
+    let ppo = sb.json(&["models", "show", "models:/fixture-ppo/1", "--json"]);
+    assert_eq!(
+        ppo["weights_sha256"],
+        "a40a233fb5b5305389b6056df040a14433d5a2e818d2ec80c96b78fe231acdec"
+    );
+    assert_eq!(ppo["arithmetic"], "exact");
+    let out = sb.path("report");
+    let backtest = sb.json(&[
+        "backtest",
+        "models:/fixture-ppo/1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        backtest["range"],
+        json!(["2017-05-10T00:00:00+00:00", "2018-08-29T00:00:00+00:00"])
+    );
+    assert_eq!(backtest["metrics"]["sharpe"], json!(-0.3489582917565243));
+    assert_eq!(
+        backtest["metrics"]["total_return"],
+        json!(-0.07878199340663783)
+    );
+
+    sb.json(&[
+        "train",
+        "--from",
+        "models:/fixture-ppo/1",
+        "--steps",
+        "2048",
+        "--json",
+    ]);
+    sb.json(&[
+        "train",
+        "--steps",
+        "4096",
+        "--seed",
+        "3",
+        "--model-name",
+        "whole-ppo",
+        "--json",
+    ]);
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/fixture-ppo/2"),
+        &sb.checkpoint_dir("models:/whole-ppo/1"),
+    );
+
+    let config = sb.path("dqn.toml");
+    std::fs::write(
+        &config,
+        "[run]\nalgo = \"dqn\"\nenv = \"cartpole\"\nseed = 4\n\n[dqn]\nlearning_starts = 200\n\
+         buffer_size = 2000\ntrain_freq = 4\ntarget_update_interval = 250\ntotal_timesteps = 2000\n",
+    )
+    .unwrap();
+    sb.json(&[
+        "train",
+        "--from",
+        "models:/fixture-dqn/1",
+        "--steps",
+        "1000",
+        "--json",
+    ]);
+    sb.json(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "2000",
+        "--model-name",
+        "whole-dqn",
+        "--json",
+    ]);
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/fixture-dqn/2"),
+        &sb.checkpoint_dir("models:/whole-dqn/1"),
+    );
+}
+
 /// DQN (replay buffer, target network, epsilon schedule): the same property on CartPole.
 #[test]
 fn continue_training_dqn_matches_uninterrupted_training() {
