@@ -101,8 +101,7 @@ fn join_state(state: CheckpointState<'static>) -> Result<(TrainingState<'static>
 const CARTPOLE: &str = "cartpole-v1";
 
 fn cartpole_hash() -> String {
-    let digest = sha2::Sha256::digest(CARTPOLE.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(CARTPOLE.as_bytes()))
 }
 
 fn algorithm(config: &TrainConfig) -> &'static str {
@@ -206,11 +205,7 @@ pub fn save_run(
         name: config.model_name(),
         version: None,
         version_id: format!("checkpoint-{}", agent.total_steps()),
-        semver: SemVer {
-            major: 0,
-            minor: 0,
-            patch: 0,
-        },
+        semver: SemVer::new(0, 0, 0),
         status: VersionStatus::Registered,
         created_at: Utc::now(),
         run_id: Some(run_id.to_string()),

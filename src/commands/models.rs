@@ -91,6 +91,7 @@ fn list(registry: &Registry, args: ListArgs) -> Result<()> {
             v.version.to_string(),
             v.version_id.clone().unwrap_or_else(|| "-".into()),
             v.semver
+                .as_ref()
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into()),
             status,
@@ -393,7 +394,7 @@ fn lineage(registry: &Registry, args: VersionArgs) -> Result<()> {
                 format!(
                     "  {}  {}  steps {}",
                     s.version_id.as_deref().unwrap_or("-"),
-                    s.semver.map(|v| v.to_string()).unwrap_or_default(),
+                    s.semver.as_ref().map(|v| v.to_string()).unwrap_or_default(),
                     s.training_steps
                         .map(|v| v.to_string())
                         .unwrap_or_else(|| "-".into())

@@ -73,7 +73,7 @@ impl Bars {
                 hasher.update(column[i].to_bits().to_le_bytes());
             }
         }
-        crate::checksum::to_hex(&hasher.finalize())
+        hex::encode(hasher.finalize())
     }
 
     /// Bar `i` on its own. Panics if `i >= len()`, like slice indexing.

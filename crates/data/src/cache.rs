@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::checksum::to_hex;
 use crate::config::{FEATURE_SCHEMA_VERSION, FeatureConfig};
 use crate::features::{FeatureFrame, compute_features};
 use crate::{Bars, DataError};
@@ -144,7 +143,7 @@ fn content_sha256(timestamps: &[i64], values: &[f32]) -> String {
         }
         hasher.update(&buf);
     }
-    to_hex(&hasher.finalize())
+    hex::encode(hasher.finalize())
 }
 
 fn read_frame(

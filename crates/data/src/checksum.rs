@@ -8,20 +8,9 @@ use sha2::{Digest, Sha256};
 
 use crate::DataError;
 
-/// Lowercase hex of a finished digest.
-pub(crate) fn to_hex(digest: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(digest.len() * 2);
-    for b in digest {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 0xf) as usize] as char);
-    }
-    s
-}
-
 /// SHA-256 of `bytes`, as 64 lowercase hex characters.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    to_hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// SHA-256 of a file's bytes, as 64 lowercase hex characters (what `sha256sum` prints).
@@ -42,7 +31,7 @@ pub fn sha256_file(path: &Path) -> Result<String, DataError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(to_hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Maps an I/O error on a data file to [`DataError::NotFound`] or [`DataError::Io`].

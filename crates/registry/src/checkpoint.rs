@@ -299,7 +299,7 @@ pub fn checkpoint_artifact_path(metadata: &ModelVersion, dir: &Path) -> String {
 /// the run's `mlflow.log-model.history` tag can name the same id.
 pub fn model_uuid(metadata: &ModelVersion) -> String {
     let digest = Sha256::digest(format!("{}\n{}", metadata.name, metadata.version_id));
-    hex(&digest[..16])
+    hex::encode(&digest[..16])
 }
 
 impl Weights {
@@ -330,10 +330,6 @@ pub fn read_metadata(dir: &Path) -> Result<ModelVersion> {
 
 fn sync_data(file: &File, path: &Path) -> Result<()> {
     file.sync_data().map_err(|e| RegistryError::io(path, e))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -391,7 +387,7 @@ pub fn weights_sha256(weights: &[NamedTensor]) -> String {
         hash_name_shape(&mut hasher, tensor);
         hasher.update(tensor.bytes());
     }
-    hex(&hasher.finalize())
+    hex::encode(hasher.finalize())
 }
 
 /// sha256 over the tensors' names and shapes: equal for the same network architecture.
@@ -400,7 +396,7 @@ pub fn network_hash(weights: &[NamedTensor]) -> String {
     for tensor in weights {
         hash_name_shape(&mut hasher, tensor);
     }
-    hex(&hasher.finalize())
+    hex::encode(hasher.finalize())
 }
 
 fn hash_name_shape(hasher: &mut Sha256, tensor: &NamedTensor) {

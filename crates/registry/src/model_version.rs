@@ -11,62 +11,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::RegistryError;
 
-/// `major.minor.patch`: major when the feature config or the network shape changes, minor
-/// for continue-training, patch for re-registering the same weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct SemVer {
-    pub major: u64,
-    pub minor: u64,
-    pub patch: u64,
-}
-
-impl SemVer {
-    pub const fn new(major: u64, minor: u64, patch: u64) -> Self {
-        SemVer {
-            major,
-            minor,
-            patch,
-        }
-    }
-}
-
-impl fmt::Display for SemVer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-impl FromStr for SemVer {
-    type Err = RegistryError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = text.trim().trim_start_matches('v').split('.').collect();
-        let bad =
-            || RegistryError::InvalidArgument(format!("semver {text:?} is not MAJOR.MINOR.PATCH"));
-        if parts.len() != 3 {
-            return Err(bad());
-        }
-        let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
-        Ok(SemVer::new(num(parts[0])?, num(parts[1])?, num(parts[2])?))
-    }
-}
-
-impl Serialize for SemVer {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for SemVer {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+/// `major.minor.patch` (the `semver` crate's, serialised as its text): major when the feature
+/// config or the network shape changes, minor for continue-training, patch for re-registering
+/// the same weights.
+pub type SemVer = semver::Version;
 
 /// Where a version is in its life. Kept in sync with the store's `ratchet.status` tag,
 /// which is authoritative (the checkpoint records the status at registration).

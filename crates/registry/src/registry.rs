@@ -196,7 +196,7 @@ impl Registry {
         let description = format!(
             "{} {} ({}), {} training steps",
             metadata.training.algorithm,
-            metadata.semver,
+            metadata.semver.clone(),
             metadata.version_id,
             metadata.training.training_steps
         );
@@ -568,7 +568,7 @@ fn next_semver(
     network_hash: &str,
     weights_sha256: &str,
 ) -> SemVer {
-    let known: Vec<SemVer> = existing.iter().filter_map(|v| v.semver).collect();
+    let known: Vec<SemVer> = existing.iter().filter_map(|v| v.semver.clone()).collect();
     let next_major = known.iter().map(|s| s.major).max().unwrap_or(0) + 1;
     let next_minor = |major: u64| {
         known
@@ -589,7 +589,7 @@ fn next_semver(
     if let Some(same) = existing
         .iter()
         .filter(|v| v.weights_sha256.as_deref() == Some(weights_sha256))
-        .filter_map(|v| v.semver)
+        .filter_map(|v| v.semver.clone())
         .max()
     {
         return SemVer::new(same.major, same.minor, next_patch(same.major, same.minor));
@@ -602,7 +602,7 @@ fn next_semver(
     };
     let unchanged = reference.feature_hash.as_deref() == Some(feature_hash)
         && reference.network_hash.as_deref() == Some(network_hash);
-    match (unchanged, reference.semver) {
+    match (unchanged, &reference.semver) {
         (true, Some(base)) => SemVer::new(base.major, next_minor(base.major), 0),
         _ => SemVer::new(next_major, 0, 0),
     }

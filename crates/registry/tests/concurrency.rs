@@ -210,7 +210,7 @@ fn eight_processes_register_two_hundred_versions() {
     assert_eq!(ids.len(), versions.len(), "human ids are unique");
     let semvers: BTreeSet<String> = versions
         .iter()
-        .map(|v| v.semver.unwrap().to_string())
+        .map(|v| v.semver.as_ref().unwrap().to_string())
         .collect();
     assert_eq!(semvers.len(), versions.len(), "semvers are unique");
     for v in [

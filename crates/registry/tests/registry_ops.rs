@@ -76,7 +76,7 @@ fn register_assigns_numbers_ids_and_semvers() {
     let versions = f.registry.list("m", &VersionFilter::default()).unwrap();
     let semvers: Vec<String> = versions
         .iter()
-        .map(|v| v.semver.unwrap().to_string())
+        .map(|v| v.semver.as_ref().unwrap().to_string())
         .collect();
     assert_eq!(semvers, ["1.0.0", "1.1.0", "2.0.0", "1.1.1", "1.2.0"]);
     assert_eq!(

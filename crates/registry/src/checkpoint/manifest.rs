@@ -10,9 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{
-    CHECKPOINT_FILES, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_SHA256, from_json, hex,
-};
+use super::{CHECKPOINT_FILES, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_SHA256, from_json};
 use crate::error::{RegistryError, Result};
 
 /// One file's entry in `MANIFEST.json`: `{"size": …, "blake3": "…"}` (or `"sha256"` in the
@@ -76,7 +74,7 @@ impl FileHasher {
     pub(super) fn finish(self) -> FileDigest {
         match self {
             FileHasher::Blake3(h) => FileDigest::Blake3(h.finalize().to_hex().to_string()),
-            FileHasher::Sha256(h) => FileDigest::Sha256(hex(&h.finalize())),
+            FileHasher::Sha256(h) => FileDigest::Sha256(hex::encode(h.finalize())),
         }
     }
 }
