@@ -22,7 +22,10 @@ fn main() {
     // (`ratchet models list | head`) instead of failing to print.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
     }
     let cli = Cli::parse();
     let tracking_uri = ratchet_mlflow::resolve_tracking_uri(cli.tracking_uri.as_deref());

@@ -28,11 +28,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("RATCHET_CACHE_DIR") {
         return PathBuf::from(dir);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("ratchet")
+    dirs::cache_dir()
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("ratchet")
 }
 
 /// The feature cache directory.

@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tempfile::TempDir;
 
 use chrono::{DateTime, Utc};
 use ratchet_mlflow::{
@@ -84,13 +85,13 @@ impl LocalCheckpoint {
     }
 }
 
-/// A directory removed (best effort) when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fsutil::remove_tree(&self.0);
-    }
+/// A scratch directory under `dir`, removed when dropped; its leading dot marks it as the
+/// registry's own (never data).
+fn scratch_dir(dir: &Path, label: &str) -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{}{label}-", fsutil::TEMP_PREFIX))
+        .tempdir_in(dir)
+        .map_err(|e| RegistryError::io(dir, e))
 }
 
 /// Model-management operations over a [`TrackingStore`].
@@ -181,9 +182,8 @@ impl Registry {
             training: record,
         };
         let artifact_path = format!("checkpoints/{}", metadata.version_id);
-        let scratch = TempDir(fsutil::temp_path(&self.store.scratch_dir()?, "register"));
-        fsutil::create_dir_all(&scratch.0)?;
-        let local = scratch.0.join(&metadata.version_id);
+        let scratch = scratch_dir(&self.store.scratch_dir()?, "register")?;
+        let local = scratch.path().join(&metadata.version_id);
         Checkpoint {
             state,
             metadata: metadata.clone(),
@@ -325,15 +325,15 @@ impl Registry {
         let metadata = match self.store.local_artifact_path(&run_id, &artifact_path)? {
             Some(dir) => checkpoint::read_metadata(&dir)?,
             None => {
-                let temp = TempDir(fsutil::temp_path(&std::env::temp_dir(), "metadata"));
+                let temp = scratch_dir(&std::env::temp_dir(), "metadata")?;
                 for file in [checkpoint::MANIFEST_FILE, checkpoint::METADATA_FILE] {
                     self.store.download_artifacts(
                         &run_id,
                         &format!("{artifact_path}/{file}"),
-                        &temp.0,
+                        temp.path(),
                     )?;
                 }
-                checkpoint::read_metadata(&temp.0)?
+                checkpoint::read_metadata(temp.path())?
             }
         };
         Ok(with_store_facts(metadata, &stored))
@@ -366,11 +366,11 @@ impl Registry {
                 _download: None,
             });
         }
-        let temp = TempDir(fsutil::temp_path(&std::env::temp_dir(), "checkpoint"));
+        let temp = scratch_dir(&std::env::temp_dir(), "checkpoint")?;
         self.store
-            .download_artifacts(&run_id, &artifact_path, &temp.0)?;
+            .download_artifacts(&run_id, &artifact_path, temp.path())?;
         Ok(LocalCheckpoint {
-            path: temp.0.clone(),
+            path: temp.path().to_path_buf(),
             _download: Some(temp),
         })
     }
@@ -392,15 +392,15 @@ impl Registry {
         let mut weights = match self.store.local_artifact_path(&run_id, &artifact_path)? {
             Some(dir) => checkpoint::Weights::load(&dir)?,
             None => {
-                let temp = TempDir(fsutil::temp_path(&std::env::temp_dir(), "weights"));
+                let temp = scratch_dir(&std::env::temp_dir(), "weights")?;
                 for file in checkpoint::WEIGHTS_FILES {
                     self.store.download_artifacts(
                         &run_id,
                         &format!("{artifact_path}/{file}"),
-                        &temp.0,
+                        temp.path(),
                     )?;
                 }
-                checkpoint::Weights::load(&temp.0)?
+                checkpoint::Weights::load(temp.path())?
             }
         };
         weights.metadata = with_store_facts(weights.metadata, &stored);

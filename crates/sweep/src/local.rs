@@ -93,10 +93,10 @@ impl Launcher for LocalLauncher {
     fn stop(&mut self, job: &mut LocalJob) {
         // SIGINT: `ratchet train` stops at its next update, keeps its checkpoint and marks
         // the run KILLED (so `--resume` can finish it).
-        // SAFETY: kill(2) on the pid of a child this launcher spawned and has not reaped.
-        unsafe {
-            libc::kill(job.child.id() as libc::pid_t, libc::SIGINT);
-        }
+        // The child was spawned by this launcher and is not reaped yet, so its pid is its own;
+        // an error means it has already exited, which is what stopping wants.
+        let pid = nix::unistd::Pid::from_raw(job.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
     }
 }
 
