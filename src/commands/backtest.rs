@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::DateTime;
 use serde::Serialize;
 
 use ratchet_backtest::{ReportInput, ReportMetadata, TimeRange, write_reports};
@@ -272,28 +272,9 @@ fn opt(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
 }
 
-/// `YYYY-MM-DD` (start of day, or end of day when `end_of_day`) or an ISO date-time, as epoch
-/// milliseconds UTC.
-fn parse_date(s: &str, end_of_day: bool) -> Result<i64> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc).timestamp_millis());
-    }
-    for f in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Ok(t.and_utc().timestamp_millis());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let t = if end_of_day {
-            d.and_hms_milli_opt(23, 59, 59, 999)
-        } else {
-            d.and_hms_opt(0, 0, 0)
-        };
-        return Ok(t.expect("valid time of day").and_utc().timestamp_millis());
-    }
-    bail!(
-        "cannot read the date '{s}': use YYYY-MM-DD or an ISO date-time like 2017-06-01T14:00:00Z"
-    )
+/// [`ratchet_data::parse_date`] as a command's error.
+fn parse_date(text: &str, end_of_range: bool) -> Result<i64> {
+    ratchet_data::parse_date(text, end_of_range).map_err(anyhow::Error::msg)
 }
 
 /// A training range as the report wants it.

@@ -1,7 +1,7 @@
 //! `ratchet models …`: listing, inspecting and managing registered versions.
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use ratchet_registry::{
@@ -151,15 +151,11 @@ fn metric_filter(text: &str) -> Result<MetricFilter> {
     Ok(filter)
 }
 
-fn date(text: &str, end_of_day: bool) -> Result<DateTime<Utc>> {
-    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .with_context(|| format!("cannot read the date '{text}': use YYYY-MM-DD"))?;
-    let t = if end_of_day {
-        d.and_hms_opt(23, 59, 59)
-    } else {
-        d.and_hms_opt(0, 0, 0)
-    };
-    Ok(t.expect("valid time").and_utc())
+/// A `--since`/`--until` date ([`ratchet_data::parse_date`]).
+fn date(text: &str, end_of_range: bool) -> Result<DateTime<Utc>> {
+    let ms = ratchet_data::parse_date(text, end_of_range).map_err(anyhow::Error::msg)?;
+    DateTime::from_timestamp_millis(ms)
+        .with_context(|| format!("the date '{text}' is out of range"))
 }
 
 fn show(registry: &Registry, args: VersionArgs) -> Result<()> {

@@ -40,4 +40,4 @@ pub use features::{FeatureFrame, compute_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, split};
 pub use stream::FeatureStream;
-pub use timestamp::{format_date, format_timestamp, parse_timestamp};
+pub use timestamp::{format_date, format_timestamp, parse_date, parse_timestamp};

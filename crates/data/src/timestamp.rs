@@ -444,6 +444,29 @@ fn parse_instant(s: &str) -> Option<(i64, bool)> {
         .map(|at| (at, false))
 }
 
+/// A date a user gives for one end of a range: `YYYY-MM-DD` (the whole day: its first instant,
+/// or its last millisecond for the end of a range) or an ISO date-time, in epoch milliseconds.
+///
+/// ```
+/// use ratchet_data::parse_date;
+/// assert_eq!(parse_date("1970-01-02", false), Ok(86_400_000));
+/// assert_eq!(parse_date("1970-01-02", true), Ok(2 * 86_400_000 - 1));
+/// assert_eq!(parse_date("1970-01-02T00:00:01Z", true), Ok(86_401_000));
+/// ```
+pub fn parse_date(text: &str, end_of_range: bool) -> Result<i64, String> {
+    let (at, whole_day) = parse_instant(text).ok_or_else(|| {
+        format!(
+            "cannot read the date '{text}': use YYYY-MM-DD or an ISO date-time like \
+             2017-06-01T14:00:00Z"
+        )
+    })?;
+    Ok(if whole_day && end_of_range {
+        at + 86_400_000 - 1
+    } else {
+        at
+    })
+}
+
 /// Parses a split boundary: an ISO date (`2016-12-31`, meaning the whole day) or date-time. Returns
 /// the exclusive upper bound in epoch milliseconds: a bar belongs before the boundary when its
 /// timestamp is less than this.
