@@ -8,54 +8,36 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A plain-text table with left-aligned columns sized to their widest cell.
-pub struct Table {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
+/// A plain-text table: left-aligned columns sized to their widest cell, two spaces apart, no
+/// borders (so `grep`, `awk` and `column` read it as they read `ls -l`).
+pub struct Table(comfy_table::Table);
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self {
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        let mut table = comfy_table::Table::new();
+        table
+            .load_preset(comfy_table::presets::NOTHING)
+            .set_header(header.iter().copied());
+        Self(table)
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.0.add_row(cells);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.0.row_count() == 0
     }
 
-    pub fn render(&self) -> String {
-        let columns = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
-            for (i, cell) in row.iter().enumerate().take(columns) {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
+    pub fn render(&mut self) -> String {
+        // Each column's cells padded on the right only, two spaces, none after the last.
+        let last = self.0.column_count().saturating_sub(1);
+        for (i, column) in self.0.column_iter_mut().enumerate() {
+            column.set_padding((0, if i < last { 2 } else { 0 }));
         }
-        let line = |cells: &[String]| {
-            let mut s = String::new();
-            for (i, cell) in cells.iter().enumerate().take(columns) {
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                let pad = widths[i].saturating_sub(cell.chars().count());
-                s.push_str(cell);
-                if i + 1 < columns {
-                    s.push_str(&" ".repeat(pad));
-                }
-            }
-            s.trim_end().to_string()
-        };
-        let mut out = line(&self.header);
-        out.push('\n');
-        for row in &self.rows {
-            out.push_str(&line(row));
+        let mut out = String::new();
+        for line in self.0.lines() {
+            out.push_str(line.trim_end());
             out.push('\n');
         }
         out
