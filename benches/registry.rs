@@ -42,7 +42,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use ratchet_agents::replay::ReplayBuffer;
 use ratchet_mlflow::{FileStore, TrackingStore};
 use ratchet_registry::checkpoint;
-use ratchet_registry::registry::tags;
+use ratchet_registry::tags;
 use ratchet_registry::{
     Checkpoint, CheckpointState, ModelVersion, NamedTensor, Registry, SemVer, TrainingRecord,
     VersionFilter, VersionStatus,

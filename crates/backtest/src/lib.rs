@@ -36,6 +36,7 @@ mod error;
 mod frequency;
 mod market_policy;
 mod metrics;
+mod moments;
 mod prices;
 mod report;
 mod signal;

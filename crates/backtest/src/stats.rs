@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::error::{BacktestError, input};
-use crate::metrics::Moments;
+use crate::moments::Moments;
 
 /// The Euler–Mascheroni constant (`std::f64::consts::EGAMMA` is not stable yet).
 const EULER_MASCHERONI: f64 = 0.577_215_664_901_532_9;

@@ -25,6 +25,7 @@ mod config;
 mod error;
 mod exact_f64;
 mod features;
+mod indicator;
 mod load;
 mod rolling;
 mod split;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::bars::order_problem;
 use crate::config::{FeatureConfig, Normalization};
-use crate::features::Indicator;
+use crate::indicator::Indicator;
 use crate::rolling::{RollingMeanStd, zscore};
 use crate::timestamp::format_timestamp;
 use crate::{Bar, DataError};

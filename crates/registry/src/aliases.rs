@@ -10,7 +10,8 @@ use crate::error::{RegistryError, Result};
 use crate::listing::VersionSummary;
 use crate::model_ref::ModelRef;
 use crate::model_version::VersionStatus;
-use crate::registry::{Registry, tags};
+use crate::registry::Registry;
+use crate::tags;
 
 /// The alias whose holder is the production version.
 pub const PRODUCTION: &str = "production";

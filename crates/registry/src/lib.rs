@@ -25,6 +25,7 @@ pub mod listing;
 pub mod model_ref;
 pub mod model_version;
 pub mod registry;
+pub mod tags;
 pub mod validation;
 
 pub use aliases::{AliasAction, AliasChange, AliasEvent, PRODUCTION};
@@ -42,5 +43,6 @@ pub use model_version::{
     VersionStatus, metric_direction,
 };
 pub use ratchet_tensors::NamedTensor;
-pub use registry::{LocalCheckpoint, Registry, test_looks_of};
+pub use registry::{LocalCheckpoint, Registry};
+pub use tags::test_looks_of;
 pub use validation::{ValidationCheck, ValidationReport};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{RegistryError, Result};
 use crate::model_version::{ParentRef, SemVer, VersionStatus};
-use crate::registry::{parse_metrics_tag, tags};
+use crate::tags::{self, parse_metrics_tag};
 
 /// What listing shows of a version: the store's fields plus Ratchet's tags, without
 /// opening the checkpoint. Fields are `None` for versions Ratchet did not create.

@@ -20,7 +20,7 @@
 //! `ratchet.*` tags repeat the fields listing and filtering need, so `list` never opens a
 //! checkpoint; mutable facts (status, aliases, alias history) live only in the store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -29,48 +29,13 @@ use chrono::{DateTime, Utc};
 use ratchet_mlflow::{
     StoredVersion, TrackingStore, fsutil, names, open_existing_store, open_store,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointState};
 use crate::error::{RegistryError, Result};
 use crate::listing::{VersionFilter, VersionSummary};
 use crate::model_ref::{ModelRef, VersionSelector};
 use crate::model_version::{ModelVersion, SemVer, TrainingRecord, VersionStatus, human_id_base};
-
-/// Version tags Ratchet writes (all values strings).
-pub mod tags {
-    pub const VERSION_ID: &str = "ratchet.version_id";
-    pub const SEMVER: &str = "ratchet.semver";
-    pub const STATUS: &str = "ratchet.status";
-    pub const CREATED_AT: &str = "ratchet.created_at";
-    pub const ALGORITHM: &str = "ratchet.algorithm";
-    pub const FEATURE_HASH: &str = "ratchet.feature_hash";
-    pub const NETWORK_HASH: &str = "ratchet.network_hash";
-    pub const WEIGHTS_SHA256: &str = "ratchet.weights_sha256";
-    pub const PARENT: &str = "ratchet.parent";
-    /// JSON object of metric name → value.
-    pub const METRICS: &str = "ratchet.metrics";
-    pub const TRAINING_STEPS: &str = "ratchet.training_steps";
-    pub const OBSERVATION_SHAPE: &str = "ratchet.observation_shape";
-    pub const ACTION_COUNT: &str = "ratchet.action_count";
-    /// Artifact path of the checkpoint inside the run.
-    pub const CHECKPOINT: &str = "ratchet.checkpoint";
-    /// How many times the version's test range has been looked at (backtests over it,
-    /// sweeps' final tests, walk-forward folds on it); absent = 0.
-    pub const TEST_LOOKS: &str = "ratchet.test_looks";
-    /// Registered-model tag prefix: `ratchet.alias_history.<alias>` holds a JSON list of
-    /// [`crate::AliasEvent`]s.
-    pub const ALIAS_HISTORY_PREFIX: &str = "ratchet.alias_history.";
-}
-
-/// The [`tags::TEST_LOOKS`] count of a stored version (0 when absent or unreadable).
-pub fn test_looks_of(stored: &StoredVersion) -> u64 {
-    stored
-        .tags
-        .get(tags::TEST_LOOKS)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use crate::tags::{self, metrics_tag, test_looks_of};
 
 /// A checkpoint directory on this machine: the store's own copy, or a temporary download
 /// removed on drop.
@@ -496,17 +461,6 @@ fn version_tags(m: &ModelVersion, artifact_path: &str) -> Vec<(String, String)> 
     out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-#[derive(Serialize, Deserialize)]
-struct MetricsTag(#[serde(with = "crate::model_version::metric_map")] BTreeMap<String, f64>);
-
-fn metrics_tag(metrics: &BTreeMap<String, f64>) -> String {
-    serde_json::to_string(&MetricsTag(metrics.clone())).expect("metrics serialise")
-}
-
-pub(crate) fn parse_metrics_tag(text: &str) -> Option<BTreeMap<String, f64>> {
-    serde_json::from_str::<MetricsTag>(text).ok().map(|m| m.0)
-}
-
 /// The record must describe the weights well enough to check compatibility later.
 fn check_record(record: &TrainingRecord, state: &CheckpointState) -> Result<()> {
     let missing = |field: &str| {
@@ -610,6 +564,8 @@ fn next_semver(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn summary(

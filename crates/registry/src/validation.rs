@@ -9,7 +9,8 @@ use crate::error::Result;
 use crate::listing::VersionSummary;
 use crate::model_ref::ModelRef;
 use crate::model_version::{ModelVersion, VersionStatus, is_human_id};
-use crate::registry::{Registry, tags};
+use crate::registry::Registry;
+use crate::tags;
 
 /// One check of [`Registry::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

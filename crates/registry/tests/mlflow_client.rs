@@ -11,7 +11,7 @@ use std::fs;
 use std::sync::Arc;
 
 use ratchet_mlflow::{FileStore, Metric, RunStatus, TrackingStore, now_ms};
-use ratchet_registry::registry::tags;
+use ratchet_registry::tags;
 use ratchet_registry::{ModelRef, ParentRef, Registry, VersionFilter, VersionStatus};
 use serde_json::{Value, json};
 

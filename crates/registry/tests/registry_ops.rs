@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use ratchet_mlflow::{Checked, FileStore, TrackingStore};
-use ratchet_registry::registry::tags;
+use ratchet_registry::tags;
 use ratchet_registry::{
     CompatibilityTarget, MetricDirection, MetricFilter, ModelRef, ParentRef, Registry,
     RegistryError, RetentionPolicy, SemVer, VersionFilter, VersionStatus,
