@@ -62,3 +62,36 @@ fn of_algorithm<E: Env + 'static>(config: &TrainConfig, envs: Vec<E>) -> Result<
         Algo::Dqn => Box::new(Dqn::new(config.dqn.clone(), envs, device, seed)?),
     })
 }
+
+/// Names on stderr the adapter `--device wgpu` runs on, and warns when this machine has no
+/// GPU adapter: wgpu then runs on a software rasteriser (Mesa's llvmpipe, lavapipe), many times
+/// slower than `--device cpu`. Burn's runtime prefers a GPU adapter whenever one exists.
+pub fn report_wgpu_adapter() {
+    use burn::tensor::wgpu::wgpu;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    let adapters: Vec<wgpu::AdapterInfo> = runtime
+        .block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+        .iter()
+        .map(wgpu::Adapter::get_info)
+        .collect();
+    let describe =
+        |a: &wgpu::AdapterInfo| format!("{} ({:?}, {:?})", a.name, a.backend, a.device_type);
+    match adapters
+        .iter()
+        .find(|a| a.device_type != wgpu::DeviceType::Cpu)
+    {
+        Some(gpu) => eprintln!("device wgpu: {}", describe(gpu)),
+        None => {
+            if let Some(software) = adapters.first() {
+                eprintln!(
+                    "warning: device wgpu: {} is a software rasteriser (this machine has no GPU \
+                     adapter); training runs many times slower than with --device cpu",
+                    describe(software)
+                );
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod config;
 mod judge;
 mod market;
 mod output;
+mod progress;
 
 use clap::Parser;
 

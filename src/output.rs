@@ -44,6 +44,22 @@ impl Table {
     }
 }
 
+/// A number rounded to a whole one, with thousands separators: `32,836`.
+pub fn whole(v: f64) -> String {
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 && digits != "0" {
+        out.insert(0, '-');
+    }
+    out
+}
+
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM` (UTC).
 pub fn time_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

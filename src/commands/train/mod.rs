@@ -1,0 +1,246 @@
+//! `ratchet train`: a fresh run, continue-training from a registered version (`--from`), or
+//! restarting an interrupted run (`--resume`).
+//!
+//! A run trains in chunks that end on checkpoint boundaries. Because the agents' `train(a)`
+//! then `train(b)` equals `train(a + b)` bit for bit, chunking changes nothing, and each
+//! checkpoint captures the complete state: weights, optimizer moments, counters, schedules,
+//! RNG streams, environment state and (DQN) the replay buffer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use ratchet_agents::Agent;
+use ratchet_config::{Algo, TrainConfig};
+use ratchet_mlflow::TrackingStore;
+use ratchet_registry::Registry;
+
+use crate::checkpoint;
+use crate::cli::TrainArgs;
+use crate::judge::Evaluation;
+
+mod job;
+mod open_run;
+
+use job::Job;
+
+/// Set by the Ctrl-C handler; training stops at the next update boundary, and a run that
+/// is evaluating stops before it registers.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The run tag that holds the error a run FAILED with.
+pub const ERROR_TAG: &str = "ratchet.error";
+
+/// Version tags of a run with `eval_every` or `select`: the rule, and the step and
+/// validation Sharpe ratio of the state that became the version.
+pub const SELECT_TAG: &str = "ratchet.select";
+pub const SELECTED_STEP_TAG: &str = "ratchet.selected_step";
+pub const SELECTED_VAL_SHARPE_TAG: &str = "ratchet.selected_val_sharpe";
+
+/// Artifact of every trading run: the registered state's per-bar returns on the validation
+/// range, a JSON list (what `ratchet sweep` computes the deflated Sharpe ratio and PBO from).
+pub const RETURNS_ARTIFACT: &str = ratchet_sweep::store::RETURNS_ARTIFACT;
+
+/// MLflow's limit on a run tag's value, in characters.
+const MAX_TAG_CHARS: usize = 8000;
+
+pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
+    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")?;
+    let store: Arc<dyn TrackingStore> = Arc::from(ratchet_mlflow::open_store(tracking_uri)?);
+    if let Some(run_id) = &args.resume {
+        return resume(store, run_id, &args);
+    }
+    if let Some(source) = &args.from {
+        return continue_from(store, source, &args);
+    }
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::load(path)?,
+        None => TrainConfig::default(),
+    };
+    crate::config::apply_flags(&mut config, &args);
+    config.validate()?;
+    config.check_learns()?;
+    Job::new(store, config, None)?.run(args.json)
+}
+
+/// Continue training a registered version: its config, data and full training state,
+/// `--steps` more steps, registered as a new version whose parent is the source.
+fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) -> Result<()> {
+    let (source, state) = checkpoint::load_version(&Registry::new(store.clone()), source)?;
+    let mut config = source.config.clone();
+    if let Some(path) = &args.config {
+        let requested = TrainConfig::load(path)?;
+        if requested.features != config.features {
+            bail!(
+                "{} was trained with features {} ({}), {} asks for {} ({}); continue-training keeps \
+                 the version's features: drop [features] from the file, or train a new model",
+                source.uri,
+                config.features.short_hash(),
+                describe_features(&config),
+                path.display(),
+                requested.features.short_hash(),
+                describe_features(&requested),
+            );
+        }
+        // The file's hyperparameters, but the version's own arithmetic (below: unless asked).
+        let arithmetic = config.arithmetic();
+        config.ppo = requested.ppo;
+        config.dqn = requested.dqn;
+        config.set_arithmetic(arithmetic);
+        config.run.checkpoint_every = requested.run.checkpoint_every;
+    }
+    if let Some(a) = args.arithmetic {
+        config.set_arithmetic(a);
+    }
+    if let Some(s) = args.steps {
+        config.run.steps = s;
+    }
+    if let Some(d) = args.device {
+        config.run.device = d;
+    }
+    config.run.model_name = Some(
+        args.model_name
+            .clone()
+            .unwrap_or_else(|| source.name.clone()),
+    );
+    if let Some(x) = &args.experiment {
+        config.run.experiment = x.clone();
+    }
+    if let Some(c) = args.checkpoint_every {
+        config.run.checkpoint_every = c;
+    }
+    // The data file may change (say, a longer history); the features may not.
+    if let Some(d) = &args.data {
+        config.data.file = d.clone();
+    }
+    config.validate()?;
+    let mut job = Job::new(store, config, Some(source.parent_ref()))?;
+    job.restore_from(&source, &state)?;
+    eprintln!("{}", schedule_line(&job.config, job.agent.as_ref()));
+    job.run(args.json)
+}
+
+fn describe_features(config: &TrainConfig) -> String {
+    format!(
+        "window {}, {} columns",
+        config.features.window,
+        config.features.column_names().len()
+    )
+}
+
+/// Restart an interrupted run from its last checkpoint and finish it.
+fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Result<()> {
+    let saved = checkpoint::load_run(store.as_ref(), run_id)?;
+    let mut config = saved.config;
+    if let Some(d) = args.device {
+        config.run.device = d;
+    }
+    let mut job = Job::new(store, config, saved.parent)?;
+    job.agent
+        .restore(&saved.state)
+        .with_context(|| format!("restoring the last checkpoint of run {run_id}"))?;
+    eprintln!(
+        "resuming run {run_id} from its checkpoint at step {} of {}",
+        job.agent.total_steps(),
+        saved.target_steps
+    );
+    job.run_id = Some(run_id.to_string());
+    job.target_steps = saved.target_steps;
+    job.best = saved.best;
+    job.run(args.json)
+}
+
+/// Which state became the version, and why (printed, and in `--json`).
+#[derive(Serialize)]
+struct SelectionOutput {
+    /// `last` or `best_val_sharpe`.
+    rule: &'static str,
+    /// Environment steps of the registered state.
+    step: u64,
+    /// Steps trained when training ended (the last candidate).
+    last_step: u64,
+    val_sharpe: Option<f64>,
+    /// Validation evaluations during training (not counting the final one).
+    evaluations: usize,
+}
+
+#[derive(Serialize)]
+struct TrainOutput {
+    run_id: String,
+    model_uri: String,
+    name: String,
+    version: u64,
+    version_id: String,
+    semver: String,
+    parent: Option<String>,
+    total_steps: u64,
+    wall_time_s: f64,
+    selection: SelectionOutput,
+    evaluation: Evaluation,
+}
+
+/// The config key and length, in steps, of the schedule a run follows: DQN's exploration, or
+/// PPO's learning-rate annealing (`None`: the learning rate is constant).
+pub fn planned_horizon(config: &TrainConfig) -> Option<(&'static str, u64)> {
+    match config.run.algo {
+        Algo::Dqn => Some(("dqn.total_timesteps", config.dqn.total_timesteps)),
+        Algo::Ppo => config
+            .ppo
+            .lr_anneal_steps
+            .map(|horizon| ("ppo.lr_anneal_steps", horizon)),
+    }
+}
+
+/// Where the learning-rate or exploration schedule stands and the plan it follows (printed
+/// when training continues a version, whose schedules keep the source's horizon).
+fn schedule_line(config: &TrainConfig, agent: &dyn Agent) -> String {
+    let step = agent.total_steps();
+    let (name, value) = agent.schedule();
+    match planned_horizon(config) {
+        Some((key, horizon)) => format!(
+            "schedule: {name} {value:.4e} at step {step} of the source's {horizon}-step plan \
+             ({key}), continued as planned; to split a run, set {key} to the full horizon"
+        ),
+        None => format!("schedule: {name} {value:.4e}, constant (no annealing planned)"),
+    }
+}
+
+fn print_summary(out: &TrainOutput) {
+    println!(
+        "registered {} (version {}, {}, semver {})",
+        out.model_uri, out.version, out.version_id, out.semver
+    );
+    println!("  run        {}", out.run_id);
+    if let Some(p) = &out.parent {
+        println!("  parent     {p}");
+    }
+    let sel = &out.selection;
+    // The time is that of every step trained; the version may hold an earlier state.
+    println!(
+        "  steps      {} in {:.1} s{}",
+        sel.last_step,
+        out.wall_time_s,
+        if sel.step == sel.last_step {
+            String::new()
+        } else {
+            format!("; the version holds step {}", sel.step)
+        }
+    );
+    if sel.rule != "last" || sel.evaluations > 0 {
+        println!(
+            "  selected   step {} of {} by {} ({} validation evaluations; val sharpe {})",
+            sel.step,
+            sel.last_step,
+            sel.rule,
+            sel.evaluations,
+            sel.val_sharpe
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+        );
+    }
+    for line in out.evaluation.summary_lines() {
+        println!("  {line}");
+    }
+}
