@@ -1,0 +1,267 @@
+//! Taking a checked `POST /v1/bars` request: every symbol's session locked and checked first,
+//! then every bar through a copy of its session, the decisions of the answering model (with the
+//! canary's fallback and the shadow's own track), and what they add to the metrics once the
+//! whole request is taken.
+
+use super::*;
+
+/// Takes a checked request in two phases. First every symbol's session is found and locked
+/// (in symbol order, so requests never deadlock), and the request is checked against them:
+/// room for the new sessions, every symbol's first bar after its last. Then every symbol's
+/// bars go through a copy of its session; only when all were taken do the copies replace the
+/// sessions and the request's decisions and paper PnL count in the metrics.
+pub(super) fn take_request(
+    state: &AppState,
+    live: &Live,
+    requests: &[SymbolBars],
+    every_bar: bool,
+) -> Result<Vec<SymbolDecision>, ApiError> {
+    let symbols: Vec<&str> = requests.iter().map(|r| r.symbol.as_str()).collect();
+    let mut found = state.find_sessions(&symbols);
+    let _creating = if found.iter().any(Option::is_none) {
+        let creating = state.creating();
+        // Another request may have created some of them while this one waited.
+        found = state.find_sessions(&symbols);
+        let new = found.iter().filter(|s| s.is_none()).count();
+        if new > 0 && state.session_count() + new > state.max_sessions {
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "too_many_sessions",
+                message: format!(
+                    "the request needs {new} new sessions, and the server holds sessions for {} \
+                     symbols of its limit of {} (--max-sessions)",
+                    state.session_count(),
+                    state.max_sessions
+                ),
+            });
+        }
+        Some(creating)
+    } else {
+        None
+    };
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_unstable_by_key(|&i| symbols[i]);
+    let mut locked: Vec<Option<MutexGuard<Session>>> = (0..requests.len()).map(|_| None).collect();
+    for &i in &order {
+        locked[i] = found[i]
+            .as_ref()
+            .map(|s| s.lock().expect("no panics hold the lock"));
+    }
+    for (request, session) in requests.iter().zip(&locked) {
+        if let Some(last) = session.as_ref().and_then(|s| s.last_timestamp())
+            && request.bars[0].timestamp.ms <= last
+        {
+            return Err(ApiError::bad_request(format!(
+                "{} bar 0: timestamp {} is not after the symbol's last bar ({})",
+                request.symbol,
+                format_timestamp(request.bars[0].timestamp.ms),
+                format_timestamp(last)
+            )));
+        }
+    }
+    let mut effects = Effects::default();
+    let mut taken = Vec::with_capacity(requests.len());
+    let mut answers = Vec::with_capacity(requests.len());
+    for (request, session) in requests.iter().zip(&locked) {
+        let mut work = match session {
+            Some(s) => Session::clone(s),
+            None => Session::new(&live.production)
+                .expect("a served version's feature config was validated when it loaded"),
+        };
+        answers.push(take_bars(
+            state,
+            live,
+            request,
+            &mut work,
+            &mut effects,
+            every_bar,
+        )?);
+        taken.push(work);
+    }
+    let mut new = Vec::new();
+    for ((request, session), work) in requests.iter().zip(&mut locked).zip(taken) {
+        match session {
+            Some(s) => **s = work,
+            None => new.push((request.symbol.clone(), work)),
+        }
+    }
+    if !new.is_empty() {
+        state.add_sessions(new);
+    }
+    effects.apply(state, live);
+    Ok(answers)
+}
+
+/// What a request's decisions add to the metrics and the SLO record of each version, kept
+/// until the whole request is taken. (Failed decisions are counted at once: they happened,
+/// whether or not the request is answered.)
+#[derive(Default)]
+struct Effects {
+    decisions: Vec<(Arc<ServedModel>, Role, &'static str)>,
+    disagreements: Vec<Role>,
+    paper: Vec<PaperReturn>,
+}
+
+impl Effects {
+    fn apply(self, state: &AppState, live: &Live) {
+        for (model, role, outcome) in self.decisions {
+            state.metrics.decision(&model, role, outcome);
+        }
+        for role in self.disagreements {
+            state
+                .metrics
+                .disagreements
+                .with_label_values(&[role.as_str()])
+                .inc();
+        }
+        for paper in self.paper {
+            book_paper(state, live, paper);
+        }
+    }
+}
+
+/// Feeds one symbol's bars to (a copy of) its session, deciding after each bar as a backtest
+/// does, and answers with the decision after the last one (and after each, with `every_bar`).
+fn take_bars(
+    state: &AppState,
+    live: &Live,
+    request: &SymbolBars,
+    session: &mut Session,
+    effects: &mut Effects,
+    every_bar: bool,
+) -> Result<SymbolDecision, ApiError> {
+    let symbol = &request.symbol;
+    // The same answering model for every bar of the request: the symbol's hash decides it.
+    let route = live.route(symbol);
+    let mut last = None;
+    let mut each = every_bar.then(|| Vec::with_capacity(request.bars.len()));
+    let mut timestamps_read_as: Vec<String> = Vec::new();
+    for bar in &request.bars {
+        if !timestamps_read_as.contains(&bar.timestamp.layout) {
+            timestamps_read_as.push(bar.timestamp.layout.clone());
+        }
+        let filled = session
+            .push(&as_bar(bar))
+            .map_err(|e| ApiError::bad_request(format!("{symbol}: {e}")))?;
+        effects
+            .paper
+            .extend([filled.served, filled.shadow].into_iter().flatten());
+        last = if session.ready() {
+            Some(decide(state, live, route, symbol, session, effects)?)
+        } else {
+            effects
+                .decisions
+                .push((live.production.clone(), Role::Production, "warming_up"));
+            None
+        };
+        if let Some(each) = &mut each {
+            each.push(BarDecision {
+                timestamp: format_timestamp(bar.timestamp.ms),
+                decision: Decision::new(last.as_ref(), session),
+            });
+        }
+    }
+    Ok(SymbolDecision {
+        symbol: symbol.clone(),
+        bars_accepted: request.bars.len(),
+        timestamps_read_as,
+        decision: Decision::new(last.as_ref(), session),
+        every_bar: each,
+    })
+}
+
+/// The answering model's decision at the session's last bar, with the canary falling back to
+/// production when its outputs are not finite, and the shadow deciding on its own track.
+fn decide(
+    state: &AppState,
+    live: &Live,
+    (role, model): (Role, &Arc<ServedModel>),
+    symbol: &str,
+    session: &mut Session,
+    effects: &mut Effects,
+) -> Result<Decided, ApiError> {
+    let start = Instant::now();
+    let target = session.decide(model, false);
+    note_decision(live, role, !target.is_finite(), start);
+    let (target, model, role) = if target.is_finite() {
+        effects.decisions.push((model.clone(), role, "decided"));
+        if role == Role::Canary {
+            let production = session.decide(&live.production, false);
+            if production != target {
+                effects.disagreements.push(Role::Canary);
+            }
+        }
+        (target, model.clone(), role)
+    } else {
+        state.metrics.decision(model, role, "failed");
+        state
+            .metrics
+            .errors
+            .with_label_values(&["model_output"])
+            .inc();
+        if role != Role::Canary {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "model_output",
+                message: format!(
+                    "{} gave non-finite outputs for {symbol}; no decision (the SLO watch rolls back a failing version)",
+                    model.uri()
+                ),
+            });
+        }
+        let production = &live.production;
+        let target = session.decide(production, false);
+        if !target.is_finite() {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "model_output",
+                message: format!(
+                    "both the canary and {} gave non-finite outputs for {symbol}",
+                    production.uri()
+                ),
+            });
+        }
+        effects
+            .decisions
+            .push((production.clone(), Role::Production, "fallback"));
+        (target, production.clone(), Role::Production)
+    };
+    session.commit(target, model.clone(), role);
+    if let Some(shadow) = &live.shadow {
+        // Not timed: the shadow answers nobody and no SLO judges it.
+        let shadow_target = session.decide(shadow, true);
+        if !shadow_target.is_finite() {
+            state.metrics.decision(shadow, Role::Shadow, "failed");
+        } else {
+            effects
+                .decisions
+                .push((shadow.clone(), Role::Shadow, "decided"));
+            if shadow_target != target {
+                effects.disagreements.push(Role::Shadow);
+            }
+            session.commit(shadow_target, shadow.clone(), Role::Shadow);
+        }
+    }
+    Ok((target, model, role))
+}
+
+fn note_decision(live: &Live, role: Role, failed: bool, start: Instant) {
+    if let Some(recorder) = live.recorder(role) {
+        recorder.decision(failed, start.elapsed());
+    }
+}
+
+fn book_paper(state: &AppState, live: &Live, paper: PaperReturn) {
+    let version = paper.model.version;
+    state
+        .metrics
+        .paper_log_return
+        .with_label_values(&[&version.to_string(), paper.role.as_str()])
+        .add(paper.log_return);
+    // Judged on its own: a return of a version no longer live in that role is not its successor's.
+    if live.model(paper.role).is_some_and(|m| m.version == version)
+        && let Some(recorder) = live.recorder(paper.role)
+    {
+        recorder.paper(paper.log_return);
+    }
+}
