@@ -39,6 +39,7 @@
 
 mod artifacts;
 mod batch;
+mod config;
 mod http;
 mod lock;
 mod lost_answers;
@@ -57,7 +58,7 @@ use crate::error::{Error, Result};
 use crate::store::{Experiment, StoredVersion, TrackingStore};
 
 pub use batch::{MAX_BATCH_ENTITIES, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
-pub use http::{Auth, Clock, RETRY_BUDGET_ENV, RestConfig};
+pub use config::{Auth, Clock, RETRY_BUDGET_ENV, RestConfig};
 use http::{Method, Request};
 pub use lost_answers::REQUEST_ID_TAG;
 use wire::{ExperimentAnswer, SearchRunsAnswer};
