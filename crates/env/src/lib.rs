@@ -10,15 +10,16 @@
 mod cartpole;
 mod env;
 pub mod execution;
+mod market_data;
 mod rng;
 mod trading;
 mod vec_env;
 
 pub use cartpole::CartPole;
 pub use env::{Env, EnvError, Step};
+pub use market_data::{MarketData, position_of_action, write_observation};
 pub use rng::{Rng, RngState};
 pub use trading::{
-    BANKRUPTCY_LOG_RETURN, DSR_MIN_VARIANCE, EpisodeMode, MarketData, RewardKind, TradingConfig,
-    TradingEnv, position_of_action, write_observation,
+    BANKRUPTCY_LOG_RETURN, DSR_MIN_VARIANCE, EpisodeMode, RewardKind, TradingConfig, TradingEnv,
 };
 pub use vec_env::{EpisodeEnd, VecEnv, VecEnvState, VecStep};
