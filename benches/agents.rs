@@ -36,7 +36,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
-use ratchet_agents::{Arithmetic, DeviceKind, Dqn, DqnConfig, Ppo, PpoConfig};
+use ratchet_agents::{Agent, Arithmetic, DeviceKind, Dqn, DqnConfig, Ppo, PpoConfig};
 use ratchet_env::CartPole;
 
 // ---------------------------------------------------------------------------------------------
@@ -83,6 +83,21 @@ fn median_rate(id: &str) -> Option<f64> {
 // PPO
 // ---------------------------------------------------------------------------------------------
 
+/// Times `steps` more training steps of `agent` per iteration.
+fn bench_training(b: &mut Bencher, id: &str, steps: u64, agent: &mut dyn Agent) {
+    timed(b, id, steps, || {
+        agent
+            .train(
+                steps,
+                &mut |log| {
+                    black_box(log);
+                },
+                &AtomicBool::new(false),
+            )
+            .expect("training runs");
+    })
+}
+
 /// PPO's workloads: name and arithmetic.
 const PPO_WORKLOADS: [(&str, Arithmetic); 2] = [
     ("cartpole_sb3_defaults", Arithmetic::Exact),
@@ -103,17 +118,7 @@ fn ppo(c: &mut Criterion) {
         let mut agent = Ppo::new(config, vec![CartPole::default()], DeviceKind::Cpu, 0)
             .expect("PPO on CartPole builds");
         group.bench_function(name, |b| {
-            timed(b, &format!("ppo/{name}"), steps, || {
-                agent
-                    .train(
-                        steps,
-                        &mut |log| {
-                            black_box(log);
-                        },
-                        &AtomicBool::new(false),
-                    )
-                    .expect("training runs");
-            })
+            bench_training(b, &format!("ppo/{name}"), steps, &mut agent)
         });
     }
     group.finish();
@@ -159,17 +164,7 @@ fn dqn(c: &mut Criterion) {
             .train(warm_up, &mut |_| {}, &AtomicBool::new(false))
             .expect("training runs");
         group.bench_function(name, |b| {
-            timed(b, &format!("dqn/{name}"), steps, || {
-                agent
-                    .train(
-                        steps,
-                        &mut |log| {
-                            black_box(log);
-                        },
-                        &AtomicBool::new(false),
-                    )
-                    .expect("training runs");
-            })
+            bench_training(b, &format!("dqn/{name}"), steps, &mut agent)
         });
     }
     group.finish();

@@ -305,21 +305,26 @@ impl Job {
                 self.evaluate_candidate(run_id)?;
             }
             if now.is_multiple_of(every) || at_end || interrupted {
-                checkpoint::save_run(
-                    self.store.as_ref(),
-                    run_id,
-                    checkpoint::RUN_CHECKPOINT,
-                    &self.config,
-                    self.market.as_ref(),
-                    self.agent.as_ref(),
-                    self.parent.as_ref(),
-                    self.target_steps,
-                    self.best,
-                )?;
+                self.save(run_id, checkpoint::RUN_CHECKPOINT, self.best)?;
             }
             self.stop_if_interrupted(run_id)?;
         }
         Ok(())
+    }
+
+    /// Saves the complete training state as the run's checkpoint artifact `name`.
+    fn save(&self, run_id: &str, name: &str, best: Option<Best>) -> Result<()> {
+        checkpoint::save_run(
+            self.store.as_ref(),
+            run_id,
+            name,
+            &self.config,
+            self.market.as_ref(),
+            self.agent.as_ref(),
+            self.parent.as_ref(),
+            self.target_steps,
+            best,
+        )
     }
 
     /// One `eval_every` evaluation on the validation range: logged as `val_curve/*` at the
@@ -345,17 +350,7 @@ impl Job {
                 step,
                 val_sharpe: sharpe,
             };
-            checkpoint::save_run(
-                self.store.as_ref(),
-                run_id,
-                checkpoint::BEST_CHECKPOINT,
-                &self.config,
-                self.market.as_ref(),
-                self.agent.as_ref(),
-                self.parent.as_ref(),
-                self.target_steps,
-                Some(best),
-            )?;
+            self.save(run_id, checkpoint::BEST_CHECKPOINT, Some(best))?;
             self.best = Some(best);
         }
         Ok(())
