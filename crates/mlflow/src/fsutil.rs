@@ -72,6 +72,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8], temp_dir: &Path, durable: bool) -
     Ok(())
 }
 
+/// Where a directory being replaced by [`replace_dir`] waits between the two renames.
+fn replaced_path(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".ratchet-replaced-{name}"))
+}
+
+/// Moves the finished directory `new` to `target`. A directory already at `target` steps
+/// aside first, so a crash leaves the old directory or the new one, never a mix of their
+/// files; [`restore_replaced`] repairs what a crash between the two renames left. `Ok(false)`
+/// when `new` cannot be renamed there (another filesystem): nothing changed.
+pub fn replace_dir(new: &Path, target: &Path) -> Result<bool> {
+    restore_replaced(target)?;
+    let parent = target.parent().unwrap_or(Path::new("."));
+    create_dir_all(parent)?;
+    let old = replaced_path(target);
+    let replacing = target.exists();
+    if replacing {
+        fs::rename(target, &old).map_err(|e| Error::io(target, e))?;
+    }
+    if fs::rename(new, target).is_err() {
+        if replacing {
+            fs::rename(&old, target).map_err(|e| Error::io(target, e))?;
+        }
+        return Ok(false);
+    }
+    sync_dir(parent)?;
+    if replacing {
+        remove_tree(&old)?;
+    }
+    Ok(true)
+}
+
+/// Repairs what a crash during [`replace_dir`] left at `target`: the old directory is put back
+/// when the new one never arrived, and removed when it did.
+pub fn restore_replaced(target: &Path) -> Result<()> {
+    let old = replaced_path(target);
+    if !old.exists() {
+        return Ok(());
+    }
+    if target.exists() {
+        remove_tree(&old)
+    } else {
+        fs::rename(&old, target).map_err(|e| Error::io(target, e))
+    }
+}
+
 /// Reads a file to a string; `Ok(None)` when it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read(path) {
@@ -203,6 +252,28 @@ pub fn lock_file(path: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replacement_cut_between_its_renames_is_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("checkpoint");
+        let old = replaced_path(&target);
+        assert_eq!(old, dir.path().join(".ratchet-replaced-checkpoint"));
+        // Crashed after the first rename: the old directory goes back.
+        std::fs::create_dir(&old).unwrap();
+        std::fs::write(old.join("MANIFEST.json"), "old").unwrap();
+        restore_replaced(&target).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(target.join("MANIFEST.json")).unwrap(),
+            "old"
+        );
+        assert!(!old.exists());
+        // Crashed after the second: the new one stays, the old one goes.
+        std::fs::create_dir(&old).unwrap();
+        restore_replaced(&target).unwrap();
+        assert!(!old.exists());
+        assert!(target.join("MANIFEST.json").is_file());
+    }
 
     #[test]
     fn temp_paths_are_fresh_hidden_siblings() {

@@ -133,7 +133,13 @@ impl Checkpoint<'_> {
                 return Err(e);
             }
         };
-        replace_dir(&temp, dir)?;
+        if !fsutil::replace_dir(&temp, dir)? {
+            let _ = fsutil::remove_tree(&temp);
+            return Err(RegistryError::InvalidArgument(format!(
+                "cannot move the new checkpoint into {}",
+                dir.display()
+            )));
+        }
         Ok(manifest)
     }
 
@@ -255,6 +261,7 @@ impl Checkpoint<'_> {
 
     /// Reads and verifies a checkpoint.
     pub fn load(dir: &Path) -> Result<Checkpoint<'static>> {
+        fsutil::restore_replaced(dir)?;
         let manifest = read_manifest(dir)?;
         let tensor_files = [MODEL_FILE, OPTIMIZER_FILE, STATE_TENSORS_FILE];
         let mut tensors = read_tensor_files(dir, &tensor_files, &manifest)?.into_iter();
@@ -306,6 +313,7 @@ impl Weights {
     /// Reads and verifies `model.safetensors` and `metadata.json` of a checkpoint (the
     /// other files are not read).
     pub fn load(dir: &Path) -> Result<Weights> {
+        fsutil::restore_replaced(dir)?;
         let manifest = read_manifest(dir)?;
         let mut tensors = read_tensor_files(dir, &[MODEL_FILE], &manifest)?;
         let metadata_path = dir.join(METADATA_FILE);
@@ -352,31 +360,6 @@ fn parent_dir(dir: &Path) -> Result<PathBuf> {
     absolute.parent().map(Path::to_path_buf).ok_or_else(|| {
         RegistryError::InvalidArgument(format!("{} has no parent directory", dir.display()))
     })
-}
-
-/// Moves a finished directory to `target`. An existing target is swapped out first (it is
-/// briefly absent, never half-written) and removed afterwards.
-fn replace_dir(temp: &Path, target: &Path) -> Result<()> {
-    let parent = parent_dir(target)?;
-    let old = if target.exists() {
-        let old = fsutil::temp_path(&parent, "replaced");
-        fs::rename(target, &old).map_err(|e| RegistryError::io(target, e))?;
-        Some(old)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(temp, target) {
-        if let Some(old) = &old {
-            let _ = fs::rename(old, target);
-        }
-        let _ = fsutil::remove_tree(temp);
-        return Err(RegistryError::io(target, e));
-    }
-    fsutil::sync_dir(&parent)?;
-    if let Some(old) = old {
-        fsutil::remove_tree(&old)?;
-    }
-    Ok(())
 }
 
 /// sha256 over the tensors' names, shapes and values (not the header, which carries the

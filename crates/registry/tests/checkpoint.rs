@@ -104,6 +104,20 @@ fn saving_over_a_checkpoint_replaces_it_whole() {
     );
 }
 
+/// A crash between the two renames of a replacement (the old checkpoint moved aside, the new
+/// one not yet in) is repaired on the next load: the old checkpoint is back, whole.
+#[test]
+fn a_replacement_cut_between_its_renames_is_repaired_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("ckpt");
+    let saved = sample_checkpoint(5);
+    saved.save(&target).unwrap();
+    std::fs::rename(&target, dir.path().join(".ratchet-replaced-ckpt")).unwrap();
+    let loaded = Checkpoint::load(&target).unwrap();
+    assert_eq!(loaded, saved);
+    assert!(!dir.path().join(".ratchet-replaced-ckpt").exists());
+}
+
 fn expect_corrupt(dir: &Path, file: &str) {
     for result in [
         Checkpoint::load(dir).map(|_| ()),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -98,30 +98,6 @@ pub(super) fn check_value_len(kind: &str, key: &str, value: &str, max: usize) ->
     Ok(())
 }
 
-/// Where an artifact directory being replaced by `upload_artifacts_owned`
-/// waits between the two renames.
-pub(super) fn replaced_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".ratchet-replaced-{name}"))
-}
-
-/// Repairs what a crash during a replacement left: the old directory is put back when the new
-/// one never arrived, and removed when it did.
-pub(super) fn restore_replaced(target: &Path) -> Result<()> {
-    let old = replaced_path(target);
-    if !old.exists() {
-        return Ok(());
-    }
-    if target.exists() {
-        fsutil::remove_tree(&old)
-    } else {
-        fs::rename(&old, target).map_err(|e| Error::io(target, e))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,27 +124,5 @@ mod tests {
                 .to_string()
                 .contains("line 1")
         );
-    }
-
-    #[test]
-    fn a_replacement_cut_between_its_renames_is_repaired() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("checkpoint");
-        let old = replaced_path(&target);
-        assert_eq!(old, dir.path().join(".ratchet-replaced-checkpoint"));
-        // Crashed after the first rename: the old directory goes back.
-        std::fs::create_dir(&old).unwrap();
-        std::fs::write(old.join("MANIFEST.json"), "old").unwrap();
-        restore_replaced(&target).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(target.join("MANIFEST.json")).unwrap(),
-            "old"
-        );
-        assert!(!old.exists());
-        // Crashed after the second: the new one stays, the old one goes.
-        std::fs::create_dir(&old).unwrap();
-        restore_replaced(&target).unwrap();
-        assert!(!old.exists());
-        assert!(target.join("MANIFEST.json").is_file());
     }
 }

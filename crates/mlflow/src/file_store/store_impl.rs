@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use super::files::{
-    check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file, replaced_path,
-    restore_replaced,
-};
+use super::files::{check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file};
 use super::models::{VersionCache, aliases_of, read_aliases};
 use super::version_cache::Decoded;
 use super::{
@@ -343,29 +340,9 @@ impl TrackingStore for FileStore {
     ) -> Result<()> {
         let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
         if local.is_dir() {
-            restore_replaced(&target)?;
-            if let Some(parent) = target.parent() {
-                fsutil::create_dir_all(parent)?;
-            }
-            // Same filesystem (the caller built it in scratch_dir): renames, no copy. A directory
-            // already there steps aside first, so a crash leaves the old one or the new one,
-            // never a mix of their files (`restore_replaced` tidies up after it).
-            let old = replaced_path(&target);
-            let replacing = target.exists();
-            if replacing {
-                fs::rename(&target, &old).map_err(|e| Error::io(&target, e))?;
-            }
-            if fs::rename(local, &target).is_ok() {
-                if let Some(parent) = target.parent() {
-                    fsutil::sync_dir(parent)?;
-                }
-                if replacing {
-                    fsutil::remove_tree(&old)?;
-                }
+            // Same filesystem (the caller built it in scratch_dir): renames, no copy.
+            if fsutil::replace_dir(local, &target)? {
                 return Ok(());
-            }
-            if replacing {
-                fs::rename(&old, &target).map_err(|e| Error::io(&target, e))?;
             }
         }
         self.upload_artifacts(run_id, local, artifact_path)?;
@@ -468,7 +445,7 @@ impl TrackingStore for FileStore {
 
     fn local_artifact_path(&self, run_id: &str, artifact_path: &str) -> Result<Option<PathBuf>> {
         let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
-        restore_replaced(&target)?;
+        fsutil::restore_replaced(&target)?;
         Ok(target.exists().then_some(target))
     }
 
