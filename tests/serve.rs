@@ -201,9 +201,14 @@ impl Server {
         )
     }
 
+    /// `POST /v1/bars` with `body`, without a token: the status and the JSON answer.
+    fn post_bars(&self, body: &Value) -> (u16, Value) {
+        self.call("POST", "/v1/bars", Some(body.to_string().as_bytes()), &[])
+    }
+
+    /// [`Server::post_bars`] that must be taken.
     fn bars(&self, body: &Value) -> Value {
-        let (status, answer) =
-            self.call("POST", "/v1/bars", Some(body.to_string().as_bytes()), &[]);
+        let (status, answer) = self.post_bars(body);
         assert_eq!(status, 200, "{answer}");
         answer
     }
@@ -913,7 +918,7 @@ fn a_rejected_request_changes_nothing() {
         ),
     ];
     for (body, status, message) in rejected {
-        let (got, answer) = tried.call("POST", "/v1/bars", Some(body.to_string().as_bytes()), &[]);
+        let (got, answer) = tried.post_bars(&body);
         assert_eq!(got, status, "{answer}");
         assert!(
             answer["error"].as_str().unwrap().contains(message),
@@ -1298,8 +1303,8 @@ fn new_symbols_past_the_session_limit_get_429() {
     let server = store.serve(&["models:/limit@production", "--max-sessions", "20"], &[]);
     let all = bars();
     for i in 0..30 {
-        let body = json!({"symbol": format!("R{i}"), "bars": [all[0]]}).to_string();
-        let (status, answer) = server.call("POST", "/v1/bars", Some(body.as_bytes()), &[]);
+        let (status, answer) =
+            server.post_bars(&json!({"symbol": format!("R{i}"), "bars": [all[0]]}));
         if i < 20 {
             assert_eq!(status, 200, "{answer}");
         } else {
@@ -1385,31 +1390,15 @@ fn bars_take_the_data_files_timestamps_and_can_answer_every_bar() {
         );
     }
     // The same instant in another form is the same time: not after the symbol's last bar.
-    let (status, answer) = server.call(
-        "POST",
-        "/v1/bars",
-        Some(
-            json!({"symbol": "S", "bars": [bar(json!("2018-08-31"))]})
-                .to_string()
-                .as_bytes(),
-        ),
-        &[],
-    );
+    let (status, answer) =
+        server.post_bars(&json!({"symbol": "S", "bars": [bar(json!("2018-08-31"))]}));
     assert_eq!(status, 400);
     assert_eq!(
         answer["error"],
         "S bar 0: timestamp 2018-08-31T00:00:00Z is not after the symbol's last bar (2018-08-31T00:00:00Z)"
     );
-    let (status, answer) = server.call(
-        "POST",
-        "/v1/bars",
-        Some(
-            json!({"symbol": "S", "bars": [bar(json!("yesterday"))]})
-                .to_string()
-                .as_bytes(),
-        ),
-        &[],
-    );
+    let (status, answer) =
+        server.post_bars(&json!({"symbol": "S", "bars": [bar(json!("yesterday"))]}));
     assert_eq!(status, 400);
     assert!(
         answer["error"]
