@@ -16,6 +16,7 @@
 //! exclusive file lock. Listing a model's versions is served from a cache file that is
 //! rebuilt whenever the model changed (see [`FileStore::list_model_versions`]).
 
+mod artifacts;
 mod files;
 mod models;
 mod store_impl;

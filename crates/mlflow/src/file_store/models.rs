@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::files::{list_dir_names, read_key_files};
+use super::files::{check_value_len, list_dir_names, read_key_files};
 use super::version_cache::{self, Decoded};
-use super::{FileStore, GENERATION, META, META_LOCK, STAGE_DELETED, VERSION_CACHE};
+use super::{
+    FileStore, GENERATION, MAX_REGISTRY_TAG_VALUE, META, META_LOCK, STAGE_DELETED, VERSION_CACHE,
+};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::store::{RegisteredModel, StoredVersion, now_ms};
@@ -268,6 +270,130 @@ impl FileStore {
             }
         }
         Ok(versions)
+    }
+
+    /// Registers the next version of the model in `model_dir`: built complete under a
+    /// hidden name, then claimed with one rename (a taken number moves on to the next).
+    pub(super) fn add_version(
+        &self,
+        name: &str,
+        source: &str,
+        run_id: &str,
+        tags: &[(String, String)],
+        description: Option<&str>,
+    ) -> Result<StoredVersion> {
+        let model_dir = self.existing_model_dir(name)?;
+        for (key, value) in tags {
+            check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
+        }
+        // Assemble the complete version (meta.yaml + tags) under a name MLflow ignores.
+        let staging = fsutil::temp_path(&model_dir, "version");
+        fsutil::create_dir_all(&staging.join("tags"))?;
+        let built = (|| -> Result<StoredVersion> {
+            for (key, value) in tags {
+                let path = staging.join("tags").join(key);
+                if let Some(parent) = path.parent() {
+                    fsutil::create_dir_all(parent)?;
+                }
+                fsutil::write_new_file(&path, value.as_bytes(), false).map_err(|e| match e {
+                    Error::Io { error, .. }
+                        if error.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        Error::InvalidArgument(format!("model version tag {key:?} given twice"))
+                    }
+                    other => other,
+                })?;
+            }
+            self.change_model(
+                &model_dir,
+                || {
+                    let mut next = Self::version_numbers(&model_dir)?
+                        .last()
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    loop {
+                        let now = now_ms();
+                        let version = StoredVersion {
+                            name: name.to_string(),
+                            version: next,
+                            creation_timestamp: now,
+                            last_updated_timestamp: now,
+                            source: source.to_string(),
+                            run_id: Some(run_id.to_string()),
+                            description: description.map(str::to_string),
+                            status: "READY".into(),
+                            tags: tags.iter().cloned().collect(),
+                            aliases: Vec::new(),
+                        };
+                        let meta = Self::version_meta(&version, "None");
+                        fsutil::write_atomic(&staging.join(META), meta.as_bytes(), &staging, true)?;
+                        fsutil::sync_dir(&staging)?;
+                        // The claim: renaming onto an existing (non-empty) version-N fails.
+                        let target = Self::version_dir(&model_dir, next);
+                        match fs::rename(&staging, &target) {
+                            Ok(()) => {
+                                return Ok(version);
+                            }
+                            Err(e) if fsutil::is_target_exists(&e, &target) => next += 1,
+                            Err(e) => return Err(Error::io(&target, e)),
+                        }
+                    }
+                },
+                |v: &StoredVersion| Some(v.version),
+            )
+        })();
+        if built.is_err() {
+            let _ = fsutil::remove_tree(&staging);
+        }
+        built
+    }
+
+    /// Creates the model's directory and `meta.yaml`, or returns the model that is already there.
+    pub(super) fn add_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        let dir = self.model_dir(name)?;
+        if let Some(model) = self.read_registered_model(&dir)? {
+            return Ok(model);
+        }
+        let now = now_ms();
+        let model = RegisteredModel {
+            name: name.to_string(),
+            creation_timestamp: Some(now),
+            last_updated_timestamp: Some(now),
+            description: None,
+            tags: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+        };
+        let staging = fsutil::temp_path(&self.staging_root(), "model");
+        fsutil::create_dir_all(&staging)?;
+        let meta = Self::registered_model_meta(&model);
+        fsutil::write_new_file(&staging.join(META), meta.as_bytes(), true)?;
+        fsutil::sync_dir(&staging)?;
+        let result = fs::rename(&staging, &dir);
+        match result {
+            Ok(()) => {
+                fsutil::sync_dir(&self.models_dir())?;
+                Ok(model)
+            }
+            Err(e) => {
+                let _ = fsutil::remove_tree(&staging);
+                if fsutil::is_target_exists(&e, &dir) {
+                    // Created concurrently by another writer: wait for its meta.yaml.
+                    for _ in 0..50 {
+                        if let Some(model) = self.read_registered_model(&dir)? {
+                            return Ok(model);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    return Err(Error::corrupt(
+                        &dir,
+                        "registered model directory exists without meta.yaml; another writer \
+                         may have crashed while creating it (remove the directory if it is empty)",
+                    ));
+                }
+                Err(Error::io(&dir, e))
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use super::files::{check_value_len, list_dir_names, place_copy, read_key_files, read_metric_file};
+use super::files::{check_value_len, list_dir_names, read_key_files, read_metric_file};
 use super::models::{VersionCache, aliases_of, read_aliases};
 use super::version_cache::Decoded;
 use super::{
@@ -311,25 +311,7 @@ impl TrackingStore for FileStore {
     }
 
     fn upload_artifacts(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()> {
-        let (_, target, temp_dir) = self.artifact_target(run_id, artifact_path)?;
-        let meta = fs::metadata(local).map_err(|e| Error::io(local, e))?;
-        if meta.is_file() {
-            let name = local.file_name().ok_or_else(|| {
-                Error::InvalidArgument(format!("{} has no file name", local.display()))
-            })?;
-            return place_copy(local, &target.join(name), &temp_dir);
-        }
-        if !target.exists() {
-            // The whole directory appears at once.
-            if place_copy(local, &target, &temp_dir).is_ok() {
-                return Ok(());
-            }
-        }
-        // Merging into an existing directory: each file appears atomically.
-        for entry in fsutil::walk(local)?.into_iter().filter(|e| !e.is_dir) {
-            place_copy(&entry.path, &target.join(&entry.relative), &temp_dir)?;
-        }
-        Ok(())
+        self.copy_into_artifacts(run_id, local, artifact_path)
     }
 
     fn upload_artifacts_owned(
@@ -367,80 +349,15 @@ impl TrackingStore for FileStore {
     }
 
     fn list_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<Vec<ArtifactEntry>> {
-        let (_, target, _) = self.artifact_target(run_id, artifact_path)?;
-        let mut out = Vec::new();
-        if !target.exists() {
-            return Err(Error::NotFound(format!(
-                "artifact {artifact_path:?} of run {run_id}"
-            )));
-        }
-        // Paths relative to the artifact root, which `target` is, or lies below.
-        let prefix = artifact_path.trim_matches('/');
-        if !target.is_dir() {
-            let size = fs::metadata(&target)
-                .map_err(|e| Error::io(&target, e))?
-                .len();
-            return Ok(vec![ArtifactEntry {
-                path: prefix.to_string(),
-                is_dir: false,
-                size: Some(size),
-            }]);
-        }
-        for entry in fsutil::walk(&target)? {
-            let size = if entry.is_dir {
-                None
-            } else {
-                Some(
-                    fs::metadata(&entry.path)
-                        .map_err(|e| Error::io(&entry.path, e))?
-                        .len(),
-                )
-            };
-            out.push(ArtifactEntry {
-                path: [prefix, entry.relative.as_str()]
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("/"),
-                is_dir: entry.is_dir,
-                size,
-            });
-        }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
+        self.artifact_entries(run_id, artifact_path)
     }
 
     fn download_artifacts(&self, run_id: &str, artifact_path: &str, dest: &Path) -> Result<()> {
-        let (_, source, _) = self.artifact_target(run_id, artifact_path)?;
-        if !source.exists() {
-            return Err(Error::NotFound(format!(
-                "artifact {artifact_path:?} of run {run_id}"
-            )));
-        }
-        if source.is_file() {
-            fsutil::create_dir_all(dest)?;
-            let name = source.file_name().expect("a file has a name");
-            return fsutil::copy_tree(&source, &dest.join(name), false);
-        }
-        fsutil::copy_tree(&source, dest, false)
+        self.copy_out_of_artifacts(run_id, artifact_path, dest)
     }
 
     fn delete_artifacts(&self, run_id: &str, artifact_path: &str) -> Result<()> {
-        if artifact_path.trim_matches('/').is_empty() {
-            return Err(Error::InvalidArgument(
-                "refusing to delete a run's whole artifact root; name a path inside it".into(),
-            ));
-        }
-        let (_, target, temp_dir) = self.artifact_target(run_id, artifact_path)?;
-        if !target.exists() {
-            return Err(Error::NotFound(format!(
-                "artifact {artifact_path:?} of run {run_id}"
-            )));
-        }
-        // Disappear in one step, then free the space.
-        let doomed = fsutil::temp_path(&temp_dir, "deleted");
-        fs::rename(&target, &doomed).map_err(|e| Error::io(&target, e))?;
-        fsutil::remove_tree(&doomed)
+        self.remove_artifact(run_id, artifact_path)
     }
 
     fn local_artifact_path(&self, run_id: &str, artifact_path: &str) -> Result<Option<PathBuf>> {
@@ -454,49 +371,7 @@ impl TrackingStore for FileStore {
     }
 
     fn create_registered_model(&self, name: &str) -> Result<RegisteredModel> {
-        let dir = self.model_dir(name)?;
-        if let Some(model) = self.read_registered_model(&dir)? {
-            return Ok(model);
-        }
-        let now = now_ms();
-        let model = RegisteredModel {
-            name: name.to_string(),
-            creation_timestamp: Some(now),
-            last_updated_timestamp: Some(now),
-            description: None,
-            tags: BTreeMap::new(),
-            aliases: BTreeMap::new(),
-        };
-        let staging = fsutil::temp_path(&self.staging_root(), "model");
-        fsutil::create_dir_all(&staging)?;
-        let meta = Self::registered_model_meta(&model);
-        fsutil::write_new_file(&staging.join(META), meta.as_bytes(), true)?;
-        fsutil::sync_dir(&staging)?;
-        let result = fs::rename(&staging, &dir);
-        match result {
-            Ok(()) => {
-                fsutil::sync_dir(&self.models_dir())?;
-                Ok(model)
-            }
-            Err(e) => {
-                let _ = fsutil::remove_tree(&staging);
-                if fsutil::is_target_exists(&e, &dir) {
-                    // Created concurrently by another writer: wait for its meta.yaml.
-                    for _ in 0..50 {
-                        if let Some(model) = self.read_registered_model(&dir)? {
-                            return Ok(model);
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    return Err(Error::corrupt(
-                        &dir,
-                        "registered model directory exists without meta.yaml; another writer \
-                         may have crashed while creating it (remove the directory if it is empty)",
-                    ));
-                }
-                Err(Error::io(&dir, e))
-            }
-        }
+        self.add_registered_model(name)
     }
 
     fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
@@ -552,71 +427,7 @@ impl TrackingStore for FileStore {
         tags: &[(String, String)],
         description: Option<&str>,
     ) -> Result<StoredVersion> {
-        let model_dir = self.existing_model_dir(name)?;
-        for (key, value) in tags {
-            check_value_len("model version tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
-        }
-        // Assemble the complete version (meta.yaml + tags) under a name MLflow ignores.
-        let staging = fsutil::temp_path(&model_dir, "version");
-        fsutil::create_dir_all(&staging.join("tags"))?;
-        let built = (|| -> Result<StoredVersion> {
-            for (key, value) in tags {
-                let path = staging.join("tags").join(key);
-                if let Some(parent) = path.parent() {
-                    fsutil::create_dir_all(parent)?;
-                }
-                fsutil::write_new_file(&path, value.as_bytes(), false).map_err(|e| match e {
-                    Error::Io { error, .. }
-                        if error.kind() == std::io::ErrorKind::AlreadyExists =>
-                    {
-                        Error::InvalidArgument(format!("model version tag {key:?} given twice"))
-                    }
-                    other => other,
-                })?;
-            }
-            self.change_model(
-                &model_dir,
-                || {
-                    let mut next = Self::version_numbers(&model_dir)?
-                        .last()
-                        .copied()
-                        .unwrap_or(0)
-                        + 1;
-                    loop {
-                        let now = now_ms();
-                        let version = StoredVersion {
-                            name: name.to_string(),
-                            version: next,
-                            creation_timestamp: now,
-                            last_updated_timestamp: now,
-                            source: source.to_string(),
-                            run_id: Some(run_id.to_string()),
-                            description: description.map(str::to_string),
-                            status: "READY".into(),
-                            tags: tags.iter().cloned().collect(),
-                            aliases: Vec::new(),
-                        };
-                        let meta = Self::version_meta(&version, "None");
-                        fsutil::write_atomic(&staging.join(META), meta.as_bytes(), &staging, true)?;
-                        fsutil::sync_dir(&staging)?;
-                        // The claim: renaming onto an existing (non-empty) version-N fails.
-                        let target = Self::version_dir(&model_dir, next);
-                        match fs::rename(&staging, &target) {
-                            Ok(()) => {
-                                return Ok(version);
-                            }
-                            Err(e) if fsutil::is_target_exists(&e, &target) => next += 1,
-                            Err(e) => return Err(Error::io(&target, e)),
-                        }
-                    }
-                },
-                |v: &StoredVersion| Some(v.version),
-            )
-        })();
-        if built.is_err() {
-            let _ = fsutil::remove_tree(&staging);
-        }
-        built
+        self.add_version(name, source, run_id, tags, description)
     }
 
     fn get_model_version(&self, name: &str, version: u64) -> Result<StoredVersion> {
