@@ -5,7 +5,12 @@
 //! can be written to a checkpoint and read back: a resumed run draws exactly the
 //! numbers the uninterrupted run would have drawn.
 //!
-//! The generator is xoshiro256++ seeded through SplitMix64.
+//! The generator is `rand_xoshiro`'s xoshiro256++ seeded through SplitMix64, and the
+//! uniform floats are `rand`'s. Three samplers stay here because checkpoints pin their
+//! bits and `rand`'s counterparts draw differently: [`Rng::below`] (Lemire's method; `rand`'s
+//! ranges use another), [`Rng::normal`] (Box–Muller; `rand_distr`'s is a ziggurat) and
+//! [`Rng::shuffle`], which is built on `below`. Changing any of them would change every
+//! seeded run and make saved runs continue differently.
 //!
 //! ```
 //! use ratchet_env::Rng;
@@ -16,6 +21,8 @@
 //! assert_eq!(x, b.next_f64());
 //! ```
 
+use rand::{Rng as _, RngExt as _, SeedableRng as _};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 /// The complete state of an [`Rng`]; restoring it reproduces the stream.
@@ -24,29 +31,12 @@ pub struct RngState(pub [u64; 4]);
 
 /// xoshiro256++: 256 bits of state, period 2^256 - 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rng {
-    s: [u64; 4],
-}
-
-fn splitmix64(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub struct Rng(Xoshiro256PlusPlus);
 
 impl Rng {
     /// A generator whose stream is fixed by `seed`.
     pub fn seed_from(seed: u64) -> Self {
-        let mut x = seed;
-        let s = [
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-        ];
-        Self { s }
+        Self(Xoshiro256PlusPlus::seed_from_u64(seed))
     }
 
     /// An independent stream derived from this generator (advances `self`).
@@ -55,41 +45,37 @@ impl Rng {
     }
 
     pub fn state(&self) -> RngState {
-        RngState(self.s)
+        let bytes = self.0.state();
+        RngState(std::array::from_fn(|i| {
+            u64::from_le_bytes(std::array::from_fn(|j| bytes[8 * i + j]))
+        }))
     }
 
+    /// The generator at `state`. (An all-zero state, xoshiro's one fixed point, becomes
+    /// the stream of seed 0.)
     pub fn from_state(state: RngState) -> Self {
-        // An all-zero state is the one fixed point of xoshiro; never produce it.
-        if state.0 == [0; 4] {
-            return Self::seed_from(0);
+        let mut bytes = [0u8; 32];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(state.0) {
+            chunk.copy_from_slice(&word.to_le_bytes());
         }
-        Self { s: state.0 }
+        Self(Xoshiro256PlusPlus::from_seed(bytes))
     }
 
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = (s[0].wrapping_add(s[3])).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)` with 53 bits of precision.
     #[inline]
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.0.random()
     }
 
     /// Uniform in `[0, 1)` with 24 bits of precision.
     #[inline]
     pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
+        self.0.random()
     }
 
     /// Uniform in `[low, high)`.
@@ -145,6 +131,32 @@ mod tests {
         let got: Vec<u64> = (0..10).map(|_| c.next_u64()).collect();
         assert_eq!(expected, got);
         assert_ne!(Rng::seed_from(1).next_u64(), Rng::seed_from(2).next_u64());
+    }
+
+    /// The streams every saved run depends on: the first draws of seeds 42 and 0, and
+    /// the floats taken from them.
+    #[test]
+    fn streams_are_the_ones_saved_runs_were_made_with() {
+        let mut r = Rng::seed_from(42);
+        assert_eq!(
+            [r.next_u64(), r.next_u64(), r.next_u64()],
+            [
+                0xd076_4d4f_4476_689f,
+                0x519e_4174_576f_3791,
+                0xfbe0_7cfb_0c24_ed8c
+            ]
+        );
+        assert_eq!(Rng::seed_from(0).next_u64(), 0x5317_5d61_490b_23df);
+        assert_eq!(Rng::from_state(RngState([0; 4])), Rng::seed_from(0));
+        let mut r = Rng::seed_from(42);
+        assert_eq!(
+            r.next_f64(),
+            (0xd076_4d4f_4476_689f_u64 >> 11) as f64 / (1u64 << 53) as f64
+        );
+        assert_eq!(
+            r.next_f32(),
+            (0x519e_4174_576f_3791_u64 >> 40) as f32 / (1u32 << 24) as f32
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@ use anyhow::{Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use toml::Value;
 
+use rand::{Rng as _, RngExt as _, SeedableRng as _};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use ratchet_config::TrainConfig;
-use ratchet_env::Rng;
 
 use crate::spec::{Distribution, SEED_KEY, SweepFile, format_override, set_key};
 
@@ -229,7 +230,7 @@ fn configurations(file: &SweepFile) -> Vec<Vec<(String, Value)>> {
     let draws: Vec<Vec<(String, Value)>> = match &file.random {
         None => vec![Vec::new()],
         Some(random) => {
-            let mut rng = Rng::seed_from(random.seed);
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(random.seed);
             (0..random.count)
                 .map(|_| {
                     random
@@ -259,11 +260,14 @@ fn configurations(file: &SweepFile) -> Vec<Vec<(String, Value)>> {
 
 /// One value of a distribution. Floats are rounded to 6 significant digits, so that they
 /// read well in params and tables (and the draw is still reproducible from the seed).
-fn draw(distribution: &Distribution, rng: &mut Rng) -> Value {
+fn draw(distribution: &Distribution, rng: &mut Xoshiro256PlusPlus) -> Value {
+    // `low + (high - low) * u` rather than `random_range`, whose floats are drawn another
+    // way: a spec's seed keeps naming the trials it named before.
+    let mut uniform = |low: f64, high: f64| low + (high - low) * rng.random::<f64>();
     match distribution {
-        Distribution::Uniform([low, high]) => Value::Float(round6(rng.uniform(*low, *high))),
+        Distribution::Uniform([low, high]) => Value::Float(round6(uniform(*low, *high))),
         Distribution::LogUniform([low, high]) => {
-            Value::Float(round6(rng.uniform(low.ln(), high.ln()).exp()))
+            Value::Float(round6(uniform(low.ln(), high.ln()).exp()))
         }
         Distribution::Int([low, high]) => {
             let span = (high - low) as u64 + 1;
