@@ -17,6 +17,8 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use delegate::delegate;
+
 use crate::error::Result;
 use crate::names::{
     validate_alias, validate_artifact_path, validate_experiment_name, validate_id, validate_key,
@@ -69,8 +71,15 @@ fn artifact(run_id: &str, artifact_path: &str) -> Result<()> {
 }
 
 impl<S: TrackingStore> TrackingStore for Checked<S> {
-    fn tracking_uri(&self) -> String {
-        self.0.tracking_uri()
+    // Calls with nothing to validate.
+    delegate! {
+        to self.0 {
+            fn tracking_uri(&self) -> String;
+            fn list_experiments(&self) -> Result<Vec<Experiment>>;
+            fn scratch_dir(&self) -> Result<PathBuf>;
+            fn remove_stale_temporaries(&self, older_than: Duration) -> Result<usize>;
+            fn list_registered_models(&self) -> Result<Vec<RegisteredModel>>;
+        }
     }
 
     fn get_or_create_experiment(&self, name: &str) -> Result<Experiment> {
@@ -81,10 +90,6 @@ impl<S: TrackingStore> TrackingStore for Checked<S> {
     fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
         experiment(experiment_id)?;
         self.0.get_experiment(experiment_id)
-    }
-
-    fn list_experiments(&self) -> Result<Vec<Experiment>> {
-        self.0.list_experiments()
     }
 
     fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
@@ -173,14 +178,6 @@ impl<S: TrackingStore> TrackingStore for Checked<S> {
         self.0.upload_artifacts_owned(run_id, local, artifact_path)
     }
 
-    fn scratch_dir(&self) -> Result<PathBuf> {
-        self.0.scratch_dir()
-    }
-
-    fn remove_stale_temporaries(&self, older_than: Duration) -> Result<usize> {
-        self.0.remove_stale_temporaries(older_than)
-    }
-
     fn replace_artifact_dir(&self, run_id: &str, local: &Path, artifact_path: &str) -> Result<()> {
         artifact(run_id, artifact_path)?;
         self.0.replace_artifact_dir(run_id, local, artifact_path)
@@ -214,10 +211,6 @@ impl<S: TrackingStore> TrackingStore for Checked<S> {
     fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
         validate_model_name(name)?;
         self.0.get_registered_model(name)
-    }
-
-    fn list_registered_models(&self) -> Result<Vec<RegisteredModel>> {
-        self.0.list_registered_models()
     }
 
     fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
