@@ -1,116 +1,75 @@
 //! The file store's version-listing cache (`models/<name>/.ratchet-versions.bin`): every
-//! live version of a model in one compact binary file, read with one `read` and decoded in
-//! place, so that listing 10,000 versions costs no parsing and no copies beyond what the
-//! caller keeps.
-//!
-//! Layout (little-endian): magic `RVC3`, the validity token, the version count, then per
-//! version its number, creation and last-update times, name, source, run id, description,
-//! status and tags. A string is a `u32` length and UTF-8 bytes; an absent optional string is
-//! the length `u32::MAX`. Anything that does not decode is no cache at all (the caller
-//! rebuilds it from the version directories).
+//! live version of a model in one `postcard` file, read with one `read` and decoded in place
+//! (every string borrows the file's bytes), so that listing 10,000 versions costs no text
+//! parsing. It starts with a format name and the validity token; anything that does not
+//! decode completely is no cache at all (the caller rebuilds it from the version
+//! directories).
 
-use std::ops::Range;
+use serde::{Deserialize, Serialize};
 
 use crate::store::{StoredVersion, VersionView};
 
-const MAGIC: &[u8; 4] = b"RVC3";
-const ABSENT: u32 = u32::MAX;
+/// Bumped whenever the layout changes, so an older cache is rebuilt, not misread.
+const FORMAT: &str = "ratchet-version-cache-4";
 
-/// The cache for `versions` (ascending, aliases not included: they are read fresh).
-pub(crate) fn encode(token: &str, versions: &[StoredVersion]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + versions.len() * 1024);
-    out.extend_from_slice(MAGIC);
-    put_str(&mut out, token);
-    out.extend_from_slice(&(versions.len() as u64).to_le_bytes());
-    for v in versions {
-        out.extend_from_slice(&v.version.to_le_bytes());
-        out.extend_from_slice(&v.creation_timestamp.to_le_bytes());
-        out.extend_from_slice(&v.last_updated_timestamp.to_le_bytes());
-        put_str(&mut out, &v.name);
-        put_str(&mut out, &v.source);
-        put_opt(&mut out, v.run_id.as_deref());
-        put_opt(&mut out, v.description.as_deref());
-        put_str(&mut out, &v.status);
-        out.extend_from_slice(&(v.tags.len() as u32).to_le_bytes());
-        for (key, value) in &v.tags {
-            put_str(&mut out, key);
-            put_str(&mut out, value);
-        }
-    }
-    out
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(out, s),
-        None => out.extend_from_slice(&ABSENT.to_le_bytes()),
-    }
-}
-
-/// A decoded cache, borrowing every string from the file's bytes.
+/// A cache as written and as decoded, borrowing every string.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Decoded<'a> {
+    format: &'a str,
     pub token: &'a str,
+    #[serde(borrow)]
     records: Vec<Record<'a>>,
-    /// Every version's tags, back to back; a record holds its range.
-    tags: Vec<(&'a str, &'a str)>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Record<'a> {
     version: u64,
     creation_timestamp: i64,
     last_updated_timestamp: i64,
     name: &'a str,
     source: &'a str,
+    #[serde(borrow)]
     run_id: Option<&'a str>,
+    #[serde(borrow)]
     description: Option<&'a str>,
     status: &'a str,
-    tags: Range<usize>,
+    #[serde(borrow)]
+    tags: Vec<(&'a str, &'a str)>,
+}
+
+/// The cache for `versions` (ascending, aliases not included: they are read fresh).
+pub(crate) fn encode(token: &str, versions: &[StoredVersion]) -> Vec<u8> {
+    let cache = Decoded {
+        format: FORMAT,
+        token,
+        records: versions
+            .iter()
+            .map(|v| Record {
+                version: v.version,
+                creation_timestamp: v.creation_timestamp,
+                last_updated_timestamp: v.last_updated_timestamp,
+                name: &v.name,
+                source: &v.source,
+                run_id: v.run_id.as_deref(),
+                description: v.description.as_deref(),
+                status: &v.status,
+                tags: v
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            })
+            .collect(),
+    };
+    // Strings, integers and vectors always serialize.
+    postcard::to_allocvec(&cache).unwrap_or_default()
 }
 
 impl<'a> Decoded<'a> {
-    /// `None` for anything but a complete, well-formed cache.
+    /// `None` for anything but a complete, well-formed cache of this format.
     pub fn decode(bytes: &'a [u8]) -> Option<Self> {
-        let mut r = Reader(bytes.strip_prefix(MAGIC)?);
-        let token = r.str()?;
-        let count = usize::try_from(r.u64()?).ok()?;
-        // Each record takes at least 52 bytes: a corrupt count cannot allocate much.
-        let mut records = Vec::with_capacity(count.min(bytes.len() / 52));
-        let mut tags = Vec::with_capacity(records.capacity() * 16);
-        for _ in 0..count {
-            let version = r.u64()?;
-            let creation_timestamp = r.u64()? as i64;
-            let last_updated_timestamp = r.u64()? as i64;
-            let name = r.str()?;
-            let source = r.str()?;
-            let run_id = r.opt()?;
-            let description = r.opt()?;
-            let status = r.str()?;
-            let start = tags.len();
-            for _ in 0..r.u32()? {
-                tags.push((r.str()?, r.str()?));
-            }
-            records.push(Record {
-                version,
-                creation_timestamp,
-                last_updated_timestamp,
-                name,
-                source,
-                run_id,
-                description,
-                status,
-                tags: start..tags.len(),
-            });
-        }
-        r.0.is_empty().then_some(Decoded {
-            token,
-            records,
-            tags,
-        })
+        let (cache, rest) = postcard::take_from_bytes::<Decoded<'a>>(bytes).ok()?;
+        (cache.format == FORMAT && rest.is_empty()).then_some(cache)
     }
 
     /// Calls `visit` with each version, its aliases from `aliases_of`.
@@ -126,7 +85,7 @@ impl<'a> Decoded<'a> {
                 creation_timestamp: r.creation_timestamp,
                 source: r.source,
                 run_id: r.run_id,
-                tags: &self.tags[r.tags.clone()],
+                tags: &r.tags,
                 aliases: aliases_of(r.version),
             });
         }
@@ -145,47 +104,14 @@ impl<'a> Decoded<'a> {
                 run_id: r.run_id.map(str::to_string),
                 description: r.description.map(str::to_string),
                 status: r.status.to_string(),
-                tags: self.tags[r.tags.clone()]
+                tags: r
+                    .tags
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 aliases: Vec::new(),
             })
             .collect()
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        let len = self.u32()?;
-        if len == ABSENT {
-            return None;
-        }
-        std::str::from_utf8(self.take(len as usize)?).ok()
-    }
-
-    fn opt(&mut self) -> Option<Option<&'a str>> {
-        let len = self.u32()?;
-        if len == ABSENT {
-            return Some(None);
-        }
-        Some(Some(std::str::from_utf8(self.take(len as usize)?).ok()?))
     }
 }
 
@@ -232,8 +158,18 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Decoded::decode(&longer).is_none());
-        let mut huge_count = bytes.clone();
-        huge_count[11..19].copy_from_slice(&u64::MAX.to_le_bytes());
+        // The record count (after the format name and "tok", each behind a one-byte
+        // length) claiming u64::MAX records: refused without allocating for them.
+        let count_at = 1 + FORMAT.len() + 1 + 3;
+        assert_eq!(bytes[count_at], 3);
+        let mut huge_count = bytes[..count_at].to_vec();
+        huge_count.extend_from_slice(&[0xff; 9]);
+        huge_count.push(0x01);
+        huge_count.extend_from_slice(&bytes[count_at + 1..]);
         assert!(Decoded::decode(&huge_count).is_none());
+        let mut other_format = bytes.clone();
+        assert_eq!(other_format[FORMAT.len()], b'4');
+        other_format[FORMAT.len()] = b'3';
+        assert!(Decoded::decode(&other_format).is_none());
     }
 }
