@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use ratchet_tensors::NamedTensor;
-use serde::Deserialize;
+use safetensors::Dtype;
+use safetensors::tensor::{Metadata, TensorInfo};
+use serde::Serialize;
 
 use super::MODEL_FILE;
 use super::manifest::{FileDigest, FileHasher, Manifest, ManifestEntry, check_digest, open_listed};
@@ -17,31 +19,50 @@ use crate::error::{RegistryError, Result};
 pub fn read_header_metadata(dir: &Path) -> Result<BTreeMap<String, String>> {
     let path = dir.join(MODEL_FILE);
     let mut file = File::open(&path).map_err(|e| RegistryError::io(&path, e))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|e| RegistryError::io(&path, e))?;
-    let len = u64::from_le_bytes(len);
     let file_len = file
         .metadata()
         .map_err(|e| RegistryError::io(&path, e))?
         .len();
-    if len > file_len.saturating_sub(8) || len > 100_000_000 {
+    let (_, header) = read_header(&mut file, &path, file_len)?;
+    Ok(header
+        .metadata()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+}
+
+/// Reads a safetensors header from the start of `file` (whose size is `file_len`): the
+/// bytes read (the length prefix and the JSON, hashed with the rest by callers that check
+/// digests) and the header, parsed and validated by the `safetensors` crate (offsets
+/// contiguous, sizes matching shapes), which must describe exactly the file's size.
+fn read_header(file: &mut File, path: &Path, file_len: u64) -> Result<(Vec<u8>, Metadata)> {
+    let io = |e: std::io::Error| RegistryError::io(path, e);
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(io)?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > file_len.saturating_sub(8) || header_len > 100_000_000 {
         return Err(RegistryError::corrupt(
-            &path,
-            format!("header length {len} exceeds the file"),
+            path,
+            format!("corrupt: header length {header_len} exceeds the file"),
         ));
     }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| RegistryError::io(&path, e))?;
-    #[derive(Deserialize)]
-    struct Header {
-        #[serde(rename = "__metadata__", default)]
-        metadata: BTreeMap<String, String>,
+    let mut prefix = vec![0u8; 8 + header_len as usize];
+    prefix[..8].copy_from_slice(&len);
+    file.read_exact(&mut prefix[8..]).map_err(io)?;
+    let header: Metadata = serde_json::from_slice(&prefix[8..]).map_err(|e| {
+        RegistryError::corrupt(
+            path,
+            format!("corrupt: not a valid safetensors header: {e}"),
+        )
+    })?;
+    if 8 + header_len + header.data_len() as u64 != file_len {
+        return Err(RegistryError::corrupt(
+            path,
+            "corrupt: the header does not describe the file's size",
+        ));
     }
-    let header: Header = serde_json::from_slice(&header)
-        .map_err(|e| RegistryError::corrupt(&path, format!("safetensors header: {e}")))?;
-    Ok(header.metadata)
+    Ok((prefix, header))
 }
 
 /// Writes one safetensors file (header length, header, each tensor's values) through a
@@ -77,41 +98,33 @@ pub(super) fn write_safetensors(
     Ok((file, ManifestEntry { size, digest }))
 }
 
-/// The JSON header, padded with spaces to a multiple of 8 bytes as the format recommends
-/// (keeps tensor data aligned for zero-copy readers).
+/// The JSON header, built and validated by the `safetensors` crate and padded with spaces
+/// to a multiple of 8 bytes as the format recommends (keeps tensor data aligned for
+/// zero-copy readers). `__metadata__` comes first, its keys sorted, then the tensors in file
+/// order, so equal checkpoints have equal bytes.
 pub(super) fn safetensors_header(
     path: &Path,
     tensors: &[NamedTensor],
     metadata: Option<&BTreeMap<String, String>>,
 ) -> Result<Vec<u8>> {
-    let mut header = serde_json::Map::new();
-    if let Some(metadata) = metadata {
-        header.insert(
-            "__metadata__".into(),
-            serde_json::to_value(metadata).expect("string map"),
-        );
-    }
-    let mut offset = 0usize;
+    let refused =
+        |why: String| RegistryError::InvalidArgument(format!("{}: {why}", path.display()));
     let mut seen = BTreeSet::new();
+    let mut offset = 0usize;
+    let mut infos = Vec::with_capacity(tensors.len());
     for tensor in tensors {
         if tensor.name.is_empty() || tensor.name == "__metadata__" {
-            return Err(RegistryError::InvalidArgument(format!(
-                "{}: tensor name {:?} is not allowed",
-                path.display(),
+            return Err(refused(format!(
+                "tensor name {:?} is not allowed",
                 tensor.name
             )));
         }
         if !seen.insert(tensor.name.as_str()) {
-            return Err(RegistryError::InvalidArgument(format!(
-                "{}: two tensors are named {:?}",
-                path.display(),
-                tensor.name
-            )));
+            return Err(refused(format!("two tensors are named {:?}", tensor.name)));
         }
         if tensor.numel() != tensor.data.len() {
-            return Err(RegistryError::InvalidArgument(format!(
-                "{}: tensor {:?} has shape {:?} ({} values) but holds {} values",
-                path.display(),
+            return Err(refused(format!(
+                "tensor {:?} has shape {:?} ({} values) but holds {} values",
                 tensor.name,
                 tensor.shape,
                 tensor.numel(),
@@ -119,13 +132,29 @@ pub(super) fn safetensors_header(
             )));
         }
         let end = offset + tensor.data.len() * 4;
-        header.insert(
-            tensor.name.clone(),
-            serde_json::json!({ "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, end] }),
-        );
+        let info = TensorInfo {
+            dtype: Dtype::F32,
+            shape: tensor.shape.clone(),
+            data_offsets: (offset, end),
+        };
+        infos.push((tensor.name.clone(), info));
         offset = end;
     }
-    let mut bytes = serde_json::to_vec(&header).expect("a JSON map serialises");
+    let tensors = Metadata::new(None, infos).map_err(|e| refused(e.to_string()))?;
+    /// The crate's own header keeps `__metadata__` in a `HashMap` (unordered); this one
+    /// writes it sorted.
+    #[derive(Serialize)]
+    struct Header<'a> {
+        #[serde(rename = "__metadata__", skip_serializing_if = "Option::is_none")]
+        metadata: Option<&'a BTreeMap<String, String>>,
+        #[serde(flatten)]
+        tensors: &'a Metadata,
+    }
+    let mut bytes = serde_json::to_vec(&Header {
+        metadata,
+        tensors: &tensors,
+    })
+    .map_err(|e| refused(e.to_string()))?;
     while !bytes.len().is_multiple_of(8) {
         bytes.push(b' ');
     }
@@ -172,39 +201,13 @@ pub(super) fn open_tensor_file(
     manifest: &Manifest,
 ) -> Result<(File, Vec<u8>, Vec<NamedTensor<'static>>)> {
     let mut file = open_listed(path, name, manifest)?;
-    let expected = &manifest.files[name];
-    let io = |e: std::io::Error| RegistryError::io(path, e);
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(io)?;
-    let header_len = u64::from_le_bytes(len);
-    if header_len > expected.size.saturating_sub(8) || header_len > 100_000_000 {
-        return Err(RegistryError::corrupt(
-            path,
-            format!("corrupt: header length {header_len} exceeds the file"),
-        ));
-    }
-    let mut prefix = vec![0u8; 8 + header_len as usize];
-    prefix[..8].copy_from_slice(&len);
-    file.read_exact(&mut prefix[8..]).map_err(io)?;
-    let metadata: safetensors::tensor::Metadata =
-        serde_json::from_slice(&prefix[8..]).map_err(|e| {
-            RegistryError::corrupt(
-                path,
-                format!("corrupt: not a valid safetensors header: {e}"),
-            )
-        })?;
-    if 8 + header_len + metadata.data_len() as u64 != expected.size {
-        return Err(RegistryError::corrupt(
-            path,
-            "corrupt: the header does not describe the file's size",
-        ));
-    }
+    let (prefix, metadata) = read_header(&mut file, path, manifest.files[name].size)?;
     let mut tensors = Vec::new();
     for tensor_name in metadata.offset_keys() {
         let info = metadata
             .info(&tensor_name)
             .expect("offset_keys lists known tensors");
-        if info.dtype != safetensors::Dtype::F32 {
+        if info.dtype != Dtype::F32 {
             return Err(RegistryError::corrupt(
                 path,
                 format!(
