@@ -1,6 +1,7 @@
 //! HTTP for the REST store: one request rebuilt on every attempt, and the retry loop that
 //! sorts failures into "try again" and "give up".
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::fs;
 use std::io;
 use std::path::PathBuf;
@@ -100,7 +101,7 @@ impl RestStore {
         let started = clock.now();
         let elapsed = || clock.now().saturating_sub(started);
         let budget = self.config.retry_budget;
-        let mut delay = self.config.first_backoff;
+        let mut backoff = backoff(self.config.first_backoff, self.config.max_backoff);
         let mut attempts = 0u32;
         // Why the last attempt that may have taken effect failed.
         let mut answer_lost: Option<String> = None;
@@ -167,10 +168,11 @@ impl RestStore {
                     (reason, status, retry_after)
                 }
             };
+            // The backoff advances even when the server says how long to wait.
+            let jittered = backoff.next().unwrap_or(self.config.max_backoff);
             let wait = retry_after
                 .map(|w| w.min(self.config.max_backoff))
-                .unwrap_or_else(|| self.jittered(delay));
-            delay = (delay * 2).min(self.config.max_backoff);
+                .unwrap_or(jittered);
             if elapsed() + wait >= budget {
                 if let (Some(reason), Some(lost)) = (&answer_lost, &mut lost)
                     && let Some(found) = self.look_up(request, reason, lost)?
@@ -311,20 +313,6 @@ impl RestStore {
             ureq::Error::HostNotFound => fatal("host not found; check the tracking URI".into()),
             other => fatal(other.to_string()),
         }
-    }
-
-    /// Backoff with "equal jitter": uniform in [delay/2, delay], from SplitMix64.
-    pub(super) fn jittered(&self, delay: Duration) -> Duration {
-        const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut z = self
-            .jitter
-            .fetch_add(GAMMA, Ordering::Relaxed)
-            .wrapping_add(GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
-        delay.mul_f64(0.5 + 0.5 * unit)
     }
 }
 
@@ -539,4 +527,16 @@ mod tests {
         assert_eq!(one_line("a\n  b\tc", 100), "a b c");
         assert_eq!(one_line("abcdef", 3), "abc…");
     }
+}
+
+/// Exponential backoff with "equal jitter": each delay is uniform in `[d/2, d)`, with `d`
+/// doubling from `first` up to `max`, so that clients retrying together drift apart.
+/// (`backon` adds up to the current delay as jitter, so it is given the halves.)
+pub(super) fn backoff(first: Duration, max: Duration) -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(first / 2)
+        .with_max_delay(max / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::http::Method;
+use super::http::{Method, backoff};
 use super::{ALREADY_EXISTS, NOT_FOUND, RestStore, has_code};
 use crate::error::Result;
 use crate::store::{ModelLock, TrackingStore};
@@ -68,7 +68,7 @@ impl RestStore {
         });
         // The holder and beat last seen, and when they were first seen so.
         let mut seen: Option<(LockState, Instant)> = None;
-        let mut wait = Duration::from_millis(10);
+        let mut waits = backoff(Duration::from_millis(10), MAX_WAIT);
         loop {
             match self.post_json("registered-models/create", &body) {
                 Ok(_) => return Ok(self.hold(lock_name)),
@@ -80,7 +80,7 @@ impl RestStore {
             let Some(state) = self.lock_state(&lock_name)? else {
                 // Released in between: try again (after a pause, should a server keep
                 // answering this way).
-                std::thread::sleep(self.jittered(wait));
+                std::thread::sleep(waits.next().unwrap_or(MAX_WAIT));
                 continue;
             };
             if state.holder == token {
@@ -102,8 +102,7 @@ impl RestStore {
                 }
                 _ => seen = Some((state, Instant::now())),
             }
-            std::thread::sleep(self.jittered(wait));
-            wait = (wait * 2).min(MAX_WAIT);
+            std::thread::sleep(waits.next().unwrap_or(MAX_WAIT));
         }
     }
 

@@ -47,7 +47,7 @@ mod store_impl;
 mod wire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -72,8 +72,6 @@ pub struct RestStore {
     server: String,
     agent: ureq::Agent,
     config: RestConfig,
-    /// State of the SplitMix64 generator that jitters backoff delays.
-    jitter: AtomicU64,
     /// Whether the server has answered any request of this client: until it has, a refused
     /// connection means a wrong address or a server not started, and is not retried.
     answered: AtomicBool,
@@ -129,19 +127,10 @@ impl RestStore {
             .timeout_per_read(Some(config.response_timeout))
             .build()
             .into();
-        // Jitter only has to de-synchronise clients, not be unpredictable: seed it from the
-        // server name and the process id.
-        let seed = server
-            .bytes()
-            .chain(std::process::id().to_le_bytes())
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
         Ok(Checked::new(RestStore {
             server,
             agent,
             config,
-            jitter: AtomicU64::new(seed),
             answered: AtomicBool::new(false),
         }))
     }
@@ -153,7 +142,6 @@ impl RestStore {
             server: self.server.clone(),
             agent: self.agent.clone(),
             config: self.config.clone(),
-            jitter: AtomicU64::new(self.jitter.load(Ordering::Relaxed)),
             answered: AtomicBool::new(self.answered.load(Ordering::Relaxed)),
         }
     }
@@ -330,15 +318,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jitter_stays_within_half_to_full_delay_and_is_deterministic() {
-        let a = RestStore::with_config("http://127.0.0.1:1", RestConfig::default()).unwrap();
-        let b = RestStore::with_config("http://127.0.0.1:1", RestConfig::default()).unwrap();
-        let d = Duration::from_millis(1000);
-        let xs: Vec<Duration> = (0..50).map(|_| a.jittered(d)).collect();
-        let ys: Vec<Duration> = (0..50).map(|_| b.jittered(d)).collect();
-        assert_eq!(xs, ys);
-        assert!(xs.iter().all(|x| *x >= d / 2 && *x <= d));
-        assert!(xs.iter().any(|x| *x != xs[0]));
+    fn backoff_doubles_with_equal_jitter_up_to_its_cap() {
+        let first = Duration::from_millis(100);
+        let delays: Vec<Duration> = http::backoff(first, first * 8).take(200).collect();
+        for (i, delay) in delays.iter().enumerate() {
+            let d = first * 2u32.pow(i.min(3) as u32);
+            // backon computes in f32 seconds: allow a microsecond of rounding.
+            let slack = Duration::from_micros(1);
+            assert!(
+                *delay + slack >= d / 2 && *delay <= d + slack,
+                "{i}: {delay:?} for {d:?}"
+            );
+        }
+        assert!(delays[3..].iter().any(|d| *d != delays[3]), "jittered");
     }
 
     #[test]
