@@ -12,7 +12,8 @@
 //!   Sharpe ratio can be trusted — its standard error, the probabilistic and deflated Sharpe
 //!   ratios, the probability of backtest overfitting of a selection among trials;
 //! - [`write_reports`]: `report.json`, `report.md` and a self-contained `report.html`,
-//!   flagging look-ahead leakage when the range overlaps the model's training range.
+//!   flagging look-ahead leakage when the range overlaps the model's training range;
+//! - [`report::Page`]: the layout of every Ratchet HTML report, for other crates' pages.
 //!
 //! ```
 //! use ratchet_backtest::{Backtest, Frequency, PriceSeries, sma_crossover, simulate_positions};
@@ -38,7 +39,7 @@ mod market_policy;
 mod metrics;
 mod moments;
 mod prices;
-mod report;
+pub mod report;
 mod signal;
 mod simulate;
 mod stats;
@@ -50,7 +51,7 @@ pub use metrics::{MetricKind, MetricRow, Metrics};
 pub use prices::PriceSeries;
 pub use report::{
     MonthlyReturn, Report, ReportInput, ReportMetadata, ReportPaths, TimeRange, TradeRecord,
-    leakage_warning, page, write_reports,
+    leakage_warning, write_reports,
 };
 pub use signal::{sma_crossover, sma_crossover_into};
 pub use simulate::{Holding, Policy, Side, Simulation, Trade, simulate_policy, simulate_positions};

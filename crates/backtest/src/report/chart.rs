@@ -1,21 +1,22 @@
-//! Inline SVG charts: time-series panels with axes, and the downsampling that keeps a
-//! million-bar report small.
+//! Inline SVG charts: value axes on round gridlines (shared with the other pages in the
+//! report's style), time-series panels, and the downsampling that keeps a million-bar
+//! report small.
 
-use std::fmt::Write;
+use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use maud::{Markup, html};
 
-use super::format::escape_html;
 use crate::prices::to_datetime;
 
 /// Points kept per line: two per bucket (its minimum and maximum), so a line drawn from
 /// millions of bars keeps every spike and dip at the resolution of the chart.
-pub const MAX_POINTS: usize = 2_000;
+pub(super) const MAX_POINTS: usize = 2_000;
 
 /// Indices of the points to draw of `ys`: all of them when there are at most
 /// [`MAX_POINTS`], otherwise the first, the last, and the minimum and maximum of each of
 /// `MAX_POINTS / 2` equal buckets, in order.
-pub fn downsample(ys: &[f64]) -> Vec<usize> {
+pub(super) fn downsample(ys: &[f64]) -> Vec<usize> {
     let n = ys.len();
     if n <= MAX_POINTS {
         return (0..n).collect();
@@ -43,31 +44,79 @@ pub fn downsample(ys: &[f64]) -> Vec<usize> {
     keep
 }
 
-/// Geometry of a time-series panel: time on x, a value range on y.
-pub struct Panel {
-    pub width: f64,
-    pub height: f64,
+/// A value axis widened to round gridlines: `start..=end` in steps of `step`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Axis {
+    pub start: f64,
+    pub end: f64,
+    pub step: f64,
+}
+
+impl Axis {
+    /// An axis over the values `lo..=hi` with about five gridlines on multiples of a round
+    /// step; a single value gets a range of 1 around it.
+    ///
+    /// ```
+    /// use ratchet_backtest::report::Axis;
+    /// assert_eq!(Axis::new(-0.25, 1.5), Axis { start: -0.5, end: 1.5, step: 0.5 });
+    /// ```
+    pub fn new(lo: f64, hi: f64) -> Self {
+        let (lo, hi) = if hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 0.5, lo + 0.5)
+        };
+        let step = nice_step((hi - lo) / 5.0);
+        Self {
+            start: (lo / step).floor() * step,
+            end: (hi / step).ceil() * step,
+            step,
+        }
+    }
+
+    /// The values of the gridlines, from `start` to `end`.
+    pub fn ticks(&self) -> impl Iterator<Item = f64> {
+        let Self { start, end, step } = *self;
+        let lines = ((end - start) / step).round() as usize;
+        (0..=lines).map(move |k| start + k as f64 * step)
+    }
+
+    /// Where `v` falls between `start` (0) and `end` (1).
+    pub fn fraction(&self, v: f64) -> f64 {
+        (v - self.start) / (self.end - self.start)
+    }
+}
+
+/// Decimals that tell gridlines `step` apart.
+pub fn decimals(step: f64) -> usize {
+    (-step.log10().floor()).clamp(0.0, 6.0) as usize
+}
+
+/// An SVG coordinate or length, printed with one decimal.
+pub struct Coord(pub f64);
+
+impl fmt::Display for Coord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}", self.0)
+    }
+}
+
+/// Geometry of a time-series panel: time on x, a value axis on y.
+pub(super) struct Panel {
+    width: f64,
+    height: f64,
     left: f64,
     right: f64,
     top: f64,
     bottom: f64,
     t0: f64,
     t1: f64,
-    y0: f64,
-    y1: f64,
-    /// Spacing of the value gridlines.
-    step: f64,
+    axis: Axis,
 }
 
 impl Panel {
     /// A panel over times `t0..=t1` (epoch ms) and values `y0..=y1`, widened to round ticks.
     pub fn new(width: f64, height: f64, t0: i64, t1: i64, y0: f64, y1: f64) -> Self {
-        let (y0, y1) = if y1 > y0 {
-            (y0, y1)
-        } else {
-            (y0 - 0.5, y0 + 0.5)
-        };
-        let step = nice_step((y1 - y0) / 5.0);
         Self {
             width,
             height,
@@ -77,9 +126,7 @@ impl Panel {
             bottom: height - 28.0,
             t0: t0 as f64,
             t1: (t1 as f64).max(t0 as f64 + 1.0),
-            y0: (y0 / step).floor() * step,
-            y1: (y1 / step).ceil() * step,
-            step,
+            axis: Axis::new(y0, y1),
         }
     }
 
@@ -88,110 +135,91 @@ impl Panel {
     }
 
     pub fn y(&self, v: f64) -> f64 {
-        self.bottom - (v - self.y0) / (self.y1 - self.y0) * (self.bottom - self.top)
+        self.bottom - self.axis.fraction(v) * (self.bottom - self.top)
     }
 
-    /// Opens the `<svg>` and draws the grid, the axes and their labels (`y_label` formats a
-    /// value given the gridline spacing).
-    pub fn begin(&self, out: &mut String, label: &str, y_label: impl Fn(f64, f64) -> String) {
-        let _ = write!(
-            out,
-            r#"<svg viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{label}"><title>{label}</title>"#,
-            w = self.width,
-            h = self.height,
-            label = escape_html(label),
-        );
-        let lines = ((self.y1 - self.y0) / self.step).round() as usize;
-        for k in 0..=lines {
-            let v = self.y0 + k as f64 * self.step;
-            let y = self.y(v);
-            let _ = write!(
-                out,
-                r#"<line class="grid" x1="{l:.1}" x2="{r:.1}" y1="{y:.1}" y2="{y:.1}"/><text class="ylab" x="{tx:.1}" y="{ty:.1}">{text}</text>"#,
-                l = self.left,
-                r = self.right,
-                tx = self.left - 6.0,
-                ty = y + 4.0,
-                text = y_label(v, self.step),
-            );
+    /// The `<svg>`: the grid, the axes and their labels (`y_label` formats a value given the
+    /// gridline spacing), then `content` drawn over them.
+    pub fn svg(
+        &self,
+        label: &str,
+        y_label: impl Fn(f64, f64) -> String,
+        content: Markup,
+    ) -> Markup {
+        let (l, r, t, b) = (self.left, self.right, self.top, self.bottom);
+        html! {
+            svg viewBox={ "0 0 " (self.width) " " (self.height) } width="100%" role="img"
+                aria-label=(label) {
+                title { (label) }
+                @for v in self.axis.ticks() {
+                    @let y = self.y(v);
+                    line class="grid" x1=(Coord(l)) x2=(Coord(r)) y1=(Coord(y)) y2=(Coord(y)) {}
+                    text class="ylab" x=(Coord(l - 6.0)) y=(Coord(y + 4.0)) {
+                        (y_label(v, self.axis.step))
+                    }
+                }
+                @for (time, text) in time_ticks(self.t0 as i64, self.t1 as i64) {
+                    @let x = Coord(self.x(time));
+                    line class="grid" x1=(x) x2=(x) y1=(Coord(t)) y2=(Coord(b)) {}
+                    text class="xlab" x=(x) y=(Coord(b + 18.0)) { (text) }
+                }
+                rect class="frame" x=(Coord(l)) y=(Coord(t)) width=(Coord(r - l))
+                    height=(Coord(b - t)) {}
+                (content)
+            }
         }
-        for (t, text) in time_ticks(self.t0 as i64, self.t1 as i64) {
-            let x = self.x(t);
-            let _ = write!(
-                out,
-                r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{t:.1}" y2="{b:.1}"/><text class="xlab" x="{x:.1}" y="{ty:.1}">{text}</text>"#,
-                t = self.top,
-                b = self.bottom,
-                ty = self.bottom + 18.0,
-            );
-        }
-        let _ = write!(
-            out,
-            r#"<rect class="frame" x="{l:.1}" y="{t:.1}" width="{w:.1}" height="{h:.1}"/>"#,
-            l = self.left,
-            t = self.top,
-            w = self.right - self.left,
-            h = self.bottom - self.top,
-        );
     }
 
     /// `d` of a line through `(ts[i], ys[i])` for the downsampled indices.
     pub fn line(&self, ts: &[i64], ys: &[f64], keep: &[usize]) -> String {
-        let mut d = String::with_capacity(keep.len() * 16);
-        for (k, &i) in keep.iter().enumerate() {
-            let _ = write!(
-                d,
-                "{}{:.1},{:.1}",
-                if k == 0 { 'M' } else { 'L' },
-                self.x(ts[i]),
-                self.y(ys[i])
-            );
-        }
-        d
+        keep.iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let command = if k == 0 { 'M' } else { 'L' };
+                format!("{command}{},{}", Coord(self.x(ts[i])), Coord(self.y(ys[i])))
+            })
+            .collect()
     }
 
     /// `d` of the area between a step line (each value held until the next point) and 0.
     pub fn step_area(&self, ts: &[i64], ys: &[f64], keep: &[usize]) -> String {
-        let zero = self.y(0.0);
-        let mut d = String::with_capacity(keep.len() * 24);
-        let first = self.x(ts[keep[0]]);
-        let _ = write!(d, "M{first:.1},{zero:.1}");
-        for (k, &i) in keep.iter().enumerate() {
-            let x = self.x(ts[i]);
-            if k > 0 {
-                let _ = write!(d, "H{x:.1}");
-            }
-            let _ = write!(d, "V{:.1}", self.y(ys[i]));
-        }
-        let last = self.x(ts[*keep.last().expect("a series has points")]);
-        let _ = write!(d, "H{last:.1}V{zero:.1}Z");
-        d
+        let zero = Coord(self.y(0.0));
+        let first = Coord(self.x(ts[keep[0]]));
+        let steps: String = keep
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let across = match k {
+                    0 => String::new(),
+                    _ => format!("H{}", Coord(self.x(ts[i]))),
+                };
+                format!("{across}V{}", Coord(self.y(ys[i])))
+            })
+            .collect();
+        let last = Coord(self.x(ts[*keep.last().expect("a series has points")]));
+        format!("M{first},{zero}{steps}H{last}V{zero}Z")
     }
 
     /// Invisible vertical bands across the panel, each with a tooltip for the bar at its
     /// centre: hovering anywhere over the chart names the date and the values there.
-    pub fn hover_bands(&self, out: &mut String, ts: &[i64], tooltip: impl Fn(usize) -> String) {
+    pub fn hover_bands(&self, ts: &[i64], tooltip: impl Fn(usize) -> String) -> Markup {
         const BANDS: usize = 80;
         let width = (self.right - self.left) / BANDS as f64;
-        for b in 0..BANDS {
-            let x = self.left + b as f64 * width;
-            let centre = self.t0 + (b as f64 + 0.5) / BANDS as f64 * (self.t1 - self.t0);
-            let i = ts
-                .partition_point(|&t| (t as f64) < centre)
-                .min(ts.len() - 1);
-            let _ = write!(
-                out,
-                r#"<rect class="hover" x="{x:.1}" y="{t:.1}" width="{width:.1}" height="{h:.1}"><title>{tip}</title></rect>"#,
-                t = self.top,
-                h = self.bottom - self.top,
-                tip = escape_html(&tooltip(i)),
-            );
+        html! {
+            @for b in 0..BANDS {
+                @let centre = self.t0 + (b as f64 + 0.5) / BANDS as f64 * (self.t1 - self.t0);
+                @let i = ts.partition_point(|&t| (t as f64) < centre).min(ts.len() - 1);
+                rect class="hover" x=(Coord(self.left + b as f64 * width)) y=(Coord(self.top))
+                    width=(Coord(width)) height=(Coord(self.bottom - self.top)) {
+                    title { (tooltip(i)) }
+                }
+            }
         }
     }
 }
 
 /// A round step (1, 2, 2.5 or 5 times a power of ten) near `raw`.
-pub fn nice_step(raw: f64) -> f64 {
+fn nice_step(raw: f64) -> f64 {
     if !(raw.is_finite() && raw > 0.0) {
         return 1.0;
     }
@@ -304,6 +332,18 @@ mod tests {
         assert_eq!(nice_step(0.37), 0.5);
         assert_eq!(nice_step(0.012), 0.02);
         assert_eq!(nice_step(230.0), 250.0);
+        assert_eq!(
+            Axis::new(1.0, 1.0),
+            Axis {
+                start: 0.4,
+                end: 1.6,
+                step: 0.2
+            }
+        );
+        assert_eq!(
+            Axis::new(-0.25, 1.5).ticks().collect::<Vec<_>>(),
+            [-0.5, 0.0, 0.5, 1.0, 1.5]
+        );
         let day = 86_400_000;
         let years = time_ticks(1_230_768_000_000, 1_230_768_000_000 + 3650 * day);
         assert!(years.len() <= 8 && years.len() >= 4, "{years:?}");

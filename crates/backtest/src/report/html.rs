@@ -1,136 +1,107 @@
-//! `report.html`: one self-contained page (inline CSS and SVG, no scripts, no external
-//! references) with the equity, drawdown, monthly-returns and position charts.
+//! `report.html`: one self-contained [`Page`] with the equity, drawdown, monthly-returns and
+//! position charts.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-use super::chart::{Panel, downsample};
-use super::format::{self, MONTHS, escape_html as esc};
+use maud::{Markup, html};
+
+use super::chart::{Coord, Panel, decimals, downsample};
+use super::format::{self, MONTHS};
 use super::markdown::{LISTED_TRADES, overview};
-use super::page::{self, legend, section};
+use super::page::{Page, legend, section};
 use super::{Report, ReportInput};
 use crate::metrics::{MetricRow, underwater};
 
 pub fn render(report: &Report, input: &ReportInput) -> String {
-    let mut h = String::with_capacity(256 * 1024);
-    let title = esc(report.title());
-    page::begin(
-        &mut h,
-        &title,
-        &format!(
-            "{} .. {} &middot; {} bars &middot; {} periods per year",
-            format::time(report.range.start),
-            format::time(report.range.end),
-            report.bars,
-            report.periods_per_year,
-        ),
-    );
-    if let Some(leak) = &report.leakage {
-        let _ = write!(
-            h,
-            "<div class=\"alert leak\" id=\"leakage-warning\">&#9888; {}</div>",
-            esc(leak)
-        );
-    }
-    if let Some(t) = report.bankrupt_at {
-        let _ = write!(
-            h,
-            "<div class=\"alert bankrupt\">The strategy lost the whole account at {}; it held nothing afterwards.</div>",
-            format::time(t)
-        );
-    }
-    cards(&mut h, report);
-
     let ts = input.prices.timestamps();
     let strategy = &input.backtest.strategy;
     let hold = &input.backtest.buy_and_hold;
-    section(
-        &mut h,
-        "chart-equity",
-        "Equity: strategy vs buy & hold (growth of 1)",
-        |h| {
-            legend(h, &[("#2563eb", "Strategy"), ("#8b949e", "Buy &amp; hold")]);
-            equity_chart(h, ts, &strategy.equity, &hold.equity);
+    let body = html! {
+        @if let Some(leak) = &report.leakage {
+            div class="alert leak" id="leakage-warning" { "\u{26a0} " (leak) }
+        }
+        @if let Some(t) = report.bankrupt_at {
+            div class="alert bankrupt" {
+                "The strategy lost the whole account at " (format::time(t))
+                "; it held nothing afterwards."
+            }
+        }
+        (cards(report))
+        (section(
+            "chart-equity",
+            "Equity: strategy vs buy & hold (growth of 1)",
+            html! {
+                (legend(&[("#2563eb", "Strategy"), ("#8b949e", "Buy & hold")]))
+                (equity_chart(ts, &strategy.equity, &hold.equity))
+            },
+        ))
+        (section(
+            "chart-drawdown",
+            "Drawdown (underwater)",
+            html! {
+                (legend(&[("#cf222e", "Strategy"), ("#8b949e", "Buy & hold")]))
+                (drawdown_chart(ts, &underwater(&strategy.equity), &underwater(&hold.equity)))
+            },
+        ))
+        (section("chart-monthly", "Monthly returns (strategy)", monthly_chart(report)))
+        (section("chart-position", "Position held", position_chart(ts, &strategy.positions)))
+        (section("metrics", "Metrics", html! {
+            table {
+                thead {
+                    tr { th { "Metric" } th class="n" { "Strategy" } th class="n" { "Buy & hold" } }
+                }
+                tbody {
+                    @for (label, strategy, hold) in format::metric_table(report) {
+                        tr { td { (label) } td class="n" { (strategy) } td class="n" { (hold) } }
+                    }
+                }
+            }
+        }))
+        (section("trades", "Trades", trades_table(report)))
+        (section("run", "Run", html! {
+            table {
+                tbody {
+                    @for (k, v) in overview(report) {
+                        tr { th { (k) } td { (v) } }
+                    }
+                }
+            }
+        }))
+    };
+    Page {
+        title: report.title(),
+        subtitle: html! {
+            (format::time(report.range.start)) " .. " (format::time(report.range.end))
+            " · " (report.bars) " bars · " (report.periods_per_year) " periods per year"
         },
-    );
-    section(&mut h, "chart-drawdown", "Drawdown (underwater)", |h| {
-        legend(h, &[("#cf222e", "Strategy"), ("#8b949e", "Buy &amp; hold")]);
-        drawdown_chart(
-            h,
-            ts,
-            &underwater(&strategy.equity),
-            &underwater(&hold.equity),
-        );
-    });
-    section(&mut h, "chart-monthly", "Monthly returns (strategy)", |h| {
-        monthly_chart(h, report)
-    });
-    section(&mut h, "chart-position", "Position held", |h| {
-        position_chart(h, ts, &strategy.positions)
-    });
-
-    section(&mut h, "metrics", "Metrics", |h| {
-        let _ = write!(
-            h,
-            "<table><thead><tr><th>Metric</th><th class=\"n\">Strategy</th><th class=\"n\">Buy &amp; hold</th></tr></thead><tbody>"
-        );
-        for (label, strategy, hold) in format::metric_table(report) {
-            let _ = write!(
-                h,
-                "<tr><td>{label}</td><td class=\"n\">{strategy}</td><td class=\"n\">{hold}</td></tr>"
-            );
-        }
-        let _ = write!(h, "</tbody></table>");
-    });
-    section(&mut h, "trades", "Trades", |h| trades_table(h, report));
-    section(&mut h, "run", "Run", |h| {
-        let _ = write!(h, "<table><tbody>");
-        for (k, v) in overview(report) {
-            let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(&k), esc(&v));
-        }
-        let _ = write!(h, "</tbody></table>");
-    });
-    page::end(
-        &mut h,
-        &format!(
+        style: "",
+        body,
+        footer: html! {
             "Decisions at a bar's close fill at the next bar's open; commission and slippage are \
-             charged on every position change; buy &amp; hold is bought at the second bar's open \
-             under the same rule. Generated by ratchet-backtest {} at {}.",
-            esc(&report.generator_version),
-            report.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        ),
-    );
-    h
-}
-
-fn cards(h: &mut String, report: &Report) {
-    let (s, b) = (report.strategy.rows(), report.buy_and_hold.rows());
-    h.push_str("<section class=\"cards\">");
-    for key in [
-        "total_return",
-        "cagr",
-        "sharpe",
-        "max_drawdown",
-        "win_rate",
-        "trades",
-    ] {
-        let find =
-            |rows: &[MetricRow]| *rows.iter().find(|r| r.key == key).expect("a listed metric");
-        let (s, b) = (find(&s), find(&b));
-        let _ = write!(
-            h,
-            "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div><div class=\"b\">buy &amp; hold {}</div></div>",
-            s.label,
-            format::metric(&s),
-            format::metric(&b),
-        );
+             charged on every position change; buy & hold is bought at the second bar's open \
+             under the same rule. Generated by ratchet-backtest " (report.generator_version)
+            " at " (report.generated_at.format("%Y-%m-%d %H:%M:%S UTC")) "."
+        },
     }
-    h.push_str("</section>");
+    .render()
 }
 
-/// Decimals that tell gridlines `step` apart.
-fn decimals(step: f64) -> usize {
-    (-step.log10().floor()).clamp(0.0, 6.0) as usize
+fn cards(report: &Report) -> Markup {
+    let (s, b) = (report.strategy.rows(), report.buy_and_hold.rows());
+    let find =
+        |rows: &[MetricRow], key| *rows.iter().find(|r| r.key == key).expect("a listed metric");
+    html! {
+        section class="cards" {
+            @for key in ["total_return", "cagr", "sharpe", "max_drawdown", "win_rate", "trades"] {
+                @let (s, b) = (find(&s, key), find(&b, key));
+                div class="card" {
+                    div class="k" { (s.label) }
+                    div class="v" { (format::metric(&s)) }
+                    div class="b" { "buy & hold " (format::metric(&b)) }
+                }
+            }
+        }
+    }
 }
 
 fn min_max<'a>(series: impl IntoIterator<Item = &'a [f64]>) -> (f64, f64) {
@@ -142,67 +113,73 @@ fn min_max<'a>(series: impl IntoIterator<Item = &'a [f64]>) -> (f64, f64) {
         })
 }
 
-fn equity_chart(h: &mut String, ts: &[i64], strategy: &[f64], hold: &[f64]) {
-    let (lo, hi) = min_max([strategy, hold]);
-    let panel = Panel::new(960.0, 320.0, ts[0], ts[ts.len() - 1], lo, hi);
-    panel.begin(
-        h,
-        "Equity of the strategy and of buy and hold",
-        |v, step| format!("{v:.*}", decimals(step)),
-    );
-    let _ = write!(
-        h,
-        "<path d=\"{}\" fill=\"none\" stroke=\"#8b949e\" stroke-width=\"1.5\"><title>Buy &amp; hold: final equity {:.4}</title></path>\
-         <path d=\"{}\" fill=\"none\" stroke=\"#2563eb\" stroke-width=\"2\"><title>Strategy: final equity {:.4}</title></path>",
-        panel.line(ts, hold, &downsample(hold)),
-        hold[hold.len() - 1],
-        panel.line(ts, strategy, &downsample(strategy)),
-        strategy[strategy.len() - 1],
-    );
-    panel.hover_bands(h, ts, |i| {
-        format!(
-            "{}: strategy {:.4}, buy & hold {:.4}",
-            format::time(crate::prices::to_datetime(ts[i])),
-            strategy[i],
-            hold[i]
-        )
-    });
-    h.push_str("</svg>");
+/// The date of bar `i`, as the tooltips name it.
+fn bar_time(ts: &[i64], i: usize) -> String {
+    format::time(crate::prices::to_datetime(ts[i]))
 }
 
-fn drawdown_chart(h: &mut String, ts: &[i64], strategy: &[f64], hold: &[f64]) {
+fn equity_chart(ts: &[i64], strategy: &[f64], hold: &[f64]) -> Markup {
+    let (lo, hi) = min_max([strategy, hold]);
+    let panel = Panel::new(960.0, 320.0, ts[0], ts[ts.len() - 1], lo, hi);
+    let content = html! {
+        path d=(panel.line(ts, hold, &downsample(hold))) fill="none" stroke="#8b949e"
+            stroke-width="1.5" {
+            title { "Buy & hold: final equity " (format!("{:.4}", hold[hold.len() - 1])) }
+        }
+        path d=(panel.line(ts, strategy, &downsample(strategy))) fill="none" stroke="#2563eb"
+            stroke-width="2" {
+            title { "Strategy: final equity " (format!("{:.4}", strategy[strategy.len() - 1])) }
+        }
+        (panel.hover_bands(ts, |i| {
+            format!("{}: strategy {:.4}, buy & hold {:.4}", bar_time(ts, i), strategy[i], hold[i])
+        }))
+    };
+    panel.svg(
+        "Equity of the strategy and of buy and hold",
+        |v, step| format!("{v:.*}", decimals(step)),
+        content,
+    )
+}
+
+fn drawdown_chart(ts: &[i64], strategy: &[f64], hold: &[f64]) -> Markup {
     let (lo, _) = min_max([strategy, hold]);
     let panel = Panel::new(960.0, 240.0, ts[0], ts[ts.len() - 1], lo, 0.0);
-    panel.begin(h, "Drawdown from the running peak", |v, step| {
-        format!("{:.*}%", decimals(step * 100.0), v * 100.0)
-    });
-    let keep = downsample(strategy);
-    let line = panel.line(ts, strategy, &keep);
-    let (x0, x1, zero) = (panel.x(ts[0]), panel.x(ts[ts.len() - 1]), panel.y(0.0));
-    let _ = write!(
-        h,
-        "<path d=\"{line}L{x1:.1},{zero:.1}L{x0:.1},{zero:.1}Z\" fill=\"rgba(207,34,46,.18)\" stroke=\"#cf222e\" stroke-width=\"1.2\"><title>Strategy drawdown: deepest {}</title></path>\
-         <path d=\"{}\" fill=\"none\" stroke=\"#8b949e\" stroke-width=\"1.2\"><title>Buy &amp; hold drawdown: deepest {}</title></path>",
-        format::percent(lo_of(strategy)),
-        panel.line(ts, hold, &downsample(hold)),
-        format::percent(lo_of(hold)),
+    let line = panel.line(ts, strategy, &downsample(strategy));
+    let (x0, x1, zero) = (
+        Coord(panel.x(ts[0])),
+        Coord(panel.x(ts[ts.len() - 1])),
+        Coord(panel.y(0.0)),
     );
-    panel.hover_bands(h, ts, |i| {
-        format!(
-            "{}: strategy {}, buy & hold {}",
-            format::time(crate::prices::to_datetime(ts[i])),
-            format::percent(strategy[i]),
-            format::percent(hold[i])
-        )
-    });
-    h.push_str("</svg>");
+    let content = html! {
+        path d={ (line) "L" (x1) "," (zero) "L" (x0) "," (zero) "Z" } fill="rgba(207,34,46,.18)"
+            stroke="#cf222e" stroke-width="1.2" {
+            title { "Strategy drawdown: deepest " (format::percent(lo_of(strategy))) }
+        }
+        path d=(panel.line(ts, hold, &downsample(hold))) fill="none" stroke="#8b949e"
+            stroke-width="1.2" {
+            title { "Buy & hold drawdown: deepest " (format::percent(lo_of(hold))) }
+        }
+        (panel.hover_bands(ts, |i| {
+            format!(
+                "{}: strategy {}, buy & hold {}",
+                bar_time(ts, i),
+                format::percent(strategy[i]),
+                format::percent(hold[i])
+            )
+        }))
+    };
+    panel.svg(
+        "Drawdown from the running peak",
+        |v, step| format!("{:.*}%", decimals(step * 100.0), v * 100.0),
+        content,
+    )
 }
 
 fn lo_of(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(0.0, f64::min)
 }
 
-fn position_chart(h: &mut String, ts: &[i64], positions: &[f64]) {
+fn position_chart(ts: &[i64], positions: &[f64]) -> Markup {
     let long: Vec<f64> = positions.iter().map(|&p| p.max(0.0)).collect();
     let short: Vec<f64> = positions.iter().map(|&p| p.min(0.0)).collect();
     let (lo, hi) = min_max([positions]);
@@ -214,37 +191,39 @@ fn position_chart(h: &mut String, ts: &[i64], positions: &[f64]) {
         lo.min(0.0),
         hi.max(0.0),
     );
-    panel.begin(h, "Position held through each bar", |v, step| {
-        format!("{:.*}", decimals(step), v)
-    });
     let exposed = positions.iter().filter(|&&p| p != 0.0).count();
-    for (part, colour, fill, name) in [
-        (&long, "#1a7f37", "rgba(26,127,55,.35)", "Long"),
-        (&short, "#cf222e", "rgba(207,34,46,.35)", "Short"),
-    ] {
-        if part.iter().any(|&p| p != 0.0) {
-            let _ = write!(
-                h,
-                "<path d=\"{}\" fill=\"{fill}\" stroke=\"{colour}\" stroke-width=\"1\"><title>{name}</title></path>",
-                panel.step_area(ts, part, &downsample(part)),
-            );
+    let content = html! {
+        @for (part, colour, fill, name) in [
+            (&long, "#1a7f37", "rgba(26,127,55,.35)", "Long"),
+            (&short, "#cf222e", "rgba(207,34,46,.35)", "Short"),
+        ] {
+            @if part.iter().any(|&p| p != 0.0) {
+                path d=(panel.step_area(ts, part, &downsample(part))) fill=(fill) stroke=(colour)
+                    stroke-width="1" {
+                    title { (name) }
+                }
+            }
         }
-    }
-    panel.hover_bands(h, ts, |i| {
-        format!(
-            "{}: position {} ({} of bars in the market)",
-            format::time(crate::prices::to_datetime(ts[i])),
-            positions[i],
-            format::percent(exposed as f64 / positions.len() as f64)
-        )
-    });
-    h.push_str("</svg>");
+        (panel.hover_bands(ts, |i| {
+            format!(
+                "{}: position {} ({} of bars in the market)",
+                bar_time(ts, i),
+                positions[i],
+                format::percent(exposed as f64 / positions.len() as f64)
+            )
+        }))
+    };
+    panel.svg(
+        "Position held through each bar",
+        |v, step| format!("{:.*}", decimals(step), v),
+        content,
+    )
 }
 
 /// Years beyond this many (the most recent are kept) would make the heatmap unreadable.
 const HEATMAP_YEARS: usize = 40;
 
-fn monthly_chart(h: &mut String, report: &Report) {
+fn monthly_chart(report: &Report) -> Markup {
     let mut years: BTreeMap<i32, [Option<(f64, f64)>; 12]> = BTreeMap::new();
     for m in &report.monthly_returns {
         years.entry(m.year).or_default()[m.month as usize - 1] = Some((m.strategy, m.buy_and_hold));
@@ -259,97 +238,67 @@ fn monthly_chart(h: &mut String, report: &Report) {
     let (label_w, cell_w, cell_h, head) = (56.0, 68.0, 24.0, 22.0);
     let width = label_w + 13.0 * cell_w;
     let height = head + rows.len() as f64 * cell_h + 4.0;
-    let _ = write!(
-        h,
-        r#"<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="Monthly returns by year"><title>Monthly returns of the strategy by year and month</title>"#
-    );
-    for (c, name) in MONTHS.iter().chain(&["Year"]).enumerate() {
-        let _ = write!(
-            h,
-            r#"<text x="{:.1}" y="15" text-anchor="middle">{name}</text>"#,
-            label_w + (c as f64 + 0.5) * cell_w
-        );
-    }
-    for (r, (year, months)) in rows.iter().enumerate() {
-        let y = head + r as f64 * cell_h;
-        let _ = write!(
-            h,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{year}</text>"#,
-            label_w - 8.0,
-            y + 16.0
-        );
-        let (mut compound, mut hold_compound) = (1.0, 1.0);
-        for (c, cell) in months.iter().enumerate() {
-            let x = label_w + c as f64 * cell_w;
-            match cell {
-                Some((s, b)) => {
-                    compound *= 1.0 + s;
-                    hold_compound *= 1.0 + b;
-                    heat_cell(
-                        h,
-                        x,
-                        y,
-                        cell_w,
-                        cell_h,
-                        *s / scale,
-                        &format::signed_percent(*s),
-                        &format!(
-                            "{year} {}: {} (buy & hold {})",
-                            MONTHS[c],
-                            format::signed_percent(*s),
-                            format::signed_percent(*b)
-                        ),
-                    );
-                }
-                None => {
-                    let _ = write!(
-                        h,
-                        r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#f6f8fa"/>"##,
-                        x + 1.0,
-                        y + 1.0,
-                        cell_w - 2.0,
-                        cell_h - 2.0
-                    );
+    html! {
+        svg viewBox={ "0 0 " (width) " " (height) } width="100%" role="img"
+            aria-label="Monthly returns by year" {
+            title { "Monthly returns of the strategy by year and month" }
+            @for (c, name) in MONTHS.iter().chain(&["Year"]).enumerate() {
+                text x=(Coord(label_w + (c as f64 + 0.5) * cell_w)) y="15" text-anchor="middle" {
+                    (name)
                 }
             }
+            @for (r, (year, months)) in rows.iter().enumerate() {
+                @let y = head + r as f64 * cell_h;
+                text x=(Coord(label_w - 8.0)) y=(Coord(y + 16.0)) text-anchor="end" { (year) }
+                @for (c, cell) in months.iter().enumerate() {
+                    @let x = label_w + c as f64 * cell_w;
+                    @match cell {
+                        Some((s, b)) => {
+                            (heat_cell(
+                                (x, y, cell_w, cell_h),
+                                *s / scale,
+                                &format::signed_percent(*s),
+                                &format!(
+                                    "{year} {}: {} (buy & hold {})",
+                                    MONTHS[c],
+                                    format::signed_percent(*s),
+                                    format::signed_percent(*b)
+                                ),
+                            ))
+                        }
+                        None => {
+                            rect x=(Coord(x + 1.0)) y=(Coord(y + 1.0)) width=(Coord(cell_w - 2.0))
+                                height=(Coord(cell_h - 2.0)) fill="#f6f8fa" {}
+                        }
+                    }
+                }
+                @let compound = |side: fn(&(f64, f64)) -> f64| {
+                    months.iter().flatten().map(side).fold(1.0, |growth, r| growth * (1.0 + r))
+                };
+                @let year_return = compound(|m| m.0) - 1.0;
+                (heat_cell(
+                    (label_w + 12.0 * cell_w, y, cell_w, cell_h),
+                    year_return / scale.max(year_return.abs()),
+                    &format::signed_percent(year_return),
+                    &format!(
+                        "{year}: {} over the months shown (buy & hold {})",
+                        format::signed_percent(year_return),
+                        format::signed_percent(compound(|m| m.1) - 1.0)
+                    ),
+                ))
+            }
         }
-        let year_return = compound - 1.0;
-        heat_cell(
-            h,
-            label_w + 12.0 * cell_w,
-            y,
-            cell_w,
-            cell_h,
-            year_return / scale.max(year_return.abs()),
-            &format::signed_percent(year_return),
-            &format!(
-                "{year}: {} over the months shown (buy & hold {})",
-                format::signed_percent(year_return),
-                format::signed_percent(hold_compound - 1.0)
-            ),
-        );
-    }
-    h.push_str("</svg>");
-    if skipped > 0 {
-        let _ = write!(
-            h,
-            "<p class=\"sub\">The first {skipped} years are left out of the chart; report.json has every month.</p>"
-        );
+        @if skipped > 0 {
+            p class="sub" {
+                "The first " (skipped)
+                " years are left out of the chart; report.json has every month."
+            }
+        }
     }
 }
 
-/// One heatmap cell, deeper in colour with `|intensity|` (-1..1).
-#[allow(clippy::too_many_arguments)]
-fn heat_cell(
-    h: &mut String,
-    x: f64,
-    y: f64,
-    w: f64,
-    ht: f64,
-    intensity: f64,
-    text: &str,
-    tip: &str,
-) {
+/// One heatmap cell at `(x, y, width, height)`, deeper in colour with `|intensity|` (-1..1).
+fn heat_cell((x, y, w, h): (f64, f64, f64, f64), intensity: f64, text: &str, tip: &str) -> Markup {
     let a = intensity.abs().min(1.0);
     // Green for gains, red for losses, grey for a month without change (flat throughout).
     let (r, g, b, base) = match intensity {
@@ -358,52 +307,53 @@ fn heat_cell(
         _ => (140.0, 149.0, 159.0, 0.15),
     };
     let mix = |c: f64| (255.0 + (c - 255.0) * (base + 0.78 * a)).round() as u8;
-    let _ = write!(
-        h,
-        r#"<g class="cell"><title>{tip}</title><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="3" fill="rgb({},{},{})"/><text x="{:.1}" y="{:.1}"{}>{text}</text></g>"#,
-        x + 1.0,
-        y + 1.0,
-        w - 2.0,
-        ht - 2.0,
-        mix(r),
-        mix(g),
-        mix(b),
-        x + w / 2.0,
-        y + ht / 2.0 + 4.0,
-        if a > 0.6 { r#" style="fill:#fff""# } else { "" },
-        tip = esc(tip),
-    );
+    html! {
+        g class="cell" {
+            title { (tip) }
+            rect x=(Coord(x + 1.0)) y=(Coord(y + 1.0)) width=(Coord(w - 2.0))
+                height=(Coord(h - 2.0)) rx="3"
+                fill={ "rgb(" (mix(r)) "," (mix(g)) "," (mix(b)) ")" } {}
+            text x=(Coord(x + w / 2.0)) y=(Coord(y + h / 2.0 + 4.0))
+                style=[(a > 0.6).then_some("fill:#fff")] { (text) }
+        }
+    }
 }
 
-fn trades_table(h: &mut String, report: &Report) {
+fn trades_table(report: &Report) -> Markup {
     let trades = &report.trades;
     let shown = trades.len().min(LISTED_TRADES);
-    let _ = write!(
-        h,
-        "<p class=\"sub\">{} trades; the last {shown} are listed (report.json has them all).</p>",
-        trades.len()
-    );
-    if shown == 0 {
-        return;
+    html! {
+        p class="sub" {
+            (trades.len()) " trades; the last " (shown) " are listed (report.json has them all)."
+        }
+        @if shown > 0 {
+            table {
+                thead {
+                    tr {
+                        th class="n" { "#" } th { "Side" } th { "Entry" } th class="n" { "Price" }
+                        th { "Exit" } th class="n" { "Price" } th class="n" { "Bars" }
+                        th class="n" { "Return" }
+                    }
+                }
+                tbody {
+                    @for (number, t, [side, entry, entry_price, exit, exit_price, bars, ret]) in
+                        format::trade_rows(trades, LISTED_TRADES)
+                    {
+                        @let sign = match t.trade.pnl {
+                            p if p > 0.0 => "pos",
+                            p if p < 0.0 => "neg",
+                            _ => "",
+                        };
+                        tr {
+                            td class="n" { (number) } td { (side) }
+                            td { (entry) } td class="n" { (entry_price) }
+                            td { (exit) } td class="n" { (exit_price) }
+                            td class="n" { (bars) }
+                            td class={ "n " (sign) } { (ret) }
+                        }
+                    }
+                }
+            }
+        }
     }
-    h.push_str(
-        "<table><thead><tr><th class=\"n\">#</th><th>Side</th><th>Entry</th><th class=\"n\">Price</th>\
-         <th>Exit</th><th class=\"n\">Price</th><th class=\"n\">Bars</th><th class=\"n\">Return</th></tr></thead><tbody>",
-    );
-    for (number, t, [side, entry, entry_price, exit, exit_price, bars, ret]) in
-        format::trade_rows(trades, LISTED_TRADES)
-    {
-        let sign = if t.trade.pnl > 0.0 {
-            "pos"
-        } else if t.trade.pnl < 0.0 {
-            "neg"
-        } else {
-            ""
-        };
-        let _ = write!(
-            h,
-            "<tr><td class=\"n\">{number}</td><td>{side}</td><td>{entry}</td><td class=\"n\">{entry_price}</td><td>{exit}</td><td class=\"n\">{exit_price}</td><td class=\"n\">{bars}</td><td class=\"n {sign}\">{ret}</td></tr>"
-        );
-    }
-    h.push_str("</tbody></table>");
 }

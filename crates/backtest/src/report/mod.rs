@@ -1,10 +1,15 @@
-//! `report.json`, `report.md` and `report.html`, written atomically into one directory.
+//! `report.json`, `report.md` and `report.html`, written atomically into one directory; and
+//! the layout every Ratchet HTML report uses ([`Page`], [`section`], [`legend`], value axes on
+//! round gridlines: [`Axis`]), which other crates' pages (the sweep leaderboard) build on.
 
 mod chart;
 mod format;
 mod html;
 mod markdown;
-pub mod page;
+mod page;
+
+pub use chart::{Axis, Coord, decimals};
+pub use page::{Page, legend, section};
 
 use std::collections::BTreeMap;
 use std::fs;

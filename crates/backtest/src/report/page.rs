@@ -1,13 +1,12 @@
-//! The frame of Ratchet's self-contained HTML pages (inline CSS and SVG, no scripts, no
-//! external references): the backtest report, and other pages in its style such as the
-//! sweep leaderboard (`ratchet-sweep`).
+//! The layout every Ratchet HTML report uses: one self-contained page (inline CSS and SVG,
+//! no scripts, no external references) with a heading, a subtitle, sections and a footer.
+//! The backtest's `report.html` and the sweep leaderboard (`ratchet-sweep`) are both
+//! [`Page`]s.
 
-use std::fmt::Write;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-pub use super::chart::nice_step;
-pub use super::format::escape_html;
-
-pub const STYLE: &str = r#"
+/// The shared style sheet: sections as cards, tables, alerts, legends and the SVG charts.
+const STYLE: &str = r#"
 :root { --fg:#1f2328; --muted:#636c76; --line:#d8dee4; --bg:#f6f8fa; --loss:#cf222e; --gain:#1a7f37; }
 * { box-sizing: border-box; }
 body { margin:0; background:var(--bg); color:var(--fg); font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif; }
@@ -41,38 +40,66 @@ svg .cell:hover rect { stroke:#1f2328; stroke-width:1.5; }
 footer { color:var(--muted); font-size:12px; }
 "#;
 
-/// Opens a page: the head with the shared style, then the `<h1>` and a subtitle line.
-/// `title` and `subtitle` are HTML (escape text with [`escape_html`]).
-pub fn begin(h: &mut String, title: &str, subtitle: &str) {
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>{STYLE}</style></head><body><main>\
-         <h1>{title}</h1><p class=\"sub\">{subtitle}</p>"
-    );
+/// A whole page. Text is escaped where it is spliced in; the `Markup` parts are built with
+/// [`maud::html!`], which escapes their text too.
+pub struct Page<'a> {
+    /// The document's `<title>` and its `<h1>` (text).
+    pub title: &'a str,
+    /// The line under the heading.
+    pub subtitle: Markup,
+    /// CSS rules this page adds to the shared style sheet (empty for none).
+    pub style: &'a str,
+    /// The content: alerts, [`section`]s.
+    pub body: Markup,
+    pub footer: Markup,
 }
 
-/// Closes a page opened by [`begin`] with a footer (HTML).
-pub fn end(h: &mut String, footer: &str) {
-    let _ = writeln!(h, "<footer>{footer}</footer></main></body></html>");
-}
-
-/// A `<section>` with an id, a heading (text) and a body.
-pub fn section(h: &mut String, id: &str, heading: &str, body: impl FnOnce(&mut String)) {
-    let _ = write!(h, "<section id=\"{id}\"><h2>{}</h2>", escape_html(heading));
-    body(h);
-    h.push_str("</section>");
-}
-
-/// A row of coloured swatches with labels (HTML).
-pub fn legend(h: &mut String, items: &[(&str, &str)]) {
-    h.push_str("<div class=\"legend\">");
-    for (colour, label) in items {
-        let _ = write!(
-            h,
-            "<span><i style=\"background:{colour}\"></i>{label}</span>"
-        );
+impl Page<'_> {
+    /// The HTML document, ending with a newline.
+    pub fn render(&self) -> String {
+        let page = html! {
+            (DOCTYPE) "\n"
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (self.title) }
+                    style { (PreEscaped(STYLE)) (PreEscaped(self.style)) }
+                }
+                body {
+                    main {
+                        h1 { (self.title) }
+                        p class="sub" { (self.subtitle) }
+                        (self.body)
+                        footer { (self.footer) }
+                    }
+                }
+            }
+        };
+        page.into_string() + "\n"
     }
-    h.push_str("</div>");
+}
+
+/// A `<section>` with an id (the anchor tests and readers look for) and a heading.
+pub fn section(id: &str, heading: &str, body: Markup) -> Markup {
+    html! {
+        section id=(id) {
+            h2 { (heading) }
+            (body)
+        }
+    }
+}
+
+/// A row of coloured swatches (CSS colours) with their labels, above a chart.
+pub fn legend(items: &[(&str, &str)]) -> Markup {
+    html! {
+        div class="legend" {
+            @for (colour, label) in items {
+                span {
+                    i style={ "background:" (colour) } {}
+                    (label)
+                }
+            }
+        }
+    }
 }
