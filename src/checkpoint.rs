@@ -10,15 +10,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use ratchet_agents::{NamedTensor, TensorGroup, TrainingState};
-use ratchet_mlflow::TrackingStore;
 use ratchet_registry::{
     Checkpoint, CheckpointState, CompatibilityTarget, DataSource, DateRange, ModelRef,
-    ModelVersion, ParentRef, Registry, SemVer, TrainingRecord, VersionStatus,
+    ModelVersion, ParentRef, Registry, TrainingRecord,
 };
 
 use crate::judge::Evaluation;
@@ -180,9 +178,10 @@ pub fn training_record(
 
 /// Writes the agent's complete state as the run's `artifact` ([`RUN_CHECKPOINT`] or
 /// [`BEST_CHECKPOINT`]), replacing the previous one atomically.
+/// Saves the complete training state as the run's checkpoint artifact `artifact`.
 #[allow(clippy::too_many_arguments)]
 pub fn save_run(
-    store: &dyn TrackingStore,
+    registry: &Registry,
     run_id: &str,
     artifact: &str,
     config: &TrainConfig,
@@ -201,36 +200,17 @@ pub fn save_run(
         },
     )?;
     let record = training_record(config, market, agent, parent, BTreeMap::new(), 0.0)?;
-    let metadata = ModelVersion {
-        name: config.model_name(),
-        version: None,
-        version_id: format!("checkpoint-{}", agent.total_steps()),
-        semver: SemVer::new(0, 0, 0),
-        status: VersionStatus::Registered,
-        created_at: Utc::now(),
-        run_id: Some(run_id.to_string()),
-        weights_sha256: String::new(),
-        network_hash: String::new(),
-        aliases: Vec::new(),
-        training: record,
-    };
-    let scratch = tempfile::Builder::new()
-        .prefix(".ratchet-checkpoint-")
-        .tempdir_in(store.scratch_dir()?)
-        .context("creating a scratch directory for the checkpoint")?;
-    let local = scratch.path().join(artifact);
-    Checkpoint {
-        state: checkpoint_state,
-        metadata,
-    }
-    .save(&local)?;
-    store
-        .replace_artifact_dir(run_id, &local, artifact)
-        .with_context(|| format!("saving the {artifact} of run {run_id}"))?;
-    Ok(())
+    registry
+        .save_run_checkpoint(
+            &config.model_name(),
+            run_id,
+            artifact,
+            checkpoint_state,
+            record,
+        )
+        .with_context(|| format!("saving the {artifact} of run {run_id}"))
 }
 
-/// A run's last checkpoint, as `--resume` needs it.
 pub struct RunCheckpoint {
     pub config: TrainConfig,
     pub state: TrainingState<'static>,
@@ -239,8 +219,8 @@ pub struct RunCheckpoint {
     pub best: Option<Best>,
 }
 
-pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint> {
-    let run = store.get_run(run_id).with_context(|| {
+pub fn load_run(registry: &Registry, run_id: &str) -> Result<RunCheckpoint> {
+    let run = registry.store().get_run(run_id).with_context(|| {
         format!("no run {run_id} to resume; `ratchet runs list` shows the runs")
     })?;
     if run.info.status == ratchet_mlflow::RunStatus::Finished {
@@ -248,7 +228,7 @@ pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint
             "run {run_id} already finished; continue its model with `ratchet train --from`"
         );
     }
-    let checkpoint = run_artifact(store, run_id, RUN_CHECKPOINT)?.ok_or_else(|| {
+    let checkpoint = run_artifact(registry, run_id, RUN_CHECKPOINT)?.ok_or_else(|| {
         anyhow!(
             "run {run_id} has no checkpoint yet (it stopped before the first one); start it again"
         )
@@ -265,36 +245,23 @@ pub fn load_run(store: &dyn TrackingStore, run_id: &str) -> Result<RunCheckpoint
 }
 
 /// The training state a run saved as [`BEST_CHECKPOINT`].
-pub fn load_best(store: &dyn TrackingStore, run_id: &str) -> Result<TrainingState<'static>> {
-    let checkpoint = run_artifact(store, run_id, BEST_CHECKPOINT)?
+pub fn load_best(registry: &Registry, run_id: &str) -> Result<TrainingState<'static>> {
+    let checkpoint = run_artifact(registry, run_id, BEST_CHECKPOINT)?
         .ok_or_else(|| anyhow!("run {run_id} has no {BEST_CHECKPOINT} artifact"))?;
     Ok(join_state(checkpoint.state)?.0)
 }
 
 /// A checkpoint artifact of a run, verified; `None` when the run has none at that path.
 fn run_artifact(
-    store: &dyn TrackingStore,
+    registry: &Registry,
     run_id: &str,
     artifact: &str,
 ) -> Result<Option<Checkpoint<'static>>> {
-    let Some(path) = store.current_artifact_dir(run_id, artifact)? else {
-        return Ok(None);
-    };
-    let download = tempfile::tempdir()?;
-    let dir = match store.local_artifact_path(run_id, &path)? {
-        Some(dir) => dir,
-        None => {
-            store.download_artifacts(run_id, &path, download.path())?;
-            download.path().to_path_buf()
-        }
-    };
-    let checkpoint = Checkpoint::load(&dir)
-        .with_context(|| format!("reading the {artifact} artifact of run {run_id}"))?;
-    Ok(Some(checkpoint))
+    registry
+        .load_run_checkpoint(run_id, artifact)
+        .with_context(|| format!("reading the {artifact} artifact of run {run_id}"))
 }
 
-/// A registered version, as continue-training and backtests see it (its tensors come
-/// separately: [`load_version`], [`load_weights`]).
 pub struct LoadedVersion {
     pub name: String,
     pub version: u64,

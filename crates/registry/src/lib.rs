@@ -25,6 +25,7 @@ pub mod listing;
 pub mod model_ref;
 pub mod model_version;
 pub mod registry;
+mod run_checkpoint;
 pub mod tags;
 pub mod validation;
 

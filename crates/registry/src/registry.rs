@@ -52,7 +52,7 @@ impl LocalCheckpoint {
 
 /// A scratch directory under `dir`, removed when dropped; its leading dot marks it as the
 /// registry's own (never data).
-fn scratch_dir(dir: &Path, label: &str) -> Result<TempDir> {
+pub(crate) fn scratch_dir(dir: &Path, label: &str) -> Result<TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("{}{label}-", fsutil::TEMP_PREFIX))
         .tempdir_in(dir)
@@ -147,16 +147,11 @@ impl Registry {
             training: record,
         };
         let artifact_path = format!("checkpoints/{}", metadata.version_id);
-        let scratch = scratch_dir(&self.store.scratch_dir()?, "register")?;
-        let local = scratch.path().join(&metadata.version_id);
-        Checkpoint {
+        let checkpoint = Checkpoint {
             state,
             metadata: metadata.clone(),
-        }
-        .save(&local)?;
-        self.store
-            .upload_artifacts_owned(run_id, &local, &artifact_path)?;
-        drop(scratch);
+        };
+        self.write_checkpoint(run_id, &artifact_path, &checkpoint, false)?;
         let source = self.store.artifact_uri(run_id, &artifact_path)?;
         let description = format!(
             "{} {} ({}), {} training steps",

@@ -171,7 +171,7 @@ impl Job {
         if self.config.run.select == Select::BestValSharpe {
             match self.best {
                 Some(best) if best.step != last_step => {
-                    let state = checkpoint::load_best(self.store.as_ref(), run_id)?;
+                    let state = checkpoint::load_best(&self.registry, run_id)?;
                     self.agent
                         .restore(&state)
                         .context("restoring the state with the best validation Sharpe ratio")?;
@@ -315,7 +315,7 @@ impl Job {
     /// Saves the complete training state as the run's checkpoint artifact `name`.
     fn save(&self, run_id: &str, name: &str, best: Option<Best>) -> Result<()> {
         checkpoint::save_run(
-            self.store.as_ref(),
+            &self.registry,
             run_id,
             name,
             &self.config,

@@ -133,7 +133,7 @@ fn describe_features(config: &TrainConfig) -> String {
 
 /// Restart an interrupted run from its last checkpoint and finish it.
 fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Result<()> {
-    let saved = checkpoint::load_run(store.as_ref(), run_id)?;
+    let saved = checkpoint::load_run(&Registry::new(store.clone()), run_id)?;
     let mut config = saved.config;
     if let Some(d) = args.device {
         config.run.device = d;
