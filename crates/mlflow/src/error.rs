@@ -56,6 +56,16 @@ pub enum Error {
     Deferred(String),
 }
 
+impl From<ratchet_fsutil::Error> for Error {
+    fn from(error: ratchet_fsutil::Error) -> Self {
+        match error {
+            ratchet_fsutil::Error::Io { path, error } => Error::Io { path, error },
+            ratchet_fsutil::Error::Corrupt { path, message } => Error::Corrupt { path, message },
+            ratchet_fsutil::Error::InvalidArgument(message) => Error::InvalidArgument(message),
+        }
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {

@@ -32,22 +32,21 @@
 //! - [`MetricValue`]: a metric value in JSON, NaN and infinities as MLflow writes them;
 //! - [`names`]: the rules for experiment, model, key, alias and artifact names, applied to
 //!   every call by [`Checked`], which the backends' constructors return;
-//! - [`yaml`]: the `meta.yaml` dialect MLflow's file store reads and writes;
-//! - [`fsutil`]: the atomic-write and tree-copy helpers the file store is built on;
+//! - [`mlmodel`]: MLflow's `MLmodel` file, written and checked;
 //! - [`RunEndJournal`]: run endings kept locally while the store cannot be reached.
 
 pub mod checked;
 pub mod error;
 pub mod file_store;
-pub mod fsutil;
 pub mod metric_value;
+pub mod mlmodel;
 pub mod names;
 mod open;
 pub mod rest;
 pub mod run_end;
 pub mod store;
 pub mod uri;
-pub mod yaml;
+mod yaml;
 
 pub use checked::Checked;
 pub use error::{Error, Result};

@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::store::{RunStatus, TrackingStore, now_ms};
+use ratchet_fsutil as fsutil;
 
 /// Where unrecorded run endings wait, one JSON file per run; entries that cannot be read
 /// are moved to its `unreadable/` subdirectory.
@@ -138,12 +138,14 @@ impl RunEndJournal {
                 }
                 Err(why) => {
                     let aside = self.dir.join(UNREADABLE);
-                    let moved = fsutil::create_dir_all(&aside).and_then(|()| {
-                        let target = aside.join(path.file_name().unwrap_or_default());
-                        std::fs::rename(&path, &target)
-                            .map(|()| target)
-                            .map_err(|e| Error::io(&path, e))
-                    });
+                    let moved = fsutil::create_dir_all(&aside)
+                        .map_err(Error::from)
+                        .and_then(|()| {
+                            let target = aside.join(path.file_name().unwrap_or_default());
+                            std::fs::rename(&path, &target)
+                                .map(|()| target)
+                                .map_err(|e| Error::io(&path, e))
+                        });
                     match moved {
                         Ok(target) => replayed.set_aside.push((target, why)),
                         Err(e) => replayed

@@ -316,7 +316,7 @@ pub trait TrackingStore: Send + Sync {
         artifact_path: &str,
     ) -> Result<()> {
         self.upload_artifacts(run_id, local, artifact_path)?;
-        crate::fsutil::remove_tree(local)
+        Ok(ratchet_fsutil::remove_tree(local)?)
     }
     /// Replaces the directory artifact `artifact_path` whole with `local` (which is gone
     /// afterwards, as with [`TrackingStore::upload_artifacts_owned`]): whenever the writer

@@ -47,7 +47,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{RegistryError, Result};
 use crate::model_version::ModelVersion;
-use ratchet_mlflow::fsutil;
+use ratchet_fsutil as fsutil;
+use ratchet_mlflow::mlmodel::MlModel;
 
 mod manifest;
 mod tensor_file;
@@ -192,7 +193,7 @@ impl Checkpoint<'_> {
             let path = temp.join(MANIFEST_FILE);
             let file = fsutil::write_new_file(&path, &to_json(&manifest)?, false)?;
             syncs.push(scope.spawn(move || sync_data(&file, &path)));
-            syncs.push(scope.spawn(|| fsutil::sync_dir(temp)));
+            syncs.push(scope.spawn(|| Ok(fsutil::sync_dir(temp)?)));
             syncs
                 .into_iter()
                 .try_for_each(|h| h.join().expect("fsync thread panicked"))?;
@@ -223,40 +224,33 @@ impl Checkpoint<'_> {
 
     fn mlmodel(&self, final_dir: &Path) -> String {
         let m = &self.metadata;
-        let artifact_path = checkpoint_artifact_path(m, final_dir);
-        let mut text = String::new();
-        text.push_str(&format!("artifact_path: {}\n", yaml_quote(&artifact_path)));
-        text.push_str("flavors:\n");
-        text.push_str(&format!("  {FLAVOR}:\n"));
-        for (key, value) in [
-            ("format", CHECKPOINT_FORMAT),
-            ("weights", MODEL_FILE),
-            ("optimizer", OPTIMIZER_FILE),
-            ("state_tensors", STATE_TENSORS_FILE),
-            ("state", STATE_FILE),
-            ("metadata", METADATA_FILE),
-            ("manifest", MANIFEST_FILE),
-            ("algorithm", m.training.algorithm.as_str()),
-            ("ratchet_version", env!("CARGO_PKG_VERSION")),
-        ] {
-            text.push_str(&format!("    {key}: {}\n", yaml_quote(value)));
-        }
-        text.push_str("metadata:\n");
-        for (key, value) in [
-            ("name", m.name.clone()),
-            ("version_id", m.version_id.clone()),
-            ("semver", m.semver.to_string()),
-            ("feature_hash", m.training.feature_hash.clone()),
-        ] {
-            text.push_str(&format!("  {key}: {}\n", yaml_quote(&value)));
-        }
-        text.push_str(&format!("model_uuid: {}\n", yaml_quote(&model_uuid(m))));
-        if let Some(run_id) = &m.run_id {
-            text.push_str(&format!("run_id: {}\n", yaml_quote(run_id)));
-        }
+        let semver = m.semver.to_string();
         let created = m.created_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-        text.push_str(&format!("utc_time_created: {}\n", yaml_quote(&created)));
-        text
+        MlModel {
+            artifact_path: &checkpoint_artifact_path(m, final_dir),
+            flavor: FLAVOR,
+            flavor_fields: &[
+                ("format", CHECKPOINT_FORMAT),
+                ("weights", MODEL_FILE),
+                ("optimizer", OPTIMIZER_FILE),
+                ("state_tensors", STATE_TENSORS_FILE),
+                ("state", STATE_FILE),
+                ("metadata", METADATA_FILE),
+                ("manifest", MANIFEST_FILE),
+                ("algorithm", &m.training.algorithm),
+                ("ratchet_version", env!("CARGO_PKG_VERSION")),
+            ],
+            metadata: &[
+                ("name", &m.name),
+                ("version_id", &m.version_id),
+                ("semver", &semver),
+                ("feature_hash", &m.training.feature_hash),
+            ],
+            model_uuid: &model_uuid(m),
+            run_id: m.run_id.as_deref(),
+            utc_time_created: &created,
+        }
+        .to_yaml()
     }
 
     /// Reads and verifies a checkpoint.
@@ -349,10 +343,6 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 fn from_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| RegistryError::corrupt(path, format!("invalid JSON: {e}")))
-}
-
-fn yaml_quote(value: &str) -> String {
-    ratchet_mlflow::yaml::quote(value)
 }
 
 fn parent_dir(dir: &Path) -> Result<PathBuf> {

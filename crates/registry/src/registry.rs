@@ -26,9 +26,7 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 use chrono::{DateTime, Utc};
-use ratchet_mlflow::{
-    StoredVersion, TrackingStore, fsutil, names, open_existing_store, open_store,
-};
+use ratchet_mlflow::{StoredVersion, TrackingStore, names, open_existing_store, open_store};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointState};
 use crate::error::{RegistryError, Result};
@@ -54,7 +52,7 @@ impl LocalCheckpoint {
 /// registry's own (never data).
 pub(crate) fn scratch_dir(dir: &Path, label: &str) -> Result<TempDir> {
     tempfile::Builder::new()
-        .prefix(&format!("{}{label}-", fsutil::TEMP_PREFIX))
+        .prefix(&format!("{}{label}-", ratchet_fsutil::TEMP_PREFIX))
         .tempdir_in(dir)
         .map_err(|e| RegistryError::io(dir, e))
 }

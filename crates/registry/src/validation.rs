@@ -1,7 +1,7 @@
 //! [`Registry::validate`]: a version checked end to end, from its checkpoint files to its
 //! store tags.
 
-use ratchet_mlflow::{StoredVersion, yaml};
+use ratchet_mlflow::{StoredVersion, mlmodel};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint};
@@ -190,14 +190,8 @@ impl Registry {
         );
         let mlmodel = std::fs::read_to_string(path.join(checkpoint::MLMODEL_FILE))
             .map_err(|e| e.to_string())
-            .and_then(|text| yaml::parse(&text))
-            .and_then(|map| {
-                if map.get("flavors").is_some() && map.str("artifact_path").is_some() {
-                    Ok("flavors and artifact_path present".to_string())
-                } else {
-                    Err("missing flavors or artifact_path".to_string())
-                }
-            });
+            .and_then(|text| mlmodel::check(&text))
+            .map(|()| "flavors and artifact_path present".to_string());
         add("MLmodel", mlmodel);
         Ok(self.finish_validation(&stored, checks))
     }

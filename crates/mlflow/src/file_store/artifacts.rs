@@ -7,8 +7,8 @@ use std::path::Path;
 use super::FileStore;
 use super::files::place_copy;
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::store::ArtifactEntry;
+use ratchet_fsutil as fsutil;
 
 impl FileStore {
     /// Copies `local` (a file or a directory) under the run's `artifact_path`; each file
@@ -105,9 +105,9 @@ impl FileStore {
         if source.is_file() {
             fsutil::create_dir_all(dest)?;
             let name = source.file_name().expect("a file has a name");
-            return fsutil::copy_tree(&source, &dest.join(name), false);
+            return Ok(fsutil::copy_tree(&source, &dest.join(name), false)?);
         }
-        fsutil::copy_tree(&source, dest, false)
+        Ok(fsutil::copy_tree(&source, dest, false)?)
     }
 
     /// Removes the artifact at `artifact_path` in one rename, then frees the space; never
@@ -127,6 +127,6 @@ impl FileStore {
         // Disappear in one step, then free the space.
         let doomed = fsutil::temp_path(&temp_dir, "deleted");
         fs::rename(&target, &doomed).map_err(|e| Error::io(&target, e))?;
-        fsutil::remove_tree(&doomed)
+        Ok(fsutil::remove_tree(&doomed)?)
     }
 }

@@ -6,19 +6,20 @@ use std::fs;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::store::Metric;
+use ratchet_fsutil as fsutil;
 
 /// Copies `from` (file or directory) to `to` through a temp in `temp_dir`, so `to` appears
 /// complete or not at all. Fails if `to` is an existing non-empty directory.
 pub(super) fn place_copy(from: &Path, to: &Path, temp_dir: &Path) -> Result<()> {
     let temp = fsutil::temp_path(temp_dir, "upload");
-    let copied = fsutil::copy_tree(from, &temp, true).and_then(|()| {
+    let copied = (|| -> Result<()> {
+        fsutil::copy_tree(from, &temp, true)?;
         if let Some(parent) = to.parent() {
             fsutil::create_dir_all(parent)?;
         }
         fs::rename(&temp, to).map_err(|e| Error::io(to, e))
-    });
+    })();
     if copied.is_err() {
         let _ = fsutil::remove_tree(&temp);
     }

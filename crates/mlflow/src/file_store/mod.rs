@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 
 use crate::checked::Checked;
 use crate::error::{Error, Result};
-use crate::fsutil::{self, TEMP_PREFIX};
 use crate::store::{Experiment, RunInfo, RunStatus, now_ms};
 use crate::uri::{file_uri, path_from_uri};
 use crate::yaml;
+use ratchet_fsutil::{self as fsutil, TEMP_PREFIX};
 
 use files::{list_dir_names, read_key_files};
 
@@ -259,7 +259,12 @@ impl FileStore {
             .raw("tags", "[]")
             .str("user_id", &info.user_id)
             .finish();
-        fsutil::write_atomic(&dir.join(META), meta.as_bytes(), dir, true)
+        Ok(fsutil::write_atomic(
+            &dir.join(META),
+            meta.as_bytes(),
+            dir,
+            true,
+        )?)
     }
 
     fn active_run_dir(&self, run_id: &str) -> Result<(PathBuf, RunInfo)> {

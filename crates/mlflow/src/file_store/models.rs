@@ -11,9 +11,9 @@ use super::{
     FileStore, GENERATION, MAX_REGISTRY_TAG_VALUE, META, META_LOCK, STAGE_DELETED, VERSION_CACHE,
 };
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::store::{RegisteredModel, StoredVersion, now_ms};
 use crate::yaml;
+use ratchet_fsutil as fsutil;
 
 impl FileStore {
     pub(super) fn read_registered_model(&self, dir: &Path) -> Result<Option<RegisteredModel>> {
@@ -121,7 +121,12 @@ impl FileStore {
         let current: u64 = fsutil::read_optional(&path)?
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        fsutil::write_atomic(&path, (current + 1).to_string().as_bytes(), dir, false)
+        Ok(fsutil::write_atomic(
+            &path,
+            (current + 1).to_string().as_bytes(),
+            dir,
+            false,
+        )?)
     }
 
     /// Called with the meta lock held.
@@ -135,7 +140,12 @@ impl FileStore {
         model.last_updated_timestamp = Some(now_ms());
         let meta = Self::registered_model_meta(&model);
         // Not fsynced: a timestamp lost to a power cut leaves the older, valid file.
-        fsutil::write_atomic(&dir.join(META), meta.as_bytes(), dir, false)
+        Ok(fsutil::write_atomic(
+            &dir.join(META),
+            meta.as_bytes(),
+            dir,
+            false,
+        )?)
     }
 
     pub(super) fn version_dir(model_dir: &Path, version: u64) -> PathBuf {
@@ -296,12 +306,12 @@ impl FileStore {
                     fsutil::create_dir_all(parent)?;
                 }
                 fsutil::write_new_file(&path, value.as_bytes(), false).map_err(|e| match e {
-                    Error::Io { error, .. }
+                    fsutil::Error::Io { error, .. }
                         if error.kind() == std::io::ErrorKind::AlreadyExists =>
                     {
                         Error::InvalidArgument(format!("model version tag {key:?} given twice"))
                     }
-                    other => other,
+                    other => other.into(),
                 })?;
             }
             self.change_model(

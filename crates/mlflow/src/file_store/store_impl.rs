@@ -14,12 +14,12 @@ use super::{
     MODEL_LOCK, RESERVED_EXPERIMENT_DIRS, STAGE_DELETED, TRASH,
 };
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::store::{
     ArtifactEntry, Experiment, Metric, ModelLock, RegisteredModel, Run, RunInfo, RunStatus,
     StoredVersion, TrackingStore, VersionView, current_user, now_ms,
 };
 use crate::uri::file_uri;
+use ratchet_fsutil as fsutil;
 
 impl TrackingStore for FileStore {
     fn tracking_uri(&self) -> String {
@@ -112,7 +112,12 @@ impl TrackingStore for FileStore {
     fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
         check_value_len("experiment tag", key, value, 20_000)?;
         let dir = self.experiment_dir(experiment_id)?;
-        fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)
+        Ok(fsutil::write_atomic(
+            &dir.join("tags").join(key),
+            value.as_bytes(),
+            &dir,
+            false,
+        )?)
     }
 
     fn create_run(
@@ -328,7 +333,7 @@ impl TrackingStore for FileStore {
             }
         }
         self.upload_artifacts(run_id, local, artifact_path)?;
-        fsutil::remove_tree(local)
+        Ok(fsutil::remove_tree(local)?)
     }
 
     /// `upload_artifacts_owned` already swaps a directory in with one rename.
@@ -399,7 +404,14 @@ impl TrackingStore for FileStore {
         let dir = self.existing_model_dir(name)?;
         self.change_model(
             &dir,
-            || fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false),
+            || {
+                Ok(fsutil::write_atomic(
+                    &dir.join("tags").join(key),
+                    value.as_bytes(),
+                    &dir,
+                    false,
+                )?)
+            },
             |_| None,
         )
     }
@@ -524,7 +536,14 @@ impl TrackingStore for FileStore {
         let dir = Self::version_dir(&model_dir, version);
         self.change_model(
             &model_dir,
-            || fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false),
+            || {
+                Ok(fsutil::write_atomic(
+                    &dir.join("tags").join(key),
+                    value.as_bytes(),
+                    &dir,
+                    false,
+                )?)
+            },
             |_| Some(version),
         )
     }
@@ -555,12 +574,12 @@ impl TrackingStore for FileStore {
                 // Checked under the lock: a concurrent delete cannot slip in between.
                 self.live_version(&model_dir, name, version)?;
                 // No trailing newline: MLflow reads the file content as the version string.
-                fsutil::write_atomic(
+                Ok(fsutil::write_atomic(
                     &model_dir.join("aliases").join(alias),
                     version.to_string().as_bytes(),
                     &model_dir,
                     true,
-                )
+                )?)
             },
             |_| None,
         )

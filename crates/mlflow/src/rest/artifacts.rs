@@ -12,10 +12,10 @@ use super::RestStore;
 use super::http::{Failure, Method, Request};
 use super::wire::{ListArtifactsAnswer, WireArtifact};
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::names;
 use crate::store::{ArtifactEntry, TrackingStore};
 use crate::uri::encode_path;
+use ratchet_fsutil as fsutil;
 
 pub(super) const ARTIFACTS_API: &str = "/api/2.0/mlflow-artifacts/artifacts";
 
@@ -267,11 +267,11 @@ pub(super) fn keep_unsent(
         kept.set_file_name(name);
     }
     if let Some(parent) = kept.parent() {
-        crate::fsutil::create_dir_all(parent)?;
+        ratchet_fsutil::create_dir_all(parent)?;
     }
     if fs::rename(local, &kept).is_err() {
         // The caller removes `local` afterwards; a complete copy is enough.
-        crate::fsutil::copy_tree(local, &kept, true)?;
+        ratchet_fsutil::copy_tree(local, &kept, true)?;
     }
     Ok(kept)
 }

@@ -225,7 +225,7 @@ impl TrackingStore for RestStore {
         artifact_path: &str,
     ) -> Result<()> {
         match self.upload(run_id, local, artifact_path) {
-            Ok(()) => crate::fsutil::remove_tree(local),
+            Ok(()) => Ok(ratchet_fsutil::remove_tree(local)?),
             Err(stopped) => Err(
                 match keep_unsent(&self.config.unsent_dir, local, run_id, artifact_path) {
                     Ok(kept) => stopped.into_error(&kept, "was kept"),
@@ -301,9 +301,9 @@ impl TrackingStore for RestStore {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        crate::fsutil::create_dir_all(&parent)?;
-        let staging = crate::fsutil::temp_path(&parent, "download");
-        crate::fsutil::create_dir_all(&staging)?;
+        ratchet_fsutil::create_dir_all(&parent)?;
+        let staging = ratchet_fsutil::temp_path(&parent, "download");
+        ratchet_fsutil::create_dir_all(&staging)?;
         let result = (|| -> Result<()> {
             for (remote, rel) in &files {
                 let got = self.get_file(&location.server, remote, &staging.join(rel));
@@ -313,19 +313,19 @@ impl TrackingStore for RestStore {
             }
             for dir in &dirs {
                 // Empty remote directories exist locally too.
-                crate::fsutil::create_dir_all(&staging.join(dir))?;
+                ratchet_fsutil::create_dir_all(&staging.join(dir))?;
             }
             if !dest.exists() {
                 fs::rename(&staging, dest).map_err(|e| Error::io(dest, e))?;
             } else {
                 // Merge into the existing directory, one rename per file.
                 for dir in &dirs {
-                    crate::fsutil::create_dir_all(&dest.join(dir))?;
+                    ratchet_fsutil::create_dir_all(&dest.join(dir))?;
                 }
                 for (_, rel) in &files {
                     let target = dest.join(rel);
                     if let Some(dir) = target.parent() {
-                        crate::fsutil::create_dir_all(dir)?;
+                        ratchet_fsutil::create_dir_all(dir)?;
                     }
                     if target.exists() {
                         return Err(Error::AlreadyExists(target.display().to_string()));
@@ -333,10 +333,10 @@ impl TrackingStore for RestStore {
                     fs::rename(staging.join(rel), &target).map_err(|e| Error::io(&target, e))?;
                 }
             }
-            crate::fsutil::sync_dir(&parent)
+            Ok(ratchet_fsutil::sync_dir(&parent)?)
         })();
         // Only our own staging directory is removed (already gone after a whole rename).
-        let _ = crate::fsutil::remove_tree(&staging);
+        let _ = ratchet_fsutil::remove_tree(&staging);
         result
     }
 

@@ -1,5 +1,15 @@
-//! Filesystem helpers the file store is built on (atomic replace, fsync, the directory
-//! walk, recursive copy, temporary names), shared with the model registry's checkpoints.
+//! Crash-safe file operations, the ground the MLflow file store and the registry's
+//! checkpoints stand on: atomic writes and directory swaps (with the repair of a swap cut
+//! between its two renames), fsync of files and directories, the directory walk, recursive
+//! copy, temporary names and file locks. Every error names the path it happened on.
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let meta = dir.path().join("meta.yaml");
+//! ratchet_fsutil::write_atomic(&meta, b"name: m\n", dir.path(), true)?;
+//! assert_eq!(ratchet_fsutil::read_optional(&meta)?.as_deref(), Some("name: m\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -8,7 +18,40 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 use walkdir::WalkDir;
 
-use crate::error::{Error, Result};
+/// A failed file operation, naming its path.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        // Shown in the message, so not also returned by `source()`: error chains would
+        // print it twice.
+        error: std::io::Error,
+    },
+    /// A name or file that is not what this crate wrote (not UTF-8, say).
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            error,
+        }
+    }
+
+    fn corrupt(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Prefix of every temporary file or directory the registry creates. Readers skip names
 /// starting with it, and cleanup may remove stale ones.
