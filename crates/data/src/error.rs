@@ -139,6 +139,17 @@ pub enum DataError {
     /// A train/validation/test split that cannot be made.
     #[error("split: {0}")]
     Split(String),
+
+    /// A problem with one instrument of a universe (its bars, or too few of them).
+    #[error("symbol {symbol}: {source}")]
+    InSymbol {
+        symbol: String,
+        source: Box<DataError>,
+    },
+
+    /// A universe that cannot be assembled (a symbol in two files, no file at all, …).
+    #[error("universe: {0}")]
+    Universe(String),
 }
 
 fn iso(ms: &i64) -> String {

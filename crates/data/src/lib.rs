@@ -31,6 +31,7 @@ mod rolling;
 mod split;
 mod stream;
 mod timestamp;
+mod universe;
 
 pub use bars::{Bar, Bars};
 pub use cache::{CacheOutcome, FeatureCache};
@@ -42,3 +43,4 @@ pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, split};
 pub use stream::FeatureStream;
 pub use timestamp::{format_date, format_timestamp, parse_date, parse_timestamp};
+pub use universe::{SYMBOL_ALIASES, SymbolBars, Universe, parse_universe_file};

@@ -13,6 +13,7 @@ use crate::{Bars, DataError, FeatureConfig};
 
 mod columns;
 
+pub(crate) use columns::normalise;
 use columns::{ColumnMap, Context, VOLUME_ALIASES};
 
 /// How to read a data file. The default reads the bundled files as they are.
@@ -70,7 +71,7 @@ impl FileFormat {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FileFormat::Csv => "CSV",
             FileFormat::Parquet => "Parquet",
@@ -78,7 +79,7 @@ impl FileFormat {
     }
 
     /// File row number of data row `index` (0-based): CSV counts the header line, like an editor.
-    fn row(self, index: usize) -> usize {
+    pub(crate) fn row(self, index: usize) -> usize {
         match self {
             FileFormat::Csv => index + 2,
             FileFormat::Parquet => index + 1,
@@ -172,6 +173,16 @@ pub fn parse_bars(
     bytes: Vec<u8>,
     opts: &LoadOptions,
 ) -> Result<LoadedBars, DataError> {
+    let (format, sha256, df, rows) = read_bars_frame(path, bytes)?;
+    bars_of_frame(path, format, sha256, df, rows, opts)
+}
+
+/// A bars file read into a frame of its data rows: its format, the SHA-256 of its bytes,
+/// the frame, and each row's index among the file's data lines (blank lines dropped).
+pub(crate) fn read_bars_frame(
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<(FileFormat, String, DataFrame, Vec<usize>), DataError> {
     let format = FileFormat::from_path(path)?;
     let sha256 = sha256_hex(&bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
@@ -201,6 +212,19 @@ pub fn parse_bars(
             path: path.to_path_buf(),
         });
     }
+    Ok((format, sha256, df, rows))
+}
+
+/// The validated bars of a frame's rows (`rows[i]` is row `i`'s index among the file's data
+/// lines, for error messages).
+pub(crate) fn bars_of_frame(
+    path: &Path,
+    format: FileFormat,
+    sha256: String,
+    df: DataFrame,
+    rows: Vec<usize>,
+    opts: &LoadOptions,
+) -> Result<LoadedBars, DataError> {
     let ctx = Context { path, format, rows };
     let columns = ColumnMap::find(&df, &ctx, opts.use_adj_close)?;
     let (timestamps, timestamp_format) = ctx.timestamps(&df, &columns.time, opts)?;

@@ -16,7 +16,7 @@ pub(super) struct Context<'a> {
 }
 
 /// Lowercase letters and digits only: `Adj. Close`, `adj_close` and `ADJCLOSE` all become `adjclose`.
-pub(super) fn normalise(name: &str) -> String {
+pub(crate) fn normalise(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
