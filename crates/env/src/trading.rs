@@ -148,6 +148,23 @@ pub enum EpisodeMode {
     FullRange,
 }
 
+/// One range of rows episodes run in.
+#[derive(Clone, Debug)]
+struct Segment {
+    range: Range<usize>,
+    /// First decision bar of the range.
+    first_bar: usize,
+    /// Steps of a random-start episode (`episode_length`, or fewer if the range is short).
+    episode_steps: usize,
+}
+
+impl Segment {
+    /// Number of bars a random-start episode may begin at.
+    fn start_count(&self) -> usize {
+        self.range.end - 1 - self.first_bar - self.episode_steps + 1
+    }
+}
+
 /// Trades one instrument over a range of [`MarketData`] rows.
 ///
 /// - **Actions**: with shorting, `0` short (-1), `1` flat (0), `2` long (+1); without,
@@ -168,11 +185,10 @@ pub struct TradingEnv {
     data: Arc<MarketData>,
     config: TradingConfig,
     mode: EpisodeMode,
-    range: Range<usize>,
-    /// First decision bar of the range.
-    first_bar: usize,
-    /// Steps of a random-start episode (`episode_length`, or fewer if the range is short).
-    episode_steps: usize,
+    /// The ranges episodes run in (one per instrument of a universe), in row order.
+    segments: Vec<Segment>,
+    /// Segment of the current episode.
+    segment: usize,
     // Episode state: everything `state()` saves.
     start: usize,
     t: usize,
@@ -197,31 +213,63 @@ impl TradingEnv {
         config: TradingConfig,
         mode: EpisodeMode,
     ) -> Result<Self, EnvError> {
+        Self::over_ranges(data, vec![range], config, mode)
+    }
+
+    /// An environment whose episodes run inside any of `ranges` (disjoint, in row order;
+    /// a universe's instruments laid end to end in one [`MarketData`]), never across two.
+    /// A random-start episode starts at any possible bar of any range with equal
+    /// probability, so each range is drawn in proportion to its bars. A full-range episode
+    /// runs over the first range (evaluate one instrument per environment).
+    pub fn over_ranges(
+        data: Arc<MarketData>,
+        ranges: Vec<Range<usize>>,
+        config: TradingConfig,
+        mode: EpisodeMode,
+    ) -> Result<Self, EnvError> {
         data.validate()?;
         config.validate()?;
         let rows = data.rows();
-        if range.start >= range.end || range.end > rows {
-            return Err(EnvError::Config(format!(
-                "bar range {}..{} is empty or outside the data's {rows} bars",
-                range.start, range.end
-            )));
+        if ranges.is_empty() {
+            return Err(EnvError::Config("no bar range to trade over".into()));
         }
-        if range.len() <= config.window {
-            return Err(EnvError::Config(format!(
-                "bar range {}..{} holds {} bars; window {} needs at least {} \
-                 (a full window plus one bar to fill the first decision)",
-                range.start,
-                range.end,
-                range.len(),
-                config.window,
-                config.window + 1
-            )));
+        let mut segments = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            if range.start >= range.end || range.end > rows {
+                return Err(EnvError::Config(format!(
+                    "bar range {}..{} is empty or outside the data's {rows} bars",
+                    range.start, range.end
+                )));
+            }
+            if let Some(previous) = segments.last().map(|s: &Segment| s.range.end)
+                && range.start < previous
+            {
+                return Err(EnvError::Config(format!(
+                    "bar range {}..{} overlaps or precedes the one before it (ending at {previous})",
+                    range.start, range.end
+                )));
+            }
+            if range.len() <= config.window {
+                return Err(EnvError::Config(format!(
+                    "bar range {}..{} holds {} bars; window {} needs at least {} \
+                     (a full window plus one bar to fill the first decision)",
+                    range.start,
+                    range.end,
+                    range.len(),
+                    config.window,
+                    config.window + 1
+                )));
+            }
+            let first_bar = range.start + config.window - 1;
+            let available_steps = range.end - 1 - first_bar;
+            segments.push(Segment {
+                first_bar,
+                episode_steps: config.episode_length.min(available_steps),
+                range,
+            });
         }
-        let first_bar = range.start + config.window - 1;
-        let available_steps = range.end - 1 - first_bar;
+        let first_bar = segments[0].first_bar;
         let mut env = Self {
-            first_bar,
-            episode_steps: config.episode_length.min(available_steps),
             start: first_bar,
             t: first_bar,
             position: 0.0,
@@ -232,7 +280,8 @@ impl TradingEnv {
             data,
             config,
             mode,
-            range,
+            segments,
+            segment: 0,
         };
         env.begin_episode(first_bar);
         Ok(env)
@@ -266,9 +315,9 @@ impl TradingEnv {
         self.mode
     }
 
-    /// The rows of the data this environment trades over.
+    /// The rows of the data the current episode trades over.
     pub fn range(&self) -> Range<usize> {
-        self.range.clone()
+        self.segments[self.segment].range.clone()
     }
 
     /// The position an action asks for. Panics if `action >= action_count()`.
@@ -286,17 +335,19 @@ impl TradingEnv {
     #[inline]
     fn end_bar(&self, start: usize) -> usize {
         match self.mode {
-            EpisodeMode::RandomStarts => start + self.episode_steps,
-            EpisodeMode::FullRange => self.range.end - 1,
+            EpisodeMode::RandomStarts => start + self.segments[self.segment].episode_steps,
+            EpisodeMode::FullRange => self.segments[self.segment].range.end - 1,
         }
     }
 
-    /// Number of bars a random-start episode may begin at.
-    fn start_count(&self) -> usize {
-        self.range.end - 1 - self.first_bar - self.episode_steps + 1
+    /// The segment holding bar `start`, if any.
+    fn segment_of(&self, start: usize) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.range.end <= start);
+        (i < self.segments.len() && self.segments[i].range.contains(&start)).then_some(i)
     }
 
     fn begin_episode(&mut self, start: usize) {
+        self.segment = self.segment_of(start).unwrap_or(0);
         self.start = start;
         self.t = start;
         self.position = 0.0;
@@ -345,9 +396,20 @@ impl Env for TradingEnv {
     fn reset(&mut self, rng: &mut Rng, obs: &mut [f32]) {
         let start = match self.mode {
             EpisodeMode::RandomStarts => {
-                self.first_bar + rng.below(self.start_count() as u64) as usize
+                // One draw over every possible start of every segment.
+                let total: usize = self.segments.iter().map(Segment::start_count).sum();
+                let mut k = rng.below(total as u64) as usize;
+                let mut start = self.segments[0].first_bar;
+                for segment in &self.segments {
+                    if k < segment.start_count() {
+                        start = segment.first_bar + k;
+                        break;
+                    }
+                    k -= segment.start_count();
+                }
+                start
             }
-            EpisodeMode::FullRange => self.first_bar,
+            EpisodeMode::FullRange => self.segments[0].first_bar,
         };
         self.begin_episode(start);
         self.observe(obs);
@@ -426,17 +488,25 @@ impl Env for TradingEnv {
             ));
         };
         let valid_start = match self.mode {
-            EpisodeMode::RandomStarts => {
-                (self.first_bar..self.first_bar + self.start_count()).contains(&start)
-            }
-            EpisodeMode::FullRange => start == self.first_bar,
+            EpisodeMode::RandomStarts => self
+                .segment_of(start)
+                .map(|i| &self.segments[i])
+                .is_some_and(|s| (s.first_bar..s.first_bar + s.start_count()).contains(&start)),
+            EpisodeMode::FullRange => start == self.segments[0].first_bar,
         };
         if !valid_start {
+            let ranges: Vec<String> = self
+                .segments
+                .iter()
+                .map(|s| format!("{}..{}", s.range.start, s.range.end))
+                .collect();
             return bad(format!(
-                "episode start {start} is not a possible start for range {}..{} in {:?} mode",
-                self.range.start, self.range.end, self.mode
+                "episode start {start} is not a possible start for range {} in {:?} mode",
+                ranges.join(", "),
+                self.mode
             ));
         }
+        self.segment = self.segment_of(start).unwrap_or(0);
         let positions_ok = position.fract() == 0.0
             && position <= 1.0
             && position >= if self.config.allow_short { -1.0 } else { 0.0 };
@@ -498,7 +568,7 @@ fn log_factor(factor: f64) -> f64 {
 impl fmt::Debug for TradingEnv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TradingEnv")
-            .field("range", &self.range)
+            .field("range", &self.range())
             .field("mode", &self.mode)
             .field("config", &self.config)
             .field("start", &self.start)

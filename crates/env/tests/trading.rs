@@ -769,3 +769,88 @@ fn config_reads_from_json_with_defaults_and_snake_case_names() {
         r#""log_return""#
     );
 }
+
+/// A universe laid end to end: rows 0..40 one instrument, 40..140 another. Episodes start in
+/// either, in proportion to their possible starts, and never run across the boundary; a
+/// saved state in the second restores there.
+#[test]
+fn episodes_over_several_ranges_stay_in_one_and_follow_their_sizes() {
+    let data = market(140, 3);
+    let config = config(5, RewardKind::LogReturn);
+    let mut env = TradingEnv::over_ranges(
+        data.clone(),
+        vec![0..40, 40..140],
+        config.clone(),
+        EpisodeMode::RandomStarts,
+    )
+    .unwrap();
+    let mut obs = obs_buf(&env);
+    let mut rng = Rng::seed_from(11);
+    // Possible starts: 40 - 1 - 4 - 20 + 1 = 16 in the first, 100 - 1 - 4 - 20 + 1 = 76 in
+    // the second.
+    let mut in_second = 0;
+    for _ in 0..2000 {
+        env.reset(&mut rng, &mut obs);
+        let start = env.episode_start();
+        let range = env.range();
+        assert!(
+            range.contains(&start) && start >= range.start + 4,
+            "{start} {range:?}"
+        );
+        loop {
+            let bar = env.bar();
+            assert!(range.contains(&bar), "bar {bar} left {range:?}");
+            if env.step(2, &mut obs).done() {
+                assert!(range.contains(&env.bar()));
+                break;
+            }
+        }
+        in_second += usize::from(range.start == 40);
+    }
+    // Expected 2000 * 76 / 92 = 1652.
+    assert!((1580..1720).contains(&in_second), "{in_second}");
+
+    // One range gives the same draws as `new`: the single-instrument streams are unchanged.
+    let mut one = TradingEnv::over_ranges(
+        data.clone(),
+        vec![40..140],
+        config.clone(),
+        EpisodeMode::RandomStarts,
+    )
+    .unwrap();
+    let mut same = TradingEnv::new(
+        data.clone(),
+        40..140,
+        config.clone(),
+        EpisodeMode::RandomStarts,
+    )
+    .unwrap();
+    let (mut r1, mut r2) = (Rng::seed_from(5), Rng::seed_from(5));
+    for _ in 0..50 {
+        one.reset(&mut r1, &mut obs);
+        same.reset(&mut r2, &mut obs);
+        assert_eq!(one.episode_start(), same.episode_start());
+    }
+
+    // A state saved in the second range restores there, and one at a bar no range starts
+    // from is refused.
+    env.reset(&mut rng, &mut obs);
+    while env.range().start != 40 {
+        env.reset(&mut rng, &mut obs);
+    }
+    env.step(2, &mut obs);
+    let saved = env.state();
+    let mut restored = TradingEnv::over_ranges(
+        data,
+        vec![0..40, 40..140],
+        config,
+        EpisodeMode::RandomStarts,
+    )
+    .unwrap();
+    restored.restore(&saved).unwrap();
+    assert_eq!((restored.range(), restored.bar()), (40..140, env.bar()));
+    let mut bad = saved.clone();
+    bad[0] = 38.0;
+    bad[1] = 38.0;
+    assert!(restored.restore(&bad).is_err());
+}
