@@ -2,52 +2,61 @@
 //! CartPole, as the run configuration says.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ratchet_agents::{Agent, DeviceKind, Dqn, Ppo};
 use ratchet_config::{Algo, Device, EnvKind, TrainConfig};
-use ratchet_env::{CartPole, Env, EpisodeMode, TradingEnv};
+use ratchet_env::{CartPole, Env, EpisodeMode, MarketData, TradingEnv};
 
-use crate::market::Market;
-
-/// A fresh agent for `config`: trading environments over the training split of `market`, or
-/// CartPole.
-pub fn build(config: &TrainConfig, market: Option<&Market>) -> Result<Box<dyn Agent>> {
-    build_over(config, market, market.map(|m| m.splits.train.range()))
+/// The rows trading environments train on: ranges of one [`MarketData`] (one range for an
+/// instrument, one per instrument of a universe laid end to end).
+pub struct TrainingRows {
+    pub data: Arc<MarketData>,
+    pub ranges: Vec<Range<usize>>,
 }
 
-/// [`build`] with the trading environments over feature rows `train` (the walk-forward's
-/// training windows) instead of the training split.
-pub fn build_over(
-    config: &TrainConfig,
-    market: Option<&Market>,
-    train: Option<Range<usize>>,
-) -> Result<Box<dyn Agent>> {
-    match (config.run.env, market) {
+/// A fresh agent for `config`: trading environments over `rows`, or CartPole.
+pub fn build(config: &TrainConfig, rows: Option<TrainingRows>) -> Result<Box<dyn Agent>> {
+    match (config.run.env, rows) {
         (EnvKind::Cartpole, _) => {
             let envs = (0..config.run.n_envs)
                 .map(|_| CartPole::default())
                 .collect();
             of_algorithm(config, envs)
         }
-        (EnvKind::Trading, Some(market)) => {
-            let train = train.unwrap_or_else(|| market.splits.train.range());
+        (EnvKind::Trading, Some(rows)) => {
             let envs = (0..config.run.n_envs)
                 .map(|_| {
-                    TradingEnv::new(
-                        market.data.clone(),
-                        train.clone(),
+                    TradingEnv::over_ranges(
+                        rows.data.clone(),
+                        rows.ranges.clone(),
                         config.trading.clone(),
                         EpisodeMode::RandomStarts,
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| {
-                    format!("building the training environment over rows {train:?}")
+                    format!(
+                        "building the training environment over rows {}",
+                        describe(&rows.ranges)
+                    )
                 })?;
             of_algorithm(config, envs)
         }
         (EnvKind::Trading, None) => bail!("a trading agent needs market data"),
+    }
+}
+
+/// `0..10` for one range (as before universes), `0..10, 40..90` for several.
+fn describe(ranges: &[Range<usize>]) -> String {
+    match ranges {
+        [one] => format!("{one:?}"),
+        many => many
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

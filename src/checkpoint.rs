@@ -16,11 +16,11 @@ use sha2::Digest;
 use ratchet_agents::{NamedTensor, TensorGroup, TrainingState};
 use ratchet_registry::{
     Checkpoint, CheckpointState, CompatibilityTarget, DataSource, DateRange, ModelRef,
-    ModelVersion, ParentRef, Registry, TrainingRecord,
+    ModelVersion, ParentRef, Registry, SymbolSource, TrainingRecord,
 };
 
 use crate::judge::Evaluation;
-use crate::market::Market;
+use crate::universe::{TrainingData, Universe};
 use ratchet_agents::Agent;
 use ratchet_config::{Algo, EnvKind, TrainConfig};
 
@@ -109,17 +109,64 @@ fn algorithm(config: &TrainConfig) -> &'static str {
     }
 }
 
+/// A universe's record: its hash, each instrument's file and ranges (with the digests of
+/// their bars), and the span of each range over all of them.
+fn universe_source(universe: &Universe) -> DataSource {
+    let symbols: Vec<SymbolSource> = universe
+        .members
+        .iter()
+        .map(|member| {
+            let m = &member.market;
+            let range = |s: &ratchet_data::Segment| DateRange {
+                start: s.first_date.clone(),
+                end: s.last_date.clone(),
+                bars_sha256: Some(m.digest(s)),
+            };
+            SymbolSource {
+                symbol: member.symbol.clone(),
+                path: m.loaded.path.display().to_string(),
+                sha256: m.loaded.sha256.clone(),
+                train: range(&m.splits.train),
+                validation: range(&m.splits.validation),
+                test: range(&m.splits.test),
+            }
+        })
+        .collect();
+    let span = |of: fn(&SymbolSource) -> &DateRange| {
+        let start = symbols.iter().map(|s| of(s).start.clone()).min();
+        let end = symbols.iter().map(|s| of(s).end.clone()).max();
+        start.zip(end).map(|(start, end)| DateRange {
+            start,
+            end,
+            bars_sha256: None,
+        })
+    };
+    DataSource {
+        path: universe
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        sha256: universe.hash.clone(),
+        train: span(|s| &s.train),
+        validation: span(|s| &s.validation),
+        test: span(|s| &s.test),
+        symbols,
+    }
+}
+
 /// Everything known about the run that trained the weights.
 pub fn training_record(
     config: &TrainConfig,
-    market: Option<&Market>,
+    market: Option<&TrainingData>,
     agent: &dyn Agent,
     parent: Option<&ParentRef>,
     metrics: BTreeMap<String, f64>,
     wall_time_secs: f64,
 ) -> Result<TrainingRecord> {
     let data = match market {
-        Some(m) => {
+        Some(TrainingData::Instrument(m)) => {
             let range = |s: &ratchet_data::Segment| DateRange {
                 start: s.first_date.clone(),
                 end: s.last_date.clone(),
@@ -131,8 +178,10 @@ pub fn training_record(
                 train: Some(range(&m.splits.train)),
                 validation: Some(range(&m.splits.validation)),
                 test: Some(range(&m.splits.test)),
+                symbols: Vec::new(),
             }
         }
+        Some(TrainingData::Universe(u)) => universe_source(u),
         None => DataSource {
             path: CARTPOLE.into(),
             sha256: cartpole_hash(),
@@ -185,7 +234,7 @@ pub fn save_run(
     run_id: &str,
     artifact: &str,
     config: &TrainConfig,
-    market: Option<&Market>,
+    market: Option<&TrainingData>,
     agent: &dyn Agent,
     parent: Option<&ParentRef>,
     target_steps: u64,
@@ -365,7 +414,7 @@ pub fn register(
     registry: &Registry,
     run_id: &str,
     config: &TrainConfig,
-    market: Option<&Market>,
+    market: Option<&TrainingData>,
     agent: &dyn Agent,
     parent: Option<&ParentRef>,
     evaluation: &Evaluation,

@@ -420,6 +420,9 @@ pub struct ListArgs {
     /// Only versions trained with this feature hash (a prefix is enough).
     #[arg(long, value_name = "HASH")]
     pub feature_hash: Option<String>,
+    /// Only universe versions whose instruments include this symbol.
+    #[arg(long, value_name = "SYMBOL")]
+    pub symbol: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -10,11 +10,14 @@ use anyhow::Result;
 use serde::Serialize;
 
 use ratchet_agents::{Agent, InferenceMlp, TradingPolicy, greedy_return};
-use ratchet_backtest::{Backtest, Frequency, MarketPolicy, PriceSeries, simulate_policy};
+use ratchet_backtest::{
+    Backtest, EqualWeight, Frequency, MarketPolicy, PriceSeries, Sleeve, simulate_policy,
+};
 use ratchet_config::{EnvKind, TrainConfig};
 use ratchet_env::{CartPole, Rng, TradingConfig};
 
 use crate::market::Market;
+use crate::universe::{TrainingData, Universe};
 
 /// Greedy CartPole episodes run after training.
 const CARTPOLE_EPISODES: usize = 10;
@@ -63,15 +66,14 @@ impl Evaluation {
 /// validation range's second-to-last bar and filled at its last bar's open.
 pub fn validation(
     config: &TrainConfig,
-    market: Option<&Market>,
+    data: Option<&TrainingData>,
     agent: &dyn Agent,
 ) -> Result<Evaluation> {
-    let network = agent.policy();
-    match market {
-        None => Ok(cartpole(&network, config.run.seed)),
-        Some(market) => {
+    match data {
+        None => Ok(cartpole(&agent.policy(), config.run.seed)),
+        Some(TrainingData::Instrument(market)) => {
             let val = &market.splits.validation;
-            let policy = config.trading_policy_of(network)?;
+            let policy = config.trading_policy_of(agent.policy())?;
             let (_, backtest) = policy_backtest(market, &config.trading, policy, val.range())?;
             Ok(Evaluation {
                 kind: "validation range backtest".into(),
@@ -80,7 +82,73 @@ pub fn validation(
                 returns: Some(backtest.strategy.returns[1..].to_vec()),
             })
         }
+        Some(TrainingData::Universe(universe)) => universe_validation(config, universe, agent),
     }
+}
+
+/// Every instrument of a universe on its own validation range (its figures under
+/// `SYMBOL/…`), and their equal-weight portfolio, whose figures are the unprefixed ones
+/// (`sharpe` is the portfolio's) and whose returns are the evaluation's.
+fn universe_validation(
+    config: &TrainConfig,
+    universe: &Universe,
+    agent: &dyn Agent,
+) -> Result<Evaluation> {
+    let mut metrics = BTreeMap::new();
+    let mut runs = Vec::with_capacity(universe.members.len());
+    let mut trades = 0.0;
+    for member in &universe.members {
+        let val = member.market.splits.validation.range();
+        let policy = config.trading_policy_of(agent.policy())?;
+        let (prices, backtest) = policy_backtest(&member.market, &config.trading, policy, val)?;
+        for (key, value) in headline(&backtest) {
+            if key == "trades" {
+                trades += value;
+            }
+            metrics.insert(format!("{}/{key}", member.symbol), value);
+        }
+        runs.push((prices, backtest));
+    }
+    let pooled = |returns: fn(&Backtest) -> &[f64]| {
+        let sleeves: Vec<Sleeve> = runs
+            .iter()
+            .map(|(prices, backtest)| Sleeve {
+                timestamps: &prices.timestamps()[1..],
+                returns: &returns(backtest)[1..],
+            })
+            .collect();
+        EqualWeight::of(&sleeves)
+    };
+    let strategy = pooled(|b| &b.strategy.returns);
+    let held = pooled(|b| &b.buy_and_hold.returns);
+    let (s, h) = (strategy.metrics(), held.metrics());
+    metrics.insert("total_return".into(), s.total_return);
+    metrics.insert("max_drawdown".into(), s.max_drawdown);
+    metrics.insert("trades".into(), trades);
+    metrics.insert("buy_and_hold_total_return".into(), h.total_return);
+    metrics.insert("periods_per_year".into(), s.periods_per_year);
+    metrics.insert("symbols".into(), universe.members.len() as f64);
+    for (key, value) in [
+        ("sharpe", s.sharpe),
+        ("annual_volatility", s.annual_volatility),
+        ("buy_and_hold_sharpe", h.sharpe),
+    ] {
+        if let Some(value) = value {
+            metrics.insert(key.into(), value);
+        }
+    }
+    let dates = universe.members.iter().map(|m| &m.market.splits.validation);
+    let first = dates.clone().map(|v| v.first_date.clone()).min();
+    let last = dates.map(|v| v.last_date.clone()).max();
+    Ok(Evaluation {
+        kind: format!(
+            "validation range backtest, equal-weight portfolio of {} symbols",
+            universe.members.len()
+        ),
+        range: first.zip(last),
+        metrics,
+        returns: Some(strategy.returns),
+    })
 }
 
 /// Runs `policy` greedily over feature rows `range`. The first decision is taken at the first

@@ -12,6 +12,7 @@ mod judge;
 mod market;
 mod output;
 mod progress;
+mod universe;
 
 use clap::Parser;
 

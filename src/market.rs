@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use ratchet_backtest::PriceSeries;
 use ratchet_data::{
-    FeatureCache, FeatureFrame, LoadedBars, Segment, Splits, load_bars, parse_bars, split,
+    CacheOutcome, FeatureCache, FeatureFrame, LoadedBars, Segment, Splits, load_bars, parse_bars,
+    split,
 };
 use ratchet_env::MarketData;
 use ratchet_registry::{DataSource, DateRange};
@@ -125,35 +126,58 @@ impl Market {
         config: &ratchet_config::TrainConfig,
         split_frame: impl FnOnce(&FeatureFrame) -> Result<Splits>,
     ) -> Result<Self> {
+        if config.data.is_universe() {
+            anyhow::bail!(
+                "this is a universe of [data] files {:?}: `ratchet train` trains on it, but this \
+                 command judges one instrument only so far; judge a universe version by its \
+                 val/* metrics (`ratchet models show`)",
+                config.data.files
+            );
+        }
         let (file, load) = (config.data.file.as_path(), &config.data.load_options());
-        let features = &config.features;
         let loaded = match ratchet_config::bundled::file(file) {
             Some(bytes) => parse_bars(file, bytes.to_vec(), load)?,
             None => load_bars(file, load)?,
         };
-        loaded.check_features(features)?;
-        let cache = FeatureCache::new(feature_cache_dir());
-        let (frame, outcome) = cache.load_or_compute(&loaded.bars, &loaded.sha256, features)?;
-        let splits = split_frame(&frame)?;
-        let bars = &loaded.bars;
-        let rows = frame.rows();
-        let open = (0..rows).map(|i| bars.open[frame.bar_index(i)]).collect();
-        let close = (0..rows).map(|i| bars.close[frame.bar_index(i)]).collect();
-        let data = MarketData::new(frame.values.clone(), frame.width(), open, close)
-            .with_context(|| format!("features of {}", file.display()))?;
-        let (train, test) = (&splits.train, &splits.test);
+        let cache_key = loaded.sha256.clone();
+        let (market, outcome) = Self::of_bars(config, loaded, &cache_key, split_frame)?;
+        let (train, test) = (&market.splits.train, &market.splits.test);
         eprintln!(
             "data {}: {} bars; features {} ({}, {} warm-up bars dropped); train {} .. {}, test {} .. {}",
             file.display(),
-            loaded.bars.len(),
-            features.short_hash(),
+            market.loaded.bars.len(),
+            config.features.short_hash(),
             outcome,
-            frame.first_bar,
+            market.frame.first_bar,
             train.first_date,
             train.last_date,
             test.first_date,
             test.last_date,
         );
+        Ok(market)
+    }
+
+    /// The market of bars already loaded: features computed (or read from the cache under
+    /// `cache_key`, the digest of the bars' source) and rows split by `split_frame`.
+    pub fn of_bars(
+        config: &ratchet_config::TrainConfig,
+        loaded: LoadedBars,
+        cache_key: &str,
+        split_frame: impl FnOnce(&FeatureFrame) -> Result<Splits>,
+    ) -> Result<(Self, CacheOutcome)> {
+        let (frame, outcome) = features_of(config, &loaded, cache_key)?;
+        let splits = split_frame(&frame)?;
+        Ok((Self::assemble(loaded, frame, splits)?, outcome))
+    }
+
+    /// A market from bars, their features and the split of their rows.
+    pub fn assemble(loaded: LoadedBars, frame: FeatureFrame, splits: Splits) -> Result<Self> {
+        let bars = &loaded.bars;
+        let rows = frame.rows();
+        let open = (0..rows).map(|i| bars.open[frame.bar_index(i)]).collect();
+        let close = (0..rows).map(|i| bars.close[frame.bar_index(i)]).collect();
+        let data = MarketData::new(frame.values.clone(), frame.width(), open, close)
+            .with_context(|| format!("features of {}", loaded.path.display()))?;
         Ok(Self {
             loaded,
             frame,
@@ -178,6 +202,18 @@ impl Market {
             self.data.close[range].to_vec(),
         )?)
     }
+}
+
+/// The features of `loaded` for `config`, computed or read from the feature cache under
+/// `cache_key` (the digest of the bars' source).
+pub fn features_of(
+    config: &ratchet_config::TrainConfig,
+    loaded: &LoadedBars,
+    cache_key: &str,
+) -> Result<(FeatureFrame, CacheOutcome)> {
+    loaded.check_features(&config.features)?;
+    let cache = FeatureCache::new(feature_cache_dir());
+    Ok(cache.load_or_compute(&loaded.bars, cache_key, &config.features)?)
 }
 
 /// What [`Market::prepare_recorded`] found about a data file against a version's record.

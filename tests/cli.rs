@@ -11,43 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sandbox::Sandbox;
+use sandbox::{Sandbox, assert_same_training_state, tensors};
 use serde_json::{Value, json};
 use support::mlflow_server::{Backend, MlflowServer};
-
-/// Tensor name -> raw little-endian bytes, read straight from a safetensors file.
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    let mut out: Vec<(String, Vec<u8>)> = header
-        .iter()
-        .filter(|(k, _)| k.as_str() != "__metadata__")
-        .map(|(k, v)| {
-            let o = v["data_offsets"].as_array().unwrap();
-            let (a, b) = (
-                o[0].as_u64().unwrap() as usize,
-                o[1].as_u64().unwrap() as usize,
-            );
-            (k.clone(), data[a..b].to_vec())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn assert_same_training_state(a: &Path, b: &Path) {
-    for file in ["model.safetensors", "optimizer.safetensors"] {
-        let (ta, tb) = (tensors(&a.join(file)), tensors(&b.join(file)));
-        assert!(!ta.is_empty(), "{file} holds no tensors");
-        assert_eq!(ta.len(), tb.len(), "{file}: different tensor sets");
-        for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
-            assert_eq!(na, nb);
-            assert!(da == db, "{file}: tensor {na} differs");
-        }
-    }
-}
 
 #[test]
 fn default_train_registers_a_version_and_backtests_it() {

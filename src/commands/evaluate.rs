@@ -196,7 +196,13 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
             date(fold.start),
             date(fold.end - 1)
         );
-        let mut agent = crate::agent::build_over(&config, Some(&market), Some(train_rows.clone()))?;
+        let mut agent = crate::agent::build(
+            &config,
+            Some(crate::agent::TrainingRows {
+                data: market.data.clone(),
+                ranges: vec![train_rows.clone()],
+            }),
+        )?;
         if let Some(d) = version
             .differences(&config, checkpoint::sizes(agent.as_ref()))
             .first()

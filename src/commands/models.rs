@@ -72,6 +72,7 @@ fn list(registry: &Registry, args: ListArgs) -> Result<()> {
         created_before: args.until.as_deref().map(|d| date(d, true)).transpose()?,
         feature_hash: args.feature_hash,
         algorithm: None,
+        symbol: args.symbol,
     };
     let versions = registry.list(&name, &filter)?;
     if args.json {
@@ -235,8 +236,17 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         println!("  features      {}", t.feature_hash);
     }
     println!("  data          {}", t.data.path);
+    if !t.data.symbols.is_empty() {
+        let symbols: Vec<&str> = t.data.symbols.iter().map(|s| s.symbol.as_str()).collect();
+        println!("  symbols       {} ({})", symbols.len(), symbols.join(", "));
+    }
     if !t.data.sha256.is_empty() {
-        println!("  data sha256   {}", t.data.sha256);
+        let label = if t.data.symbols.is_empty() {
+            "data sha256"
+        } else {
+            "universe hash"
+        };
+        println!("  {label:<13} {}", t.data.sha256);
     }
     for (label, range) in [
         ("train", &t.data.train),

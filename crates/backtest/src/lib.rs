@@ -38,6 +38,7 @@ mod frequency;
 mod market_policy;
 mod metrics;
 mod moments;
+mod portfolio;
 mod prices;
 pub mod report;
 mod signal;
@@ -48,6 +49,7 @@ pub use error::BacktestError;
 pub use frequency::{ALL_DAYS, Frequency, WEEKDAY_TRADING_DAYS};
 pub use market_policy::MarketPolicy;
 pub use metrics::{MetricKind, MetricRow, Metrics};
+pub use portfolio::{EqualWeight, PortfolioMetrics, Sleeve};
 pub use prices::PriceSeries;
 pub use report::{
     MonthlyReturn, Report, ReportInput, ReportMetadata, ReportPaths, TimeRange, TradeRecord,

@@ -338,6 +338,11 @@ fn deepest_drawdown(equity: &[f64]) -> Drawdown {
     }
 }
 
+/// The depth of the deepest drawdown of an equity curve, as a positive fraction.
+pub(crate) fn deepest_drawdown_depth(equity: &[f64]) -> f64 {
+    deepest_drawdown(equity).depth
+}
+
 /// `equity[t] / max(equity[..=t]) - 1` for every bar: the underwater curve (0 at a peak).
 pub(crate) fn underwater(equity: &[f64]) -> Vec<f64> {
     let mut peak = f64::MIN;

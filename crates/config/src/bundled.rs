@@ -6,7 +6,7 @@
 use std::path::{Component, Path};
 
 /// `(path relative to the repository, contents)` of each bundled file.
-const BUNDLED: [(&str, &[u8]); 8] = [
+const BUNDLED: [(&str, &[u8]); 10] = [
     (
         "data/STOCKS_GOOGL.csv",
         include_bytes!("../../../data/STOCKS_GOOGL.csv"),
@@ -14,6 +14,14 @@ const BUNDLED: [(&str, &[u8]); 8] = [
     (
         "data/FOREX_EURUSD_1H_ASK.csv",
         include_bytes!("../../../data/FOREX_EURUSD_1H_ASK.csv"),
+    ),
+    (
+        "data/UNIVERSE_DEMO.csv",
+        include_bytes!("../../../data/UNIVERSE_DEMO.csv"),
+    ),
+    (
+        "configs/universe-ppo.toml",
+        include_bytes!("../../../configs/universe-ppo.toml"),
     ),
     (
         "configs/cartpole-dqn.toml",

@@ -160,6 +160,17 @@ impl Default for RunConfig {
 pub struct DataConfig {
     /// CSV or Parquet file of OHLCV bars.
     pub file: PathBuf,
+    /// A universe instead of `file`: CSV or Parquet files (paths or glob patterns, `*`
+    /// `?` `[…]`), each one instrument named by the file, or many in long format with a
+    /// `symbol`/`ticker` column. Left out of the recorded config when empty, so the configs
+    /// (and hashes) of single-instrument runs are unchanged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// A universe's instrument with too few bars in one of the ranges (the window plus one
+    /// bar in training, two decisions in validation and test): skipped with a warning, or
+    /// an error.
+    #[serde(skip_serializing_if = "ShortHistory::is_skip")]
+    pub short_history: ShortHistory,
     /// Timestamp layout (strftime, or `epoch_s`/`epoch_ms`); detected when absent.
     pub timestamp_format: Option<String>,
     /// Use `Adj Close` as the close, scaling open/high/low alike.
@@ -170,7 +181,27 @@ pub struct DataConfig {
     pub split: SplitSpec,
 }
 
+/// `[data] short_history`: what a universe does with an instrument too short for a range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShortHistory {
+    #[default]
+    Skip,
+    Error,
+}
+
+impl ShortHistory {
+    pub fn is_skip(&self) -> bool {
+        *self == ShortHistory::Skip
+    }
+}
+
 impl DataConfig {
+    /// Whether the run trades a universe (`files`) rather than one instrument (`file`).
+    pub fn is_universe(&self) -> bool {
+        !self.files.is_empty()
+    }
+
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions {
             timestamp_format: self.timestamp_format.clone(),
@@ -184,6 +215,8 @@ impl Default for DataConfig {
     fn default() -> Self {
         Self {
             file: PathBuf::from(DEFAULT_DATA),
+            files: Vec::new(),
+            short_history: ShortHistory::Skip,
             timestamp_format: None,
             use_adj_close: false,
             repair: false,
@@ -347,11 +380,15 @@ impl TrainConfig {
             Algo::Ppo => "ppo",
             Algo::Dqn => "dqn",
         };
-        let base = match self.run.env {
-            EnvKind::Cartpole => "cartpole".to_string(),
-            EnvKind::Trading => self
-                .data
-                .file
+        let file = match self.data.files.as_slice() {
+            [] => Some(self.data.file.as_path()),
+            [one] if !one.contains(['*', '?', '[']) => Some(Path::new(one)),
+            _ => None,
+        };
+        let base = match (self.run.env, file) {
+            (EnvKind::Cartpole, _) => "cartpole".to_string(),
+            (EnvKind::Trading, None) => "universe".to_string(),
+            (EnvKind::Trading, Some(file)) => file
                 .file_stem()
                 .map(|s| {
                     s.to_string_lossy()

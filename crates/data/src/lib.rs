@@ -40,7 +40,7 @@ pub use config::{FEATURE_SCHEMA_VERSION, FeatureConfig, FeatureSpec, Normalizati
 pub use error::DataError;
 pub use features::{FeatureFrame, compute_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
-pub use split::{Segment, SplitSpec, Splits, split};
+pub use split::{Segment, SplitSpec, Splits, common_split, split};
 pub use stream::FeatureStream;
 pub use timestamp::{format_date, format_timestamp, parse_date, parse_timestamp};
 pub use universe::{SYMBOL_ALIASES, SymbolBars, Universe, parse_universe_file};

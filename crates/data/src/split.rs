@@ -188,6 +188,35 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
     })
 }
 
+/// The split of a universe as dates every instrument is cut at: `spec` itself when it
+/// gives dates; for fractions, the dates that cut the union of all instruments' timestamps
+/// (`frames`) at those fractions, so that each instrument's train, validation and test
+/// ranges cover the same period whatever its calendar.
+pub fn common_split(frames: &[&FeatureFrame], spec: &SplitSpec) -> Result<SplitSpec, DataError> {
+    let SplitSpec::Fraction { train, validation } = spec else {
+        return Ok(spec.clone());
+    };
+    let mut union: Vec<i64> = frames
+        .iter()
+        .flat_map(|f| f.timestamps.iter().copied())
+        .collect();
+    union.sort_unstable();
+    union.dedup();
+    let n = union.len();
+    let train_end = (n as f64 * train).round() as usize;
+    let validation_end = (n as f64 * (train + validation)).round() as usize;
+    if train_end == 0 || validation_end <= train_end || validation_end >= n {
+        return Err(DataError::Split(format!(
+            "fractions train = {train}, validation = {validation} leave an empty range in the \
+             universe's {n} distinct timestamps"
+        )));
+    }
+    Ok(SplitSpec::Dates {
+        train_end: format_timestamp(union[train_end - 1]),
+        validation_end: format_timestamp(union[validation_end - 1]),
+    })
+}
+
 /// Whether every row is at midnight (daily data): segments then print dates alone.
 fn is_daily(frame: &FeatureFrame) -> bool {
     frame

@@ -60,6 +60,16 @@ impl Universe {
         let mut by_symbol: BTreeMap<String, SymbolBars> = BTreeMap::new();
         for (path, bytes) in files {
             for member in parse_universe_file(&path, bytes, opts)? {
+                // Symbols name metrics (`val/SYMBOL/sharpe`) and tags: keep them plain.
+                let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+                if !member.symbol.chars().all(plain) {
+                    return Err(DataError::Universe(format!(
+                        "symbol {:?} in {} has characters other than letters, digits, '.', '-' \
+                         and '_'; rename it",
+                        member.symbol,
+                        path.display()
+                    )));
+                }
                 if let Some(earlier) = by_symbol.get(&member.symbol) {
                     return Err(DataError::Universe(format!(
                         "symbol {} is in both {} and {}; keep it in one file",

@@ -63,6 +63,11 @@ fn a_symbol_in_two_files_or_without_a_name_is_refused() {
             .to_string(),
         "universe: symbol AAA is in both prices.csv and more.csv; keep it in one file"
     );
+    let odd = "date,symbol,open,high,low,close\n2024-01-05,A/B,1,2,0.5,1.5\n";
+    assert_eq!(
+        parse(&[("odd.csv", odd)]).unwrap_err().to_string(),
+        "universe: symbol \"A/B\" in odd.csv has characters other than letters, digits, '.', '-' and '_'; rename it"
+    );
     let unnamed = "date,symbol,open,high,low,close\n2024-01-05,,1,2,0.5,1.5\n";
     assert_eq!(
         parse(&[("more.csv", unnamed)]).unwrap_err().to_string(),

@@ -34,6 +34,9 @@ pub struct VersionSummary {
     pub source: String,
     /// Artifact path of the checkpoint in the run.
     pub checkpoint: Option<String>,
+    /// A universe version's symbols; empty for one instrument.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
 }
 
 impl VersionSummary {
@@ -62,6 +65,7 @@ impl VersionSummary {
             run_id: view.run_id.map(str::to_string),
             source: view.source.to_string(),
             checkpoint: None,
+            symbols: Vec::new(),
         };
         let mut created_at = None;
         // One pass over the tags: no lookup per field.
@@ -83,6 +87,7 @@ impl VersionSummary {
                 tags::METRICS => summary.metrics = parse_metrics_tag(value).unwrap_or_default(),
                 tags::TRAINING_STEPS => summary.training_steps = value.parse().ok(),
                 tags::CHECKPOINT => summary.checkpoint = Some(value.to_string()),
+                tags::SYMBOLS => summary.symbols = value.split(',').map(str::to_string).collect(),
                 _ => {}
             }
         }
@@ -173,6 +178,8 @@ pub struct VersionFilter {
     /// Matches a feature hash that starts with this (so short prefixes work).
     pub feature_hash: Option<String>,
     pub algorithm: Option<String>,
+    /// Only universe versions that include this symbol.
+    pub symbol: Option<String>,
 }
 
 impl VersionFilter {
@@ -184,6 +191,10 @@ impl VersionFilter {
                 .all(|f| f.accepts(v.metrics.get(&f.metric).copied()))
             && self.created_after.is_none_or(|t| v.created_at >= t)
             && self.created_before.is_none_or(|t| v.created_at <= t)
+            && self
+                .symbol
+                .as_ref()
+                .is_none_or(|s| v.symbols.iter().any(|have| have == s))
             && self.feature_hash.as_ref().is_none_or(|h| {
                 v.feature_hash
                     .as_ref()

@@ -81,11 +81,27 @@ pub struct DateRange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DataSource {
     pub path: String,
-    /// sha256 of the data file, lowercase hex.
+    /// sha256 of the data file, lowercase hex (a universe's: its universe hash).
     pub sha256: String,
     pub train: Option<DateRange>,
     pub validation: Option<DateRange>,
     pub test: Option<DateRange>,
+    /// The instruments of a universe, each with its file and ranges; absent for one
+    /// instrument (and in versions from before universes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<SymbolSource>,
+}
+
+/// One instrument of a universe a version was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolSource {
+    pub symbol: String,
+    pub path: String,
+    /// sha256 of its file (shared by the symbols of a long-format file).
+    pub sha256: String,
+    pub train: DateRange,
+    pub validation: DateRange,
+    pub test: DateRange,
 }
 
 /// The version a continue-training started from.

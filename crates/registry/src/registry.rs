@@ -451,6 +451,10 @@ fn version_tags(m: &ModelVersion, artifact_path: &str) -> Vec<(String, String)> 
     if let Some(parent) = &t.parent {
         out.push((tags::PARENT, parent.uri()));
     }
+    if !t.data.symbols.is_empty() {
+        let symbols: Vec<&str> = t.data.symbols.iter().map(|s| s.symbol.as_str()).collect();
+        out.push((tags::SYMBOLS, symbols.join(",")));
+    }
     out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 

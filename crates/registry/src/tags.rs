@@ -18,6 +18,8 @@ pub const PARENT: &str = "ratchet.parent";
 /// JSON object of metric name → value.
 pub const METRICS: &str = "ratchet.metrics";
 pub const TRAINING_STEPS: &str = "ratchet.training_steps";
+/// The symbols of a universe version, sorted, comma-separated (absent for one instrument).
+pub const SYMBOLS: &str = "ratchet.symbols";
 pub const OBSERVATION_SHAPE: &str = "ratchet.observation_shape";
 pub const ACTION_COUNT: &str = "ratchet.action_count";
 /// Artifact path of the checkpoint inside the run.
@@ -41,8 +43,15 @@ pub fn test_looks_of(stored: &StoredVersion) -> u64 {
 #[derive(Serialize, Deserialize)]
 struct MetricsTag(#[serde(with = "crate::model_version::metric_map")] BTreeMap<String, f64>);
 
+/// The version's headline metrics for listings: a universe's per-symbol figures
+/// (`SYMBOL/sharpe`) stay in its metadata, or the tag would grow with the universe.
 pub(crate) fn metrics_tag(metrics: &BTreeMap<String, f64>) -> String {
-    serde_json::to_string(&MetricsTag(metrics.clone())).expect("metrics serialise")
+    let headline = metrics
+        .iter()
+        .filter(|(key, _)| !key.contains('/'))
+        .map(|(key, value)| (key.clone(), *value))
+        .collect();
+    serde_json::to_string(&MetricsTag(headline)).expect("metrics serialise")
 }
 
 pub(crate) fn parse_metrics_tag(text: &str) -> Option<BTreeMap<String, f64>> {

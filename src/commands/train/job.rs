@@ -16,15 +16,15 @@ use super::open_run::{Interrupted, OpenRun};
 use super::*;
 use crate::checkpoint::{self, Best, LoadedVersion};
 use crate::judge;
-use crate::market::Market;
 use crate::progress::Progress;
+use crate::universe::TrainingData;
 
 /// One training run from start to registration.
 pub(super) struct Job {
     pub(super) store: Arc<dyn TrackingStore>,
     pub(super) registry: Registry,
     pub(super) config: TrainConfig,
-    pub(super) market: Option<Market>,
+    pub(super) market: Option<TrainingData>,
     pub(super) agent: Box<dyn Agent>,
     pub(super) parent: Option<ParentRef>,
     /// Set when resuming an existing run.
@@ -47,7 +47,7 @@ impl Job {
         // The observation window is a property of the features; the environment follows it.
         config.trading.window = config.features.window;
         let market = match config.run.env {
-            EnvKind::Trading => Some(Market::prepare(&config)?),
+            EnvKind::Trading => Some(TrainingData::prepare(&config)?),
             EnvKind::Cartpole => None,
         };
         if config.run.device == Device::Wgpu {
@@ -60,7 +60,7 @@ impl Job {
                  take --arithmetic exact)"
             );
         }
-        let agent = crate::agent::build(&config, market.as_ref())?;
+        let agent = crate::agent::build(&config, market.as_ref().map(TrainingData::training_rows))?;
         Ok(Self {
             registry: Registry::new(store.clone()),
             store,
@@ -95,7 +95,9 @@ impl Job {
             match (&self.market, recorded) {
                 // The saved environments stand at bars of the version's training range that
                 // this data's (shorter) training range does not reach.
-                (Some(market), Some(recorded)) if market.splits.train.last_date < recorded.end => {
+                (Some(TrainingData::Instrument(market)), Some(recorded))
+                    if market.splits.train.last_date < recorded.end =>
+                {
                     anyhow!(
                         "{} cannot continue on {}: its training range ends at {}, before the end \
                          of the version's ({} .. {}), so the saved environments stand at bars \
@@ -389,7 +391,11 @@ impl Job {
                 "ratchet.feature_hash".to_string(),
                 self.config.features.hash(),
             ));
-            tags.push(("ratchet.data_sha256".to_string(), m.loaded.sha256.clone()));
+            let data_sha256 = match m {
+                TrainingData::Instrument(market) => market.loaded.sha256.clone(),
+                TrainingData::Universe(universe) => universe.hash.clone(),
+            };
+            tags.push(("ratchet.data_sha256".to_string(), data_sha256));
         }
         let run_name = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
         let run = self

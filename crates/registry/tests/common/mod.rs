@@ -149,6 +149,7 @@ pub fn sample_record(feature_hash: &str, sharpe: f64, parent: Option<ParentRef>)
                 end: "2024-12-31".into(),
                 bars_sha256: None,
             }),
+            symbols: Vec::new(),
         },
         algorithm: "dqn".into(),
         hyperparameters: serde_json::json!({ "learning_rate": 0.0003, "gamma": 0.99, "batch_size": 64 }),

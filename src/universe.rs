@@ -1,0 +1,207 @@
+//! The market data of a universe: each instrument loaded, validated and featurised on its
+//! own (no statistic of one symbol reads another's bars), split at dates common to all, and
+//! laid end to end in one [`MarketData`] for training.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use ratchet_config::{ShortHistory, TrainConfig};
+use ratchet_data::{SplitSpec, Universe as Bars, common_split, split};
+use ratchet_env::MarketData;
+
+use crate::agent::TrainingRows;
+use crate::market::{Market, features_of};
+
+/// One instrument of a universe.
+pub struct Member {
+    pub symbol: String,
+    pub market: Market,
+    /// Its first row in [`Universe::data`].
+    pub offset: usize,
+}
+
+/// A universe's instruments, sorted by symbol, and their rows end to end.
+pub struct Universe {
+    pub members: Vec<Member>,
+    pub data: Arc<MarketData>,
+    /// [`ratchet_data::Universe::hash`] of every instrument loaded (skipped ones included:
+    /// it names the data, not the choice made from it).
+    pub hash: String,
+    /// The files, glob patterns expanded.
+    pub files: Vec<PathBuf>,
+}
+
+/// The market data of a run: one instrument (`[data] file`) or a universe (`[data] files`).
+pub enum TrainingData {
+    Instrument(Market),
+    Universe(Universe),
+}
+
+impl TrainingData {
+    pub fn prepare(config: &TrainConfig) -> Result<Self> {
+        Ok(if config.data.is_universe() {
+            TrainingData::Universe(Universe::prepare(config)?)
+        } else {
+            TrainingData::Instrument(Market::prepare(config)?)
+        })
+    }
+
+    /// The rows training environments run on: the training range of each instrument.
+    pub fn training_rows(&self) -> TrainingRows {
+        match self {
+            TrainingData::Instrument(market) => TrainingRows {
+                data: market.data.clone(),
+                ranges: vec![market.splits.train.range()],
+            },
+            TrainingData::Universe(universe) => TrainingRows {
+                data: universe.data.clone(),
+                ranges: universe
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let train = m.market.splits.train.range();
+                        m.offset + train.start..m.offset + train.end
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// `[data] files` with glob patterns expanded (a pattern must match at least one file; a
+/// plain path is kept as given, so that a built-in data file is found from any directory).
+fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        if !pattern.contains(['*', '?', '[']) {
+            files.push(PathBuf::from(pattern));
+            continue;
+        }
+        let matched = glob::glob(pattern)
+            .with_context(|| format!("data.files: {pattern:?} is not a valid glob pattern"))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("data.files: reading the files of {pattern:?}"))?;
+        if matched.is_empty() {
+            bail!("data.files: {pattern:?} matches no file");
+        }
+        files.extend(matched);
+    }
+    Ok(files)
+}
+
+impl Universe {
+    /// Loads every file of `[data] files`, computes each instrument's features (cached by
+    /// the digest of its own bars), and splits them at the same dates: the config's dates,
+    /// or those that cut the union of all instruments' timestamps at its fractions.
+    pub fn prepare(config: &TrainConfig) -> Result<Self> {
+        let files = expand(&config.data.files)?;
+        let contents = files
+            .iter()
+            .map(|path| {
+                let bytes = match ratchet_config::bundled::file(path) {
+                    Some(bytes) => bytes.to_vec(),
+                    None => std::fs::read(path)
+                        .with_context(|| format!("reading data file {}", path.display()))?,
+                };
+                Ok((path.clone(), bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bars = Bars::parse(contents, &config.data.load_options())?;
+        let hash = bars.hash();
+        let symbols = bars.members.len();
+        // Features first (each instrument's own), then the split common to all of them.
+        let mut featured = Vec::with_capacity(symbols);
+        for member in bars.members {
+            let key = member.loaded.bars.digest(0..member.loaded.bars.len());
+            let (frame, _) = features_of(config, &member.loaded, &key)
+                .with_context(|| format!("symbol {}", member.symbol))?;
+            featured.push((member.symbol, member.loaded, frame));
+        }
+        let frames: Vec<_> = featured.iter().map(|(_, _, frame)| frame).collect();
+        let dates = common_split(&frames, &config.data.split)?;
+        let window = config.features.window;
+        let mut members = Vec::with_capacity(symbols);
+        let mut skipped = Vec::new();
+        let mut offset = 0;
+        for (symbol, loaded, frame) in featured {
+            let fits = split(&frame, &dates)
+                .map_err(|e| e.to_string())
+                .and_then(|splits| {
+                    let short = [
+                        ("training", splits.train.len(), window + 1),
+                        ("validation", splits.validation.len(), 2),
+                        ("test", splits.test.len(), 2),
+                    ]
+                    .into_iter()
+                    .find(|(_, bars, needed)| bars < needed);
+                    match short {
+                        Some((name, bars, needed)) => Err(format!(
+                            "{bars} bars in the {name} range, fewer than the {needed} it needs"
+                        )),
+                        None => Ok(splits),
+                    }
+                });
+            match fits {
+                Ok(splits) => {
+                    let market = Market::assemble(loaded, frame, splits)
+                        .with_context(|| format!("symbol {symbol}"))?;
+                    let rows = market.data.rows();
+                    members.push(Member {
+                        symbol,
+                        market,
+                        offset,
+                    });
+                    offset += rows;
+                }
+                Err(why) => match config.data.short_history {
+                    ShortHistory::Skip => skipped.push((symbol, why)),
+                    ShortHistory::Error => bail!(
+                        "symbol {symbol}: {why}; give it more history, or set [data] \
+                         short_history = \"skip\" to leave it out"
+                    ),
+                },
+            }
+        }
+        if members.is_empty() {
+            bail!("no instrument of the universe has enough history for the split: {skipped:?}");
+        }
+        let data = concatenate(members.iter().map(|m| m.market.data.as_ref()))?;
+        let (train_end, validation_end) = match &dates {
+            SplitSpec::Dates {
+                train_end,
+                validation_end,
+            } => (train_end.as_str(), validation_end.as_str()),
+            SplitSpec::Fraction { .. } => ("?", "?"),
+        };
+        let symbols: Vec<&str> = members.iter().map(|m| m.symbol.as_str()).collect();
+        eprintln!(
+            "universe {}: {} symbols ({}); features {}; every symbol split at train .. {train_end}, validation .. {validation_end}, test after",
+            config.data.files.join(", "),
+            symbols.len(),
+            symbols.join(", "),
+            config.features.short_hash(),
+        );
+        for (symbol, why) in &skipped {
+            eprintln!("warning: universe: {symbol} left out: {why}");
+        }
+        Ok(Universe {
+            members,
+            data: Arc::new(data),
+            hash,
+            files,
+        })
+    }
+}
+
+/// The rows of several instruments' data, one after the other.
+fn concatenate<'a>(parts: impl Iterator<Item = &'a MarketData> + Clone) -> Result<MarketData> {
+    let width = parts.clone().next().map_or(0, |d| d.width);
+    let (mut features, mut open, mut close) = (Vec::new(), Vec::new(), Vec::new());
+    for part in parts {
+        features.extend_from_slice(&part.features);
+        open.extend_from_slice(&part.open);
+        close.extend_from_slice(&part.close);
+    }
+    Ok(MarketData::new(features, width, open, close)?)
+}

@@ -1,0 +1,207 @@
+//! A universe end to end: one policy trained over several instruments, bit for bit
+//! reproducible and continuable, judged per symbol and as an equal-weight portfolio.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
+mod sandbox;
+
+use sandbox::{Sandbox, assert_same_training_state};
+use serde_json::Value;
+
+/// Writes a universe config over `files` into the sandbox and returns its path.
+fn config(sb: &Sandbox, name: &str, files: &[String], extra: &str) -> String {
+    let files: Vec<String> = files.iter().map(|f| format!("{f:?}")).collect();
+    let text = format!(
+        "[run]\nn_envs = 1\nseed = 3\n\n[data]\nfiles = [{}]\n{extra}\n",
+        files.join(", ")
+    );
+    let path = sb.path(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The bundled GOOGL bars under another file name (so another symbol), optionally cut to
+/// its first `rows` bars.
+fn googl_as(sb: &Sandbox, symbol: &str, rows: Option<usize>) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/STOCKS_GOOGL.csv"
+    ))
+    .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let keep = rows.map_or(lines.len(), |r| r + 1);
+    let path = sb.path(&format!("{symbol}.csv"));
+    std::fs::write(&path, lines[..keep].join("\n") + "\n").unwrap();
+    path.display().to_string()
+}
+
+fn metric(shown: &Value, key: &str) -> f64 {
+    shown["metrics"][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no metric {key} in {}", shown["metrics"]))
+}
+
+/// The bundled demo universe (four instruments, one long-format file): the same seed gives
+/// the same weights, and training N steps, registering and continuing N more equals
+/// training 2N at once.
+#[test]
+fn a_universe_trains_and_continues_bit_for_bit() {
+    let sb = Sandbox::new();
+    let config = config(
+        &sb,
+        "universe.toml",
+        &["data/UNIVERSE_DEMO.csv".to_string()],
+        "",
+    );
+    let train = |steps: &str, name: &str| {
+        sb.json(&[
+            "train",
+            "--config",
+            &config,
+            "--steps",
+            steps,
+            "--model-name",
+            name,
+            "--json",
+        ])
+    };
+    train("3000", "half");
+    sb.json(&[
+        "train",
+        "--from",
+        "models:/half/1",
+        "--steps",
+        "3000",
+        "--json",
+    ]);
+    train("6000", "whole");
+    train("6000", "again");
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/half/2"),
+        &sb.checkpoint_dir("models:/whole/1"),
+    );
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/whole/1"),
+        &sb.checkpoint_dir("models:/again/1"),
+    );
+    let shown = sb.json(&["models", "show", "models:/whole/1", "--json"]);
+    let symbols: Vec<&str> = shown["data"]["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(symbols, ["AAA", "BBB", "CCC", "XYZ"]);
+    // CCC lists in mid-2019: its training range starts once its features have warmed up,
+    // half a year after AAA's.
+    assert_eq!(shown["data"]["symbols"][2]["train"]["start"], "2020-01-01");
+    assert_eq!(shown["data"]["symbols"][0]["train"]["start"], "2018-07-04");
+}
+
+/// Three instruments with the same bars: each one's validation figures are the same, and
+/// the pooled portfolio (the mean of identical returns) has them too; its returns are the
+/// uploaded `val/returns.json`, whose compounding is the pooled total return.
+#[test]
+fn per_symbol_and_pooled_metrics_agree_with_a_hand_check() {
+    let sb = Sandbox::new();
+    let files: Vec<String> = ["AAA", "BBB", "CCC"]
+        .iter()
+        .map(|s| googl_as(&sb, s, None))
+        .collect();
+    let config = config(&sb, "same.toml", &files, "");
+    let trained = sb.json(&[
+        "train",
+        "--config",
+        &config,
+        "--steps",
+        "3000",
+        "--model-name",
+        "same",
+        "--json",
+    ]);
+    let shown = sb.json(&["models", "show", "models:/same/1", "--json"]);
+    assert_eq!(metric(&shown, "symbols"), 3.0);
+    for key in ["sharpe", "total_return", "max_drawdown"] {
+        let each: Vec<f64> = ["AAA", "BBB", "CCC"]
+            .iter()
+            .map(|s| metric(&shown, &format!("{s}/{key}")))
+            .collect();
+        assert_eq!(each[0], each[1], "{key}");
+        assert_eq!(each[0], each[2], "{key}");
+        let pooled = metric(&shown, key);
+        assert!(
+            (pooled - each[0]).abs() < 1e-9,
+            "{key}: pooled {pooled}, each {each:?}"
+        );
+    }
+    assert_eq!(metric(&shown, "trades"), 3.0 * metric(&shown, "AAA/trades"));
+
+    let run_id = trained["run_id"].as_str().unwrap();
+    let artifacts = walk_for(&sb.store(), run_id, "returns.json");
+    let returns: Vec<f64> = serde_json::from_slice(&std::fs::read(artifacts).unwrap()).unwrap();
+    let compounded = returns.iter().fold(1.0, |e, r| e * (1.0 + r)) - 1.0;
+    assert_eq!(compounded, metric(&shown, "total_return"));
+
+    // Found by symbol, not by another.
+    let found = sb.json(&["models", "list", "same", "--symbol", "BBB", "--json"]);
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let none = sb.json(&["models", "list", "same", "--symbol", "ZZZ", "--json"]);
+    assert_eq!(none.as_array().unwrap().len(), 0);
+}
+
+/// The file `name` under the run's artifacts in a local store.
+fn walk_for(store: &std::path::Path, run_id: &str, name: &str) -> std::path::PathBuf {
+    let mut stack = vec![store.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == name)
+                && path.to_string_lossy().contains(run_id)
+            {
+                return path;
+            }
+        }
+    }
+    panic!("no {name} of run {run_id} under {}", store.display());
+}
+
+/// An instrument too short for the split is left out with a warning, or is an error naming
+/// it; and commands that judge one instrument say that a universe is not one.
+#[test]
+fn short_histories_and_single_instrument_commands_are_explained() {
+    let sb = Sandbox::new();
+    let files = vec![
+        googl_as(&sb, "LONG", None),
+        googl_as(&sb, "SHORT", Some(150)),
+    ];
+    let skip = config(&sb, "skip.toml", &files, "");
+    let out = sb.run(&[
+        "train",
+        "--config",
+        &skip,
+        "--steps",
+        "2048",
+        "--model-name",
+        "u",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: universe: SHORT left out: "),
+        "{stderr}"
+    );
+    let shown = sb.json(&["models", "show", "models:/u/1", "--json"]);
+    assert_eq!(shown["data"]["symbols"].as_array().unwrap().len(), 1);
+
+    let strict = config(&sb, "strict.toml", &files, "short_history = \"error\"");
+    sb.fails(
+        &["train", "--config", &strict, "--steps", "2048"],
+        "symbol SHORT: ",
+    );
+    sb.fails(
+        &["backtest", "models:/u/1"],
+        "this is a universe of [data] files",
+    );
+}
