@@ -128,9 +128,8 @@ impl Market {
     ) -> Result<Self> {
         if config.data.is_universe() {
             anyhow::bail!(
-                "this is a universe of [data] files {:?}: `ratchet train` trains on it, but this \
-                 command judges one instrument only so far; judge a universe version by its \
-                 val/* metrics (`ratchet models show`)",
+                "this is a universe of [data] files {:?}: `ratchet train` and `ratchet backtest` \
+                 take it, but this command works on one instrument only so far",
                 config.data.files
             );
         }

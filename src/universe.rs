@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ratchet_config::{ShortHistory, TrainConfig};
-use ratchet_data::{SplitSpec, Universe as Bars, common_split, split};
+use ratchet_data::{SplitSpec, Splits, Universe as Bars, common_split, split};
 use ratchet_env::MarketData;
+use ratchet_registry::{DataSource, DateRange};
 
 use crate::agent::TrainingRows;
 use crate::market::{Market, features_of};
@@ -90,24 +91,30 @@ fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The files of `[data] files` (globs expanded) and every instrument in them.
+fn load(config: &TrainConfig) -> Result<(Vec<PathBuf>, Bars)> {
+    let files = expand(&config.data.files)?;
+    let contents = files
+        .iter()
+        .map(|path| {
+            let bytes = match ratchet_config::bundled::file(path) {
+                Some(bytes) => bytes.to_vec(),
+                None => std::fs::read(path)
+                    .with_context(|| format!("reading data file {}", path.display()))?,
+            };
+            Ok((path.clone(), bytes))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bars = Bars::parse(contents, &config.data.load_options())?;
+    Ok((files, bars))
+}
+
 impl Universe {
     /// Loads every file of `[data] files`, computes each instrument's features (cached by
     /// the digest of its own bars), and splits them at the same dates: the config's dates,
     /// or those that cut the union of all instruments' timestamps at its fractions.
     pub fn prepare(config: &TrainConfig) -> Result<Self> {
-        let files = expand(&config.data.files)?;
-        let contents = files
-            .iter()
-            .map(|path| {
-                let bytes = match ratchet_config::bundled::file(path) {
-                    Some(bytes) => bytes.to_vec(),
-                    None => std::fs::read(path)
-                        .with_context(|| format!("reading data file {}", path.display()))?,
-                };
-                Ok((path.clone(), bytes))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bars = Bars::parse(contents, &config.data.load_options())?;
+        let (files, bars) = load(config)?;
         let hash = bars.hash();
         let symbols = bars.members.len();
         // Features first (each instrument's own), then the split common to all of them.
@@ -185,6 +192,83 @@ impl Universe {
         for (symbol, why) in &skipped {
             eprintln!("warning: universe: {symbol} left out: {why}");
         }
+        Ok(Universe {
+            members,
+            data: Arc::new(data),
+            hash,
+            files,
+        })
+    }
+}
+
+impl Universe {
+    /// The instruments a version recorded, each split at its own recorded dates (never
+    /// re-split); an error names a symbol that is gone, or whose validation or test bars
+    /// differ from those the version saw.
+    pub fn prepare_recorded(
+        config: &TrainConfig,
+        recorded: &DataSource,
+        version: &str,
+    ) -> Result<Self> {
+        let (files, bars) = load(config)?;
+        let hash = bars.hash();
+        let mut loaded: std::collections::BTreeMap<String, _> = bars
+            .members
+            .into_iter()
+            .map(|m| (m.symbol, m.loaded))
+            .collect();
+        let mut members = Vec::with_capacity(recorded.symbols.len());
+        let mut offset = 0;
+        for source in &recorded.symbols {
+            let symbol = &source.symbol;
+            let bars = loaded.remove(symbol).with_context(|| {
+                format!(
+                    "{version} was trained on symbol {symbol}, which [data] files no longer hold"
+                )
+            })?;
+            let key = bars.bars.digest(0..bars.bars.len());
+            let (frame, _) =
+                features_of(config, &bars, &key).with_context(|| format!("symbol {symbol}"))?;
+            let range = |r: &DateRange| (r.start.clone(), r.end.clone());
+            let (train, validation, test) = (
+                range(&source.train),
+                range(&source.validation),
+                range(&source.test),
+            );
+            let splits = Splits::at_dates(
+                &frame,
+                (&train.0, &train.1),
+                (&validation.0, &validation.1),
+                (&test.0, &test.1),
+            )
+            .with_context(|| format!("finding the ranges of {version} for symbol {symbol}"))?;
+            let market = Market::assemble(bars, frame, splits)?;
+            for (name, range, segment) in [
+                ("validation", &source.validation, &market.splits.validation),
+                ("test", &source.test, &market.splits.test),
+            ] {
+                if range
+                    .bars_sha256
+                    .as_deref()
+                    .is_some_and(|d| d != market.digest(segment))
+                {
+                    bail!(
+                        "symbol {symbol}: the bars of its {name} range {} .. {} differ from those \
+                         {version} saw; judge the version on the data it recorded",
+                        range.start,
+                        range.end
+                    );
+                }
+            }
+            let rows = market.data.rows();
+            members.push(Member {
+                symbol: symbol.clone(),
+                market,
+                offset,
+            });
+            offset += rows;
+        }
+        let data = concatenate(members.iter().map(|m| m.market.data.as_ref()))?;
         Ok(Universe {
             members,
             data: Arc::new(data),

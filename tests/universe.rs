@@ -167,6 +167,79 @@ fn walk_for(store: &std::path::Path, run_id: &str, name: &str) -> std::path::Pat
     panic!("no {name} of run {run_id} under {}", store.display());
 }
 
+/// A universe version's backtest: every symbol on its own test range, one report with the
+/// per-symbol table and the portfolio, the figures logged per symbol and pooled, and one
+/// counted test look per backtest.
+#[test]
+fn a_universe_backtest_writes_one_report_and_counts_one_look() {
+    let sb = Sandbox::new();
+    let config = config(
+        &sb,
+        "universe.toml",
+        &["data/UNIVERSE_DEMO.csv".to_string()],
+        "",
+    );
+    sb.json(&[
+        "train",
+        "--config",
+        &config,
+        "--steps",
+        "2048",
+        "--model-name",
+        "u",
+        "--json",
+    ]);
+    let out = sb.path("report");
+    let out = out.to_str().unwrap();
+    let first = sb.json(&["backtest", "models:/u/1", "--out", out, "--json"]);
+    assert_eq!(first["test_looks"], 1);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(sb.path("report/report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema"], "ratchet.backtest.universe-report/1");
+    let symbols: Vec<&str> = report["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(symbols, ["AAA", "BBB", "CCC", "XYZ"]);
+    // Each symbol's test range starts where the version recorded it.
+    let shown = sb.json(&["models", "show", "models:/u/1", "--json"]);
+    for (row, source) in report["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(shown["data"]["symbols"].as_array().unwrap())
+    {
+        let test_start = source["test"]["start"].as_str().unwrap();
+        assert!(
+            row["first"].as_str().unwrap().starts_with(test_start),
+            "{row} {source}"
+        );
+        let symbol = row["symbol"].as_str().unwrap();
+        assert_eq!(
+            first["metrics"][format!("{symbol}/total_return")],
+            row["total_return"]
+        );
+    }
+    assert_eq!(
+        first["metrics"]["total_return"],
+        report["portfolio"]["total_return"]
+    );
+    assert_eq!(first["metrics"]["symbols"], 4.0);
+    let html = std::fs::read_to_string(sb.path("report/report.html")).unwrap();
+    for id in [
+        "chart-equity",
+        "chart-drawdown",
+        "symbols",
+        "chart-positions",
+    ] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "no section {id}");
+    }
+    let second = sb.json(&["backtest", "models:/u/1", "--out", out, "--json"]);
+    assert_eq!(second["test_looks"], 2);
+}
+
 /// An instrument too short for the split is left out with a warning, or is an error naming
 /// it; and commands that judge one instrument say that a universe is not one.
 #[test]
@@ -201,7 +274,7 @@ fn short_histories_and_single_instrument_commands_are_explained() {
         "symbol SHORT: ",
     );
     sb.fails(
-        &["backtest", "models:/u/1"],
+        &["evaluate", "models:/u/1"],
         "this is a universe of [data] files",
     );
 }

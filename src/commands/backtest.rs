@@ -16,6 +16,8 @@ use crate::cli::BacktestArgs;
 use crate::judge::{headline, policy_backtest};
 use crate::market::Market;
 
+mod universe;
+
 #[derive(Serialize)]
 pub struct BacktestOutput {
     pub model_uri: String,
@@ -59,6 +61,9 @@ pub fn backtest(
         );
     }
     let mut config = version.config.clone();
+    if config.data.is_universe() {
+        return universe::backtest(registry, args, &version, &weights, config);
+    }
     if let Some(d) = &args.data {
         config.data.file = d.clone();
     }

@@ -118,7 +118,7 @@ fn bar_time(ts: &[i64], i: usize) -> String {
     format::time(crate::prices::to_datetime(ts[i]))
 }
 
-fn equity_chart(ts: &[i64], strategy: &[f64], hold: &[f64]) -> Markup {
+pub(super) fn equity_chart(ts: &[i64], strategy: &[f64], hold: &[f64]) -> Markup {
     let (lo, hi) = min_max([strategy, hold]);
     let panel = Panel::new(960.0, 320.0, ts[0], ts[ts.len() - 1], lo, hi);
     let content = html! {
@@ -141,7 +141,7 @@ fn equity_chart(ts: &[i64], strategy: &[f64], hold: &[f64]) -> Markup {
     )
 }
 
-fn drawdown_chart(ts: &[i64], strategy: &[f64], hold: &[f64]) -> Markup {
+pub(super) fn drawdown_chart(ts: &[i64], strategy: &[f64], hold: &[f64]) -> Markup {
     let (lo, _) = min_max([strategy, hold]);
     let panel = Panel::new(960.0, 240.0, ts[0], ts[ts.len() - 1], lo, 0.0);
     let line = panel.line(ts, strategy, &downsample(strategy));
@@ -179,7 +179,7 @@ fn lo_of(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(0.0, f64::min)
 }
 
-fn position_chart(ts: &[i64], positions: &[f64]) -> Markup {
+pub(super) fn position_chart(ts: &[i64], positions: &[f64]) -> Markup {
     let long: Vec<f64> = positions.iter().map(|&p| p.max(0.0)).collect();
     let short: Vec<f64> = positions.iter().map(|&p| p.min(0.0)).collect();
     let (lo, hi) = min_max([positions]);

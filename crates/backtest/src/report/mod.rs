@@ -7,9 +7,13 @@ mod format;
 mod html;
 mod markdown;
 mod page;
+mod universe;
 
 pub use chart::{Axis, Coord, decimals};
 pub use page::{Page, legend, section};
+pub use universe::{
+    SymbolRow, SymbolRun, UNIVERSE_REPORT_SCHEMA, UniverseReport, pooled, write_universe_reports,
+};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -222,16 +226,26 @@ pub fn write_reports(dir: &Path, input: &ReportInput) -> Result<ReportPaths, Bac
     let json = serde_json::to_string_pretty(&report).expect("a report always serialises to JSON");
     let markdown = markdown::render(&report);
     let html = html::render(&report, input);
+    let mut paths = write_files(
+        dir,
+        [
+            ("report.json", json),
+            ("report.md", markdown),
+            ("report.html", html),
+        ],
+    )?;
+    paths.leakage = report.leakage;
+    Ok(paths)
+}
 
+/// Writes the three report files into `dir` (created if missing): each to a temporary name,
+/// renamed into place once all three are complete, so a reader never sees a partial report;
+/// on error the temporaries are removed.
+fn write_files(dir: &Path, files: [(&str, String); 3]) -> Result<ReportPaths, BacktestError> {
     fs::create_dir_all(dir).map_err(|error| BacktestError::Write {
         path: dir.to_path_buf(),
         error,
     })?;
-    let files = [
-        ("report.json", json),
-        ("report.md", markdown),
-        ("report.html", html),
-    ];
     let mut staged = Vec::new();
     let result = files.iter().try_for_each(|(name, text)| {
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -255,7 +269,7 @@ pub fn write_reports(dir: &Path, input: &ReportInput) -> Result<ReportPaths, Bac
         json: dir.join("report.json"),
         markdown: dir.join("report.md"),
         html: dir.join("report.html"),
-        leakage: report.leakage,
+        leakage: None,
     })
 }
 

@@ -1,0 +1,222 @@
+//! `ratchet backtest` of a universe version: every symbol on its own range (its test range,
+//! or the dates given), one report for all of them with their equal-weight portfolio.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use ratchet_backtest::ReportMetadata;
+use ratchet_backtest::report::{SymbolRun, write_universe_reports};
+use ratchet_config::TrainConfig;
+use ratchet_mlflow::Metric;
+use ratchet_registry::{NamedTensor, Registry};
+
+use super::{BacktestOutput, parse_date};
+use crate::checkpoint::{self, LoadedVersion};
+use crate::cli::BacktestArgs;
+use crate::judge::{headline, policy_backtest};
+use crate::universe::Universe;
+
+pub fn backtest(
+    registry: &Registry,
+    args: &BacktestArgs,
+    version: &LoadedVersion,
+    weights: &[NamedTensor],
+    mut config: TrainConfig,
+) -> Result<(BacktestOutput, Vec<String>)> {
+    if args.data.is_some() {
+        bail!(
+            "{} is a universe version: its data are the [data] files it recorded ({}); --data \
+             names one instrument",
+            version.uri,
+            config.data.files.join(", ")
+        );
+    }
+    let universe =
+        Universe::prepare_recorded(&config, &version.metadata.training.data, &version.uri)?;
+    config.trading.window = config.features.window;
+    let bound =
+        |d: &Option<String>, end: bool| d.as_deref().map(|d| parse_date(d, end)).transpose();
+    let (from, to) = (bound(&args.from, false)?, bound(&args.to, true)?);
+    let mut runs = Vec::with_capacity(universe.members.len());
+    for member in &universe.members {
+        let market = &member.market;
+        let range = match (from, to) {
+            (None, None) => market.splits.test.range(),
+            (from, to) => {
+                let ts = &market.frame.timestamps;
+                let start = from.map_or(0, |f| ts.partition_point(|&t| t < f));
+                let end = to.map_or(ts.len(), |l| ts.partition_point(|&t| t <= l));
+                if end <= start + 1 {
+                    continue; // No decision to take in this symbol's bars between the dates.
+                }
+                start..end
+            }
+        };
+        let policy = config
+            .trading_policy(weights)
+            .with_context(|| format!("loading the weights of {}", version.uri))?;
+        let (prices, backtest) = policy_backtest(market, &config.trading, policy, range)
+            .with_context(|| format!("symbol {}", member.symbol))?;
+        runs.push((member.symbol.clone(), prices, backtest));
+    }
+    if runs.is_empty() {
+        bail!(
+            "no symbol of {} has 2 bars between the dates given",
+            version.uri
+        );
+    }
+    let symbol_runs: Vec<SymbolRun> = runs
+        .iter()
+        .map(|(symbol, prices, backtest)| SymbolRun {
+            symbol,
+            prices,
+            backtest,
+        })
+        .collect();
+    let metadata = ReportMetadata {
+        title: format!("Backtest of {}", version.uri),
+        model_name: Some(version.name.clone()),
+        model_version: Some(version.version.to_string()),
+        model_uri: Some(version.uri.clone()),
+        feature_hash: Some(config.features.hash()),
+        data_file: Some(config.data.files.join(", ")),
+        extra: BTreeMap::from([
+            (
+                "algorithm".to_string(),
+                version.metadata.training.algorithm.clone(),
+            ),
+            ("run_id".to_string(), version.run_id.clone()),
+            ("symbols".to_string(), runs.len().to_string()),
+        ]),
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("reports").join(format!("{}-v{}", version.name, version.version))
+    });
+    let (report, paths) = write_universe_reports(&out, &symbol_runs, &metadata)
+        .with_context(|| format!("writing reports to {}", out.display()))?;
+
+    // The portfolio's figures unprefixed, each symbol's under its name.
+    let p = &report.portfolio;
+    let mut metrics = BTreeMap::from([
+        ("total_return".to_string(), p.total_return),
+        ("max_drawdown".to_string(), p.max_drawdown),
+        (
+            "buy_and_hold_total_return".to_string(),
+            report.buy_and_hold.total_return,
+        ),
+        ("symbols".to_string(), runs.len() as f64),
+    ]);
+    for (key, value) in [
+        ("sharpe", p.sharpe),
+        ("buy_and_hold_sharpe", report.buy_and_hold.sharpe),
+    ] {
+        if let Some(value) = value {
+            metrics.insert(key.to_string(), value);
+        }
+    }
+    for (symbol, _, backtest) in &runs {
+        for (key, value) in headline(backtest) {
+            metrics.insert(format!("{symbol}/{key}"), value);
+        }
+    }
+    let whole_test_split = from.is_none() && to.is_none();
+    let prefixes: &[&str] = if whole_test_split {
+        &["backtest", "test"]
+    } else {
+        &["backtest"]
+    };
+    let now = ratchet_mlflow::now_ms();
+    let logged: Vec<Metric> = prefixes
+        .iter()
+        .flat_map(|prefix| {
+            metrics.iter().map(move |(k, v)| Metric {
+                key: format!("{prefix}/{k}"),
+                value: *v,
+                timestamp: now,
+                step: 0,
+            })
+        })
+        .collect();
+    registry
+        .store()
+        .log_metrics(&version.run_id, &logged)
+        .with_context(|| format!("logging the backtest to run {}", version.run_id))?;
+
+    // One look at the test range for the whole universe, when any symbol's range reaches it.
+    let reaches_test = universe
+        .members
+        .iter()
+        .zip(&runs)
+        .any(|(member, (_, prices, _))| {
+            let test = &member.market.splits.test;
+            let (first, last) = (
+                prices.timestamps()[0],
+                prices.timestamps()[prices.len() - 1],
+            );
+            let ts = &member.market.frame.timestamps;
+            first <= ts[test.end - 1] && last >= ts[test.start]
+        });
+    let test_looks = if reaches_test {
+        let looks = registry
+            .record_test_look(&checkpoint::parse_ref(&version.uri)?)
+            .with_context(|| format!("counting the test look of {}", version.uri))?;
+        eprintln!(
+            "note: this backtest reaches the test ranges of {}: test looks {looks}",
+            version.uri
+        );
+        Some(looks)
+    } else {
+        None
+    };
+    let first = report.symbols.iter().map(|r| r.first).min().expect("a run");
+    let last = report.symbols.iter().map(|r| r.last).max().expect("a run");
+    let mut lines = vec![
+        format!(
+            "backtest of {} over {} symbols, {} .. {}",
+            version.uri,
+            runs.len(),
+            first.format("%Y-%m-%d %H:%M"),
+            last.format("%Y-%m-%d %H:%M"),
+        ),
+        format!(
+            "  portfolio total return {:+.2}%   buy & hold {:+.2}%",
+            p.total_return * 100.0,
+            report.buy_and_hold.total_return * 100.0
+        ),
+        format!(
+            "  portfolio sharpe       {}   buy & hold {}",
+            super::opt(p.sharpe),
+            super::opt(report.buy_and_hold.sharpe)
+        ),
+        format!("  portfolio max drawdown {:.2}%", p.max_drawdown * 100.0),
+    ];
+    for row in &report.symbols {
+        lines.push(format!(
+            "  {:<12} return {:+.2}%  sharpe {}  trades {}",
+            row.symbol,
+            row.total_return * 100.0,
+            super::opt(row.sharpe),
+            row.trades
+        ));
+    }
+    if let Some(looks) = test_looks {
+        lines.push(format!("  test looks        {looks} (this one included)"));
+    }
+    let reports = vec![paths.json, paths.markdown, paths.html];
+    lines.push(format!("reports: {}", out.display()));
+    for path in &reports {
+        lines.push(format!("  {}", path.display()));
+    }
+    let output = BacktestOutput {
+        model_uri: version.uri.clone(),
+        range: (first.to_rfc3339(), last.to_rfc3339()),
+        periods_per_year: p.periods_per_year,
+        leakage: None,
+        test_range: reaches_test,
+        test_looks,
+        reports,
+        metrics,
+    };
+    Ok((output, lines))
+}
