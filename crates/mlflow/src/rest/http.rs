@@ -518,17 +518,6 @@ pub(super) fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_are_one_line() {
-        assert_eq!(one_line("a\n  b\tc", 100), "a b c");
-        assert_eq!(one_line("abcdef", 3), "abc…");
-    }
-}
-
 /// Exponential backoff with "equal jitter": each delay is uniform in `[d/2, d)`, with `d`
 /// doubling from `first` up to `max`, so that clients retrying together drift apart.
 /// (`backon` adds up to the current delay as jitter, so it is given the halves.)
@@ -539,4 +528,15 @@ pub(super) fn backoff(first: Duration, max: Duration) -> impl Iterator<Item = Du
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(one_line("a\n  b\tc", 100), "a b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+    }
 }
