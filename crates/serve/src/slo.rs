@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 
+use crate::ServeError;
+
 /// Limits on a served version, read from an SLO file.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,13 +47,17 @@ fn default_min_decisions() -> usize {
 
 impl Slo {
     /// Reads and checks an SLO file.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the SLO file {}: {e}", path.display()))?;
-        let slo: Slo = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("SLO file {}: {e}", path.display()))?;
-        slo.validate()
-            .map_err(|e| anyhow::anyhow!("SLO file {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Self, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ServeError::SloUnreadable {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let invalid = |problem: String| ServeError::SloInvalid {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let slo: Slo = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        slo.validate().map_err(invalid)?;
         Ok(slo)
     }
 
