@@ -307,6 +307,26 @@ mod tests {
         assert_eq!(slo.max_error_rate, Some(0.05));
     }
 
+    /// The messages `ratchet serve --slo` prints: the file, then why.
+    #[test]
+    fn file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let e = Slo::from_file(&missing).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot read the SLO file {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "max_error_rate = 1.5\n").unwrap();
+        let e = Slo::from_file(&bad).unwrap_err().to_string();
+        let prefix = format!("SLO file {}: max_error_rate is 1.5", bad.display());
+        assert!(e.starts_with(&prefix), "{e}");
+    }
+
     #[test]
     fn files_are_checked() {
         let s = slo("max_error_rate = 0.1").unwrap();

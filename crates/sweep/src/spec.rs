@@ -455,6 +455,40 @@ mod tests {
         );
     }
 
+    /// What `ratchet sweep` prints for a file it cannot use: the sweep file, then why.
+    #[test]
+    fn read_errors_name_the_sweep_file_and_the_base_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let sweep = dir.path().join("s.toml");
+        let e = SweepFile::read(&sweep).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot read sweep file {}: No such file or directory (os error 2)",
+                sweep.display()
+            )
+        );
+        std::fs::write(&sweep, "base = \"missing.toml\"\n").unwrap();
+        let e = SweepFile::read(&sweep).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: cannot read the base config {}: No such file or directory (os error 2)",
+                sweep.display(),
+                dir.path().join("missing.toml").display()
+            )
+        );
+        std::fs::write(&sweep, "seeds = []\n").unwrap();
+        let e = SweepFile::read(&sweep).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: `seeds` is empty; list at least one seed, or leave it out",
+                sweep.display()
+            )
+        );
+    }
+
     #[test]
     fn set_key_creates_tables_and_refuses_to_go_through_values() {
         let mut t: Table = "[run]\nsteps = 5\n".parse().unwrap();
