@@ -352,7 +352,14 @@ fn execute<L: Launcher>(
     sweep: &SweepRecord,
     options: &Options,
 ) -> Result<Summary> {
-    ratchet_sweep::run(launcher, plan, store, sweep, options, &INTERRUPTED)
+    Ok(ratchet_sweep::run(
+        launcher,
+        plan,
+        store,
+        sweep,
+        options,
+        &INTERRUPTED,
+    )?)
 }
 
 /// The key of the registered model a run's version goes to.
@@ -411,9 +418,11 @@ fn check_metric(plan: &Plan) -> Result<()> {
 }
 
 fn leaderboard(store: &SweepStore, sweep: &SweepRecord) -> Result<Leaderboard> {
-    Leaderboard::build(sweep, &store.trial_runs(sweep)?, &|run_id| {
-        store.validation_returns(run_id)
-    })
+    Ok(Leaderboard::build(
+        sweep,
+        &store.trial_runs(sweep)?,
+        &|run_id| store.validation_returns(run_id),
+    )?)
 }
 
 fn print_board(board: &Leaderboard, json: bool) -> Result<()> {

@@ -19,9 +19,11 @@
 //! - [`deployment`]: what is live, canary routing, the history;
 //! - [`http`]: the endpoints; [`state`]: what they share;
 //! - [`watch`]: alias polling, swaps and SLO rollbacks; [`slo`]: the limits;
-//! - [`metrics`]: the Prometheus exposition; [`tls`]: HTTPS.
+//! - [`metrics`]: the Prometheus exposition; [`tls`]: HTTPS;
+//! - [`error`]: why a server cannot be set up ([`ServeError`]).
 
 pub mod deployment;
+pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod model;
@@ -35,10 +37,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use ratchet_registry::{ModelRef, Registry};
 
 pub use deployment::{Live, Role, Targets};
+pub use error::ServeError;
 pub use model::ServedModel;
 pub use slo::Slo;
 pub use state::AppState;
@@ -67,18 +69,19 @@ pub fn prepare(
     registry: Arc<Registry>,
     options: ServeOptions,
     server: String,
-) -> anyhow::Result<Arc<AppState>> {
+) -> Result<Arc<AppState>, ServeError> {
     if !(0.0..=100.0).contains(&options.canary_percent) {
-        bail!(
-            "--canary-percent is {}; it must be between 0 and 100",
-            options.canary_percent
-        );
+        return Err(ServeError::CanaryPercent(options.canary_percent));
     }
     // Sessions are shared between the roles, so every served version computes production's
     // features.
     let load = |reference: &ModelRef, features: Option<&str>| {
-        ServedModel::load(&registry, reference, options.allow_unvalidated, features)
-            .with_context(|| format!("cannot serve {reference}"))
+        ServedModel::load(&registry, reference, options.allow_unvalidated, features).map_err(
+            |error| ServeError::Load {
+                reference: reference.clone(),
+                error: Box::new(error),
+            },
+        )
     };
     let production = load(&options.targets.production, None)?;
     let load_beside = |reference: &Option<ModelRef>| {
@@ -113,7 +116,7 @@ pub async fn serve<L>(
     state: Arc<AppState>,
     listener: L,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()>
+) -> Result<(), ServeError>
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
@@ -126,7 +129,7 @@ where
     let result = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP");
+        .map_err(ServeError::Http);
     follow.abort();
     if let Some(slo) = slo {
         slo.abort();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ratchet_agents::TradingPolicy;
-use ratchet_config::TrainConfig;
+use ratchet_config::{ConfigError, TrainConfig};
 use ratchet_data::FeatureConfig;
 use ratchet_env::execution::Costs;
 use ratchet_registry::{ModelRef, Registry, RegistryError, VersionStatus, VersionSummary};
@@ -34,12 +34,27 @@ pub enum LoadError {
     Refused(String),
     /// The version itself is broken: its files fail their checksums, its network does not
     /// fit its features, its outputs are not finite.
-    #[error("{0:#}")]
-    Failed(anyhow::Error),
+    #[error(transparent)]
+    Failed(#[from] BrokenVersion),
     /// The store could not be reached (or answered with a server error) within its retry
     /// budget: nothing is known about the version, so it is tried again later.
-    #[error("{0:#}")]
-    Unavailable(anyhow::Error),
+    #[error(transparent)]
+    Unavailable(RegistryError),
+}
+
+/// What is wrong with a version that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokenVersion {
+    /// The registry refused it: not found, a checksum mismatch, unreadable files.
+    #[error(transparent)]
+    Registry(RegistryError),
+    /// Its recorded configuration cannot be read, or its weights do not make its network.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Its parts disagree: the feature hash, the network's input size, or its outputs on a
+    /// warm-up window.
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 impl From<RegistryError> for LoadError {
@@ -49,12 +64,17 @@ impl From<RegistryError> for LoadError {
             RegistryError::Remote { status, .. }
                 if status.is_none_or(|s| s == 408 || s == 429 || s >= 500)
         );
-        let e = anyhow::Error::new(e);
         if transient {
             LoadError::Unavailable(e)
         } else {
-            LoadError::Failed(e)
+            LoadError::Failed(BrokenVersion::Registry(e))
         }
+    }
+}
+
+impl From<ConfigError> for LoadError {
+    fn from(e: ConfigError) -> Self {
+        LoadError::Failed(e.into())
     }
 }
 
@@ -116,13 +136,11 @@ impl ServedModel {
         let version = tags.version;
         // The features it reads, its decision rule and the costs its paper PnL is charged, as
         // its recorded configuration says.
-        let config = TrainConfig::from_version(meta).map_err(|e| LoadError::Failed(e.into()))?;
-        let policy = config
-            .trading_policy(&loaded.weights)
-            .map_err(|e| LoadError::Failed(e.into()))?;
+        let config = TrainConfig::from_version(meta)?;
+        let policy = config.trading_policy(&loaded.weights)?;
         let (features, costs) = (config.features, config.trading.costs);
         if tags.feature_hash.as_deref() != Some(features.hash().as_str()) {
-            return Err(LoadError::Failed(anyhow::anyhow!(
+            return Err(inconsistent(format!(
                 "{uri}: its feature config hashes to {} but its tag says {}",
                 short_hash(&features.hash()),
                 tags.feature_hash
@@ -143,7 +161,7 @@ impl ServedModel {
         };
         let window_values = model.features.window * model.features.column_names().len();
         if model.policy.window_values() != window_values {
-            return Err(LoadError::Failed(anyhow::anyhow!(
+            return Err(inconsistent(format!(
                 "models:/{}/{version}: the network reads {} feature values but its feature config \
                  gives {window_values}",
                 model.name,
@@ -156,7 +174,7 @@ impl ServedModel {
             .policy
             .decide(&zeros, 0.0, 0.0, &mut model.policy.scratch());
         if !position.is_finite() {
-            return Err(LoadError::Failed(anyhow::anyhow!(
+            return Err(inconsistent(format!(
                 "models:/{}/{version} gives non-finite outputs on an all-zero window",
                 model.name
             )));
@@ -184,4 +202,8 @@ impl ServedModel {
 /// The first 12 characters of a hash, as messages show it.
 pub fn short_hash(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
+}
+
+fn inconsistent(why: String) -> LoadError {
+    LoadError::Failed(BrokenVersion::Inconsistent(why))
 }

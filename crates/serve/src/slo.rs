@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 
+use crate::ServeError;
+
 /// Limits on a served version, read from an SLO file.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,13 +47,17 @@ fn default_min_decisions() -> usize {
 
 impl Slo {
     /// Reads and checks an SLO file.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the SLO file {}: {e}", path.display()))?;
-        let slo: Slo = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("SLO file {}: {e}", path.display()))?;
-        slo.validate()
-            .map_err(|e| anyhow::anyhow!("SLO file {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Self, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ServeError::SloUnreadable {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let invalid = |problem: String| ServeError::SloInvalid {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let slo: Slo = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        slo.validate().map_err(invalid)?;
         Ok(slo)
     }
 
@@ -299,6 +305,26 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/slo.toml");
         let slo = Slo::from_file(&path).unwrap();
         assert_eq!(slo.max_error_rate, Some(0.05));
+    }
+
+    /// The messages `ratchet serve --slo` prints: the file, then why.
+    #[test]
+    fn file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let e = Slo::from_file(&missing).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot read the SLO file {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "max_error_rate = 1.5\n").unwrap();
+        let e = Slo::from_file(&bad).unwrap_err().to_string();
+        let prefix = format!("SLO file {}: max_error_rate is 1.5", bad.display());
+        assert!(e.starts_with(&prefix), "{e}");
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -18,6 +17,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 
+use crate::ServeError;
+
 /// Longest a client may take over its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections handshaken and not yet taken by the server.
@@ -25,29 +26,45 @@ const QUEUE: usize = 256;
 
 /// The TLS configuration from a PEM certificate chain and a PEM private key. Errors name the
 /// file that cannot be used and why.
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ServeError> {
+    let tls_file = |flag, path: &Path, problem| ServeError::TlsFile {
+        flag,
+        path: path.to_path_buf(),
+        problem,
+    };
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("--tls-cert {}: not a PEM certificate file", cert.display()))?;
+        .map_err(|e| {
+            tls_file(
+                "--tls-cert",
+                cert,
+                format!("not a PEM certificate file: {e}"),
+            )
+        })?;
     if chain.is_empty() {
-        bail!(
-            "--tls-cert {}: no certificate in it (a PEM `BEGIN CERTIFICATE` block)",
-            cert.display()
-        );
+        return Err(tls_file(
+            "--tls-cert",
+            cert,
+            "no certificate in it (a PEM `BEGIN CERTIFICATE` block)".to_string(),
+        ));
     }
     let private_key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("--tls-key {}: not a PEM private key file", key.display()))?;
+        .map_err(|e| tls_file("--tls-key", key, format!("not a PEM private key file: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .context("setting up TLS")?
+        .map_err(|error| ServeError::Tls {
+            what: "setting up TLS".to_string(),
+            error,
+        })?
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
-        .with_context(|| {
-            format!(
+        .map_err(|error| ServeError::Tls {
+            what: format!(
                 "--tls-cert {} and --tls-key {} do not make a usable pair",
                 cert.display(),
                 key.display()
-            )
+            ),
+            error,
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

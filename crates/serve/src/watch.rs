@@ -176,7 +176,7 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
                     role,
                     Some(holder),
                     serving,
-                    format!("{e:#}; serving on and trying again"),
+                    format!("{e}; serving on and trying again"),
                 );
             }
         }
@@ -188,7 +188,7 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
                 .errors
                 .with_label_values(&["load_failed"])
                 .inc();
-            let detail = format!("{e:#}");
+            let detail = e.to_string();
             state.event("load_failed", role, Some(holder), serving, detail.clone());
             // A version that cannot even load breaks any SLO: move its alias back.
             if state.slo.is_some() && role != Role::Shadow {

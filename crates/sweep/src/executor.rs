@@ -7,10 +7,10 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::error::SweepError;
 use crate::plan::{Plan, Trial};
 use crate::spec::Goal;
 use crate::store::{RunState, SweepRecord, SweepStore, trial_tags};
@@ -34,7 +34,7 @@ pub trait Launcher {
     /// How often [`Launcher::poll`] is worth calling.
     const POLL_INTERVAL: Duration;
     /// Starts an attempt; an error is a failed attempt (retried like any other).
-    fn start(&mut self, attempt: &Attempt) -> Result<Self::Job>;
+    fn start(&mut self, attempt: &Attempt) -> Result<Self::Job, SweepError>;
     /// `None` while the job runs; then what `ratchet train --json` printed, or why it failed.
     fn poll(&mut self, job: &mut Self::Job) -> Option<Result<TrainOutput, String>>;
     /// Asks the job to stop (Ctrl-C); it still has to be polled until it ends.
@@ -117,7 +117,7 @@ pub fn run<L: Launcher>(
     sweep: &SweepRecord,
     options: &Options,
     interrupted: &AtomicBool,
-) -> Result<Summary> {
+) -> Result<Summary, SweepError> {
     let began = Instant::now();
     let mut scheduler = Scheduler::new(plan, store, sweep, options)?;
     let mut running: Vec<Running<L::Job>> = Vec::new();
@@ -145,7 +145,7 @@ fn drive<L: Launcher>(
     interrupted: &AtomicBool,
     scheduler: &mut Scheduler,
     running: &mut Vec<Running<L::Job>>,
-) -> Result<()> {
+) -> Result<(), SweepError> {
     let (plan, store, sweep, options) = (
         scheduler.plan,
         scheduler.store,
@@ -185,7 +185,7 @@ fn drive<L: Launcher>(
                         started: Instant::now(),
                     });
                 }
-                Err(e) => scheduler.failed(i, attempt, &format!("{e:#}"))?,
+                Err(e) => scheduler.failed(i, attempt, &e.to_string())?,
             }
         }
         if running.is_empty() {
@@ -235,7 +235,7 @@ impl<'a> Scheduler<'a> {
         store: &'a SweepStore,
         sweep: &'a SweepRecord,
         options: &'a Options,
-    ) -> Result<Self> {
+    ) -> Result<Self, SweepError> {
         let mut existing = store.trial_runs(sweep)?;
         existing.sort_by_key(|r| r.start_time);
         let finished: BTreeSet<&str> = existing
@@ -304,7 +304,7 @@ impl<'a> Scheduler<'a> {
         args
     }
 
-    fn finished<J>(&mut self, done: &Running<J>, output: TrainOutput) -> Result<()> {
+    fn finished<J>(&mut self, done: &Running<J>, output: TrainOutput) -> Result<(), SweepError> {
         let trial = &self.plan.trials[done.trial];
         let value = self.store.metric(&output.run_id, &self.plan.file.metric)?;
         self.progress.finished(trial, value);
@@ -319,7 +319,7 @@ impl<'a> Scheduler<'a> {
     }
 
     /// A failed attempt: retried while attempts are left, else recorded on the parent run.
-    fn failed(&mut self, index: usize, attempt: u32, error: &str) -> Result<()> {
+    fn failed(&mut self, index: usize, attempt: u32, error: &str) -> Result<(), SweepError> {
         let trial = &self.plan.trials[index];
         self.store.close_abandoned_runs(self.sweep, &trial.id)?;
         if attempt <= self.options.retries {

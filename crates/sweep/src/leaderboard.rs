@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
 use serde::Serialize;
 
 use ratchet_backtest::{SharpeEstimate, Trials, probability_of_backtest_overfitting};
 
+use crate::error::SweepError;
 use crate::spec::Goal;
 use crate::store::{RETURNS_ARTIFACT, RunState, SweepRecord, TrialRun};
 
@@ -101,14 +101,17 @@ pub struct Leaderboard {
     pub notes: Vec<String>,
 }
 
+/// A run's validation returns, by run id ([`crate::SweepStore::validation_returns`]).
+pub type ValidationReturns<'a> = &'a dyn Fn(&str) -> Result<Option<Vec<f64>>, SweepError>;
+
 impl Leaderboard {
     /// Builds the leaderboard from the sweep's child runs. `returns` gives a run's
     /// validation returns ([`RETURNS_ARTIFACT`]) when it has them.
     pub fn build(
         sweep: &SweepRecord,
         runs: &[TrialRun],
-        returns: &dyn Fn(&str) -> Result<Option<Vec<f64>>>,
-    ) -> Result<Self> {
+        returns: ValidationReturns,
+    ) -> Result<Self, SweepError> {
         let metric = &sweep.metric;
         // The newest finished run of each trial.
         let mut newest: BTreeMap<&str, &TrialRun> = BTreeMap::new();

@@ -13,12 +13,13 @@
 //! let options = Options { workers: 2, retries: 1, resume: false };
 //! let summary = run(&mut launcher, &plan, &store, &sweep, &options, &AtomicBool::new(false))?;
 //! let board = Leaderboard::build(&sweep, &store.trial_runs(&sweep)?, &|id| store.validation_returns(id))?;
-//! # Ok::<(), anyhow::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Every trial's configuration is checked with the run configuration's own rules
-//! (`ratchet-config`) before anything starts.
+//! (`ratchet-config`) before anything starts. Every function fails with one [`SweepError`].
 
+pub mod error;
 pub mod executor;
 pub mod html;
 pub mod leaderboard;
@@ -28,6 +29,7 @@ pub mod ray;
 pub mod spec;
 pub mod store;
 
+pub use error::SweepError;
 pub use executor::{Launcher, Options, Summary, TrialOutcome, run};
 pub use leaderboard::Leaderboard;
 pub use local::LocalLauncher;

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
+use crate::error::SweepError;
 use crate::executor::{Attempt, CONFIG_PLACEHOLDER, Launcher, TrainOutput};
 
 /// Starts each attempt as `RATCHET ARGS…` in the current directory.
@@ -24,13 +23,16 @@ pub struct LocalJob {
 
 impl LocalLauncher {
     /// `ratchet` is the binary to run (the running one, normally).
-    pub fn new(ratchet: PathBuf) -> Result<Self> {
+    pub fn new(ratchet: PathBuf) -> Result<Self, SweepError> {
         Ok(Self {
             ratchet,
             dir: tempfile::Builder::new()
                 .prefix("ratchet-sweep-")
                 .tempdir()
-                .context("creating a directory for the trials' config files")?,
+                .map_err(|error| SweepError::Launch {
+                    doing: "creating a directory for the trials' config files".into(),
+                    error,
+                })?,
         })
     }
 }
@@ -47,11 +49,15 @@ impl Launcher for LocalLauncher {
     type Job = LocalJob;
     const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-    fn start(&mut self, attempt: &Attempt) -> Result<LocalJob> {
+    fn start(&mut self, attempt: &Attempt) -> Result<LocalJob, SweepError> {
         let name = format!("{}-{}", attempt.trial.id, attempt.number);
         let config = self.dir.path().join(format!("{}.toml", attempt.trial.id));
-        std::fs::write(&config, &attempt.trial.config_toml)
-            .with_context(|| format!("writing {}", config.display()))?;
+        std::fs::write(&config, &attempt.trial.config_toml).map_err(|error| {
+            SweepError::Launch {
+                doing: format!("writing {}", config.display()),
+                error,
+            }
+        })?;
         let stdout = self.dir.path().join(format!("{name}.out"));
         let stderr = self.dir.path().join(format!("{name}.err"));
         let args = attempt.args.iter().map(|a| {
@@ -67,7 +73,10 @@ impl Launcher for LocalLauncher {
             .stdout(File::create(&stdout)?)
             .stderr(File::create(&stderr)?)
             .spawn()
-            .with_context(|| format!("starting {}", self.ratchet.display()))?;
+            .map_err(|error| SweepError::Launch {
+                doing: format!("starting {}", self.ratchet.display()),
+                error,
+            })?;
         Ok(LocalJob {
             child,
             stdout,

@@ -1,7 +1,6 @@
 //! From a sweep file to its trials: every configuration once per seed, each checked against
 //! the real training config and named by a stable id.
 
-use anyhow::{Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use toml::Value;
 
@@ -9,6 +8,7 @@ use rand::{Rng as _, RngExt as _, SeedableRng as _};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use ratchet_config::TrainConfig;
 
+use crate::error::{SweepError, invalid};
 use crate::spec::{Distribution, SEED_KEY, SweepFile, format_override, set_key};
 
 /// Turns a trial's config file text into the complete configuration training would use
@@ -76,13 +76,13 @@ impl Plan {
     /// does not have or a value it refuses, two trials that resolve to the same
     /// configuration, a sweep that would train a single configuration once, and axes that
     /// move trials out of the sweep's experiment.
-    pub fn new(file: SweepFile) -> Result<Self> {
+    pub fn new(file: SweepFile) -> Result<Self, SweepError> {
         Self::with_resolve(file, &resolve_trial)
     }
 
-    fn with_resolve(file: SweepFile, resolve: Resolve) -> Result<Self> {
+    fn with_resolve(file: SweepFile, resolve: Resolve) -> Result<Self, SweepError> {
         Self::expand(&file, resolve)
-            .map_err(|e| anyhow!("{}: {e}", file.path.display()))
+            .map_err(|e| SweepError::Invalid(format!("{}: {e}", file.path.display())))
             .map(|(trials, experiment)| Self {
                 id: short_hash(
                     trials
@@ -100,9 +100,9 @@ impl Plan {
             })
     }
 
-    fn expand(file: &SweepFile, resolve: Resolve) -> Result<(Vec<Trial>, String)> {
-        let base_text = toml::to_string(&file.base)?;
-        let base = resolve(&base_text).map_err(|e| anyhow!("the base config: {e}"))?;
+    fn expand(file: &SweepFile, resolve: Resolve) -> Result<(Vec<Trial>, String), SweepError> {
+        let base = resolve(&to_toml(&file.base)?)
+            .map_err(|e| SweepError::Invalid(format!("the base config: {e}")))?;
         let experiment = base
             .pointer("/run/experiment")
             .and_then(|v| v.as_str())
@@ -125,12 +125,12 @@ impl Plan {
                 if let Some(seed) = seed {
                     set_key(&mut table, SEED_KEY, Value::Integer(seed as i64))?;
                 }
-                let config_toml = toml::to_string(&table)?;
+                let config_toml = to_toml(&table)?;
                 let what = describe(&overrides);
-                let mut resolved =
-                    resolve(&config_toml).map_err(|e| anyhow!("configuration {what}: {e}"))?;
+                let mut resolved = resolve(&config_toml)
+                    .map_err(|e| SweepError::Invalid(format!("configuration {what}: {e}")))?;
                 if resolved.pointer("/run/experiment") != base.pointer("/run/experiment") {
-                    bail!(
+                    invalid!(
                         "configuration {what} changes run.experiment; every trial logs to the \
                          sweep's experiment ({experiment})"
                     );
@@ -145,7 +145,7 @@ impl Plan {
                 }
                 let config_id = short_hash(resolved.to_string().as_bytes());
                 if let Some(twin) = trials.iter().find(|t| t.id == id) {
-                    bail!(
+                    invalid!(
                         "configurations {} and {what} (seed {seed}) resolve to the same training \
                          config (trial {id}); drop one",
                         twin.describe()
@@ -161,7 +161,7 @@ impl Plan {
             }
         }
         if trials.len() < 2 {
-            bail!(
+            invalid!(
                 "the sweep changes nothing: it trains one configuration once; add an axis \
                  ([grid], [random] or [[list]]) or more `seeds`, or use `ratchet train`"
             );
@@ -172,7 +172,7 @@ impl Plan {
 
 /// Each axis value on its own over the base must be a valid config: the first place a
 /// misspelt key or a wrong type shows, named by its axis.
-fn check_axes(file: &SweepFile, resolve: Resolve) -> Result<()> {
+fn check_axes(file: &SweepFile, resolve: Resolve) -> Result<(), SweepError> {
     let mut single: Vec<(String, String, Value)> = Vec::new();
     for (key, values) in &file.grid {
         for value in values {
@@ -195,10 +195,17 @@ fn check_axes(file: &SweepFile, resolve: Resolve) -> Result<()> {
     }
     for (what, key, value) in single {
         let mut table = file.base.clone();
-        set_key(&mut table, &key, value.clone()).map_err(|e| anyhow!("{what}: {e}"))?;
-        resolve(&toml::to_string(&table)?).map_err(|e| anyhow!("{what} = {value}: {e}"))?;
+        set_key(&mut table, &key, value.clone())
+            .map_err(|e| SweepError::Invalid(format!("{what}: {e}")))?;
+        resolve(&to_toml(&table)?)
+            .map_err(|e| SweepError::Invalid(format!("{what} = {value}: {e}")))?;
     }
     Ok(())
+}
+
+/// A configuration table as the TOML text a trial's config file holds.
+fn to_toml(table: &toml::Table) -> Result<String, SweepError> {
+    toml::to_string(table).map_err(|e| SweepError::Invalid(e.to_string()))
 }
 
 /// The values a distribution can reach at its ends (what the axis check tries).
@@ -320,7 +327,7 @@ mod tests {
         Ok(serde_json::json!({"run": run, "ppo": ppo}))
     }
 
-    fn plan(text: &str) -> Result<Plan> {
+    fn plan(text: &str) -> Result<Plan, SweepError> {
         let file = SweepFile::parse(Path::new("s.toml"), text, &|p| std::fs::read_to_string(p))?;
         Plan::with_resolve(file, &resolve)
     }

@@ -13,10 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::error::SweepError;
 use crate::executor::{Attempt, CONFIG_PLACEHOLDER, Launcher, TrainOutput};
 use crate::local::last_error;
 
@@ -62,7 +62,7 @@ struct Logs {
 impl RayLauncher {
     /// Checks that `address` answers as a Ray dashboard (`GET /api/version`): an error names
     /// the address and what to do, before anything is started.
-    pub fn connect(address: &str, ratchet: PathBuf, workdir: PathBuf) -> Result<Self> {
+    pub fn connect(address: &str, ratchet: PathBuf, workdir: PathBuf) -> Result<Self, SweepError> {
         let address = address.trim_end_matches('/').to_string();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(5)))
@@ -74,11 +74,11 @@ impl RayLauncher {
             .call()
             .and_then(|mut r| r.body_mut().read_json())
             .map_err(|e| {
-                anyhow!(
+                SweepError::Ray(format!(
                     "cannot reach a Ray dashboard at {address} ({e}); start a head with \
                      `ray start --head --include-dashboard=true` and give its dashboard address \
                      (port 8265 by default) to --ray"
-                )
+                ))
             })?;
         Ok(Self {
             address,
@@ -95,11 +95,11 @@ impl RayLauncher {
 
     /// The shell command a job runs: write the config from the environment to a temporary
     /// file, then `ratchet train` in the sweep's directory.
-    fn entrypoint(&self, attempt: &Attempt) -> Result<String> {
+    fn entrypoint(&self, attempt: &Attempt) -> Result<String, SweepError> {
         let quote = |s: &str| {
             shlex::try_quote(s)
                 .map(|q| q.into_owned())
-                .map_err(|_| anyhow!("cannot quote {s:?} for the Ray entrypoint"))
+                .map_err(|_| SweepError::Ray(format!("cannot quote {s:?} for the Ray entrypoint")))
         };
         let mut command = format!(
             "cd {} && config=$(mktemp) && printf '%s' \"${CONFIG_VAR}\" > \"$config\" && exec {}",
@@ -140,7 +140,7 @@ impl Launcher for RayLauncher {
     type Job = RayJob;
     const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-    fn start(&mut self, attempt: &Attempt) -> Result<RayJob> {
+    fn start(&mut self, attempt: &Attempt) -> Result<RayJob, SweepError> {
         let body = json!({
             "entrypoint": self.entrypoint(attempt)?,
             "entrypoint_num_cpus": 1,
@@ -155,11 +155,11 @@ impl Launcher for RayLauncher {
             .post(format!("{}/api/jobs/", self.address))
             .send_json(&body)
             .and_then(|mut r| r.body_mut().read_json())
-            .with_context(|| {
-                format!(
-                    "submitting trial {} to Ray at {}",
+            .map_err(|e| {
+                SweepError::Ray(format!(
+                    "submitting trial {} to Ray at {}: {e}",
                     attempt.trial.id, self.address
-                )
+                ))
             })?;
         Ok(RayJob {
             submission_id: submitted.submission_id,

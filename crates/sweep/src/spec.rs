@@ -28,9 +28,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
+
+use crate::error::{SweepError, invalid};
 
 /// The config key the `seeds` list sets.
 pub const SEED_KEY: &str = "run.seed";
@@ -123,31 +124,42 @@ impl SweepFile {
     /// Reads and checks the shape of a sweep file (the config keys are checked when the
     /// sweep is planned, against the real training config). `read` reads it and its `base`
     /// file: the `ratchet` binary passes one that falls back to its built-in configs.
-    pub fn read(path: &Path) -> Result<Self> {
+    pub fn read(path: &Path) -> Result<Self, SweepError> {
         let read = &ratchet_config::bundled::read_to_string;
-        let text =
-            read(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
-        Self::parse(path, &text, read).with_context(|| path.display().to_string())
+        let text = read(path).map_err(|error| SweepError::Read {
+            what: "sweep file",
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Self::parse(path, &text, read).map_err(|error| SweepError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })
     }
 
     /// Parses `text` as the sweep file at `path` (relative `base` files are found beside it,
     /// and read with `read`).
-    pub fn parse(path: &Path, text: &str, read: ReadFile) -> Result<Self> {
-        let raw: RawSweep = toml::from_str(text).map_err(|e| anyhow!("{}", e.message()))?;
+    pub fn parse(path: &Path, text: &str, read: ReadFile) -> Result<Self, SweepError> {
+        let raw: RawSweep =
+            toml::from_str(text).map_err(|e| SweepError::Invalid(e.message().to_string()))?;
         let base = match raw.base {
             None => Table::new(),
             Some(RawBase::Inline(table)) => table,
             Some(RawBase::File(file)) => {
                 let file = path.parent().unwrap_or(Path::new("")).join(file);
-                let text = read(&file)
-                    .with_context(|| format!("cannot read the base config {}", file.display()))?;
-                text.parse::<Table>()
-                    .map_err(|e| anyhow!("base config {}: {}", file.display(), e.message()))?
+                let text = read(&file).map_err(|error| SweepError::Read {
+                    what: "the base config",
+                    path: file.clone(),
+                    error,
+                })?;
+                text.parse::<Table>().map_err(|e| {
+                    SweepError::Invalid(format!("base config {}: {}", file.display(), e.message()))
+                })?
             }
         };
         let seeds = match raw.seeds {
             Some(seeds) if seeds.is_empty() => {
-                bail!("`seeds` is empty; list at least one seed, or leave it out")
+                invalid!("`seeds` is empty; list at least one seed, or leave it out")
             }
             Some(seeds) => {
                 if let Some(s) = seeds
@@ -155,7 +167,7 @@ impl SweepFile {
                     .enumerate()
                     .find_map(|(i, s)| seeds[..i].contains(s).then_some(s))
                 {
-                    bail!("`seeds` lists {s} twice");
+                    invalid!("`seeds` lists {s} twice");
                 }
                 seeds
             }
@@ -164,17 +176,17 @@ impl SweepFile {
         let mut grid = Vec::new();
         for (key, value) in leaves(&raw.grid, &|v| !v.is_table()) {
             let Value::Array(values) = value else {
-                bail!("grid axis `{key}` must be a list of values, like `{key} = [1, 2]`");
+                invalid!("grid axis `{key}` must be a list of values, like `{key} = [1, 2]`");
             };
             if values.is_empty() {
-                bail!("grid axis `{key}` is empty; give it at least one value");
+                invalid!("grid axis `{key}` is empty; give it at least one value");
             }
             if let Some(v) = values
                 .iter()
                 .enumerate()
                 .find_map(|(i, v)| values[..i].contains(v).then_some(v))
             {
-                bail!("grid axis `{key}` lists {v} twice");
+                invalid!("grid axis `{key}` lists {v} twice");
             }
             grid.push((key, values.clone()));
         }
@@ -185,7 +197,7 @@ impl SweepFile {
             .enumerate()
             .map(|(i, entry)| {
                 if entry.is_empty() {
-                    bail!(
+                    invalid!(
                         "[[list]] entry {} is empty; give it the keys it changes",
                         i + 1
                     );
@@ -195,7 +207,7 @@ impl SweepFile {
                     .map(|(k, v)| (k, v.clone()))
                     .collect())
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, SweepError>>()?;
         let seed_is_an_axis = grid.iter().any(|(k, _)| k == SEED_KEY)
             || random
                 .iter()
@@ -206,7 +218,7 @@ impl SweepFile {
                 .flatten()
                 .any(|entry: &(String, Value)| entry.0 == SEED_KEY);
         if seed_is_an_axis && !seeds.is_empty() {
-            bail!("`{SEED_KEY}` is an axis and `seeds` is given; use one of them");
+            invalid!("`{SEED_KEY}` is an axis and `seeds` is given; use one of them");
         }
         let name = match raw.name {
             Some(name) => name,
@@ -229,17 +241,17 @@ impl SweepFile {
     }
 }
 
-fn parse_random(table: Table) -> Result<RandomAxes> {
+fn parse_random(table: Table) -> Result<RandomAxes, SweepError> {
     let count = match table.get("count") {
         Some(Value::Integer(n)) if *n > 0 => *n as usize,
         Some(other) => {
-            bail!("[random] count is {other}; it must be a whole number of draws, at least 1")
+            invalid!("[random] count is {other}; it must be a whole number of draws, at least 1")
         }
-        None => bail!("[random] needs `count`, the number of draws"),
+        None => invalid!("[random] needs `count`, the number of draws"),
     };
     let seed = match table.get("seed") {
         Some(Value::Integer(n)) if *n >= 0 => *n as u64,
-        Some(other) => bail!("[random] seed is {other}; it must be a whole number, 0 or more"),
+        Some(other) => invalid!("[random] seed is {other}; it must be a whole number, 0 or more"),
         None => 0,
     };
     let mut axes = Vec::new();
@@ -254,38 +266,38 @@ fn parse_random(table: Table) -> Result<RandomAxes> {
             continue;
         }
         let distribution: Distribution = value.clone().try_into().map_err(|e| {
-            anyhow!(
+            SweepError::Invalid(format!(
                 "random axis `{key}`: {}; write one of {{ uniform = [low, high] }}, \
                  {{ log_uniform = [low, high] }}, {{ int = [low, high] }}, {{ choice = [..] }}",
                 e.message()
-            )
+            ))
         })?;
         check_distribution(&key, &distribution)?;
         axes.push((key, distribution));
     }
     if axes.is_empty() {
-        bail!("[random] has no axes; add one, like `ppo.gamma = {{ uniform = [0.9, 0.999] }}`");
+        invalid!("[random] has no axes; add one, like `ppo.gamma = {{ uniform = [0.9, 0.999] }}`");
     }
     Ok(RandomAxes { count, seed, axes })
 }
 
-fn check_distribution(key: &str, distribution: &Distribution) -> Result<()> {
+fn check_distribution(key: &str, distribution: &Distribution) -> Result<(), SweepError> {
     match distribution {
         Distribution::Uniform([low, high])
             if !(low.is_finite() && high.is_finite() && low < high) =>
         {
-            bail!("random axis `{key}`: uniform needs finite low < high, got [{low}, {high}]")
+            invalid!("random axis `{key}`: uniform needs finite low < high, got [{low}, {high}]")
         }
         Distribution::LogUniform([low, high])
             if !(low.is_finite() && high.is_finite() && *low > 0.0 && low < high) =>
         {
-            bail!("random axis `{key}`: log_uniform needs 0 < low < high, got [{low}, {high}]")
+            invalid!("random axis `{key}`: log_uniform needs 0 < low < high, got [{low}, {high}]")
         }
         Distribution::Int([low, high]) if low > high => {
-            bail!("random axis `{key}`: int needs low <= high, got [{low}, {high}]")
+            invalid!("random axis `{key}`: int needs low <= high, got [{low}, {high}]")
         }
         Distribution::Choice(values) if values.is_empty() => {
-            bail!("random axis `{key}` is empty; give `choice` at least one value")
+            invalid!("random axis `{key}` is empty; give `choice` at least one value")
         }
         _ => Ok(()),
     }
@@ -310,7 +322,7 @@ fn leaves<'a>(table: &'a Table, is_leaf: &dyn Fn(&Value) -> bool) -> Vec<(String
 
 /// Sets the dotted `key` of `table` to `value`, creating tables on the way; errors when the
 /// path runs through a value that is not a table.
-pub fn set_key(table: &mut Table, key: &str, value: Value) -> Result<()> {
+pub fn set_key(table: &mut Table, key: &str, value: Value) -> Result<(), SweepError> {
     let mut parts = key.split('.').peekable();
     let mut current = table;
     let mut walked = String::new();
@@ -328,7 +340,9 @@ pub fn set_key(table: &mut Table, key: &str, value: Value) -> Result<()> {
             .entry(part.to_string())
             .or_insert_with(|| Value::Table(Table::new()));
         current = next.as_table_mut().ok_or_else(|| {
-            anyhow!("`{walked}` is a value, not a table, so `{key}` cannot be set")
+            SweepError::Invalid(format!(
+                "`{walked}` is a value, not a table, so `{key}` cannot be set"
+            ))
         })?;
     }
     unreachable!("split yields at least one part")
@@ -343,7 +357,7 @@ pub fn format_override(key: &str, value: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<SweepFile> {
+    fn parse(text: &str) -> Result<SweepFile, SweepError> {
         SweepFile::parse(Path::new("dir/s.toml"), text, &|p| {
             std::fs::read_to_string(p)
         })
@@ -438,6 +452,40 @@ mod tests {
         assert!(
             e.starts_with("random axis `ppo.gamma`: unknown variant `unifrm`"),
             "{e}"
+        );
+    }
+
+    /// What `ratchet sweep` prints for a file it cannot use: the sweep file, then why.
+    #[test]
+    fn read_errors_name_the_sweep_file_and_the_base_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let sweep = dir.path().join("s.toml");
+        let e = SweepFile::read(&sweep).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot read sweep file {}: No such file or directory (os error 2)",
+                sweep.display()
+            )
+        );
+        std::fs::write(&sweep, "base = \"missing.toml\"\n").unwrap();
+        let e = SweepFile::read(&sweep).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: cannot read the base config {}: No such file or directory (os error 2)",
+                sweep.display(),
+                dir.path().join("missing.toml").display()
+            )
+        );
+        std::fs::write(&sweep, "seeds = []\n").unwrap();
+        let e = SweepFile::read(&sweep).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: `seeds` is empty; list at least one seed, or leave it out",
+                sweep.display()
+            )
         );
     }
 

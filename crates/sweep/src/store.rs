@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, bail};
 use ratchet_mlflow::{RunStatus, TrackingStore};
 
+use crate::error::SweepError;
 use crate::plan::{Plan, Trial};
 use crate::spec::Goal;
 
@@ -75,7 +75,7 @@ pub struct SweepStore {
 }
 
 impl SweepStore {
-    pub fn open(tracking_uri: &str) -> Result<Self> {
+    pub fn open(tracking_uri: &str) -> Result<Self, SweepError> {
         Ok(Self {
             store: ratchet_mlflow::open_store(tracking_uri)?,
         })
@@ -89,7 +89,7 @@ impl SweepStore {
     /// The parent run of `plan`: the one an earlier run of the same sweep made (found by
     /// the sweep id), marked RUNNING again, or a new one with the sweep's axes as params
     /// and the sweep file as the artifact `sweep.toml`.
-    pub fn parent_run(&self, plan: &Plan) -> Result<SweepRecord> {
+    pub fn parent_run(&self, plan: &Plan) -> Result<SweepRecord, SweepError> {
         let experiment = self.store.get_or_create_experiment(&plan.experiment)?;
         for info in self.store.list_runs(&experiment.experiment_id)? {
             let run = self.store.get_run(&info.run_id)?;
@@ -139,18 +139,21 @@ impl SweepStore {
         self.store.log_params(&run.run_id, &params)?;
         self.store
             .upload_artifacts(&run.run_id, &file.path, "")
-            .context("uploading the sweep file to the parent run")?;
+            .map_err(|error| SweepError::StoreAt {
+                doing: "uploading the sweep file to the parent run",
+                error,
+            })?;
         record(&run.run_id, &run.experiment_id, &tags.into_iter().collect())
     }
 
     /// The sweep's record as the store has it now (failures recorded since it was read).
-    pub fn refresh(&self, sweep: &SweepRecord) -> Result<SweepRecord> {
+    pub fn refresh(&self, sweep: &SweepRecord) -> Result<SweepRecord, SweepError> {
         let run = self.store.get_run(&sweep.run_id)?;
         record(&sweep.run_id, &sweep.experiment_id, &run.tags)
     }
 
     /// Every child run of the sweep.
-    pub fn trial_runs(&self, sweep: &SweepRecord) -> Result<Vec<TrialRun>> {
+    pub fn trial_runs(&self, sweep: &SweepRecord) -> Result<Vec<TrialRun>, SweepError> {
         let mut out = Vec::new();
         for info in self.store.list_runs(&sweep.experiment_id)? {
             let run = self.store.get_run(&info.run_id)?;
@@ -185,7 +188,7 @@ impl SweepStore {
     }
 
     /// A metric of one run, when it was logged.
-    pub fn metric(&self, run_id: &str, key: &str) -> Result<Option<f64>> {
+    pub fn metric(&self, run_id: &str, key: &str) -> Result<Option<f64>, SweepError> {
         Ok(self
             .store
             .get_run(run_id)?
@@ -196,7 +199,7 @@ impl SweepStore {
 
     /// The registered version a trial's run made (`ratchet train` registers one per run):
     /// its model name and version number.
-    pub fn trial_version(&self, run_id: &str) -> Result<Option<(String, u64)>> {
+    pub fn trial_version(&self, run_id: &str) -> Result<Option<(String, u64)>, SweepError> {
         let run = self.store.get_run(run_id)?;
         let Some(name) = run.tags.get(MODEL_NAME_TAG) else {
             return Ok(None);
@@ -214,7 +217,7 @@ impl SweepStore {
     }
 
     /// The run's [`RETURNS_ARTIFACT`], when it has one.
-    pub fn validation_returns(&self, run_id: &str) -> Result<Option<Vec<f64>>> {
+    pub fn validation_returns(&self, run_id: &str) -> Result<Option<Vec<f64>>, SweepError> {
         // The file store answers NotFound for a folder no artifact was logged under.
         let listed = match self.store.list_artifacts(run_id, "val") {
             Err(ratchet_mlflow::Error::NotFound(_)) => return Ok(None),
@@ -232,15 +235,20 @@ impl SweepStore {
             .next()
             .unwrap_or(RETURNS_ARTIFACT);
         let text = std::fs::read_to_string(dir.path().join(name))?;
-        let returns = serde_json::from_str(&text).with_context(|| {
-            format!("run {run_id}: {RETURNS_ARTIFACT} is not a list of numbers")
+        let returns = serde_json::from_str(&text).map_err(|error| SweepError::Returns {
+            run_id: run_id.to_string(),
+            error,
         })?;
         Ok(Some(returns))
     }
 
     /// Marks the trial's runs still RUNNING as KILLED: their process is gone (a job stopped
     /// or killed before `ratchet train` could record it).
-    pub fn close_abandoned_runs(&self, sweep: &SweepRecord, trial_id: &str) -> Result<()> {
+    pub fn close_abandoned_runs(
+        &self,
+        sweep: &SweepRecord,
+        trial_id: &str,
+    ) -> Result<(), SweepError> {
         for run in self.trial_runs(sweep)? {
             if run.trial_id == trial_id && run.state == RunState::Running {
                 self.store.set_run_status(
@@ -254,7 +262,12 @@ impl SweepStore {
     }
 
     /// Records on the parent run that a trial failed every attempt, with its last error.
-    pub fn record_failure(&self, sweep: &SweepRecord, trial_id: &str, error: &str) -> Result<()> {
+    pub fn record_failure(
+        &self,
+        sweep: &SweepRecord,
+        trial_id: &str,
+        error: &str,
+    ) -> Result<(), SweepError> {
         let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
         self.store.set_run_tags(
             &sweep.run_id,
@@ -265,7 +278,7 @@ impl SweepStore {
 
     /// Ends the parent run: FINISHED, FAILED (some trial failed every attempt) or KILLED
     /// (interrupted).
-    pub fn finish(&self, sweep: &SweepRecord, state: RunState) -> Result<()> {
+    pub fn finish(&self, sweep: &SweepRecord, state: RunState) -> Result<(), SweepError> {
         let status = match state {
             RunState::Finished => RunStatus::Finished,
             RunState::Failed => RunStatus::Failed,
@@ -278,7 +291,7 @@ impl SweepStore {
     }
 
     /// A sweep by its parent run id, its sweep id or its name (the newest of that name).
-    pub fn find_sweep(&self, query: &str) -> Result<SweepRecord> {
+    pub fn find_sweep(&self, query: &str) -> Result<SweepRecord, SweepError> {
         let mut newest: Option<(i64, SweepRecord)> = None;
         for experiment in self.store.list_experiments()? {
             for info in self.store.list_runs(&experiment.experiment_id)? {
@@ -302,10 +315,10 @@ impl SweepStore {
         }
         match newest {
             Some((_, sweep)) => Ok(sweep),
-            None => bail!(
-                "no sweep '{query}' in {}: give a sweep's name, its id or its parent run id",
-                self.store.tracking_uri()
-            ),
+            None => Err(SweepError::NoSuchSweep {
+                query: query.to_string(),
+                tracking_uri: self.store.tracking_uri(),
+            }),
         }
     }
 }
@@ -334,7 +347,7 @@ fn record(
     run_id: &str,
     experiment_id: &str,
     tags: &BTreeMap<String, String>,
-) -> Result<SweepRecord> {
+) -> Result<SweepRecord, SweepError> {
     let tag = |key: &str| tags.get(key).cloned().unwrap_or_default();
     Ok(SweepRecord {
         run_id: run_id.to_string(),
