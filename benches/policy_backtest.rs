@@ -104,6 +104,7 @@ fn serve_decision(c: &mut Criterion, net: InferenceMlp) {
         feature_hash: features.hash(),
         costs: Costs::default(),
         policy: ratchet_agents::TradingPolicy::new(net, true).unwrap(),
+        symbols: Vec::new(),
         loaded_at: chrono::Utc::now(),
         features,
     };

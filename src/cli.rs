@@ -213,6 +213,10 @@ pub struct ServeArgs {
     /// Serve versions whose status is not `validated` or `production`.
     #[arg(long)]
     pub allow_unvalidated: bool,
+    /// Let a universe version decide for symbols outside its universe (refused with a 400
+    /// naming the universe otherwise).
+    #[arg(long)]
+    pub any_symbol: bool,
     /// Most symbols with a session; a request that would open more is answered 429 (see
     /// crates/serve/README.md for the memory a session takes).
     #[arg(long, value_name = "N", default_value_t = ratchet_serve::DEFAULT_MAX_SESSIONS)]

@@ -361,6 +361,103 @@ fn check_serving_matches_the_backtest(algo: &str) {
     server.stop();
 }
 
+/// A universe version serves its symbols bit for bit: every symbol's bars, interleaved in
+/// time as a feed delivers them, give each symbol the positions of the universe backtest
+/// over its whole history; a symbol outside the universe is refused naming the universe,
+/// unless the server runs with `--any-symbol`.
+#[test]
+fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
+    let store = Store::new();
+    let config = store.dir.path().join("universe.toml");
+    std::fs::write(
+        &config,
+        "[run]\nn_envs = 1\nseed = 3\n\n[data]\nfiles = [\"data/UNIVERSE_DEMO.csv\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    store.run(&[
+        "train",
+        "--config",
+        config,
+        "--steps",
+        "2048",
+        "--model-name",
+        "u",
+    ]);
+    store.promote("u", 1, "production");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/UNIVERSE_DEMO.csv");
+    let universe =
+        ratchet_data::Universe::load(&[path], &ratchet_data::LoadOptions::default()).unwrap();
+    // Every bar of every symbol, in time order (symbols in order within a timestamp).
+    let mut feed: Vec<(i64, usize, Value)> = Vec::new();
+    for (s, member) in universe.members.iter().enumerate() {
+        let b = &member.loaded.bars;
+        for i in 0..b.len() {
+            let bar = json!({
+                "timestamp": b.timestamps[i], "open": b.open[i], "high": b.high[i],
+                "low": b.low[i], "close": b.close[i], "volume": b.volume[i],
+            });
+            feed.push((b.timestamps[i], s, bar));
+        }
+    }
+    feed.sort_by_key(|(t, s, _)| (*t, *s));
+
+    let server = store.serve(&["models:/u@production"], &[]);
+    let outsider = json!({"symbol": "ZZZ", "bars": [feed[0].2]});
+    let (status, answer) = server.post_bars(&outsider);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "symbol \"ZZZ\" is not in the universe of models:/u/1 (AAA, BBB, CCC, XYZ); serve with \
+         --any-symbol to decide for other symbols too"
+    );
+    let mut decisions: Vec<Vec<f64>> = vec![Vec::new(); universe.members.len()];
+    for (_, s, bar) in &feed {
+        let symbol = &universe.members[*s].symbol;
+        let answer = server.bars(&json!({"symbol": symbol, "bars": [bar]}));
+        let d = &answer["decisions"][0];
+        if d["warming_up"] != true {
+            decisions[*s].push(d["position"].as_f64().unwrap());
+        }
+    }
+    server.stop();
+
+    let out = store.dir.path().join("report");
+    store.run(&[
+        "backtest",
+        "models:/u/1",
+        "--from",
+        "2000-01-01",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    for (s, row) in report["symbols"].as_array().unwrap().iter().enumerate() {
+        let held: Vec<f64> = row["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        assert_eq!(row["symbol"], universe.members[s].symbol.as_str());
+        assert_eq!(held.len(), decisions[s].len(), "{}", row["symbol"]);
+        // The decision after bar t is the position held through bar t + 1.
+        assert_eq!(
+            decisions[s][..held.len() - 1],
+            held[1..],
+            "{}",
+            row["symbol"]
+        );
+        assert!(row["trades"].as_u64().unwrap() > 2, "a policy that trades");
+    }
+
+    let open = store.serve(&["models:/u@production", "--any-symbol"], &[]);
+    let answer = open.bars(&outsider);
+    assert_eq!(answer["decisions"][0]["bars_accepted"], 1);
+    open.stop();
+}
+
 #[test]
 fn serving_ppo_gives_the_backtest_positions_bit_for_bit() {
     check_serving_matches_the_backtest("ppo");

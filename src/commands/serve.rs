@@ -70,6 +70,7 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             poll: Duration::from_secs_f64(args.poll_seconds),
             slo,
             allow_unvalidated: args.allow_unvalidated,
+            any_symbol: args.any_symbol,
             token,
             max_sessions: args.max_sessions,
         };

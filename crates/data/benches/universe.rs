@@ -46,8 +46,8 @@ fn prepare(bytes: &[u8]) -> usize {
         timestamp_format: Some("epoch_ms".into()),
         ..LoadOptions::default()
     };
-    let universe = Universe::parse(vec![(PathBuf::from("universe.csv"), bytes.to_vec())], &opts)
-        .unwrap();
+    let universe =
+        Universe::parse(vec![(PathBuf::from("universe.csv"), bytes.to_vec())], &opts).unwrap();
     let config = FeatureConfig::default();
     universe
         .members

@@ -54,6 +54,8 @@ pub struct ServeOptions {
     pub poll: Duration,
     pub slo: Option<Slo>,
     pub allow_unvalidated: bool,
+    /// Decide for symbols outside a universe version's universe too.
+    pub any_symbol: bool,
     /// Bearer token for the mutating endpoints.
     pub token: Option<String>,
     /// Most symbols with a session.

@@ -22,6 +22,9 @@ pub struct ServedModel {
     pub features: FeatureConfig,
     pub costs: Costs,
     pub policy: TradingPolicy,
+    /// A universe version's symbols, sorted (the only ones it decides for unless the
+    /// server runs with `--any-symbol`); empty for a single-instrument version.
+    pub symbols: Vec<String>,
     pub loaded_at: DateTime<Utc>,
 }
 
@@ -157,6 +160,13 @@ impl ServedModel {
             features,
             costs,
             policy,
+            symbols: meta
+                .training
+                .data
+                .symbols
+                .iter()
+                .map(|s| s.symbol.clone())
+                .collect(),
             loaded_at: Utc::now(),
         };
         let window_values = model.features.window * model.features.column_names().len();

@@ -221,6 +221,7 @@ mod tests {
             feature_hash: features.hash(),
             costs: Default::default(),
             policy: TradingPolicy::new(net, true).unwrap(),
+            symbols: Vec::new(),
             loaded_at: chrono::Utc::now(),
             features,
         }

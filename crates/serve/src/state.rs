@@ -25,6 +25,8 @@ pub struct AppState {
     /// Time between checks of the aliases.
     pub poll: Duration,
     pub allow_unvalidated: bool,
+    /// Whether a universe version decides for symbols outside its universe.
+    pub any_symbol: bool,
     /// Bearer token the mutating endpoints require, when set.
     pub token: Option<String>,
     /// Most symbols with a session.
@@ -66,6 +68,7 @@ impl AppState {
             poll,
             slo,
             allow_unvalidated,
+            any_symbol,
             token,
             max_sessions,
         } = options;
@@ -74,6 +77,7 @@ impl AppState {
             targets,
             poll,
             allow_unvalidated,
+            any_symbol,
             token,
             max_sessions,
             slo,

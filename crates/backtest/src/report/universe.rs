@@ -41,6 +41,8 @@ pub struct SymbolRow {
     pub trades: usize,
     pub buy_and_hold_total_return: f64,
     pub buy_and_hold_sharpe: Option<f64>,
+    /// The strategy's position through each bar (as [`crate::Simulation::positions`]).
+    pub positions: Vec<f64>,
 }
 
 /// The content of a universe `report.json`.
@@ -118,6 +120,7 @@ fn row(run: &SymbolRun) -> SymbolRow {
         trades: s.trades,
         buy_and_hold_total_return: h.total_return,
         buy_and_hold_sharpe: h.sharpe,
+        positions: run.backtest.strategy.positions.clone(),
     }
 }
 

@@ -133,6 +133,23 @@ fn take_bars(
     let symbol = &request.symbol;
     // The same answering model for every bar of the request: the symbol's hash decides it.
     let route = live.route(symbol);
+    let universe = &route.1.symbols;
+    if !state.any_symbol && !universe.is_empty() && universe.binary_search(symbol).is_err() {
+        const LISTED: usize = 10;
+        let more = universe.len().saturating_sub(LISTED);
+        return Err(ApiError::bad_request(format!(
+            "symbol {symbol:?} is not in the universe of models:/{}/{} ({}{}); serve with \
+             --any-symbol to decide for other symbols too",
+            route.1.name,
+            route.1.version,
+            universe[..universe.len().min(LISTED)].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+        )));
+    }
     let mut last = None;
     let mut each = every_bar.then(|| Vec::with_capacity(request.bars.len()));
     let mut timestamps_read_as: Vec<String> = Vec::new();
