@@ -7,10 +7,20 @@ AAA and BBB trade on weekdays, CCC on weekdays from 2019-07-01 (a later listing)
 day (a 24/7 market). Each daily return is a common market factor plus the instrument's own
 noise, so the universe moves together without being one series. Regenerating gives the same
 bytes (Python's `random` with a fixed seed).
+
+With `--symbols N --out FILE` it writes instead a bigger universe for the speed scripts: N
+weekday instruments over `--years` years (default 10) ending 2023-12-29, seeded the same way.
 """
 
+import argparse
 import datetime as dt
 import random
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--symbols", type=int)
+parser.add_argument("--years", type=int, default=10)
+parser.add_argument("--out", default="data/UNIVERSE_DEMO.csv")
+args = parser.parse_args()
 
 random.seed(20261206)
 
@@ -22,6 +32,12 @@ SYMBOLS = {
     "CCC": (dt.date(2019, 7, 1), True, 20.0, 1.4, 0.02),
     "XYZ": (START, False, 8000.0, 1.8, 0.03),
 }
+if args.symbols:
+    START = dt.date(END.year - args.years, 12, 31)
+    SYMBOLS = {
+        f"S{i:03d}": (START, True, random.uniform(10, 500), random.uniform(0.3, 1.8), random.uniform(0.008, 0.03))
+        for i in range(args.symbols)
+    }
 
 days = [START + dt.timedelta(d) for d in range((END - START).days + 1)]
 market = {day: random.gauss(0.0003, 0.009) for day in days}
@@ -41,6 +57,6 @@ for day in days:
         price[symbol] = close
         rows.append(f"{day.isoformat()},{symbol},{open_:.4f},{high:.4f},{low:.4f},{close:.4f},{volume}")
 
-with open("data/UNIVERSE_DEMO.csv", "w") as f:
+with open(args.out, "w") as f:
     f.write("date,symbol,open,high,low,close,volume\n")
     f.write("\n".join(rows) + "\n")

@@ -27,6 +27,7 @@ fn summary(
         run_id: None,
         source: String::new(),
         checkpoint: None,
+        symbols: vec![],
     }
 }
 
