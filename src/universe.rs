@@ -35,7 +35,7 @@ pub struct Universe {
 
 /// The market data of a run: one instrument (`[data] file`) or a universe (`[data] files`).
 pub enum TrainingData {
-    Instrument(Market),
+    Instrument(Box<Market>),
     Universe(Universe),
 }
 
@@ -44,7 +44,7 @@ impl TrainingData {
         Ok(if config.data.is_universe() {
             TrainingData::Universe(Universe::prepare(config)?)
         } else {
-            TrainingData::Instrument(Market::prepare(config)?)
+            TrainingData::Instrument(Box::new(Market::prepare(config)?))
         })
     }
 

@@ -3,7 +3,8 @@
 //! Targets on the 2-core machine: 500 symbols x 10 years of daily bars (1.26M bars) in
 //! under 2 s, 100 symbols x 5 years of hourly bars (about 3M bars) in under 5 s.
 //!
-//! `cargo bench --bench universe` (BENCHMARKS.md has the figures)
+//! `cargo bench --bench universe` (BENCHMARKS.md has the figures). With `UNIVERSE_CSV=FILE`
+//! it also times that file (what `scripts/compare_universe_features.sh` runs polars on).
 
 #![allow(clippy::unwrap_used)] // a bench that unwraps fails with the value it did not expect
 
@@ -41,13 +42,9 @@ fn long_csv(symbols: usize, bars: usize, step_ms: i64) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn prepare(bytes: &[u8]) -> usize {
-    let opts = LoadOptions {
-        timestamp_format: Some("epoch_ms".into()),
-        ..LoadOptions::default()
-    };
+fn prepare(bytes: &[u8], opts: &LoadOptions) -> usize {
     let universe =
-        Universe::parse(vec![(PathBuf::from("universe.csv"), bytes.to_vec())], &opts).unwrap();
+        Universe::parse(vec![(PathBuf::from("universe.csv"), bytes.to_vec())], opts).unwrap();
     let config = FeatureConfig::default();
     universe
         .members
@@ -59,6 +56,19 @@ fn prepare(bytes: &[u8]) -> usize {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("universe");
     group.sample_size(10);
+    let epoch_ms = LoadOptions {
+        timestamp_format: Some("epoch_ms".into()),
+        ..LoadOptions::default()
+    };
+    if let Some(path) = std::env::var_os("UNIVERSE_CSV") {
+        let bytes = std::fs::read(&path).unwrap();
+        let opts = LoadOptions::default();
+        let bars = prepare(&bytes, &opts);
+        group.throughput(Throughput::Elements(bars as u64));
+        group.bench_function("load_validate_features/file", |b| {
+            b.iter(|| black_box(prepare(&bytes, &opts)))
+        });
+    }
     for (name, symbols, bars, step_ms) in [
         ("500_daily_10y", 500, 2520, 86_400_000),
         ("100_hourly_5y", 100, 31_000, 3_600_000),
@@ -66,7 +76,7 @@ fn bench(c: &mut Criterion) {
         let bytes = long_csv(symbols, bars, step_ms);
         group.throughput(Throughput::Elements((symbols * bars) as u64));
         group.bench_function(format!("load_validate_features/{name}"), |b| {
-            b.iter(|| black_box(prepare(&bytes)))
+            b.iter(|| black_box(prepare(&bytes, &epoch_ms)))
         });
     }
     group.finish();

@@ -813,7 +813,7 @@ fn episodes_over_several_ranges_stay_in_one_and_follow_their_sizes() {
     // One range gives the same draws as `new`: the single-instrument streams are unchanged.
     let mut one = TradingEnv::over_ranges(
         data.clone(),
-        vec![40..140],
+        std::iter::once(40..140).collect(),
         config.clone(),
         EpisodeMode::RandomStarts,
     )
