@@ -86,5 +86,5 @@ print(f"read {t_read:.3f} s + features {t_feat:.3f} s = {t_read + t_feat:.3f} s 
 PY
 
 echo "== Ratchet (cargo bench --bench universe, the same file)"
-UNIVERSE_CSV="$WORK/universe.csv" cargo bench --quiet --bench universe -- 'load_validate_features/file' 2>&1 \
-    | grep -E 'time:|thrpt:' | sed 's/^/  /'
+UNIVERSE_CSV="$WORK/universe.csv" cargo bench --quiet --workspace --bench universe -- 'load_validate_features/file' 2>&1 \
+    | grep -E 'time:|thrpt:' | head -2 | sed 's/^/  /'

@@ -26,7 +26,7 @@ single_bars=$(($(wc -l <data/STOCKS_GOOGL.csv) - 1))
 
 echo "== $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== PPO, default config, $STEPS steps; single: $single_bars GOOGL bars; universe: 500 symbols, $universe_bars bars"
-printf '%6s %10s %14s %12s\n' round data "env steps/s" "peak RSS MB"
+printf '%6s %10s %14s %12s %8s\n' round data "env steps/s" "peak RSS MB" "wall s"
 declare -A best_rate best_rss
 for round in $(seq "$ROUNDS"); do
     for data in single universe; do
@@ -35,9 +35,19 @@ for round in $(seq "$ROUNDS"); do
         /usr/bin/time -f %M -o "$WORK/rss" \
             "$RATCHET" --tracking-uri "$WORK/store" train --steps "$STEPS" --json "${args[@]}" \
             >"$WORK/out.json" 2>"$WORK/err" || { cat "$WORK/err"; exit 1; }
-        rate=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["total_steps"]/d["wall_time_s"]))' "$WORK/out.json")
+        # The training loop's own rate (the run's time/steps_per_second, median over its
+        # updates): not the data preparation, checkpoints or the final evaluation, which
+        # grow with the universe and are reported apart (wall s).
+        rate=$(python3 - "$WORK/out.json" "$WORK/store" <<'PY'
+import glob, json, statistics, sys
+run = json.load(open(sys.argv[1]))["run_id"]
+[path] = glob.glob(f"{sys.argv[2]}/*/{run}/metrics/time/steps_per_second")
+print(round(statistics.median(float(line.split()[1]) for line in open(path))))
+PY
+)
+        wall=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["wall_time_s"], 1))' "$WORK/out.json")
         rss=$(($(cat "$WORK/rss") / 1024))
-        printf '%6s %10s %14s %12s\n' "$round" "$data" "$rate" "$rss"
+        printf '%6s %10s %14s %12s %8s\n' "$round" "$data" "$rate" "$rss" "$wall"
         if [ "${best_rate[$data]:-0}" -lt "$rate" ]; then best_rate[$data]=$rate; fi
         if [ -z "${best_rss[$data]:-}" ] || [ "${best_rss[$data]}" -gt "$rss" ]; then best_rss[$data]=$rss; fi
     done

@@ -10,6 +10,7 @@ use ratchet_config::{ShortHistory, TrainConfig};
 use ratchet_data::{SplitSpec, Splits, Universe as Bars, common_split, split};
 use ratchet_env::MarketData;
 use ratchet_registry::{DataSource, DateRange};
+use rayon::prelude::*;
 
 use crate::agent::TrainingRows;
 use crate::market::{Market, features_of};
@@ -118,13 +119,16 @@ impl Universe {
         let hash = bars.hash();
         let symbols = bars.members.len();
         // Features first (each instrument's own), then the split common to all of them.
-        let mut featured = Vec::with_capacity(symbols);
-        for member in bars.members {
-            let key = member.loaded.bars.digest(0..member.loaded.bars.len());
-            let (frame, _) = features_of(config, &member.loaded, &key)
-                .with_context(|| format!("symbol {}", member.symbol))?;
-            featured.push((member.symbol, member.loaded, frame));
-        }
+        let featured = bars
+            .members
+            .into_par_iter()
+            .map(|member| {
+                let key = member.loaded.bars.digest(0..member.loaded.bars.len());
+                let (frame, _) = features_of(config, &member.loaded, &key)
+                    .with_context(|| format!("symbol {}", member.symbol))?;
+                Ok((member.symbol, member.loaded, frame))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let frames: Vec<_> = featured.iter().map(|(_, _, frame)| frame).collect();
         let dates = common_split(&frames, &config.data.split)?;
         let window = config.features.window;

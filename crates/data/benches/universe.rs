@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratchet_data::{FeatureConfig, LoadOptions, Universe, compute_features};
+use rayon::prelude::*;
 
 /// A long-format CSV of `symbols` random walks, `bars` each, `step_ms` apart.
 fn long_csv(symbols: usize, bars: usize, step_ms: i64) -> Vec<u8> {
@@ -46,9 +47,10 @@ fn prepare(bytes: &[u8], opts: &LoadOptions) -> usize {
     let universe =
         Universe::parse(vec![(PathBuf::from("universe.csv"), bytes.to_vec())], opts).unwrap();
     let config = FeatureConfig::default();
+    // As `ratchet train` does: every instrument's features in parallel.
     universe
         .members
-        .iter()
+        .par_iter()
         .map(|m| compute_features(&m.loaded.bars, &config).unwrap().rows())
         .sum()
 }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::checksum::io_error;
@@ -164,8 +165,9 @@ pub fn parse_universe_file(
         }
     }
     let df = df.drop(&column).map_err(malformed)?;
+    // Each instrument is validated on its own: in parallel, results in symbol order.
     groups
-        .into_iter()
+        .into_par_iter()
         .map(|(symbol, indices)| {
             let member_rows = indices.iter().map(|&i| rows[i as usize]).collect();
             let part = df
