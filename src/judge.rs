@@ -82,25 +82,27 @@ pub fn validation(
                 returns: Some(backtest.strategy.returns[1..].to_vec()),
             })
         }
-        Some(TrainingData::Universe(universe)) => universe_validation(config, universe, agent),
+        Some(TrainingData::Universe(universe)) => universe_validation(config, universe, || {
+            Ok(config.trading_policy_of(agent.policy())?)
+        }),
     }
 }
 
 /// Every instrument of a universe on its own validation range (its figures under
 /// `SYMBOL/…`), and their equal-weight portfolio, whose figures are the unprefixed ones
-/// (`sharpe` is the portfolio's) and whose returns are the evaluation's.
-fn universe_validation(
+/// (`sharpe` is the portfolio's) and whose returns are the evaluation's. `policy` makes the
+/// policy judged (one per instrument: a policy holds its own scratch space).
+pub fn universe_validation(
     config: &TrainConfig,
     universe: &Universe,
-    agent: &dyn Agent,
+    policy: impl Fn() -> Result<TradingPolicy>,
 ) -> Result<Evaluation> {
     let mut metrics = BTreeMap::new();
     let mut runs = Vec::with_capacity(universe.members.len());
     let mut trades = 0.0;
     for member in &universe.members {
         let val = member.market.splits.validation.range();
-        let policy = config.trading_policy_of(agent.policy())?;
-        let (prices, backtest) = policy_backtest(&member.market, &config.trading, policy, val)?;
+        let (prices, backtest) = policy_backtest(&member.market, &config.trading, policy()?, val)?;
         for (key, value) in headline(&backtest) {
             if key == "trades" {
                 trades += value;

@@ -128,8 +128,7 @@ impl Market {
     ) -> Result<Self> {
         if config.data.is_universe() {
             anyhow::bail!(
-                "this is a universe of [data] files {:?}: `ratchet train` and `ratchet backtest` \
-                 take it, but this command works on one instrument only so far",
+                "[data] files {:?} is a universe; this step reads one instrument",
                 config.data.files
             );
         }

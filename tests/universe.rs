@@ -274,7 +274,10 @@ fn short_histories_and_single_instrument_commands_are_explained() {
         "symbol SHORT: ",
     );
     sb.fails(
-        &["evaluate", "models:/u/1"],
-        "this is a universe of [data] files",
+        &["evaluate", "models:/u/1", "--walk-forward"],
+        "--walk-forward does not take universe versions yet",
     );
+    // Plain evaluate gives the figures training logged.
+    let evaluated = sb.json(&["evaluate", "models:/u/1", "--json"]);
+    assert_eq!(evaluated["metrics"], shown["metrics"]);
 }

@@ -182,27 +182,7 @@ pub fn backtest(
     // The version's own test split, as training recorded it: logged as test/* too (the
     // sweep's val-vs-test scatter reads them).
     let whole_test_split = test_range && whole_test_split && args.data.is_none();
-    let now = ratchet_mlflow::now_ms();
-    let prefixes: &[&str] = if whole_test_split {
-        &["backtest", "test"]
-    } else {
-        &["backtest"]
-    };
-    let logged: Vec<Metric> = prefixes
-        .iter()
-        .flat_map(|p| {
-            metrics.iter().map(move |(k, v)| Metric {
-                key: format!("{p}/{k}"),
-                value: *v,
-                timestamp: now,
-                step: 0,
-            })
-        })
-        .collect();
-    registry
-        .store()
-        .log_metrics(&version.run_id, &logged)
-        .with_context(|| format!("logging the backtest to run {}", version.run_id))?;
+    log_to_run(registry, &version, &metrics, whole_test_split)?;
     let test_looks = if test_range {
         let test = version.metadata.training.data.test.as_ref();
         let looks = registry
@@ -271,6 +251,37 @@ pub fn backtest(
         lines.push(format!("  {}", p.display()));
     }
     Ok((output, lines))
+}
+
+/// Logs a backtest's figures to the version's run as `backtest/*`, and as `test/*` too when
+/// the backtest covered the version's whole recorded test split.
+fn log_to_run(
+    registry: &ratchet_registry::Registry,
+    version: &checkpoint::LoadedVersion,
+    metrics: &std::collections::BTreeMap<String, f64>,
+    whole_test_split: bool,
+) -> Result<()> {
+    let now = ratchet_mlflow::now_ms();
+    let prefixes: &[&str] = if whole_test_split {
+        &["backtest", "test"]
+    } else {
+        &["backtest"]
+    };
+    let logged: Vec<Metric> = prefixes
+        .iter()
+        .flat_map(|p| {
+            metrics.iter().map(move |(k, v)| Metric {
+                key: format!("{p}/{k}"),
+                value: *v,
+                timestamp: now,
+                step: 0,
+            })
+        })
+        .collect();
+    registry
+        .store()
+        .log_metrics(&version.run_id, &logged)
+        .with_context(|| format!("logging the backtest to run {}", version.run_id))
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -26,9 +26,10 @@ use crate::checkpoint::{self, LoadedVersion};
 use ratchet_config::{EnvKind, TrainConfig};
 
 use crate::cli::EvaluateArgs;
-use crate::judge::{headline, policy_backtest};
+use crate::judge::{headline, policy_backtest, universe_validation};
 use crate::market::Market;
 use crate::output::{Table, print_json};
+use crate::universe::Universe;
 
 #[derive(Serialize)]
 struct ValidationOutput {
@@ -69,6 +70,9 @@ pub fn run(tracking_uri: &str, args: EvaluateArgs) -> Result<()> {
         return walk_forward(&registry, &args);
     }
     let (version, weights) = checkpoint::load_weights(&registry, &args.model)?;
+    if version.config.data.is_universe() {
+        return evaluate_universe(&version, &weights, args.json);
+    }
     let (config, market) = prepare(&version, &["validation"])?;
     let policy = config
         .trading_policy(&weights)
@@ -88,6 +92,39 @@ pub fn run(tracking_uri: &str, args: EvaluateArgs) -> Result<()> {
         out.model_uri, out.range.0, out.range.1
     );
     for (k, v) in &out.metrics {
+        println!("  {k:<26} {}", crate::output::figure(k, Some(*v)));
+    }
+    Ok(())
+}
+
+/// A universe version on every symbol's recorded validation range and as their equal-weight
+/// portfolio: the figures training logged as `val/*`.
+fn evaluate_universe(version: &LoadedVersion, weights: &[NamedTensor], json: bool) -> Result<()> {
+    let mut config = version.config.clone();
+    config.trading.window = config.features.window;
+    let universe =
+        Universe::prepare_recorded(&config, &version.metadata.training.data, &version.uri)?;
+    let evaluation = universe_validation(&config, &universe, || {
+        config
+            .trading_policy(weights)
+            .with_context(|| format!("loading the weights of {}", version.uri))
+    })?;
+    let out = ValidationOutput {
+        model_uri: version.uri.clone(),
+        range: evaluation.range.clone().unwrap_or_default(),
+        metrics: evaluation.metrics,
+    };
+    if json {
+        return print_json(&out);
+    }
+    println!(
+        "{} ({} symbols, equal-weight portfolio) on its validation ranges {} .. {}",
+        out.model_uri,
+        universe.members.len(),
+        out.range.0,
+        out.range.1
+    );
+    for (k, v) in out.metrics.iter().filter(|(k, _)| !k.contains('/')) {
         println!("  {k:<26} {}", crate::output::figure(k, Some(*v)));
     }
     Ok(())
@@ -136,6 +173,13 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     let (version, state) = checkpoint::load_version(registry, &args.model)?;
+    if version.config.data.is_universe() {
+        bail!(
+            "--walk-forward does not take universe versions yet; `ratchet evaluate {}` judges \
+             it on its validation ranges, and `ratchet backtest` on its test ranges",
+            version.uri
+        );
+    }
     let (config, market) = prepare(&version, &["validation", "test"])?;
     let train = market.splits.train.range();
     // The folds cover the recorded validation and test ranges, never bars appended since.

@@ -9,18 +9,14 @@
 use std::hint::black_box;
 use std::path::Path;
 
+mod support;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratchet_data::{Bars, FeatureConfig, FeatureStream, LoadOptions, compute_features, load_bars};
 
 /// A deterministic, mean-reverting random walk of `n` consistent bars.
 fn random_walk(n: usize) -> Bars {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut unit = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut unit = support::uniform();
     let mut bars = Bars::default();
     let (mut price, mut log_move) = (100.0, 0.0);
     for i in 0..n {

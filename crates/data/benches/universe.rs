@@ -11,19 +11,15 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
+mod support;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratchet_data::{FeatureConfig, LoadOptions, Universe, compute_features};
 use rayon::prelude::*;
 
 /// A long-format CSV of `symbols` random walks, `bars` each, `step_ms` apart.
 fn long_csv(symbols: usize, bars: usize, step_ms: i64) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut unit = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut unit = support::uniform();
     let mut out = String::from("timestamp,symbol,open,high,low,close,volume\n");
     let mut prices = vec![100.0f64; symbols];
     for i in 0..bars {

@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use ratchet_backtest::ReportMetadata;
 use ratchet_backtest::report::{SymbolRun, write_universe_reports};
 use ratchet_config::TrainConfig;
-use ratchet_mlflow::Metric;
 use ratchet_registry::{NamedTensor, Registry};
 
 use super::{BacktestOutput, parse_date};
@@ -120,28 +119,7 @@ pub fn backtest(
             metrics.insert(format!("{symbol}/{key}"), value);
         }
     }
-    let whole_test_split = from.is_none() && to.is_none();
-    let prefixes: &[&str] = if whole_test_split {
-        &["backtest", "test"]
-    } else {
-        &["backtest"]
-    };
-    let now = ratchet_mlflow::now_ms();
-    let logged: Vec<Metric> = prefixes
-        .iter()
-        .flat_map(|prefix| {
-            metrics.iter().map(move |(k, v)| Metric {
-                key: format!("{prefix}/{k}"),
-                value: *v,
-                timestamp: now,
-                step: 0,
-            })
-        })
-        .collect();
-    registry
-        .store()
-        .log_metrics(&version.run_id, &logged)
-        .with_context(|| format!("logging the backtest to run {}", version.run_id))?;
+    super::log_to_run(registry, version, &metrics, from.is_none() && to.is_none())?;
 
     // One look at the test range for the whole universe, when any symbol's range reaches it.
     let reaches_test = universe

@@ -127,3 +127,14 @@ mod tests {
         );
     }
 }
+
+/// Writes tag `key` of the object in `dir` (`dir/tags/key`, replaced atomically; not fsynced:
+/// a tag lost to a power cut leaves the older value).
+pub(super) fn write_tag(dir: &Path, key: &str, value: &str) -> Result<()> {
+    Ok(fsutil::write_atomic(
+        &dir.join("tags").join(key),
+        value.as_bytes(),
+        dir,
+        false,
+    )?)
+}

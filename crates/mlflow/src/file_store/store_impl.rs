@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use super::files::{check_value_len, list_dir_names, read_key_files, read_metric_file};
+use super::files::{check_value_len, list_dir_names, read_key_files, read_metric_file, write_tag};
 use super::models::{VersionCache, aliases_of, read_aliases};
 use super::version_cache::Decoded;
 use super::{
@@ -112,12 +112,7 @@ impl TrackingStore for FileStore {
     fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
         check_value_len("experiment tag", key, value, 20_000)?;
         let dir = self.experiment_dir(experiment_id)?;
-        Ok(fsutil::write_atomic(
-            &dir.join("tags").join(key),
-            value.as_bytes(),
-            &dir,
-            false,
-        )?)
+        write_tag(&dir, key, value)
     }
 
     fn create_run(
@@ -291,7 +286,7 @@ impl TrackingStore for FileStore {
             check_value_len("run tag", key, value, MAX_RUN_TAG_VALUE)?;
         }
         for (key, value) in tags {
-            fsutil::write_atomic(&dir.join("tags").join(key), value.as_bytes(), &dir, false)?;
+            write_tag(&dir, key, value)?;
             if key == "mlflow.runName" {
                 // MLflow keeps meta.yaml's run_name in sync with the tag.
                 info.run_name = value.clone();
@@ -402,18 +397,7 @@ impl TrackingStore for FileStore {
     fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
         check_value_len("registered model tag", key, value, MAX_REGISTRY_TAG_VALUE)?;
         let dir = self.existing_model_dir(name)?;
-        self.change_model(
-            &dir,
-            || {
-                Ok(fsutil::write_atomic(
-                    &dir.join("tags").join(key),
-                    value.as_bytes(),
-                    &dir,
-                    false,
-                )?)
-            },
-            |_| None,
-        )
+        self.change_model(&dir, || write_tag(&dir, key, value), |_| None)
     }
 
     fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
@@ -536,14 +520,7 @@ impl TrackingStore for FileStore {
         let dir = Self::version_dir(&model_dir, version);
         self.change_model(
             &model_dir,
-            || {
-                Ok(fsutil::write_atomic(
-                    &dir.join("tags").join(key),
-                    value.as_bytes(),
-                    &dir,
-                    false,
-                )?)
-            },
+            || write_tag(&dir, key, value),
             |_| Some(version),
         )
     }
