@@ -99,6 +99,17 @@ pub(super) fn check_value_len(kind: &str, key: &str, value: &str, max: usize) ->
     Ok(())
 }
 
+/// Writes tag `key` of the object in `dir` (`dir/tags/key`, replaced atomically; not fsynced:
+/// a tag lost to a power cut leaves the older value).
+pub(super) fn write_tag(dir: &Path, key: &str, value: &str) -> Result<()> {
+    Ok(fsutil::write_atomic(
+        &dir.join("tags").join(key),
+        value.as_bytes(),
+        dir,
+        false,
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,15 +137,4 @@ mod tests {
                 .contains("line 1")
         );
     }
-}
-
-/// Writes tag `key` of the object in `dir` (`dir/tags/key`, replaced atomically; not fsynced:
-/// a tag lost to a power cut leaves the older value).
-pub(super) fn write_tag(dir: &Path, key: &str, value: &str) -> Result<()> {
-    Ok(fsutil::write_atomic(
-        &dir.join("tags").join(key),
-        value.as_bytes(),
-        dir,
-        false,
-    )?)
 }
