@@ -283,7 +283,9 @@ impl Universe {
 }
 
 /// The rows of several instruments' data, one after the other.
-fn concatenate<'a>(parts: impl Iterator<Item = &'a MarketData> + Clone) -> Result<MarketData> {
+pub(crate) fn concatenate<'a>(
+    parts: impl Iterator<Item = &'a MarketData> + Clone,
+) -> Result<MarketData> {
     let width = parts.clone().next().map_or(0, |d| d.width);
     let (mut features, mut open, mut close) = (Vec::new(), Vec::new(), Vec::new());
     for part in parts {

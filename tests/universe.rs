@@ -96,6 +96,23 @@ fn a_universe_trains_and_continues_bit_for_bit() {
     // half a year after AAA's.
     assert_eq!(shown["data"]["symbols"][2]["train"]["start"], "2020-01-01");
     assert_eq!(shown["data"]["symbols"][0]["train"]["start"], "2018-07-04");
+
+    // Walk-forward from the version: every symbol trades in both folds.
+    let walked = sb.json(&[
+        "evaluate",
+        "models:/whole/1",
+        "--walk-forward",
+        "--folds",
+        "2",
+        "--steps",
+        "2048",
+        "--json",
+    ]);
+    for fold in walked["folds"].as_array().unwrap() {
+        assert_eq!(fold["metrics"]["symbols"], 4.0, "{fold}");
+    }
+    assert_eq!(walked["folds"][0]["range"][0], "2022-04-23");
+    assert_eq!(walked["folds"][1]["range"][1], "2023-12-31");
 }
 
 /// Three instruments with the same bars: each one's validation figures are the same, and
@@ -273,10 +290,33 @@ fn short_histories_and_single_instrument_commands_are_explained() {
         &["train", "--config", &strict, "--steps", "2048"],
         "symbol SHORT: ",
     );
-    sb.fails(
-        &["evaluate", "models:/u/1", "--walk-forward"],
-        "--walk-forward does not take universe versions yet",
+    // Walk-forward folds over the universe: reproducible, judged as the portfolio.
+    let walk = |mode: &str| {
+        let mut args = vec![
+            "evaluate",
+            "models:/u/1",
+            "--walk-forward",
+            "--folds",
+            "2",
+            "--steps",
+            "2048",
+            "--json",
+        ];
+        if mode == "rolling" {
+            args.push("--rolling");
+        }
+        sb.json(&args)
+    };
+    let (first, again) = (walk("anchored"), walk("anchored"));
+    assert_eq!(first["folds"], again["folds"]);
+    assert_eq!(first["folds"].as_array().unwrap().len(), 2);
+    assert_eq!(first["folds"][0]["metrics"]["symbols"], 1.0);
+    assert_eq!(
+        (first["test_looks"].as_u64(), again["test_looks"].as_u64()),
+        (Some(1), Some(2))
     );
+    let rolling = walk("rolling");
+    assert_eq!(rolling["mode"], "rolling");
     // Plain evaluate gives the figures training logged.
     let evaluated = sb.json(&["evaluate", "models:/u/1", "--json"]);
     assert_eq!(evaluated["metrics"], shown["metrics"]);

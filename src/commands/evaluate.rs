@@ -31,6 +31,8 @@ use crate::market::Market;
 use crate::output::{Table, print_json};
 use crate::universe::Universe;
 
+mod universe;
+
 #[derive(Serialize)]
 struct ValidationOutput {
     model_uri: String,
@@ -173,14 +175,31 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     let (version, state) = checkpoint::load_version(registry, &args.model)?;
-    if version.config.data.is_universe() {
-        bail!(
-            "--walk-forward does not take universe versions yet; `ratchet evaluate {}` judges \
-             it on its validation ranges, and `ratchet backtest` on its test ranges",
-            version.uri
-        );
-    }
-    let (config, market) = prepare(&version, &["validation", "test"])?;
+    let run = if version.config.data.is_universe() {
+        universe::walk_forward_folds(&version, &state, args)?
+    } else {
+        instrument_folds(&version, &state, args)?
+    };
+    report_walk_forward(registry, &version, args, run)
+}
+
+/// What the folds of a walk-forward gave: each fold's figures, the strategy's returns over
+/// all folds end to end, their periods per year, and whether the folds reach the version's
+/// test range.
+struct FoldsRun {
+    folds: Vec<FoldOutput>,
+    returns: Vec<f64>,
+    periods_per_year: f64,
+    reaches_test: bool,
+}
+
+fn instrument_folds(
+    version: &LoadedVersion,
+    state: &TrainingState<'static>,
+    args: &EvaluateArgs,
+) -> Result<FoldsRun> {
+    let (k, steps) = (args.folds, args.steps);
+    let (config, market) = prepare(version, &["validation", "test"])?;
     let train = market.splits.train.range();
     // The folds cover the recorded validation and test ranges, never bars appended since.
     let after = train.end..market.splits.test.end;
@@ -280,7 +299,28 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
             metrics: headline(&backtest),
         });
     }
-    let ppy = periods_per_year.unwrap_or(1.0);
+    Ok(FoldsRun {
+        folds: out_folds,
+        returns: pooled,
+        periods_per_year: periods_per_year.unwrap_or(1.0),
+        reaches_test: after.end > market.splits.test.range().start,
+    })
+}
+
+/// The pooled figures of a walk-forward, its counted test look, and its table or JSON.
+fn report_walk_forward(
+    registry: &Registry,
+    version: &LoadedVersion,
+    args: &EvaluateArgs,
+    run: FoldsRun,
+) -> Result<()> {
+    let (k, steps, rolling) = (args.folds, args.steps, args.rolling);
+    let FoldsRun {
+        folds: out_folds,
+        returns: pooled,
+        periods_per_year: ppy,
+        reaches_test,
+    } = run;
     let mut summary = BTreeMap::new();
     summary.insert(
         "total_return".to_string(),
@@ -303,8 +343,7 @@ fn walk_forward(registry: &Registry, args: &EvaluateArgs) -> Result<()> {
             fold_sharpes.iter().sum::<f64>() / fold_sharpes.len() as f64,
         );
     }
-    let test_start = market.splits.test.range().start;
-    let test_looks = if after.end > test_start {
+    let test_looks = if reaches_test {
         Some(registry.record_test_look(&checkpoint::parse_ref(&version.uri)?)?)
     } else {
         None
