@@ -96,9 +96,10 @@ pub struct TrainArgs {
     /// Environment: the trading environment over --data, or the CartPole sanity check.
     #[arg(long, value_enum)]
     pub env: Option<EnvKind>,
-    /// Market data, CSV or Parquet (default: the bundled GOOGL daily bars).
-    #[arg(long, value_name = "FILE")]
-    pub data: Option<PathBuf>,
+    /// Market data, CSV or Parquet (default: the bundled GOOGL daily bars); a universe as a
+    /// glob pattern or comma-separated files ("prices/*.parquet", "a.csv,b.csv").
+    #[arg(long, value_name = "FILES")]
+    pub data: Option<String>,
     /// Environment steps to train for (added to the source's when continuing).
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,

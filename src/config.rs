@@ -36,7 +36,7 @@ pub fn apply_flags(config: &mut TrainConfig, args: &TrainArgs) {
         run.checkpoint_every = c;
     }
     if let Some(d) = &args.data {
-        config.data.file = d.clone();
+        config.data.set_from_flag(d);
     }
     config.run_tags.extend(args.tags.iter().cloned());
     config.settle_schedule();

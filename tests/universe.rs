@@ -321,3 +321,55 @@ fn short_histories_and_single_instrument_commands_are_explained() {
     let evaluated = sb.json(&["evaluate", "models:/u/1", "--json"]);
     assert_eq!(evaluated["metrics"], shown["metrics"]);
 }
+
+/// `--data` takes a universe too (comma-separated files, or a glob), and `--from` over a
+/// universe that grew says what changed and records the parent.
+#[test]
+fn the_data_flag_takes_a_universe_and_from_reports_its_growth() {
+    let sb = Sandbox::new();
+    let two = format!(
+        "{},{}",
+        googl_as(&sb, "AAA", None),
+        googl_as(&sb, "BBB", None)
+    );
+    sb.json(&[
+        "train",
+        "--data",
+        &two,
+        "--steps",
+        "2048",
+        "--model-name",
+        "g",
+        "--json",
+    ]);
+    let symbols = |uri: &str| -> Vec<String> {
+        sb.json(&["models", "show", uri, "--json"])["data"]["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["symbol"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(symbols("models:/g/1"), ["AAA", "BBB"]);
+    googl_as(&sb, "CCC", None);
+    let every = sb.path("*.csv").display().to_string();
+    let out = sb.run(&[
+        "train",
+        "--from",
+        "models:/g/1",
+        "--data",
+        &every,
+        "--steps",
+        "2048",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("universe of models:/g/1: 3 symbols, 1 added (CCC), 0 gone ()"),
+        "{stderr}"
+    );
+    assert_eq!(symbols("models:/g/2"), ["AAA", "BBB", "CCC"]);
+    let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
+    assert_eq!(shown["parent"]["version"], 1);
+}

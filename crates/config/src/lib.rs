@@ -202,6 +202,27 @@ impl DataConfig {
         !self.files.is_empty()
     }
 
+    /// Takes what `--data` names: a universe when it is a glob pattern or a comma-separated
+    /// list of files (or when this config already is one), else the one file.
+    ///
+    /// ```
+    /// let mut data = ratchet_config::DataConfig::default();
+    /// data.set_from_flag("prices/*.parquet, extra.csv");
+    /// assert_eq!(data.files, ["prices/*.parquet", "extra.csv"]);
+    /// ```
+    pub fn set_from_flag(&mut self, value: &str) {
+        if self.is_universe() || value.contains(['*', '?', '[', ',']) {
+            self.files = value
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect();
+        } else {
+            self.file = PathBuf::from(value);
+        }
+    }
+
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions {
             timestamp_format: self.timestamp_format.clone(),

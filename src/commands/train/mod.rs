@@ -20,6 +20,7 @@ use ratchet_registry::Registry;
 use crate::checkpoint;
 use crate::cli::TrainArgs;
 use crate::judge::Evaluation;
+use crate::universe::TrainingData;
 
 mod job;
 mod open_run;
@@ -114,10 +115,36 @@ fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) 
     }
     // The data file may change (say, a longer history); the features may not.
     if let Some(d) = &args.data {
-        config.data.file = d.clone();
+        config.data.set_from_flag(d);
     }
     config.validate()?;
     let mut job = Job::new(store, config, Some(source.parent_ref()))?;
+    if let Some(TrainingData::Universe(universe)) = &job.market {
+        // A universe may grow or shrink between versions: say how.
+        let before: std::collections::BTreeSet<&str> = source
+            .metadata
+            .training
+            .data
+            .symbols
+            .iter()
+            .map(|s| s.symbol.as_str())
+            .collect();
+        let after: std::collections::BTreeSet<&str> =
+            universe.members.iter().map(|m| m.symbol.as_str()).collect();
+        let added: Vec<&str> = after.difference(&before).copied().collect();
+        let removed: Vec<&str> = before.difference(&after).copied().collect();
+        if !added.is_empty() || !removed.is_empty() {
+            eprintln!(
+                "universe of {}: {} symbols, {} added ({}), {} gone ({})",
+                source.uri,
+                after.len(),
+                added.len(),
+                added.join(", "),
+                removed.len(),
+                removed.join(", ")
+            );
+        }
+    }
     job.restore_from(&source, &state)?;
     eprintln!("{}", schedule_line(&job.config, job.agent.as_ref()));
     job.run(args.json)
