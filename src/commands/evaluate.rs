@@ -225,7 +225,6 @@ fn instrument_folds(
         );
     }
     let rolling = args.rolling;
-    let weights: Vec<NamedTensor> = weights_of(&state);
     let ts = &market.frame.timestamps;
     // Dates alone for daily bars (as the splits print them), date-times otherwise.
     let daily = ts.iter().all(|t| t.rem_euclid(86_400_000) == 0);
@@ -259,33 +258,17 @@ fn instrument_folds(
             date(fold.start),
             date(fold.end - 1)
         );
-        let mut agent = crate::agent::build(
+        let agent = train_fold(
             &config,
-            Some(crate::agent::TrainingRows {
+            version,
+            state,
+            crate::agent::TrainingRows {
                 data: market.data.clone(),
                 ranges: vec![train_rows.clone()],
-            }),
+            },
+            rolling,
+            (i + 1, steps),
         )?;
-        if let Some(d) = version
-            .differences(&config, checkpoint::sizes(agent.as_ref()))
-            .first()
-        {
-            bail!("{} does not fit its own data: {d}", version.uri);
-        }
-        if rolling {
-            // A saved episode position lies outside a moved window: the rolling folds start
-            // from the version's weights with a fresh optimizer and fresh environments.
-            agent
-                .load_weights(&weights)
-                .with_context(|| format!("loading the weights of {}", version.uri))?;
-        } else {
-            agent
-                .restore(&state)
-                .with_context(|| format!("restoring {}", version.uri))?;
-        }
-        agent
-            .train(steps, &mut |_: &UpdateLog| {}, &AtomicBool::new(false))
-            .map_err(|e| anyhow!(e).context(format!("training fold {}", i + 1)))?;
         let policy = config.trading_policy_of(agent.policy())?;
         let (_, backtest) = policy_backtest(&market, &config.trading, policy, fold.clone())?;
         periods_per_year.get_or_insert(backtest.frequency.periods_per_year);
@@ -406,6 +389,39 @@ fn report_walk_forward(
         );
     }
     Ok(())
+}
+
+/// A fold's agent: built over `rows`, started from the version (its whole training state
+/// when anchored; its weights with a fresh optimizer and environments when rolling, since a
+/// saved episode position lies outside a moved window), then trained `steps` more.
+fn train_fold(
+    config: &TrainConfig,
+    version: &LoadedVersion,
+    state: &TrainingState<'static>,
+    rows: crate::agent::TrainingRows,
+    rolling: bool,
+    (fold, steps): (usize, u64),
+) -> Result<Box<dyn ratchet_agents::Agent>> {
+    let mut agent = crate::agent::build(config, Some(rows))?;
+    if let Some(d) = version
+        .differences(config, checkpoint::sizes(agent.as_ref()))
+        .first()
+    {
+        bail!("{} does not fit its own data: {d}", version.uri);
+    }
+    if rolling {
+        agent
+            .load_weights(&weights_of(state))
+            .with_context(|| format!("loading the weights of {}", version.uri))?;
+    } else {
+        agent
+            .restore(state)
+            .with_context(|| format!("restoring {}", version.uri))?;
+    }
+    agent
+        .train(steps, &mut |_: &UpdateLog| {}, &AtomicBool::new(false))
+        .map_err(|e| anyhow!(e).context(format!("training fold {fold}")))?;
+    Ok(agent)
 }
 
 /// The network weights of a training state (what a rolling fold starts from).

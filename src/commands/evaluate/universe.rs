@@ -5,16 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, anyhow, bail};
-use ratchet_agents::{TrainingState, UpdateLog};
+use anyhow::{Context, Result, bail};
+use ratchet_agents::TrainingState;
 use ratchet_backtest::{EqualWeight, Sleeve};
 use ratchet_env::MarketData;
 
-use super::{FoldOutput, FoldsRun, MIN_JUDGED_BARS, weights_of};
+use super::{FoldOutput, FoldsRun, MIN_JUDGED_BARS, train_fold};
 use crate::agent::TrainingRows;
-use crate::checkpoint::{self, LoadedVersion};
+use crate::checkpoint::LoadedVersion;
 use crate::cli::EvaluateArgs;
 use crate::judge::policy_backtest;
 use crate::universe::{Universe, concatenate};
@@ -81,7 +80,6 @@ pub(super) fn walk_forward_folds(
         true => ratchet_data::format_date(t),
         false => ratchet_data::format_timestamp(t),
     };
-    let weights = weights_of(state);
     let mut folds = Vec::with_capacity(k);
     let mut returns = Vec::new();
     let mut periods_per_year = None;
@@ -130,33 +128,17 @@ pub(super) fn walk_forward_folds(
             date(last)
         );
         let train_bars = train_ranges.iter().map(|r| r.len()).sum();
-        let mut agent = crate::agent::build(
+        let agent = train_fold(
             &config,
-            Some(TrainingRows {
+            version,
+            state,
+            TrainingRows {
                 data: data.clone(),
                 ranges: train_ranges,
-            }),
+            },
+            rolling,
+            (i + 1, steps),
         )?;
-        if let Some(d) = version
-            .differences(&config, checkpoint::sizes(agent.as_ref()))
-            .first()
-        {
-            bail!("{} does not fit its own data: {d}", version.uri);
-        }
-        if rolling {
-            // A saved episode position lies outside a moved window: the rolling folds start
-            // from the version's weights with a fresh optimizer and fresh environments.
-            agent
-                .load_weights(&weights)
-                .with_context(|| format!("loading the weights of {}", version.uri))?;
-        } else {
-            agent
-                .restore(state)
-                .with_context(|| format!("restoring {}", version.uri))?;
-        }
-        agent
-            .train(steps, &mut |_: &UpdateLog| {}, &AtomicBool::new(false))
-            .map_err(|e| anyhow!(e).context(format!("training fold {}", i + 1)))?;
         let mut runs = Vec::new();
         for (member, rows) in members.iter().zip(fold_rows) {
             if rows.len() < 2 {
