@@ -132,31 +132,17 @@ pub fn backtest(
         .trading_policy(&weights)
         .with_context(|| format!("loading the weights of {}", version.uri))?;
     let (prices, backtest) = policy_backtest(&market, &config.trading, policy, range)?;
-    let metadata = ReportMetadata {
-        title: format!("Backtest of {}", version.uri),
-        model_name: Some(version.name.clone()),
-        model_version: Some(version.version.to_string()),
-        model_uri: Some(version.uri.clone()),
-        feature_hash: Some(config.features.hash()),
-        data_file: Some(config.data.file.display().to_string()),
-        extra: [
-            (
-                "algorithm".to_string(),
-                version.metadata.training.algorithm.clone(),
-            ),
-            ("run_id".to_string(), version.run_id.clone()),
-            ("seed".to_string(), config.run.seed.to_string()),
-        ]
-        .into_iter()
-        .collect(),
-    };
+    let metadata = report_metadata(
+        &version,
+        &config,
+        config.data.file.display().to_string(),
+        ("seed", config.run.seed.to_string()),
+    );
     let training_range = match &version.metadata.training.data.train {
         Some(r) => Some(time_range(&r.start, &r.end)?),
         None => None,
     };
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("reports").join(format!("{}-v{}", version.name, version.version))
-    });
+    let out = report_dir(args, &version);
     let paths = write_reports(
         &out,
         &ReportInput {
@@ -251,6 +237,40 @@ pub fn backtest(
         lines.push(format!("  {}", p.display()));
     }
     Ok((output, lines))
+}
+
+/// What a report says about the version it backtests; `extra` is one more key and value.
+fn report_metadata(
+    version: &checkpoint::LoadedVersion,
+    config: &ratchet_config::TrainConfig,
+    data_file: String,
+    (key, value): (&str, String),
+) -> ReportMetadata {
+    ReportMetadata {
+        title: format!("Backtest of {}", version.uri),
+        model_name: Some(version.name.clone()),
+        model_version: Some(version.version.to_string()),
+        model_uri: Some(version.uri.clone()),
+        feature_hash: Some(config.features.hash()),
+        data_file: Some(data_file),
+        extra: [
+            (
+                "algorithm".to_string(),
+                version.metadata.training.algorithm.clone(),
+            ),
+            ("run_id".to_string(), version.run_id.clone()),
+            (key.to_string(), value),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+/// `--out`, or `reports/NAME-vVERSION`.
+fn report_dir(args: &BacktestArgs, version: &checkpoint::LoadedVersion) -> PathBuf {
+    args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("reports").join(format!("{}-v{}", version.name, version.version))
+    })
 }
 
 /// Logs a backtest's figures to the version's run as `backtest/*`, and as `test/*` too when

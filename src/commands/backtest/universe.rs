@@ -2,10 +2,8 @@
 //! or the dates given), one report for all of them with their equal-weight portfolio.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use ratchet_backtest::ReportMetadata;
 use ratchet_backtest::report::{SymbolRun, write_universe_reports};
 use ratchet_config::TrainConfig;
 use ratchet_registry::{NamedTensor, Registry};
@@ -73,25 +71,13 @@ pub fn backtest(
             backtest,
         })
         .collect();
-    let metadata = ReportMetadata {
-        title: format!("Backtest of {}", version.uri),
-        model_name: Some(version.name.clone()),
-        model_version: Some(version.version.to_string()),
-        model_uri: Some(version.uri.clone()),
-        feature_hash: Some(config.features.hash()),
-        data_file: Some(config.data.files.join(", ")),
-        extra: BTreeMap::from([
-            (
-                "algorithm".to_string(),
-                version.metadata.training.algorithm.clone(),
-            ),
-            ("run_id".to_string(), version.run_id.clone()),
-            ("symbols".to_string(), runs.len().to_string()),
-        ]),
-    };
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("reports").join(format!("{}-v{}", version.name, version.version))
-    });
+    let metadata = super::report_metadata(
+        version,
+        &config,
+        config.data.files.join(", "),
+        ("symbols", runs.len().to_string()),
+    );
+    let out = super::report_dir(args, version);
     let (report, paths) = write_universe_reports(&out, &symbol_runs, &metadata)
         .with_context(|| format!("writing reports to {}", out.display()))?;
 
