@@ -35,6 +35,16 @@ fn googl_as(sb: &Sandbox, symbol: &str, rows: Option<usize>) -> String {
     path.display().to_string()
 }
 
+/// The symbols a version's `models show --json` lists.
+fn symbols_of(shown: &Value) -> Vec<String> {
+    shown["data"]["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn metric(shown: &Value, key: &str) -> f64 {
     shown["metrics"][key]
         .as_f64()
@@ -85,13 +95,7 @@ fn a_universe_trains_and_continues_bit_for_bit() {
         &sb.checkpoint_dir("models:/again/1"),
     );
     let shown = sb.json(&["models", "show", "models:/whole/1", "--json"]);
-    let symbols: Vec<&str> = shown["data"]["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["symbol"].as_str().unwrap())
-        .collect();
-    assert_eq!(symbols, ["AAA", "BBB", "CCC", "XYZ"]);
+    assert_eq!(symbols_of(&shown), ["AAA", "BBB", "CCC", "XYZ"]);
     // CCC lists in mid-2019: its training range starts once its features have warmed up,
     // half a year after AAA's.
     assert_eq!(shown["data"]["symbols"][2]["train"]["start"], "2020-01-01");
@@ -267,7 +271,7 @@ fn short_histories_and_single_instrument_commands_are_explained() {
         googl_as(&sb, "SHORT", Some(150)),
     ];
     let skip = config(&sb, "skip.toml", &files, "");
-    let out = sb.run(&[
+    let stderr = sb.succeeds(&[
         "train",
         "--config",
         &skip,
@@ -276,14 +280,12 @@ fn short_histories_and_single_instrument_commands_are_explained() {
         "--model-name",
         "u",
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("warning: universe: SHORT left out: "),
         "{stderr}"
     );
     let shown = sb.json(&["models", "show", "models:/u/1", "--json"]);
-    assert_eq!(shown["data"]["symbols"].as_array().unwrap().len(), 1);
+    assert_eq!(symbols_of(&shown), ["LONG"]);
 
     let strict = config(&sb, "strict.toml", &files, "short_history = \"error\"");
     sb.fails(
@@ -342,18 +344,11 @@ fn the_data_flag_takes_a_universe_and_from_reports_its_growth() {
         "g",
         "--json",
     ]);
-    let symbols = |uri: &str| -> Vec<String> {
-        sb.json(&["models", "show", uri, "--json"])["data"]["symbols"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["symbol"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let symbols = |uri: &str| symbols_of(&sb.json(&["models", "show", uri, "--json"]));
     assert_eq!(symbols("models:/g/1"), ["AAA", "BBB"]);
     googl_as(&sb, "CCC", None);
     let every = sb.path("*.csv").display().to_string();
-    let out = sb.run(&[
+    let stderr = sb.succeeds(&[
         "train",
         "--from",
         "models:/g/1",
@@ -363,8 +358,6 @@ fn the_data_flag_takes_a_universe_and_from_reports_its_growth() {
         "2048",
         "--json",
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("universe of models:/g/1: 3 symbols, 1 added (CCC), 0 gone ()"),
         "{stderr}"

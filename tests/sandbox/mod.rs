@@ -75,6 +75,14 @@ impl Sandbox {
         })
     }
 
+    /// Runs a command that must succeed; returns what it printed on stderr.
+    pub fn succeeds(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "ratchet {args:?} failed:\n{stderr}");
+        stderr
+    }
+
     /// Runs a command that must fail with one clear error line.
     pub fn fails(&self, args: &[&str], expected: &str) -> String {
         let out = self.run(args);
