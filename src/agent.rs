@@ -27,13 +27,14 @@ pub fn build(config: &TrainConfig, rows: Option<TrainingRows>) -> Result<Box<dyn
         }
         (EnvKind::Trading, Some(rows)) => {
             let envs = (0..config.run.n_envs)
-                .map(|_| {
+                .map(|i| {
                     TradingEnv::over_ranges(
                         rows.data.clone(),
                         rows.ranges.clone(),
                         config.trading.clone(),
                         EpisodeMode::RandomStarts,
                     )
+                    .map(|env| env.starting_at_range(i))
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| {

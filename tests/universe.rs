@@ -9,7 +9,7 @@ use sandbox::{Sandbox, assert_same_training_state};
 use serde_json::Value;
 
 /// Writes a universe config over `files` into the sandbox and returns its path.
-fn config(sb: &Sandbox, name: &str, files: &[String], extra: &str) -> String {
+fn write_config(sb: &Sandbox, name: &str, files: &[String], extra: &str) -> String {
     let files: Vec<String> = files.iter().map(|f| format!("{f:?}")).collect();
     let text = format!(
         "[run]\nn_envs = 1\nseed = 3\n\n[data]\nfiles = [{}]\n{extra}\n",
@@ -57,7 +57,7 @@ fn metric(shown: &Value, key: &str) -> f64 {
 #[test]
 fn a_universe_trains_and_continues_bit_for_bit() {
     let sb = Sandbox::new();
-    let config = config(
+    let config = write_config(
         &sb,
         "universe.toml",
         &["data/UNIVERSE_DEMO.csv".to_string()],
@@ -101,6 +101,51 @@ fn a_universe_trains_and_continues_bit_for_bit() {
     assert_eq!(shown["data"]["symbols"][2]["train"]["start"], "2020-01-01");
     assert_eq!(shown["data"]["symbols"][0]["train"]["start"], "2018-07-04");
 
+    // Round-robin over the symbols continues bit for bit too (its cursor is saved).
+    let round_robin = write_config(
+        &sb,
+        "round-robin.toml",
+        &["data/UNIVERSE_DEMO.csv".to_string()],
+        "\n[trading]\nsymbol_sampling = \"round_robin\"\n",
+    );
+    let train_rr = |steps: &str, name: &str| {
+        sb.json(&[
+            "train",
+            "--config",
+            &round_robin,
+            "--steps",
+            steps,
+            "--model-name",
+            name,
+            "--json",
+        ])
+    };
+    train_rr("3000", "rr-half");
+    sb.json(&[
+        "train",
+        "--from",
+        "models:/rr-half/1",
+        "--steps",
+        "3000",
+        "--json",
+    ]);
+    train_rr("6000", "rr-whole");
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/rr-half/2"),
+        &sb.checkpoint_dir("models:/rr-whole/1"),
+    );
+    let by_bars = sb.json(&["models", "show", "models:/whole/1", "--json"]);
+    let rr = sb.json(&["models", "show", "models:/rr-whole/1", "--json"]);
+    assert_ne!(by_bars["weights_sha256"], rr["weights_sha256"]);
+    assert_eq!(
+        rr["hyperparameters"]["trading"]["symbol_sampling"],
+        "round_robin"
+    );
+    assert_eq!(
+        by_bars["hyperparameters"]["trading"].get("symbol_sampling"),
+        None
+    );
+
     // Walk-forward from the version: every symbol trades in both folds.
     let walked = sb.json(&[
         "evaluate",
@@ -129,7 +174,7 @@ fn per_symbol_and_pooled_metrics_agree_with_a_hand_check() {
         .iter()
         .map(|s| googl_as(&sb, s, None))
         .collect();
-    let config = config(&sb, "same.toml", &files, "");
+    let config = write_config(&sb, "same.toml", &files, "");
     let trained = sb.json(&[
         "train",
         "--config",
@@ -194,7 +239,7 @@ fn walk_for(store: &std::path::Path, run_id: &str, name: &str) -> std::path::Pat
 #[test]
 fn a_universe_backtest_writes_one_report_and_counts_one_look() {
     let sb = Sandbox::new();
-    let config = config(
+    let config = write_config(
         &sb,
         "universe.toml",
         &["data/UNIVERSE_DEMO.csv".to_string()],
@@ -270,7 +315,7 @@ fn short_histories_and_single_instrument_commands_are_explained() {
         googl_as(&sb, "LONG", None),
         googl_as(&sb, "SHORT", Some(150)),
     ];
-    let skip = config(&sb, "skip.toml", &files, "");
+    let skip = write_config(&sb, "skip.toml", &files, "");
     let stderr = sb.succeeds(&[
         "train",
         "--config",
@@ -287,7 +332,7 @@ fn short_histories_and_single_instrument_commands_are_explained() {
     let shown = sb.json(&["models", "show", "models:/u/1", "--json"]);
     assert_eq!(symbols_of(&shown), ["LONG"]);
 
-    let strict = config(&sb, "strict.toml", &files, "short_history = \"error\"");
+    let strict = write_config(&sb, "strict.toml", &files, "short_history = \"error\"");
     sb.fails(
         &["train", "--config", &strict, "--steps", "2048"],
         "symbol SHORT: ",

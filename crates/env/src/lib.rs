@@ -20,6 +20,7 @@ pub use env::{Env, EnvError, Step};
 pub use market_data::{MarketData, position_of_action, write_observation};
 pub use rng::{Rng, RngState};
 pub use trading::{
-    BANKRUPTCY_LOG_RETURN, DSR_MIN_VARIANCE, EpisodeMode, RewardKind, TradingConfig, TradingEnv,
+    BANKRUPTCY_LOG_RETURN, DSR_MIN_VARIANCE, EpisodeMode, RewardKind, SymbolSampling,
+    TradingConfig, TradingEnv,
 };
 pub use vec_env::{EpisodeEnd, VecEnv, VecEnvState, VecStep};

@@ -58,6 +58,26 @@ pub enum RewardKind {
     DifferentialSharpe,
 }
 
+/// Which instrument of a universe a training episode runs on (with one instrument, both
+/// rules draw the same starts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SymbolSampling {
+    /// Any training bar of any instrument is equally likely to start an episode, so
+    /// instruments are drawn in proportion to their bars.
+    #[default]
+    ByBars,
+    /// Each environment takes the instruments in turn (environment `i` starts at the `i`-th),
+    /// each episode at a start drawn uniformly within that instrument's range.
+    RoundRobin,
+}
+
+impl SymbolSampling {
+    pub fn is_by_bars(&self) -> bool {
+        *self == SymbolSampling::ByBars
+    }
+}
+
 /// Settings of a [`TradingEnv`]; the defaults suit daily bars.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -77,6 +97,10 @@ pub struct TradingConfig {
     /// Adaptation rate of the differential Sharpe ratio's moving moments, in (0, 1]
     /// (default 0.01, a memory of about 100 bars).
     pub dsr_eta: f64,
+    /// How a universe's training episodes choose their instrument (default by bars). Left
+    /// out of the recorded form at its default, so older configs and hashes are unchanged.
+    #[serde(skip_serializing_if = "SymbolSampling::is_by_bars")]
+    pub symbol_sampling: SymbolSampling,
 }
 
 impl Default for TradingConfig {
@@ -88,6 +112,7 @@ impl Default for TradingConfig {
             costs: Costs::default(),
             reward: RewardKind::LogReturn,
             dsr_eta: 0.01,
+            symbol_sampling: SymbolSampling::ByBars,
         }
     }
 }
@@ -189,6 +214,8 @@ pub struct TradingEnv {
     segments: Vec<Segment>,
     /// Segment of the current episode.
     segment: usize,
+    /// [`SymbolSampling::RoundRobin`]: the segment the next episode runs in.
+    next_segment: usize,
     // Episode state: everything `state()` saves.
     start: usize,
     t: usize,
@@ -282,9 +309,17 @@ impl TradingEnv {
             mode,
             segments,
             segment: 0,
+            next_segment: 0,
         };
         env.begin_episode(first_bar);
         Ok(env)
+    }
+
+    /// With [`SymbolSampling::RoundRobin`], the `i`-th environment of a vector starts with
+    /// the `i`-th range (wrapping), so that the copies cover the instruments side by side.
+    pub fn starting_at_range(mut self, i: usize) -> Self {
+        self.next_segment = i % self.segments.len();
+        self
     }
 
     /// Position held now: -1, 0 or 1.
@@ -395,6 +430,13 @@ impl Env for TradingEnv {
 
     fn reset(&mut self, rng: &mut Rng, obs: &mut [f32]) {
         let start = match self.mode {
+            EpisodeMode::RandomStarts
+                if self.config.symbol_sampling == SymbolSampling::RoundRobin =>
+            {
+                let segment = &self.segments[self.next_segment];
+                self.next_segment = (self.next_segment + 1) % self.segments.len();
+                segment.first_bar + rng.below(segment.start_count() as u64) as usize
+            }
             EpisodeMode::RandomStarts => {
                 // One draw over every possible start of every segment.
                 let total: usize = self.segments.iter().map(Segment::start_count).sum();
@@ -461,10 +503,11 @@ impl Env for TradingEnv {
         }
     }
 
-    /// `[start, bar, position, entry_price, equity, dsr_a, dsr_b]`; the step count is
+    /// `[start, bar, position, entry_price, equity, dsr_a, dsr_b]`, and with
+    /// [`SymbolSampling::RoundRobin`] the next episode's range; the step count is
     /// `bar - start`.
     fn state(&self) -> Vec<f64> {
-        vec![
+        let mut state = vec![
             self.start as f64,
             self.t as f64,
             self.position,
@@ -472,13 +515,35 @@ impl Env for TradingEnv {
             self.equity,
             self.dsr_a,
             self.dsr_b,
-        ]
+        ];
+        if self.config.symbol_sampling == SymbolSampling::RoundRobin {
+            state.push(self.next_segment as f64);
+        }
+        state
     }
 
     fn restore(&mut self, state: &[f64]) -> Result<(), EnvError> {
         let bad = |msg: String| Err(EnvError::BadState(format!("trading environment: {msg}")));
+        let round_robin = self.config.symbol_sampling == SymbolSampling::RoundRobin;
+        let (state, next_segment) = match (state, round_robin) {
+            ([head @ .., next], true) if head.len() == 7 => (head, Some(*next)),
+            (state, false) => (state, None),
+            _ => return bad(format!("expected 8 numbers, got {}", state.len())),
+        };
         let &[start, t, position, entry_price, equity, dsr_a, dsr_b] = state else {
             return bad(format!("expected 7 numbers, got {}", state.len()));
+        };
+        let next_segment = match next_segment {
+            Some(n) if n.fract() == 0.0 && n >= 0.0 && (n as usize) < self.segments.len() => {
+                n as usize
+            }
+            Some(n) => {
+                return bad(format!(
+                    "next range {n} is not one of the {} ranges",
+                    self.segments.len()
+                ));
+            }
+            None => 0,
         };
         let as_bar =
             |v: f64| (v.fract() == 0.0 && v >= 0.0 && v < usize::MAX as f64).then_some(v as usize);
@@ -537,6 +602,7 @@ impl Env for TradingEnv {
         self.position = position;
         self.entry_price = entry_price;
         self.equity = equity;
+        self.next_segment = next_segment;
         self.dsr_a = dsr_a;
         self.dsr_b = dsr_b;
         Ok(())

@@ -854,3 +854,44 @@ fn episodes_over_several_ranges_stay_in_one_and_follow_their_sizes() {
     bad[1] = 38.0;
     assert!(restored.restore(&bad).is_err());
 }
+
+/// Round-robin over ranges: each episode takes the next range, the cursor starts where the
+/// environment's index says, and it is part of the saved state.
+#[test]
+fn round_robin_takes_the_ranges_in_turn_and_saves_its_place() {
+    let data = market(200, 4);
+    let config = TradingConfig {
+        symbol_sampling: ratchet_env::SymbolSampling::RoundRobin,
+        ..config(5, RewardKind::LogReturn)
+    };
+    let ranges = vec![0..60, 60..130, 130..200];
+    let make = |i: usize| {
+        TradingEnv::over_ranges(
+            data.clone(),
+            ranges.clone(),
+            config.clone(),
+            EpisodeMode::RandomStarts,
+        )
+        .unwrap()
+        .starting_at_range(i)
+    };
+    let mut env = make(1);
+    let mut obs = obs_buf(&env);
+    let mut rng = Rng::seed_from(8);
+    let mut taken = Vec::new();
+    for _ in 0..7 {
+        env.reset(&mut rng, &mut obs);
+        taken.push(env.range().start);
+    }
+    assert_eq!(taken, [60, 130, 0, 60, 130, 0, 60]);
+    let saved = env.state();
+    assert_eq!((saved.len(), saved[7]), (8, 2.0));
+    let mut restored = make(0);
+    restored.restore(&saved).unwrap();
+    restored.reset(&mut Rng::seed_from(1), &mut obs);
+    assert_eq!(restored.range(), 130..200);
+    assert!(restored.restore(&saved[..7]).is_err());
+    let mut beyond = saved.clone();
+    beyond[7] = 3.0;
+    assert!(restored.restore(&beyond).is_err());
+}
