@@ -81,6 +81,8 @@ Examples:
   ratchet train
   ratchet train --algo dqn --steps 30000 --seed 7 --model-name googl-dqn
   ratchet train --data my_bars.parquet --config configs/ppo-googl.toml
+  ratchet train --config configs/universe-ppo.toml    (one policy over many instruments)
+  ratchet train --data \"prices/*.parquet\"             (a universe of your own files)
   ratchet train --env cartpole --algo ppo --steps 100000
   ratchet train --from models:/googl-ppo@production --steps 20000
   ratchet train --resume 3f1c2a9e0b5d4c7e8f6a1b2c3d4e5f60";
