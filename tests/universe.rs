@@ -4,9 +4,12 @@
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
 
 mod sandbox;
+#[path = "../crates/mlflow/tests/support/mod.rs"]
+mod support;
 
 use sandbox::{Sandbox, assert_same_training_state};
 use serde_json::Value;
+use support::mlflow_server::{Backend, MlflowServer};
 
 /// Writes a universe config over `files` into the sandbox and returns its path.
 fn write_config(sb: &Sandbox, name: &str, files: &[String], extra: &str) -> String {
@@ -410,4 +413,75 @@ fn the_data_flag_takes_a_universe_and_from_reports_its_growth() {
     assert_eq!(symbols("models:/g/2"), ["AAA", "BBB", "CCC"]);
     let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
     assert_eq!(shown["parent"]["version"], 1);
+}
+
+/// The same universe flow against a real MLflow tracking server: train, continue, find by
+/// symbol, backtest; MLflow's own client sees the per-symbol and portfolio metrics and the
+/// version's symbols tag.
+#[test]
+fn a_universe_works_against_an_mlflow_server() {
+    let server = MlflowServer::start(Backend::Sqlite);
+    let sb = Sandbox::remote(&server.url);
+    let config = write_config(
+        &sb,
+        "universe.toml",
+        &["data/UNIVERSE_DEMO.csv".to_string()],
+        "",
+    );
+    sb.json(&[
+        "train",
+        "--config",
+        &config,
+        "--steps",
+        "2048",
+        "--model-name",
+        "ru",
+        "--json",
+    ]);
+    let second = sb.json(&[
+        "train",
+        "--from",
+        "models:/ru/1",
+        "--steps",
+        "2048",
+        "--json",
+    ]);
+    assert_eq!(second["parent"], "models:/ru/1");
+    let found = sb.json(&["models", "list", "ru", "--symbol", "XYZ", "--json"]);
+    assert_eq!(found.as_array().unwrap().len(), 2);
+    let shown = sb.json(&["models", "show", "models:/ru/2", "--json"]);
+    assert_eq!(symbols_of(&shown), ["AAA", "BBB", "CCC", "XYZ"]);
+    let out = sb.path("report");
+    let backtest = sb.json(&[
+        "backtest",
+        "models:/ru/2",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(backtest["test_looks"], 1);
+
+    let script = r#"
+import json, sys, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+v = c.get_model_version("ru", "2")
+run = c.get_run(v.run_id)
+print(json.dumps({"symbols": v.tags.get("ratchet.symbols"), "metrics": sorted(run.data.metrics)}))
+"#;
+    let seen = support::run_python(&["-c", script, &server.url]);
+    assert_eq!(seen["symbols"], "AAA,BBB,CCC,XYZ");
+    let metrics: Vec<&str> = seen["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    for key in [
+        "val/sharpe",
+        "val/XYZ/sharpe",
+        "backtest/total_return",
+        "backtest/AAA/trades",
+    ] {
+        assert!(metrics.contains(&key), "{key} not in {metrics:?}");
+    }
 }
