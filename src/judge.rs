@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use ratchet_agents::{Agent, InferenceMlp, TradingPolicy, greedy_return};
 use ratchet_backtest::{
-    Backtest, EqualWeight, Frequency, MarketPolicy, PriceSeries, Sleeve, simulate_policy,
+    Backtest, EqualWeight, Frequency, MarketPolicy, PriceSeries, simulate_policy,
 };
 use ratchet_config::{EnvKind, TrainConfig};
 use ratchet_env::{CartPole, Rng, TradingConfig};
@@ -111,18 +111,7 @@ pub fn universe_validation(
         }
         runs.push((prices, backtest));
     }
-    let pooled = |returns: fn(&Backtest) -> &[f64]| {
-        let sleeves: Vec<Sleeve> = runs
-            .iter()
-            .map(|(prices, backtest)| Sleeve {
-                timestamps: &prices.timestamps()[1..],
-                returns: &returns(backtest)[1..],
-            })
-            .collect();
-        EqualWeight::of(&sleeves)
-    };
-    let strategy = pooled(|b| &b.strategy.returns);
-    let held = pooled(|b| &b.buy_and_hold.returns);
+    let (strategy, held) = EqualWeight::of_backtests(runs.iter().map(|(p, b)| (p, b)));
     let (s, h) = (strategy.metrics(), held.metrics());
     metrics.insert("total_return".into(), s.total_return);
     metrics.insert("max_drawdown".into(), s.max_drawdown);

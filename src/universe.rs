@@ -1,6 +1,6 @@
 //! The market data of a universe: each instrument loaded, validated and featurised on its
 //! own (no statistic of one symbol reads another's bars), split at dates common to all, and
-//! laid end to end in one [`MarketData`] for training.
+//! laid end to end in one [`MarketData`] for training ([`Universe::end_to_end`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,14 +19,11 @@ use crate::market::{Market, features_of};
 pub struct Member {
     pub symbol: String,
     pub market: Market,
-    /// Its first row in [`Universe::data`].
-    pub offset: usize,
 }
 
-/// A universe's instruments, sorted by symbol, and their rows end to end.
+/// A universe's instruments, sorted by symbol.
 pub struct Universe {
     pub members: Vec<Member>,
-    pub data: Arc<MarketData>,
     /// [`ratchet_data::Universe::hash`] of every instrument loaded (skipped ones included:
     /// it names the data, not the choice made from it).
     pub hash: String,
@@ -50,24 +47,26 @@ impl TrainingData {
     }
 
     /// The rows training environments run on: the training range of each instrument.
-    pub fn training_rows(&self) -> TrainingRows {
-        match self {
+    pub fn training_rows(&self) -> Result<TrainingRows> {
+        Ok(match self {
             TrainingData::Instrument(market) => TrainingRows {
                 data: market.data.clone(),
                 ranges: vec![market.splits.train.range()],
             },
-            TrainingData::Universe(universe) => TrainingRows {
-                data: universe.data.clone(),
-                ranges: universe
+            TrainingData::Universe(universe) => {
+                let (data, offsets) = universe.end_to_end(|m| m.data.rows())?;
+                let ranges = universe
                     .members
                     .iter()
-                    .map(|m| {
+                    .zip(offsets)
+                    .map(|(m, offset)| {
                         let train = m.market.splits.train.range();
-                        m.offset + train.start..m.offset + train.end
+                        offset + train.start..offset + train.end
                     })
-                    .collect(),
-            },
-        }
+                    .collect();
+                TrainingRows { data, ranges }
+            }
+        })
     }
 }
 
@@ -123,9 +122,7 @@ impl Universe {
             .members
             .into_par_iter()
             .map(|member| {
-                let key = member.loaded.bars.digest(0..member.loaded.bars.len());
-                let (frame, _) = features_of(config, &member.loaded, &key)
-                    .with_context(|| format!("symbol {}", member.symbol))?;
+                let frame = featurise(config, &member.symbol, &member.loaded)?;
                 Ok((member.symbol, member.loaded, frame))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -134,7 +131,6 @@ impl Universe {
         let window = config.features.window;
         let mut members = Vec::with_capacity(symbols);
         let mut skipped = Vec::new();
-        let mut offset = 0;
         for (symbol, loaded, frame) in featured {
             let fits = split(&frame, &dates)
                 .map_err(|e| e.to_string())
@@ -157,13 +153,7 @@ impl Universe {
                 Ok(splits) => {
                     let market = Market::assemble(loaded, frame, splits)
                         .with_context(|| format!("symbol {symbol}"))?;
-                    let rows = market.data.rows();
-                    members.push(Member {
-                        symbol,
-                        market,
-                        offset,
-                    });
-                    offset += rows;
+                    members.push(Member { symbol, market });
                 }
                 Err(why) => match config.data.short_history {
                     ShortHistory::Skip => skipped.push((symbol, why)),
@@ -177,7 +167,6 @@ impl Universe {
         if members.is_empty() {
             bail!("no instrument of the universe has enough history for the split: {skipped:?}");
         }
-        let data = concatenate(members.iter().map(|m| m.market.data.as_ref()))?;
         let (train_end, validation_end) = match &dates {
             SplitSpec::Dates {
                 train_end,
@@ -185,12 +174,12 @@ impl Universe {
             } => (train_end.as_str(), validation_end.as_str()),
             SplitSpec::Fraction { .. } => ("?", "?"),
         };
-        let symbols: Vec<&str> = members.iter().map(|m| m.symbol.as_str()).collect();
+        let names: Vec<&str> = members.iter().map(|m| m.symbol.as_str()).collect();
         eprintln!(
             "universe {}: {} symbols ({}); features {}; every symbol split at train .. {train_end}, validation .. {validation_end}, test after",
             config.data.files.join(", "),
-            symbols.len(),
-            symbols.join(", "),
+            names.len(),
+            names.join(", "),
             config.features.short_hash(),
         );
         for (symbol, why) in &skipped {
@@ -198,14 +187,11 @@ impl Universe {
         }
         Ok(Universe {
             members,
-            data: Arc::new(data),
             hash,
             files,
         })
     }
-}
 
-impl Universe {
     /// The instruments a version recorded, each split at its own recorded dates (never
     /// re-split); an error names a symbol that is gone, or whose validation or test bars
     /// differ from those the version saw.
@@ -222,7 +208,6 @@ impl Universe {
             .map(|m| (m.symbol, m.loaded))
             .collect();
         let mut members = Vec::with_capacity(recorded.symbols.len());
-        let mut offset = 0;
         for source in &recorded.symbols {
             let symbol = &source.symbol;
             let bars = loaded.remove(symbol).with_context(|| {
@@ -230,9 +215,7 @@ impl Universe {
                     "{version} was trained on symbol {symbol}, which [data] files no longer hold"
                 )
             })?;
-            let key = bars.bars.digest(0..bars.bars.len());
-            let (frame, _) =
-                features_of(config, &bars, &key).with_context(|| format!("symbol {symbol}"))?;
+            let frame = featurise(config, symbol, &bars)?;
             let range = |r: &DateRange| (r.start.clone(), r.end.clone());
             let (train, validation, test) = (
                 range(&source.train),
@@ -264,34 +247,48 @@ impl Universe {
                     );
                 }
             }
-            let rows = market.data.rows();
             members.push(Member {
                 symbol: symbol.clone(),
                 market,
-                offset,
             });
-            offset += rows;
         }
-        let data = concatenate(members.iter().map(|m| m.market.data.as_ref()))?;
         Ok(Universe {
             members,
-            data: Arc::new(data),
             hash,
             files,
         })
     }
+
+    /// Every instrument's rows `..end(market)` laid end to end in one [`MarketData`], the
+    /// layout training runs on (instruments in symbol order), and the row each one starts at.
+    pub fn end_to_end(
+        &self,
+        end: impl Fn(&Market) -> usize,
+    ) -> Result<(Arc<MarketData>, Vec<usize>)> {
+        let width = self.members.first().map_or(0, |m| m.market.data.width);
+        let (mut features, mut open, mut close) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offsets = Vec::with_capacity(self.members.len());
+        for member in &self.members {
+            let (data, rows) = (&member.market.data, end(&member.market));
+            offsets.push(open.len());
+            features.extend_from_slice(&data.features[..rows * width]);
+            open.extend_from_slice(&data.open[..rows]);
+            close.extend_from_slice(&data.close[..rows]);
+        }
+        let data = MarketData::new(features, width, open, close)?;
+        Ok((Arc::new(data), offsets))
+    }
 }
 
-/// The rows of several instruments' data, one after the other.
-pub(crate) fn concatenate<'a>(
-    parts: impl Iterator<Item = &'a MarketData> + Clone,
-) -> Result<MarketData> {
-    let width = parts.clone().next().map_or(0, |d| d.width);
-    let (mut features, mut open, mut close) = (Vec::new(), Vec::new(), Vec::new());
-    for part in parts {
-        features.extend_from_slice(&part.features);
-        open.extend_from_slice(&part.open);
-        close.extend_from_slice(&part.close);
-    }
-    Ok(MarketData::new(features, width, open, close)?)
+/// An instrument's features, computed or read from the cache under the digest of its own
+/// bars (the symbols of a long-format file share the file's).
+fn featurise(
+    config: &TrainConfig,
+    symbol: &str,
+    loaded: &ratchet_data::LoadedBars,
+) -> Result<ratchet_data::FeatureFrame> {
+    let key = loaded.bars.digest(0..loaded.bars.len());
+    let (frame, _) =
+        features_of(config, loaded, &key).with_context(|| format!("symbol {symbol}"))?;
+    Ok(frame)
 }

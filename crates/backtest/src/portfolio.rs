@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::frequency::Frequency;
 use crate::metrics::deepest_drawdown_depth;
 use crate::moments::Moments;
+use crate::{Backtest, PriceSeries};
 
 /// One instrument's per-bar returns: `returns[i]` is earned over the bar that ends at
 /// `timestamps[i]`.
@@ -42,6 +43,25 @@ impl EqualWeight {
             timestamps,
             returns,
         }
+    }
+
+    /// The two equal-weight portfolios of per-instrument backtests (each over its own
+    /// prices): the strategy's, and buy and hold's.
+    pub fn of_backtests<'a>(
+        runs: impl IntoIterator<Item = (&'a PriceSeries, &'a Backtest)> + Clone,
+    ) -> (EqualWeight, EqualWeight) {
+        let of = |returns: fn(&Backtest) -> &[f64]| {
+            let sleeves: Vec<Sleeve> = runs
+                .clone()
+                .into_iter()
+                .map(|(prices, backtest)| Sleeve {
+                    timestamps: &prices.timestamps()[1..],
+                    returns: &returns(backtest)[1..],
+                })
+                .collect();
+            EqualWeight::of(&sleeves)
+        };
+        (of(|b| &b.strategy.returns), of(|b| &b.buy_and_hold.returns))
     }
 
     /// Headline figures of the series, annualised at the frequency of its timestamps.

@@ -4,19 +4,17 @@
 //! version, and is judged as the equal-weight portfolio of the symbols trading in it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ratchet_agents::TrainingState;
-use ratchet_backtest::{EqualWeight, Sleeve};
-use ratchet_env::MarketData;
+use ratchet_backtest::EqualWeight;
 
 use super::{FoldOutput, FoldsRun, MIN_JUDGED_BARS, train_fold};
 use crate::agent::TrainingRows;
 use crate::checkpoint::LoadedVersion;
 use crate::cli::EvaluateArgs;
 use crate::judge::policy_backtest;
-use crate::universe::{Universe, concatenate};
+use crate::universe::Universe;
 
 pub(super) fn walk_forward_folds(
     version: &LoadedVersion,
@@ -32,22 +30,7 @@ pub(super) fn walk_forward_folds(
     let members = &universe.members;
     // Each symbol's rows up to its recorded test end, end to end as training laid them out:
     // the version's saved episodes stand at the same rows.
-    let mut offsets = Vec::with_capacity(members.len());
-    let mut parts = Vec::with_capacity(members.len());
-    let mut offset = 0;
-    for member in members {
-        let end = member.market.splits.test.end;
-        let data = &member.market.data;
-        parts.push(MarketData {
-            features: data.features[..end * data.width].to_vec(),
-            width: data.width,
-            open: data.open[..end].to_vec(),
-            close: data.close[..end].to_vec(),
-        });
-        offsets.push(offset);
-        offset += end;
-    }
-    let data = Arc::new(concatenate(parts.iter())?);
+    let (data, offsets) = universe.end_to_end(|m| m.splits.test.end)?;
 
     // The folds: the timestamps after every symbol's training range, in k equal groups.
     let mut after: Vec<i64> = members
@@ -149,14 +132,7 @@ pub(super) fn walk_forward_folds(
                 .with_context(|| format!("fold {}, symbol {}", i + 1, member.symbol))?;
             runs.push((prices, backtest));
         }
-        let sleeves: Vec<Sleeve> = runs
-            .iter()
-            .map(|(prices, backtest)| Sleeve {
-                timestamps: &prices.timestamps()[1..],
-                returns: &backtest.strategy.returns[1..],
-            })
-            .collect();
-        let pooled = EqualWeight::of(&sleeves);
+        let (pooled, _) = EqualWeight::of_backtests(runs.iter().map(|(p, b)| (p, b)));
         let figures = pooled.metrics();
         periods_per_year.get_or_insert(figures.periods_per_year);
         let mut metrics = BTreeMap::from([

@@ -60,7 +60,11 @@ impl Job {
                  take --arithmetic exact)"
             );
         }
-        let agent = crate::agent::build(&config, market.as_ref().map(TrainingData::training_rows))?;
+        let rows = market
+            .as_ref()
+            .map(TrainingData::training_rows)
+            .transpose()?;
+        let agent = crate::agent::build(&config, rows)?;
         Ok(Self {
             registry: Registry::new(store.clone()),
             store,

@@ -12,7 +12,7 @@ mod universe;
 pub use chart::{Axis, Coord, decimals};
 pub use page::{Page, legend, section};
 pub use universe::{
-    SymbolRow, SymbolRun, UNIVERSE_REPORT_SCHEMA, UniverseReport, pooled, write_universe_reports,
+    SymbolRow, SymbolRun, UNIVERSE_REPORT_SCHEMA, UniverseReport, write_universe_reports,
 };
 
 use std::collections::BTreeMap;

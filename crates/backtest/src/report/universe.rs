@@ -15,7 +15,7 @@ use super::page::{Page, legend, section};
 use super::{ReportMetadata, ReportPaths, write_files};
 use crate::error::BacktestError;
 use crate::metrics::underwater;
-use crate::portfolio::{EqualWeight, PortfolioMetrics, Sleeve};
+use crate::portfolio::{EqualWeight, PortfolioMetrics};
 use crate::{Backtest, PriceSeries};
 
 /// Version of the universe `report.json` layout.
@@ -60,28 +60,13 @@ pub struct UniverseReport {
     pub buy_and_hold: PortfolioMetrics,
 }
 
-/// The two equal-weight portfolios of `runs`: the strategy's and buy and hold's.
-pub fn pooled(runs: &[SymbolRun]) -> (EqualWeight, EqualWeight) {
-    let of = |returns: fn(&Backtest) -> &[f64]| {
-        let sleeves: Vec<Sleeve> = runs
-            .iter()
-            .map(|r| Sleeve {
-                timestamps: &r.prices.timestamps()[1..],
-                returns: &returns(r.backtest)[1..],
-            })
-            .collect();
-        EqualWeight::of(&sleeves)
-    };
-    (of(|b| &b.strategy.returns), of(|b| &b.buy_and_hold.returns))
-}
-
 /// Writes the universe report of `runs` into `dir`.
 pub fn write_universe_reports(
     dir: &Path,
     runs: &[SymbolRun],
     metadata: &ReportMetadata,
 ) -> Result<(UniverseReport, ReportPaths), BacktestError> {
-    let (strategy, held) = pooled(runs);
+    let (strategy, held) = EqualWeight::of_backtests(runs.iter().map(|r| (r.prices, r.backtest)));
     let report = UniverseReport {
         schema: UNIVERSE_REPORT_SCHEMA.into(),
         generated_at: Utc::now(),
