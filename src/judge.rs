@@ -97,37 +97,13 @@ pub fn universe_validation(
     universe: &Universe,
     policy: impl Fn() -> Result<TradingPolicy>,
 ) -> Result<Evaluation> {
-    let mut metrics = BTreeMap::new();
     let mut runs = Vec::with_capacity(universe.members.len());
-    let mut trades = 0.0;
     for member in &universe.members {
         let val = member.market.splits.validation.range();
         let (prices, backtest) = policy_backtest(&member.market, &config.trading, policy()?, val)?;
-        for (key, value) in headline(&backtest) {
-            if key == "trades" {
-                trades += value;
-            }
-            metrics.insert(format!("{}/{key}", member.symbol), value);
-        }
-        runs.push((prices, backtest));
+        runs.push((member.symbol.clone(), prices, backtest));
     }
-    let (strategy, held) = EqualWeight::of_backtests(runs.iter().map(|(p, b)| (p, b)));
-    let (s, h) = (strategy.metrics(), held.metrics());
-    metrics.insert("total_return".into(), s.total_return);
-    metrics.insert("max_drawdown".into(), s.max_drawdown);
-    metrics.insert("trades".into(), trades);
-    metrics.insert("buy_and_hold_total_return".into(), h.total_return);
-    metrics.insert("periods_per_year".into(), s.periods_per_year);
-    metrics.insert("symbols".into(), universe.members.len() as f64);
-    for (key, value) in [
-        ("sharpe", s.sharpe),
-        ("annual_volatility", s.annual_volatility),
-        ("buy_and_hold_sharpe", h.sharpe),
-    ] {
-        if let Some(value) = value {
-            metrics.insert(key.into(), value);
-        }
-    }
+    let (metrics, strategy, _) = universe_figures(&runs);
     let dates = universe.members.iter().map(|m| &m.market.splits.validation);
     let first = dates.clone().map(|v| v.first_date.clone()).min();
     let last = dates.map(|v| v.last_date.clone()).max();
@@ -140,6 +116,42 @@ pub fn universe_validation(
         metrics,
         returns: Some(strategy.returns),
     })
+}
+
+/// A universe's figures from each symbol's backtest: the symbol's under `SYMBOL/…`, and the
+/// equal-weight portfolio's unprefixed (`sharpe` is the portfolio's, `trades` the sum); and
+/// the two portfolios, the strategy's and buy and hold's.
+pub fn universe_figures(
+    runs: &[(String, PriceSeries, Backtest)],
+) -> (BTreeMap<String, f64>, EqualWeight, EqualWeight) {
+    let mut metrics = BTreeMap::new();
+    let mut trades = 0.0;
+    for (symbol, _, backtest) in runs {
+        for (key, value) in headline(backtest) {
+            if key == "trades" {
+                trades += value;
+            }
+            metrics.insert(format!("{symbol}/{key}"), value);
+        }
+    }
+    let (strategy, held) = EqualWeight::of_backtests(runs.iter().map(|(_, p, b)| (p, b)));
+    let (s, h) = (strategy.metrics(), held.metrics());
+    metrics.insert("total_return".into(), s.total_return);
+    metrics.insert("max_drawdown".into(), s.max_drawdown);
+    metrics.insert("trades".into(), trades);
+    metrics.insert("buy_and_hold_total_return".into(), h.total_return);
+    metrics.insert("periods_per_year".into(), s.periods_per_year);
+    metrics.insert("symbols".into(), runs.len() as f64);
+    for (key, value) in [
+        ("sharpe", s.sharpe),
+        ("annual_volatility", s.annual_volatility),
+        ("buy_and_hold_sharpe", h.sharpe),
+    ] {
+        if let Some(value) = value {
+            metrics.insert(key.into(), value);
+        }
+    }
+    (metrics, strategy, held)
 }
 
 /// Runs `policy` greedily over feature rows `range`. The first decision is taken at the first

@@ -1,8 +1,6 @@
 //! `ratchet backtest` of a universe version: every symbol on its own range (its test range,
 //! or the dates given), one report for all of them with their equal-weight portfolio.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, Result, bail};
 use ratchet_backtest::report::{SymbolRun, write_universe_reports};
 use ratchet_config::TrainConfig;
@@ -11,7 +9,7 @@ use ratchet_registry::{NamedTensor, Registry};
 use super::{BacktestOutput, parse_date};
 use crate::checkpoint::{self, LoadedVersion};
 use crate::cli::BacktestArgs;
-use crate::judge::{headline, policy_backtest};
+use crate::judge::{policy_backtest, universe_figures};
 use crate::universe::Universe;
 
 pub fn backtest(
@@ -78,33 +76,11 @@ pub fn backtest(
         ("symbols", runs.len().to_string()),
     );
     let out = super::report_dir(args, version);
-    let (report, paths) = write_universe_reports(&out, &symbol_runs, &metadata)
+    // The figures training logs as val/*, over these ranges.
+    let (metrics, strategy, held) = universe_figures(&runs);
+    let (report, paths) = write_universe_reports(&out, &symbol_runs, (&strategy, &held), &metadata)
         .with_context(|| format!("writing reports to {}", out.display()))?;
-
-    // The portfolio's figures unprefixed, each symbol's under its name.
     let p = &report.portfolio;
-    let mut metrics = BTreeMap::from([
-        ("total_return".to_string(), p.total_return),
-        ("max_drawdown".to_string(), p.max_drawdown),
-        (
-            "buy_and_hold_total_return".to_string(),
-            report.buy_and_hold.total_return,
-        ),
-        ("symbols".to_string(), runs.len() as f64),
-    ]);
-    for (key, value) in [
-        ("sharpe", p.sharpe),
-        ("buy_and_hold_sharpe", report.buy_and_hold.sharpe),
-    ] {
-        if let Some(value) = value {
-            metrics.insert(key.to_string(), value);
-        }
-    }
-    for (symbol, _, backtest) in &runs {
-        for (key, value) in headline(backtest) {
-            metrics.insert(format!("{symbol}/{key}"), value);
-        }
-    }
     super::log_to_run(registry, version, &metrics, from.is_none() && to.is_none())?;
 
     // One look at the test range for the whole universe, when any symbol's range reaches it.

@@ -60,13 +60,14 @@ pub struct UniverseReport {
     pub buy_and_hold: PortfolioMetrics,
 }
 
-/// Writes the universe report of `runs` into `dir`.
+/// Writes the universe report of `runs` into `dir`; `(strategy, held)` are their
+/// [`EqualWeight::of_backtests`].
 pub fn write_universe_reports(
     dir: &Path,
     runs: &[SymbolRun],
+    (strategy, held): (&EqualWeight, &EqualWeight),
     metadata: &ReportMetadata,
 ) -> Result<(UniverseReport, ReportPaths), BacktestError> {
-    let (strategy, held) = EqualWeight::of_backtests(runs.iter().map(|r| (r.prices, r.backtest)));
     let report = UniverseReport {
         schema: UNIVERSE_REPORT_SCHEMA.into(),
         generated_at: Utc::now(),
@@ -82,7 +83,7 @@ pub fn write_universe_reports(
         [
             ("report.json", json),
             ("report.md", markdown(&report)),
-            ("report.html", page(&report, runs, &strategy, &held)),
+            ("report.html", page(&report, runs, strategy, held)),
         ],
     )?;
     Ok((report, paths))
