@@ -148,6 +148,23 @@ pub enum FeatureSpec {
         #[serde(deserialize_with = "count")]
         window: usize,
     },
+    /// Cross-sectional: the mean k-bar log return of the universe (see
+    /// [`CrossSection`](crate::CrossSection) for which bars count).
+    UniverseReturn {
+        #[serde(deserialize_with = "count")]
+        k: usize,
+    },
+    /// Cross-sectional: the fraction of the universe's other symbols whose k-bar log return is
+    /// below this symbol's (ties count half; 0.5 alone), in `[0, 1]`.
+    ReturnRank {
+        #[serde(deserialize_with = "count")]
+        k: usize,
+    },
+    /// Cross-sectional: this symbol's k-bar log return minus the universe's mean.
+    ExcessReturn {
+        #[serde(deserialize_with = "count")]
+        k: usize,
+    },
 }
 
 impl FeatureSpec {
@@ -167,13 +184,31 @@ impl FeatureSpec {
             FeatureSpec::Atr { period } => vec![format!("atr_{period}")],
             FeatureSpec::ZscoreClose { window } => vec![format!("zscore_close_{window}")],
             FeatureSpec::ZscoreVolume { window } => vec![format!("zscore_volume_{window}")],
+            FeatureSpec::UniverseReturn { k } => vec![format!("universe_return_{k}")],
+            FeatureSpec::ReturnRank { k } => vec![format!("return_rank_{k}")],
+            FeatureSpec::ExcessReturn { k } => vec![format!("excess_return_{k}")],
+        }
+    }
+
+    /// The return horizon `k` of a cross-sectional feature (one computed from every symbol of
+    /// a universe); `None` for a feature of one symbol's own bars.
+    pub fn horizon(&self) -> Option<usize> {
+        match *self {
+            FeatureSpec::UniverseReturn { k }
+            | FeatureSpec::ReturnRank { k }
+            | FeatureSpec::ExcessReturn { k } => Some(k),
+            _ => None,
         }
     }
 
     /// Index of the first bar where this feature is defined (bars before it are warm-up).
     pub fn warm_up(&self) -> usize {
         match *self {
-            FeatureSpec::SimpleReturn { k } | FeatureSpec::LogReturn { k } => k,
+            FeatureSpec::SimpleReturn { k }
+            | FeatureSpec::LogReturn { k }
+            | FeatureSpec::UniverseReturn { k }
+            | FeatureSpec::ReturnRank { k }
+            | FeatureSpec::ExcessReturn { k } => k,
             FeatureSpec::SmaRatio { slow, .. } | FeatureSpec::EmaRatio { slow, .. } => slow - 1,
             FeatureSpec::Rsi { period } | FeatureSpec::Atr { period } => period,
             FeatureSpec::Macd { slow, signal, .. } => slow - 1 + signal - 1,
@@ -212,7 +247,11 @@ impl FeatureSpec {
             }
         };
         match *self {
-            FeatureSpec::SimpleReturn { k } | FeatureSpec::LogReturn { k } => positive("k", k),
+            FeatureSpec::SimpleReturn { k }
+            | FeatureSpec::LogReturn { k }
+            | FeatureSpec::UniverseReturn { k }
+            | FeatureSpec::ReturnRank { k }
+            | FeatureSpec::ExcessReturn { k } => positive("k", k),
             FeatureSpec::SmaRatio { fast, slow } | FeatureSpec::EmaRatio { fast, slow } => {
                 positive("fast", fast)?;
                 ordered(fast, slow)
@@ -276,6 +315,15 @@ impl FeatureConfig {
             out.push_str("]\n");
         }
         out
+    }
+
+    /// The column name of the first cross-sectional feature (one that reads every symbol of a
+    /// universe), if any.
+    pub fn cross_sectional(&self) -> Option<String> {
+        self.features
+            .iter()
+            .find(|f| f.horizon().is_some())
+            .map(|f| f.column_names()[0].clone())
     }
 
     /// The column name of the first feature that reads volumes, if any.

@@ -1,7 +1,10 @@
 //! Computing a [`FeatureFrame`] from bars.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use crate::config::FeatureConfig;
-use crate::{Bars, DataError, FeatureStream};
+use crate::{Bars, CrossSection, DataError, FeatureStream};
 
 /// Materialised features aligned with the bars they came from.
 ///
@@ -61,7 +64,8 @@ impl FeatureFrame {
 /// batch features are exactly, bit for bit, what a stream computes live. Every value at row `r`
 /// depends on bars `0..=first_bar + r` only (tested as a property). Errors when the config is
 /// invalid, a bar is malformed (see [`FeatureStream::push`]), columns have unequal lengths or
-/// there are not more bars than the warm-up needs.
+/// there are not more bars than the warm-up needs. Cross-sectional features see the bars as a
+/// universe of one (see [`compute_universe_features`]).
 ///
 /// ```
 /// use ratchet_data::{compute_features, Bars, FeatureConfig};
@@ -83,24 +87,90 @@ impl FeatureFrame {
 /// # Ok::<(), ratchet_data::DataError>(())
 /// ```
 pub fn compute_features(bars: &Bars, cfg: &FeatureConfig) -> Result<FeatureFrame, DataError> {
+    if cfg.cross_sectional().is_some() {
+        let mut frames = compute_universe_features(&[("", bars)], cfg).map_err(|e| match e {
+            DataError::InSymbol { source, .. } => *source,
+            other => other,
+        })?;
+        return Ok(frames.remove(0));
+    }
     let mut stream = FeatureStream::new(cfg)?;
     bars.check_lengths().map_err(DataError::Features)?;
-    let n = bars.len();
-    let first_bar = cfg.warm_up();
-    let names = cfg.column_names();
-    let mut values = Vec::with_capacity(n.saturating_sub(first_bar) * names.len());
-    for t in 0..n {
+    let mut values =
+        Vec::with_capacity(bars.len().saturating_sub(cfg.warm_up()) * cfg.column_names().len());
+    for t in 0..bars.len() {
         if let Some(row) = stream.push(&bars.bar(t))? {
             values.extend_from_slice(row);
         }
     }
+    frame_of(bars, cfg, values)
+}
+
+/// The features of every member of a universe (`(symbol, bars)`, sorted by symbol), one frame
+/// per member: [`compute_features`] of each, with the cross-sectional features computed from
+/// all of them through one [`CrossSection`]. Bars enter in time order across the members (ties
+/// in member order, which does not change any value), as a live server takes them. Errors
+/// name the symbol.
+pub fn compute_universe_features(
+    members: &[(&str, &Bars)],
+    cfg: &FeatureConfig,
+) -> Result<Vec<FeatureFrame>, DataError> {
+    let in_symbol = |m: usize| {
+        move |e: DataError| DataError::InSymbol {
+            symbol: members[m].0.to_string(),
+            source: Box::new(e),
+        }
+    };
+    let symbols = members.iter().map(|(s, _)| s.to_string()).collect();
+    let mut cross = CrossSection::new(symbols, &cfg.features);
+    let mut streams = Vec::with_capacity(members.len());
+    let mut values = Vec::with_capacity(members.len());
+    for (m, (_, bars)) in members.iter().enumerate() {
+        bars.check_lengths()
+            .map_err(DataError::Features)
+            .map_err(in_symbol(m))?;
+        streams.push(FeatureStream::new(cfg)?);
+        values.push(Vec::with_capacity(
+            bars.len().saturating_sub(cfg.warm_up()) * cfg.column_names().len(),
+        ));
+    }
+    // Each member's next bar, earliest first; a member's bars in its own order, so a bar out of
+    // order is refused by its stream rather than sorted into place.
+    let mut next: BinaryHeap<Reverse<(i64, usize, usize)>> = members
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, bars))| !bars.is_empty())
+        .map(|(m, (_, bars))| Reverse((bars.timestamps[0], m, 0)))
+        .collect();
+    while let Some(Reverse((_, m, t))) = next.pop() {
+        let bars = members[m].1;
+        if let Some(row) = streams[m]
+            .push_in(&bars.bar(t), &mut cross, m)
+            .map_err(in_symbol(m))?
+        {
+            values[m].extend_from_slice(row);
+        }
+        if t + 1 < bars.len() {
+            next.push(Reverse((bars.timestamps[t + 1], m, t + 1)));
+        }
+    }
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(m, values)| frame_of(members[m].1, cfg, values).map_err(in_symbol(m)))
+        .collect()
+}
+
+/// The frame of `bars` from the rows their stream returned.
+fn frame_of(bars: &Bars, cfg: &FeatureConfig, values: Vec<f32>) -> Result<FeatureFrame, DataError> {
+    let (n, first_bar) = (bars.len(), cfg.warm_up());
     if n <= first_bar {
         return Err(DataError::Features(format!(
             "{n} bars are too few: this feature config drops the first {first_bar} as warm-up and needs at least one more; use more data, shorter indicator windows or a shorter normalization window"
         )));
     }
     Ok(FeatureFrame {
-        names,
+        names: cfg.column_names(),
         values,
         first_bar,
         timestamps: bars.timestamps[first_bar..].to_vec(),

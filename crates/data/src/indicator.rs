@@ -35,6 +35,9 @@ pub(crate) enum Indicator {
     Atr(SmoothedAverage),
     ZscoreClose(RollingMeanStd),
     ZscoreVolume(RollingMeanStd),
+    /// A cross-sectional feature's own k-bar log return, which the stream turns into the
+    /// feature with its [`CrossSection`](crate::CrossSection).
+    OwnReturn(Lagged),
 }
 
 impl Indicator {
@@ -70,6 +73,9 @@ impl Indicator {
             FeatureSpec::ZscoreVolume { window } => {
                 Indicator::ZscoreVolume(RollingMeanStd::new(window))
             }
+            FeatureSpec::UniverseReturn { k }
+            | FeatureSpec::ReturnRank { k }
+            | FeatureSpec::ExcessReturn { k } => Indicator::OwnReturn(Lagged::new(k)),
         }
     }
 
@@ -93,7 +99,9 @@ impl Indicator {
         let mean = |m: Option<(f64, f64)>| m.map(|(mean, _)| mean);
         let value = match self {
             Indicator::SimpleReturn(lagged) => lagged.push(c).map_or(f64::NAN, |old| c / old - 1.0),
-            Indicator::LogReturn(lagged) => lagged.push(c).map_or(f64::NAN, |old| (c / old).ln()),
+            Indicator::LogReturn(lagged) | Indicator::OwnReturn(lagged) => {
+                lagged.push(c).map_or(f64::NAN, |old| (c / old).ln())
+            }
             Indicator::SmaRatio { fast, slow } => ratio(mean(fast.push(c)), mean(slow.push(c))),
             Indicator::EmaRatio { fast, slow } => ratio(fast.push(c), slow.push(c)),
             Indicator::Rsi { gain, loss } => previous_close.map_or(f64::NAN, |previous| {

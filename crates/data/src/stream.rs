@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::bars::order_problem;
 use crate::config::{FeatureConfig, Normalization};
+use crate::cross_section::{CrossSection, needs_universe};
 use crate::indicator::Indicator;
 use crate::rolling::{RollingMeanStd, zscore};
 use crate::timestamp::format_timestamp;
@@ -135,9 +136,31 @@ impl FeatureStream {
     ///
     /// Errors, leaving the stream unchanged, when the bar has a NaN, infinite, zero or negative
     /// price, a negative or non-finite volume, a high below its low, open or close (or a low above
-    /// them), or a timestamp not after the previous bar's. Errors after taking the bar when a
-    /// feature comes out non-finite (prices so extreme that a ratio overflows).
+    /// them), or a timestamp not after the previous bar's, and when the config has
+    /// cross-sectional features (those need [`push_in`](Self::push_in)). Errors after taking the
+    /// bar when a feature comes out non-finite (prices so extreme that a ratio overflows).
     pub fn push(&mut self, bar: &Bar) -> Result<Option<&[f32]>, DataError> {
+        self.take(bar, None)
+    }
+
+    /// [`push`](Self::push) for a symbol of a universe whose config has cross-sectional
+    /// features: `cross` is the universe's shared state and `member` this symbol's index in
+    /// it. Also errors, leaving both unchanged, when the bar is stamped before the latest bar
+    /// the universe has taken (bars enter in time order across symbols).
+    pub fn push_in(
+        &mut self,
+        bar: &Bar,
+        cross: &mut CrossSection,
+        member: usize,
+    ) -> Result<Option<&[f32]>, DataError> {
+        self.take(bar, Some((cross, member)))
+    }
+
+    fn take(
+        &mut self,
+        bar: &Bar,
+        mut cross: Option<(&mut CrossSection, usize)>,
+    ) -> Result<Option<&[f32]>, DataError> {
         let state = &mut self.state;
         let index = state.bars_pushed;
         let reject = |problem| DataError::RejectedBar {
@@ -157,11 +180,31 @@ impl FeatureStream {
             )));
         }
 
+        if let Some(spec) = state.config.features.iter().find(|f| f.horizon().is_some()) {
+            match &cross {
+                None => return Err(needs_universe(spec)),
+                Some((cross, member)) => {
+                    if let Some(problem) = cross.refusal(*member, bar.timestamp) {
+                        return Err(reject(problem));
+                    }
+                }
+            }
+        }
+
         let previous_close = state.last.map(|last| last.close);
+        if let Some((cross, _)) = &mut cross {
+            cross.advance(bar.timestamp);
+        }
         let mut at = 0;
-        for indicator in &mut state.indicators {
+        for (indicator, spec) in state.indicators.iter_mut().zip(&state.config.features) {
             let width = indicator.width();
-            indicator.update(bar, previous_close, &mut self.raw[at..at + width]);
+            let out = &mut self.raw[at..at + width];
+            indicator.update(bar, previous_close, out);
+            if let Some((cross, member)) = &mut cross
+                && spec.horizon().is_some()
+            {
+                out[0] = cross.value(spec, *member, out[0]);
+            }
             at += width;
         }
         state.bars_pushed += 1;

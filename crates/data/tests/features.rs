@@ -136,6 +136,10 @@ fn variants() -> Vec<FeatureConfig> {
             .push(FeatureSpec::EmaRatio { fast: 12, slow: 26 })
     });
     with(&|c| c.features[0] = FeatureSpec::SimpleReturn { k: 1 });
+    with(&|c| c.features.push(FeatureSpec::UniverseReturn { k: 5 }));
+    with(&|c| c.features.push(FeatureSpec::ReturnRank { k: 5 }));
+    with(&|c| c.features.push(FeatureSpec::ExcessReturn { k: 5 }));
+    with(&|c| c.features.push(FeatureSpec::ExcessReturn { k: 6 }));
     for i in 0..base.features.len() {
         for param in 0..3 {
             let mut c = base.clone();
