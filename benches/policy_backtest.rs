@@ -127,13 +127,13 @@ fn serve_decision(c: &mut Criterion, net: InferenceMlp) {
         }
     };
     while !session.ready() {
-        session.push(&next_bar()).unwrap();
+        session.push(&next_bar(), None).unwrap();
     }
     let mut group = c.benchmark_group("serve");
     group.throughput(Throughput::Elements(1));
     group.bench_function("one_decision_default_features", |b| {
         b.iter(|| {
-            session.push(&next_bar()).unwrap();
+            session.push(&next_bar(), None).unwrap();
             let target = session.decide(&model, false);
             session.commit(target, model.clone(), ratchet_serve::Role::Production);
             black_box(target)

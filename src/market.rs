@@ -49,6 +49,14 @@ impl Market {
     /// Loads the config's data file (or its built-in copy), computes (or reads from the cache)
     /// its features, and splits it by the config's split.
     pub fn prepare(config: &ratchet_config::TrainConfig) -> Result<Self> {
+        if let Some(feature) = config.features.cross_sectional() {
+            anyhow::bail!(
+                "feature {feature} compares the symbols of a universe, and {} is one \
+                 instrument; train on a universe ([data] files, or --data with a glob or \
+                 several files), or remove the feature",
+                config.data.file.display()
+            );
+        }
         Self::prepare_with(config, |frame| Ok(split(frame, &config.data.split)?))
     }
 

@@ -117,21 +117,24 @@ impl Universe {
         let (files, bars) = load(config)?;
         let hash = bars.hash();
         let symbols = bars.members.len();
-        // Features first (each instrument's own), then the split common to all of them.
-        let featured = bars
+        // Features first, then the split common to all of them.
+        let loaded: Vec<_> = bars
             .members
-            .into_par_iter()
-            .map(|member| {
-                let frame = featurise(config, &member.symbol, &member.loaded)?;
-                Ok((member.symbol, member.loaded, frame))
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .into_iter()
+            .map(|member| (member.symbol, member.loaded))
+            .collect();
+        let frames = featurise(config, &loaded)?;
+        let mut featured: Vec<_> = loaded
+            .into_iter()
+            .zip(frames)
+            .map(|((symbol, loaded), frame)| (symbol, loaded, frame))
+            .collect();
         let frames: Vec<_> = featured.iter().map(|(_, _, frame)| frame).collect();
         let dates = common_split(&frames, &config.data.split)?;
         let window = config.features.window;
-        let mut members = Vec::with_capacity(symbols);
+        let mut kept = Vec::with_capacity(symbols);
         let mut skipped = Vec::new();
-        for (symbol, loaded, frame) in featured {
+        for (symbol, loaded, frame) in featured.drain(..) {
             let fits = split(&frame, &dates)
                 .map_err(|e| e.to_string())
                 .and_then(|splits| {
@@ -150,11 +153,7 @@ impl Universe {
                     }
                 });
             match fits {
-                Ok(splits) => {
-                    let market = Market::assemble(loaded, frame, splits)
-                        .with_context(|| format!("symbol {symbol}"))?;
-                    members.push(Member { symbol, market });
-                }
+                Ok(splits) => kept.push((symbol, loaded, frame, splits)),
                 Err(why) => match config.data.short_history {
                     ShortHistory::Skip => skipped.push((symbol, why)),
                     ShortHistory::Error => bail!(
@@ -164,9 +163,28 @@ impl Universe {
                 },
             }
         }
-        if members.is_empty() {
+        if kept.is_empty() {
             bail!("no instrument of the universe has enough history for the split: {skipped:?}");
         }
+        if !skipped.is_empty() && config.features.cross_sectional().is_some() {
+            // The cross-section is the universe trained on, as a backtest of the version
+            // computes it: without the symbols left out. (Their rows and splits stay the same.)
+            let loaded: Vec<_> = kept
+                .iter()
+                .map(|(symbol, loaded, ..)| (symbol.clone(), loaded.clone()))
+                .collect();
+            for (member, frame) in kept.iter_mut().zip(featurise(config, &loaded)?) {
+                member.2 = frame;
+            }
+        }
+        let members = kept
+            .into_iter()
+            .map(|(symbol, loaded, frame, splits)| {
+                let market = Market::assemble(loaded, frame, splits)
+                    .with_context(|| format!("symbol {symbol}"))?;
+                Ok(Member { symbol, market })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let (train_end, validation_end) = match &dates {
             SplitSpec::Dates {
                 train_end,
@@ -207,15 +225,23 @@ impl Universe {
             .into_iter()
             .map(|m| (m.symbol, m.loaded))
             .collect();
+        let recorded_bars = recorded
+            .symbols
+            .iter()
+            .map(|source| {
+                let symbol = &source.symbol;
+                let bars = loaded.remove(symbol).with_context(|| {
+                    format!(
+                        "{version} was trained on symbol {symbol}, which [data] files no longer hold"
+                    )
+                })?;
+                Ok((symbol.clone(), bars))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let frames = featurise(config, &recorded_bars)?;
         let mut members = Vec::with_capacity(recorded.symbols.len());
-        for source in &recorded.symbols {
+        for ((source, (_, bars)), frame) in recorded.symbols.iter().zip(recorded_bars).zip(frames) {
             let symbol = &source.symbol;
-            let bars = loaded.remove(symbol).with_context(|| {
-                format!(
-                    "{version} was trained on symbol {symbol}, which [data] files no longer hold"
-                )
-            })?;
-            let frame = featurise(config, symbol, &bars)?;
             let range = |r: &DateRange| (r.start.clone(), r.end.clone());
             let (train, validation, test) = (
                 range(&source.train),
@@ -280,15 +306,34 @@ impl Universe {
     }
 }
 
-/// An instrument's features, computed or read from the cache under the digest of its own
-/// bars (the symbols of a long-format file share the file's).
+/// The features of the universe's instruments (in their order): each one's own, computed or
+/// read from the cache under the digest of its own bars (the symbols of a long-format file share
+/// the file's), in parallel; with cross-sectional features, all of them together in time order
+/// (not cached: they depend on every instrument).
 fn featurise(
     config: &TrainConfig,
-    symbol: &str,
-    loaded: &ratchet_data::LoadedBars,
-) -> Result<ratchet_data::FeatureFrame> {
-    let key = loaded.bars.digest(0..loaded.bars.len());
-    let (frame, _) =
-        features_of(config, loaded, &key).with_context(|| format!("symbol {symbol}"))?;
-    Ok(frame)
+    members: &[(String, ratchet_data::LoadedBars)],
+) -> Result<Vec<ratchet_data::FeatureFrame>> {
+    if config.features.cross_sectional().is_some() {
+        for (symbol, loaded) in members {
+            loaded
+                .check_features(&config.features)
+                .with_context(|| format!("symbol {symbol}"))?;
+        }
+        let bars: Vec<_> = members
+            .iter()
+            .map(|(symbol, loaded)| (symbol.as_str(), &loaded.bars))
+            .collect();
+        return ratchet_data::compute_universe_features(&bars, &config.features)
+            .context("computing the universe's features");
+    }
+    members
+        .par_iter()
+        .map(|(symbol, loaded)| {
+            let key = loaded.bars.digest(0..loaded.bars.len());
+            let (frame, _) =
+                features_of(config, loaded, &key).with_context(|| format!("symbol {symbol}"))?;
+            Ok(frame)
+        })
+        .collect()
 }

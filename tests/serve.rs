@@ -361,49 +361,68 @@ fn check_serving_matches_the_backtest(algo: &str) {
     server.stop();
 }
 
-/// A universe version serves its symbols bit for bit: every symbol's bars, interleaved in
-/// time as a feed delivers them, give each symbol the positions of the universe backtest
-/// over its whole history; a symbol outside the universe is refused naming the universe,
-/// unless the server runs with `--any-symbol`.
-#[test]
-fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
-    let store = Store::new();
-    let config = store.dir.path().join("universe.toml");
+/// Trains a small universe version `name` (version 1) on the bundled demo universe with
+/// `features` (a `[features]` table, or nothing for the defaults), promoted to production.
+fn train_universe(store: &Store, name: &str, features: &str) {
+    let config = store.dir.path().join(format!("{name}.toml"));
     std::fs::write(
         &config,
-        "[run]\nn_envs = 1\nseed = 3\n\n[data]\nfiles = [\"data/UNIVERSE_DEMO.csv\"]\n",
+        format!("[run]\nn_envs = 1\nseed = 3\n\n[data]\nfiles = [\"data/UNIVERSE_DEMO.csv\"]\n\n{features}"),
     )
     .unwrap();
-    let config = config.to_str().unwrap();
     store.run(&[
         "train",
         "--config",
-        config,
+        config.to_str().unwrap(),
         "--steps",
         "2048",
         "--model-name",
-        "u",
+        name,
     ]);
-    store.promote("u", 1, "production");
+    store.promote(name, 1, "production");
+}
+
+fn demo_universe() -> ratchet_data::Universe {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/UNIVERSE_DEMO.csv");
-    let universe =
-        ratchet_data::Universe::load(&[path], &ratchet_data::LoadOptions::default()).unwrap();
-    // Every bar of every symbol, in time order (symbols in order within a timestamp).
-    let mut feed: Vec<(i64, usize, Value)> = Vec::new();
-    for (s, member) in universe.members.iter().enumerate() {
+    ratchet_data::Universe::load(&[path], &ratchet_data::LoadOptions::default()).unwrap()
+}
+
+fn wire_bar(b: &ratchet_data::Bars, i: usize) -> Value {
+    json!({
+        "timestamp": b.timestamps[i], "open": b.open[i], "high": b.high[i],
+        "low": b.low[i], "close": b.close[i], "volume": b.volume[i],
+    })
+}
+
+/// A universe version with cross-sectional features serves its symbols bit for bit: every
+/// symbol's bars, one request per timestamp as a feed delivers them (the symbols of a
+/// timestamp in reverse order, where the backtest took them in symbol order), give each
+/// symbol the positions of the universe backtest over its whole history. A symbol outside
+/// the universe is refused naming the universe, so is a bar stamped before the latest one
+/// the server took, and `--any-symbol` is refused at start.
+#[test]
+fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
+    let store = Store::new();
+    train_universe(
+        &store,
+        "u",
+        "[features]\nfeatures = [\n  { kind = \"log_return\", k = 1 },\n  { kind = \"rsi\", period = 14 },\n  { kind = \"universe_return\", k = 5 },\n  { kind = \"return_rank\", k = 5 },\n  { kind = \"excess_return\", k = 5 },\n]\n",
+    );
+    let universe = demo_universe();
+    // Every timestamp's bars, symbols in reverse order.
+    let mut feed: std::collections::BTreeMap<i64, Vec<(usize, Value)>> = Default::default();
+    for (s, member) in universe.members.iter().enumerate().rev() {
         let b = &member.loaded.bars;
         for i in 0..b.len() {
-            let bar = json!({
-                "timestamp": b.timestamps[i], "open": b.open[i], "high": b.high[i],
-                "low": b.low[i], "close": b.close[i], "volume": b.volume[i],
-            });
-            feed.push((b.timestamps[i], s, bar));
+            feed.entry(b.timestamps[i])
+                .or_default()
+                .push((s, wire_bar(b, i)));
         }
     }
-    feed.sort_by_key(|(t, s, _)| (*t, *s));
 
     let server = store.serve(&["models:/u@production"], &[]);
-    let outsider = json!({"symbol": "ZZZ", "bars": [feed[0].2]});
+    let first = &feed.values().next().unwrap()[0].1;
+    let outsider = json!({"symbol": "ZZZ", "bars": [first]});
     let (status, answer) = server.post_bars(&outsider);
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
@@ -412,14 +431,38 @@ fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
          --any-symbol to decide for other symbols too"
     );
     let mut decisions: Vec<Vec<f64>> = vec![Vec::new(); universe.members.len()];
-    for (_, s, bar) in &feed {
-        let symbol = &universe.members[*s].symbol;
-        let answer = server.bars(&json!({"symbol": symbol, "bars": [bar]}));
-        let d = &answer["decisions"][0];
-        if d["warming_up"] != true {
-            decisions[*s].push(d["position"].as_f64().unwrap());
+    for bars in feed.values() {
+        let request: Vec<Value> = bars
+            .iter()
+            .map(|(s, bar)| json!({"symbol": universe.members[*s].symbol, "bars": [bar]}))
+            .collect();
+        let answer = server.bars(&Value::Array(request));
+        for ((s, _), d) in bars.iter().zip(answer["decisions"].as_array().unwrap()) {
+            assert_eq!(d["symbol"], universe.members[*s].symbol.as_str());
+            if d["warming_up"] != true {
+                decisions[*s].push(d["position"].as_f64().unwrap());
+            }
         }
     }
+    // A symbol that did not trade at the last timestamp, given a bar after its own last one
+    // but before the universe's latest.
+    let latest = *feed.keys().last().unwrap();
+    let late = universe
+        .members
+        .iter()
+        .find(|m| *m.loaded.bars.timestamps.last().unwrap() < latest)
+        .unwrap();
+    let mut bar = wire_bar(&late.loaded.bars, late.loaded.bars.len() - 1);
+    bar["timestamp"] = json!(late.loaded.bars.timestamps.last().unwrap() + 1);
+    let (status, answer) = server.post_bars(&json!({"symbol": late.symbol, "bars": [bar]}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("the latest bar the universe has taken"),
+        "{answer}"
+    );
     server.stop();
 
     let out = store.dir.path().join("report");
@@ -452,6 +495,39 @@ fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
         assert!(row["trades"].as_u64().unwrap() > 2, "a policy that trades");
     }
 
+    let refused = store
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "models:/u@production",
+            "--any-symbol",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "models:/u/1 has the cross-sectional feature universe_return_5, which reads the bars \
+             of its universe's symbols only; serve it without --any-symbol"
+        ),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// A universe version without cross-sectional features decides for any symbol with
+/// `--any-symbol` (and refuses outsiders without it).
+#[test]
+fn a_universe_version_decides_for_any_symbol_when_asked() {
+    let store = Store::new();
+    train_universe(&store, "u", "");
+    let universe = demo_universe();
+    let outsider =
+        json!({"symbol": "ZZZ", "bars": [wire_bar(&universe.members[0].loaded.bars, 0)]});
+    let closed = store.serve(&["models:/u@production"], &[]);
+    assert_eq!(closed.post_bars(&outsider).0, 400);
+    closed.stop();
     let open = store.serve(&["models:/u@production", "--any-symbol"], &[]);
     let answer = open.bars(&outsider);
     assert_eq!(answer["decisions"][0]["bars_accepted"], 1);

@@ -372,6 +372,58 @@ fn short_histories_and_single_instrument_commands_are_explained() {
     assert_eq!(evaluated["metrics"], shown["metrics"]);
 }
 
+/// Cross-sectional features read the universe a version was trained on: with a symbol left
+/// out for its short history, training's validation figures and `evaluate`'s recomputation of
+/// them agree (the left-out symbol's last return would otherwise linger in every later value).
+/// One instrument is refused, naming the feature.
+#[test]
+fn cross_sectional_features_read_the_universe_trained_on() {
+    let sb = Sandbox::new();
+    let features = "\n[features]\nfeatures = [\n  { kind = \"log_return\", k = 1 },\n  \
+                    { kind = \"universe_return\", k = 3 },\n  { kind = \"return_rank\", k = 3 },\n]";
+    let files = vec![
+        googl_as(&sb, "LONG", None),
+        googl_as(&sb, "SHORT", Some(400)),
+        googl_as(&sb, "ALSO", None),
+    ];
+    let config = write_config(&sb, "cross.toml", &files, features);
+    let stderr = sb.succeeds(&[
+        "train",
+        "--config",
+        &config,
+        "--steps",
+        "2048",
+        "--model-name",
+        "u",
+    ]);
+    assert!(
+        stderr.contains("warning: universe: SHORT left out: "),
+        "{stderr}"
+    );
+    let shown = sb.json(&["models", "show", "models:/u/1", "--json"]);
+    assert_eq!(symbols_of(&shown), ["ALSO", "LONG"]);
+    let evaluated = sb.json(&["evaluate", "models:/u/1", "--json"]);
+    assert_eq!(evaluated["metrics"], shown["metrics"]);
+
+    let single = sb.path("single.toml");
+    std::fs::write(
+        &single,
+        format!("[data]\nfile = \"data/STOCKS_GOOGL.csv\"\n{features}\n"),
+    )
+    .unwrap();
+    sb.fails(
+        &[
+            "train",
+            "--config",
+            single.to_str().unwrap(),
+            "--steps",
+            "2048",
+        ],
+        "feature universe_return_3 compares the symbols of a universe, and data/STOCKS_GOOGL.csv \
+         is one instrument; train on a universe",
+    );
+}
+
 /// `--data` takes a universe too (comma-separated files, or a glob), and `--from` over a
 /// universe that grew says what changed and records the parent.
 #[test]

@@ -22,6 +22,12 @@ pub enum ServeError {
         reference: ModelRef,
         error: Box<LoadError>,
     },
+    /// `--any-symbol` for a version whose features read its universe.
+    #[error(
+        "{version} has the cross-sectional feature {feature}, which reads the bars of its \
+         universe's symbols only; serve it without --any-symbol"
+    )]
+    AnySymbolAcrossUniverse { version: String, feature: String },
     /// The SLO file cannot be read.
     #[error("cannot read the SLO file {}: {error}", path.display())]
     SloUnreadable {

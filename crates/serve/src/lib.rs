@@ -41,7 +41,7 @@ use ratchet_registry::{ModelRef, Registry};
 
 pub use deployment::{Live, Role, Targets};
 pub use error::ServeError;
-pub use model::ServedModel;
+pub use model::{ServedModel, SessionFeatures};
 pub use slo::Slo;
 pub use state::AppState;
 
@@ -77,8 +77,8 @@ pub fn prepare(
     }
     // Sessions are shared between the roles, so every served version computes production's
     // features.
-    let load = |reference: &ModelRef, features: Option<&str>| {
-        ServedModel::load(&registry, reference, options.allow_unvalidated, features).map_err(
+    let load = |reference: &ModelRef, sessions: Option<&SessionFeatures>| {
+        ServedModel::load(&registry, reference, options.allow_unvalidated, sessions).map_err(
             |error| ServeError::Load {
                 reference: reference.clone(),
                 error: Box::new(error),
@@ -86,10 +86,19 @@ pub fn prepare(
         )
     };
     let production = load(&options.targets.production, None)?;
+    if options.any_symbol
+        && let Some(feature) = production.features.cross_sectional()
+    {
+        return Err(ServeError::AnySymbolAcrossUniverse {
+            version: production.uri(),
+            feature,
+        });
+    }
+    let sessions = production.session_features();
     let load_beside = |reference: &Option<ModelRef>| {
         reference
             .as_ref()
-            .map(|r| load(r, Some(&production.feature_hash)))
+            .map(|r| load(r, Some(&sessions)))
             .transpose()
     };
     let canary = load_beside(&options.targets.canary)?;

@@ -81,6 +81,15 @@ impl From<ConfigError> for LoadError {
     }
 }
 
+/// What the server's sessions compute, which every version served beside the first
+/// production one must compute too.
+pub struct SessionFeatures {
+    /// The feature config's hash.
+    pub hash: String,
+    /// With cross-sectional features, the symbols they read.
+    pub universe: Option<Vec<String>>,
+}
+
 /// Identity and load time, as `/v1/deployment` shows a version.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelInfo {
@@ -103,7 +112,7 @@ impl ServedModel {
         registry: &Registry,
         reference: &ModelRef,
         allow_unvalidated: bool,
-        features: Option<&str>,
+        sessions: Option<&SessionFeatures>,
     ) -> Result<Arc<ServedModel>, LoadError> {
         let tags = VersionSummary::from_stored(&registry.resolve(reference)?);
         let uri = format!("models:/{}/{}", tags.name, tags.version);
@@ -121,17 +130,28 @@ impl ServedModel {
                  (run `ratchet models validate {uri}`, or pass --allow-unvalidated)"
             )));
         }
-        if let Some(expected) = features
-            && tags.feature_hash.as_deref() != Some(expected)
-        {
-            return Err(LoadError::Refused(format!(
-                "{uri} computes features {} but the sessions compute {}; restart the server to \
-                 serve it",
-                tags.feature_hash
-                    .as_deref()
-                    .map_or("(untagged)", short_hash),
-                short_hash(expected)
-            )));
+        if let Some(sessions) = sessions {
+            let expected = sessions.hash.as_str();
+            if tags.feature_hash.as_deref() != Some(expected) {
+                return Err(LoadError::Refused(format!(
+                    "{uri} computes features {} but the sessions compute {}; restart the server \
+                     to serve it",
+                    tags.feature_hash
+                        .as_deref()
+                        .map_or("(untagged)", short_hash),
+                    short_hash(expected)
+                )));
+            }
+            if let Some(universe) = &sessions.universe
+                && &tags.symbols != universe
+            {
+                return Err(LoadError::Refused(format!(
+                    "{uri} trades the symbols {} but the sessions' cross-sectional features read \
+                     {}; restart the server to serve it",
+                    tags.symbols.join(","),
+                    universe.join(",")
+                )));
+            }
         }
         // By number: the version whose tags were checked, even if the alias moves meanwhile.
         let loaded = registry.load_weights(&ModelRef::number(&tags.name, tags.version))?;
@@ -190,6 +210,17 @@ impl ServedModel {
             )));
         }
         Ok(Arc::new(model))
+    }
+
+    /// What sessions computing this version's features compute.
+    pub fn session_features(&self) -> SessionFeatures {
+        SessionFeatures {
+            hash: self.feature_hash.clone(),
+            universe: self
+                .features
+                .cross_sectional()
+                .map(|_| self.symbols.clone()),
+        }
     }
 
     pub fn info(&self) -> ModelInfo {

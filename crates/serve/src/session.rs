@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ratchet_agents::trading_policy::Scratch;
 use ratchet_backtest::Holding;
-use ratchet_data::{Bar, DataError, FeatureStream};
+use ratchet_data::{Bar, CrossSection, DataError, FeatureStream};
 use ratchet_env::execution::bar_factor;
 
 use crate::deployment::Role;
@@ -132,10 +132,19 @@ impl Session {
 
     /// Takes the next bar: fills the positions decided at the previous bar at this bar's open
     /// (returning the paper PnL each earned), and adds the bar's feature row to the window.
-    /// On error the session is unchanged, except for the rare feature that comes out
-    /// non-finite after the bar was taken (see [`FeatureStream::push`]).
-    pub fn push(&mut self, bar: &Bar) -> Result<Filled, DataError> {
-        let row = self.stream.push(bar)?;
+    /// With cross-sectional features, `cross` is the universe's state and this symbol's member
+    /// index in it (see [`FeatureStream::push_in`]). On error the session is unchanged, except
+    /// for the rare feature that comes out non-finite after the bar was taken (see
+    /// [`FeatureStream::push`]).
+    pub fn push(
+        &mut self,
+        bar: &Bar,
+        cross: Option<(&mut CrossSection, usize)>,
+    ) -> Result<Filled, DataError> {
+        let row = match cross {
+            Some((cross, member)) => self.stream.push_in(bar, cross, member)?,
+            None => self.stream.push(bar)?,
+        };
         if let Some(row) = row {
             self.rows.push(row);
         }
@@ -249,7 +258,7 @@ mod tests {
         for i in 0..first as i64 {
             assert!(!session.ready());
             assert_eq!(session.bars_needed(), first - i as usize);
-            session.push(&bar(i)).unwrap();
+            session.push(&bar(i), None).unwrap();
         }
         assert!(session.ready());
         assert_eq!(session.bars_needed(), 0);
@@ -257,7 +266,7 @@ mod tests {
         assert_eq!(session.decide(&model, false), 1.0);
         session.commit(1.0, model.clone(), Role::Production);
         let next = bar(first as i64);
-        let filled = session.push(&next).unwrap();
+        let filled = session.push(&next, None).unwrap();
         let paper = filled.served.unwrap();
         let prev_close = bar(first as i64 - 1).close;
         let expected = ratchet_env::execution::bar_factor(

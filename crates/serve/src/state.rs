@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use ratchet_data::CrossSection;
 use ratchet_registry::{DeploymentEvent, Registry};
 use tokio::sync::Notify;
 
@@ -42,6 +43,9 @@ pub struct AppState {
     pub reload: Notify,
     live: RwLock<Arc<Live>>,
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    /// With cross-sectional features, the universe's state every session's features read;
+    /// locked after the sessions a request takes.
+    pub cross_section: Option<Mutex<CrossSection>>,
     /// Held by a request that creates sessions from its check to its commit, so two requests
     /// never create one symbol's session twice and the capacity checked is the one committed.
     creating: Mutex<()>,
@@ -62,6 +66,13 @@ impl AppState {
         let metrics = Metrics::new();
         metrics.show_live(&live);
         let feature_hash = live.production.feature_hash.clone();
+        let production = &live.production;
+        let cross_section = production.features.cross_sectional().map(|_| {
+            Mutex::new(CrossSection::new(
+                production.symbols.clone(),
+                &production.features.features,
+            ))
+        });
         let ServeOptions {
             targets,
             canary_percent: _, // in `live`
@@ -87,6 +98,7 @@ impl AppState {
             reload: Notify::new(),
             live: RwLock::new(Arc::new(live)),
             sessions: Mutex::new(HashMap::new()),
+            cross_section,
             creating: Mutex::new(()),
             history: Mutex::new(Vec::new()),
             skipped: Mutex::new(HashSet::new()),
@@ -94,6 +106,18 @@ impl AppState {
             unavailable: Mutex::new(HashMap::new()),
             rollback_failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The symbols whose bars the sessions' cross-sectional features read, if they have any:
+    /// every version served must trade the same.
+    pub fn cross_section_symbols(&self) -> Option<Vec<String>> {
+        self.cross_section.as_ref().map(|cross| {
+            cross
+                .lock()
+                .expect("no panics hold the lock")
+                .symbols()
+                .to_vec()
+        })
     }
 
     /// The models serving now.

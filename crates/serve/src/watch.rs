@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ratchet_registry::{ModelRef, VersionSelector};
 
 use crate::deployment::Role;
-use crate::model::{LoadError, ServedModel};
+use crate::model::{LoadError, ServedModel, SessionFeatures};
 use crate::slo::{Recorder, Window};
 use crate::state::AppState;
 
@@ -102,11 +102,15 @@ fn sync_role(state: &AppState, role: Role, reference: &ModelRef) {
     {
         return;
     }
+    let sessions = SessionFeatures {
+        hash: state.feature_hash.clone(),
+        universe: state.cross_section_symbols(),
+    };
     let model = ServedModel::load(
         &state.registry,
         &ModelRef::number(&reference.name, holder),
         state.allow_unvalidated,
-        Some(&state.feature_hash),
+        Some(&sessions),
     );
     match model {
         Ok(model) => {

@@ -3,13 +3,20 @@
 //! canary's fallback and the shadow's own track), and what they add to the metrics once the
 //! whole request is taken.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use ratchet_data::CrossSection;
+
 use super::*;
 
 /// Takes a checked request in two phases. First every symbol's session is found and locked
-/// (in symbol order, so requests never deadlock), and the request is checked against them:
-/// room for the new sessions, every symbol's first bar after its last. Then every symbol's
-/// bars go through a copy of its session; only when all were taken do the copies replace the
-/// sessions and the request's decisions and paper PnL count in the metrics.
+/// (in symbol order, so requests never deadlock; then the universe's cross-section, if the
+/// features have one), and the request is checked against them: every symbol in the served
+/// universe, room for the new sessions, every symbol's first bar after its last. Then every
+/// bar goes through a copy of its session (with cross-sectional features, all symbols' bars in
+/// time order); only when all were taken do the copies replace the sessions and the request's
+/// decisions and paper PnL count in the metrics.
 pub(super) fn take_request(
     state: &AppState,
     live: &Live,
@@ -17,6 +24,11 @@ pub(super) fn take_request(
     every_bar: bool,
 ) -> Result<Vec<SymbolDecision>, ApiError> {
     let symbols: Vec<&str> = requests.iter().map(|r| r.symbol.as_str()).collect();
+    // The same answering model for every bar of a symbol: the symbol's hash decides it.
+    let routes: Vec<_> = symbols.iter().map(|symbol| live.route(symbol)).collect();
+    for (symbol, route) in symbols.iter().zip(&routes) {
+        check_in_universe(state, symbol, route.1)?;
+    }
     let mut found = state.find_sessions(&symbols);
     let _creating = if found.iter().any(Option::is_none) {
         let creating = state.creating();
@@ -47,6 +59,10 @@ pub(super) fn take_request(
             .as_ref()
             .map(|s| s.lock().expect("no panics hold the lock"));
     }
+    let mut cross = state
+        .cross_section
+        .as_ref()
+        .map(|c| c.lock().expect("no panics hold the lock"));
     for (request, session) in requests.iter().zip(&locked) {
         if let Some(last) = session.as_ref().and_then(|s| s.last_timestamp())
             && request.bars[0].timestamp.ms <= last
@@ -59,37 +75,112 @@ pub(super) fn take_request(
             )));
         }
     }
-    let mut effects = Effects::default();
-    let mut taken = Vec::with_capacity(requests.len());
-    let mut answers = Vec::with_capacity(requests.len());
-    for (request, session) in requests.iter().zip(&locked) {
-        let mut work = match session {
+    let mut work: Vec<Session> = locked
+        .iter()
+        .map(|session| match session {
             Some(s) => Session::clone(s),
             None => Session::new(&live.production)
                 .expect("a served version's feature config was validated when it loaded"),
-        };
-        answers.push(take_bars(
+        })
+        .collect();
+    let mut cross_work = cross.as_deref().cloned();
+    let mut effects = Effects::default();
+    let mut answers: Vec<Answer> = requests
+        .iter()
+        .map(|r| Answer::new(every_bar, r.bars.len()))
+        .collect();
+    let mut take = |r: usize, b: usize, cross: Option<&mut CrossSection>| {
+        let member = cross.map(|cross| {
+            let member = cross
+                .member(&requests[r].symbol)
+                .expect("symbols outside the universe were refused");
+            (cross, member)
+        });
+        take_bar(
             state,
             live,
-            request,
-            &mut work,
+            routes[r],
+            &requests[r],
+            b,
+            &mut work[r],
+            member,
             &mut effects,
-            every_bar,
-        )?);
-        taken.push(work);
+            &mut answers[r],
+        )
+    };
+    match &mut cross_work {
+        None => {
+            for (r, request) in requests.iter().enumerate() {
+                for b in 0..request.bars.len() {
+                    take(r, b, None)?;
+                }
+            }
+        }
+        // Every symbol's next bar, earliest first; each symbol's bars in the request's order,
+        // so a bar out of order is refused by its session rather than sorted into place.
+        Some(cross) => {
+            let mut next: BinaryHeap<Reverse<(i64, usize, usize)>> = requests
+                .iter()
+                .enumerate()
+                .map(|(r, request)| Reverse((request.bars[0].timestamp.ms, r, 0)))
+                .collect();
+            while let Some(Reverse((_, r, b))) = next.pop() {
+                take(r, b, Some(cross))?;
+                if let Some(bar) = requests[r].bars.get(b + 1) {
+                    next.push(Reverse((bar.timestamp.ms, r, b + 1)));
+                }
+            }
+        }
     }
+    let answers: Vec<SymbolDecision> = requests
+        .iter()
+        .zip(answers)
+        .zip(&work)
+        .map(|((request, answer), session)| answer.finish(request, session))
+        .collect();
     let mut new = Vec::new();
-    for ((request, session), work) in requests.iter().zip(&mut locked).zip(taken) {
+    for ((request, session), work) in requests.iter().zip(&mut locked).zip(work) {
         match session {
             Some(s) => **s = work,
             None => new.push((request.symbol.clone(), work)),
         }
+    }
+    if let (Some(cross), Some(work)) = (&mut cross, cross_work) {
+        **cross = work;
     }
     if !new.is_empty() {
         state.add_sessions(new);
     }
     effects.apply(state, live);
     Ok(answers)
+}
+
+/// Refuses a symbol outside the answering version's universe, unless the server decides for
+/// any symbol.
+fn check_in_universe(state: &AppState, symbol: &str, model: &ServedModel) -> Result<(), ApiError> {
+    let universe = &model.symbols;
+    if state.any_symbol
+        || universe.is_empty()
+        || universe
+            .binary_search_by(|s| s.as_str().cmp(symbol))
+            .is_ok()
+    {
+        return Ok(());
+    }
+    const LISTED: usize = 10;
+    let more = universe.len().saturating_sub(LISTED);
+    Err(ApiError::bad_request(format!(
+        "symbol {symbol:?} is not in the universe of models:/{}/{} ({}{}); serve with \
+         --any-symbol to decide for other symbols too",
+        model.name,
+        model.version,
+        universe[..universe.len().min(LISTED)].join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+    )))
 }
 
 /// What a request's decisions add to the metrics and the SLO record of each version, kept
@@ -120,71 +211,74 @@ impl Effects {
     }
 }
 
-/// Feeds one symbol's bars to (a copy of) its session, deciding after each bar as a backtest
-/// does, and answers with the decision after the last one (and after each, with `every_bar`).
-fn take_bars(
+/// What one symbol's answer gathers as its bars are taken.
+struct Answer {
+    last: Option<Decided>,
+    each: Option<Vec<BarDecision>>,
+    timestamps_read_as: Vec<String>,
+}
+
+impl Answer {
+    fn new(every_bar: bool, bars: usize) -> Self {
+        Answer {
+            last: None,
+            each: every_bar.then(|| Vec::with_capacity(bars)),
+            timestamps_read_as: Vec::new(),
+        }
+    }
+
+    /// The symbol's answer: the decision after its last bar (and after each, with
+    /// `every_bar`).
+    fn finish(self, request: &SymbolBars, session: &Session) -> SymbolDecision {
+        SymbolDecision {
+            symbol: request.symbol.clone(),
+            bars_accepted: request.bars.len(),
+            timestamps_read_as: self.timestamps_read_as,
+            decision: Decision::new(self.last.as_ref(), session),
+            every_bar: self.each,
+        }
+    }
+}
+
+/// Feeds bar `b` of a symbol's request to (a copy of) its session and decides after it as a
+/// backtest does.
+#[allow(clippy::too_many_arguments)] // the request's state, threaded through one bar
+fn take_bar(
     state: &AppState,
     live: &Live,
+    route: (Role, &Arc<ServedModel>),
     request: &SymbolBars,
+    b: usize,
     session: &mut Session,
+    cross: Option<(&mut CrossSection, usize)>,
     effects: &mut Effects,
-    every_bar: bool,
-) -> Result<SymbolDecision, ApiError> {
-    let symbol = &request.symbol;
-    // The same answering model for every bar of the request: the symbol's hash decides it.
-    let route = live.route(symbol);
-    let universe = &route.1.symbols;
-    if !state.any_symbol && !universe.is_empty() && universe.binary_search(symbol).is_err() {
-        const LISTED: usize = 10;
-        let more = universe.len().saturating_sub(LISTED);
-        return Err(ApiError::bad_request(format!(
-            "symbol {symbol:?} is not in the universe of models:/{}/{} ({}{}); serve with \
-             --any-symbol to decide for other symbols too",
-            route.1.name,
-            route.1.version,
-            universe[..universe.len().min(LISTED)].join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            },
-        )));
+    answer: &mut Answer,
+) -> Result<(), ApiError> {
+    let (symbol, bar) = (&request.symbol, &request.bars[b]);
+    if !answer.timestamps_read_as.contains(&bar.timestamp.layout) {
+        answer.timestamps_read_as.push(bar.timestamp.layout.clone());
     }
-    let mut last = None;
-    let mut each = every_bar.then(|| Vec::with_capacity(request.bars.len()));
-    let mut timestamps_read_as: Vec<String> = Vec::new();
-    for bar in &request.bars {
-        if !timestamps_read_as.contains(&bar.timestamp.layout) {
-            timestamps_read_as.push(bar.timestamp.layout.clone());
-        }
-        let filled = session
-            .push(&as_bar(bar))
-            .map_err(|e| ApiError::bad_request(format!("{symbol}: {e}")))?;
+    let filled = session
+        .push(&as_bar(bar), cross)
+        .map_err(|e| ApiError::bad_request(format!("{symbol}: {e}")))?;
+    effects
+        .paper
+        .extend([filled.served, filled.shadow].into_iter().flatten());
+    answer.last = if session.ready() {
+        Some(decide(state, live, route, symbol, session, effects)?)
+    } else {
         effects
-            .paper
-            .extend([filled.served, filled.shadow].into_iter().flatten());
-        last = if session.ready() {
-            Some(decide(state, live, route, symbol, session, effects)?)
-        } else {
-            effects
-                .decisions
-                .push((live.production.clone(), Role::Production, "warming_up"));
-            None
-        };
-        if let Some(each) = &mut each {
-            each.push(BarDecision {
-                timestamp: format_timestamp(bar.timestamp.ms),
-                decision: Decision::new(last.as_ref(), session),
-            });
-        }
+            .decisions
+            .push((live.production.clone(), Role::Production, "warming_up"));
+        None
+    };
+    if let Some(each) = &mut answer.each {
+        each.push(BarDecision {
+            timestamp: format_timestamp(bar.timestamp.ms),
+            decision: Decision::new(answer.last.as_ref(), session),
+        });
     }
-    Ok(SymbolDecision {
-        symbol: symbol.clone(),
-        bars_accepted: request.bars.len(),
-        timestamps_read_as,
-        decision: Decision::new(last.as_ref(), session),
-        every_bar: each,
-    })
+    Ok(())
 }
 
 /// The answering model's decision at the session's last bar, with the canary falling back to
