@@ -7,9 +7,13 @@
 //! time order across the universe, so a live server that takes bars as they close computes
 //! exactly what a batch computation over the files did.
 
-use crate::DataError;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use crate::config::FeatureSpec;
+use crate::indicator::Indicator;
 use crate::timestamp::format_timestamp;
+use crate::{Bars, DataError};
 
 /// The universe's latest k-bar returns, shared by the [`FeatureStream`](crate::FeatureStream)s
 /// of its symbols: each pushes its bars through [`FeatureStream::push_in`](crate::FeatureStream::push_in)
@@ -130,6 +134,49 @@ impl CrossSection {
             FeatureSpec::ReturnRank { .. } => horizon.rank_of(member, own),
             _ => f64::NAN,
         }
+    }
+}
+
+impl CrossSection {
+    /// The cross-sectional feature values of every bar of every member (`(symbol, bars)`),
+    /// taking the bars in time order across the members (ties in member order) exactly as
+    /// live streams do: per member, one value per cross-sectional feature of `features` per
+    /// bar, bar after bar. Cheap (one return per bar), so the rest of the features can be
+    /// computed per member in parallel.
+    pub(crate) fn values_of(members: &[(&str, &Bars)], features: &[FeatureSpec]) -> Vec<Vec<f64>> {
+        let specs: Vec<&FeatureSpec> = features.iter().filter(|f| f.horizon().is_some()).collect();
+        let symbols = members.iter().map(|(s, _)| s.to_string()).collect();
+        let mut cross = CrossSection::new(symbols, features);
+        // Each member's own return per feature, by the indicator its stream runs.
+        let mut own: Vec<Vec<Indicator>> = members
+            .iter()
+            .map(|_| specs.iter().map(|spec| Indicator::new(spec)).collect())
+            .collect();
+        let mut values: Vec<Vec<f64>> = members
+            .iter()
+            .map(|(_, bars)| Vec::with_capacity(bars.len() * specs.len()))
+            .collect();
+        let mut next: BinaryHeap<Reverse<(i64, usize, usize)>> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, bars))| !bars.is_empty())
+            .map(|(m, (_, bars))| Reverse((bars.timestamps[0], m, 0)))
+            .collect();
+        while let Some(Reverse((timestamp, m, t))) = next.pop() {
+            let bars = members[m].1;
+            let bar = bars.bar(t);
+            let previous_close = t.checked_sub(1).map(|p| bars.close[p]);
+            cross.advance(timestamp);
+            for (spec, indicator) in specs.iter().zip(&mut own[m]) {
+                let mut return_k = [f64::NAN];
+                indicator.update(&bar, previous_close, &mut return_k);
+                values[m].push(cross.value(spec, m, return_k[0]));
+            }
+            if t + 1 < bars.len() {
+                next.push(Reverse((bars.timestamps[t + 1], m, t + 1)));
+            }
+        }
+        values
     }
 }
 

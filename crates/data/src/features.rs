@@ -1,7 +1,6 @@
 //! Computing a [`FeatureFrame`] from bars.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use rayon::prelude::*;
 
 use crate::config::FeatureConfig;
 use crate::{Bars, CrossSection, DataError, FeatureStream};
@@ -108,9 +107,9 @@ pub fn compute_features(bars: &Bars, cfg: &FeatureConfig) -> Result<FeatureFrame
 
 /// The features of every member of a universe (`(symbol, bars)`, sorted by symbol), one frame
 /// per member: [`compute_features`] of each, with the cross-sectional features computed from
-/// all of them through one [`CrossSection`]. Bars enter in time order across the members (ties
-/// in member order, which does not change any value), as a live server takes them. Errors
-/// name the symbol.
+/// all of them as a [`CrossSection`] does live (bars in time order across the members; ties in
+/// member order, which changes no value). Those are computed first, in one pass over every
+/// bar; then each member's stream runs in parallel. Errors name the symbol.
 pub fn compute_universe_features(
     members: &[(&str, &Bars)],
     cfg: &FeatureConfig,
@@ -121,43 +120,36 @@ pub fn compute_universe_features(
             source: Box::new(e),
         }
     };
-    let symbols = members.iter().map(|(s, _)| s.to_string()).collect();
-    let mut cross = CrossSection::new(symbols, &cfg.features);
-    let mut streams = Vec::with_capacity(members.len());
-    let mut values = Vec::with_capacity(members.len());
     for (m, (_, bars)) in members.iter().enumerate() {
         bars.check_lengths()
             .map_err(DataError::Features)
             .map_err(in_symbol(m))?;
-        streams.push(FeatureStream::new(cfg)?);
-        values.push(Vec::with_capacity(
-            bars.len().saturating_sub(cfg.warm_up()) * cfg.column_names().len(),
-        ));
     }
-    // Each member's next bar, earliest first; a member's bars in its own order, so a bar out of
-    // order is refused by its stream rather than sorted into place.
-    let mut next: BinaryHeap<Reverse<(i64, usize, usize)>> = members
+    cfg.validate()?;
+    let across = CrossSection::values_of(members, &cfg.features);
+    let per_bar = cfg
+        .features
         .iter()
+        .filter(|f| f.horizon().is_some())
+        .count();
+    members
+        .par_iter()
+        .zip(across)
+        .map(|((_, bars), across)| {
+            let mut stream = FeatureStream::new(cfg)?;
+            let mut values = Vec::with_capacity(
+                bars.len().saturating_sub(cfg.warm_up()) * cfg.column_names().len(),
+            );
+            for t in 0..bars.len() {
+                let computed = &across[t * per_bar..(t + 1) * per_bar];
+                if let Some(row) = stream.push_computed(&bars.bar(t), computed)? {
+                    values.extend_from_slice(row);
+                }
+            }
+            frame_of(bars, cfg, values)
+        })
         .enumerate()
-        .filter(|(_, (_, bars))| !bars.is_empty())
-        .map(|(m, (_, bars))| Reverse((bars.timestamps[0], m, 0)))
-        .collect();
-    while let Some(Reverse((_, m, t))) = next.pop() {
-        let bars = members[m].1;
-        if let Some(row) = streams[m]
-            .push_in(&bars.bar(t), &mut cross, m)
-            .map_err(in_symbol(m))?
-        {
-            values[m].extend_from_slice(row);
-        }
-        if t + 1 < bars.len() {
-            next.push(Reverse((bars.timestamps[t + 1], m, t + 1)));
-        }
-    }
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(m, values)| frame_of(members[m].1, cfg, values).map_err(in_symbol(m)))
+        .map(|(m, frame)| frame.map_err(in_symbol(m)))
         .collect()
 }
 

@@ -140,7 +140,7 @@ impl FeatureStream {
     /// cross-sectional features (those need [`push_in`](Self::push_in)). Errors after taking the
     /// bar when a feature comes out non-finite (prices so extreme that a ratio overflows).
     pub fn push(&mut self, bar: &Bar) -> Result<Option<&[f32]>, DataError> {
-        self.take(bar, None)
+        self.take(bar, Across::Nothing)
     }
 
     /// [`push`](Self::push) for a symbol of a universe whose config has cross-sectional
@@ -153,14 +153,21 @@ impl FeatureStream {
         cross: &mut CrossSection,
         member: usize,
     ) -> Result<Option<&[f32]>, DataError> {
-        self.take(bar, Some((cross, member)))
+        self.take(bar, Across::Live(cross, member))
     }
 
-    fn take(
+    /// [`push_in`](Self::push_in) with the bar's cross-sectional values (one per
+    /// cross-sectional feature, in config order) computed beforehand by
+    /// [`CrossSection::values_of`].
+    pub(crate) fn push_computed(
         &mut self,
         bar: &Bar,
-        mut cross: Option<(&mut CrossSection, usize)>,
+        values: &[f64],
     ) -> Result<Option<&[f32]>, DataError> {
+        self.take(bar, Across::Computed(values))
+    }
+
+    fn take(&mut self, bar: &Bar, mut across: Across) -> Result<Option<&[f32]>, DataError> {
         let state = &mut self.state;
         let index = state.bars_pushed;
         let reject = |problem| DataError::RejectedBar {
@@ -181,29 +188,34 @@ impl FeatureStream {
         }
 
         if let Some(spec) = state.config.features.iter().find(|f| f.horizon().is_some()) {
-            match &cross {
-                None => return Err(needs_universe(spec)),
-                Some((cross, member)) => {
+            match &across {
+                Across::Nothing => return Err(needs_universe(spec)),
+                Across::Live(cross, member) => {
                     if let Some(problem) = cross.refusal(*member, bar.timestamp) {
                         return Err(reject(problem));
                     }
                 }
+                Across::Computed(_) => {}
             }
         }
 
         let previous_close = state.last.map(|last| last.close);
-        if let Some((cross, _)) = &mut cross {
+        if let Across::Live(cross, _) = &mut across {
             cross.advance(bar.timestamp);
         }
-        let mut at = 0;
+        let (mut at, mut computed) = (0, 0);
         for (indicator, spec) in state.indicators.iter_mut().zip(&state.config.features) {
             let width = indicator.width();
             let out = &mut self.raw[at..at + width];
             indicator.update(bar, previous_close, out);
-            if let Some((cross, member)) = &mut cross
-                && spec.horizon().is_some()
-            {
-                out[0] = cross.value(spec, *member, out[0]);
+            if spec.horizon().is_some() {
+                // The indicator gave this symbol's own return; the feature reads the universe.
+                match &mut across {
+                    Across::Live(cross, member) => out[0] = cross.value(spec, *member, out[0]),
+                    Across::Computed(values) => out[0] = values[computed],
+                    Across::Nothing => {}
+                }
+                computed += 1;
             }
             at += width;
         }
@@ -264,6 +276,16 @@ impl FeatureStream {
     pub fn warming_up(&self) -> bool {
         self.bars_needed() > 0
     }
+}
+
+/// Where a bar's cross-sectional features come from.
+enum Across<'a> {
+    /// The config has none.
+    Nothing,
+    /// The universe's state and this symbol's member index in it.
+    Live(&'a mut CrossSection, usize),
+    /// Computed beforehand, one per cross-sectional feature.
+    Computed(&'a [f64]),
 }
 
 impl Serialize for FeatureStream {
