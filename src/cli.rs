@@ -343,7 +343,8 @@ training logged as val/* (the test range is not read).
 ranges) into --folds consecutive folds. For each fold, training continues from the version
 for --steps steps on the bars before the fold, then the policy is judged on the fold:
   --anchored (default)  train on every bar from the start of the data up to the fold; the
-                        version's full training state continues (the `train --from` path)
+                        version's full training state continues (the `train --from` path;
+                        a universe's in new episodes, its instruments laid out anew)
   --rolling             train on a window as long as the version's training range, ending at
                         the fold; the version's weights with a fresh optimizer and fresh
                         environments (a saved episode position lies outside a moved window)

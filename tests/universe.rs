@@ -462,6 +462,14 @@ fn the_data_flag_takes_a_universe_and_from_reports_its_growth() {
         stderr.contains("universe of models:/g/1: 3 symbols, 1 added (CCC), 0 gone ()"),
         "{stderr}"
     );
+    // The instruments lie end to end in another layout now: the saved episodes are not taken.
+    assert!(
+        stderr.contains(
+            "the universe's data differs from models:/g/1's: training continues from its \
+             weights, optimizer, schedules and counters, in new episodes"
+        ),
+        "{stderr}"
+    );
     assert_eq!(symbols("models:/g/2"), ["AAA", "BBB", "CCC"]);
     let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
     assert_eq!(shown["parent"]["version"], 1);

@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use ratchet_agents::{NamedTensor, TensorGroup, TrainingState, UpdateLog};
+use ratchet_agents::{Environments, NamedTensor, TensorGroup, TrainingState, UpdateLog};
 use ratchet_backtest::SharpeEstimate;
 use ratchet_registry::Registry;
 
@@ -414,8 +414,15 @@ fn train_fold(
             .load_weights(&weights_of(state))
             .with_context(|| format!("loading the weights of {}", version.uri))?;
     } else {
+        // A universe's truncated instruments lie end to end at other rows than the version's:
+        // its saved episodes would stand at other bars.
+        let environments = if version.metadata.training.data.symbols.is_empty() {
+            Environments::Restore
+        } else {
+            Environments::Fresh
+        };
         agent
-            .restore(state)
+            .restore(state, environments)
             .with_context(|| format!("restoring {}", version.uri))?;
     }
     agent

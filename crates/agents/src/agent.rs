@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use ratchet_env::Env;
 
 use crate::inference::InferenceMlp;
-use crate::state::{NamedTensor, TrainingState};
+use crate::state::{Environments, NamedTensor, TrainingState};
 use crate::{AgentError, Dqn, Ppo, UpdateLog};
 
 pub trait Agent {
@@ -25,8 +25,13 @@ pub trait Agent {
     /// second copy.
     fn state(&self) -> Result<TrainingState<'_>, AgentError>;
 
-    /// Continues exactly where [`state`](Self::state) was taken.
-    fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError>;
+    /// Continues exactly where [`state`](Self::state) was taken (with
+    /// [`Environments::Fresh`], in new episodes).
+    fn restore(
+        &mut self,
+        state: &TrainingState,
+        environments: Environments,
+    ) -> Result<(), AgentError>;
 
     /// Takes the networks' weights only: enough to act.
     fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError>;
@@ -55,8 +60,12 @@ impl<E: Env> Agent for Ppo<E> {
         Ppo::state(self)
     }
 
-    fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
-        Ppo::restore(self, state)
+    fn restore(
+        &mut self,
+        state: &TrainingState,
+        environments: Environments,
+    ) -> Result<(), AgentError> {
+        Ppo::restore(self, state, environments)
     }
 
     fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {
@@ -90,8 +99,12 @@ impl<E: Env> Agent for Dqn<E> {
         self.borrowed_state()
     }
 
-    fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
-        Dqn::restore(self, state)
+    fn restore(
+        &mut self,
+        state: &TrainingState,
+        environments: Environments,
+    ) -> Result<(), AgentError> {
+        Dqn::restore(self, state, environments)
     }
 
     fn load_weights(&mut self, weights: &[NamedTensor]) -> Result<(), AgentError> {

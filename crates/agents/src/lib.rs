@@ -54,7 +54,7 @@ pub use network::{Activation, Mlp, MlpConfig};
 pub use optim::{Adam, AdamConfig};
 pub use ppo::{Ppo, PpoConfig};
 pub use schedule::LinearSchedule;
-pub use state::{NamedTensor, TensorGroup, TrainingState};
+pub use state::{Environments, NamedTensor, TensorGroup, TrainingState};
 pub use trading_policy::TradingPolicy;
 
 /// Diagnostics handed to the training callback after every update.

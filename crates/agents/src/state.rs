@@ -38,6 +38,18 @@ impl From<ShapeError> for AgentError {
     }
 }
 
+/// What restoring a [`TrainingState`] does with its environments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environments {
+    /// Continue the saved episodes where they stood: training continues bit for bit.
+    Restore,
+    /// Keep the agent's own new episodes (and, for PPO, drop a partial rollout): for data laid
+    /// out differently from the data the state was saved on, where the saved episodes'
+    /// positions would point at other bars. Everything else (weights, optimizer, counters,
+    /// schedules, the agent's RNG, a replay buffer) is restored.
+    Fresh,
+}
+
 /// Everything needed to continue training exactly where it stopped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainingState<'a> {

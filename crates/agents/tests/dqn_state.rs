@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
 
-use ratchet_agents::{AgentError, DeviceKind, Dqn, DqnConfig, TrainingState};
+use ratchet_agents::{AgentError, DeviceKind, Dqn, DqnConfig, Environments, TrainingState};
 use ratchet_env::CartPole;
 use std::sync::atomic::AtomicBool;
 
@@ -69,7 +69,7 @@ fn resume_matches_uninterrupted(config: DqnConfig, n: u64) -> Dqn<CartPole> {
     let saved = through_json(first.state().unwrap());
     drop(first);
     let mut resumed = agent(config, 99);
-    resumed.restore(&saved).unwrap();
+    resumed.restore(&saved, Environments::Restore).unwrap();
     assert_eq!(resumed.total_steps(), n);
     train(&mut resumed, n);
 
@@ -150,7 +150,7 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         algorithm: "ppo".into(),
         ..saved.clone()
     };
-    assert!(message(target.restore(&ppo)).contains("'ppo', not DQN"));
+    assert!(message(target.restore(&ppo, Environments::Restore)).contains("'ppo', not DQN"));
 
     let mut wider = agent(
         DqnConfig {
@@ -159,7 +159,7 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         },
         2,
     );
-    let e = message(wider.restore(&saved));
+    let e = message(wider.restore(&saved, Environments::Restore));
     assert!(e.contains("[16, 16]") && e.contains("[32, 16]"), "{e}");
 
     let mut dueling = agent(
@@ -169,10 +169,10 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         },
         2,
     );
-    assert!(message(dueling.restore(&saved)).contains("dueling"));
+    assert!(message(dueling.restore(&saved, Environments::Restore)).contains("dueling"));
 
     let mut one_env = Dqn::new(config(), vec![CartPole::new(50)], DeviceKind::Cpu, 2).unwrap();
-    let e = message(one_env.restore(&saved));
+    let e = message(one_env.restore(&saved, Environments::Restore));
     assert!(e.contains("2 environments"), "{e}");
 
     let mut small_buffer = agent(
@@ -182,14 +182,14 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         },
         2,
     );
-    let e = message(small_buffer.restore(&saved));
+    let e = message(small_buffer.restore(&saved, Environments::Restore));
     assert!(e.contains("capacity of 100"), "{e}");
 
     let mut missing = saved.clone();
     missing
         .tensors
         .retain(|t| t.name != "optim.q_network.layers.2.bias.moment_1");
-    let e = message(target.restore(&missing));
+    let e = message(target.restore(&missing, Environments::Restore));
     assert!(e.contains("optim.q_network.layers.2.bias.moment_1"), "{e}");
 
     let mut reshaped = saved.clone();
@@ -199,7 +199,7 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         .find(|t| t.name == "target_network.layers.0.weight")
         .unwrap();
     t.shape = vec![16, 4];
-    let e = message(target.restore(&reshaped));
+    let e = message(target.restore(&reshaped, Environments::Restore));
     assert!(e.contains("target_network.layers.0.weight"), "{e}");
 
     let mut bad_action = saved.clone();
@@ -209,12 +209,12 @@ fn mismatched_states_are_refused_clearly_and_change_nothing() {
         .find(|t| t.name == "replay.actions")
         .unwrap();
     t.data.to_mut()[0] = 5.0;
-    let e = message(target.restore(&bad_action));
+    let e = message(target.restore(&bad_action, Environments::Restore));
     assert!(e.contains("action 5"), "{e}");
 
     let mut broken_meta = saved.clone();
     broken_meta.meta["total_steps"] = serde_json::json!("many");
-    assert!(message(target.restore(&broken_meta)).contains("DQN metadata"));
+    assert!(message(target.restore(&broken_meta, Environments::Restore)).contains("DQN metadata"));
 
     let after = target.state().unwrap();
     assert_eq!(

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
 
-use ratchet_agents::{AgentError, DeviceKind, Ppo, PpoConfig, TrainingState};
+use ratchet_agents::{AgentError, DeviceKind, Environments, Ppo, PpoConfig, TrainingState};
 use ratchet_env::CartPole;
 use std::sync::atomic::AtomicBool;
 
@@ -63,7 +63,7 @@ fn resume_matches_uninterrupted(n: u64) {
     let saved = through_json(first.state().unwrap());
     drop(first);
     let mut resumed = agent(99);
-    resumed.restore(&saved).unwrap();
+    resumed.restore(&saved, Environments::Restore).unwrap();
     assert_eq!(resumed.total_steps(), n);
     train(&mut resumed, n);
 
@@ -137,7 +137,7 @@ fn state_tensors_are_named_by_parameter_path() {
 }
 
 fn restore_error(target: &mut Ppo<CartPole>, state: &TrainingState) -> String {
-    match target.restore(state) {
+    match target.restore(state, Environments::Restore) {
         Err(e @ AgentError::State(_)) => e.to_string(),
         other => panic!("expected a state error, got {other:?}"),
     }
@@ -310,5 +310,63 @@ fn a_stop_request_ends_training_at_the_next_update_and_training_continues_exactl
     assert_eq!(
         bytes(&whole.state().unwrap()),
         bytes(&stopped.state().unwrap())
+    );
+}
+
+/// Restoring with fresh environments takes everything but the episodes: the weights,
+/// optimizer, counters and RNG are the saved ones, the environments those of the agent that
+/// restores (here another seed's, so they differ from the saved ones), with no partial rollout.
+#[test]
+fn fresh_environments_keep_the_agents_own_episodes() {
+    let mut trained = agent(3);
+    train(&mut trained, 300); // two rollouts of 2 x 64 steps and part of a third
+    let saved = through_json(trained.state().unwrap());
+    assert_ne!(saved.meta["rollout_len"], 0);
+    let target = agent(99);
+    let own = through_json(target.state().unwrap());
+    let mut restored = target;
+    restored.restore(&saved, Environments::Fresh).unwrap();
+    let after = restored.state().unwrap();
+
+    let data = |state: &TrainingState, name: &str| state.tensor(name).map(|t| t.data.to_vec());
+    let mut compared = 0;
+    for tensor in &after.tensors {
+        let name = tensor.name.as_str();
+        let expected = if name.starts_with("envs.") {
+            data(&own, name)
+        } else {
+            data(&saved, name)
+        };
+        assert_eq!(Some(tensor.data.to_vec()), expected, "{name}");
+        compared += 1;
+    }
+    assert!(
+        after
+            .tensors
+            .iter()
+            .all(|t| !t.name.starts_with("rollout."))
+    );
+    let unsaved = |t: &&ratchet_agents::NamedTensor| !t.name.starts_with("rollout.");
+    assert_eq!(compared, saved.tensors.iter().filter(unsaved).count());
+    let env_keys = [
+        "env_rng",
+        "env_states_f64_bits",
+        "episode_returns_f64_bits",
+        "episode_lengths",
+        "episode_starts",
+        "rollout_len",
+    ];
+    for (key, value) in after.meta.as_object().unwrap() {
+        let expected = if env_keys.contains(&key.as_str()) {
+            &own.meta[key]
+        } else {
+            &saved.meta[key]
+        };
+        assert_eq!(value, expected, "{key}");
+    }
+    assert_ne!(own.meta["env_rng"], saved.meta["env_rng"]);
+    assert_ne!(
+        data(&own, "actor.layers.0.weight"),
+        data(&saved, "actor.layers.0.weight")
     );
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use ratchet_agents::{Agent, TrainingState, UpdateLog};
+use ratchet_agents::{Agent, Environments, TrainingState, UpdateLog};
 use ratchet_config::{Device, EnvKind, Select, TrainConfig};
 use ratchet_mlflow::{Metric, RunStatus, TrackingStore};
 use ratchet_registry::{ParentRef, Registry};
@@ -94,7 +94,22 @@ impl Job {
                 differences.join("; ")
             );
         }
-        self.agent.restore(state).map_err(|e| {
+        // A universe's instruments lie end to end, so when any of its files changed, the
+        // saved episodes' bar numbers would point into other bars (even other instruments).
+        let environments = match &self.market {
+            Some(TrainingData::Universe(universe))
+                if universe.hash != source.metadata.training.data.sha256 =>
+            {
+                eprintln!(
+                    "the universe's data differs from {}'s: training continues from its weights, \
+                     optimizer, schedules and counters, in new episodes",
+                    source.uri
+                );
+                Environments::Fresh
+            }
+            _ => Environments::Restore,
+        };
+        self.agent.restore(state, environments).map_err(|e| {
             let recorded = source.metadata.training.data.train.as_ref();
             match (&self.market, recorded) {
                 // The saved environments stand at bars of the version's training range that
@@ -179,7 +194,7 @@ impl Job {
                 Some(best) if best.step != last_step => {
                     let state = checkpoint::load_best(&self.registry, run_id)?;
                     self.agent
-                        .restore(&state)
+                        .restore(&state, Environments::Restore)
                         .context("restoring the state with the best validation Sharpe ratio")?;
                     anyhow::ensure!(
                         self.agent.total_steps() == best.step,

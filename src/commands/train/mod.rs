@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use ratchet_agents::Agent;
+use ratchet_agents::{Agent, Environments};
 use ratchet_config::{Algo, TrainConfig};
 use ratchet_mlflow::TrackingStore;
 use ratchet_registry::Registry;
@@ -167,7 +167,7 @@ fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Resu
     }
     let mut job = Job::new(store, config, saved.parent)?;
     job.agent
-        .restore(&saved.state)
+        .restore(&saved.state, Environments::Restore)
         .with_context(|| format!("restoring the last checkpoint of run {run_id}"))?;
     eprintln!(
         "resuming run {run_id} from its checkpoint at step {} of {}",

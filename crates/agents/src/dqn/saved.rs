@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::episodes::EpisodeStats;
 use crate::inference::InferenceMlp;
 use crate::optim::Adam;
-use crate::state::{NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors};
+use crate::state::{
+    Environments, NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors,
+};
 use crate::{AgentError, DeviceKind};
 
 use super::{Dqn, DqnConfig, greedy_from_tensors, greedy_network};
@@ -76,8 +78,13 @@ impl<E: Env> Dqn<E> {
     /// Restores a state from [`Dqn::state`] into this agent, which must have the same network
     /// (hidden layers, activation, dueling head), environments and room in its replay buffer.
     /// Other hyperparameters stay this agent's own (continued training may change them); on
-    /// error the agent is unchanged.
-    pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
+    /// error the agent is unchanged. With [`Environments::Fresh`] the agent keeps its own new
+    /// episodes.
+    pub fn restore(
+        &mut self,
+        state: &TrainingState,
+        environments: Environments,
+    ) -> Result<(), AgentError> {
         let meta: DqnMeta = state.meta_of("dqn")?;
         let env_state = meta.envs.check(&self.envs, state)?;
         let (k, a) = (self.envs.observation_size(), self.envs.action_count());
@@ -117,7 +124,9 @@ impl<E: Env> Dqn<E> {
             )));
         }
         let greedy = greedy_network(&q_network, &self.config)?;
-        self.envs.restore(&env_state)?;
+        if environments == Environments::Restore {
+            self.envs.restore(&env_state)?;
+        }
 
         self.q_network = q_network;
         self.target_network = target_network;

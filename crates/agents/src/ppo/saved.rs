@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::episodes::EpisodeStats;
 use crate::inference::InferenceMlp;
 use crate::optim::Adam;
-use crate::state::{NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors};
+use crate::state::{
+    Environments, NamedTensor, SavedEnvs, TrainingState, load_module_tensors, module_tensors,
+};
 use crate::{AgentError, DeviceKind};
 
 use super::{ActorCritic, Ppo, PpoConfig, Rollout};
@@ -83,8 +85,13 @@ impl<E: Env> Ppo<E> {
     /// Restores a state from [`Ppo::state`] into this agent, which must have the same network
     /// shape and number of environments. Hyperparameters stay this agent's own (continued
     /// training may change them); the seed becomes the saved run's. On error the agent is
-    /// unchanged.
-    pub fn restore(&mut self, state: &TrainingState) -> Result<(), AgentError> {
+    /// unchanged. With [`Environments::Fresh`] the agent keeps its own new episodes and no
+    /// partial rollout.
+    pub fn restore(
+        &mut self,
+        state: &TrainingState,
+        environments: Environments,
+    ) -> Result<(), AgentError> {
         let meta: PpoMeta = state.meta_of("ppo")?;
         let env_state = meta.envs.check(&self.envs, state)?;
         let (n, k) = (self.envs.len(), self.envs.observation_size());
@@ -101,7 +108,8 @@ impl<E: Env> Ppo<E> {
         let mut adam = Adam::new(self.adam.config().clone());
         adam.restore(&state.tensors, "optim", meta.adam_steps, &model)?;
 
-        let len = meta.rollout_len;
+        let fresh = environments == Environments::Fresh;
+        let len = if fresh { 0 } else { meta.rollout_len };
         let mut rollout = Rollout {
             len,
             ..Rollout::default()
@@ -132,7 +140,11 @@ impl<E: Env> Ppo<E> {
         }
         let actor = InferenceMlp::from_mlp(&model.actor, self.config.arithmetic)?;
         let critic = InferenceMlp::from_mlp(&model.critic, self.config.arithmetic)?;
-        self.envs.restore(&env_state)?;
+        if !fresh {
+            self.envs.restore(&env_state)?;
+            self.rollout = rollout;
+            self.episode_starts = meta.episode_starts;
+        }
 
         self.model = model;
         self.adam = adam;
@@ -140,8 +152,6 @@ impl<E: Env> Ppo<E> {
         self.critic = critic;
         self.seed = meta.seed;
         self.rng = Rng::from_state(meta.rng);
-        self.rollout = rollout;
-        self.episode_starts = meta.episode_starts;
         self.total_steps = meta.total_steps;
         self.updates = meta.updates;
         self.episodes = meta.episodes;
