@@ -420,7 +420,7 @@ fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
         }
     }
 
-    let server = store.serve(&["models:/u@production"], &[]);
+    let server = store.serve(&["models:/u@production", "--poll-seconds", "0.05"], &[]);
     let first = &feed.values().next().unwrap()[0].1;
     let outsider = json!({"symbol": "ZZZ", "bars": [first]});
     let (status, answer) = server.post_bars(&outsider);
@@ -462,6 +462,33 @@ fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
             .unwrap()
             .contains("the latest bar the universe has taken"),
         "{answer}"
+    );
+    // A version of the same features over fewer symbols cannot share the cross-section.
+    let demo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/UNIVERSE_DEMO.csv"),
+    )
+    .unwrap();
+    let fewer: Vec<&str> = demo
+        .lines()
+        .filter(|line| !line.contains(",XYZ,"))
+        .collect();
+    let fewer_path = store.dir.path().join("fewer.csv");
+    std::fs::write(&fewer_path, fewer.join("\n") + "\n").unwrap();
+    store.run(&[
+        "train",
+        "--from",
+        "models:/u/1",
+        "--data",
+        fewer_path.to_str().unwrap(),
+        "--steps",
+        "2048",
+    ]);
+    store.promote("u", 2, "production");
+    let refusal = wait_for_event(&server, "refused", 2);
+    assert_eq!(
+        refusal["detail"],
+        "models:/u/2 trades the symbols AAA,BBB,CCC but the sessions' cross-sectional features \
+         read AAA,BBB,CCC,XYZ; restart the server to serve it"
     );
     server.stop();
 
@@ -508,7 +535,7 @@ fn serving_a_universe_gives_each_symbol_its_backtest_positions() {
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains(
-            "models:/u/1 has the cross-sectional feature universe_return_5, which reads the bars \
+            "models:/u/2 has the cross-sectional feature universe_return_5, which reads the bars \
              of its universe's symbols only; serve it without --any-symbol"
         ),
         "{}",
