@@ -104,6 +104,32 @@ fn a_universe_trains_and_continues_bit_for_bit() {
     assert_eq!(shown["data"]["symbols"][2]["train"]["start"], "2020-01-01");
     assert_eq!(shown["data"]["symbols"][0]["train"]["start"], "2018-07-04");
 
+    // The bundled example, with its cross-sectional features, continues bit for bit too.
+    let example = |steps: &str, name: &str| {
+        let args = [
+            "train",
+            "--config",
+            "configs/universe-ppo.toml",
+            "--steps",
+            steps,
+        ];
+        sb.json(&[&args[..], &["--model-name", name, "--json"]].concat())
+    };
+    example("8192", "example-half");
+    sb.json(&[
+        "train",
+        "--from",
+        "models:/example-half/1",
+        "--steps",
+        "8192",
+        "--json",
+    ]);
+    example("16384", "example-whole");
+    assert_same_training_state(
+        &sb.checkpoint_dir("models:/example-half/2"),
+        &sb.checkpoint_dir("models:/example-whole/1"),
+    );
+
     // Round-robin over the symbols continues bit for bit too (its cursor is saved).
     let round_robin = write_config(
         &sb,
