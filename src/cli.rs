@@ -176,12 +176,17 @@ configs/slo.toml holds (a limit left out is not checked; the window and the leas
 decisions judged default to these values):
   window_seconds = 60, min_decisions = 20, max_error_rate = 0.05,
   max_p99_latency_ms = 5.0, max_drawdown = 0.10
-A version that breaks one (or fails to load) has its alias rolled back.
+A version that breaks one (or fails to load) has its alias rolled back. With --auto-promote
+AFTER, a canary that has served for AFTER and answered --auto-promote-decisions decisions
+without breaking one becomes production: the production alias moves to it (in the alias
+history, as `ratchet models promote` moves it) and production swaps to it.
 
 Examples:
   ratchet serve models:/googl-ppo@production
   ratchet serve models:/googl-ppo@production --canary models:/googl-ppo@candidate \\
       --canary-percent 10 --shadow models:/googl-ppo@challenger --slo configs/slo.toml
+  ratchet serve models:/googl-ppo@production --canary models:/googl-ppo@candidate \\
+      --slo configs/slo.toml --auto-promote 2h --auto-promote-decisions 500
   curl -s localhost:8080/v1/bars -d @bars.json";
 
 #[derive(Args, Debug)]
@@ -213,6 +218,19 @@ pub struct ServeArgs {
     /// SLO file (TOML); a version that breaks it has its alias rolled back.
     #[arg(long, value_name = "FILE")]
     pub slo: Option<PathBuf>,
+    /// Promote the canary to production once it has served this long ("30m", "2h") and
+    /// answered --auto-promote-decisions decisions within the SLO (needs --canary, --slo and
+    /// a production alias).
+    #[arg(long, value_name = "AFTER", value_parser = humantime::parse_duration, requires_all = ["canary", "slo"])]
+    pub auto_promote: Option<std::time::Duration>,
+    /// Decisions the canary must have answered before --auto-promote promotes it.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        requires = "auto_promote"
+    )]
+    pub auto_promote_decisions: u64,
     /// Serve versions whose status is not `validated` or `production`.
     #[arg(long)]
     pub allow_unvalidated: bool,

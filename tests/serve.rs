@@ -863,6 +863,140 @@ fn a_canary_that_fails_to_load_is_rolled_back_while_production_answers() {
     server.stop();
 }
 
+/// A canary that keeps the SLO for its time and decisions becomes production: the alias
+/// moves (in its history, and as a deployment event), production answers with it, and no
+/// request fails on the way. Without a canary or an SLO, or on a version number,
+/// `--auto-promote` is refused at start.
+#[test]
+fn a_canary_that_keeps_the_slo_is_promoted_without_a_failed_request() {
+    let store = Store::new();
+    let (a, b) = (store.train("ap", "ppo", 1), store.train("ap", "ppo", 2));
+    store.promote("ap", a, "production");
+    store.promote("ap", b, "candidate");
+    store.run(&["models", "validate", &format!("models:/ap/{b}")]);
+    let slo = store.dir.path().join("slo.toml");
+    std::fs::write(&slo, "min_decisions = 5\nmax_error_rate = 0.01\n").unwrap();
+    let slo = slo.to_str().unwrap();
+    let server = store.serve(
+        &[
+            "models:/ap@production",
+            "--canary",
+            "models:/ap@candidate",
+            "--canary-percent",
+            "50",
+            "--slo",
+            slo,
+            "--auto-promote",
+            "1s",
+            "--auto-promote-decisions",
+            "30",
+            "--poll-seconds",
+            "0.05",
+        ],
+        &[],
+    );
+    let all = bars();
+    let symbols: Vec<String> = (0..8).map(|i| format!("S{i}")).collect();
+    let canaries = symbols
+        .iter()
+        .filter(|s| ratchet_serve::deployment::in_canary_share(s, 50.0))
+        .count();
+    assert!(canaries > 0 && canaries < symbols.len(), "{canaries}");
+    let request = |bars: &dyn Fn() -> Vec<Value>| {
+        let body: Vec<Value> = symbols
+            .iter()
+            .map(|s| json!({"symbol": s, "bars": bars()}))
+            .collect();
+        server.bars(&Value::Array(body))
+    };
+    request(&|| warm(&all, 160));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 160;
+    // Every request is answered (`bars` asserts 200) until every symbol gets version b.
+    loop {
+        let answer = request(&|| vec![all[i].clone()]);
+        i += 1;
+        let versions: Vec<&Value> = answer["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| &d["version"])
+            .collect();
+        if versions.iter().all(|v| **v == b) {
+            assert!(
+                answer["decisions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|d| d["role"] == "production")
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not promoted: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let promoted = wait_for_event(&server, "auto_promoted", b);
+    assert_eq!(promoted["previous"], a);
+    let detail = promoted["detail"].as_str().unwrap();
+    let decisions: u64 = detail.split(' ').next().unwrap().parse().unwrap();
+    assert!(decisions >= 30, "{detail}");
+    assert!(
+        detail.contains(" decisions over ")
+            && detail.ends_with(&format!(
+                " in the last 60s); @production now names version {b}"
+            )),
+        "{detail}"
+    );
+    assert_eq!(store.show("models:/ap@production")["version"], b);
+    assert!(
+        server
+            .metrics()
+            .contains("ratchet_auto_promotions_total 1\n")
+    );
+    server.stop();
+    let events = store.deployment_events_when(&format!("models:/ap/{b}"), |e| {
+        e.contains(&"auto_promoted".to_string())
+    });
+    assert!(events.contains(&"auto_promoted".to_string()), "{events:?}");
+
+    for (args, missing) in [
+        (
+            vec![
+                "models:/ap@production",
+                "--auto-promote",
+                "1s",
+                "--slo",
+                slo,
+            ],
+            "--canary",
+        ),
+        (
+            vec![
+                "models:/ap/1",
+                "--canary",
+                "models:/ap@candidate",
+                "--auto-promote",
+                "1s",
+                "--slo",
+                slo,
+            ],
+            "--auto-promote needs a production alias to move",
+        ),
+        (
+            vec!["models:/ap@production", "--auto-promote", "soon"],
+            "invalid value 'soon'",
+        ),
+    ] {
+        let out = store
+            .command(&[&["serve", "--listen", "127.0.0.1:0"][..], &args].concat())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(missing), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn an_unvalidated_version_is_refused_with_the_reason() {
     let store = Store::new();

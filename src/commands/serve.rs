@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ratchet_registry::{ModelRef, Registry};
-use ratchet_serve::{ServeOptions, Slo, Targets};
+use ratchet_serve::{AutoPromote, ServeOptions, Slo, Targets};
 
 use crate::cli::ServeArgs;
 
@@ -69,6 +69,10 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             },
             poll: Duration::from_secs_f64(args.poll_seconds),
             slo,
+            auto_promote: args.auto_promote.map(|after| AutoPromote {
+                after,
+                decisions: args.auto_promote_decisions,
+            }),
             allow_unvalidated: args.allow_unvalidated,
             any_symbol: args.any_symbol,
             token,

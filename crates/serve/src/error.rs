@@ -22,6 +22,9 @@ pub enum ServeError {
         reference: ModelRef,
         error: Box<LoadError>,
     },
+    /// `--auto-promote` without what it needs.
+    #[error("--auto-promote needs {0}")]
+    AutoPromote(&'static str),
     /// `--any-symbol` for a version whose features read its universe.
     #[error(
         "{version} has the cross-sectional feature {feature}, which reads the bars of its \

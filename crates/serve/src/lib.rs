@@ -37,12 +37,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet_registry::{ModelRef, Registry};
+use ratchet_registry::{ModelRef, Registry, VersionSelector};
 
 pub use deployment::{Live, Role, Targets};
 pub use error::ServeError;
 pub use model::{ServedModel, SessionFeatures};
-pub use slo::Slo;
+pub use slo::{AutoPromote, Slo};
 pub use state::AppState;
 
 /// How a server is set up.
@@ -53,6 +53,8 @@ pub struct ServeOptions {
     /// Time between checks of the aliases.
     pub poll: Duration,
     pub slo: Option<Slo>,
+    /// Promote a canary that keeps the SLO (needs a canary, an SLO and a production alias).
+    pub auto_promote: Option<AutoPromote>,
     pub allow_unvalidated: bool,
     /// Decide for symbols outside a universe version's universe too.
     pub any_symbol: bool,
@@ -74,6 +76,23 @@ pub fn prepare(
 ) -> Result<Arc<AppState>, ServeError> {
     if !(0.0..=100.0).contains(&options.canary_percent) {
         return Err(ServeError::CanaryPercent(options.canary_percent));
+    }
+    if options.auto_promote.is_some() {
+        let missing = if options.targets.canary.is_none() {
+            Some("a canary to promote (--canary models:/NAME@candidate)")
+        } else if options.slo.is_none() {
+            Some("an SLO the canary must keep (--slo FILE)")
+        } else if !matches!(
+            options.targets.production.selector,
+            VersionSelector::Alias(_)
+        ) {
+            Some("a production alias to move (models:/NAME@production, not a version number)")
+        } else {
+            None
+        };
+        if let Some(missing) = missing {
+            return Err(ServeError::AutoPromote(missing));
+        }
     }
     // Sessions are shared between the roles, so every served version computes production's
     // features.

@@ -18,13 +18,14 @@ pub struct Metrics {
     /// By version, role and outcome (`decided`, `warming_up`, `failed`, `fallback`).
     pub decisions: IntCounterVec,
     /// By kind (`bad_request`, `unauthorized`, `not_found`, `too_large`, `model_output`,
-    /// `load_failed`, `rollback_failed`).
+    /// `load_failed`, `rollback_failed`, `promote_failed`).
     pub errors: IntCounterVec,
     /// 1 for each served version, labelled with its identity.
     pub model_info: IntGaugeVec,
     pub swaps: IntCounter,
     pub swaps_refused: IntCounter,
     pub rollbacks: IntCounter,
+    pub promotions: IntCounter,
     /// Decisions of the canary or shadow that differ from production's on the same bar.
     pub disagreements: IntCounterVec,
     /// Cumulative paper log return of each version's positions, over every symbol.
@@ -100,6 +101,10 @@ impl Metrics {
             rollbacks: counter(
                 "ratchet_rollbacks_total",
                 "Aliases rolled back after an SLO breach.",
+            ),
+            promotions: counter(
+                "ratchet_auto_promotions_total",
+                "Canaries promoted to production after keeping the SLO (--auto-promote).",
             ),
             disagreements: counter_vec(
                 "ratchet_disagreements_total",

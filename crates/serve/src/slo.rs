@@ -184,10 +184,23 @@ impl Default for Recorder {
     }
 }
 
+/// When a canary that keeps the SLO becomes production (`--auto-promote`): once it has served
+/// `after` and answered `decisions`, with its window holding enough decisions for a verdict
+/// and breaking no limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AutoPromote {
+    pub after: Duration,
+    pub decisions: u64,
+}
+
 /// The SLO watch's view of one version in one role: the decisions of the last window, in
 /// slots, and the paper equity since it started serving. Memory is fixed: `SLOTS + 2`
 /// histograms, whatever the rate of decisions.
 pub struct Window {
+    /// When the watch first saw the version serve in this role.
+    since: Instant,
+    /// Decisions answered since then.
+    decisions: u64,
     /// Tallies by the time their slot started, oldest first.
     slots: VecDeque<(Instant, Tally)>,
     /// Every slot added up, rebuilt at each check.
@@ -198,8 +211,11 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn new() -> Self {
+    /// The window of a version first seen serving at `since`.
+    pub fn new(since: Instant) -> Self {
         Self {
+            since,
+            decisions: 0,
             slots: VecDeque::new(),
             merged: latency_histogram(),
             log_equity: 0.0,
@@ -221,7 +237,9 @@ impl Window {
         let (_, current) = self.slots.back_mut().expect("a slot was just ensured");
         let log_return_before = current.log_return;
         for shard in &recorder.shards {
-            current.take_from(&mut shard.lock().expect("no panics hold the lock"));
+            let mut shard = shard.lock().expect("no panics hold the lock");
+            self.decisions += shard.latencies.len();
+            current.take_from(&mut shard);
         }
         self.log_equity += current.log_return - log_return_before;
         self.peak = self.peak.max(self.log_equity);
@@ -284,9 +302,25 @@ impl Window {
     }
 }
 
-impl Default for Window {
-    fn default() -> Self {
-        Self::new()
+impl Window {
+    /// Why the version may be promoted at `now` under `rule`, or `None` while it may not: it
+    /// has served long enough, answered enough decisions, and its window holds enough of
+    /// them for a verdict without breaking a limit. Call after [`breach`](Self::breach) found
+    /// nothing.
+    pub fn promotable(&self, slo: &Slo, rule: &AutoPromote, now: Instant) -> Option<String> {
+        let served = now.saturating_duration_since(self.since);
+        let in_window = self.merged.len();
+        (served >= rule.after
+            && self.decisions >= rule.decisions
+            && in_window >= slo.min_decisions.max(1) as u64)
+            .then(|| {
+                format!(
+                    "{} decisions over {:.0}s within the SLO ({in_window} in the last {}s)",
+                    self.decisions,
+                    served.as_secs_f64(),
+                    slo.window_seconds
+                )
+            })
     }
 }
 
@@ -356,7 +390,7 @@ mod tests {
         };
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let (recorder, mut w) = (Recorder::new(), Window::new());
+        let (recorder, mut w) = (Recorder::new(), Window::new(t0));
         for i in 0..3 {
             recorder.decision(i == 0, ms(1));
         }
@@ -388,20 +422,20 @@ mod tests {
             "p99 latency 6.03 ms over 4 decisions is above max_p99_latency_ms 5"
         );
         // Within the limit at two significant digits: 4.95 ms reads back as 4.98.
-        let (recorder, mut w) = (Recorder::new(), Window::new());
+        let (recorder, mut w) = (Recorder::new(), Window::new(t0));
         for _ in 0..100 {
             recorder.decision(false, Duration::from_micros(4_950));
         }
         w.collect(&recorder, &s, t0);
         assert_eq!(w.breach(&s), None);
 
-        let (recorder, mut w) = (Recorder::new(), Window::new());
+        let (recorder, mut w) = (Recorder::new(), Window::new(t0));
         recorder.paper(0.2);
         recorder.paper((0.9f64).ln());
         w.collect(&recorder, &s, t0);
         // Collected together: the peak is the equity as of a collection.
         assert!((w.drawdown() - 0.0).abs() < 1e-12);
-        let (recorder, mut w) = (Recorder::new(), Window::new());
+        let (recorder, mut w) = (Recorder::new(), Window::new(t0));
         recorder.paper(0.2);
         w.collect(&recorder, &s, t0);
         recorder.paper((0.9f64).ln());
@@ -413,10 +447,42 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_is_promotable_after_its_time_and_decisions_within_the_slo() {
+        let s = slo("window_seconds = 10\nmin_decisions = 3\nmax_error_rate = 0.5").unwrap();
+        let rule = AutoPromote {
+            after: Duration::from_secs(5),
+            decisions: 4,
+        };
+        let t0 = Instant::now();
+        let at = |seconds| t0 + Duration::from_secs(seconds);
+        let (recorder, mut w) = (Recorder::new(), Window::new(t0));
+        for _ in 0..3 {
+            recorder.decision(false, Duration::from_millis(1));
+        }
+        w.collect(&recorder, &s, at(1));
+        assert_eq!(w.breach(&s), None);
+        assert_eq!(w.promotable(&s, &rule, at(6)), None, "3 of 4 decisions");
+        recorder.decision(false, Duration::from_millis(1));
+        w.collect(&recorder, &s, at(4));
+        assert_eq!(w.breach(&s), None);
+        assert_eq!(w.promotable(&s, &rule, at(4)), None, "4 s of 5");
+        w.collect(&recorder, &s, at(5));
+        assert_eq!(w.breach(&s), None);
+        assert_eq!(
+            w.promotable(&s, &rule, at(5)).unwrap(),
+            "4 decisions over 5s within the SLO (4 in the last 10s)"
+        );
+        // Once the decisions left the window there is no verdict, so no promotion.
+        w.collect(&recorder, &s, at(16));
+        assert_eq!(w.breach(&s), None);
+        assert_eq!(w.promotable(&s, &rule, at(16)), None);
+    }
+
+    #[test]
     fn memory_does_not_grow_with_decisions() {
         let s = slo("window_seconds = 1\nmax_error_rate = 0.5").unwrap();
         let t0 = Instant::now();
-        let (recorder, mut w) = (Recorder::new(), Window::new());
+        let (recorder, mut w) = (Recorder::new(), Window::new(t0));
         for tick in 0..100u32 {
             for i in 0..1000u64 {
                 recorder.decision(false, Duration::from_nanos(1 + i * 7919));

@@ -14,7 +14,7 @@ use crate::deployment::{DeploymentView, Event, Live, Role, RoleView, Targets};
 use crate::metrics::Metrics;
 use crate::model::ServedModel;
 use crate::session::Session;
-use crate::slo::Slo;
+use crate::slo::{AutoPromote, Slo};
 use crate::watch::{Refusal, Retry};
 
 /// Events kept for `/v1/deployment` (oldest dropped first).
@@ -33,6 +33,8 @@ pub struct AppState {
     /// Most symbols with a session.
     pub max_sessions: usize,
     pub slo: Option<Slo>,
+    /// When a canary keeping the SLO becomes production.
+    pub auto_promote: Option<AutoPromote>,
     /// The address the server listens on, as recorded with deployment events.
     pub server: String,
     /// The feature config hash every session computes: the first production version's. A
@@ -56,8 +58,9 @@ pub struct AppState {
     pub refused: Mutex<HashMap<(Role, u64), Refusal>>,
     /// Versions the store could not deliver, and when to try again.
     pub unavailable: Mutex<HashMap<(Role, u64), Retry>>,
-    /// Why the last rollback of a version in a role failed, once reported.
-    pub rollback_failures: Mutex<HashMap<(Role, u64), String>>,
+    /// Why the last alias move (a rollback, a promotion) of a version in a role failed, once
+    /// reported.
+    pub alias_failures: Mutex<HashMap<(Role, u64), String>>,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             canary_percent: _, // in `live`
             poll,
             slo,
+            auto_promote,
             allow_unvalidated,
             any_symbol,
             token,
@@ -92,6 +96,7 @@ impl AppState {
             token,
             max_sessions,
             slo,
+            auto_promote,
             server,
             feature_hash,
             metrics,
@@ -104,7 +109,7 @@ impl AppState {
             skipped: Mutex::new(HashSet::new()),
             refused: Mutex::new(HashMap::new()),
             unavailable: Mutex::new(HashMap::new()),
-            rollback_failures: Mutex::new(HashMap::new()),
+            alias_failures: Mutex::new(HashMap::new()),
         }
     }
 

@@ -238,7 +238,9 @@ pub async fn watch_slo(state: Arc<AppState>, every: Duration) {
         windows
             .retain(|(version, role), _| serving.iter().any(|s| (s.0, s.1) == (*role, *version)));
         for (role, version, recorder) in serving {
-            let window = windows.entry((version, role)).or_default();
+            let window = windows
+                .entry((version, role))
+                .or_insert_with(|| Window::new(now));
             window.collect(recorder, &slo, now);
             if let Some(why) = window.breach(&slo) {
                 // Judged afresh should it serve again.
@@ -246,7 +248,71 @@ pub async fn watch_slo(state: Arc<AppState>, every: Duration) {
                 let s = state.clone();
                 let _ =
                     tokio::task::spawn_blocking(move || roll_back(&s, role, version, &why)).await;
+            } else if role == Role::Canary
+                && let Some(rule) = &state.auto_promote
+                && let Some(why) = window.promotable(&slo, rule, now)
+            {
+                let s = state.clone();
+                let promoted =
+                    tokio::task::spawn_blocking(move || promote(&s, version, &why)).await;
+                if matches!(promoted, Ok(true)) {
+                    windows.remove(&(version, role));
+                }
             }
+        }
+    }
+}
+
+/// Moves the production alias to the canary's `version` (the registry's promotion, in the
+/// alias history like `ratchet models promote`), stops serving it as the canary, and reloads so
+/// that production swaps to it now. False when the store refused (reported once per reason;
+/// tried again at the next check).
+fn promote(state: &AppState, version: u64, why: &str) -> bool {
+    let production = &state.targets.production;
+    let VersionSelector::Alias(alias) = &production.selector else {
+        unreachable!("--auto-promote needs a production alias, checked at start");
+    };
+    match state
+        .registry
+        .promote(&ModelRef::number(&production.name, version), alias)
+    {
+        Ok(change) => {
+            skip(state, Role::Canary, version);
+            state.set_role(Role::Canary, None);
+            state.metrics.promotions.inc();
+            state.event(
+                "auto_promoted",
+                Role::Canary,
+                Some(version),
+                change.previous,
+                format!("{why}; @{alias} now names version {version}"),
+            );
+            state.reload.notify_one();
+            true
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let changed = state
+                .alias_failures
+                .lock()
+                .expect("no panics hold the lock")
+                .insert((Role::Canary, version), reason.clone())
+                .is_none_or(|previous| previous != reason);
+            if changed {
+                state
+                    .metrics
+                    .errors
+                    .with_label_values(&["promote_failed"])
+                    .inc();
+                state.event(
+                    "promote_failed",
+                    Role::Canary,
+                    Some(version),
+                    None,
+                    format!("{why}, but @{alias} could not be moved: {reason}; trying again"),
+                );
+            }
+            false
         }
     }
 }
@@ -278,7 +344,7 @@ fn roll_back(state: &AppState, role: Role, version: u64, why: &str) {
                 // the reason the rollback failed changes.
                 let reason = e.to_string();
                 let changed = state
-                    .rollback_failures
+                    .alias_failures
                     .lock()
                     .expect("no panics hold the lock")
                     .insert((role, version), reason.clone())
