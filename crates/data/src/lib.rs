@@ -24,6 +24,7 @@ mod checksum;
 mod config;
 mod error;
 mod exact_f64;
+mod external;
 mod features;
 mod indicator;
 mod load;
@@ -38,6 +39,10 @@ pub use cache::{CacheOutcome, FeatureCache};
 pub use checksum::sha256_file;
 pub use config::{FEATURE_SCHEMA_VERSION, FeatureConfig, FeatureSpec, Normalization};
 pub use error::DataError;
+pub use external::{
+    ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, MissingRule,
+    SourceRow, SourceSeries, Transform,
+};
 pub use features::{FeatureFrame, compute_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, common_split, split};
