@@ -31,19 +31,22 @@ pub struct ExternalState {
     transform: Transform,
     /// Rows the transform needs (1, 2 or its window).
     rows_needed: usize,
+    /// Value columns.
+    width: usize,
     /// Event timestamp and created time (`i64::MIN` without one) of the row in use.
     current: Option<(i64, i64)>,
-    /// Per value column, the raw values of the last `rows_needed` timestamps taken in.
-    #[serde(with = "deques")]
-    history: Vec<VecDeque<f64>>,
+    /// The raw rows of the last `rows_needed` timestamps taken in, oldest first, `width`
+    /// values each.
+    #[serde(with = "crate::exact_f64::deque")]
+    history: VecDeque<f64>,
     /// Distinct timestamps taken in, up to `rows_needed` (the transform's warm-up).
     timestamps_taken: usize,
     /// The transform of the row in use, one per value column; empty while warming up.
     #[serde(with = "crate::exact_f64::deque")]
-    value: VecDeque<f64>,
-    /// The last values given to a bar (for `missing = "last"`); empty before the first.
+    value: Vec<f64>,
+    /// The last values given to a bar (kept for `missing = "last"`); empty before the first.
     #[serde(with = "crate::exact_f64::deque")]
-    last_given: VecDeque<f64>,
+    last_given: Vec<f64>,
     last_bar: Option<i64>,
     /// The answer for the latest bar, not part of a snapshot.
     #[serde(skip)]
@@ -71,11 +74,12 @@ impl ExternalState {
             missing: feature.missing,
             transform: feature.transform,
             rows_needed: feature.transform.rows_needed(feature.window),
+            width: columns,
             current: None,
-            history: vec![VecDeque::new(); columns],
+            history: VecDeque::new(),
             timestamps_taken: 0,
-            value: VecDeque::new(),
-            last_given: VecDeque::new(),
+            value: Vec::new(),
+            last_given: Vec::new(),
             last_bar: None,
             row: Vec::new(),
         }
@@ -91,12 +95,12 @@ impl ExternalState {
         created: Option<i64>,
         values: &[f64],
     ) -> Result<bool, DataError> {
-        if values.len() != self.history.len() {
+        if values.len() != self.width {
             return Err(self.error(format!(
                 "a row at {} has {} values for {} columns; give one value per declared column",
                 format_timestamp(timestamp),
                 values.len(),
-                self.history.len()
+                self.width
             )));
         }
         if let Some(v) = values
@@ -124,24 +128,25 @@ impl ExternalState {
             Some((ts, _)) => ts == timestamp,
             None => false,
         };
-        for (history, &v) in self.history.iter_mut().zip(values) {
-            if restates {
-                history.pop_back();
-            }
-            history.push_back(v);
-            while history.len() > self.rows_needed {
-                history.pop_front();
-            }
-        }
-        if !restates {
+        if restates {
+            self.history
+                .truncate(self.history.len().saturating_sub(self.width));
+        } else {
             self.timestamps_taken = (self.timestamps_taken + 1).min(self.rows_needed);
+        }
+        self.history.extend(values);
+        while self.history.len() > self.rows_needed * self.width {
+            self.history.pop_front();
         }
         self.current = Some(key);
         self.value.clear();
         if self.timestamps_taken >= self.rows_needed {
-            let transform = self.transform;
-            self.value
-                .extend(self.history.iter().map(|h| apply(transform, h)));
+            let (transform, width) = (self.transform, self.width);
+            let rows = self.history.len() / width.max(1);
+            let history = &self.history;
+            self.value.extend(
+                (0..width).map(|c| apply(transform, (0..rows).map(|r| history[r * width + c]))),
+            );
         }
         Ok(true)
     }
@@ -173,16 +178,15 @@ impl ExternalState {
         };
         self.row.clear();
         match (missing, self.missing) {
-            (None, rule) => {
-                self.row.extend(self.value.iter());
+            (None, MissingRule::Last) => {
+                self.row.extend_from_slice(&self.value);
+                self.row.push(0.0);
                 self.last_given.clone_from(&self.value);
-                if rule == MissingRule::Last {
-                    self.row.push(0.0);
-                }
             }
+            (None, _) => self.row.extend_from_slice(&self.value),
             (Some(_), MissingRule::Drop) => return Ok(None),
             (Some(_), MissingRule::Last) if !self.last_given.is_empty() => {
-                self.row.extend(self.last_given.iter());
+                self.row.extend_from_slice(&self.last_given);
                 self.row.push(1.0);
             }
             (Some(why), rule) => {
@@ -225,20 +229,23 @@ impl ExternalState {
     }
 }
 
-/// The transform of a column's history (the current row last).
-fn apply(transform: Transform, history: &VecDeque<f64>) -> f64 {
-    let (Some(&x), previous) = (history.back(), history.iter().rev().nth(1)) else {
+/// The transform of one column's values over the rows kept (oldest first, current last).
+fn apply(transform: Transform, history: impl DoubleEndedIterator<Item = f64> + Clone) -> f64 {
+    let mut newest = history.clone().rev();
+    let (Some(x), previous) = (newest.next(), newest.next()) else {
         return f64::NAN;
     };
     match (transform, previous) {
         (Transform::Raw, _) => x,
-        (Transform::Diff, Some(&p)) => x - p,
-        (Transform::LogReturn, Some(&p)) => (x / p).ln(),
+        (Transform::Diff, Some(p)) => x - p,
+        (Transform::LogReturn, Some(p)) => (x / p).ln(),
         (Transform::Zscore, _) => {
             // Two passes over a short window: exact, and it must allow replacing the last value.
-            let n = history.len() as f64;
-            let mean = history.iter().sum::<f64>() / n;
-            let var = history.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+            let (sum, n) = history
+                .clone()
+                .fold((0.0, 0.0), |(s, n), v| (s + v, n + 1.0));
+            let mean = sum / n;
+            let var = history.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
             zscore(x, mean, var.sqrt())
         }
         (Transform::Diff | Transform::LogReturn, None) => f64::NAN,
@@ -352,27 +359,4 @@ pub(super) fn join_series(
         dropped,
         carried,
     })
-}
-
-/// Serde for `Vec<VecDeque<f64>>` with exact text numbers.
-mod deques {
-    use std::collections::VecDeque;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    struct Exact(#[serde(with = "crate::exact_f64::deque")] VecDeque<f64>);
-
-    pub(super) fn serialize<S: Serializer>(v: &[VecDeque<f64>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|d| Exact(d.clone())))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<VecDeque<f64>>, D::Error> {
-        Ok(Vec::<Exact>::deserialize(d)?
-            .into_iter()
-            .map(|e| e.0)
-            .collect())
-    }
 }

@@ -157,23 +157,28 @@ impl ExternalSource {
             .collect::<Result<Vec<_>, DataError>>()?;
 
         // Row indices per symbol, in file order.
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for i in 0..timestamps.len() {
             let symbol = symbols.as_ref().map_or("", |s| s[i]);
-            groups.entry(symbol.to_string()).or_default().push(i);
+            match groups.get_mut(symbol) {
+                Some(rows) => rows.push(i),
+                None => {
+                    groups.insert(symbol, vec![i]);
+                }
+            }
         }
         let mut series = BTreeMap::new();
         for (symbol, rows) in groups {
             check_order(
                 &ctx,
                 feature,
-                &symbol,
+                symbol,
                 &rows,
                 &timestamps,
                 created.as_deref(),
             )?;
             series.insert(
-                symbol,
+                symbol.to_string(),
                 SourceSeries::of_rows(&rows, &timestamps, created.as_deref(), &columns),
             );
         }
