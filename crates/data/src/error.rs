@@ -162,6 +162,10 @@ pub enum DataError {
     #[error("outside feature {feature}: {message}")]
     External { feature: String, message: String },
 
+    /// A Feast repository that could not be written.
+    #[error("Feast repository {}: {message}", .path.display())]
+    Feast { path: PathBuf, message: String },
+
     /// A universe that cannot be assembled (a symbol in two files, no file at all, …).
     #[error("universe: {0}")]
     Universe(String),

@@ -25,6 +25,7 @@ mod config;
 mod error;
 mod exact_f64;
 mod external;
+mod feast;
 mod features;
 mod indicator;
 mod load;
@@ -43,6 +44,7 @@ pub use external::{
     ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, MissingRule,
     SourceRow, SourceSeries, Transform,
 };
+pub use feast::{FeastRepo, FeastTarget, write_feast_repo};
 pub use features::{FeatureFrame, compute_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, common_split, split};
