@@ -148,3 +148,41 @@ fn export_refuses_a_directory_that_is_not_empty_and_writes_nothing() {
         "mine"
     );
 }
+
+/// A version exports the features of the bars it was trained on: the same repository as its
+/// config gives, byte for byte (no Feast needed).
+#[test]
+fn a_version_exports_what_its_config_exports() {
+    let sandbox = Sandbox::new();
+    let trained = sandbox.json(&["train", "--steps", "2048", "--json"]);
+    assert_eq!(trained["model_uri"], "models:/stocks-googl-ppo/1");
+    let export = |source: &str, dir: &str| {
+        let repo = sandbox.path(dir);
+        let written = sandbox.json(&[
+            "features",
+            "export",
+            source,
+            "--feast",
+            repo.to_str().unwrap(),
+            "--json",
+        ]);
+        (repo, written)
+    };
+    let (of_version, version) = export("models:/stocks-googl-ppo/1", "of_version");
+    let (of_config, config) = export("configs/ppo-googl.toml", "of_config");
+    assert_eq!(version["symbols"], json!(["STOCKS_GOOGL"]));
+    assert_eq!(version["feature_hash"], config["feature_hash"]);
+    // 2,335 bars less the default config's 132 warm-up bars.
+    assert_eq!(version["rows"], 2203);
+    for file in [
+        "data/features.parquet",
+        "feature_store.yaml",
+        "ratchet_features.py",
+    ] {
+        assert_eq!(
+            std::fs::read(of_version.join(file)).unwrap(),
+            std::fs::read(of_config.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
