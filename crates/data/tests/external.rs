@@ -446,6 +446,38 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
+    /// Any source text loads or fails with one line naming the file; nothing panics.
+    #[test]
+    fn any_source_loads_or_says_why(
+        lines in prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![
+                    Just(String::new()),
+                    Just("NaN".to_string()),
+                    "-?[0-9]{1,13}(\\.[0-9]{0,3})?",
+                    "2024-0[1-2]-[0-2][0-9]( [0-2][0-9]:[0-5][0-9])?",
+                    "[A-C]",
+                    "\\PC{0,6}",
+                ],
+                1..5,
+            ),
+            0..8,
+        ),
+        header in prop_oneof![Just("ts,sym,c,x"), Just("ts,x"), Just("sym,ts,x,c"), Just("x")],
+    ) {
+        let f = feature("name = \"x\"\nsource = \"s.csv\"\ntimestamp = \"ts\"\nsymbol = \"sym\"\ncreated = \"c\"\ncolumns = [\"x\"]\nmax_staleness = \"1d\"\nmissing = \"error\"");
+        let mut text = format!("{header}\n");
+        for cells in &lines {
+            text.push_str(&cells.join(","));
+            text.push('\n');
+        }
+        if let Err(e) = ExternalSource::parse(&f, Path::new("s.csv"), text.into_bytes()) {
+            let message = e.to_string();
+            prop_assert!(message.starts_with("s.csv: "), "{}", message);
+            prop_assert!(!message.contains('\n'), "{}", message);
+        }
+    }
+
     /// Changing any outside value not known by bar t (stamped or written after t) changes
     /// nothing at or before t, for every transform and missing rule.
     #[test]
