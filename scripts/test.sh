@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Ratchet's whole test suite on a fresh machine: installs what the tests need
-# (a Python venv with the real MLflow client, Chromium for the HTML report, a software
+# (a Python venv with the real MLflow client, one with real Feast, Chromium for the HTML report, a software
 # Vulkan adapter for the wgpu test, Prometheus for the serve tests), checks formatting and
 # licenses (cargo-deny), runs `cargo test --release --workspace` and clippy with warnings as
 # errors; then starts a Ray head on loopback from a pinned Ray venv and runs the
@@ -11,6 +11,9 @@
 #                      so the README's two commands share one build)
 #   RATCHET_PYTHON     python with mlflow + safetensors (default: ~/.cache/ratchet/venv/bin/python,
 #                      made from the pinned scripts/requirements-test.txt)
+#   RATCHET_FEAST_PYTHON
+#                      python with feast (default: ~/.cache/ratchet/feast-venv/bin/python, made
+#                      from the pinned scripts/requirements-feast.txt)
 #   RATCHET_MLFLOW_LATEST=1
 #                      test against the newest mlflow on PyPI instead of the pinned one
 #                      (venv ~/.cache/ratchet/venv-latest, upgraded on every run)
@@ -54,6 +57,14 @@ if [ -z "${RATCHET_PYTHON:-}" ]; then
     export RATCHET_PYTHON="$venv/bin/python"
 fi
 "$RATCHET_PYTHON" -c 'import mlflow; print("mlflow", mlflow.__version__)'
+
+# Real Feast for the feature export test (tests/feast.rs), in its own pinned venv: Feast pins
+# another pandas than MLflow (scripts/feast_venv.sh; about a minute on first use).
+if [ -z "${RATCHET_FEAST_PYTHON:-}" ]; then
+    RATCHET_FEAST_PYTHON="$(bash scripts/feast_venv.sh)"
+    export RATCHET_FEAST_PYTHON
+fi
+"$RATCHET_FEAST_PYTHON" -c 'import feast; print("feast", feast.__version__)'
 
 # Formatting and lints need rustup's rustfmt and clippy components (in its default profile);
 # a toolchain without them says so and goes on with the tests.

@@ -21,6 +21,7 @@ Examples:
   ratchet models promote models:/googl-ppo/3 --alias production
   ratchet sweep configs/sweep-cartpole.toml       many configurations x seeds, ranked
   ratchet serve models:/googl-ppo@production      live decisions over HTTP, following the alias
+  ratchet features export models:/googl-ppo/1 --feast feature_repo   its features for Feast
 
 The store is MLflow's own format: ./mlruns unless --tracking-uri or MLFLOW_TRACKING_URI
 says otherwise (a directory, a file: URI, or an http(s):// MLflow server). View it with
@@ -64,6 +65,10 @@ pub enum Command {
     /// swap), with an optional canary and shadow, Prometheus metrics and SLO rollback.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
+    /// Feature data for other tools: a version's (or a config's) features as a Feast
+    /// repository.
+    #[command(subcommand)]
+    Features(FeaturesCommand),
     /// Tracked runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -503,6 +508,29 @@ pub struct CleanupArgs {
     /// Show what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FeaturesCommand {
+    /// Write the features of a version's (or a training config's) bars as a Feast repository:
+    /// a Parquet offline source (entity `symbol`, `event_timestamp`, `created`, the features
+    /// as float32), feature_store.yaml (local provider, file offline store, SQLite online
+    /// store) and the definitions (entity, file source, feature view, feature service named
+    /// by the feature hash). Then `feast apply` in DIR.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// models:/NAME/VERSION (or @ALIAS), or a training config file (its [data] and
+    /// [features]).
+    pub source: String,
+    /// The repository directory to write; it must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub feast: PathBuf,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -17,7 +17,7 @@ mod universe;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use commands::{backtest, evaluate, models, runs, serve, sweep, train};
+use commands::{backtest, evaluate, features, models, runs, serve, sweep, train};
 
 fn main() {
     // Like other Unix tools, end quietly when the reader of stdout goes away
@@ -39,6 +39,7 @@ fn main() {
         Command::Models(cmd) => models::run(&tracking_uri, cmd),
         Command::Sweep(args) => sweep::run(&tracking_uri, args),
         Command::Serve(args) => serve::run(&tracking_uri, args),
+        Command::Features(cmd) => features::run(&tracking_uri, cmd),
         Command::Runs(cmd) => runs::runs(&tracking_uri, cmd),
         Command::Experiments(cmd) => runs::experiments(&tracking_uri, cmd),
     };

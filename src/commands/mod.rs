@@ -3,6 +3,7 @@
 
 pub mod backtest;
 pub mod evaluate;
+pub mod features;
 pub mod models;
 pub mod runs;
 pub mod serve;

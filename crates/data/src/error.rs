@@ -147,6 +147,25 @@ pub enum DataError {
         source: Box<DataError>,
     },
 
+    /// A column declared by an outside feature that its source does not have.
+    #[error("{}: no column {column:?} (the {role} of outside feature {feature:?}); columns found: {found}; fix the name in [[features.external]] or in the file", .path.display())]
+    ExternalColumn {
+        path: PathBuf,
+        feature: String,
+        column: String,
+        role: &'static str,
+        found: String,
+    },
+
+    /// An outside feature that cannot give a bar its value: no row before the bars start,
+    /// a missing or stale value under `missing = "error"`, a refused live row.
+    #[error("outside feature {feature}: {message}")]
+    External { feature: String, message: String },
+
+    /// A Feast repository that could not be written.
+    #[error("Feast repository {}: {message}", .path.display())]
+    Feast { path: PathBuf, message: String },
+
     /// A universe that cannot be assembled (a symbol in two files, no file at all, …).
     #[error("universe: {0}")]
     Universe(String),

@@ -4,7 +4,7 @@
 //! one unit in the last place off for 17-digit numbers, and JSON has no NaN.
 //!
 //! Use with `#[serde(with = "crate::exact_f64")]` on an `f64` field, or
-//! `#[serde(with = "crate::exact_f64::deque")]` on a `VecDeque<f64>`.
+//! `#[serde(with = "crate::exact_f64::deque")]` on a `VecDeque<f64>` or a `Vec<f64>`.
 
 use serde::de::{self, Deserialize, Deserializer};
 use serde::ser::Serializer;
@@ -22,22 +22,24 @@ fn parse<E: de::Error>(text: &str) -> Result<f64, E> {
         .map_err(|_| E::custom(format!("{text:?} is not a number")))
 }
 
+/// For a sequence of `f64`: a `VecDeque<f64>` or a `Vec<f64>`.
 pub(crate) mod deque {
-    use std::collections::VecDeque;
-
     use serde::de::{Deserialize, Deserializer};
     use serde::ser::Serializer;
 
-    pub(crate) fn serialize<S: Serializer>(
-        values: &VecDeque<f64>,
+    pub(crate) fn serialize<'a, C, S: Serializer>(
+        values: &'a C,
         serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(values.iter().map(|v| format!("{v:?}")))
+    ) -> Result<S::Ok, S::Error>
+    where
+        &'a C: IntoIterator<Item = &'a f64>,
+    {
+        serializer.collect_seq(values.into_iter().map(|v| format!("{v:?}")))
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, C: FromIterator<f64>, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<VecDeque<f64>, D::Error> {
+    ) -> Result<C, D::Error> {
         Vec::<String>::deserialize(deserializer)?
             .iter()
             .map(|text| super::parse(text))

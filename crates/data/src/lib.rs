@@ -25,6 +25,8 @@ mod config;
 mod cross_section;
 mod error;
 mod exact_f64;
+mod external;
+mod feast;
 mod features;
 mod indicator;
 mod load;
@@ -40,6 +42,11 @@ pub use checksum::sha256_file;
 pub use config::{FEATURE_SCHEMA_VERSION, FeatureConfig, FeatureSpec, Normalization};
 pub use cross_section::CrossSection;
 pub use error::DataError;
+pub use external::{
+    ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, MissingRule,
+    SourceRow, SourceSeries, Transform,
+};
+pub use feast::{FeastRepo, FeastTarget, write_feast_repo};
 pub use features::{FeatureFrame, compute_features, compute_universe_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, common_split, split};

@@ -14,7 +14,8 @@ use crate::{Bars, DataError, FeatureConfig};
 mod columns;
 
 pub(crate) use columns::normalise;
-use columns::{ColumnMap, Context, VOLUME_ALIASES};
+use columns::{ColumnMap, VOLUME_ALIASES};
+pub(crate) use columns::{Context, TimeColumns};
 
 /// How to read a data file. The default reads the bundled files as they are.
 ///

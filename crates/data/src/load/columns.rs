@@ -8,11 +8,11 @@ use polars::prelude::*;
 use super::*;
 
 /// Where values come from, for error messages.
-pub(super) struct Context<'a> {
-    pub(super) path: &'a Path,
-    pub(super) format: FileFormat,
+pub(crate) struct Context<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) format: FileFormat,
     /// Index among the file's data rows of each row read.
-    pub(super) rows: Vec<usize>,
+    pub(crate) rows: Vec<usize>,
 }
 
 /// Lowercase letters and digits only: `Adj. Close`, `adj_close` and `ADJCLOSE` all become `adjclose`.
@@ -41,7 +41,7 @@ pub(super) const ADJ_CLOSE_ALIASES: &[&str] = &["adjclose", "adjustedclose"];
 pub(super) const VOLUME_ALIASES: &[&str] = &["volume", "vol", "v"];
 
 /// The timestamp source: one column, or a date column and a time column joined with a space.
-pub(super) enum TimeColumns {
+pub(crate) enum TimeColumns {
     One(String),
     DateAndTime(String, String),
 }
@@ -148,11 +148,11 @@ impl ColumnMap {
 
 impl Context<'_> {
     /// The file row number of row `index` as read.
-    pub(super) fn row(&self, index: usize) -> usize {
+    pub(crate) fn row(&self, index: usize) -> usize {
         self.format.row(self.rows[index])
     }
 
-    pub(super) fn invalid(&self, index: usize, column: &str, problem: String) -> DataError {
+    pub(crate) fn invalid(&self, index: usize, column: &str, problem: String) -> DataError {
         DataError::InvalidValue {
             path: self.path.to_path_buf(),
             row: self.row(index),
@@ -161,13 +161,13 @@ impl Context<'_> {
         }
     }
 
-    pub(super) fn column<'df>(&self, df: &'df DataFrame, name: &str) -> &'df Column {
+    pub(crate) fn column<'df>(&self, df: &'df DataFrame, name: &str) -> &'df Column {
         df.column(name)
             .expect("column names come from the frame itself")
     }
 
     /// Text cells of a string column, trimmed; a missing cell is an error.
-    pub(super) fn texts<'df>(
+    pub(crate) fn texts<'df>(
         &self,
         df: &'df DataFrame,
         name: &str,
@@ -190,7 +190,7 @@ impl Context<'_> {
             .map(Some)
     }
 
-    pub(super) fn numbers(&self, df: &DataFrame, name: &str) -> Result<Vec<f64>, DataError> {
+    pub(crate) fn numbers(&self, df: &DataFrame, name: &str) -> Result<Vec<f64>, DataError> {
         if let Some(texts) = self.texts(df, name)? {
             return texts
                 .iter()
@@ -228,7 +228,7 @@ impl Context<'_> {
             .collect()
     }
 
-    pub(super) fn column_type(
+    pub(crate) fn column_type(
         &self,
         name: &str,
         found: &DataType,
@@ -242,7 +242,7 @@ impl Context<'_> {
         }
     }
 
-    pub(super) fn timestamps(
+    pub(crate) fn timestamps(
         &self,
         df: &DataFrame,
         time: &TimeColumns,

@@ -1,0 +1,234 @@
+//! Feature frames as a Feast repository: a Parquet offline source, `feature_store.yaml` and
+//! the definitions (entity, file source, feature view with an explicit schema, feature
+//! service), all named by the feature hash.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::{DataError, FeatureConfig, FeatureFrame};
+
+/// What [`write_feast_repo`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeastRepo {
+    pub dir: PathBuf,
+    /// `ratchet_<short feature hash>`.
+    pub project: String,
+    /// `ratchet_<short feature hash>_bars`: its features are the config's columns.
+    pub feature_view: String,
+    /// `ratchet_<short feature hash>`.
+    pub feature_service: String,
+    /// The full feature hash.
+    pub feature_hash: String,
+    /// The offline source, relative to `dir`.
+    pub source: PathBuf,
+    pub rows: usize,
+    pub symbols: Vec<String>,
+}
+
+/// The offline source's path inside the repository.
+const SOURCE: &str = "data/features.parquet";
+/// The definitions file `feast apply` reads.
+const DEFINITIONS: &str = "ratchet_features.py";
+
+/// Where a Feast repository will be written: a directory that is absent or empty (checked
+/// before any work, so a command can refuse at once).
+#[derive(Clone, Debug)]
+pub struct FeastTarget {
+    dir: PathBuf,
+}
+
+impl FeastTarget {
+    pub fn new(dir: &Path) -> Result<FeastTarget, DataError> {
+        if let Ok(mut entries) = std::fs::read_dir(dir)
+            && entries.next().is_some()
+        {
+            return Err(DataError::Feast {
+                path: dir.to_path_buf(),
+                message: "the directory is not empty; name a new directory for the repository"
+                    .into(),
+            });
+        }
+        if dir.file_name().is_none() {
+            return Err(DataError::Feast {
+                path: dir.to_path_buf(),
+                message: "the path names no directory; give a directory name".into(),
+            });
+        }
+        Ok(FeastTarget {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Writes the repository ([`write_feast_repo`]).
+    pub fn write(
+        &self,
+        config: &FeatureConfig,
+        frames: &[(String, &FeatureFrame)],
+    ) -> Result<FeastRepo, DataError> {
+        write_feast_repo(&self.dir, config, frames)
+    }
+}
+
+/// Writes a Feast repository to `dir` (absent or empty) holding `frames` (one per symbol,
+/// computed with `config`): every feature row as one row of the offline source, keyed by
+/// the entity `symbol` and the bar's time (`event_timestamp`, UTC; `created` the same, as
+/// a row is never restated), the features as float32, exactly the frame's values. Written
+/// into a sibling directory first and moved into place, so `dir` is never half-written.
+pub fn write_feast_repo(
+    dir: &Path,
+    config: &FeatureConfig,
+    frames: &[(String, &FeatureFrame)],
+) -> Result<FeastRepo, DataError> {
+    FeastTarget::new(dir)?;
+    let fail = |message: String| DataError::Feast {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let names = config.column_names();
+    if let Some((symbol, _)) = frames.iter().find(|(_, f)| f.names != names) {
+        return Err(fail(format!(
+            "the features of {symbol} are not those of the config; compute them with it"
+        )));
+    }
+    let short = config.short_hash();
+    let repo = FeastRepo {
+        dir: dir.to_path_buf(),
+        project: format!("ratchet_{short}"),
+        feature_view: format!("ratchet_{short}_bars"),
+        feature_service: format!("ratchet_{short}"),
+        feature_hash: config.hash(),
+        source: PathBuf::from(SOURCE),
+        rows: frames.iter().map(|(_, f)| f.rows()).sum(),
+        symbols: frames.iter().map(|(s, _)| s.clone()).collect(),
+    };
+
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = dir.file_name().unwrap_or_default();
+    let staging = parent.join(format!(
+        ".{}.partial-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| -> Result<(), String> {
+        std::fs::create_dir_all(staging.join("data")).map_err(|e| e.to_string())?;
+        let mut df = offline_frame(&names, frames).map_err(|e| e.to_string())?;
+        let mut file = std::fs::File::create(staging.join(SOURCE)).map_err(|e| e.to_string())?;
+        ParquetWriter::new(&mut file)
+            .finish(&mut df)
+            .map_err(|e| format!("cannot write Parquet: {e}"))?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        std::fs::write(staging.join("feature_store.yaml"), store_yaml(&repo))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(staging.join(DEFINITIONS), definitions(&repo, &names))
+            .map_err(|e| e.to_string())?;
+        // An empty directory left for the repository is replaced; a non-empty one was refused.
+        if dir.exists() {
+            std::fs::remove_dir(dir).map_err(|e| e.to_string())?;
+        }
+        std::fs::rename(&staging, dir).map_err(|e| e.to_string())
+    })();
+    if let Err(message) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(fail(message));
+    }
+    Ok(repo)
+}
+
+/// The offline source: `symbol`, `event_timestamp`, `created`, then the features as float32.
+fn offline_frame(names: &[String], frames: &[(String, &FeatureFrame)]) -> PolarsResult<DataFrame> {
+    let rows: usize = frames.iter().map(|(_, f)| f.rows()).sum();
+    let symbols: Vec<&str> = frames
+        .iter()
+        .flat_map(|(s, f)| std::iter::repeat_n(s.as_str(), f.rows()))
+        .collect();
+    let times: Vec<i64> = frames
+        .iter()
+        .flat_map(|(_, f)| f.timestamps.iter().copied())
+        .collect();
+    // A logical type keeps the zone (a cast to it would drop it without polars' timezones).
+    let utc = |name: &str| {
+        Int64Chunked::new(name.into(), &times)
+            .into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC))
+            .into_series()
+            .into()
+    };
+    let mut columns: Vec<Column> = vec![
+        Series::new("symbol".into(), symbols).into(),
+        utc("event_timestamp"),
+        utc("created"),
+    ];
+    for (c, name) in names.iter().enumerate() {
+        let values: Vec<f32> = frames
+            .iter()
+            .flat_map(|(_, f)| (0..f.rows()).map(move |r| f.row(r)[c]))
+            .collect();
+        columns.push(Series::new(name.into(), values).into());
+    }
+    DataFrame::new(rows, columns)
+}
+
+fn store_yaml(repo: &FeastRepo) -> String {
+    format!(
+        "# Written by `ratchet features export`: features {hash}.\n\
+         project: {project}\n\
+         provider: local\n\
+         registry: data/registry.db\n\
+         offline_store:\n  type: file\n\
+         online_store:\n  type: sqlite\n  path: data/online_store.db\n\
+         entity_key_serialization_version: 3\n",
+        hash = repo.feature_hash,
+        project = repo.project,
+    )
+}
+
+/// The Python definitions: the schema is explicit, so Feast never infers a type from the
+/// Parquet file (it would read polars' large strings as Json).
+fn definitions(repo: &FeastRepo, names: &[String]) -> String {
+    let mut fields = String::new();
+    for name in names {
+        let _ = writeln!(fields, "        Field(name={name:?}, dtype=Float32),");
+    }
+    format!(
+        r#""""Feast definitions of Ratchet's features {hash} (written by `ratchet features export`)."""
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float32, String
+
+symbol = Entity(name="symbol", join_keys=["symbol"], value_type=ValueType.STRING)
+
+bars = FileSource(
+    name="{view}_source",
+    path="{source}",
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created",
+)
+
+# One row per bar and symbol; a row holds until the next one (no TTL).
+{view} = FeatureView(
+    name="{view}",
+    entities=[symbol],
+    ttl=timedelta(0),
+    schema=[
+        Field(name="symbol", dtype=String),
+{fields}    ],
+    source=bars,
+    online=True,
+    tags={{"ratchet.feature_hash": "{hash}"}},
+)
+
+{service} = FeatureService(name="{service}", features=[{view}])
+"#,
+        hash = repo.feature_hash,
+        view = repo.feature_view,
+        service = repo.feature_service,
+        source = SOURCE,
+    )
+}

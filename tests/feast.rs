@@ -1,0 +1,188 @@
+//! `ratchet features export --feast` against real Feast (0.67, from its own venv made by
+//! scripts/feast_venv.sh): `feast apply`, then `get_historical_features` on an entity frame
+//! of the bars returns Ratchet's own feature values bit for bit as float32, and after `feast
+//! materialize` the online store holds each symbol's last `FeatureStream` row. Skipped, with
+//! a message, only when that venv is missing.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ratchet_config::TrainConfig;
+use ratchet_data::{FeatureStream, LoadOptions, Universe};
+use serde_json::json;
+
+mod sandbox;
+use sandbox::Sandbox;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's python: `$RATCHET_FEAST_PYTHON`, else ~/.cache/ratchet/feast-venv's.
+fn feast_python() -> Option<PathBuf> {
+    let python = std::env::var_os("RATCHET_FEAST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/ratchet/feast-venv/bin/python")
+        });
+    python.exists().then_some(python)
+}
+
+/// Each symbol's feature rows as a `FeatureStream` gives them, as float32 bits, and its
+/// last row: what Feast must hand back.
+fn ratchet_values(config: &Path, service: &str) -> serde_json::Value {
+    let config = TrainConfig::load(&root().join(config)).unwrap();
+    let files: Vec<PathBuf> = config.data.files.iter().map(|f| root().join(f)).collect();
+    let universe = Universe::load(&files, &LoadOptions::default()).unwrap();
+    let (mut symbols, mut timestamps, mut bits) = (vec![], vec![], vec![]);
+    let mut last = serde_json::Map::new();
+    for member in &universe.members {
+        let mut stream = FeatureStream::new(&config.features).unwrap();
+        let bars = &member.loaded.bars;
+        let mut last_row = None;
+        for i in 0..bars.len() {
+            if let Some(row) = stream.push(&bars.bar(i)).unwrap() {
+                symbols.push(member.symbol.clone());
+                timestamps.push(bars.timestamps[i]);
+                bits.extend(row.iter().map(|v| v.to_bits()));
+                last_row = Some(row.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+        }
+        last.insert(member.symbol.clone(), json!(last_row.unwrap()));
+    }
+    json!({
+        "service": service,
+        "names": config.features.column_names(),
+        "symbols": symbols,
+        "timestamps": timestamps,
+        "bits": bits,
+        "last": last,
+    })
+}
+
+#[test]
+fn feast_serves_the_exported_features_bit_for_bit() {
+    let Some(python) = feast_python() else {
+        eprintln!(
+            "skipped: no Feast venv at ~/.cache/ratchet/feast-venv (or $RATCHET_FEAST_PYTHON); make it with scripts/feast_venv.sh (scripts/test.sh does)"
+        );
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path("feature_repo");
+    let config = "configs/universe-ppo.toml";
+    let written = sandbox.json(&[
+        "features",
+        "export",
+        config,
+        "--feast",
+        repo.to_str().unwrap(),
+        "--json",
+    ]);
+    let features = TrainConfig::load(&root().join(config)).unwrap().features;
+    let (hash, short) = (features.hash(), features.short_hash());
+    assert_eq!(written["feature_service"], format!("ratchet_{short}"));
+    assert_eq!(written["feature_view"], format!("ratchet_{short}_bars"));
+    assert_eq!(written["project"], format!("ratchet_{short}"));
+    assert_eq!(written["feature_hash"], hash);
+    assert_eq!(written["symbols"], json!(["AAA", "BBB", "CCC", "XYZ"]));
+
+    let expected = ratchet_values(Path::new(config), &format!("ratchet_{short}"));
+    assert_eq!(
+        written["rows"],
+        expected["symbols"].as_array().unwrap().len()
+    );
+    let expected_path = sandbox.path("expected.json");
+    std::fs::write(&expected_path, expected.to_string()).unwrap();
+    let out = Command::new(&python)
+        .arg(root().join("tests/feast/check_export.py"))
+        .arg(&repo)
+        .arg(&expected_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Feast disagrees:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!(
+            "historical: {} rows x 11 features equal bit for bit as float32",
+            written["rows"]
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("online: 4 symbols' last rows equal"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn export_refuses_a_directory_that_is_not_empty_and_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path("taken");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("notes.txt"), "mine").unwrap();
+    sandbox.fails(
+        &[
+            "features",
+            "export",
+            "configs/universe-ppo.toml",
+            "--feast",
+            repo.to_str().unwrap(),
+        ],
+        "the directory is not empty; name a new directory for the repository",
+    );
+    let left: Vec<_> = std::fs::read_dir(sandbox.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["taken"]);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+/// A version exports the features of the bars it was trained on: the same repository as its
+/// config gives, byte for byte (no Feast needed).
+#[test]
+fn a_version_exports_what_its_config_exports() {
+    let sandbox = Sandbox::new();
+    let trained = sandbox.json(&["train", "--steps", "2048", "--json"]);
+    assert_eq!(trained["model_uri"], "models:/stocks-googl-ppo/1");
+    let export = |source: &str, dir: &str| {
+        let repo = sandbox.path(dir);
+        let written = sandbox.json(&[
+            "features",
+            "export",
+            source,
+            "--feast",
+            repo.to_str().unwrap(),
+            "--json",
+        ]);
+        (repo, written)
+    };
+    let (of_version, version) = export("models:/stocks-googl-ppo/1", "of_version");
+    let (of_config, config) = export("configs/ppo-googl.toml", "of_config");
+    assert_eq!(version["symbols"], json!(["STOCKS_GOOGL"]));
+    assert_eq!(version["feature_hash"], config["feature_hash"]);
+    // 2,335 bars less the default config's 132 warm-up bars.
+    assert_eq!(version["rows"], 2203);
+    for file in [
+        "data/features.parquet",
+        "feature_store.yaml",
+        "ratchet_features.py",
+    ] {
+        assert_eq!(
+            std::fs::read(of_version.join(file)).unwrap(),
+            std::fs::read(of_config.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
