@@ -153,6 +153,7 @@ fn universe_source(universe: &Universe) -> DataSource {
         validation: span(|s| &s.validation),
         test: span(|s| &s.test),
         symbols,
+        outside: universe.outside.clone(),
     }
 }
 
@@ -179,6 +180,7 @@ pub fn training_record(
                 validation: Some(range(&m.splits.validation)),
                 test: Some(range(&m.splits.test)),
                 symbols: Vec::new(),
+                outside: m.outside.clone(),
             }
         }
         Some(TrainingData::Universe(u)) => universe_source(u),

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use ratchet_backtest::PriceSeries;
 use ratchet_data::{
-    CacheOutcome, FeatureCache, FeatureFrame, LoadedBars, Segment, Splits, load_bars, parse_bars,
-    split,
+    CacheOutcome, FeatureCache, FeatureFrame, LoadedBars, OutsideSources, Segment, Splits,
+    compute_universe_features, load_bars, parse_bars, split,
 };
 use ratchet_env::MarketData;
-use ratchet_registry::{DataSource, DateRange};
+use ratchet_registry::{DataSource, DateRange, OutsideSource};
 
 pub struct Market {
     pub loaded: LoadedBars,
@@ -20,6 +20,8 @@ pub struct Market {
     pub splits: Splits,
     /// Features and prices row-aligned with `frame`.
     pub data: Arc<MarketData>,
+    /// The outside sources the features joined, as the version records them.
+    pub outside: Vec<OutsideSource>,
 }
 
 /// Ratchet's machine-local directory: `$RATCHET_CACHE_DIR`, else `$XDG_CACHE_HOME/ratchet`,
@@ -146,7 +148,10 @@ impl Market {
             None => load_bars(file, load)?,
         };
         let cache_key = loaded.sha256.clone();
-        let (market, outcome) = Self::of_bars(config, loaded, &cache_key, split_frame)?;
+        let outside = OutsideSources::load(&config.features)?;
+        let (mut market, outcome) =
+            Self::of_bars(config, loaded, &cache_key, &outside, split_frame)?;
+        market.outside = outside_records(&outside);
         let (train, test) = (&market.splits.train, &market.splits.test);
         eprintln!(
             "data {}: {} bars; features {} ({}, {} warm-up bars dropped); train {} .. {}, test {} .. {}",
@@ -169,9 +174,10 @@ impl Market {
         config: &ratchet_config::TrainConfig,
         loaded: LoadedBars,
         cache_key: &str,
+        outside: &OutsideSources,
         split_frame: impl FnOnce(&FeatureFrame) -> Result<Splits>,
     ) -> Result<(Self, CacheOutcome)> {
-        let (frame, outcome) = features_of(config, &loaded, cache_key)?;
+        let (frame, outcome) = features_of(config, &loaded, cache_key, outside)?;
         let splits = split_frame(&frame)?;
         Ok((Self::assemble(loaded, frame, splits)?, outcome))
     }
@@ -189,6 +195,7 @@ impl Market {
             frame,
             splits,
             data: Arc::new(data),
+            outside: Vec::new(),
         })
     }
 
@@ -211,15 +218,38 @@ impl Market {
 }
 
 /// The features of `loaded` for `config`, computed or read from the feature cache under
-/// `cache_key` (the digest of the bars' source).
+/// `cache_key` (the digest of the bars' source); `outside` holds the config's outside sources.
 pub fn features_of(
     config: &ratchet_config::TrainConfig,
     loaded: &LoadedBars,
     cache_key: &str,
+    outside: &OutsideSources,
 ) -> Result<(FeatureFrame, CacheOutcome)> {
     loaded.check_features(&config.features)?;
+    if !config.features.external.is_empty() {
+        // Features that read outside sources depend on more than the bars the cache is
+        // keyed by.
+        let symbol = ratchet_data::symbol_of_file(&loaded.path);
+        let frames =
+            compute_universe_features(&[(&symbol, &loaded.bars)], &config.features, outside)?;
+        let frame = frames.into_iter().next().expect("one frame per instrument");
+        return Ok((frame, CacheOutcome::Uncached));
+    }
     let cache = FeatureCache::new(feature_cache_dir());
     Ok(cache.load_or_compute(&loaded.bars, cache_key, &config.features)?)
+}
+
+/// The outside sources as a version records them.
+pub fn outside_records(outside: &OutsideSources) -> Vec<OutsideSource> {
+    outside
+        .sources()
+        .iter()
+        .map(|s| OutsideSource {
+            name: s.feature.name.clone(),
+            path: s.feature.source.display().to_string(),
+            sha256: s.sha256.clone(),
+        })
+        .collect()
 }
 
 /// What [`Market::prepare_recorded`] found about a data file against a version's record.

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ratchet_config::{ShortHistory, TrainConfig};
-use ratchet_data::{SplitSpec, Splits, Universe as Bars, common_split, split};
+use ratchet_data::{OutsideSources, SplitSpec, Splits, Universe as Bars, common_split, split};
 use ratchet_env::MarketData;
 use ratchet_registry::{DataSource, DateRange};
 use rayon::prelude::*;
 
 use crate::agent::TrainingRows;
-use crate::market::{Market, features_of};
+use crate::market::{Market, features_of, outside_records};
 
 /// One instrument of a universe.
 pub struct Member {
@@ -29,6 +29,8 @@ pub struct Universe {
     pub hash: String,
     /// The files, glob patterns expanded.
     pub files: Vec<PathBuf>,
+    /// The outside sources the features joined, as the version records them.
+    pub outside: Vec<ratchet_registry::OutsideSource>,
 }
 
 /// The market data of a run: one instrument (`[data] file`) or a universe (`[data] files`).
@@ -123,7 +125,8 @@ impl Universe {
             .into_iter()
             .map(|member| (member.symbol, member.loaded))
             .collect();
-        let frames = featurise(config, &loaded)?;
+        let outside = OutsideSources::load(&config.features)?;
+        let frames = featurise(config, &loaded, &outside)?;
         let mut featured: Vec<_> = loaded
             .into_iter()
             .zip(frames)
@@ -173,7 +176,7 @@ impl Universe {
                 .iter()
                 .map(|(symbol, loaded, ..)| (symbol.clone(), loaded.clone()))
                 .collect();
-            for (member, frame) in kept.iter_mut().zip(featurise(config, &loaded)?) {
+            for (member, frame) in kept.iter_mut().zip(featurise(config, &loaded, &outside)?) {
                 member.2 = frame;
             }
         }
@@ -207,6 +210,7 @@ impl Universe {
             members,
             hash,
             files,
+            outside: outside_records(&outside),
         })
     }
 
@@ -238,7 +242,8 @@ impl Universe {
                 Ok((symbol.clone(), bars))
             })
             .collect::<Result<Vec<_>>>()?;
-        let frames = featurise(config, &recorded_bars)?;
+        let outside = OutsideSources::load(&config.features)?;
+        let frames = featurise(config, &recorded_bars, &outside)?;
         let mut members = Vec::with_capacity(recorded.symbols.len());
         for ((source, (_, bars)), frame) in recorded.symbols.iter().zip(recorded_bars).zip(frames) {
             let symbol = &source.symbol;
@@ -282,6 +287,7 @@ impl Universe {
             members,
             hash,
             files,
+            outside: outside_records(&outside),
         })
     }
 
@@ -308,13 +314,14 @@ impl Universe {
 
 /// The features of the universe's instruments (in their order): each one's own, computed or
 /// read from the cache under the digest of its own bars (the symbols of a long-format file share
-/// the file's), in parallel; with cross-sectional features, all of them together in time order
-/// (not cached: they depend on every instrument).
+/// the file's), in parallel; with cross-sectional or outside features, all of them together
+/// (not cached: they depend on every instrument, or on the outside sources).
 fn featurise(
     config: &TrainConfig,
     members: &[(String, ratchet_data::LoadedBars)],
+    outside: &OutsideSources,
 ) -> Result<Vec<ratchet_data::FeatureFrame>> {
-    if config.features.cross_sectional().is_some() {
+    if config.features.cross_sectional().is_some() || !config.features.external.is_empty() {
         for (symbol, loaded) in members {
             loaded
                 .check_features(&config.features)
@@ -324,15 +331,15 @@ fn featurise(
             .iter()
             .map(|(symbol, loaded)| (symbol.as_str(), &loaded.bars))
             .collect();
-        return ratchet_data::compute_universe_features(&bars, &config.features)
+        return ratchet_data::compute_universe_features(&bars, &config.features, outside)
             .context("computing the universe's features");
     }
     members
         .par_iter()
         .map(|(symbol, loaded)| {
             let key = loaded.bars.digest(0..loaded.bars.len());
-            let (frame, _) =
-                features_of(config, loaded, &key).with_context(|| format!("symbol {symbol}"))?;
+            let (frame, _) = features_of(config, loaded, &key, outside)
+                .with_context(|| format!("symbol {symbol}"))?;
             Ok(frame)
         })
         .collect()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ratchet_config::TrainConfig;
-use ratchet_data::{FeatureStream, LoadOptions, Universe};
+use ratchet_data::{CrossSection, FeatureStream, LoadOptions, Universe};
 use serde_json::json;
 
 mod sandbox;
@@ -31,27 +31,46 @@ fn feast_python() -> Option<PathBuf> {
     python.exists().then_some(python)
 }
 
-/// Each symbol's feature rows as a `FeatureStream` gives them, as float32 bits, and its
-/// last row: what Feast must hand back.
+/// Each symbol's feature rows as live `FeatureStream`s give them (every symbol's bars in time
+/// order through the universe's `CrossSection`, as a server takes them), as float32 bits, and
+/// its last row: what Feast must hand back.
 fn ratchet_values(config: &Path, service: &str) -> serde_json::Value {
     let config = TrainConfig::load(&root().join(config)).unwrap();
     let files: Vec<PathBuf> = config.data.files.iter().map(|f| root().join(f)).collect();
     let universe = Universe::load(&files, &LoadOptions::default()).unwrap();
-    let (mut symbols, mut timestamps, mut bits) = (vec![], vec![], vec![]);
-    let mut last = serde_json::Map::new();
-    for member in &universe.members {
-        let mut stream = FeatureStream::new(&config.features).unwrap();
-        let bars = &member.loaded.bars;
-        let mut last_row = None;
-        for i in 0..bars.len() {
-            if let Some(row) = stream.push(&bars.bar(i)).unwrap() {
-                symbols.push(member.symbol.clone());
-                timestamps.push(bars.timestamps[i]);
-                bits.extend(row.iter().map(|v| v.to_bits()));
-                last_row = Some(row.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-            }
+    let symbols: Vec<String> = universe.symbols().iter().map(|s| s.to_string()).collect();
+    let mut cross = CrossSection::new(symbols, &config.features.features);
+    let mut streams: Vec<FeatureStream> = universe
+        .members
+        .iter()
+        .map(|_| FeatureStream::new(&config.features).unwrap())
+        .collect();
+    let mut feed: Vec<(i64, usize, usize)> = universe
+        .members
+        .iter()
+        .enumerate()
+        .flat_map(|(m, member)| {
+            let stamps = &member.loaded.bars.timestamps;
+            (0..stamps.len()).map(move |i| (stamps[i], m, i))
+        })
+        .collect();
+    feed.sort_unstable();
+    let mut rows: Vec<Vec<(i64, Vec<u32>)>> = vec![Vec::new(); streams.len()];
+    for (timestamp, m, i) in feed {
+        let bar = universe.members[m].loaded.bars.bar(i);
+        if let Some(row) = streams[m].push_in(&bar, &mut cross, m).unwrap() {
+            rows[m].push((timestamp, row.iter().map(|v| v.to_bits()).collect()));
         }
-        last.insert(member.symbol.clone(), json!(last_row.unwrap()));
+    }
+    let (mut symbols, mut timestamps, mut bits): (_, _, Vec<u32>) = (vec![], vec![], vec![]);
+    let mut last = serde_json::Map::new();
+    for (member, rows) in universe.members.iter().zip(rows) {
+        for (timestamp, row) in &rows {
+            symbols.push(member.symbol.clone());
+            timestamps.push(*timestamp);
+            bits.extend(row);
+        }
+        last.insert(member.symbol.clone(), json!(rows.last().unwrap().1));
     }
     json!({
         "service": service,
@@ -111,8 +130,9 @@ fn feast_serves_the_exported_features_bit_for_bit() {
     );
     assert!(
         stdout.starts_with(&format!(
-            "historical: {} rows x 11 features equal bit for bit as float32",
-            written["rows"]
+            "historical: {} rows x {} features equal bit for bit as float32",
+            written["rows"],
+            features.column_names().len()
         )),
         "{stdout}"
     );

@@ -37,12 +37,7 @@ fn export(tracking_uri: &str, args: ExportArgs) -> Result<()> {
     let frames: Vec<(String, &FeatureFrame)> = match &data {
         TrainingData::Instrument(market) => {
             // One instrument is named by its file, as in a universe.
-            let symbol = config
-                .data
-                .file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let symbol = ratchet_data::symbol_of_file(&config.data.file);
             vec![(symbol, &market.frame)]
         }
         TrainingData::Universe(universe) => universe

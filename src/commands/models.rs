@@ -240,6 +240,12 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         let symbols: Vec<&str> = t.data.symbols.iter().map(|s| s.symbol.as_str()).collect();
         println!("  symbols       {} ({})", symbols.len(), symbols.join(", "));
     }
+    for source in &t.data.outside {
+        println!(
+            "  outside       {} {} (sha256 {})",
+            source.name, source.path, source.sha256
+        );
+    }
     if !t.data.sha256.is_empty() {
         let label = if t.data.symbols.is_empty() {
             "data sha256"

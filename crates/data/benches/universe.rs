@@ -16,7 +16,8 @@ mod support;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratchet_data::{
-    FeatureConfig, FeatureSpec, LoadOptions, Universe, compute_features, compute_universe_features,
+    FeatureConfig, FeatureSpec, LoadOptions, OutsideSources, Universe, compute_features,
+    compute_universe_features,
 };
 use rayon::prelude::*;
 
@@ -65,7 +66,7 @@ fn prepare(bytes: &[u8], opts: &LoadOptions, config: &FeatureConfig) -> usize {
             .iter()
             .map(|m| (m.symbol.as_str(), &m.loaded.bars))
             .collect();
-        return compute_universe_features(&members, config)
+        return compute_universe_features(&members, config, &OutsideSources::default())
             .unwrap()
             .iter()
             .map(|frame| frame.rows())

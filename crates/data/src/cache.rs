@@ -29,6 +29,9 @@ pub enum CacheOutcome {
     /// A cache file existed but could not be trusted (unreadable, truncated, checksum or shape
     /// mismatch): computed again and the file replaced. `reason` says what was wrong.
     Recomputed { reason: String },
+    /// Computed without the cache: the features read outside sources (or every symbol of a
+    /// universe), which the cache's key does not cover.
+    Uncached,
 }
 
 impl std::fmt::Display for CacheOutcome {
@@ -39,6 +42,7 @@ impl std::fmt::Display for CacheOutcome {
             CacheOutcome::Recomputed { reason } => {
                 write!(f, "cache file rejected ({reason}); recomputed")
             }
+            CacheOutcome::Uncached => f.write_str("computed, not cached"),
         }
     }
 }

@@ -4,8 +4,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::DataError;
 use crate::checksum::sha256_hex;
+use crate::{DataError, ExternalFeature};
 
 /// Semantic version of the feature code. It is part of every [`FeatureConfig::hash`], so a change
 /// to how any feature is computed (bump it!) invalidates cached features and tells the registry
@@ -45,6 +45,10 @@ pub struct FeatureConfig {
     pub normalization: Normalization,
     /// The features, in column order.
     pub features: Vec<FeatureSpec>,
+    /// Columns of outside sources joined point-in-time (`[[features.external]]`), after the
+    /// features' columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<ExternalFeature>,
 }
 
 /// An inline table with its `kind` first, as the configs write features (TOML's own order is
@@ -292,6 +296,7 @@ impl Default for FeatureConfig {
                 FeatureSpec::ZscoreClose { window: 20 },
                 FeatureSpec::ZscoreVolume { window: 20 },
             ],
+            external: Vec::new(),
         }
     }
 }
@@ -387,8 +392,15 @@ impl FeatureConfig {
         self.hash().chars().take(12).collect()
     }
 
-    /// Names of the feature columns, in order.
+    /// Names of the feature columns, in order: the features', then the outside sources'.
     pub fn column_names(&self) -> Vec<String> {
+        let mut names = self.bar_column_names();
+        names.extend(self.external.iter().flat_map(ExternalFeature::column_names));
+        names
+    }
+
+    /// Names of the columns computed from bars (the features'), in order.
+    pub(crate) fn bar_column_names(&self) -> Vec<String> {
         self.features
             .iter()
             .flat_map(FeatureSpec::column_names)
@@ -432,7 +444,8 @@ impl FeatureConfig {
         for spec in &self.features {
             spec.validate().map_err(DataError::Config)?;
         }
-        let names = self.column_names();
+        ExternalFeature::validate_all(&self.external, &self.bar_column_names())?;
+        let names = self.bar_column_names();
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
                 return err(format!("feature {name} is listed twice; remove one"));
@@ -556,6 +569,7 @@ mod tests {
             window: 4,
             normalization: Normalization::None,
             features: vec![FeatureSpec::SmaRatio { fast: 2, slow: 3 }],
+            external: Vec::new(),
         };
         assert_eq!(
             cfg.canonical_json(),

@@ -83,6 +83,58 @@ pub struct ExternalFeature {
     pub window: Option<usize>,
 }
 
+/// The outside sources of a config's `[[features.external]]`, loaded and validated, in the
+/// config's order: what [`compute_universe_features`](crate::compute_universe_features) joins
+/// (each file read once for every symbol).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutsideSources {
+    sources: Vec<ExternalSource>,
+}
+
+impl OutsideSources {
+    /// Reads every source of `config` (paths as written, relative to the working directory).
+    pub fn load(config: &crate::FeatureConfig) -> Result<OutsideSources, DataError> {
+        let sources = config
+            .external
+            .iter()
+            .map(ExternalSource::load)
+            .collect::<Result<_, _>>()?;
+        Ok(OutsideSources { sources })
+    }
+
+    pub fn sources(&self) -> &[ExternalSource] {
+        &self.sources
+    }
+
+    /// `symbol`'s rows of each source (the whole source when it is market-wide; `None` when
+    /// it has none for the symbol), for [`FeatureStream::push_joined`](crate::FeatureStream::push_joined).
+    pub fn series(&self, symbol: &str) -> Vec<Option<&SourceSeries>> {
+        self.sources.iter().map(|s| s.series(symbol)).collect()
+    }
+
+    /// Errors unless these are the sources `config` declares.
+    pub(crate) fn check_fits(&self, config: &crate::FeatureConfig) -> Result<(), DataError> {
+        let loaded = self.sources.iter().map(|s| &s.feature);
+        if !loaded.eq(config.external.iter()) {
+            return Err(DataError::Config(format!(
+                "the feature config declares {} outside sources and {} were loaded for it; \
+                 load them with OutsideSources::load(config)",
+                config.external.len(),
+                self.sources.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Errors when a source has no row known at `first_bar`, `symbol`'s first bar: the bars
+    /// would start before the outside data does.
+    pub(crate) fn check_covers(&self, symbol: &str, first_bar: i64) -> Result<(), DataError> {
+        self.sources
+            .iter()
+            .try_for_each(|s| s.check_covers(symbol, first_bar))
+    }
+}
+
 /// What a bar gets when its outside value is missing: no row known yet, the transform still
 /// warming up, or the latest row older than `max_staleness`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

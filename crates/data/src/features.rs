@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::config::FeatureConfig;
-use crate::{Bars, CrossSection, DataError, FeatureStream};
+use crate::{Bars, CrossSection, DataError, FeatureStream, OutsideSources};
 
 /// Materialised features aligned with the bars they came from.
 ///
@@ -86,11 +86,13 @@ impl FeatureFrame {
 /// # Ok::<(), ratchet_data::DataError>(())
 /// ```
 pub fn compute_features(bars: &Bars, cfg: &FeatureConfig) -> Result<FeatureFrame, DataError> {
-    if cfg.cross_sectional().is_some() {
-        let mut frames = compute_universe_features(&[("", bars)], cfg).map_err(|e| match e {
-            DataError::InSymbol { source, .. } => *source,
-            other => other,
-        })?;
+    if cfg.cross_sectional().is_some() || !cfg.external.is_empty() {
+        let outside = OutsideSources::default();
+        let mut frames =
+            compute_universe_features(&[("", bars)], cfg, &outside).map_err(|e| match e {
+                DataError::InSymbol { source, .. } => *source,
+                other => other,
+            })?;
         return Ok(frames.remove(0));
     }
     let mut stream = FeatureStream::new(cfg)?;
@@ -108,11 +110,14 @@ pub fn compute_features(bars: &Bars, cfg: &FeatureConfig) -> Result<FeatureFrame
 /// The features of every member of a universe (`(symbol, bars)`, sorted by symbol), one frame
 /// per member: [`compute_features`] of each, with the cross-sectional features computed from
 /// all of them as a [`CrossSection`] does live (bars in time order across the members; ties in
-/// member order, which changes no value). Those are computed first, in one pass over every
-/// bar; then each member's stream runs in parallel. Errors name the symbol.
+/// member order, which changes no value), and the outside features joined from `outside` (the
+/// config's sources, loaded; each symbol's rows). The cross-sectional values are computed
+/// first, in one pass over every bar; then each member's stream runs in parallel. Errors name
+/// the symbol; a source with no row known at a symbol's first bar is one.
 pub fn compute_universe_features(
     members: &[(&str, &Bars)],
     cfg: &FeatureConfig,
+    outside: &OutsideSources,
 ) -> Result<Vec<FeatureFrame>, DataError> {
     let in_symbol = |m: usize| {
         move |e: DataError| DataError::InSymbol {
@@ -126,6 +131,12 @@ pub fn compute_universe_features(
             .map_err(in_symbol(m))?;
     }
     cfg.validate()?;
+    outside.check_fits(cfg)?;
+    for (m, (symbol, bars)) in members.iter().enumerate() {
+        if let Some(&first) = bars.timestamps.first() {
+            outside.check_covers(symbol, first).map_err(in_symbol(m))?;
+        }
+    }
     let across = CrossSection::values_of(members, &cfg.features);
     let per_bar = cfg
         .features
@@ -135,14 +146,15 @@ pub fn compute_universe_features(
     members
         .par_iter()
         .zip(across)
-        .map(|((_, bars), across)| {
+        .map(|((symbol, bars), across)| {
             let mut stream = FeatureStream::new(cfg)?;
+            let series = outside.series(symbol);
             let mut values = Vec::with_capacity(
                 bars.len().saturating_sub(cfg.warm_up()) * cfg.column_names().len(),
             );
             for t in 0..bars.len() {
                 let computed = &across[t * per_bar..(t + 1) * per_bar];
-                if let Some(row) = stream.push_computed(&bars.bar(t), computed)? {
+                if let Some(row) = stream.push_computed(&bars.bar(t), computed, &series)? {
                     values.extend_from_slice(row);
                 }
             }
@@ -153,10 +165,13 @@ pub fn compute_universe_features(
         .collect()
 }
 
-/// The frame of `bars` from the rows their stream returned.
+/// The frame of `bars` from the rows their stream returned: rows have no gaps and end at the
+/// last bar (the warm-up, and bars before every outside value is there, have none).
 fn frame_of(bars: &Bars, cfg: &FeatureConfig, values: Vec<f32>) -> Result<FeatureFrame, DataError> {
-    let (n, first_bar) = (bars.len(), cfg.warm_up());
-    if n <= first_bar {
+    let (n, width) = (bars.len(), cfg.column_names().len());
+    let rows = values.len() / width.max(1);
+    let first_bar = if rows == 0 { cfg.warm_up() } else { n - rows };
+    if rows == 0 {
         return Err(DataError::Features(format!(
             "{n} bars are too few: this feature config drops the first {first_bar} as warm-up and needs at least one more; use more data, shorter indicator windows or a shorter normalization window"
         )));
@@ -190,6 +205,7 @@ mod tests {
             window: 1,
             normalization: Normalization::None,
             features: vec![spec],
+            external: Vec::new(),
         }
     }
 

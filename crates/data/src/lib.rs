@@ -44,7 +44,7 @@ pub use cross_section::CrossSection;
 pub use error::DataError;
 pub use external::{
     ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, MissingRule,
-    SourceRow, SourceSeries, Transform,
+    OutsideSources, SourceRow, SourceSeries, Transform,
 };
 pub use feast::{FeastRepo, FeastTarget, write_feast_repo};
 pub use features::{FeatureFrame, compute_features, compute_universe_features};
@@ -52,4 +52,4 @@ pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, common_split, split};
 pub use stream::FeatureStream;
 pub use timestamp::{format_date, format_timestamp, parse_date, parse_timestamp};
-pub use universe::{SYMBOL_ALIASES, SymbolBars, Universe, parse_universe_file};
+pub use universe::{SYMBOL_ALIASES, SymbolBars, Universe, parse_universe_file, symbol_of_file};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::bars::order_problem;
 use crate::config::{FeatureConfig, Normalization};
 use crate::cross_section::{CrossSection, needs_universe};
+use crate::external::{ExternalState, ExternalStream, SourceSeries};
 use crate::indicator::Indicator;
 use crate::rolling::{RollingMeanStd, zscore};
 use crate::timestamp::format_timestamp;
@@ -70,6 +71,13 @@ struct StreamState {
     normalisers: Vec<RollingMeanStd>,
     bars_pushed: usize,
     last: Option<LastBar>,
+    /// One per outside source of the config, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outside: Vec<ExternalStream>,
+    /// Whether a row was returned: from then on a bar without outside values is an error,
+    /// since feature rows have no gaps.
+    #[serde(default)]
+    started: bool,
 }
 
 /// What the next bar needs of the one before it.
@@ -98,6 +106,12 @@ impl FeatureStream {
             normalisers,
             bars_pushed: 0,
             last: None,
+            outside: config
+                .external
+                .iter()
+                .map(|f| ExternalStream::new(f, None))
+                .collect(),
+            started: false,
         })
     }
 
@@ -116,7 +130,8 @@ impl FeatureStream {
                 .iter()
                 .zip(&config.features)
                 .all(|(ind, spec)| discriminant(ind) == discriminant(&Indicator::new(spec)))
-            && state.normalisers.len() == expected_normalisers;
+            && state.normalisers.len() == expected_normalisers
+            && state.outside.len() == config.external.len();
         if !fits {
             return Err(DataError::Features(format!(
                 "the feature stream's state does not fit its config {}; restore it from a snapshot this version wrote",
@@ -140,7 +155,32 @@ impl FeatureStream {
     /// cross-sectional features (those need [`push_in`](Self::push_in)). Errors after taking the
     /// bar when a feature comes out non-finite (prices so extreme that a ratio overflows).
     pub fn push(&mut self, bar: &Bar) -> Result<Option<&[f32]>, DataError> {
-        self.take(bar, Across::Nothing)
+        self.take(bar, Across::Nothing, &[])
+    }
+
+    /// [`push`](Self::push) for a config with outside sources: `outside` holds this symbol's
+    /// rows of each source (as [`OutsideSources::series`](crate::OutsideSources::series)
+    /// gives them), of which those known by the bar's time are taken in first. Rows that
+    /// arrive with live bars go in through [`outside_mut`](Self::outside_mut) instead, and the
+    /// bar through `push`.
+    pub fn push_joined(
+        &mut self,
+        bar: &Bar,
+        outside: &[Option<&SourceSeries>],
+    ) -> Result<Option<&[f32]>, DataError> {
+        self.take(bar, Across::Nothing, outside)
+    }
+
+    /// The online join of the outside source `name`, to take in rows as they become known
+    /// (a live feed); `None` when the config has no such source.
+    pub fn outside_mut(&mut self, name: &str) -> Option<&mut ExternalState> {
+        let i = self
+            .state
+            .config
+            .external
+            .iter()
+            .position(|f| f.name == name)?;
+        Some(self.state.outside[i].state_mut())
     }
 
     /// [`push`](Self::push) for a symbol of a universe whose config has cross-sectional
@@ -153,7 +193,7 @@ impl FeatureStream {
         cross: &mut CrossSection,
         member: usize,
     ) -> Result<Option<&[f32]>, DataError> {
-        self.take(bar, Across::Live(cross, member))
+        self.take(bar, Across::Live(cross, member), &[])
     }
 
     /// [`push_in`](Self::push_in) with the bar's cross-sectional values (one per
@@ -163,11 +203,17 @@ impl FeatureStream {
         &mut self,
         bar: &Bar,
         values: &[f64],
+        outside: &[Option<&SourceSeries>],
     ) -> Result<Option<&[f32]>, DataError> {
-        self.take(bar, Across::Computed(values))
+        self.take(bar, Across::Computed(values), outside)
     }
 
-    fn take(&mut self, bar: &Bar, mut across: Across) -> Result<Option<&[f32]>, DataError> {
+    fn take(
+        &mut self,
+        bar: &Bar,
+        mut across: Across,
+        outside: &[Option<&SourceSeries>],
+    ) -> Result<Option<&[f32]>, DataError> {
         let state = &mut self.state;
         let index = state.bars_pushed;
         let reject = |problem| DataError::RejectedBar {
@@ -199,6 +245,25 @@ impl FeatureStream {
             }
         }
 
+        // The outside values first: a missing one that is an error leaves the indicators as
+        // they were.
+        let mut at = self.raw.len()
+            - state
+                .config
+                .external
+                .iter()
+                .map(|f| f.column_names().len())
+                .sum::<usize>();
+        let mut outside_missing = None;
+        for (i, stream) in state.outside.iter_mut().enumerate() {
+            let width = state.config.external[i].column_names().len();
+            match stream.push(outside.get(i).copied().flatten(), bar.timestamp)? {
+                Some(values) => self.raw[at..at + width].copy_from_slice(values),
+                None => outside_missing = Some(i),
+            }
+            at += width;
+        }
+
         let previous_close = state.last.map(|last| last.close);
         if let Across::Live(cross, _) = &mut across {
             cross.advance(bar.timestamp);
@@ -224,6 +289,19 @@ impl FeatureStream {
             timestamp: bar.timestamp,
             close: bar.close,
         });
+        if let Some(i) = outside_missing {
+            if state.started {
+                return Err(DataError::Features(format!(
+                    "bar {index} ({}): outside feature {} has no fresh value, and feature rows \
+                     have no gaps once they began; set missing = \"last\" to carry its last \
+                     value, or raise max_staleness",
+                    format_timestamp(bar.timestamp),
+                    state.config.external[i].name
+                )));
+            }
+            // Like a warm-up: no row until every outside value is there.
+            return Ok(None);
+        }
         if index < self.indicator_warm_up {
             return Ok(None);
         }
@@ -238,6 +316,7 @@ impl FeatureStream {
         if !normalised {
             return Ok(None);
         }
+        state.started = true;
         for (out, x) in self.row.iter_mut().zip(&self.raw) {
             *out = *x as f32;
         }

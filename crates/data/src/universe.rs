@@ -102,6 +102,14 @@ impl Universe {
     }
 }
 
+/// The symbol of a file of one instrument: its name without the extension
+/// (`STOCKS_GOOGL.csv` is `STOCKS_GOOGL`).
+pub fn symbol_of_file(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The instruments of one file: with a `symbol` or `ticker` column, one per distinct value
 /// (rows in file order, each symbol validated on its own, errors naming the symbol and the
 /// file's row); without one, the file's bars under its name (`STOCKS_GOOGL.csv` is
@@ -120,10 +128,7 @@ pub fn parse_universe_file(
         .collect();
     let column = match symbol_columns.as_slice() {
         [] => {
-            let symbol = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let symbol = symbol_of_file(path);
             let loaded = bars_of_frame(path, format, sha256, df, rows, opts)?;
             return Ok(vec![SymbolBars { symbol, loaded }]);
         }

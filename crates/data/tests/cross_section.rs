@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 use ratchet_data::{
     Bar, Bars, CrossSection, DataError, FeatureConfig, FeatureSpec, FeatureStream, Normalization,
-    compute_features, compute_universe_features,
+    OutsideSources, compute_features, compute_universe_features,
 };
 
 const K: usize = 2;
@@ -22,6 +22,7 @@ fn raw_config() -> FeatureConfig {
             FeatureSpec::ReturnRank { k: K },
             FeatureSpec::ExcessReturn { k: K },
         ],
+        external: Vec::new(),
     }
 }
 
@@ -69,7 +70,7 @@ const NAMES: [&str; 5] = ["A", "B", "C", "D", "E"];
 
 fn frames(universe: &[Bars], cfg: &FeatureConfig) -> Vec<ratchet_data::FeatureFrame> {
     let members: Vec<(&str, &Bars)> = NAMES.iter().copied().zip(universe).collect();
-    compute_universe_features(&members, cfg).unwrap()
+    compute_universe_features(&members, cfg, &OutsideSources::default()).unwrap()
 }
 
 /// The k-bar log return of `bars` at bar `i`, if defined.
@@ -214,7 +215,12 @@ fn errors_name_the_symbol() {
     let closes = [100.0, 101.0, 102.0];
     let short = bars(&[0, 1, 2], &closes);
     let members = [("A", &short), ("B", &short)];
-    let err = compute_universe_features(&members, &FeatureConfig::default()).unwrap_err();
+    let err = compute_universe_features(
+        &members,
+        &FeatureConfig::default(),
+        &OutsideSources::default(),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().starts_with("symbol A:") && err.to_string().contains("too few"),
         "{err}"

@@ -42,6 +42,7 @@ fn pinned_configs() -> Vec<(String, FeatureConfig)> {
                 window: 1,
                 normalization: Normalization::None,
                 features: vec![spec],
+                external: Vec::new(),
             },
         ));
     }
@@ -469,6 +470,7 @@ fn compute_features_rejects_bad_bars_too() {
         window: 1,
         normalization: Normalization::None,
         features: vec![FeatureSpec::LogReturn { k: 1 }],
+        external: Vec::new(),
     };
     let err = compute_features(&bars, &cfg).unwrap_err();
     assert_eq!(

@@ -40,8 +40,8 @@ pub use lineage::{Lineage, LineageNode};
 pub use listing::{Comparison, MetricFilter, VersionFilter, VersionSummary};
 pub use model_ref::{ModelRef, VersionSelector};
 pub use model_version::{
-    DataSource, DateRange, MetricDirection, ModelVersion, ParentRef, SemVer, SymbolSource,
-    TrainingRecord, VersionStatus, metric_direction,
+    DataSource, DateRange, MetricDirection, ModelVersion, OutsideSource, ParentRef, SemVer,
+    SymbolSource, TrainingRecord, VersionStatus, metric_direction,
 };
 pub use ratchet_tensors::NamedTensor;
 pub use registry::{LocalCheckpoint, Registry};

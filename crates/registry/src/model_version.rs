@@ -90,6 +90,20 @@ pub struct DataSource {
     /// instrument (and in versions from before universes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub symbols: Vec<SymbolSource>,
+    /// The outside sources its features joined (`[[features.external]]`), in the feature
+    /// config's order; absent without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<OutsideSource>,
+}
+
+/// An outside source a version's features read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideSource {
+    /// The declaration's name (`vix`).
+    pub name: String,
+    pub path: String,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
 }
 
 /// One instrument of a universe a version was trained on.

@@ -56,7 +56,6 @@ pub struct ExternalState {
 /// Why a bar has no fresh value.
 enum Missing {
     NothingKnown,
-    WarmingUp { taken: usize },
     Stale { timestamp: i64 },
 }
 
@@ -152,9 +151,10 @@ impl ExternalState {
     }
 
     /// The values for the bar at `timestamp` (after the previous bar's): one per declared
-    /// column, plus the carried flag (1 or 0) with `missing = "last"`. `None` when the bar has
-    /// no fresh value and `missing = "drop"`; an error when it has none and `missing = "error"`,
-    /// or `"last"` with nothing given before.
+    /// column, plus the carried flag (1 or 0) with `missing = "last"`. `None` while the
+    /// transform warms up on its first rows, and when the bar has no fresh value and
+    /// `missing = "drop"`; an error when it has none and `missing = "error"`, or `"last"` with
+    /// nothing given before.
     pub fn at(&mut self, timestamp: i64) -> Result<Option<&[f64]>, DataError> {
         if let Some(previous) = self.last_bar
             && timestamp <= previous
@@ -171,11 +171,13 @@ impl ExternalState {
             Some((ts, _)) if timestamp.saturating_sub(ts) > self.max_staleness_ms => {
                 Some(Missing::Stale { timestamp: ts })
             }
-            Some(_) if self.value.is_empty() => Some(Missing::WarmingUp {
-                taken: self.timestamps_taken,
-            }),
             Some(_) => None,
         };
+        if missing.is_none() && self.value.is_empty() {
+            // The transform's first rows: a warm-up, as for the bar features, whatever the
+            // rule.
+            return Ok(None);
+        }
         self.row.clear();
         match (missing, self.missing) {
             (None, MissingRule::Last) => {
@@ -207,10 +209,6 @@ impl ExternalState {
     fn describe(&self, why: Missing) -> String {
         match why {
             Missing::NothingKnown => "the source has no row at or before it".to_string(),
-            Missing::WarmingUp { taken } => format!(
-                "transform {:?} needs {} source rows and {taken} are known",
-                self.transform, self.rows_needed
-            ),
             Missing::Stale { timestamp } => format!(
                 "the latest row ({}) is older than max_staleness ({})",
                 format_timestamp(timestamp),

@@ -214,32 +214,37 @@ impl ExternalSource {
     /// at the first bar is an error whatever the `missing` rule: the bars start before the
     /// outside data does.
     pub fn join(&self, symbol: &str, bar_timestamps: &[i64]) -> Result<ExternalColumns, DataError> {
-        let series = self.series(symbol);
-        let label = self.feature.symbol.as_ref().map(|_| symbol);
         if let Some(&first_bar) = bar_timestamps.first() {
-            let first_known = series.and_then(SourceSeries::first_known);
-            if first_known.is_none_or(|known| known > first_bar) {
-                return Err(DataError::External {
-                    feature: match label {
-                        Some(s) => format!("{} for {s}", self.feature.name),
-                        None => self.feature.name.clone(),
-                    },
-                    message: match first_known {
-                        Some(known) => format!(
-                            "{}: its first row is known at {}, after the first bar ({}); extend the source back or start the bars at or after its first row",
-                            self.feature.source.display(),
-                            format_timestamp(known),
-                            format_timestamp(first_bar)
-                        ),
-                        None => format!(
-                            "{}: no row for this symbol; add its rows to the source or leave the symbol out",
-                            self.feature.source.display()
-                        ),
-                    },
-                });
-            }
+            self.check_covers(symbol, first_bar)?;
         }
-        join_series(&self.feature, label, series, bar_timestamps)
+        let label = self.feature.symbol.as_ref().map(|_| symbol);
+        join_series(&self.feature, label, self.series(symbol), bar_timestamps)
+    }
+
+    /// Errors when no row for `symbol` is known at `first_bar`.
+    pub(crate) fn check_covers(&self, symbol: &str, first_bar: i64) -> Result<(), DataError> {
+        let first_known = self.series(symbol).and_then(SourceSeries::first_known);
+        if first_known.is_some_and(|known| known <= first_bar) {
+            return Ok(());
+        }
+        Err(DataError::External {
+            feature: match &self.feature.symbol {
+                Some(_) => format!("{} for {symbol}", self.feature.name),
+                None => self.feature.name.clone(),
+            },
+            message: match first_known {
+                Some(known) => format!(
+                    "{}: its first row is known at {}, after the first bar ({}); extend the source back or start the bars at or after its first row",
+                    self.feature.source.display(),
+                    format_timestamp(known),
+                    format_timestamp(first_bar)
+                ),
+                None => format!(
+                    "{}: no row for this symbol; add its rows to the source or leave the symbol out",
+                    self.feature.source.display()
+                ),
+            },
+        })
     }
 }
 

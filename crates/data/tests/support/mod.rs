@@ -31,5 +31,6 @@ pub fn every_kind_config(log_return_k: usize, normalization: Normalization) -> F
         window: 10,
         normalization,
         features: every_kind(log_return_k),
+        external: Vec::new(),
     }
 }

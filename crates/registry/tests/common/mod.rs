@@ -150,6 +150,7 @@ pub fn sample_record(feature_hash: &str, sharpe: f64, parent: Option<ParentRef>)
                 bars_sha256: None,
             }),
             symbols: Vec::new(),
+            outside: Vec::new(),
         },
         algorithm: "dqn".into(),
         hyperparameters: serde_json::json!({ "learning_rate": 0.0003, "gamma": 0.99, "batch_size": 64 }),
