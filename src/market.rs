@@ -151,7 +151,8 @@ impl Market {
         let outside = OutsideSources::load(&config.features)?;
         let (mut market, outcome) =
             Self::of_bars(config, loaded, &cache_key, &outside, split_frame)?;
-        market.outside = outside_records(&outside);
+        let last_bar = market.loaded.bars.timestamps.last().copied().unwrap_or(0);
+        market.outside = outside_records(&outside, last_bar);
         let (train, test) = (&market.splits.train, &market.splits.test);
         eprintln!(
             "data {}: {} bars; features {} ({}, {} warm-up bars dropped); train {} .. {}, test {} .. {}",
@@ -239,8 +240,8 @@ pub fn features_of(
     Ok(cache.load_or_compute(&loaded.bars, cache_key, &config.features)?)
 }
 
-/// The outside sources as a version records them.
-pub fn outside_records(outside: &OutsideSources) -> Vec<OutsideSource> {
+/// The outside sources as a version whose last bar is stamped `until` records them.
+pub fn outside_records(outside: &OutsideSources, until: i64) -> Vec<OutsideSource> {
     outside
         .sources()
         .iter()
@@ -248,8 +249,48 @@ pub fn outside_records(outside: &OutsideSources) -> Vec<OutsideSource> {
             name: s.feature.name.clone(),
             path: s.feature.source.display().to_string(),
             sha256: s.sha256.clone(),
+            until: ratchet_data::format_timestamp(until),
+            rows_sha256: s.digest_until(until),
         })
         .collect()
+}
+
+/// Refuses to continue `recorded` (a version's outside sources) on sources whose rows known
+/// by the version's last bar changed: only rows after it may be new.
+pub fn check_outside_history(
+    recorded: &[OutsideSource],
+    outside: &OutsideSources,
+    version: &str,
+) -> Result<()> {
+    for record in recorded {
+        let Some(source) = outside
+            .sources()
+            .iter()
+            .find(|s| s.feature.name == record.name)
+        else {
+            continue; // a changed feature config is refused by its hash
+        };
+        if source.sha256 == record.sha256 {
+            continue;
+        }
+        let (until, _) = ratchet_data::parse_timestamp(&record.until)
+            .map_err(|e| anyhow::anyhow!("{version} recorded {:?}: {e}", record.until))?;
+        if source.digest_until(until) != record.rows_sha256 {
+            anyhow::bail!(
+                "outside source {} ({}) changed at or before {}, the last bar {version} saw: rows it \
+                 joined were restated, removed or added; continue only over rows appended after \
+                 it, or train a new model",
+                record.name,
+                source.feature.source.display(),
+                record.until
+            );
+        }
+        eprintln!(
+            "outside source {}: rows after {} are new since {version}; the earlier ones are as it saw them",
+            record.name, record.until
+        );
+    }
+    Ok(())
 }
 
 /// What [`Market::prepare_recorded`] found about a data file against a version's record.

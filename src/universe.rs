@@ -206,11 +206,16 @@ impl Universe {
         for (symbol, why) in &skipped {
             eprintln!("warning: universe: {symbol} left out: {why}");
         }
+        let last_bar = members
+            .iter()
+            .filter_map(|m| m.market.loaded.bars.timestamps.last().copied())
+            .max()
+            .unwrap_or(0);
         Ok(Universe {
             members,
             hash,
             files,
-            outside: outside_records(&outside),
+            outside: outside_records(&outside, last_bar),
         })
     }
 
@@ -283,11 +288,16 @@ impl Universe {
                 market,
             });
         }
+        let last_bar = members
+            .iter()
+            .filter_map(|m| m.market.loaded.bars.timestamps.last().copied())
+            .max()
+            .unwrap_or(0);
         Ok(Universe {
             members,
             hash,
             files,
-            outside: outside_records(&outside),
+            outside: outside_records(&outside, last_bar),
         })
     }
 

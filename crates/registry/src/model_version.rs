@@ -104,6 +104,10 @@ pub struct OutsideSource {
     pub path: String,
     /// sha256 of the file's bytes.
     pub sha256: String,
+    /// The version's last bar, and the SHA-256 of the source's rows known by then
+    /// (`ExternalSource::digest_until`): a file that changed only by rows after it continues.
+    pub until: String,
+    pub rows_sha256: String,
 }
 
 /// One instrument of a universe a version was trained on.

@@ -145,6 +145,19 @@ fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) 
             );
         }
     }
+    let recorded = &source.metadata.training.data.outside;
+    if recorded.iter().any(|r| {
+        let now = match &job.market {
+            Some(TrainingData::Instrument(market)) => &market.outside,
+            Some(TrainingData::Universe(universe)) => &universe.outside,
+            None => return false,
+        };
+        now.iter().any(|n| n.name == r.name && n.sha256 != r.sha256)
+    }) {
+        // Read again only when a file changed: its rows up to the version's last bar must not.
+        let outside = ratchet_data::OutsideSources::load(&job.config.features)?;
+        crate::market::check_outside_history(recorded, &outside, &source.uri)?;
+    }
     job.restore_from(&source, &state)?;
     eprintln!("{}", schedule_line(&job.config, job.agent.as_ref()));
     job.run(args.json)

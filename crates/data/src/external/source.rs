@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use polars::prelude::{DataFrame, DataType};
+use sha2::{Digest, Sha256};
 
 use super::join::{ExternalColumns, join_series};
 use super::{ExternalFeature, Transform};
@@ -219,6 +220,28 @@ impl ExternalSource {
         }
         let label = self.feature.symbol.as_ref().map(|_| symbol);
         join_series(&self.feature, label, self.series(symbol), bar_timestamps)
+    }
+
+    /// SHA-256 of the rows known at or before `until` (every symbol's, in symbol order; each
+    /// row's timestamp, created time and values): equal when a file only gained rows after
+    /// `until`, so continuing a version can tell appended rows from changed history.
+    pub fn digest_until(&self, until: i64) -> String {
+        let mut hasher = Sha256::new();
+        for (symbol, series) in &self.series {
+            hasher.update(symbol.as_bytes());
+            hasher.update([0]);
+            for row in (0..series.len()).filter_map(|i| series.row(i)) {
+                if row.known_at > until {
+                    continue;
+                }
+                hasher.update(row.timestamp.to_le_bytes());
+                hasher.update(row.created.unwrap_or(i64::MIN).to_le_bytes());
+                for v in row.values {
+                    hasher.update(v.to_bits().to_le_bytes());
+                }
+            }
+        }
+        hex::encode(hasher.finalize())
     }
 
     /// Errors when no row for `symbol` is known at `first_bar`.
