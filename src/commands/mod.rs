@@ -4,6 +4,7 @@
 pub mod backtest;
 pub mod evaluate;
 pub mod models;
+pub mod retrain;
 pub mod runs;
 pub mod serve;
 pub mod sweep;

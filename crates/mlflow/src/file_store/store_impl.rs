@@ -592,4 +592,10 @@ impl TrackingStore for FileStore {
         let file = fsutil::lock_file(&model_dir.join(MODEL_LOCK))?;
         Ok(ModelLock::holding(Box::new(file)))
     }
+
+    fn lock_model_work(&self, name: &str, work: &str) -> Result<ModelLock> {
+        let model_dir = self.existing_model_dir(name)?;
+        let file = fsutil::lock_file(&model_dir.join(format!("{MODEL_LOCK}.{work}")))?;
+        Ok(ModelLock::holding(Box::new(file)))
+    }
 }

@@ -1,0 +1,655 @@
+//! `ratchet retrain`: continue a registered version on data that grew, judge the result (the
+//! challenger) against the alias's current holder (the champion) on the same new validation
+//! bars, register it with both evaluations, and gate it into the candidate alias.
+//!
+//! A retrain is identified by its key: the source version, the data file's sha256 and the
+//! resolved config. The key is a tag of the run (so a killed run is found and resumed) and of
+//! the version from its creation (so the same inputs again find it and do nothing). The work
+//! holds the model's `retrain` lock ([`TrackingStore::lock_model_work`]), released when its
+//! holder ends or dies, so two retrains at once make one version.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use ratchet_backtest::SharpeEstimate;
+use ratchet_config::{Decision, EnvKind, Figures, RetrainConfig, TrainConfig};
+use ratchet_data::{LoadedBars, Segment, SplitSpec, format_timestamp, load_bars, parse_date};
+use ratchet_mlflow::{RunStatus, StoredVersion, TrackingStore};
+use ratchet_registry::{ModelRef, Registry, VersionSelector, VersionStatus};
+
+use crate::checkpoint;
+use crate::cli::{RetrainArgs, TrainArgs};
+use crate::commands::train::{self, Job};
+use crate::judge::{self, Evaluation};
+use crate::market::Market;
+use crate::universe::TrainingData;
+
+/// Exit codes a scheduler tells the outcomes apart by (errors exit 1).
+pub const EXIT_CANDIDATE: i32 = 0;
+pub const EXIT_NOTHING_NEW: i32 = 3;
+pub const EXIT_REJECTED: i32 = 4;
+
+/// Run and version tag: the retrain's key (source, data sha256, resolved config).
+pub const KEY_TAG: &str = "ratchet.retrain.key";
+/// Version tags: the source version, the champion judged, the gates' decision (`passed` or
+/// `rejected`) and its reason, and the two evaluations ([`Judged`] as JSON).
+pub const SOURCE_TAG: &str = "ratchet.retrain.source";
+pub const CHAMPION_TAG: &str = "ratchet.retrain.champion";
+pub const DECISION_TAG: &str = "ratchet.retrain.decision";
+pub const REASON_TAG: &str = "ratchet.retrain.reason";
+pub const CHALLENGER_VAL_TAG: &str = "ratchet.retrain.challenger_val";
+pub const CHAMPION_VAL_TAG: &str = "ratchet.retrain.champion_val";
+
+/// The name of the model's lock held while a retrain works.
+const LOCK_WORK: &str = "retrain";
+/// How often `--wait-for-data` looks at the data file.
+const POLL: Duration = Duration::from_secs(2);
+
+/// One policy judged greedily on the new validation range.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Judged {
+    /// Left out of the challenger's tag: the version's number is not known before it is
+    /// created.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model_uri: String,
+    /// First and last date of the validation range.
+    pub range: (String, String),
+    /// SHA-256 of the range's bars (the same for the challenger and the champion).
+    pub bars_sha256: String,
+    pub sharpe: Option<f64>,
+    /// Probabilistic Sharpe ratio against 0, from the per-bar returns.
+    pub psr: Option<f64>,
+    pub max_drawdown: f64,
+    pub total_return: f64,
+}
+
+impl Judged {
+    fn new(
+        model_uri: String,
+        segment: &Segment,
+        bars_sha256: String,
+        metrics: &BTreeMap<String, f64>,
+        returns: &[f64],
+    ) -> Self {
+        Judged {
+            model_uri,
+            range: (segment.first_date.clone(), segment.last_date.clone()),
+            bars_sha256,
+            sharpe: metrics.get("sharpe").copied(),
+            psr: SharpeEstimate::of_returns(returns)
+                .ok()
+                .and_then(|e| e.probabilistic(0.0)),
+            max_drawdown: metrics.get("max_drawdown").copied().unwrap_or(0.0),
+            total_return: metrics.get("total_return").copied().unwrap_or(0.0),
+        }
+    }
+
+    fn figures(&self) -> Figures {
+        Figures {
+            sharpe: self.sharpe,
+            psr: self.psr,
+            max_drawdown: self.max_drawdown,
+        }
+    }
+}
+
+/// What `--json` prints.
+#[derive(Serialize)]
+struct RetrainOutput {
+    /// `candidate`, `nothing_new` or `rejected`.
+    outcome: &'static str,
+    exit_code: i32,
+    /// Why: the gate failed, or why there was nothing to do.
+    reason: Option<String>,
+    /// The version continued (`None`: the first version of the model).
+    source: Option<String>,
+    key: String,
+    /// The version made (`models:/NAME/N`); for `nothing_new`, the one these inputs made
+    /// before, if any.
+    version: Option<String>,
+    run_id: Option<String>,
+    challenger: Option<Judged>,
+    champion: Option<Judged>,
+    candidate_alias: String,
+}
+
+/// Runs the command; the exit code of its outcome.
+pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
+    train::stop_on_ctrl_c()?;
+    let store: Arc<dyn TrackingStore> = Arc::from(ratchet_mlflow::open_store(tracking_uri)?);
+    let registry = Registry::new(store.clone());
+    let requested = match &args.config {
+        Some(path) => TrainConfig::load(path)?,
+        None => TrainConfig::default(),
+    };
+    let mut settings = requested.retrain.clone();
+    if let Some(alias) = &args.candidate_alias {
+        settings.candidate_alias = alias.clone();
+    }
+    ratchet_mlflow::names::validate_alias(&settings.candidate_alias)
+        .context("the candidate alias")?;
+    let reference = ModelRef::parse(&args.model)?;
+    let source = match registry.resolve(&reference) {
+        Ok(found) => Some(found),
+        Err(e) if e.is_not_found() && !matches!(reference.selector, VersionSelector::Number(_)) => {
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let config_hash = resolved_hash(&requested, &settings, args.steps)?;
+    let source_uri = source
+        .as_ref()
+        .map(|s| format!("models:/{}/{}", s.name, s.version));
+    let output = |outcome, exit_code, reason: String, key: &str| RetrainOutput {
+        outcome,
+        exit_code,
+        reason: Some(reason),
+        source: source_uri.clone(),
+        key: key.to_string(),
+        version: None,
+        run_id: None,
+        challenger: None,
+        champion: None,
+        candidate_alias: settings.candidate_alias.clone(),
+    };
+
+    // What the source was trained on, from its metadata (no checkpoint is read).
+    let source_config = match &source {
+        Some(s) => {
+            let metadata = registry.get(&ModelRef::number(&s.name, s.version))?;
+            let config = TrainConfig::from_version(&metadata)?;
+            if config.run.env != EnvKind::Trading || config.data.is_universe() {
+                bail!(
+                    "{} was not trained on one instrument's market data; retrain continues \
+                     versions trained on one data file",
+                    source_uri.as_deref().unwrap_or_default()
+                );
+            }
+            let last = metadata
+                .training
+                .data
+                .test
+                .as_ref()
+                .map(|r| r.end.clone())
+                .with_context(|| format!("{} recorded no test range", metadata.name))?;
+            Some((config, last))
+        }
+        None => None,
+    };
+    let load_options = source_config
+        .as_ref()
+        .map_or(&requested, |(c, _)| c)
+        .data
+        .load_options();
+    let deadline = args
+        .wait_for_data
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let (bars, key) = loop {
+        let bars = load_bars(&args.data, &load_options)?;
+        let key = retrain_key(source_uri.as_deref(), &bars.sha256, &config_hash);
+        if let Some(version) = registry.find_by_tag(&reference.name, KEY_TAG, &key)? {
+            return done_before(
+                &registry,
+                &reference.name,
+                version,
+                &settings,
+                &key,
+                args.json,
+            );
+        }
+        let Some((_, last)) = &source_config else {
+            break (bars, key);
+        };
+        let last_ms = parse_date(last, true).map_err(anyhow::Error::msg)?;
+        let newest = bars.bars.timestamps.last().copied().unwrap_or(i64::MIN);
+        if newest > last_ms {
+            break (bars, key);
+        }
+        match deadline {
+            Some(at) if Instant::now() < at => {
+                std::thread::sleep(POLL.min(at - Instant::now()));
+            }
+            _ => {
+                let out = output(
+                    "nothing_new",
+                    EXIT_NOTHING_NEW,
+                    format!(
+                        "{} holds no bar after {last}, the last bar of {}",
+                        args.data.display(),
+                        source_uri.as_deref().unwrap_or_default()
+                    ),
+                    &key,
+                );
+                return report(&out, args.json);
+            }
+        }
+    };
+    let split = new_split(&settings, &bars, source.as_ref(), &registry)?;
+
+    // The claim: one retrain of this model works at a time; the other finds its version.
+    store.create_registered_model(&reference.name)?;
+    let _claim = store.lock_model_work(&reference.name, LOCK_WORK)?;
+    if let Some(version) = registry.find_by_tag(&reference.name, KEY_TAG, &key)? {
+        return done_before(
+            &registry,
+            &reference.name,
+            version,
+            &settings,
+            &key,
+            args.json,
+        );
+    }
+    let experiment = source_config
+        .as_ref()
+        .map_or(&requested, |(c, _)| c)
+        .run
+        .experiment
+        .clone();
+    let data = args.data.display().to_string();
+    let mut job = match unfinished_run(store.as_ref(), &experiment, &key)? {
+        Some(run_id) => {
+            eprintln!("retrain {key}: finishing the interrupted run {run_id}");
+            train::resume(store.clone(), &run_id, &TrainArgs::default())?
+        }
+        None => {
+            let adjust = |config: &mut TrainConfig| {
+                config.data.split = split.clone();
+                config.retrain = settings.clone();
+                config.run_tags.push((KEY_TAG.to_string(), key.clone()));
+                Ok(())
+            };
+            match &source_uri {
+                Some(uri) => {
+                    let from = TrainArgs {
+                        data: Some(data.clone()),
+                        steps: args.steps,
+                        // Only a file that changes more than [retrain] is `--from`'s config.
+                        config: args
+                            .config
+                            .clone()
+                            .filter(|path| sets_more_than_retrain(path)),
+                        ..TrainArgs::default()
+                    };
+                    train::continue_from(store.clone(), uri, &from, adjust)?
+                }
+                None => {
+                    let mut config = requested.clone();
+                    let flags = TrainArgs {
+                        data: Some(data.clone()),
+                        steps: args.steps,
+                        model_name: Some(reference.name.clone()),
+                        ..TrainArgs::default()
+                    };
+                    crate::config::apply_flags(&mut config, &flags);
+                    adjust(&mut config)?;
+                    config.validate()?;
+                    config.check_learns()?;
+                    Job::new(store.clone(), config, None)?
+                }
+            }
+        }
+    };
+
+    // The champion: the alias's holder now, on the challenger's validation bars.
+    let champion = match &source {
+        Some(_) => {
+            let holder = registry.resolve(&reference)?;
+            let uri = format!("models:/{}/{}", holder.name, holder.version);
+            Some(judge_champion(&registry, &uri, &job)?)
+        }
+        None => None,
+    };
+    let market = instrument(&job)?;
+    let (segment, digest) = (
+        market.splits.validation.clone(),
+        market.digest(&market.splits.validation),
+    );
+    let name = job.config.model_name();
+    let verdict = {
+        let (settings, champion, key, source_uri) = (
+            settings.clone(),
+            champion.clone(),
+            key.clone(),
+            source_uri.clone(),
+        );
+        move |evaluation: &Evaluation, uri: String| -> Result<(Judged, Decision, Tags)> {
+            let challenger = Judged::new(
+                uri,
+                &segment,
+                digest.clone(),
+                &evaluation.metrics,
+                evaluation.returns.as_deref().unwrap_or_default(),
+            );
+            let champion_figures = champion.as_ref().map(Judged::figures);
+            let decision = settings.decide(&challenger.figures(), champion_figures.as_ref());
+            let mut tags = vec![
+                (KEY_TAG, key.clone()),
+                (
+                    SOURCE_TAG,
+                    source_uri.clone().unwrap_or_else(|| "none".into()),
+                ),
+                (CHALLENGER_VAL_TAG, serde_json::to_string(&challenger)?),
+            ];
+            if let Some(champion) = &champion {
+                tags.push((CHAMPION_TAG, champion.model_uri.clone()));
+                tags.push((CHAMPION_VAL_TAG, serde_json::to_string(champion)?));
+            }
+            match &decision {
+                Decision::Passed => tags.push((DECISION_TAG, "passed".into())),
+                Decision::Rejected(reason) => {
+                    tags.push((DECISION_TAG, "rejected".into()));
+                    tags.push((REASON_TAG, reason.clone()));
+                }
+            }
+            let tags = tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            Ok((challenger, decision, tags))
+        }
+    };
+    let verdict = Arc::new(verdict);
+    let tagging = verdict.clone();
+    job.version_tags = Some(Box::new(move |evaluation| {
+        Ok(tagging(evaluation, String::new())?.2)
+    }));
+    let trained = job.finish()?;
+    let (challenger, decision, _) = verdict(&trained.evaluation, trained.model_uri.clone())?;
+    if let Some(champion) = &champion {
+        log_champion(store.as_ref(), &trained.run_id, champion)?;
+    }
+    let reference = ModelRef::number(&name, trained.version);
+    let (outcome, exit_code, reason) = match decision {
+        Decision::Passed => {
+            make_candidate(&registry, &reference, &settings.candidate_alias)?;
+            ("candidate", EXIT_CANDIDATE, None)
+        }
+        Decision::Rejected(reason) => ("rejected", EXIT_REJECTED, Some(reason)),
+    };
+    let out = RetrainOutput {
+        outcome,
+        exit_code,
+        reason,
+        source: source_uri,
+        key,
+        version: Some(trained.model_uri.clone()),
+        run_id: Some(trained.run_id.clone()),
+        challenger: Some(challenger),
+        champion,
+        candidate_alias: settings.candidate_alias.clone(),
+    };
+    report(&out, args.json)
+}
+
+/// Version tags as key and value.
+type Tags = Vec<(String, String)>;
+
+/// The sha256 of what the retrain was asked to do besides its source and data: the
+/// `--config` file's configuration, the `[retrain]` settings after the flags, and `--steps`.
+fn resolved_hash(
+    config: &TrainConfig,
+    settings: &RetrainConfig,
+    steps: Option<u64>,
+) -> Result<String> {
+    let resolved = serde_json::json!({
+        "config": config,
+        "retrain": settings,
+        "steps": steps,
+    });
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&resolved)?)))
+}
+
+/// The key of a retrain: its source version, the data file's sha256 and the resolved config.
+fn retrain_key(source: Option<&str>, data_sha256: &str, config_hash: &str) -> String {
+    let text = format!("{}\n{data_sha256}\n{config_hash}", source.unwrap_or("none"));
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Whether a `--config` file sets anything outside `[retrain]` (hyperparameters that
+/// `train --from --config` takes).
+fn sets_more_than_retrain(path: &Path) -> bool {
+    ratchet_config::bundled::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|table| table.keys().any(|k| k != "retrain"))
+}
+
+/// The split of the next version over `bars` per `[retrain]`, as the dates it ends at; its
+/// validation range must start after the source's training range, so that the champion is
+/// judged on bars it never trained on.
+fn new_split(
+    settings: &RetrainConfig,
+    bars: &LoadedBars,
+    source: Option<&StoredVersion>,
+    registry: &Registry,
+) -> Result<SplitSpec> {
+    let timestamps = &bars.bars.timestamps;
+    let Some(cut) = settings.cut(timestamps.len()) else {
+        bail!(
+            "{} holds {} bars, too few for [retrain] validation_bars {} and test_bars {} after \
+             a training range",
+            bars.path.display(),
+            timestamps.len(),
+            settings.validation_bars,
+            settings.test_bars
+        );
+    };
+    if cut.train.start != 0 {
+        bail!(
+            "[retrain] window = \"rolling\" is not supported yet: a continued version's saved \
+             environments stand at bars of its whole training range; use window = \"anchored\""
+        );
+    }
+    if let Some(source) = source {
+        let metadata = registry.get(&ModelRef::number(&source.name, source.version))?;
+        if let Some(train) = &metadata.training.data.train {
+            let train_end = parse_date(&train.end, true).map_err(anyhow::Error::msg)?;
+            if timestamps[cut.validation.start] <= train_end {
+                bail!(
+                    "the new validation range would start at {}, inside the training range of \
+                     models:/{}/{} (up to {}): the champion would be judged on bars it trained \
+                     on; lower [retrain] validation_bars or test_bars, or wait for more data",
+                    format_timestamp(timestamps[cut.validation.start]),
+                    source.name,
+                    source.version,
+                    train.end
+                );
+            }
+        }
+    }
+    Ok(SplitSpec::Dates {
+        train_end: format_timestamp(timestamps[cut.train.end - 1]),
+        validation_end: format_timestamp(timestamps[cut.validation.end - 1]),
+    })
+}
+
+/// A run of `experiment` tagged with `key` that did not finish and has a checkpoint to
+/// resume from (its process is gone: the caller holds the retrain lock).
+fn unfinished_run(
+    store: &dyn TrackingStore,
+    experiment: &str,
+    key: &str,
+) -> Result<Option<String>> {
+    let experiment = store.get_or_create_experiment(experiment)?;
+    for info in store.list_runs(&experiment.experiment_id)? {
+        if info.status == RunStatus::Finished || info.lifecycle_stage != "active" {
+            continue;
+        }
+        let run = store.get_run(&info.run_id)?;
+        if run.tags.get(KEY_TAG).map(String::as_str) == Some(key)
+            && store
+                .current_artifact_dir(&info.run_id, checkpoint::RUN_CHECKPOINT)?
+                .is_some()
+        {
+            return Ok(Some(info.run_id));
+        }
+    }
+    Ok(None)
+}
+
+/// The market of a retrain's job (retrains read one instrument).
+fn instrument(job: &Job) -> Result<&Market> {
+    match &job.market {
+        Some(TrainingData::Instrument(market)) => Ok(market),
+        _ => bail!("retrain reads one instrument's market data"),
+    }
+}
+
+/// The champion's greedy backtest on the job's validation range (with its own features
+/// when they differ from the job's: the same bars, its own feature rows).
+fn judge_champion(registry: &Registry, uri: &str, job: &Job) -> Result<Judged> {
+    let (champion, weights) = checkpoint::load_weights(registry, uri)?;
+    let mut config = champion.config.clone();
+    config.trading.window = config.features.window;
+    let own;
+    let market = if config.features == job.config.features {
+        instrument(job)?
+    } else {
+        config.data.file = job.config.data.file.clone();
+        config.data.split = job.config.data.split.clone();
+        own = Market::prepare(&config)?;
+        &own
+    };
+    let policy = config
+        .trading_policy(&weights)
+        .with_context(|| format!("loading the weights of {uri}"))?;
+    let validation = &market.splits.validation;
+    let (_, backtest) =
+        judge::policy_backtest(market, &config.trading, policy, validation.range())?;
+    Ok(Judged::new(
+        champion.uri,
+        validation,
+        market.digest(validation),
+        &judge::headline(&backtest),
+        &backtest.strategy.returns[1..],
+    ))
+}
+
+/// The champion's figures on the challenger's run, as `champion_val/*`.
+fn log_champion(store: &dyn TrackingStore, run_id: &str, champion: &Judged) -> Result<()> {
+    let figures = [
+        ("sharpe", champion.sharpe),
+        ("psr", champion.psr),
+        ("max_drawdown", Some(champion.max_drawdown)),
+        ("total_return", Some(champion.total_return)),
+    ];
+    let metrics: Vec<_> = figures
+        .into_iter()
+        .filter_map(|(k, v)| {
+            Some(ratchet_mlflow::Metric::now(
+                format!("champion_val/{k}"),
+                v?,
+                0,
+            ))
+        })
+        .collect();
+    Ok(store.log_metrics(run_id, &metrics)?)
+}
+
+/// Stage `validated` and the candidate alias.
+fn make_candidate(registry: &Registry, reference: &ModelRef, alias: &str) -> Result<()> {
+    registry.set_status(reference, VersionStatus::Validated)?;
+    registry.promote(reference, alias)?;
+    Ok(())
+}
+
+/// These inputs were retrained before into `version`: nothing new. A version whose gates
+/// passed but whose process died before it became the candidate (still `registered`) is
+/// made the candidate now.
+fn done_before(
+    registry: &Registry,
+    name: &str,
+    version: u64,
+    settings: &RetrainConfig,
+    key: &str,
+    json: bool,
+) -> Result<i32> {
+    let stored = registry.store().get_model_version(name, version)?;
+    let tag = |k: &str| stored.tags.get(k);
+    let judged = |k: &str| tag(k).and_then(|v| serde_json::from_str::<Judged>(v).ok());
+    let reference = ModelRef::number(name, version);
+    if tag(DECISION_TAG).map(String::as_str) == Some("passed")
+        && tag(ratchet_registry::tags::STATUS).map(String::as_str)
+            == Some(VersionStatus::Registered.as_str())
+    {
+        make_candidate(registry, &reference, &settings.candidate_alias)?;
+    }
+    let uri = format!("models:/{name}/{version}");
+    let out = RetrainOutput {
+        outcome: "nothing_new",
+        exit_code: EXIT_NOTHING_NEW,
+        reason: Some(format!(
+            "{uri} was retrained from these inputs already (source, data sha256 and config)"
+        )),
+        source: tag(SOURCE_TAG).filter(|s| *s != "none").cloned(),
+        key: key.to_string(),
+        version: Some(uri),
+        run_id: stored.run_id.clone(),
+        challenger: judged(CHALLENGER_VAL_TAG).map(|mut j| {
+            j.model_uri = format!("models:/{name}/{version}");
+            j
+        }),
+        champion: judged(CHAMPION_VAL_TAG),
+        candidate_alias: settings.candidate_alias.clone(),
+    };
+    report(&out, json)
+}
+
+/// Prints the outcome and returns its exit code.
+fn report(out: &RetrainOutput, json: bool) -> Result<i32> {
+    if json {
+        crate::output::print_json(out)?;
+    } else {
+        match (&out.version, out.outcome) {
+            (Some(v), "candidate") => {
+                println!("retrained {v}: candidate (@{})", out.candidate_alias)
+            }
+            (Some(v), "rejected") => println!("retrained {v}: rejected by a gate"),
+            (version, _) => println!(
+                "nothing new{}",
+                version
+                    .as_ref()
+                    .map_or(String::new(), |v| format!(" ({v})"))
+            ),
+        }
+        if let Some(source) = &out.source {
+            println!("  source     {source}");
+        }
+        if let Some(reason) = &out.reason {
+            println!("  reason     {reason}");
+        }
+        if let Some(c) = &out.challenger {
+            println!(
+                "  validation {} .. {} (bars sha256 {})",
+                c.range.0,
+                c.range.1,
+                c.bars_sha256.get(..12).unwrap_or_default()
+            );
+            let show = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+            let champion = out.champion.as_ref();
+            println!("               challenger  champion");
+            for (label, mine, theirs) in [
+                ("sharpe", c.sharpe, champion.and_then(|c| c.sharpe)),
+                ("psr", c.psr, champion.and_then(|c| c.psr)),
+                (
+                    "max drawdown",
+                    Some(c.max_drawdown),
+                    champion.map(|c| c.max_drawdown),
+                ),
+                (
+                    "total return",
+                    Some(c.total_return),
+                    champion.map(|c| c.total_return),
+                ),
+            ] {
+                println!("  {label:<12} {:>10}  {:>8}", show(mine), show(theirs));
+            }
+        }
+    }
+    std::io::stdout().flush()?;
+    Ok(out.exit_code)
+}
