@@ -1,0 +1,352 @@
+//! `ratchet retrain` end to end: a version trained on the first part of the bundled GOOGL
+//! bars, retrained on the whole file; the same inputs again; a gate that fails; two
+//! retrains at once; a retrain killed mid-training and finished by the next call.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
+mod sandbox;
+
+use std::process::{Child, Output, Stdio};
+
+use sandbox::{Sandbox, assert_same_training_state, signal, wait_for_checkpoints};
+use serde_json::Value;
+
+const GOOGL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/STOCKS_GOOGL.csv");
+/// Bars of the first part (of 2335).
+const FIRST_PART: usize = 1800;
+/// `[retrain]` of every test: the new validation range is the 200 bars before the newest
+/// 100, which are held back.
+const RETRAIN: &str = "[retrain]\nvalidation_bars = 200\ntest_bars = 100\n";
+
+/// The bundled file's lines (header first).
+fn googl_lines() -> Vec<String> {
+    std::fs::read_to_string(GOOGL)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The date of bar `i` (0-based) of the bundled file.
+fn date_of_bar(i: usize) -> String {
+    googl_lines()[i + 1].split(',').next().unwrap().to_string()
+}
+
+/// A sandbox holding `part.csv` (the first [`FIRST_PART`] bars), `whole.csv` (all of them)
+/// and `retrain.toml` ([`RETRAIN`] and `extra`), with version 1 of model `g` trained on the
+/// first part and promoted to production.
+fn trained_on_first_part(extra: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    let lines = googl_lines();
+    std::fs::write(sb.path("part.csv"), lines[..=FIRST_PART].join("\n") + "\n").unwrap();
+    std::fs::copy(GOOGL, sb.path("whole.csv")).unwrap();
+    std::fs::write(sb.path("retrain.toml"), format!("{RETRAIN}{extra}")).unwrap();
+    let part = sb.path("part.csv");
+    let first = sb.json(&[
+        "train",
+        "--data",
+        part.to_str().unwrap(),
+        "--steps",
+        "2048",
+        "--seed",
+        "3",
+        "--model-name",
+        "g",
+        "--json",
+    ]);
+    assert_eq!(first["model_uri"], "models:/g/1");
+    sb.succeeds(&["models", "promote", "models:/g/1"]);
+    sb
+}
+
+fn retrain_args(sb: &Sandbox, steps: u64) -> Vec<String> {
+    [
+        "retrain",
+        "models:/g@production",
+        "--data",
+        sb.path("whole.csv").to_str().unwrap(),
+        "--config",
+        sb.path("retrain.toml").to_str().unwrap(),
+        "--steps",
+        &steps.to_string(),
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn retrain(sb: &Sandbox, steps: u64) -> Output {
+    let args = retrain_args(sb, steps);
+    sb.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The exit code and JSON of a retrain.
+fn outcome(out: &Output) -> (i32, Value) {
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), json)
+}
+
+/// A version tag, read from the file store.
+fn version_tag(sb: &Sandbox, version: u64, key: &str) -> Option<String> {
+    std::fs::read_to_string(
+        sb.store()
+            .join(format!("models/g/version-{version}/tags/{key}")),
+    )
+    .ok()
+}
+
+fn version_count(sb: &Sandbox) -> usize {
+    sb.json(&["models", "list", "g", "--json"])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// The version an alias points at.
+fn alias(sb: &Sandbox, alias: &str) -> Value {
+    sb.json(&["models", "show", &format!("models:/g@{alias}"), "--json"])["version"].clone()
+}
+
+#[test]
+fn retrain_moves_the_ranges_and_judges_both_versions_on_the_same_bars() {
+    // Any challenger passes: the flow, not the agent, is under test.
+    let sb = trained_on_first_part("beat_champion_by = -100.0\n");
+    let (code, out) = outcome(&retrain(&sb, 2048));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["outcome"], "candidate");
+    assert_eq!(out["exit_code"], 0);
+    assert_eq!(out["version"], "models:/g/2");
+    assert_eq!(out["source"], "models:/g/1");
+    assert_eq!(out["reason"], Value::Null);
+
+    let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
+    assert_eq!(shown["parent"]["name"], "g");
+    assert_eq!(shown["parent"]["version"], 1);
+    assert_eq!(shown["status"], "validated");
+    assert_eq!(shown["aliases"], serde_json::json!(["candidate"]));
+    assert_eq!(
+        shown["training_steps"], 4096,
+        "2048 more steps than the source"
+    );
+    // 2335 bars: the newest 100 held back, the 200 before them validated on, training on
+    // everything before.
+    let data = &shown["data"];
+    assert_eq!(data["validation"]["start"], date_of_bar(2035));
+    assert_eq!(data["validation"]["end"], date_of_bar(2234));
+    assert_eq!(data["test"]["start"], date_of_bar(2235));
+    assert_eq!(data["test"]["end"], date_of_bar(2334));
+    assert_eq!(data["train"]["end"], date_of_bar(2034));
+    let source = sb.json(&["models", "show", "models:/g/1", "--json"]);
+    assert_eq!(
+        data["train"]["start"], source["data"]["train"]["start"],
+        "anchored: training still starts at the first bar"
+    );
+
+    // Both evaluations on the same bars: the version's validation range.
+    let (challenger, champion) = (&out["challenger"], &out["champion"]);
+    assert_eq!(challenger["model_uri"], "models:/g/2");
+    assert_eq!(champion["model_uri"], "models:/g/1");
+    let digest = &data["validation"]["bars_sha256"];
+    assert_eq!(challenger["bars_sha256"], *digest);
+    assert_eq!(champion["bars_sha256"], *digest);
+    assert_eq!(challenger["range"], champion["range"]);
+    assert_eq!(
+        challenger["range"],
+        serde_json::json!([date_of_bar(2035), date_of_bar(2234)])
+    );
+    assert_eq!(challenger["sharpe"], shown["metrics"]["sharpe"]);
+    // The tags hold the same evaluations and the decision.
+    let tagged: Value =
+        serde_json::from_str(&version_tag(&sb, 2, "ratchet.retrain.champion_val").unwrap())
+            .unwrap();
+    assert_eq!(tagged, *champion);
+    assert_eq!(
+        version_tag(&sb, 2, "ratchet.retrain.decision").as_deref(),
+        Some("passed")
+    );
+    assert_eq!(
+        version_tag(&sb, 2, "ratchet.retrain.champion").as_deref(),
+        Some("models:/g/1")
+    );
+    assert_eq!(alias(&sb, "production"), 1, "production is not touched");
+
+    // The same inputs again: nothing new, nothing registered, the version reported.
+    let (code, again) = outcome(&retrain(&sb, 2048));
+    assert_eq!(code, 3, "{again}");
+    assert_eq!(again["outcome"], "nothing_new");
+    assert_eq!(again["version"], "models:/g/2");
+    assert_eq!(again["key"], out["key"]);
+    assert_eq!(again["challenger"], *challenger);
+    assert_eq!(version_count(&sb), 2);
+
+    // The data the source was trained on holds nothing new.
+    let part = sb.path("part.csv");
+    let config = sb.path("retrain.toml");
+    let out = sb.run(&[
+        "retrain",
+        "models:/g/1",
+        "--data",
+        part.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--wait-for-data",
+        "1",
+        "--json",
+    ]);
+    let (code, nothing) = outcome(&out);
+    assert_eq!(code, 3);
+    assert_eq!(
+        nothing["reason"],
+        format!(
+            "{} holds no bar after {}, the last bar of models:/g/1",
+            part.display(),
+            source["data"]["test"]["end"].as_str().unwrap()
+        )
+    );
+    assert_eq!(version_count(&sb), 2);
+}
+
+#[test]
+fn a_gate_the_challenger_fails_leaves_the_aliases_untouched() {
+    let sb = trained_on_first_part("min_val_sharpe = 100.0\n");
+    sb.succeeds(&["models", "promote", "models:/g/1", "--alias", "candidate"]);
+    let (code, out) = outcome(&retrain(&sb, 2048));
+    assert_eq!(code, 4, "{out}");
+    assert_eq!(out["outcome"], "rejected");
+    assert_eq!(out["version"], "models:/g/2");
+    let sharpe = out["challenger"]["sharpe"].as_f64().unwrap();
+    let reason = format!("validation sharpe {sharpe:.4} is below min_val_sharpe 100.0000");
+    assert_eq!(out["reason"], reason);
+    assert_eq!(
+        version_tag(&sb, 2, "ratchet.retrain.reason").as_deref(),
+        Some(reason.as_str())
+    );
+    assert_eq!(
+        version_tag(&sb, 2, "ratchet.retrain.decision").as_deref(),
+        Some("rejected")
+    );
+    let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
+    assert_eq!(shown["status"], "registered");
+    assert_eq!(shown["aliases"], Value::Null, "no alias");
+    assert_eq!(alias(&sb, "production"), 1);
+    assert_eq!(alias(&sb, "candidate"), 1);
+}
+
+#[test]
+fn with_no_version_behind_the_alias_the_first_candidate_is_trained() {
+    let sb = trained_on_first_part("");
+    let whole = sb.path("whole.csv");
+    let config = sb.path("retrain.toml");
+    let out = sb.run(&[
+        "retrain",
+        "models:/fresh@production",
+        "--data",
+        whole.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "2048",
+        "--json",
+    ]);
+    let (code, out) = outcome(&out);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["version"], "models:/fresh/1");
+    assert_eq!(out["source"], Value::Null);
+    assert_eq!(out["champion"], Value::Null);
+    let shown = sb.json(&["models", "show", "models:/fresh@candidate", "--json"]);
+    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["parent"], Value::Null);
+    assert_eq!(shown["data"]["validation"]["start"], date_of_bar(2035));
+}
+
+#[test]
+fn two_retrains_at_once_make_one_version() {
+    let sb = trained_on_first_part("beat_champion_by = -100.0\n");
+    // Long enough for the two to overlap: the second waits for the first's lock.
+    let args = retrain_args(&sb, 8192);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let children: Vec<Child> = (0..2)
+        .map(|_| {
+            sb.command(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outcomes: Vec<(i32, Value)> = children
+        .into_iter()
+        .map(|c| outcome(&c.wait_with_output().unwrap()))
+        .collect();
+    outcomes.sort_by_key(|(code, _)| *code);
+    let codes: Vec<i32> = outcomes.iter().map(|(c, _)| *c).collect();
+    assert_eq!(codes, [0, 3], "{outcomes:?}");
+    assert_eq!(outcomes[0].1["version"], "models:/g/2");
+    assert_eq!(
+        outcomes[1].1["version"], "models:/g/2",
+        "the other reports it"
+    );
+    assert_eq!(version_count(&sb), 2);
+}
+
+/// `retrain.toml` with checkpoints every PPO rollout, so a run is caught between two.
+const CHECKPOINT_EVERY_ROLLOUT: &str = "\n[run]\ncheckpoint_every = 2048\n";
+
+#[test]
+fn a_killed_retrain_is_finished_by_the_next_call_bit_for_bit() {
+    let extra = format!("beat_champion_by = -100.0\n{CHECKPOINT_EVERY_ROLLOUT}");
+    // A retrain caught running after its first checkpoint (the source's run holds one
+    // too); a machine fast enough to finish it first gets one ten times longer.
+    let mut steps = 40_960;
+    let (killed, steps) = loop {
+        let sb = trained_on_first_part(&extra);
+        let args = retrain_args(&sb, steps);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = sb
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if wait_for_checkpoints(&sb, &mut child, 2) {
+            signal(&child, "-KILL");
+            child.wait().unwrap();
+            break (sb, steps);
+        }
+        assert!(
+            steps < 10_000_000,
+            "every retrain ended before the test saw it"
+        );
+        steps *= 10;
+    };
+    assert_eq!(version_count(&killed), 1, "killed before registering");
+    let finished = retrain(&killed, steps);
+    let stderr = String::from_utf8_lossy(&finished.stderr).to_string();
+    let (code, out) = outcome(&finished);
+    assert_eq!(code, 0, "{out}\n{stderr}");
+    assert!(
+        stderr.contains(": finishing the interrupted run "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("resuming run "), "{stderr}");
+    assert_eq!(out["version"], "models:/g/2");
+
+    let whole = trained_on_first_part(&extra);
+    let (code, uninterrupted) = outcome(&retrain(&whole, steps));
+    assert_eq!(code, 0, "{uninterrupted}");
+    assert_eq!(
+        uninterrupted["key"], out["key"],
+        "the same inputs, the same key"
+    );
+    assert_same_training_state(
+        &killed.checkpoint_dir("models:/g/2"),
+        &whole.checkpoint_dir("models:/g/2"),
+    );
+    assert_eq!(out["challenger"], uninterrupted["challenger"]);
+    assert_eq!(version_count(&killed), 2);
+}
