@@ -6,6 +6,7 @@
 
 mod sandbox;
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Output, Stdio};
 
 use sandbox::{Sandbox, assert_same_training_state, signal, wait_for_checkpoints};
@@ -349,4 +350,51 @@ fn a_killed_retrain_is_finished_by_the_next_call_bit_for_bit() {
     );
     assert_eq!(out["challenger"], uninterrupted["challenger"]);
     assert_eq!(version_count(&killed), 2);
+}
+
+#[test]
+fn wait_for_data_retrains_once_the_new_bars_arrive() {
+    let sb = trained_on_first_part("beat_champion_by = -100.0\n");
+    let feed = sb.path("feed.csv");
+    std::fs::copy(sb.path("part.csv"), &feed).unwrap();
+    let config = sb.path("retrain.toml");
+    let mut child = sb
+        .command(&[
+            "retrain",
+            "models:/g@production",
+            "--data",
+            feed.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--steps",
+            "2048",
+            "--wait-for-data",
+            "600",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("waiting up to 600 s for ") {
+        line.clear();
+        assert_ne!(
+            stderr.read_line(&mut line).unwrap(),
+            0,
+            "ended without waiting"
+        );
+    }
+    // The pipeline's new file lands whole.
+    let staged = sb.path("feed.csv.tmp");
+    std::fs::copy(sb.path("whole.csv"), &staged).unwrap();
+    std::fs::rename(&staged, &feed).unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let (code, out) = outcome(&child.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{out}\n{rest}");
+    assert_eq!(out["version"], "models:/g/2");
+    let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
+    assert_eq!(shown["data"]["test"]["end"], date_of_bar(2334));
 }

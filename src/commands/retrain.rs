@@ -191,6 +191,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
     let deadline = args
         .wait_for_data
         .map(|s| Instant::now() + Duration::from_secs(s));
+    let mut waiting = false;
     let (bars, key) = loop {
         let bars = load_bars(&args.data, &load_options)?;
         let key = retrain_key(source_uri.as_deref(), &bars.sha256, &config_hash);
@@ -214,6 +215,14 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
         }
         match deadline {
             Some(at) if Instant::now() < at => {
+                if !waiting {
+                    eprintln!(
+                        "waiting up to {} s for {} to hold bars after {last}",
+                        args.wait_for_data.unwrap_or_default(),
+                        args.data.display()
+                    );
+                    waiting = true;
+                }
                 std::thread::sleep(POLL.min(at - Instant::now()));
             }
             _ => {
