@@ -5,12 +5,15 @@
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
 
 mod sandbox;
+#[path = "../crates/mlflow/tests/support/mod.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Output, Stdio};
 
 use sandbox::{Sandbox, assert_same_training_state, signal, wait_for_checkpoints};
 use serde_json::Value;
+use support::mlflow_server::{Backend, MlflowServer};
 
 const GOOGL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/STOCKS_GOOGL.csv");
 /// Bars of the first part (of 2335).
@@ -38,6 +41,12 @@ fn date_of_bar(i: usize) -> String {
 /// first part and promoted to production.
 fn trained_on_first_part(extra: &str) -> Sandbox {
     let sb = Sandbox::new();
+    train_on_first_part(&sb, extra);
+    sb
+}
+
+/// [`trained_on_first_part`] in a given sandbox.
+fn train_on_first_part(sb: &Sandbox, extra: &str) {
     let lines = googl_lines();
     std::fs::write(sb.path("part.csv"), lines[..=FIRST_PART].join("\n") + "\n").unwrap();
     std::fs::copy(GOOGL, sb.path("whole.csv")).unwrap();
@@ -57,7 +66,6 @@ fn trained_on_first_part(extra: &str) -> Sandbox {
     ]);
     assert_eq!(first["model_uri"], "models:/g/1");
     sb.succeeds(&["models", "promote", "models:/g/1"]);
-    sb
 }
 
 fn retrain_args(sb: &Sandbox, steps: u64) -> Vec<String> {
@@ -268,8 +276,14 @@ fn with_no_version_behind_the_alias_the_first_candidate_is_trained() {
 #[test]
 fn two_retrains_at_once_make_one_version() {
     let sb = trained_on_first_part("beat_champion_by = -100.0\n");
+    two_at_once(&sb);
+    assert_eq!(version_count(&sb), 2);
+}
+
+/// Starts two identical retrains at once: one registers version 2, the other reports it.
+fn two_at_once(sb: &Sandbox) {
     // Long enough for the two to overlap: the second waits for the first's lock.
-    let args = retrain_args(&sb, 8192);
+    let args = retrain_args(sb, 8192);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let children: Vec<Child> = (0..2)
         .map(|_| {
@@ -292,7 +306,6 @@ fn two_retrains_at_once_make_one_version() {
         outcomes[1].1["version"], "models:/g/2",
         "the other reports it"
     );
-    assert_eq!(version_count(&sb), 2);
 }
 
 /// `retrain.toml` with checkpoints every PPO rollout, so a run is caught between two.
@@ -397,4 +410,58 @@ fn wait_for_data_retrains_once_the_new_bars_arrive() {
     assert_eq!(out["version"], "models:/g/2");
     let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
     assert_eq!(shown["data"]["test"]["end"], date_of_bar(2334));
+}
+
+/// The flow against a real MLflow tracking server: two retrains at once make one version
+/// (the lock is a lock model there), the same inputs again register nothing, and MLflow's
+/// own client sees the lineage, the aliases, the decision and both evaluations.
+#[test]
+fn retrain_works_against_an_mlflow_server() {
+    let server = MlflowServer::start(Backend::Sqlite);
+    let sb = Sandbox::remote(&server.url);
+    train_on_first_part(&sb, "beat_champion_by = -100.0\n");
+    two_at_once(&sb);
+    let (code, again) = outcome(&retrain(&sb, 8192));
+    assert_eq!(code, 3, "{again}");
+    assert_eq!(again["version"], "models:/g/2");
+    assert_eq!(version_count(&sb), 2);
+
+    let script = r#"
+import json, sys, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+v = c.get_model_version("g", "2")
+run = c.get_run(v.run_id)
+print(json.dumps({
+    "tags": {k: t for k, t in v.tags.items() if k.startswith("ratchet.retrain.") or k == "ratchet.parent"},
+    "candidate": c.get_model_version_by_alias("g", "candidate").version,
+    "production": c.get_model_version_by_alias("g", "production").version,
+    "versions": len(c.search_model_versions("name='g'")),
+    "metrics": sorted(k for k in run.data.metrics if k.startswith(("val/", "champion_val/"))),
+}))
+"#;
+    let seen = support::run_python(&["-c", script, &server.url]);
+    assert_eq!(seen["candidate"], "2");
+    assert_eq!(seen["production"], "1");
+    assert_eq!(seen["versions"], 2);
+    let tags = &seen["tags"];
+    assert_eq!(tags["ratchet.parent"], "models:/g/1");
+    assert_eq!(tags["ratchet.retrain.source"], "models:/g/1");
+    assert_eq!(tags["ratchet.retrain.champion"], "models:/g/1");
+    assert_eq!(tags["ratchet.retrain.decision"], "passed");
+    assert_eq!(tags["ratchet.retrain.key"], again["key"]);
+    let challenger: Value =
+        serde_json::from_str(tags["ratchet.retrain.challenger_val"].as_str().unwrap()).unwrap();
+    let champion: Value =
+        serde_json::from_str(tags["ratchet.retrain.champion_val"].as_str().unwrap()).unwrap();
+    assert_eq!(challenger["bars_sha256"], champion["bars_sha256"]);
+    assert_eq!(challenger["sharpe"], again["challenger"]["sharpe"]);
+    let metrics: Vec<&str> = seen["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    for key in ["val/sharpe", "champion_val/sharpe", "champion_val/psr"] {
+        assert!(metrics.contains(&key), "{key} not in {metrics:?}");
+    }
 }
