@@ -465,3 +465,69 @@ print(json.dumps({
         assert!(metrics.contains(&key), "{key} not in {metrics:?}");
     }
 }
+
+#[test]
+fn ranges_that_cannot_be_cut_are_refused_before_any_work() {
+    let sb = trained_on_first_part("");
+    let whole = sb.path("whole.csv");
+    let config = sb.path("retrain.toml");
+    let args = |config: &str| {
+        [
+            "retrain",
+            "models:/g@production",
+            "--data",
+            whole.to_str().unwrap(),
+            "--config",
+            config,
+        ]
+        .map(String::from)
+    };
+    // 1000 validation bars would start at bar 1235, inside the source's training range.
+    std::fs::write(
+        &config,
+        "[retrain]\nvalidation_bars = 1000\ntest_bars = 100\n",
+    )
+    .unwrap();
+    let source = sb.json(&["models", "show", "models:/g/1", "--json"]);
+    sb.fails(
+        &args(config.to_str().unwrap())
+            .each_ref()
+            .map(String::as_str),
+        &format!(
+            "error: the new validation range would start at {}T00:00:00Z, inside the training \
+             range of models:/g/1 (up to {}): the champion would be judged on bars it trained \
+             on",
+            date_of_bar(1235),
+            source["data"]["train"]["end"].as_str().unwrap()
+        ),
+    );
+    std::fs::write(
+        &config,
+        "[retrain]\nwindow = \"rolling\"\ntrain_bars = 500\n",
+    )
+    .unwrap();
+    sb.fails(
+        &args(config.to_str().unwrap())
+            .each_ref()
+            .map(String::as_str),
+        "error: [retrain] window = \"rolling\" is not supported yet",
+    );
+    std::fs::write(&config, "[retrain]\nvalidation_bar = 10\n").unwrap();
+    // TOML's own layout: the line, a caret under the key.
+    let typo = sb.run(
+        &args(config.to_str().unwrap())
+            .each_ref()
+            .map(String::as_str),
+    );
+    assert_eq!(typo.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains(
+            "2 | validation_bar = 10\n  | ^^^^^^^^^^^^^^\nunknown field `validation_bar`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(version_count(&sb), 1, "nothing registered");
+    let runs = sb.json(&["runs", "list", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "no run started");
+}

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use ratchet_backtest::SharpeEstimate;
 use ratchet_config::{Decision, EnvKind, Figures, RetrainConfig, TrainConfig};
 use ratchet_data::{LoadedBars, Segment, SplitSpec, format_timestamp, load_bars, parse_date};
-use ratchet_mlflow::{RunStatus, StoredVersion, TrackingStore};
+use ratchet_mlflow::{RunStatus, TrackingStore};
 use ratchet_registry::{ModelRef, Registry, VersionSelector, VersionStatus};
 
 use crate::checkpoint;
@@ -172,20 +172,17 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
                     source_uri.as_deref().unwrap_or_default()
                 );
             }
-            let last = metadata
-                .training
-                .data
-                .test
-                .as_ref()
-                .map(|r| r.end.clone())
-                .with_context(|| format!("{} recorded no test range", metadata.name))?;
-            Some((config, last))
+            let recorded = &metadata.training.data;
+            let (Some(train), Some(test)) = (&recorded.train, &recorded.test) else {
+                bail!("{} recorded no training or test range", metadata.name);
+            };
+            Some((config, train.end.clone(), test.end.clone()))
         }
         None => None,
     };
     let load_options = source_config
         .as_ref()
-        .map_or(&requested, |(c, _)| c)
+        .map_or(&requested, |(c, _, _)| c)
         .data
         .load_options();
     let deadline = args
@@ -205,7 +202,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
                 args.json,
             );
         }
-        let Some((_, last)) = &source_config else {
+        let Some((_, _, last)) = &source_config else {
             break (bars, key);
         };
         let last_ms = parse_date(last, true).map_err(anyhow::Error::msg)?;
@@ -240,7 +237,8 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
             }
         }
     };
-    let split = new_split(&settings, &bars, source.as_ref(), &registry)?;
+    let source_train_end = source_config.as_ref().map(|(_, end, _)| end.as_str());
+    let split = new_split(&settings, &bars, source_uri.as_deref(), source_train_end)?;
 
     // The claim: one retrain of this model works at a time; the other finds its version.
     store.create_registered_model(&reference.name)?;
@@ -257,7 +255,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
     }
     let experiment = source_config
         .as_ref()
-        .map_or(&requested, |(c, _)| c)
+        .map_or(&requested, |(c, _, _)| c)
         .run
         .experiment
         .clone();
@@ -428,13 +426,13 @@ fn sets_more_than_retrain(path: &Path) -> bool {
 }
 
 /// The split of the next version over `bars` per `[retrain]`, as the dates it ends at; its
-/// validation range must start after the source's training range, so that the champion is
-/// judged on bars it never trained on.
+/// validation range must start after the source's training range (which ends at
+/// `source_train_end`), so that the champion is judged on bars it never trained on.
 fn new_split(
     settings: &RetrainConfig,
     bars: &LoadedBars,
-    source: Option<&StoredVersion>,
-    registry: &Registry,
+    source: Option<&str>,
+    source_train_end: Option<&str>,
 ) -> Result<SplitSpec> {
     let timestamps = &bars.bars.timestamps;
     let Some(cut) = settings.cut(timestamps.len()) else {
@@ -453,21 +451,15 @@ fn new_split(
              environments stand at bars of its whole training range; use window = \"anchored\""
         );
     }
-    if let Some(source) = source {
-        let metadata = registry.get(&ModelRef::number(&source.name, source.version))?;
-        if let Some(train) = &metadata.training.data.train {
-            let train_end = parse_date(&train.end, true).map_err(anyhow::Error::msg)?;
-            if timestamps[cut.validation.start] <= train_end {
-                bail!(
-                    "the new validation range would start at {}, inside the training range of \
-                     models:/{}/{} (up to {}): the champion would be judged on bars it trained \
-                     on; lower [retrain] validation_bars or test_bars, or wait for more data",
-                    format_timestamp(timestamps[cut.validation.start]),
-                    source.name,
-                    source.version,
-                    train.end
-                );
-            }
+    if let (Some(source), Some(end)) = (source, source_train_end) {
+        let train_end = parse_date(end, true).map_err(anyhow::Error::msg)?;
+        if timestamps[cut.validation.start] <= train_end {
+            bail!(
+                "the new validation range would start at {}, inside the training range of \
+                 {source} (up to {end}): the champion would be judged on bars it trained on; \
+                 lower [retrain] validation_bars or test_bars, or wait for more data",
+                format_timestamp(timestamps[cut.validation.start]),
+            );
         }
     }
     Ok(SplitSpec::Dates {
@@ -559,10 +551,11 @@ fn log_champion(store: &dyn TrackingStore, run_id: &str, champion: &Judged) -> R
     Ok(store.log_metrics(run_id, &metrics)?)
 }
 
-/// Stage `validated` and the candidate alias.
+/// The candidate alias and stage `validated`, in this order: a version still `registered`
+/// with a `passed` decision was not made the candidate yet.
 fn make_candidate(registry: &Registry, reference: &ModelRef, alias: &str) -> Result<()> {
-    registry.set_status(reference, VersionStatus::Validated)?;
     registry.promote(reference, alias)?;
+    registry.set_status(reference, VersionStatus::Validated)?;
     Ok(())
 }
 
