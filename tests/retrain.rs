@@ -240,6 +240,9 @@ fn a_gate_the_challenger_fails_leaves_the_aliases_untouched() {
         Some("rejected")
     );
     let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
+    assert_eq!(shown["retrain"]["decision"], "rejected");
+    assert_eq!(shown["retrain"]["reason"], reason);
+    assert_eq!(shown["retrain"]["challenger"], out["challenger"]);
     assert_eq!(shown["status"], "registered");
     assert_eq!(shown["aliases"], Value::Null, "no alias");
     assert_eq!(alias(&sb, "production"), 1);

@@ -120,6 +120,57 @@ struct RetrainOutput {
     candidate_alias: String,
 }
 
+/// What a retrained version records of its retrain (`models show`).
+#[derive(Serialize)]
+pub struct RetrainRecord {
+    pub key: String,
+    pub source: Option<String>,
+    /// `passed` or `rejected`.
+    pub decision: String,
+    pub reason: Option<String>,
+    pub challenger: Option<Judged>,
+    pub champion: Option<Judged>,
+}
+
+impl RetrainRecord {
+    /// One line: the decision and the two Sharpe ratios.
+    pub fn summary(&self) -> String {
+        let sharpe = |j: &Option<Judged>| crate::output::number(j.as_ref().and_then(|j| j.sharpe));
+        let against = match &self.champion {
+            Some(c) => format!(
+                " against {} (val sharpe {} vs {})",
+                c.model_uri,
+                sharpe(&self.challenger),
+                sharpe(&self.champion)
+            ),
+            None => format!(" (val sharpe {})", sharpe(&self.challenger)),
+        };
+        match &self.reason {
+            Some(reason) => format!("{}{against}: {reason}", self.decision),
+            None => format!("{}{against}", self.decision),
+        }
+    }
+}
+
+/// The retrain record in the tags of version `uri`; `None` for a version no retrain made.
+pub fn record_of(uri: &str, tags: &BTreeMap<String, String>) -> Option<RetrainRecord> {
+    let judged = |k: &str| {
+        tags.get(k)
+            .and_then(|v| serde_json::from_str::<Judged>(v).ok())
+    };
+    Some(RetrainRecord {
+        key: tags.get(KEY_TAG)?.clone(),
+        source: tags.get(SOURCE_TAG).filter(|s| *s != "none").cloned(),
+        decision: tags.get(DECISION_TAG)?.clone(),
+        reason: tags.get(REASON_TAG).cloned(),
+        challenger: judged(CHALLENGER_VAL_TAG).map(|j| Judged {
+            model_uri: uri.to_string(),
+            ..j
+        }),
+        champion: judged(CHAMPION_VAL_TAG),
+    })
+}
+
 /// Runs the command; the exit code of its outcome.
 pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
     train::stop_on_ctrl_c()?;
@@ -571,31 +622,31 @@ fn done_before(
     json: bool,
 ) -> Result<i32> {
     let stored = registry.store().get_model_version(name, version)?;
-    let tag = |k: &str| stored.tags.get(k);
-    let judged = |k: &str| tag(k).and_then(|v| serde_json::from_str::<Judged>(v).ok());
+    let uri = format!("models:/{name}/{version}");
+    let record = record_of(&uri, &stored.tags)
+        .with_context(|| format!("{uri} carries the retrain key {key} but no decision"))?;
     let reference = ModelRef::number(name, version);
-    if tag(DECISION_TAG).map(String::as_str) == Some("passed")
-        && tag(ratchet_registry::tags::STATUS).map(String::as_str)
+    if record.decision == "passed"
+        && stored
+            .tags
+            .get(ratchet_registry::tags::STATUS)
+            .map(String::as_str)
             == Some(VersionStatus::Registered.as_str())
     {
         make_candidate(registry, &reference, &settings.candidate_alias)?;
     }
-    let uri = format!("models:/{name}/{version}");
     let out = RetrainOutput {
         outcome: "nothing_new",
         exit_code: EXIT_NOTHING_NEW,
         reason: Some(format!(
             "{uri} was retrained from these inputs already (source, data sha256 and config)"
         )),
-        source: tag(SOURCE_TAG).filter(|s| *s != "none").cloned(),
+        source: record.source,
         key: key.to_string(),
         version: Some(uri),
         run_id: stored.run_id.clone(),
-        challenger: judged(CHALLENGER_VAL_TAG).map(|mut j| {
-            j.model_uri = format!("models:/{name}/{version}");
-            j
-        }),
-        champion: judged(CHAMPION_VAL_TAG),
+        challenger: record.challenger,
+        champion: record.champion,
         candidate_alias: settings.candidate_alias.clone(),
     };
     report(&out, json)
