@@ -534,3 +534,62 @@ fn ranges_that_cannot_be_cut_are_refused_before_any_work() {
     let runs = sb.json(&["runs", "list", "--json"]);
     assert_eq!(runs.as_array().unwrap().len(), 1, "no run started");
 }
+
+#[test]
+fn a_retrain_killed_before_its_first_checkpoint_is_started_afresh() {
+    // No checkpoint before the end of training.
+    let extra = "beat_champion_by = -100.0\n\n[run]\ncheckpoint_every = 100000000\n";
+    let mut steps = 204_800;
+    let (sb, orphan) = loop {
+        let sb = trained_on_first_part(extra);
+        let args = retrain_args(&sb, steps);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = sb
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = loop {
+            let runs = sb.json(&["runs", "list", "--json"]);
+            if runs.as_array().unwrap().len() == 2 {
+                break Some(runs[0]["run_id"].as_str().unwrap().to_string());
+            }
+            if child.try_wait().unwrap().is_some() {
+                break None;
+            }
+        };
+        signal(&child, "-KILL");
+        child.wait().unwrap();
+        match started {
+            Some(run) if version_count(&sb) == 1 => break (sb, run),
+            _ => {
+                assert!(
+                    steps < 100_000_000,
+                    "every retrain ended before the test saw it"
+                );
+                steps *= 10;
+            }
+        }
+    };
+    let (code, out) = outcome(&retrain(&sb, steps));
+    assert_eq!(code, 0, "{out}");
+    assert_ne!(out["run_id"], orphan.as_str(), "a new run");
+    let runs = sb.json(&["runs", "list", "--json"]);
+    let orphan = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == orphan.as_str())
+        .unwrap();
+    assert_eq!(orphan["status"], "FAILED");
+    let error = sb.store().join(format!(
+        "{}/{}/tags/ratchet.error",
+        orphan["experiment_id"].as_str().unwrap(),
+        orphan["run_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        std::fs::read_to_string(error).unwrap(),
+        "a retrain killed before its first checkpoint; the next retrain starts afresh"
+    );
+}

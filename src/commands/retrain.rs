@@ -520,7 +520,8 @@ fn new_split(
 }
 
 /// A run of `experiment` tagged with `key` that did not finish and has a checkpoint to
-/// resume from (its process is gone: the caller holds the retrain lock).
+/// resume from (its process is gone: the caller holds the retrain lock). One left RUNNING
+/// without a checkpoint (killed before its first) is marked FAILED, saying so.
 fn unfinished_run(
     store: &dyn TrackingStore,
     experiment: &str,
@@ -532,12 +533,24 @@ fn unfinished_run(
             continue;
         }
         let run = store.get_run(&info.run_id)?;
-        if run.tags.get(KEY_TAG).map(String::as_str) == Some(key)
-            && store
-                .current_artifact_dir(&info.run_id, checkpoint::RUN_CHECKPOINT)?
-                .is_some()
+        if run.tags.get(KEY_TAG).map(String::as_str) != Some(key) {
+            continue;
+        }
+        if store
+            .current_artifact_dir(&info.run_id, checkpoint::RUN_CHECKPOINT)?
+            .is_some()
         {
             return Ok(Some(info.run_id));
+        }
+        if info.status == RunStatus::Running {
+            let why =
+                "a retrain killed before its first checkpoint; the next retrain starts afresh";
+            store.set_run_tags(&info.run_id, &[(train::ERROR_TAG.into(), why.into())])?;
+            store.set_run_status(
+                &info.run_id,
+                RunStatus::Failed,
+                Some(ratchet_mlflow::now_ms()),
+            )?;
         }
     }
     Ok(None)
