@@ -132,6 +132,18 @@ fn retrain_moves_the_ranges_and_judges_both_versions_on_the_same_bars() {
     assert_eq!(out["version"], "models:/g/2");
     assert_eq!(out["source"], "models:/g/1");
     assert_eq!(out["reason"], Value::Null);
+    let phases: Vec<&String> = out["seconds"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        phases,
+        [
+            "champion_evaluation",
+            "inputs",
+            "preparation",
+            "registration",
+            "total",
+            "training_and_evaluation"
+        ]
+    );
 
     let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
     assert_eq!(shown["parent"]["name"], "g");
@@ -191,6 +203,7 @@ fn retrain_moves_the_ranges_and_judges_both_versions_on_the_same_bars() {
     assert_eq!(again["version"], "models:/g/2");
     assert_eq!(again["key"], out["key"]);
     assert_eq!(again["challenger"], *challenger);
+    assert_eq!(again["seconds"], Value::Null);
     assert_eq!(version_count(&sb), 2);
 
     // The data the source was trained on holds nothing new.

@@ -118,6 +118,24 @@ struct RetrainOutput {
     challenger: Option<Judged>,
     champion: Option<Judged>,
     candidate_alias: String,
+    /// Where the time of a retrain that trained went (`None` otherwise).
+    seconds: Option<Timings>,
+}
+
+/// Where a retrain's time went, in seconds of wall time.
+#[derive(Serialize)]
+struct Timings {
+    /// The source's metadata, the data file read, the key looked up, the ranges cut, the claim.
+    inputs: f64,
+    /// Features, the agent, and the source's (or the interrupted run's) state restored.
+    preparation: f64,
+    /// The champion's weights read and its backtest on the validation range.
+    champion_evaluation: f64,
+    /// Training and the challenger's evaluation.
+    training_and_evaluation: f64,
+    /// The run and its metrics, the version with its checkpoint, the decision applied.
+    registration: f64,
+    total: f64,
 }
 
 /// What a retrained version records of its retrain (`models show`).
@@ -173,6 +191,7 @@ pub fn record_of(uri: &str, tags: &BTreeMap<String, String>) -> Option<RetrainRe
 
 /// Runs the command; the exit code of its outcome.
 pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
+    let started = Instant::now();
     train::stop_on_ctrl_c()?;
     let store: Arc<dyn TrackingStore> = Arc::from(ratchet_mlflow::open_store(tracking_uri)?);
     let registry = Registry::new(store.clone());
@@ -209,6 +228,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
         challenger: None,
         champion: None,
         candidate_alias: settings.candidate_alias.clone(),
+        seconds: None,
     };
 
     // What the source was trained on, from its metadata (no checkpoint is read).
@@ -311,6 +331,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
         .experiment
         .clone();
     let data = args.data.display().to_string();
+    let inputs = started.elapsed().as_secs_f64();
     let mut job = match unfinished_run(store.as_ref(), &experiment, &key)? {
         Some(run_id) => {
             eprintln!("retrain {key}: finishing the interrupted run {run_id}");
@@ -355,6 +376,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
         }
     };
 
+    let preparation = started.elapsed().as_secs_f64() - inputs;
     // The champion: the alias's holder now, on the challenger's validation bars.
     let champion = match &source {
         Some(_) => {
@@ -364,6 +386,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
         }
         None => None,
     };
+    let champion_evaluation = started.elapsed().as_secs_f64() - inputs - preparation;
     let market = instrument(&job)?;
     let (segment, digest) = (
         market.splits.validation.clone(),
@@ -415,6 +438,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
     job.version_tags = Some(Box::new(move |evaluation| {
         Ok(tagging(evaluation, String::new())?.2)
     }));
+    let finishing = Instant::now();
     let trained = job.finish()?;
     let (challenger, decision, _) = verdict(&trained.evaluation, trained.model_uri.clone())?;
     if let Some(champion) = &champion {
@@ -428,6 +452,14 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
         }
         Decision::Rejected(reason) => ("rejected", EXIT_REJECTED, Some(reason)),
     };
+    let seconds = Timings {
+        inputs,
+        preparation,
+        champion_evaluation,
+        training_and_evaluation: trained.wall_time_s,
+        registration: finishing.elapsed().as_secs_f64() - trained.wall_time_s,
+        total: started.elapsed().as_secs_f64(),
+    };
     let out = RetrainOutput {
         outcome,
         exit_code,
@@ -439,6 +471,7 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
         challenger: Some(challenger),
         champion,
         candidate_alias: settings.candidate_alias.clone(),
+        seconds: Some(seconds),
     };
     report(&out, args.json)
 }
@@ -661,6 +694,7 @@ fn done_before(
         challenger: record.challenger,
         champion: record.champion,
         candidate_alias: settings.candidate_alias.clone(),
+        seconds: None,
     };
     report(&out, json)
 }

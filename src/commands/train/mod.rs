@@ -218,7 +218,7 @@ pub(crate) struct TrainOutput {
     semver: String,
     parent: Option<String>,
     total_steps: u64,
-    wall_time_s: f64,
+    pub(crate) wall_time_s: f64,
     selection: SelectionOutput,
     pub(crate) evaluation: Evaluation,
 }
