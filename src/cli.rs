@@ -148,7 +148,7 @@ pub struct TrainArgs {
 const RETRAIN_HELP: &str = "\
 The bars of --data after the last bar MODEL_URI's version was trained and judged on are new.
 The next version's ranges are cut from the newest bars by the [retrain] section of --config:
-  window = \"anchored\"      train from the first bar (or \"rolling\" with train_bars = N)
+  window = \"anchored\"       train from the first bar (\"rolling\" is not supported yet)
   validation_bars = 252     the new validation range, just before the test range
   test_bars = 63            the newest bars, held back (never trained on or judged)
   min_val_sharpe, max_drawdown, beat_champion_by = 0.0, compare_on = \"sharpe\" (or \"psr\")
@@ -194,7 +194,7 @@ pub struct RetrainArgs {
     #[arg(long, value_name = "ALIAS")]
     pub candidate_alias: Option<String>,
     /// Wait up to SECONDS for --data to hold bars past the source version's last one
-    /// (checking every few seconds), then exit 3 (nothing new).
+    /// (checking every 2 s), then exit 3 (nothing new).
     #[arg(long, value_name = "SECONDS")]
     pub wait_for_data: Option<u64>,
     /// Print the result as JSON on stdout (progress goes to stderr).
