@@ -649,10 +649,13 @@ fn log_champion(store: &dyn TrackingStore, run_id: &str, champion: &Judged) -> R
 }
 
 /// The candidate alias and stage `validated`, in this order: a version still `registered`
-/// with a `passed` decision was not made the candidate yet.
+/// with a `passed` decision was not made the candidate yet. (A candidate alias
+/// `production` makes it `production`, as `models promote` does.)
 fn make_candidate(registry: &Registry, reference: &ModelRef, alias: &str) -> Result<()> {
     registry.promote(reference, alias)?;
-    registry.set_status(reference, VersionStatus::Validated)?;
+    if alias != ratchet_registry::PRODUCTION {
+        registry.set_status(reference, VersionStatus::Validated)?;
+    }
     Ok(())
 }
 
