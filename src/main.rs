@@ -17,7 +17,7 @@ mod universe;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use commands::{backtest, evaluate, models, retrain, runs, serve, sweep, train};
+use commands::{backtest, evaluate, models, runs, serve, sweep, train};
 
 fn main() {
     // Like other Unix tools, end quietly when the reader of stdout goes away
@@ -35,7 +35,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(&tracking_uri, args),
         // A scheduler tells its outcomes apart by the exit code.
-        Command::Retrain(args) => retrain::run(&tracking_uri, args).map(|code| {
+        Command::Retrain(args) => commands::retrain::run(&tracking_uri, args).map(|code| {
             if code != 0 {
                 std::process::exit(code)
             }
