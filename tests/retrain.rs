@@ -11,7 +11,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Output, Stdio};
 
-use sandbox::{Sandbox, assert_same_training_state, signal, wait_for_checkpoints};
+use sandbox::{Sandbox, assert_same_training_state, signal, wait_for_checkpoints, walk};
 use serde_json::Value;
 use support::mlflow_server::{Backend, MlflowServer};
 
@@ -605,4 +605,76 @@ fn a_retrain_killed_before_its_first_checkpoint_is_started_afresh() {
         std::fs::read_to_string(error).unwrap(),
         "a retrain killed before its first checkpoint; the next retrain starts afresh"
     );
+}
+
+/// On a server: a retrain killed mid-training holds the lock model until its beat goes
+/// stale; the next call then takes it over, finds the run by its key and finishes it from the
+/// checkpoint the server holds, with the weights of an uninterrupted retrain.
+#[test]
+fn a_killed_retrain_on_a_server_is_finished_by_the_next_call() {
+    let extra = format!("beat_champion_by = -100.0\n{CHECKPOINT_EVERY_ROLLOUT}");
+    // Each checkpoint is an upload: few of them.
+    let mut steps = 40_960;
+    let (_server, sb, steps) = loop {
+        let server = MlflowServer::start(Backend::Sqlite);
+        let sb = Sandbox::remote(&server.url);
+        train_on_first_part(&sb, &extra);
+        let args = retrain_args(&sb, steps);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = sb
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A run checkpoint is uploaded to `checkpoint.<n>/` (n = 1, 2, …), and the run's tag
+        // points at it once it is whole: the retrain's second upload means its first counts.
+        // (The source's run, checkpointed once, holds `checkpoint.1`.)
+        let caught = loop {
+            let second = walk(&server.artifacts()).into_iter().any(|p| {
+                let dir = p.parent().unwrap().file_name().unwrap().to_string_lossy();
+                p.ends_with("MANIFEST.json")
+                    && dir
+                        .strip_prefix("checkpoint.")
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .is_some_and(|n| n >= 2)
+            });
+            if second {
+                break true;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        signal(&child, "-KILL");
+        child.wait().unwrap();
+        if caught && version_count(&sb) == 1 {
+            break (server, sb, steps);
+        }
+        assert!(
+            steps < 100_000_000,
+            "every retrain ended before the test saw it"
+        );
+        steps *= 10;
+    };
+    let finished = retrain(&sb, steps);
+    let stderr = String::from_utf8_lossy(&finished.stderr).to_string();
+    let (code, out) = outcome(&finished);
+    assert_eq!(code, 0, "{out}\n{stderr}");
+    assert!(
+        stderr.contains(": finishing the interrupted run "),
+        "{stderr}"
+    );
+    assert_eq!(out["version"], "models:/g/2");
+    assert_eq!(version_count(&sb), 2);
+
+    let local = trained_on_first_part(&extra);
+    let (code, uninterrupted) = outcome(&retrain(&local, steps));
+    assert_eq!(code, 0, "{uninterrupted}");
+    let weights = |sb: &Sandbox| {
+        sb.json(&["models", "show", "models:/g/2", "--json"])["weights_sha256"].clone()
+    };
+    assert_eq!(weights(&sb), weights(&local));
+    assert_eq!(out["challenger"], uninterrupted["challenger"]);
 }
