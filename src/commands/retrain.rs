@@ -388,59 +388,24 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
     };
     let champion_evaluation = started.elapsed().as_secs_f64() - inputs - preparation;
     let market = instrument(&job)?;
-    let (segment, digest) = (
-        market.splits.validation.clone(),
-        market.digest(&market.splits.validation),
-    );
     let name = job.config.model_name();
-    let verdict = {
-        let (settings, champion, key, source_uri) = (
-            settings.clone(),
-            champion.clone(),
-            key.clone(),
-            source_uri.clone(),
-        );
-        move |evaluation: &Evaluation, uri: String| -> Result<(Judged, Decision, Tags)> {
-            let challenger = Judged::new(
-                uri,
-                &segment,
-                digest.clone(),
-                &evaluation.metrics,
-                evaluation.returns.as_deref().unwrap_or_default(),
-            );
-            let champion_figures = champion.as_ref().map(Judged::figures);
-            let decision = settings.decide(&challenger.figures(), champion_figures.as_ref());
-            let mut tags = vec![
-                (KEY_TAG, key.clone()),
-                (
-                    SOURCE_TAG,
-                    source_uri.clone().unwrap_or_else(|| "none".into()),
-                ),
-                (CHALLENGER_VAL_TAG, serde_json::to_string(&challenger)?),
-            ];
-            if let Some(champion) = &champion {
-                tags.push((CHAMPION_TAG, champion.model_uri.clone()));
-                tags.push((CHAMPION_VAL_TAG, serde_json::to_string(champion)?));
-            }
-            match &decision {
-                Decision::Passed => tags.push((DECISION_TAG, "passed".into())),
-                Decision::Rejected(reason) => {
-                    tags.push((DECISION_TAG, "rejected".into()));
-                    tags.push((REASON_TAG, reason.clone()));
-                }
-            }
-            let tags = tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            Ok((challenger, decision, tags))
-        }
-    };
-    let verdict = Arc::new(verdict);
+    let verdict = Arc::new(Verdict {
+        settings: settings.clone(),
+        champion: champion.clone(),
+        key: key.clone(),
+        source: source_uri.clone(),
+        validation: market.splits.validation.clone(),
+        bars_sha256: market.digest(&market.splits.validation),
+    });
     let tagging = verdict.clone();
     job.version_tags = Some(Box::new(move |evaluation| {
-        Ok(tagging(evaluation, String::new())?.2)
+        let (challenger, decision) = tagging.judge(evaluation);
+        tagging.tags(&challenger, &decision)
     }));
     let finishing = Instant::now();
     let trained = job.finish()?;
-    let (challenger, decision, _) = verdict(&trained.evaluation, trained.model_uri.clone())?;
+    let (mut challenger, decision) = verdict.judge(&trained.evaluation);
+    challenger.model_uri = trained.model_uri.clone();
     if let Some(champion) = &champion {
         log_champion(store.as_ref(), &trained.run_id, champion)?;
     }
@@ -476,8 +441,59 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
     report(&out, args.json)
 }
 
-/// Version tags as key and value.
-type Tags = Vec<(String, String)>;
+/// The gates over the challenger's evaluation, and the version tags that record them.
+struct Verdict {
+    settings: RetrainConfig,
+    champion: Option<Judged>,
+    key: String,
+    source: Option<String>,
+    validation: Segment,
+    bars_sha256: String,
+}
+
+impl Verdict {
+    /// The challenger's figures (its `model_uri` left empty: the version is not created
+    /// yet) and the gates' decision.
+    fn judge(&self, evaluation: &Evaluation) -> (Judged, Decision) {
+        let challenger = Judged::new(
+            String::new(),
+            &self.validation,
+            self.bars_sha256.clone(),
+            &evaluation.metrics,
+            evaluation.returns.as_deref().unwrap_or_default(),
+        );
+        let champion = self.champion.as_ref().map(Judged::figures);
+        let decision = self
+            .settings
+            .decide(&challenger.figures(), champion.as_ref());
+        (challenger, decision)
+    }
+
+    /// The tags the version is created with: the key, the source, both evaluations, the
+    /// decision and its reason.
+    fn tags(&self, challenger: &Judged, decision: &Decision) -> Result<Vec<(String, String)>> {
+        let mut tags = vec![
+            (KEY_TAG, self.key.clone()),
+            (
+                SOURCE_TAG,
+                self.source.clone().unwrap_or_else(|| "none".into()),
+            ),
+            (CHALLENGER_VAL_TAG, serde_json::to_string(challenger)?),
+        ];
+        if let Some(champion) = &self.champion {
+            tags.push((CHAMPION_TAG, champion.model_uri.clone()));
+            tags.push((CHAMPION_VAL_TAG, serde_json::to_string(champion)?));
+        }
+        match decision {
+            Decision::Passed => tags.push((DECISION_TAG, "passed".into())),
+            Decision::Rejected(reason) => {
+                tags.push((DECISION_TAG, "rejected".into()));
+                tags.push((REASON_TAG, reason.clone()));
+            }
+        }
+        Ok(tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+}
 
 /// The sha256 of what the retrain was asked to do besides its source and data: the
 /// `--config` file's configuration, the `[retrain]` settings after the flags, and `--steps`.
