@@ -110,6 +110,14 @@ impl Registry {
         extra_tags: &[(String, String)],
     ) -> Result<ModelVersion> {
         names::validate_model_name(name)?;
+        if let Some((key, _)) = extra_tags
+            .iter()
+            .find(|(key, _)| OWN_TAGS.contains(&key.as_str()))
+        {
+            return Err(RegistryError::InvalidArgument(format!(
+                "the extra version tag {key} is one Ratchet sets itself"
+            )));
+        }
         check_record(&record, &state)?;
         self.store.get_run(run_id)?;
         let parent = match &record.parent {
@@ -173,14 +181,6 @@ impl Registry {
             metadata.training.training_steps
         );
         let mut tags = version_tags(&metadata, &artifact_path);
-        if let Some((key, _)) = extra_tags
-            .iter()
-            .find(|(key, _)| tags.iter().any(|(own, _)| own == key))
-        {
-            return Err(RegistryError::InvalidArgument(format!(
-                "the extra version tag {key} is one Ratchet sets itself"
-            )));
-        }
         tags.extend(extra_tags.iter().cloned());
         let stored =
             self.store
@@ -460,6 +460,25 @@ fn with_store_facts(mut metadata: ModelVersion, stored: &StoredVersion) -> Model
     metadata.aliases = stored.aliases.clone();
     metadata
 }
+
+/// Every tag [`version_tags`] may write.
+const OWN_TAGS: [&str; 15] = [
+    tags::VERSION_ID,
+    tags::SEMVER,
+    tags::STATUS,
+    tags::CREATED_AT,
+    tags::ALGORITHM,
+    tags::FEATURE_HASH,
+    tags::NETWORK_HASH,
+    tags::WEIGHTS_SHA256,
+    tags::METRICS,
+    tags::TRAINING_STEPS,
+    tags::OBSERVATION_SHAPE,
+    tags::ACTION_COUNT,
+    tags::CHECKPOINT,
+    tags::PARENT,
+    tags::SYMBOLS,
+];
 
 fn version_tags(m: &ModelVersion, artifact_path: &str) -> Vec<(String, String)> {
     let t = &m.training;
