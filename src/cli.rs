@@ -151,7 +151,8 @@ The next version's ranges are cut from the newest bars by the [retrain] section 
   window = \"anchored\"       train from the first bar (\"rolling\" is not supported yet)
   validation_bars = 252     the new validation range, just before the test range
   test_bars = 63            the newest bars, held back (never trained on or judged)
-  min_val_sharpe, max_drawdown, beat_champion_by = 0.0, compare_on = \"sharpe\" (or \"psr\")
+  min_val_sharpe, max_drawdown, beat_champion_by = 0.0,
+  compare_on = \"sharpe\" (or \"psr\", or \"none\": no comparison with the champion)
   candidate_alias = \"candidate\"
 Training continues the version exactly as `train --from` does; the new version (challenger)
 and the alias's current holder (champion) are judged greedily on the same validation bars.

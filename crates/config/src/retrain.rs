@@ -50,12 +50,11 @@ pub struct RetrainConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_val_sharpe: Option<f64>,
     /// The challenger must beat the champion on the same validation bars by at least this
-    /// much, on the figure `compare_on` names (unset: no comparison gate).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub beat_champion_by: Option<f64>,
-    /// What `beat_champion_by` compares: the annualised Sharpe ratios, or the probabilistic
+    /// much (a negative value lets it lose by that much), on the figure `compare_on` names.
+    pub beat_champion_by: f64,
+    /// What `beat_champion_by` compares: the annualised Sharpe ratios, the probabilistic
     /// Sharpe ratios (the probability that the true Sharpe ratio is above 0, from the
-    /// per-bar returns' moments).
+    /// per-bar returns' moments), or nothing (`none`: no comparison gate).
     pub compare_on: CompareOn,
     /// The challenger's maximum drawdown on the validation range must not exceed this
     /// (a fraction: 0.2 is 20 %).
@@ -75,7 +74,7 @@ impl Default for RetrainConfig {
             validation_bars: 252,
             test_bars: 63,
             min_val_sharpe: None,
-            beat_champion_by: Some(0.0),
+            beat_champion_by: 0.0,
             compare_on: CompareOn::Sharpe,
             max_drawdown: None,
             candidate_alias: "candidate".into(),
@@ -101,6 +100,8 @@ pub enum CompareOn {
     #[default]
     Sharpe,
     Psr,
+    /// No comparison with the champion.
+    None,
 }
 
 impl CompareOn {
@@ -108,6 +109,7 @@ impl CompareOn {
         match self {
             CompareOn::Sharpe => "sharpe",
             CompareOn::Psr => "psr",
+            CompareOn::None => "none",
         }
     }
 }
@@ -177,7 +179,7 @@ impl RetrainConfig {
         }
         for (key, value) in [
             ("min_val_sharpe", self.min_val_sharpe),
-            ("beat_champion_by", self.beat_champion_by),
+            ("beat_champion_by", Some(self.beat_champion_by)),
         ] {
             if value.is_some_and(|v| !v.is_finite()) {
                 return invalid(format!("{key} must be a finite number"));
@@ -233,10 +235,14 @@ impl RetrainConfig {
                 challenger.max_drawdown
             ));
         }
-        if let (Some(by), Some(champion)) = (self.beat_champion_by, champion) {
+        let by = self.beat_champion_by;
+        if let Some(champion) = champion
+            && self.compare_on != CompareOn::None
+        {
             let figure = |f: &Figures| match self.compare_on {
                 CompareOn::Sharpe => f.sharpe,
                 CompareOn::Psr => f.psr,
+                CompareOn::None => None,
             };
             let (mine, theirs) = (figure(challenger), figure(champion));
             let beaten = match (mine, theirs) {
@@ -298,7 +304,7 @@ mod tests {
         let gates = RetrainConfig {
             min_val_sharpe: Some(0.5),
             max_drawdown: Some(0.25),
-            beat_champion_by: Some(0.1),
+            beat_champion_by: 0.1,
             ..RetrainConfig::default()
         };
         let champion = figures(Some(1.0), Some(0.9), 0.1);
@@ -331,7 +337,7 @@ mod tests {
         );
         let on_psr = RetrainConfig {
             compare_on: CompareOn::Psr,
-            beat_champion_by: Some(0.05),
+            beat_champion_by: 0.05,
             ..RetrainConfig::default()
         };
         assert_eq!(
@@ -344,6 +350,15 @@ mod tests {
         );
         assert_eq!(
             on_psr.decide(&figures(Some(0.0), Some(0.96), 0.2), Some(&champion)),
+            Decision::Passed
+        );
+        let no_comparison = RetrainConfig {
+            compare_on: CompareOn::None,
+            beat_champion_by: 100.0,
+            ..RetrainConfig::default()
+        };
+        assert_eq!(
+            no_comparison.decide(&figures(None, None, 0.9), Some(&champion)),
             Decision::Passed
         );
     }
