@@ -410,7 +410,8 @@ fn describe(uri: &str, metadata: ModelVersion) -> Result<LoadedVersion> {
     })
 }
 
-/// Registers the agent's final state as a new version of the config's model.
+/// Registers the agent's final state as a new version of the config's model, with
+/// `extra_tags` besides Ratchet's own.
 #[allow(clippy::too_many_arguments)]
 pub fn register(
     registry: &Registry,
@@ -421,6 +422,7 @@ pub fn register(
     parent: Option<&ParentRef>,
     evaluation: &Evaluation,
     wall_time_secs: f64,
+    extra_tags: &[(String, String)],
 ) -> Result<ModelVersion> {
     let checkpoint_state = split_state(
         agent.state()?,
@@ -440,7 +442,7 @@ pub fn register(
     )?;
     let name = config.model_name();
     registry
-        .register(&name, run_id, checkpoint_state, record)
+        .register_tagged(&name, run_id, checkpoint_state, record, extra_tags)
         .with_context(|| format!("registering a version of {name}"))
 }
 

@@ -15,6 +15,7 @@ Examples:
   ratchet train --config configs/dqn-eurusd.toml  a config file (flags override it)
   ratchet train --env cartpole --algo dqn         the CartPole sanity check
   ratchet train --from models:/googl-ppo@production --steps 20000
+  ratchet retrain models:/googl-ppo@production --data bars.csv   continue on new bars, gated
   ratchet backtest models:/googl-ppo/1 --out reports/googl-v1
   ratchet evaluate models:/googl-ppo/1 --walk-forward --folds 4
   ratchet models list googl-ppo
@@ -43,6 +44,10 @@ pub enum Command {
     /// Train an agent (or continue training a registered version) and register the result.
     #[command(after_help = TRAIN_HELP)]
     Train(TrainArgs),
+    /// Continue a registered version on data that grew, judge it against the current holder
+    /// of its alias on the same new bars, and register it (idempotent; for schedulers).
+    #[command(after_help = RETRAIN_HELP)]
+    Retrain(RetrainArgs),
     /// Run a registered model over a date range and write JSON, Markdown and HTML reports.
     #[command(after_help = BACKTEST_HELP)]
     Backtest(BacktestArgs),
@@ -80,7 +85,8 @@ pub enum Command {
 const TRAIN_HELP: &str = "\
 Every flag can also be set in the TOML file given by --config; flags win. The file also
 holds the data split, the [features] list, the [trading] environment and the [ppo]/[dqn]
-hyperparameters: see configs/ for complete, commented examples.
+hyperparameters (and [retrain], read by `ratchet retrain`): see configs/ for complete,
+commented examples.
 
 Examples:
   ratchet train
@@ -139,6 +145,64 @@ pub struct TrainArgs {
     /// Tag a new run KEY=VALUE (repeatable); `ratchet sweep` nests its trials this way.
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag, conflicts_with_all = ["resume", "from"])]
     pub tags: Vec<(String, String)>,
+    /// Print the result as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+const RETRAIN_HELP: &str = "\
+The bars of --data after the last bar MODEL_URI's version was trained and judged on are new.
+The next version's ranges are cut from the newest bars by the [retrain] section of --config:
+  window = \"anchored\"       train from the first bar (\"rolling\" is not supported yet)
+  validation_bars = 252     the new validation range, just before the test range
+  test_bars = 63            the newest bars, held back (never trained on or judged)
+  min_val_sharpe, max_drawdown, beat_champion_by = 0.0,
+  compare_on = \"sharpe\" (or \"psr\", or \"none\": no comparison with the champion)
+  candidate_alias = \"candidate\"
+Training continues the version exactly as `train --from` does; the new version (challenger)
+and the alias's current holder (champion) are judged greedily on the same validation bars.
+The new version is registered with its parent and both evaluations; passing every gate makes
+it `validated` with the candidate alias, failing one leaves it `registered` with the reason.
+With no version behind the alias yet, the config trains the first one.
+
+The same source version, data file (sha256) and resolved config again do nothing; two runs at
+once make one version; a run killed part-way is finished by the next one.
+
+Exit codes:
+  0  a candidate was registered (it passed the gates)
+  3  nothing new: no bar past the source's last one, or these inputs were retrained already
+  4  a version was registered and rejected by a gate (aliases untouched)
+  1  error (2: bad command line)
+
+Examples:
+  ratchet retrain models:/googl-ppo@production --data data/googl-latest.parquet
+  ratchet retrain models:/googl-ppo@production --data bars.csv --config retrain.toml --json
+  ratchet retrain models:/googl-ppo@production --data bars.csv --wait-for-data 3600";
+
+#[derive(Args, Debug)]
+pub struct RetrainArgs {
+    /// The version to continue, normally an alias (models:/NAME@production); its current
+    /// holder is the champion.
+    #[arg(value_name = "MODEL_URI")]
+    pub model: String,
+    /// The market data, grown past the source version's (CSV or Parquet).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// TOML file with the [retrain] section (and, to change them, [ppo]/[dqn] and
+    /// checkpoint_every as `train --from --config` takes them).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Environment steps to train (default: the source version's own run.steps).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+    /// The alias a challenger that passes the gates gets (default: [retrain]
+    /// candidate_alias, `candidate`).
+    #[arg(long, value_name = "ALIAS")]
+    pub candidate_alias: Option<String>,
+    /// Wait up to SECONDS for --data to hold bars past the source version's last one
+    /// (checking every 2 s), then exit 3 (nothing new).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_for_data: Option<u64>,
     /// Print the result as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,

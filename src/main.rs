@@ -34,6 +34,12 @@ fn main() {
     record_unrecorded_run_ends(&tracking_uri);
     let result = match cli.command {
         Command::Train(args) => train::run(&tracking_uri, args),
+        // A scheduler tells its outcomes apart by the exit code.
+        Command::Retrain(args) => commands::retrain::run(&tracking_uri, args).map(|code| {
+            if code != 0 {
+                std::process::exit(code)
+            }
+        }),
         Command::Backtest(args) => backtest::run(&tracking_uri, args),
         Command::Evaluate(args) => evaluate::run(&tracking_uri, args),
         Command::Models(cmd) => models::run(&tracking_uri, cmd),

@@ -7,11 +7,11 @@ mod sandbox;
 #[path = "../crates/mlflow/tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sandbox::{Sandbox, assert_same_training_state, tensors};
+use sandbox::{Sandbox, assert_same_training_state, signal, tensors, wait_for_checkpoints, walk};
 use serde_json::{Value, json};
 use support::mlflow_server::{Backend, MlflowServer};
 
@@ -378,59 +378,6 @@ fn continue_training_dqn_matches_uninterrupted_training() {
     assert_eq!(sa, sb_, "replay buffer and environment state match");
 }
 
-/// Waits until `child` has written its first run checkpoint (true), or has ended before
-/// that (false). Only a checkpoint in place counts: the store's staging copies live under
-/// hidden (`.`) directories, and a SIGKILL may land before one is moved into place.
-fn wait_for_checkpoint(sb: &Sandbox, child: &mut Child) -> bool {
-    let start = Instant::now();
-    let store = sb.store();
-    loop {
-        let found = walk(&store).into_iter().any(|p| {
-            let in_place = p.strip_prefix(&store).is_ok_and(|relative| {
-                !relative
-                    .components()
-                    .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
-            });
-            in_place && p.ends_with("artifacts/checkpoint/MANIFEST.json")
-        });
-        if found {
-            return true;
-        }
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint written"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
-
 /// Starts a PPO CartPole run of `steps` that checkpoints every rollout, as model `resumed`.
 fn spawn_training(sb: &Sandbox, steps: u64, stderr: fn() -> Stdio) -> Child {
     sb.command(&[
@@ -459,7 +406,7 @@ fn training_caught_running(mut steps: u64, stderr: fn() -> Stdio) -> (Sandbox, C
     loop {
         let sb = Sandbox::new();
         let mut child = spawn_training(&sb, steps, stderr);
-        if wait_for_checkpoint(&sb, &mut child) {
+        if wait_for_checkpoints(&sb, &mut child, 1) {
             return (sb, child, steps);
         }
         assert!(

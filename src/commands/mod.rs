@@ -5,6 +5,7 @@ pub mod backtest;
 pub mod evaluate;
 pub mod features;
 pub mod models;
+pub mod retrain;
 pub mod runs;
 pub mod serve;
 pub mod sweep;

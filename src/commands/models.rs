@@ -198,6 +198,10 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         value["test_looks"] = json!(test_looks);
         value["selection"] = json!(selection);
         value["sweep"] = json!(sweep);
+        value["retrain"] = json!(crate::commands::retrain::record_of(
+            &format!("models:/{}/{}", version.name, number),
+            &stored.tags
+        ));
         value["arithmetic"] = json!(arithmetic);
         return print_json(&value);
     }
@@ -282,6 +286,10 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
     if !sweep.is_empty() {
         let line: Vec<String> = sweep.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("  sweep         {}", line.join(" "));
+    }
+    let uri = format!("models:/{}/{}", version.name, number);
+    if let Some(retrain) = crate::commands::retrain::record_of(&uri, &stored.tags) {
+        println!("  retrain       {}", retrain.summary());
     }
     println!(
         "  test looks    {test_looks}{}",

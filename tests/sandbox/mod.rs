@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -142,4 +143,63 @@ pub fn assert_same_training_state(a: &Path, b: &Path) {
             assert!(da == db, "{file}: tensor {na} differs");
         }
     }
+}
+
+/// Waits until `child` has written a run checkpoint and the store holds `count` of them
+/// (true), or has ended before that (false). Only a checkpoint in place counts: the store's
+/// staging copies live under hidden (`.`) directories, and a SIGKILL may land before one is
+/// moved into place.
+pub fn wait_for_checkpoints(sb: &Sandbox, child: &mut Child, count: usize) -> bool {
+    let start = Instant::now();
+    let store = sb.store();
+    loop {
+        let found = walk(&store)
+            .into_iter()
+            .filter(|p| {
+                let in_place = p.strip_prefix(&store).is_ok_and(|relative| {
+                    !relative
+                        .components()
+                        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                });
+                in_place && p.ends_with("artifacts/checkpoint/MANIFEST.json")
+            })
+            .count();
+        if found >= count {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every file under `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Sends `sig` (`-KILL`, `-INT`) to `child`.
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
 }

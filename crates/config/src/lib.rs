@@ -15,6 +15,9 @@
 //! ```
 
 pub mod bundled;
+mod retrain;
+
+pub use retrain::{CompareOn, Cut, Decision, Figures, RetrainConfig, Window};
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +77,11 @@ pub struct TrainConfig {
     pub trading: TradingConfig,
     pub ppo: PpoConfig,
     pub dqn: DqnConfig,
+    /// `ratchet retrain`: how the next version's ranges are cut and the gates it must pass.
+    /// Left out of the recorded config at its defaults, so configs (and hashes) that do not
+    /// set it are unchanged.
+    #[serde(skip_serializing_if = "RetrainConfig::is_default")]
+    pub retrain: RetrainConfig,
     /// Whether `[dqn] total_timesteps` was given; otherwise a fresh run lays DQN's exploration
     /// schedule over its own `run.steps`, as Stable-Baselines3's `learn(total_timesteps)` does.
     #[serde(skip)]
@@ -355,7 +363,7 @@ impl TrainConfig {
         self.features
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("[features]: {e}")))?;
-        Ok(())
+        self.retrain.validate()
     }
 
     /// Refuses a fresh run too short to update its network once (it would register an

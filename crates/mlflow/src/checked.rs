@@ -304,6 +304,12 @@ impl<S: TrackingStore> TrackingStore for Checked<S> {
         validate_model_name(name)?;
         self.0.lock_model(name)
     }
+
+    fn lock_model_work(&self, name: &str, work: &str) -> Result<ModelLock> {
+        validate_model_name(name)?;
+        validate_id("lock work", work)?;
+        self.0.lock_model_work(name, work)
+    }
 }
 
 #[cfg(test)]

@@ -432,6 +432,12 @@ pub trait TrackingStore: Send + Sync {
     /// Serialises read-modify-write sequences on one registered model across processes
     /// (see [`ModelLock`]). The model must exist.
     fn lock_model(&self, name: &str) -> Result<ModelLock>;
+
+    /// A lock of its own on model `name` for one kind of long work (`work`, e.g. `retrain`:
+    /// letters, digits, `_` and `-`), independent of [`TrackingStore::lock_model`], so its
+    /// holder can take the model lock meanwhile (to register). Released when its holder
+    /// drops it or dies, like the model lock. The model must exist.
+    fn lock_model_work(&self, name: &str, work: &str) -> Result<ModelLock>;
 }
 
 /// The run tag that names where the directory artifact `artifact_path` replaced by

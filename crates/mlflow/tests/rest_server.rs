@@ -707,6 +707,20 @@ fn the_model_lock_on_a_server_serialises_writers_and_outlives_a_dead_holder() {
             .unwrap_err()
             .is_not_found()
     );
+
+    // The lock of long work is a lock model of its own, left out of listings; its holder
+    // takes the model lock meanwhile.
+    let work = store.lock_model_work("m", "retrain").unwrap();
+    assert!(store.get_registered_model("m.retrain.ratchet-lock").is_ok());
+    assert_eq!(names(), ["m"]);
+    drop(store.lock_model("m").unwrap());
+    drop(work);
+    assert!(
+        store
+            .get_registered_model("m.retrain.ratchet-lock")
+            .unwrap_err()
+            .is_not_found()
+    );
 }
 
 // ---- retries ----------------------------------------------------------------------------------

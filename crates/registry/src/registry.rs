@@ -95,7 +95,29 @@ impl Registry {
         state: CheckpointState,
         record: TrainingRecord,
     ) -> Result<ModelVersion> {
+        self.register_tagged(name, run_id, state, record, &[])
+    }
+
+    /// [`Registry::register`] with `extra_tags` on the version from its creation (a reader
+    /// never sees the version without them), after Ratchet's own `ratchet.*` tags, which
+    /// they must not repeat.
+    pub fn register_tagged(
+        &self,
+        name: &str,
+        run_id: &str,
+        state: CheckpointState,
+        record: TrainingRecord,
+        extra_tags: &[(String, String)],
+    ) -> Result<ModelVersion> {
         names::validate_model_name(name)?;
+        if let Some((key, _)) = extra_tags
+            .iter()
+            .find(|(key, _)| OWN_TAGS.contains(&key.as_str()))
+        {
+            return Err(RegistryError::InvalidArgument(format!(
+                "the extra version tag {key} is one Ratchet sets itself"
+            )));
+        }
         check_record(&record, &state)?;
         self.store.get_run(run_id)?;
         let parent = match &record.parent {
@@ -158,13 +180,11 @@ impl Registry {
             metadata.version_id,
             metadata.training.training_steps
         );
-        let stored = self.store.create_model_version(
-            name,
-            &source,
-            run_id,
-            &version_tags(&metadata, &artifact_path),
-            Some(&description),
-        )?;
+        let mut tags = version_tags(&metadata, &artifact_path);
+        tags.extend(extra_tags.iter().cloned());
+        let stored =
+            self.store
+                .create_model_version(name, &source, run_id, &tags, Some(&description))?;
         metadata.version = Some(stored.version);
         self.record_logged_model(run_id, &metadata, &artifact_path)?;
         Ok(metadata)
@@ -383,6 +403,23 @@ impl Registry {
         Ok(summaries)
     }
 
+    /// The number of the live version of `name` whose tag `key` holds `value`, from the
+    /// store's version listing alone (no metadata or checkpoint is read); `None` when there
+    /// is none, or no such model.
+    pub fn find_by_tag(&self, name: &str, key: &str, value: &str) -> Result<Option<u64>> {
+        let mut found = None;
+        let visited = self.store.visit_model_versions(name, &mut |view| {
+            if found.is_none() && view.tags.iter().any(|&(k, v)| k == key && v == value) {
+                found = Some(view.version);
+            }
+        });
+        match visited {
+            Ok(()) => Ok(found),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Registered model names.
     pub fn models(&self) -> Result<Vec<String>> {
         Ok(self
@@ -423,6 +460,25 @@ fn with_store_facts(mut metadata: ModelVersion, stored: &StoredVersion) -> Model
     metadata.aliases = stored.aliases.clone();
     metadata
 }
+
+/// Every tag [`version_tags`] may write.
+const OWN_TAGS: [&str; 15] = [
+    tags::VERSION_ID,
+    tags::SEMVER,
+    tags::STATUS,
+    tags::CREATED_AT,
+    tags::ALGORITHM,
+    tags::FEATURE_HASH,
+    tags::NETWORK_HASH,
+    tags::WEIGHTS_SHA256,
+    tags::METRICS,
+    tags::TRAINING_STEPS,
+    tags::OBSERVATION_SHAPE,
+    tags::ACTION_COUNT,
+    tags::CHECKPOINT,
+    tags::PARENT,
+    tags::SYMBOLS,
+];
 
 fn version_tags(m: &ModelVersion, artifact_path: &str) -> Vec<(String, String)> {
     let t = &m.training;

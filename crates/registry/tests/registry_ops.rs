@@ -580,3 +580,52 @@ fn references_and_names_are_validated() {
     assert!(s.get_or_create_experiment("").is_err());
     assert_eq!(SemVer::new(1, 0, 0).to_string(), "1.0.0");
 }
+
+#[test]
+fn tags_given_at_registration_find_the_version() {
+    let f = fixture();
+    let extra = |key: &str, value: &str| vec![(key.to_string(), value.to_string())];
+    let refused = f
+        .registry
+        .register_tagged(
+            "m",
+            &f.run_id,
+            common::sample_state(1, 8),
+            common::sample_record("fa", 0.5, None),
+            &extra(tags::STATUS, "production"),
+        )
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        RegistryError::InvalidArgument(
+            "the extra version tag ratchet.status is one Ratchet sets itself".into()
+        )
+        .to_string()
+    );
+    assert!(
+        f.store.list_registered_models().unwrap().is_empty(),
+        "nothing half-registered"
+    );
+    assert_eq!(
+        f.registry.find_by_tag("m", "k", "a").unwrap(),
+        None,
+        "no model"
+    );
+    for (seed, value) in [(1, "a"), (2, "b")] {
+        f.registry
+            .register_tagged(
+                "m",
+                &f.run_id,
+                common::sample_state(seed, 8),
+                common::sample_record("fa", 0.5, None),
+                &extra("k", value),
+            )
+            .unwrap();
+    }
+    assert_eq!(f.registry.find_by_tag("m", "k", "b").unwrap(), Some(2));
+    assert_eq!(f.registry.find_by_tag("m", "k", "a").unwrap(), Some(1));
+    assert_eq!(f.registry.find_by_tag("m", "k", "c").unwrap(), None);
+    let stored = f.store.get_model_version("m", 2).unwrap();
+    assert_eq!(stored.tags["k"], "b");
+    assert_eq!(stored.tags[tags::STATUS], "registered");
+}

@@ -20,11 +20,11 @@ use crate::progress::Progress;
 use crate::universe::TrainingData;
 
 /// One training run from start to registration.
-pub(super) struct Job {
+pub(crate) struct Job {
     pub(super) store: Arc<dyn TrackingStore>,
     pub(super) registry: Registry,
-    pub(super) config: TrainConfig,
-    pub(super) market: Option<TrainingData>,
+    pub(crate) config: TrainConfig,
+    pub(crate) market: Option<TrainingData>,
     pub(super) agent: Box<dyn Agent>,
     pub(super) parent: Option<ParentRef>,
     /// Set when resuming an existing run.
@@ -36,10 +36,16 @@ pub(super) struct Job {
     pub(super) best: Option<Best>,
     /// Validation evaluations this process ran during training (`eval_every`).
     pub(super) evaluations: usize,
+    /// Tags the version gets from its creation, given the evaluation of the registered
+    /// state (`ratchet retrain`'s key and verdict).
+    pub(crate) version_tags: Option<VersionTags>,
 }
 
+/// Makes a version's extra tags from the evaluation of its state.
+pub(crate) type VersionTags = Box<dyn Fn(&Evaluation) -> Result<Vec<(String, String)>>>;
+
 impl Job {
-    pub(super) fn new(
+    pub(crate) fn new(
         store: Arc<dyn TrackingStore>,
         mut config: TrainConfig,
         parent: Option<ParentRef>,
@@ -76,6 +82,7 @@ impl Job {
             target_steps: 0,
             best: None,
             evaluations: 0,
+            version_tags: None,
         })
     }
 
@@ -134,9 +141,21 @@ impl Job {
         })
     }
 
-    /// Trains, evaluates and registers. The run ends FINISHED, KILLED (Ctrl-C) or FAILED
-    /// (any error, with the error as its `ratchet.error` tag), never left RUNNING.
-    pub(super) fn run(mut self, json: bool) -> Result<()> {
+    /// Trains, evaluates and registers, and prints the result. The run ends FINISHED,
+    /// KILLED (Ctrl-C) or FAILED (any error, with the error as its `ratchet.error` tag),
+    /// never left RUNNING.
+    pub(super) fn run(self, json: bool) -> Result<()> {
+        let out = self.finish()?;
+        if json {
+            crate::output::print_json(&out)
+        } else {
+            print_summary(&out);
+            Ok(())
+        }
+    }
+
+    /// [`Job::run`] without printing: the registered version.
+    pub(crate) fn finish(mut self) -> Result<TrainOutput> {
         let started = Instant::now();
         if self.target_steps == 0 {
             self.target_steps = self.agent.total_steps() + self.config.run.steps;
@@ -153,12 +172,7 @@ impl Job {
         match self.train_and_register(&run.id, fresh, started) {
             Ok(out) => {
                 run.end(RunStatus::Finished, None);
-                if json {
-                    crate::output::print_json(&out)
-                } else {
-                    print_summary(&out);
-                    Ok(())
-                }
+                Ok(out)
             }
             Err(e) if e.is::<Interrupted>() => {
                 run.end(RunStatus::Killed, None);
@@ -225,6 +239,10 @@ impl Job {
             upload_returns(self.store.as_ref(), run_id, returns)?;
         }
         let wall_time = started.elapsed().as_secs_f64();
+        let extra_tags = match &self.version_tags {
+            Some(make) => make(&evaluation)?,
+            None => Vec::new(),
+        };
         let registered = checkpoint::register(
             &self.registry,
             run_id,
@@ -234,6 +252,7 @@ impl Job {
             self.parent.as_ref(),
             &evaluation,
             wall_time,
+            &extra_tags,
         )?;
         let version = registered.version.unwrap_or_default();
         let selection = SelectionOutput {

@@ -25,7 +25,7 @@ use crate::universe::TrainingData;
 mod job;
 mod open_run;
 
-use job::Job;
+pub(crate) use job::Job;
 
 /// Set by the Ctrl-C handler; training stops at the next update boundary, and a run that
 /// is evaluating stops before it registers.
@@ -48,14 +48,13 @@ pub const RETURNS_ARTIFACT: &str = ratchet_sweep::store::RETURNS_ARTIFACT;
 const MAX_TAG_CHARS: usize = 8000;
 
 pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
-    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
-        .context("cannot install the Ctrl-C handler")?;
+    stop_on_ctrl_c()?;
     let store: Arc<dyn TrackingStore> = Arc::from(ratchet_mlflow::open_store(tracking_uri)?);
     if let Some(run_id) = &args.resume {
-        return resume(store, run_id, &args);
+        return resume(store, run_id, &args)?.run(args.json);
     }
     if let Some(source) = &args.from {
-        return continue_from(store, source, &args);
+        return continue_from(store, source, &args, |_| Ok(()))?.run(args.json);
     }
     let mut config = match &args.config {
         Some(path) => TrainConfig::load(path)?,
@@ -67,9 +66,23 @@ pub fn run(tracking_uri: &str, args: TrainArgs) -> Result<()> {
     Job::new(store, config, None)?.run(args.json)
 }
 
+/// Makes Ctrl-C stop training at the next update (with its last checkpoint kept) and an
+/// evaluating run before it registers.
+pub(crate) fn stop_on_ctrl_c() -> Result<()> {
+    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")
+}
+
 /// Continue training a registered version: its config, data and full training state,
-/// `--steps` more steps, registered as a new version whose parent is the source.
-fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) -> Result<()> {
+/// `--steps` more steps, ready to register as a new version whose parent is the source.
+/// `adjust` changes the config last, before the data is read (`ratchet retrain` cuts the
+/// new ranges and tags the run).
+pub(crate) fn continue_from(
+    store: Arc<dyn TrackingStore>,
+    source: &str,
+    args: &TrainArgs,
+    adjust: impl FnOnce(&mut TrainConfig) -> Result<()>,
+) -> Result<Job> {
     let (source, state) = checkpoint::load_version(&Registry::new(store.clone()), source)?;
     let mut config = source.config.clone();
     if let Some(path) = &args.config {
@@ -117,6 +130,7 @@ fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) 
     if let Some(d) = &args.data {
         config.data.set_from_flag(d);
     }
+    adjust(&mut config)?;
     config.validate()?;
     let mut job = Job::new(store, config, Some(source.parent_ref()))?;
     if let Some(TrainingData::Universe(universe)) = &job.market {
@@ -160,7 +174,7 @@ fn continue_from(store: Arc<dyn TrackingStore>, source: &str, args: &TrainArgs) 
     }
     job.restore_from(&source, &state)?;
     eprintln!("{}", schedule_line(&job.config, job.agent.as_ref()));
-    job.run(args.json)
+    Ok(job)
 }
 
 fn describe_features(config: &TrainConfig) -> String {
@@ -171,8 +185,8 @@ fn describe_features(config: &TrainConfig) -> String {
     )
 }
 
-/// Restart an interrupted run from its last checkpoint and finish it.
-fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Result<()> {
+/// Restart an interrupted run from its last checkpoint, ready to finish it.
+pub(crate) fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Result<Job> {
     let saved = checkpoint::load_run(&Registry::new(store.clone()), run_id)?;
     let mut config = saved.config;
     if let Some(d) = args.device {
@@ -190,7 +204,7 @@ fn resume(store: Arc<dyn TrackingStore>, run_id: &str, args: &TrainArgs) -> Resu
     job.run_id = Some(run_id.to_string());
     job.target_steps = saved.target_steps;
     job.best = saved.best;
-    job.run(args.json)
+    Ok(job)
 }
 
 /// Which state became the version, and why (printed, and in `--json`).
@@ -208,18 +222,18 @@ struct SelectionOutput {
 }
 
 #[derive(Serialize)]
-struct TrainOutput {
-    run_id: String,
-    model_uri: String,
-    name: String,
-    version: u64,
-    version_id: String,
+pub(crate) struct TrainOutput {
+    pub(crate) run_id: String,
+    pub(crate) model_uri: String,
+    pub(crate) name: String,
+    pub(crate) version: u64,
+    pub(crate) version_id: String,
     semver: String,
     parent: Option<String>,
     total_steps: u64,
-    wall_time_s: f64,
+    pub(crate) wall_time_s: f64,
     selection: SelectionOutput,
-    evaluation: Evaluation,
+    pub(crate) evaluation: Evaluation,
 }
 
 /// The config key and length, in steps, of the schedule a run follows: DQN's exploration, or

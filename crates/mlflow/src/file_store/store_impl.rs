@@ -592,4 +592,52 @@ impl TrackingStore for FileStore {
         let file = fsutil::lock_file(&model_dir.join(MODEL_LOCK))?;
         Ok(ModelLock::holding(Box::new(file)))
     }
+
+    fn lock_model_work(&self, name: &str, work: &str) -> Result<ModelLock> {
+        let model_dir = self.existing_model_dir(name)?;
+        let file = fsutil::lock_file(&model_dir.join(format!("{MODEL_LOCK}.{work}")))?;
+        Ok(ModelLock::holding(Box::new(file)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::{FileStore, TrackingStore};
+
+    #[test]
+    fn the_lock_of_long_work_is_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        store.create_registered_model("m").unwrap();
+        let work = store.lock_model_work("m", "retrain").unwrap();
+        // Its holder takes the model lock meanwhile (to register), and waits for nobody.
+        drop(store.lock_model("m").unwrap());
+        // Another taker of the same work lock waits until it is released.
+        let (taken, seen) = mpsc::channel();
+        let root = dir.path().to_path_buf();
+        let waiter = std::thread::spawn(move || {
+            let store = FileStore::open(&root).unwrap();
+            let _lock = store.lock_model_work("m", "retrain").unwrap();
+            taken.send(()).unwrap();
+        });
+        assert!(
+            seen.recv_timeout(Duration::from_millis(200)).is_err(),
+            "taken while held"
+        );
+        drop(work);
+        seen.recv().unwrap();
+        waiter.join().unwrap();
+        assert!(dir.path().join("models/m/.ratchet-lock.retrain").exists());
+        let Err(refused) = store.lock_model_work("m", "../x") else {
+            panic!("a work name with a path in it was taken");
+        };
+        assert!(refused.to_string().contains("\"../x\""), "{refused}");
+        let Err(absent) = store.lock_model_work("absent", "retrain") else {
+            panic!("a lock on a model that does not exist was taken");
+        };
+        assert!(absent.is_not_found(), "{absent}");
+    }
 }

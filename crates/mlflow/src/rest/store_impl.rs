@@ -565,4 +565,10 @@ impl TrackingStore for RestStore {
         self.get_registered_model(name)?;
         self.acquire_lock(name)
     }
+
+    /// The lock model of `NAME.WORK`, so it is not the model lock's.
+    fn lock_model_work(&self, name: &str, work: &str) -> Result<ModelLock> {
+        self.get_registered_model(name)?;
+        self.acquire_lock(&format!("{name}.{work}"))
+    }
 }

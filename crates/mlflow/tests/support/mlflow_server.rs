@@ -110,6 +110,11 @@ impl MlflowServer {
         }
     }
 
+    /// The server's artifact directory (what `--artifacts-destination` names).
+    pub fn artifacts(&self) -> PathBuf {
+        self._dir.path().join("artifacts")
+    }
+
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
