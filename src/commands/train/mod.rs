@@ -132,6 +132,12 @@ pub(crate) fn continue_from(
     }
     adjust(&mut config)?;
     config.validate()?;
+    let recorded = &source.metadata.training.data.outside;
+    if !recorded.is_empty() && config.features == source.config.features {
+        // A source file may have gained rows; the rows the version joined must not change.
+        let outside = ratchet_data::OutsideSources::load(&config.features)?;
+        crate::market::check_outside_history(recorded, &outside, &source.uri)?;
+    }
     let mut job = Job::new(store, config, Some(source.parent_ref()))?;
     if let Some(TrainingData::Universe(universe)) = &job.market {
         // A universe may grow or shrink between versions: say how.
@@ -158,19 +164,6 @@ pub(crate) fn continue_from(
                 removed.join(", ")
             );
         }
-    }
-    let recorded = &source.metadata.training.data.outside;
-    if recorded.iter().any(|r| {
-        let now = match &job.market {
-            Some(TrainingData::Instrument(market)) => &market.outside,
-            Some(TrainingData::Universe(universe)) => &universe.outside,
-            None => return false,
-        };
-        now.iter().any(|n| n.name == r.name && n.sha256 != r.sha256)
-    }) {
-        // Read again only when a file changed: its rows up to the version's last bar must not.
-        let outside = ratchet_data::OutsideSources::load(&job.config.features)?;
-        crate::market::check_outside_history(recorded, &outside, &source.uri)?;
     }
     job.restore_from(&source, &state)?;
     eprintln!("{}", schedule_line(&job.config, job.agent.as_ref()));

@@ -1,0 +1,124 @@
+//! Outside features end to end: a config joining a market-wide source trains, records the
+//! source's sha256 and the digest of its rows, backtests, and continues over a source that
+//! gained rows after the version's last bar, but not over one whose history changed.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
+
+mod sandbox;
+
+use sandbox::Sandbox;
+
+/// A daily "vix" for every GOOGL date but each seventh, valued by the date's row, written as
+/// `name`; `until` cuts it after that many rows, `change` alters one early row.
+fn write_vix(sb: &Sandbox, name: &str, until: Option<usize>, change: bool) -> String {
+    let googl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/STOCKS_GOOGL.csv"
+    ))
+    .unwrap();
+    let mut out = String::from("date,close\n");
+    let dates: Vec<&str> = googl
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    for (i, date) in dates.iter().enumerate().take(until.unwrap_or(dates.len())) {
+        if i % 7 == 3 {
+            continue;
+        }
+        let value =
+            15.0 + ((i as f64) * 0.05).sin() * 3.0 + if change && i == 100 { 1.0 } else { 0.0 };
+        out.push_str(&format!("{date},{value:.4}\n"));
+    }
+    let path = sb.path(name);
+    std::fs::write(&path, out).unwrap();
+    path.display().to_string()
+}
+
+fn config(sb: &Sandbox, vix: &str) -> String {
+    let text = format!(
+        "[run]\nn_envs = 1\nseed = 5\n\n[data]\nfile = \"data/STOCKS_GOOGL.csv\"\n\n\
+         [[features.external]]\nname = \"vix\"\nsource = \"{vix}\"\ntimestamp = \"date\"\n\
+         columns = [\"close\"]\nmax_staleness = \"5d\"\nmissing = \"last\"\ntransform = \"zscore\"\nwindow = 10\n"
+    );
+    let path = sb.path("outside.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_version_with_an_outside_source_records_it_and_continues_only_over_appended_rows() {
+    let sb = Sandbox::new();
+    let vix = sb.path("vix.csv").display().to_string();
+    // The source ends with the bars' data: rows up to the last GOOGL date.
+    write_vix(&sb, "vix.csv", None, false);
+    let config = config(&sb, &vix);
+    let first = std::fs::read(&vix).unwrap();
+    sb.succeeds(&[
+        "train",
+        "--config",
+        &config,
+        "--steps",
+        "2048",
+        "--model-name",
+        "o",
+    ]);
+    let shown = sb.json(&["models", "show", "models:/o/1", "--json"]);
+    let outside = &shown["data"]["outside"][0];
+    assert_eq!(outside["name"], "vix");
+    assert_eq!(outside["path"], vix.as_str());
+    assert_eq!(
+        outside["sha256"],
+        ratchet_data::sha256_file(std::path::Path::new(&vix)).unwrap()
+    );
+    assert_eq!(outside["until"], "2018-08-29T00:00:00Z");
+    let features = sb.json(&["models", "features", "models:/o/1", "--json"]);
+    assert_eq!(features["external"][0]["name"], "vix");
+    assert_eq!(features["external"][0]["max_staleness"], "5days");
+    // 10 rows of 13 columns (the bars' 11, vix_close and vix_carried), the position and its
+    // unrealised return.
+    assert_eq!(shown["observation_shape"], serde_json::json!([132]));
+
+    let out = sb.path("report");
+    sb.succeeds(&["backtest", "models:/o/1", "--out", out.to_str().unwrap()]);
+
+    // Rows appended after the version's last bar: allowed, and said.
+    let mut grown = first.clone();
+    grown.extend_from_slice(b"2018-09-04,17.5\n");
+    std::fs::write(&vix, &grown).unwrap();
+    let stderr = sb.succeeds(&["train", "--from", "models:/o/1", "--steps", "2048"]);
+    assert!(
+        stderr.contains(
+            "outside source vix: rows after 2018-08-29T00:00:00Z are new since models:/o/1"
+        ),
+        "{stderr}"
+    );
+    // A changed early row: refused, naming the source and the version's last bar.
+    write_vix(&sb, "vix.csv", None, true);
+    sb.fails(
+        &["train", "--from", "models:/o/1", "--steps", "2048"],
+        &format!("outside source vix ({vix}) changed at or before 2018-08-29T00:00:00Z, the last bar models:/o/1 saw"),
+    );
+}
+
+#[test]
+fn a_source_that_starts_after_the_bars_is_refused_naming_it() {
+    let sb = Sandbox::new();
+    let vix = sb.path("late.csv").display().to_string();
+    let googl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/STOCKS_GOOGL.csv"
+    ))
+    .unwrap();
+    let second_half: Vec<&str> = googl.lines().skip(1200).collect();
+    let mut text = String::from("date,close\n");
+    for line in second_half {
+        text.push_str(&format!("{},15.0\n", line.split(',').next().unwrap()));
+    }
+    std::fs::write(&vix, text).unwrap();
+    let config = config(&sb, &vix);
+    sb.fails(
+        &["train", "--config", &config, "--steps", "2048"],
+        "its first row is known at",
+    );
+}
