@@ -561,6 +561,104 @@ fn a_universe_version_decides_for_any_symbol_when_asked() {
     open.stop();
 }
 
+/// A version whose features join an outside source serves bit for bit as its backtest when
+/// each bar carries the source's row that became known with it (`"external": {"vix": 13.2}`);
+/// an unknown source or a bad value is a 400 and the server goes on.
+#[test]
+fn serving_with_outside_values_gives_the_backtest_positions() {
+    let store = Store::new();
+    let all = bars();
+    // A daily "vix" on the bars' dates, every seventh date missing.
+    let value = |i: usize| 15.0 + ((i as f64) * 0.05).sin() * 3.0;
+    let mut vix = String::from("timestamp,close\n");
+    for (i, bar) in all.iter().enumerate() {
+        if i % 7 != 3 {
+            vix.push_str(&format!("{},{}\n", bar["timestamp"], value(i)));
+        }
+    }
+    let vix_path = store.dir.path().join("vix.csv");
+    std::fs::write(&vix_path, vix).unwrap();
+    let config = store.dir.path().join("outside.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[run]\nn_envs = 1\nseed = 3\n\n[[features.external]]\nname = \"vix\"\n\
+             source = \"{}\"\ntimestamp = \"timestamp\"\ncolumns = [\"close\"]\n\
+             max_staleness = \"5d\"\nmissing = \"last\"\ntransform = \"zscore\"\nwindow = 10\n",
+            vix_path.display()
+        ),
+    )
+    .unwrap();
+    store.run(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "2048",
+        "--model-name",
+        "ov",
+    ]);
+    store.promote("ov", 1, "production");
+    let server = store.serve(&["models:/ov@production"], &[]);
+    let (status, answer) = server.post_bars(&json!({"symbol": "GOOGL", "bars": [
+        {"timestamp": all[0]["timestamp"], "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+         "volume": 1.0, "external": {"vox": 1.0}}
+    ]}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "GOOGL bar 0: external \"vox\" is not an outside source of the served version (it has vix)"
+    );
+    let mut decisions = Vec::new();
+    let mut first = None;
+    for (i, bar) in all.iter().enumerate() {
+        let mut bar = bar.clone();
+        if i % 7 != 3 {
+            bar["external"] = json!({"vix": value(i)});
+        }
+        let answer = server.bars(&json!({"symbol": "GOOGL", "bars": [bar]}));
+        let d = &answer["decisions"][0];
+        if d["warming_up"] != true {
+            first.get_or_insert(i);
+            decisions.push(d["position"].as_f64().unwrap());
+        }
+    }
+    let (status, answer) = server.post_bars(&json!({"symbol": "GOOGL", "bars": [{
+        "timestamp": "2030-01-01", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+        "volume": 1.0, "external": {"vix": {"close": "high"}}
+    }]}));
+    assert_eq!(status, 400, "{answer}");
+    server.stop();
+
+    let first = first.unwrap();
+    let from = chrono::DateTime::from_timestamp_millis(all[first]["timestamp"].as_i64().unwrap())
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = store.dir.path().join("report");
+    store.run(&[
+        "backtest",
+        "models:/ov/1",
+        "--from",
+        &from,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let held = held_positions(&report);
+    assert_eq!(held.len(), all.len() - first);
+    assert_eq!(
+        decisions[..held.len() - 1],
+        held[1..],
+        "serve and backtest disagree"
+    );
+    assert!(
+        report["trades"].as_array().unwrap().len() > 2,
+        "a policy that trades"
+    );
+}
+
 #[test]
 fn serving_ppo_gives_the_backtest_positions_bit_for_bit() {
     check_serving_matches_the_backtest("ppo");

@@ -22,6 +22,7 @@ use crate::model::ServedModel;
 use crate::session::{PaperReturn, Session};
 use crate::state::AppState;
 
+mod outside;
 mod take;
 
 use take::take_request;
@@ -209,6 +210,9 @@ struct WireBar {
     low: f64,
     close: f64,
     volume: f64,
+    /// Outside values known with the bar, for a version that joins outside sources.
+    #[serde(default)]
+    external: outside::Outside,
 }
 
 /// A bar's timestamp as sent (a number or text), read by the data loader's own parser: epoch

@@ -174,6 +174,23 @@ impl Session {
         })
     }
 
+    /// Takes in a row of the outside source `source` that is known now (before the bar it came
+    /// with); see [`ExternalState::observe`](ratchet_data::ExternalState::observe).
+    pub fn observe_outside(
+        &mut self,
+        source: &str,
+        timestamp: i64,
+        created: Option<i64>,
+        values: &[f64],
+    ) -> Result<(), DataError> {
+        let state = self
+            .stream
+            .outside_mut(source)
+            .ok_or_else(|| DataError::Features(format!("no outside source {source:?}")))?;
+        state.observe(timestamp, created, values)?;
+        Ok(())
+    }
+
     /// Whether the window is full, so models can decide.
     pub fn ready(&self) -> bool {
         self.rows.full()

@@ -258,6 +258,15 @@ fn take_bar(
     if !answer.timestamps_read_as.contains(&bar.timestamp.layout) {
         answer.timestamps_read_as.push(bar.timestamp.layout.clone());
     }
+    let rows = bar
+        .external
+        .rows(&live.production.features, bar.timestamp.ms)
+        .map_err(|e| ApiError::bad_request(format!("{symbol} bar {b}: {e}")))?;
+    for (source, timestamp, created, values) in rows {
+        session
+            .observe_outside(source, timestamp, created, &values)
+            .map_err(|e| ApiError::bad_request(format!("{symbol} bar {b}: {e}")))?;
+    }
     let filled = session
         .push(&as_bar(bar), cross)
         .map_err(|e| ApiError::bad_request(format!("{symbol}: {e}")))?;
