@@ -101,15 +101,22 @@ fn read_row(name: &str, value: Value) -> Result<OutsideRow, String> {
     }
 }
 
+/// One row for a source's point-in-time join, as its declaration orders the columns.
+pub(crate) struct KnownRow<'a> {
+    pub source: &'a str,
+    pub timestamp: i64,
+    pub created: Option<i64>,
+    pub values: Vec<f64>,
+}
+
 impl Outside {
-    /// Each row in the order of `features`' declarations: (source name, event timestamp,
-    /// created, values in the declared column order), the bar's `timestamp` standing in for
-    /// a row's own when it has none. Errors name what does not fit the declarations.
+    /// Each row sent, the bar's `timestamp` standing in for a row's own when it has none.
+    /// Errors name what does not fit `features`' declarations.
     pub(crate) fn rows<'a>(
         &self,
         features: &'a FeatureConfig,
         timestamp: i64,
-    ) -> Result<Vec<(&'a str, i64, Option<i64>, Vec<f64>)>, String> {
+    ) -> Result<Vec<KnownRow<'a>>, String> {
         let mut out = Vec::new();
         for (name, rows) in &self.0 {
             let Some(declared) = features.external.iter().find(|f| f.name == *name) else {
@@ -125,12 +132,12 @@ impl Outside {
             };
             for row in rows {
                 let values = in_declared_order(declared, &row.values)?;
-                out.push((
-                    declared.name.as_str(),
-                    row.timestamp.unwrap_or(timestamp),
-                    row.created,
+                out.push(KnownRow {
+                    source: declared.name.as_str(),
+                    timestamp: row.timestamp.unwrap_or(timestamp),
+                    created: row.created,
                     values,
-                ));
+                });
             }
         }
         Ok(out)

@@ -262,9 +262,9 @@ fn take_bar(
         .external
         .rows(&live.production.features, bar.timestamp.ms)
         .map_err(|e| ApiError::bad_request(format!("{symbol} bar {b}: {e}")))?;
-    for (source, timestamp, created, values) in rows {
+    for row in rows {
         session
-            .observe_outside(source, timestamp, created, &values)
+            .observe_outside(row.source, row.timestamp, row.created, &row.values)
             .map_err(|e| ApiError::bad_request(format!("{symbol} bar {b}: {e}")))?;
     }
     let filled = session
