@@ -1095,6 +1095,120 @@ fn a_canary_that_keeps_the_slo_is_promoted_without_a_failed_request() {
     }
 }
 
+/// The loop of the README: a version trained on the first part of the bars serves in
+/// production, with a canary alias that names nothing yet; `ratchet retrain` on the whole
+/// file registers a candidate, the running server takes it as the canary, promotes it once it
+/// kept the SLO, and production answers with it — no request fails throughout.
+#[test]
+fn retrain_then_canary_then_auto_promotion_without_a_failed_request() {
+    let store = Store::new();
+    let googl = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA)).unwrap();
+    let lines: Vec<&str> = googl.lines().collect();
+    let part = store.dir.path().join("part.csv");
+    std::fs::write(&part, lines[..=1800].join("\n") + "\n").unwrap();
+    let whole = store.dir.path().join("whole.csv");
+    std::fs::write(&whole, googl.as_bytes()).unwrap();
+    let retrain_toml = store.dir.path().join("retrain.toml");
+    std::fs::write(
+        &retrain_toml,
+        "[retrain]\nvalidation_bars = 200\ntest_bars = 100\ncompare_on = \"none\"\n",
+    )
+    .unwrap();
+    store.run(&[
+        "train",
+        "--data",
+        part.to_str().unwrap(),
+        "--steps",
+        "2048",
+        "--model-name",
+        "loop",
+    ]);
+    store.promote("loop", 1, "production");
+    let slo = store.dir.path().join("slo.toml");
+    std::fs::write(&slo, "min_decisions = 5\nmax_error_rate = 0.01\n").unwrap();
+    let server = store.serve(
+        &[
+            "models:/loop@production",
+            "--canary",
+            "models:/loop@candidate",
+            "--canary-percent",
+            "50",
+            "--slo",
+            slo.to_str().unwrap(),
+            "--auto-promote",
+            "1s",
+            "--auto-promote-decisions",
+            "20",
+            "--poll-seconds",
+            "0.05",
+        ],
+        &[],
+    );
+    let all = bars();
+    let symbols: Vec<String> = (0..6).map(|i| format!("S{i}")).collect();
+    let request = |bars: Vec<Value>| {
+        let body: Vec<Value> = symbols
+            .iter()
+            .map(|s| json!({"symbol": s, "bars": bars.clone()}))
+            .collect();
+        server.bars(&Value::Array(body))
+    };
+    let versions = |answer: &Value| -> Vec<u64> {
+        answer["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["version"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(versions(&request(warm(&all, 160))), [1; 6]);
+
+    let out = store
+        .command(&[
+            "retrain",
+            "models:/loop@production",
+            "--data",
+            whole.to_str().unwrap(),
+            "--config",
+            retrain_toml.to_str().unwrap(),
+            "--steps",
+            "2048",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let retrained: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(retrained["version"], "models:/loop/2");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 160;
+    let mut seen_canary = false;
+    loop {
+        let answer = request(vec![all[i].clone()]);
+        i += 1;
+        seen_canary |= answer["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["role"] == "canary" && d["version"] == 2);
+        if versions(&answer) == [2; 6] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not promoted: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen_canary, "version 2 answered as the canary first");
+    assert_eq!(wait_for_event(&server, "auto_promoted", 2)["previous"], 1);
+    assert_eq!(store.show("models:/loop@production")["version"], 2);
+    server.stop();
+}
+
 #[test]
 fn an_unvalidated_version_is_refused_with_the_reason() {
     let store = Store::new();

@@ -114,11 +114,15 @@ pub fn prepare(
         });
     }
     let sessions = production.session_features();
-    let load_beside = |reference: &Option<ModelRef>| {
-        reference
-            .as_ref()
-            .map(|r| load(r, Some(&sessions)))
-            .transpose()
+    // A canary or shadow alias that names no version yet is followed from the start: the
+    // version it comes to name is loaded then (a retrain's first candidate, say).
+    let load_beside = |reference: &Option<ModelRef>| match reference {
+        Some(r) if matches!(&registry.resolve(r), Err(e) if e.is_not_found()) => {
+            tracing::info!("{r} names no version yet; it is served once it does");
+            Ok(None)
+        }
+        Some(r) => load(r, Some(&sessions)).map(Some),
+        None => Ok(None),
     };
     let canary = load_beside(&options.targets.canary)?;
     let record = |served: bool| (served && options.slo.is_some()).then(Default::default);
