@@ -153,7 +153,8 @@ pub struct TrainArgs {
 const RETRAIN_HELP: &str = "\
 The bars of --data after the last bar MODEL_URI's version was trained and judged on are new.
 The next version's ranges are cut from the newest bars by the [retrain] section of --config:
-  window = \"anchored\"       train from the first bar (\"rolling\" is not supported yet)
+  window = \"anchored\"       train from the first bar, or \"rolling\" with train_bars = N:
+                            the N bars before the validation range (in new episodes)
   validation_bars = 252     the new validation range, just before the test range
   test_bars = 63            the newest bars, held back (never trained on or judged)
   min_val_sharpe, max_drawdown, beat_champion_by = 0.0,

@@ -192,6 +192,7 @@ impl Universe {
             SplitSpec::Dates {
                 train_end,
                 validation_end,
+                ..
             } => (train_end.as_str(), validation_end.as_str()),
             SplitSpec::Fraction { .. } => ("?", "?"),
         };

@@ -545,12 +545,6 @@ fn new_split(
             settings.test_bars
         );
     };
-    if cut.train.start != 0 {
-        bail!(
-            "[retrain] window = \"rolling\" is not supported yet: a continued version's saved \
-             environments stand at bars of its whole training range; use window = \"anchored\""
-        );
-    }
     if let (Some(source), Some(end)) = (source, source_train_end) {
         let train_end = parse_date(end, true).map_err(anyhow::Error::msg)?;
         if timestamps[cut.validation.start] <= train_end {
@@ -563,6 +557,8 @@ fn new_split(
         }
     }
     Ok(SplitSpec::Dates {
+        // A rolling window starts later than the first bar.
+        train_start: (cut.train.start > 0).then(|| format_timestamp(timestamps[cut.train.start])),
         train_end: format_timestamp(timestamps[cut.train.end - 1]),
         validation_end: format_timestamp(timestamps[cut.validation.end - 1]),
     })

@@ -19,6 +19,10 @@ pub enum SplitSpec {
     /// Rows up to and including `train_end`, then up to and including `validation_end`; the test
     /// segment is everything after. ISO dates (`2015-12-31`, the whole day, UTC) or date-times.
     Dates {
+        /// Rows from this date on are trained on (a rolling window); from the first row when
+        /// absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_start: Option<String>,
         train_end: String,
         validation_end: String,
     },
@@ -132,7 +136,7 @@ impl Splits {
 pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError> {
     let n = frame.rows();
     let err = |m: String| Err(DataError::Split(m));
-    let (train_end, validation_end) = match spec {
+    let (train_start, train_end, validation_end) = match spec {
         SplitSpec::Fraction { train, validation } => {
             let ok = |f: f64| f.is_finite() && f > 0.0;
             if !(ok(*train) && ok(*validation) && train + validation < 1.0) {
@@ -142,9 +146,10 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
             }
             let train_end = (n as f64 * train).round() as usize;
             let validation_end = (n as f64 * (train + validation)).round() as usize;
-            (train_end, validation_end)
+            (0, train_end, validation_end)
         }
         SplitSpec::Dates {
+            train_start,
             train_end,
             validation_end,
         } => {
@@ -165,11 +170,22 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
                 ));
             }
             let rows_before = |limit: i64| frame.timestamps.partition_point(|&ts| ts < limit);
-            (rows_before(t), rows_before(v))
+            let start = match train_start {
+                None => 0,
+                Some(s) => {
+                    let start = parse_start(s).ok_or_else(|| {
+                        DataError::Split(format!(
+                            "train_start {s:?} is not an ISO date (YYYY-MM-DD) or date-time; fix it"
+                        ))
+                    })?;
+                    rows_before(start)
+                }
+            };
+            (start, rows_before(t), rows_before(v))
         }
     };
     let bounds = [
-        (0, train_end, "train"),
+        (train_start, train_end, "train"),
         (train_end, validation_end, "validation"),
         (validation_end, n, "test"),
     ];
@@ -182,7 +198,7 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
     let daily = is_daily(frame);
     let segment = |start: usize, end: usize| segment_of(frame, daily, start, end);
     Ok(Splits {
-        train: segment(0, train_end),
+        train: segment(train_start, train_end),
         validation: segment(train_end, validation_end),
         test: segment(validation_end, n),
     })
@@ -212,6 +228,7 @@ pub fn common_split(frames: &[&FeatureFrame], spec: &SplitSpec) -> Result<SplitS
         )));
     }
     Ok(SplitSpec::Dates {
+        train_start: None,
         train_end: format_timestamp(union[train_end - 1]),
         validation_end: format_timestamp(union[validation_end - 1]),
     })

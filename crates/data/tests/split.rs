@@ -48,6 +48,7 @@ fn by_fraction() {
 fn by_date() {
     let f = frame("STOCKS_GOOGL.csv");
     let spec = SplitSpec::Dates {
+        train_start: None,
         train_end: "2015-12-31".into(),
         validation_end: "2016-12-31".into(),
     };
@@ -63,6 +64,7 @@ fn by_date() {
     let s = split(
         &f,
         &SplitSpec::Dates {
+            train_start: None,
             train_end: "2017-09-29T12:00:00Z".into(),
             validation_end: "2017-11-30".into(),
         },
@@ -93,6 +95,7 @@ fn spec_from_toml_and_json() {
     assert_eq!(
         spec,
         SplitSpec::Dates {
+            train_start: None,
             train_end: "2015-12-31".into(),
             validation_end: "2016-12-31".into()
         }
@@ -122,6 +125,7 @@ fn split_error(spec: SplitSpec) -> String {
 fn impossible_splits_are_errors() {
     let frac = |train, validation| SplitSpec::Fraction { train, validation };
     let dates = |t: &str, v: &str| SplitSpec::Dates {
+        train_start: None,
         train_end: t.into(),
         validation_end: v.into(),
     };
@@ -137,4 +141,31 @@ fn impossible_splits_are_errors() {
     assert!(split_error(dates("2015-12-31", "2030-01-01")).contains("test segment would be empty"));
     assert!(split_error(dates("2016-12-31", "2015-12-31")).contains("must be before"));
     assert!(split_error(dates("31/12/2015", "2016-12-31")).contains("not an ISO date"));
+}
+
+#[test]
+fn train_start_cuts_a_rolling_window() {
+    let f = frame("STOCKS_GOOGL.csv");
+    let dates = |start: &str| SplitSpec::Dates {
+        train_start: Some(start.into()),
+        train_end: "2015-12-31".into(),
+        validation_end: "2016-12-31".into(),
+    };
+    let s = split(&f, &dates("2014-01-01")).unwrap();
+    assert_eq!(s.train.first_date, "2014-01-02"); // first trading day of 2014
+    assert_eq!(s.train.last_date, "2015-12-31");
+    assert_eq!(
+        s.train.start,
+        f.timestamps
+            .iter()
+            .filter(|&&t| t < ratchet_data::parse_date("2014-01-01", false).unwrap())
+            .count()
+    );
+    assert_eq!(s.validation.first_date, "2016-01-04");
+    assert!(
+        split(&f, &dates("2016-02-01"))
+            .unwrap_err()
+            .to_string()
+            .contains("the train segment would be empty"),
+    );
 }

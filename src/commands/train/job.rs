@@ -103,6 +103,7 @@ impl Job {
         }
         // A universe's instruments lie end to end, so when any of its files changed, the
         // saved episodes' bar numbers would point into other bars (even other instruments).
+        let recorded_train = source.metadata.training.data.train.as_ref();
         let environments = match &self.market {
             Some(TrainingData::Universe(universe))
                 if universe.hash != source.metadata.training.data.sha256 =>
@@ -111,6 +112,19 @@ impl Job {
                     "the universe's data differs from {}'s: training continues from its weights, \
                      optimizer, schedules and counters, in new episodes",
                     source.uri
+                );
+                Environments::Fresh
+            }
+            // A training range that starts elsewhere (a rolling window) holds other starts.
+            Some(TrainingData::Instrument(market))
+                if recorded_train.is_some_and(|r| r.start != market.splits.train.first_date) =>
+            {
+                eprintln!(
+                    "the training range starts at {}, not at {}'s {}: training continues from \
+                     its weights, optimizer, schedules and counters, in new episodes",
+                    market.splits.train.first_date,
+                    source.uri,
+                    recorded_train.map_or("", |r| r.start.as_str())
                 );
                 Environments::Fresh
             }
