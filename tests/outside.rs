@@ -122,3 +122,76 @@ fn a_source_that_starts_after_the_bars_is_refused_naming_it() {
         "its first row is known at",
     );
 }
+
+/// `ratchet retrain` over an outside source that grew with the bars: the new rows are taken;
+/// a changed row the source version joined is reported and nothing is registered.
+#[test]
+fn retrain_reads_a_grown_source_and_reports_changed_history() {
+    let sb = Sandbox::new();
+    let googl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/STOCKS_GOOGL.csv"
+    ))
+    .unwrap();
+    let lines: Vec<&str> = googl.lines().collect();
+    let part = sb.path("part.csv");
+    std::fs::write(&part, lines[..=1800].join("\n") + "\n").unwrap();
+    let vix = sb.path("vix.csv").display().to_string();
+    write_vix(&sb, "vix.csv", Some(1800), false);
+    let config = config(&sb, &vix);
+    sb.succeeds(&[
+        "train",
+        "--config",
+        &config,
+        "--data",
+        part.to_str().unwrap(),
+        "--steps",
+        "2048",
+        "--model-name",
+        "r",
+    ]);
+    sb.succeeds(&["models", "promote", "models:/r/1"]);
+    let retrain_toml = sb.path("retrain.toml");
+    std::fs::write(
+        &retrain_toml,
+        "[retrain]\nvalidation_bars = 200\ntest_bars = 100\ncompare_on = \"none\"\n",
+    )
+    .unwrap();
+    let retrain = |sb: &Sandbox| {
+        sb.run(&[
+            "retrain",
+            "models:/r@production",
+            "--data",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/data/STOCKS_GOOGL.csv"),
+            "--config",
+            retrain_toml.to_str().unwrap(),
+            "--steps",
+            "2048",
+            "--json",
+        ])
+    };
+    // The source changed before the version's last bar: reported, nothing registered.
+    write_vix(&sb, "vix.csv", None, true);
+    let out = retrain(&sb);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("outside source vix ("), "{stderr}");
+    assert_eq!(
+        sb.json(&["models", "list", "r", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Only grown: the retrain registers the candidate.
+    write_vix(&sb, "vix.csv", None, false);
+    let out = retrain(&sb);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = sb.json(&["models", "show", "models:/r/2", "--json"]);
+    assert_eq!(shown["data"]["outside"][0]["until"], "2018-08-29T00:00:00Z");
+}
