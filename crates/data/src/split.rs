@@ -129,7 +129,7 @@ impl Splits {
 /// let s = split(&frame, &SplitSpec::Fraction { train: 0.6, validation: 0.2 })?;
 /// assert_eq!((s.train.range(), s.validation.range(), s.test.range()), (0..6, 6..8, 8..10));
 /// assert_eq!(s.test.first_date, "1970-01-09");
-/// let s = split(&frame, &SplitSpec::Dates { train_end: "1970-01-05".into(), validation_end: "1970-01-07".into() })?;
+/// let s = split(&frame, &SplitSpec::Dates { train_start: None, train_end: "1970-01-05".into(), validation_end: "1970-01-07".into() })?;
 /// assert_eq!((s.train.end, s.validation.end), (5, 7));
 /// # Ok::<(), ratchet_data::DataError>(())
 /// ```
