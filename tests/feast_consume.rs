@@ -2,7 +2,8 @@
 //! scripts/feast_venv.sh makes): tests/feast/consume.py writes a repository with restated rows
 //! (some restated after the bars that ask), a TTL that expires values, a view without TTL and
 //! with a field_mapping, and bars before the first rows, runs `feast apply` and asks
-//! `get_historical_features` for an entity frame of two symbols' bars. Ratchet reads the
+//! `get_historical_features` for an entity frame of two symbols' bars (and for a view keyed by
+//! an INT64 entity, on a frame of two accounts). Ratchet reads the
 //! registry (no Python), resolves the service to outside features and joins them with its one
 //! engine; the values equal Feast's value for value. Skipped, with a message, only when that
 //! venv is missing.
@@ -43,9 +44,11 @@ fn ratchet_rows(
         .map(|f| ExternalSource::load(f).unwrap())
         .collect();
     let mut rows = vec![Vec::new(); symbols.len()];
-    for symbol in ["AAA", "BBB"] {
+    let mut distinct = symbols.to_vec();
+    distinct.dedup();
+    for symbol in &distinct {
         let of_symbol: Vec<usize> = (0..symbols.len())
-            .filter(|&i| symbols[i] == symbol)
+            .filter(|&i| symbols[i] == *symbol)
             .collect();
         let bars: Vec<i64> = of_symbol.iter().map(|&i| timestamps[i]).collect();
         for source in &sources {
@@ -227,4 +230,43 @@ fn feast_repository_features_join_as_feast_gives_them() {
     );
     assert_eq!(both.value("close", bbb_day_11), None);
     assert_eq!(rows[bbb_day_11][0], None);
+
+    // An INT64 entity key: the account ids are the symbols, in decimal.
+    let features = FeastFeatures {
+        service: None,
+        views: vec!["balances:balance".into()],
+        ..service
+    }
+    .resolve(dir.path())
+    .unwrap();
+    assert_eq!(
+        features,
+        [ExternalFeature {
+            name: "balances".into(),
+            source: repo.join("data/balances.parquet"),
+            timestamp: "event_timestamp".into(),
+            symbol: Some("account_id".into()),
+            created: None,
+            timestamp_format: None,
+            columns: vec!["balance".into()],
+            max_staleness: Duration::from_secs(86_400),
+            missing: MissingRule::Drop,
+            transform: Transform::Raw,
+            window: None,
+        }]
+    );
+    let accounts: Vec<String> = feast["account_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_i64().unwrap().to_string())
+        .collect();
+    let times: Vec<i64> = serde_json::from_value(feast["account_timestamps"].clone()).unwrap();
+    let counts = compare(
+        &answer(&feast, "features balances:balance"),
+        &ratchet_rows(&features, &accounts, &times),
+        &[&["balance"]],
+        &accounts,
+    );
+    assert_eq!(counts, (8, 0));
 }

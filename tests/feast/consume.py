@@ -14,7 +14,9 @@ offline store leaves out a row whose key has source rows but none in the view's 
 at or before the row's time) and each feature's values in entity-frame order (null where
 Feast has none): the service `both` (two views), the features
 `prices:close`+`rates:ten_year`, and `both` again without `filter_by_created_timestamp`
-(Feast's default, which sees restatements written after the bar).
+(Feast's default, which sees restatements written after the bar). View `balances` is keyed
+by an INT64 entity (`account_id`, TTL 1 day): `balances:balance` on a frame of two accounts'
+days (`account_ids`, `account_timestamps`).
 """
 
 import json
@@ -64,6 +66,14 @@ pd.DataFrame({
     "ten_y": np.asarray([r[2] for r in rates], dtype=np.float64),
 }).to_parquet(os.path.join(repo, "data/rates.parquet"), index=False)
 
+# account_id (INT64 entity), day, balance; a TTL of 1 day
+balances = [(1001, 2, 7.25), (1001, 4, 8.5), (2002, 1, -3.75), (2002, 3, -1.5)]
+pd.DataFrame({
+    "account_id": np.asarray([b[0] for b in balances], dtype=np.int64),
+    "event_timestamp": [at(b[1]) for b in balances],
+    "balance": np.asarray([b[2] for b in balances], dtype=np.float64),
+}).to_parquet(os.path.join(repo, "data/balances.parquet"), index=False)
+
 with open(os.path.join(repo, "feature_store.yaml"), "w") as f:
     f.write("""project: consume
 provider: local
@@ -105,6 +115,14 @@ rates = FeatureView(
     ),
 )
 both = FeatureService(name="both", features=[prices, rates])
+account = Entity(name="account", join_keys=["account_id"], value_type=ValueType.INT64)
+balances = FeatureView(
+    name="balances",
+    entities=[account],
+    ttl=timedelta(days=1),
+    schema=[Field(name="balance", dtype=Float64)],
+    source=FileSource(path="data/balances.parquet", timestamp_field="event_timestamp"),
+)
 ''')
 
 feast_cli = os.path.join(os.path.dirname(sys.executable), "feast")
@@ -119,13 +137,19 @@ for symbol in ["AAA", "BBB"]:
 entity_df = pd.DataFrame({"symbol": symbols, "event_timestamp": times})
 
 
-def historical(features, created_filter):
+accounts_df = pd.DataFrame({
+    "account_id": np.asarray([1001] * 6 + [2002] * 6, dtype=np.int64),
+    "event_timestamp": [at(day) for day in range(0, 6)] * 2,
+})
+
+
+def historical(features, created_filter, entities=entity_df, key="symbol"):
     got = store.get_historical_features(
-        entity_df=entity_df, features=features,
+        entity_df=entities, features=features,
         filter_by_created_timestamp=created_filter).to_df()
-    names = [c for c in got.columns if c not in ("symbol", "event_timestamp")]
-    got = entity_df.merge(got, on=["symbol", "event_timestamp"], how="left", validate="1:1",
-                          indicator=True)
+    names = [c for c in got.columns if c not in (key, "event_timestamp")]
+    got = entities.merge(got, on=[key, "event_timestamp"], how="left", validate="1:1",
+                         indicator=True)
     return {
         "returned": [bool(v == "both") for v in got["_merge"]],
         "columns": {
@@ -145,6 +169,10 @@ out = {
     "service both": historical(service, True),
     "features prices:close rates:ten_year": historical(["prices:close", "rates:ten_year"], True),
     "service both, Feast's default": historical(service, False),
+    "account_ids": [int(a) for a in accounts_df["account_id"]],
+    "account_timestamps": [int(t.value // 1_000_000) for t in accounts_df["event_timestamp"]],
+    "features balances:balance": historical(["balances:balance"], True, accounts_df,
+                                            "account_id"),
 }
 with open(out_path, "w") as f:
     json.dump(out, f)

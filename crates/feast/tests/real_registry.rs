@@ -30,7 +30,21 @@ fn reads_what_feast_apply_registered() {
     }));
     let mut names: Vec<&str> = repo.feature_views.iter().map(|v| v.name.as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["prices", "rates"]);
+    assert_eq!(names, ["balances", "prices", "rates"]);
+    assert!(repo.entities.contains(&Entity {
+        name: "account".into(),
+        join_key: "account_id".into(),
+        value_type: ValueType::Int64,
+    }));
+    let balances = repo.features(&["balances:balance"]).unwrap();
+    assert_eq!(
+        balances[0].join_key,
+        Field {
+            name: "account_id".into(),
+            value_type: ValueType::Int64
+        }
+    );
+    assert_eq!(balances[0].view.ttl, Some(Duration::from_secs(86_400)));
 
     let views = repo.service("both").unwrap();
     assert_eq!(views.len(), 2);
