@@ -544,7 +544,7 @@ impl FeatureRepo {
             [entity] if entity != "__dummy" => entity,
             [] | [_] => {
                 return Err(self.error(format!(
-                    "feature view {:?} has no entity; Ratchet joins views keyed by one entity (the symbol)",
+                    "feature view {:?} has no entity; Ratchet joins views keyed by one entity (the symbol); for market-wide values declare the file as [[features.external]] without a symbol column",
                     view.name
                 )));
             }

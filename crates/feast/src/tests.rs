@@ -103,6 +103,12 @@ fn registry() -> p::Registry {
                 "instrument",
                 file_source("s3://bucket/r.parquet"),
             ),
+            view(
+                "market",
+                "markets",
+                "__dummy",
+                file_source("data/vix.parquet"),
+            ),
         ],
         feature_services: vec![p::FeatureService {
             spec: Some(p::FeatureServiceSpec {
@@ -173,7 +179,14 @@ fn reads_the_projects_definitions() {
     let names: Vec<&str> = repo.feature_views.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(
         names,
-        ["prices", "daily", "warehouse", "accounts", "remote"]
+        [
+            "prices",
+            "daily",
+            "warehouse",
+            "accounts",
+            "remote",
+            "market"
+        ]
     );
     let prices = &repo.feature_views[0];
     assert_eq!(prices.ttl, Some(Duration::from_secs(3 * 86_400)));
@@ -271,13 +284,18 @@ fn what_cannot_be_joined_is_refused_by_name() {
         err(&["prices:open"]),
         "feature view \"prices\" has no feature \"open\" (it has: \"price\", \"volume\", \"note\")"
     );
+    // Feast records a view without entities as keyed by its own `__dummy` entity.
+    assert_eq!(
+        err(&["market:price"]),
+        "feature view \"market\" has no entity; Ratchet joins views keyed by one entity (the symbol); for market-wide values declare the file as [[features.external]] without a symbol column"
+    );
     assert_eq!(
         err(&["scaled:x"]),
         "feature view \"scaled\" is an on-demand feature view; Ratchet joins batch feature views with a file source"
     );
     assert_eq!(
         err(&["gone:x"]),
-        "project \"markets\" has no feature view \"gone\" (it has: \"prices\", \"daily\", \"warehouse\", \"accounts\", \"remote\")"
+        "project \"markets\" has no feature view \"gone\" (it has: \"prices\", \"daily\", \"warehouse\", \"accounts\", \"remote\", \"market\")"
     );
     assert_eq!(
         err(&["price"]),
