@@ -2,7 +2,8 @@
 # Makes ~/.cache/ratchet/feast-venv (or $1) with the pinned Feast of
 # scripts/requirements-feast.txt (its own venv: Feast pins another pandas than MLflow; about a
 # minute on first use, nothing when it is already there) and prints its python. The Feast
-# export test (tests/feast.rs) and scripts/compare_external_join.sh (pandas) run on it.
+# tests (tests/feast.rs, tests/feast_consume.rs) and scripts/compare_external_join.sh (pandas)
+# run on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh

@@ -58,8 +58,9 @@ if [ -z "${RATCHET_PYTHON:-}" ]; then
 fi
 "$RATCHET_PYTHON" -c 'import mlflow; print("mlflow", mlflow.__version__)'
 
-# Real Feast for the feature export test (tests/feast.rs), in its own pinned venv: Feast pins
-# another pandas than MLflow (scripts/feast_venv.sh; about a minute on first use).
+# Real Feast for the Feast tests (tests/feast.rs, tests/feast_consume.rs), in its own pinned
+# venv: Feast pins another pandas than MLflow (scripts/feast_venv.sh; about a minute on first
+# use).
 if [ -z "${RATCHET_FEAST_PYTHON:-}" ]; then
     RATCHET_FEAST_PYTHON="$(bash scripts/feast_venv.sh)"
     export RATCHET_FEAST_PYTHON

@@ -166,6 +166,11 @@ pub enum DataError {
     #[error("Feast repository {}: {message}", .path.display())]
     Feast { path: PathBuf, message: String },
 
+    /// A Feast repository whose definitions could not be read, or name features that cannot
+    /// be joined (the error names the file).
+    #[error("[[features.feast]] {0}")]
+    FeastDefinitions(#[from] ratchet_feast::FeastError),
+
     /// A universe that cannot be assembled (a symbol in two files, no file at all, …).
     #[error("universe: {0}")]
     Universe(String),

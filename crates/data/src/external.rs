@@ -11,6 +11,8 @@
 //!   timestamps are asked in time order; [`ExternalStream`] drives one over a loaded series, and
 //!   [`ExternalSource::join`] runs that stream over a whole series of bars. Both serialise with
 //!   exact `f64`s, like [`FeatureStream`](crate::FeatureStream).
+//! - [`FeastFeatures`] is one `[[features.feast]]` declaration: a Feast repository's feature
+//!   service (or `view:feature` list), resolved to one [`ExternalFeature`] per view.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,9 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 
+mod feast;
 mod join;
 mod source;
 
+pub use feast::{FeastFeatures, external_feature};
 pub use join::{ExternalColumns, ExternalState, ExternalStream};
 pub use source::{ExternalSource, SourceRow, SourceSeries};
 
@@ -69,7 +73,8 @@ pub struct ExternalFeature {
     pub timestamp_format: Option<String>,
     /// The value columns, as named in the source.
     pub columns: Vec<String>,
-    /// A value older than this at a bar counts as missing there: `"5d"`, `"12h"`, `"90m"`.
+    /// A value older than this at a bar counts as missing there: `"5d"`, `"12h"`, `"90m"`,
+    /// or `"none"` ([`NEVER_STALE`](Self::NEVER_STALE): a Feast view without a TTL).
     #[serde(with = "duration_text")]
     pub max_staleness: Duration,
     /// What a bar without a fresh value gets.
@@ -176,6 +181,9 @@ impl Transform {
 }
 
 impl ExternalFeature {
+    /// `max_staleness = "none"`: a value stays usable however old it is.
+    pub const NEVER_STALE: Duration = Duration::MAX;
+
     /// Checks the declaration on its own; an error says what to change.
     pub fn validate(&self) -> Result<(), DataError> {
         let err = |m: String| {
@@ -311,21 +319,30 @@ impl ExternalFeature {
 }
 
 /// A duration as humantime's text: read as `"5d"`, `"12h"`, `"1h 30m"`, written in humantime's
-/// own canonical form (`"5days"`), so equal durations serialise (and hash) alike.
+/// own canonical form (`"5days"`), so equal durations serialise (and hash) alike; `"none"` is
+/// [`ExternalFeature::NEVER_STALE`].
 mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de};
 
+    use super::ExternalFeature;
+
     pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if *d == ExternalFeature::NEVER_STALE {
+            return s.serialize_str("none");
+        }
         s.collect_str(&humantime::format_duration(*d))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
+        if text.trim() == "none" {
+            return Ok(ExternalFeature::NEVER_STALE);
+        }
         humantime::parse_duration(text.trim()).map_err(|e| {
             de::Error::custom(format!(
-                "max_staleness {text:?} is not a duration ({e}); write it like \"5d\", \"12h\" or \"90m\""
+                "max_staleness {text:?} is not a duration ({e}); write it like \"5d\", \"12h\" or \"90m\", or \"none\" for no limit"
             ))
         })
     }
@@ -396,7 +413,10 @@ mod tests {
             bad_duration.starts_with("max_staleness \"soon\" is not a duration ("),
             "{bad_duration}"
         );
-        assert!(bad_duration.ends_with("write it like \"5d\", \"12h\" or \"90m\""));
+        assert!(
+            bad_duration
+                .ends_with("write it like \"5d\", \"12h\" or \"90m\", or \"none\" for no limit")
+        );
         assert_eq!(
             parse(&BASE.replace("\"vix\"", "\"Vix\"")).unwrap_err(),
             "feature config: [[features.external]] \"Vix\": name must be lowercase letters, digits and _, starting with a letter (it names the columns, e.g. \"vix\" gives vix_close)"
@@ -409,6 +429,15 @@ mod tests {
             parse(&BASE.replace("\"36h\"", "\"0s\"")).unwrap_err(),
             "feature config: [[features.external]] \"vix\": max_staleness is 0, so every value would be stale; give how long a value stays usable, e.g. \"5d\" or \"12h\""
         );
+    }
+
+    #[test]
+    fn max_staleness_none_never_expires_and_reads_back() {
+        let f = parse(&BASE.replace("\"36h\"", "\" none \"")).unwrap();
+        assert_eq!(f.max_staleness, ExternalFeature::NEVER_STALE);
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains(r#""max_staleness":"none""#), "{json}");
+        assert_eq!(serde_json::from_str::<ExternalFeature>(&json).unwrap(), f);
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub use config::{FEATURE_SCHEMA_VERSION, FeatureConfig, FeatureSpec, Normalizati
 pub use cross_section::CrossSection;
 pub use error::DataError;
 pub use external::{
-    ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, MissingRule,
-    OutsideSources, SourceRow, SourceSeries, Transform,
+    ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, FeastFeatures,
+    MissingRule, OutsideSources, SourceRow, SourceSeries, Transform, external_feature,
 };
 pub use feast::{FeastRepo, FeastTarget, write_feast_repo};
 pub use features::{FeatureFrame, compute_features, compute_universe_features};

@@ -1,6 +1,7 @@
 //! Reading an outside source: the bar loader's file reading and timestamp parsing, then the
 //! checks a point-in-time join needs, each error naming the file, row and column.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -140,13 +141,10 @@ impl ExternalSource {
             Some(c) => Some(times(c)?.0),
             None => None,
         };
-        let symbols =
-            match &feature.symbol {
-                Some(c) => Some(ctx.texts(&df, c)?.ok_or_else(|| {
-                    ctx.column_type(c, ctx.column(&df, c).dtype(), "text symbols")
-                })?),
-                None => None,
-            };
+        let symbols = match &feature.symbol {
+            Some(c) => Some(symbol_texts(&ctx, &df, c)?),
+            None => None,
+        };
         let columns = feature
             .columns
             .iter()
@@ -160,7 +158,7 @@ impl ExternalSource {
         // Row indices per symbol, in file order.
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for i in 0..timestamps.len() {
-            let symbol = symbols.as_ref().map_or("", |s| s[i]);
+            let symbol = symbols.as_ref().map_or("", |s| &*s[i]);
             match groups.get_mut(symbol) {
                 Some(rows) => rows.push(i),
                 None => {
@@ -218,8 +216,7 @@ impl ExternalSource {
         if let Some(&first_bar) = bar_timestamps.first() {
             self.check_covers(symbol, first_bar)?;
         }
-        let label = self.feature.symbol.as_ref().map(|_| symbol);
-        join_series(&self.feature, label, self.series(symbol), bar_timestamps)
+        self.join_all_bars(symbol, bar_timestamps)
     }
 
     /// SHA-256 of the rows known at or before `until` (every symbol's, in symbol order; each
@@ -269,6 +266,50 @@ impl ExternalSource {
             },
         })
     }
+
+    /// [`join`](Self::join) without its check of the first bar: bars before the source's
+    /// first row (or all bars, for a symbol without rows) have no value and follow the
+    /// `missing` rule, as Feast's `get_historical_features` gives them nulls.
+    pub fn join_all_bars(
+        &self,
+        symbol: &str,
+        bar_timestamps: &[i64],
+    ) -> Result<ExternalColumns, DataError> {
+        let label = self.feature.symbol.as_ref().map(|_| symbol);
+        join_series(&self.feature, label, self.series(symbol), bar_timestamps)
+    }
+}
+
+/// The symbol column as text: text as it is, integers (Feast's INT64 entity keys) in decimal.
+fn symbol_texts<'df>(
+    ctx: &Context,
+    df: &'df DataFrame,
+    column: &str,
+) -> Result<Vec<Cow<'df, str>>, DataError> {
+    if let Some(texts) = ctx.texts(df, column)? {
+        return Ok(texts.into_iter().map(Cow::Borrowed).collect());
+    }
+    let col = ctx.column(df, column);
+    if !col.dtype().is_integer() {
+        return Err(ctx.column_type(column, col.dtype(), "text or integer symbols"));
+    }
+    let ints = col
+        .cast(&DataType::Int64)
+        .map_err(|_| ctx.column_type(column, col.dtype(), "text or integer symbols"))?;
+    ints.i64()
+        .expect("cast to Int64")
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.map(|v| Cow::Owned(v.to_string())).ok_or_else(|| {
+                ctx.invalid(
+                    i,
+                    column,
+                    "missing value; fill it in or remove the row".to_string(),
+                )
+            })
+        })
+        .collect()
 }
 
 impl SourceSeries {
