@@ -263,9 +263,16 @@ impl TrainConfig {
             path: path.to_path_buf(),
             error,
         })?;
-        let config = Self::parse(&text).map_err(|e| {
+        let mut config = Self::parse(&text).map_err(|e| {
             ConfigError::Syntax(format!("{}: {}", path.display(), e.to_string().trim_end()))
         })?;
+        config
+            .features
+            .resolve_feast()
+            .map_err(|e| ConfigError::InFile {
+                path: path.to_path_buf(),
+                error: Box::new(ConfigError::Invalid(e.to_string())),
+            })?;
         config.validate().map_err(|error| ConfigError::InFile {
             path: path.to_path_buf(),
             error: Box::new(error),
@@ -279,6 +286,10 @@ impl TrainConfig {
     pub fn load_trial(text: &str) -> Result<Self, ConfigError> {
         let mut config =
             Self::parse(text).map_err(|e| ConfigError::Syntax(e.message().to_string()))?;
+        config
+            .features
+            .resolve_feast()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.settle_schedule();
         config.validate()?;
         config.check_learns()?;

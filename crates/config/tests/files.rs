@@ -107,3 +107,45 @@ fn a_run_too_short_to_learn_is_refused_with_the_minimum() {
     assert!(too_short("[run]\nalgo = \"dqn\"\nsteps = 104\n").is_ok());
     assert!(too_short("[run]\nalgo = \"dqn\"\nsteps = 103\n").is_err());
 }
+
+/// `[[features.feast]]` is read when the file is loaded: the service's views become outside
+/// features (a version records and hashes those), and a repository that cannot be read is an
+/// error naming the file.
+#[test]
+fn feast_features_are_read_into_outside_features_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../feast/tests/fixtures/feature_repo");
+    let config = dir.path().join("feast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[features.feast]]\nrepo = \"{}\"\nservice = \"both\"\nmissing = \"last\"\n",
+            repo.display()
+        ),
+    )
+    .unwrap();
+    let loaded = TrainConfig::load(&config).unwrap();
+    assert!(loaded.features.feast.is_empty());
+    let names: Vec<&str> = loaded
+        .features
+        .external
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(json(&loaded)["features"].get("feast").is_none());
+    let mut explicit = loaded.features.clone();
+    explicit.feast.clear();
+    assert_eq!(loaded.features.hash(), explicit.hash());
+
+    std::fs::write(
+        &config,
+        "[[features.feast]]\nrepo = \"no/such/repo\"\nservice = \"both\"\nmissing = \"last\"\n",
+    )
+    .unwrap();
+    let err = TrainConfig::load(&config).unwrap_err().to_string();
+    assert!(
+        err.contains(&config.display().to_string()) && err.contains("no/such/repo"),
+        "{err}"
+    );
+}

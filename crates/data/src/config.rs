@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::checksum::sha256_hex;
-use crate::{DataError, ExternalFeature};
+use crate::{DataError, ExternalFeature, FeastFeatures};
 
 /// Semantic version of the feature code. It is part of every [`FeatureConfig::hash`], so a change
 /// to how any feature is computed (bump it!) invalidates cached features and tells the registry
@@ -49,6 +49,11 @@ pub struct FeatureConfig {
     /// features' columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external: Vec<ExternalFeature>,
+    /// Features of Feast repositories (`[[features.feast]]`), as written; reading the
+    /// repositories ([`resolve_feast`](Self::resolve_feast)) turns them into `external`
+    /// declarations, which is what a version records and hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feast: Vec<FeastFeatures>,
 }
 
 /// An inline table with its `kind` first, as the configs write features (TOML's own order is
@@ -297,6 +302,7 @@ impl Default for FeatureConfig {
                 FeatureSpec::ZscoreVolume { window: 20 },
             ],
             external: Vec::new(),
+            feast: Vec::new(),
         }
     }
 }
@@ -425,9 +431,28 @@ impl FeatureConfig {
             .unwrap_or(0)
     }
 
+    /// Reads the Feast repositories of `[[features.feast]]` (paths from the working directory,
+    /// as every path of a config) and appends one outside feature per view they give to
+    /// `external`, leaving `feast` empty: the features are then those declarations, read and
+    /// hashed like any outside source.
+    pub fn resolve_feast(&mut self) -> Result<(), DataError> {
+        for feast in std::mem::take(&mut self.feast) {
+            self.external
+                .extend(feast.resolve(std::path::Path::new(""))?);
+        }
+        Ok(())
+    }
+
     /// Checks every parameter; the error names the offending feature and what to change.
     pub fn validate(&self) -> Result<(), DataError> {
         let err = |m: String| Err(DataError::Config(m));
+        if let Some(feast) = self.feast.first() {
+            return err(format!(
+                "[[features.feast]] repo {:?} is not read yet; read the repositories first \
+                 (FeatureConfig::resolve_feast, which loading a config file does)",
+                feast.repo
+            ));
+        }
         if self.window == 0 {
             return err("window must be at least 1".to_string());
         }
@@ -570,6 +595,7 @@ mod tests {
             normalization: Normalization::None,
             features: vec![FeatureSpec::SmaRatio { fast: 2, slow: 3 }],
             external: Vec::new(),
+            feast: Vec::new(),
         };
         assert_eq!(
             cfg.canonical_json(),

@@ -206,6 +206,7 @@ mod tests {
             normalization: Normalization::None,
             features: vec![spec],
             external: Vec::new(),
+            feast: Vec::new(),
         }
     }
 

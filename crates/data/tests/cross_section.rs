@@ -23,6 +23,7 @@ fn raw_config() -> FeatureConfig {
             FeatureSpec::ExcessReturn { k: K },
         ],
         external: Vec::new(),
+        feast: Vec::new(),
     }
 }
 

@@ -43,6 +43,7 @@ fn pinned_configs() -> Vec<(String, FeatureConfig)> {
                 normalization: Normalization::None,
                 features: vec![spec],
                 external: Vec::new(),
+                feast: Vec::new(),
             },
         ));
     }
@@ -471,6 +472,7 @@ fn compute_features_rejects_bad_bars_too() {
         normalization: Normalization::None,
         features: vec![FeatureSpec::LogReturn { k: 1 }],
         external: Vec::new(),
+        feast: Vec::new(),
     };
     let err = compute_features(&bars, &cfg).unwrap_err();
     assert_eq!(

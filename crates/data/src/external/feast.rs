@@ -22,7 +22,8 @@ use crate::DataError;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeastFeatures {
-    /// The repository directory (relative paths from the config's directory).
+    /// The repository directory (a relative path from the working directory, as every path of
+    /// a config).
     pub repo: PathBuf,
     /// A feature service of the repository's project.
     #[serde(default, skip_serializing_if = "Option::is_none")]

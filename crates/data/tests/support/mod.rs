@@ -32,5 +32,6 @@ pub fn every_kind_config(log_return_k: usize, normalization: Normalization) -> F
         normalization,
         features: every_kind(log_return_k),
         external: Vec::new(),
+        feast: Vec::new(),
     }
 }
