@@ -5,9 +5,10 @@
 # over 100 bars of each), by Ratchet (`cargo bench --bench universe`, the file via
 # UNIVERSE_CSV) and by polars (read_csv, then over(symbol) rolling windows of the same
 # shapes: returns, moving averages, RSI, MACD, volatility, ATR, z-scores, and the rolling
-# normalisation). Then both add the cross-sectional features over 5-bar returns: the
-# universe's mean, each symbol's rank and its return minus the mean (polars: over the
-# timestamp; Ratchet reads the other symbols' latest returns before it, in time order).
+# normalisation). Then both add the cross-sectional features over 5-bar returns, normalised
+# like the others: the universe's mean, each symbol's rank and its return minus the mean
+# (polars: over the timestamp; Ratchet reads the other symbols' latest returns before it,
+# in time order).
 #
 # The polars expressions have the same window lengths and the same kind of work as
 # Ratchet's features but are not checked to give the same values (Wilder smoothing, seeds
@@ -37,7 +38,7 @@ import polars as pl
 
 path = sys.argv[1]
 
-def features(df):
+def features(df, cross=False):
     c, h, l, v = pl.col("close"), pl.col("high"), pl.col("low"), pl.col("volume")
     by = "symbol"
     prev = c.shift(1).over(by)
@@ -60,20 +61,22 @@ def features(df):
     )
     names = ["log_return_1", "log_return_5", "sma_ratio", "rsi", "macd", "volatility", "atr",
              "zscore_close", "zscore_volume"]
+    if cross:
+        # The raw 5-bar return compared across the symbols at each timestamp, normalised
+        # per symbol like every other column.
+        r = pl.col("log_return_5")
+        mean = r.mean().over("date")
+        raw = raw.with_columns(
+            mean.alias("universe_return"),
+            ((r.rank() - 1) / (r.count() - 1)).over("date").alias("return_rank"),
+            (r - mean).alias("excess_return"),
+        )
+        names += ["universe_return", "return_rank", "excess_return"]
     x = [pl.col(n) for n in names]
     return raw.with_columns(
         ((col - col.rolling_mean(100).over(by)) / col.rolling_std(100).over(by)).alias(n)
         for n, col in zip(names, x)
     ).drop_nulls()
-
-def cross_sectional(df):
-    r = pl.col("log_return_5")
-    mean = r.mean().over("date")
-    return df.with_columns(
-        mean.alias("universe_return"),
-        ((r.rank() - 1) / (r.count() - 1)).over("date").alias("return_rank"),
-        (r - mean).alias("excess_return"),
-    )
 
 def best(f, n=5):
     times = []
@@ -85,7 +88,7 @@ def best(f, n=5):
 
 t_read, df = best(lambda: pl.read_csv(path, try_parse_dates=True).sort("symbol", "date"))
 t_feat, feats = best(lambda: features(df))
-t_cross, _ = best(lambda: cross_sectional(features(df)))
+t_cross, _ = best(lambda: features(df, cross=True))
 print(f"read {t_read:.3f} s + features {t_feat:.3f} s = {t_read + t_feat:.3f} s "
       f"({feats.height} rows with every feature)")
 print(f"with the cross-sectional features: read {t_read:.3f} s + features {t_cross:.3f} s = "

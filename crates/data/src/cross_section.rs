@@ -10,6 +10,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use rayon::prelude::*;
+
 use crate::config::FeatureSpec;
 use crate::indicator::Indicator;
 use crate::timestamp::format_timestamp;
@@ -147,14 +149,27 @@ impl CrossSection {
         let specs: Vec<&FeatureSpec> = features.iter().filter(|f| f.horizon().is_some()).collect();
         let symbols = members.iter().map(|(s, _)| s.to_string()).collect();
         let mut cross = CrossSection::new(symbols, features);
-        // Each member's own return per feature, by the indicator its stream runs.
-        let mut own: Vec<Vec<Indicator>> = members
-            .iter()
-            .map(|_| specs.iter().map(|spec| Indicator::new(spec)).collect())
-            .collect();
+        // Each member's own return at each bar per feature, by the indicator its stream runs
+        // (per member, in parallel); then replaced in place by the feature's value, in time
+        // order across the members.
+        let n = specs.len();
         let mut values: Vec<Vec<f64>> = members
-            .iter()
-            .map(|(_, bars)| Vec::with_capacity(bars.len() * specs.len()))
+            .par_iter()
+            .map(|(_, bars)| {
+                let mut indicators: Vec<Indicator> =
+                    specs.iter().map(|spec| Indicator::new(spec)).collect();
+                let mut own = Vec::with_capacity(bars.len() * n);
+                for t in 0..bars.len() {
+                    let (bar, previous_close) =
+                        (bars.bar(t), t.checked_sub(1).map(|p| bars.close[p]));
+                    for indicator in &mut indicators {
+                        let mut return_k = [f64::NAN];
+                        indicator.update(&bar, previous_close, &mut return_k);
+                        own.push(return_k[0]);
+                    }
+                }
+                own
+            })
             .collect();
         let mut next: BinaryHeap<Reverse<(i64, usize, usize)>> = members
             .iter()
@@ -163,15 +178,12 @@ impl CrossSection {
             .map(|(m, (_, bars))| Reverse((bars.timestamps[0], m, 0)))
             .collect();
         while let Some(Reverse((timestamp, m, t))) = next.pop() {
-            let bars = members[m].1;
-            let bar = bars.bar(t);
-            let previous_close = t.checked_sub(1).map(|p| bars.close[p]);
             cross.advance(timestamp);
-            for (spec, indicator) in specs.iter().zip(&mut own[m]) {
-                let mut return_k = [f64::NAN];
-                indicator.update(&bar, previous_close, &mut return_k);
-                values[m].push(cross.value(spec, m, return_k[0]));
+            for (j, spec) in specs.iter().enumerate() {
+                let slot = &mut values[m][t * n + j];
+                *slot = cross.value(spec, m, *slot);
             }
+            let bars = members[m].1;
             if t + 1 < bars.len() {
                 next.push(Reverse((bars.timestamps[t + 1], m, t + 1)));
             }

@@ -292,13 +292,7 @@ fn promote(state: &AppState, version: u64, why: &str) -> bool {
         }
         Err(e) => {
             let reason = e.to_string();
-            let changed = state
-                .alias_failures
-                .lock()
-                .expect("no panics hold the lock")
-                .insert((Role::Canary, version), reason.clone())
-                .is_none_or(|previous| previous != reason);
-            if changed {
+            if new_alias_failure(state, Role::Canary, version, &reason) {
                 state
                     .metrics
                     .errors
@@ -343,13 +337,7 @@ fn roll_back(state: &AppState, role: Role, version: u64, why: &str) {
                 // version to go back to, it serves on): reported once, and again only when
                 // the reason the rollback failed changes.
                 let reason = e.to_string();
-                let changed = state
-                    .alias_failures
-                    .lock()
-                    .expect("no panics hold the lock")
-                    .insert((role, version), reason.clone())
-                    .is_none_or(|previous| previous != reason);
-                if changed {
+                if new_alias_failure(state, role, version, &reason) {
                     state
                         .metrics
                         .errors
@@ -374,4 +362,15 @@ fn roll_back(state: &AppState, role: Role, version: u64, why: &str) {
         ),
     }
     state.reload.notify_one();
+}
+
+/// Whether an alias move of `version` in `role` failing for `reason` is news: a move that
+/// fails the same way at every check is reported once, and again when its reason changes.
+fn new_alias_failure(state: &AppState, role: Role, version: u64, reason: &str) -> bool {
+    state
+        .alias_failures
+        .lock()
+        .expect("no panics hold the lock")
+        .insert((role, version), reason.to_string())
+        .is_none_or(|previous| previous != reason)
 }
