@@ -628,6 +628,28 @@ fn serving_with_outside_values_gives_the_backtest_positions() {
         "volume": 1.0, "external": {"vix": {"close": "high"}}
     }]}));
     assert_eq!(status, 400, "{answer}");
+    // A bar long after the source's last row carries its last value, and is counted; so is
+    // every bar of the feed more than 5 days after the row before it.
+    server.bars(&json!({"symbol": "GOOGL", "bars": [{
+        "timestamp": "2030-01-02", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+        "volume": 1.0
+    }]}));
+    let mut last_row = None;
+    let mut carried = 1;
+    for (i, bar) in all.iter().enumerate() {
+        let t = bar["timestamp"].as_i64().unwrap();
+        if i % 7 != 3 {
+            last_row = Some(t);
+        } else if last_row.is_some_and(|row| t - row > 5 * 86_400_000) {
+            carried += 1;
+        }
+    }
+    assert!(
+        server.metrics().contains(&format!(
+            "ratchet_outside_carried_total{{source=\"vix\"}} {carried}\n"
+        )),
+        "{carried}"
+    );
     server.stop();
 
     let first = first.unwrap();

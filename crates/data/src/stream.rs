@@ -171,6 +171,18 @@ impl FeatureStream {
         self.take(bar, Across::Nothing, outside)
     }
 
+    /// The outside sources whose value at the latest bar was missing or stale and carried
+    /// from an earlier bar (`missing = "last"`).
+    pub fn outside_carried(&self) -> impl Iterator<Item = &str> {
+        self.state
+            .config
+            .external
+            .iter()
+            .zip(&self.state.outside)
+            .filter(|(_, stream)| stream.state().carried())
+            .map(|(feature, _)| feature.name.as_str())
+    }
+
     /// The online join of the outside source `name`, to take in rows as they become known
     /// (a live feed); `None` when the config has no such source.
     pub fn outside_mut(&mut self, name: &str) -> Option<&mut ExternalState> {

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub swaps_refused: IntCounter,
     pub rollbacks: IntCounter,
     pub promotions: IntCounter,
+    /// Bars whose outside value was missing or stale and carried, by source.
+    pub outside_carried: IntCounterVec,
     /// Decisions of the canary or shadow that differ from production's on the same bar.
     pub disagreements: IntCounterVec,
     /// Cumulative paper log return of each version's positions, over every symbol.
@@ -105,6 +107,11 @@ impl Metrics {
             promotions: counter(
                 "ratchet_auto_promotions_total",
                 "Canaries promoted to production after keeping the SLO (--auto-promote).",
+            ),
+            outside_carried: counter_vec(
+                "ratchet_outside_carried_total",
+                "Bars whose outside value was missing or stale and was carried from an earlier bar (missing = \"last\").",
+                &["source"],
             ),
             disagreements: counter_vec(
                 "ratchet_disagreements_total",

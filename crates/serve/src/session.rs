@@ -86,6 +86,8 @@ pub struct PaperReturn {
 pub struct Filled {
     pub served: Option<PaperReturn>,
     pub shadow: Option<PaperReturn>,
+    /// The outside sources whose value at this bar was missing or stale and carried.
+    pub carried: Vec<String>,
 }
 
 /// One symbol's state. A request works on a copy and keeps it only when every symbol of the
@@ -171,6 +173,7 @@ impl Session {
         Ok(Filled {
             served: fill(&mut self.served),
             shadow: fill(&mut self.shadow),
+            carried: self.stream.outside_carried().map(str::to_string).collect(),
         })
     }
 

@@ -48,9 +48,12 @@ pub struct ExternalState {
     #[serde(with = "crate::exact_f64::deque")]
     last_given: Vec<f64>,
     last_bar: Option<i64>,
-    /// The answer for the latest bar, not part of a snapshot.
+    /// The answer for the latest bar, and whether it carried an older value; not part of a
+    /// snapshot.
     #[serde(skip)]
     row: Vec<f64>,
+    #[serde(skip)]
+    carried: bool,
 }
 
 /// Why a bar has no fresh value.
@@ -81,6 +84,7 @@ impl ExternalState {
             last_given: Vec::new(),
             last_bar: None,
             row: Vec::new(),
+            carried: false,
         }
     }
 
@@ -166,6 +170,7 @@ impl ExternalState {
             )));
         }
         self.last_bar = Some(timestamp);
+        self.carried = false;
         let missing = match self.current {
             None => Some(Missing::NothingKnown),
             Some((ts, _)) if timestamp.saturating_sub(ts) > self.max_staleness_ms => {
@@ -188,6 +193,7 @@ impl ExternalState {
             (None, _) => self.row.extend_from_slice(&self.value),
             (Some(_), MissingRule::Drop) => return Ok(None),
             (Some(_), MissingRule::Last) if !self.last_given.is_empty() => {
+                self.carried = true;
                 self.row.extend_from_slice(&self.last_given);
                 self.row.push(1.0);
             }
@@ -204,6 +210,12 @@ impl ExternalState {
             }
         }
         Ok(Some(&self.row))
+    }
+
+    /// Whether the latest bar's answer carried an older value (`missing = "last"` with no
+    /// fresh one).
+    pub fn carried(&self) -> bool {
+        self.carried
     }
 
     fn describe(&self, why: Missing) -> String {
@@ -290,6 +302,10 @@ impl ExternalStream {
     /// The online state, for rows that arrive with live bars ([`ExternalState::observe`]).
     pub fn state_mut(&mut self) -> &mut ExternalState {
         &mut self.state
+    }
+
+    pub fn state(&self) -> &ExternalState {
+        &self.state
     }
 }
 

@@ -191,6 +191,8 @@ struct Effects {
     decisions: Vec<(Arc<ServedModel>, Role, &'static str)>,
     disagreements: Vec<Role>,
     paper: Vec<PaperReturn>,
+    /// Outside sources whose value was carried, once per bar.
+    carried: Vec<String>,
 }
 
 impl Effects {
@@ -207,6 +209,13 @@ impl Effects {
         }
         for paper in self.paper {
             book_paper(state, live, paper);
+        }
+        for source in self.carried {
+            state
+                .metrics
+                .outside_carried
+                .with_label_values(&[&source])
+                .inc();
         }
     }
 }
@@ -273,6 +282,7 @@ fn take_bar(
     effects
         .paper
         .extend([filled.served, filled.shadow].into_iter().flatten());
+    effects.carried.extend(filled.carried);
     answer.last = if session.ready() {
         Some(decide(state, live, route, symbol, session, effects)?)
     } else {
