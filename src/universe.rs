@@ -207,17 +207,7 @@ impl Universe {
         for (symbol, why) in &skipped {
             eprintln!("warning: universe: {symbol} left out: {why}");
         }
-        let last_bar = members
-            .iter()
-            .filter_map(|m| m.market.loaded.bars.timestamps.last().copied())
-            .max()
-            .unwrap_or(0);
-        Ok(Universe {
-            members,
-            hash,
-            files,
-            outside: outside_records(&outside, last_bar),
-        })
+        Ok(Universe::of_members(members, hash, files, &outside))
     }
 
     /// The instruments a version recorded, each split at its own recorded dates (never
@@ -289,17 +279,27 @@ impl Universe {
                 market,
             });
         }
+        Ok(Universe::of_members(members, hash, files, &outside))
+    }
+
+    /// A universe of `members`, recording `outside` as of its last bar.
+    fn of_members(
+        members: Vec<Member>,
+        hash: String,
+        files: Vec<PathBuf>,
+        outside: &OutsideSources,
+    ) -> Self {
         let last_bar = members
             .iter()
             .filter_map(|m| m.market.loaded.bars.timestamps.last().copied())
             .max()
             .unwrap_or(0);
-        Ok(Universe {
+        Universe {
             members,
             hash,
             files,
-            outside: outside_records(&outside, last_bar),
-        })
+            outside: outside_records(outside, last_bar),
+        }
     }
 
     /// Every instrument's rows `..end(market)` laid end to end in one [`MarketData`], the

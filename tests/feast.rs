@@ -14,21 +14,10 @@ use ratchet_data::{CrossSection, FeatureStream, LoadOptions, Universe};
 use serde_json::json;
 
 mod sandbox;
-use sandbox::Sandbox;
+use sandbox::{Sandbox, feast_python};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The venv's python: `$RATCHET_FEAST_PYTHON`, else ~/.cache/ratchet/feast-venv's.
-fn feast_python() -> Option<PathBuf> {
-    let python = std::env::var_os("RATCHET_FEAST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".cache/ratchet/feast-venv/bin/python")
-        });
-    python.exists().then_some(python)
 }
 
 /// Each symbol's feature rows as live `FeatureStream`s give them (every symbol's bars in time

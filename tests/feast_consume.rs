@@ -10,26 +10,18 @@
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use ratchet_data::{ExternalFeature, ExternalSource, FeastFeatures, MissingRule, Transform};
 use serde_json::Value;
 
+mod sandbox;
+use sandbox::feast_python;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The venv's python: `$RATCHET_FEAST_PYTHON`, else ~/.cache/ratchet/feast-venv's.
-fn feast_python() -> Option<PathBuf> {
-    let python = std::env::var_os("RATCHET_FEAST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".cache/ratchet/feast-venv/bin/python")
-        });
-    python.exists().then_some(python)
 }
 
 /// Per entity row, Ratchet's values for `features` in order (the view's columns), `None`

@@ -203,3 +203,15 @@ pub fn signal(child: &Child, sig: &str) {
         .success();
     assert!(ok, "kill {sig} failed");
 }
+
+/// The Python of the pinned Feast venv (scripts/feast_venv.sh): `$RATCHET_FEAST_PYTHON`, else
+/// ~/.cache/ratchet/feast-venv's; `None` when it is not there.
+pub fn feast_python() -> Option<PathBuf> {
+    let python = std::env::var_os("RATCHET_FEAST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/ratchet/feast-venv/bin/python")
+        });
+    python.exists().then_some(python)
+}

@@ -55,8 +55,11 @@ use crate::{Bar, DataError};
 pub struct FeatureStream {
     state: StreamState,
     /// Derived from the state, not part of a snapshot: the bar from which every indicator is
-    /// defined, and scratch space for the latest bar's values.
+    /// defined, the first outside column and each outside source's width, and scratch space
+    /// for the latest bar's values.
     indicator_warm_up: usize,
+    outside_start: usize,
+    outside_widths: Vec<usize>,
     raw: Vec<f64>,
     row: Vec<f32>,
 }
@@ -140,6 +143,12 @@ impl FeatureStream {
         }
         Ok(FeatureStream {
             indicator_warm_up: config.indicator_warm_up(),
+            outside_start: config.bar_column_names().len(),
+            outside_widths: config
+                .external
+                .iter()
+                .map(|f| f.column_names().len())
+                .collect(),
             raw: vec![f64::NAN; width],
             row: vec![0.0; width],
             state,
@@ -259,16 +268,14 @@ impl FeatureStream {
 
         // The outside values first: a missing one that is an error leaves the indicators as
         // they were.
-        let mut at = self.raw.len()
-            - state
-                .config
-                .external
-                .iter()
-                .map(|f| f.column_names().len())
-                .sum::<usize>();
+        let mut at = self.outside_start;
         let mut outside_missing = None;
-        for (i, stream) in state.outside.iter_mut().enumerate() {
-            let width = state.config.external[i].column_names().len();
+        for (i, (stream, &width)) in state
+            .outside
+            .iter_mut()
+            .zip(&self.outside_widths)
+            .enumerate()
+        {
             match stream.push(outside.get(i).copied().flatten(), bar.timestamp)? {
                 Some(values) => self.raw[at..at + width].copy_from_slice(values),
                 None => outside_missing = Some(i),
