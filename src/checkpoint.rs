@@ -128,13 +128,19 @@ fn universe_source(universe: &Universe) -> DataSource {
                 sha256: m.loaded.sha256.clone(),
                 train: range(&m.splits.train),
                 validation: range(&m.splits.validation),
-                test: range(&m.splits.test),
+                test: m.splits.test.as_ref().map(range),
             }
         })
         .collect();
-    let span = |of: fn(&SymbolSource) -> &DateRange| {
-        let start = symbols.iter().map(|s| of(s).start.clone()).min();
-        let end = symbols.iter().map(|s| of(s).end.clone()).max();
+    let span = |of: fn(&SymbolSource) -> Option<&DateRange>| {
+        let start = symbols
+            .iter()
+            .filter_map(|s| Some(of(s)?.start.clone()))
+            .min();
+        let end = symbols
+            .iter()
+            .filter_map(|s| Some(of(s)?.end.clone()))
+            .max();
         start.zip(end).map(|(start, end)| DateRange {
             start,
             end,
@@ -149,9 +155,9 @@ fn universe_source(universe: &Universe) -> DataSource {
             .collect::<Vec<_>>()
             .join(", "),
         sha256: universe.hash.clone(),
-        train: span(|s| &s.train),
-        validation: span(|s| &s.validation),
-        test: span(|s| &s.test),
+        train: span(|s| Some(&s.train)),
+        validation: span(|s| Some(&s.validation)),
+        test: span(|s| s.test.as_ref()),
         symbols,
         outside: universe.outside.clone(),
     }
@@ -178,7 +184,7 @@ pub fn training_record(
                 sha256: m.loaded.sha256.clone(),
                 train: Some(range(&m.splits.train)),
                 validation: Some(range(&m.splits.validation)),
-                test: Some(range(&m.splits.test)),
+                test: m.splits.test.as_ref().map(range),
                 symbols: Vec::new(),
                 outside: m.outside.clone(),
             }

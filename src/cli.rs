@@ -156,7 +156,8 @@ The next version's ranges are cut from the newest bars by the [retrain] section 
   window = \"anchored\"       train from the first bar, or \"rolling\" with train_bars = N:
                             the N bars before the validation range (in new episodes)
   validation_bars = 252     the new validation range, just before the test range
-  test_bars = 63            the newest bars, held back (never trained on or judged)
+  test_bars = 63            the newest bars, held back (never trained on or judged);
+                            0 holds back none: the newest bars validate
   min_val_sharpe, max_drawdown, beat_champion_by = 0.0,
   compare_on = \"sharpe\" (or \"psr\", or \"none\": no comparison with the champion)
   candidate_alias = \"candidate\"

@@ -76,17 +76,22 @@ impl Market {
                 .map(|r| (r.start.clone(), r.end.clone()))
                 .with_context(|| format!("{version} recorded no {name} range"))
         };
-        let (train, validation, test) = (
+        let (train, validation) = (
             dates("train", &recorded.train)?,
             dates("validation", &recorded.validation)?,
-            dates("test", &recorded.test)?,
         );
+        // A version that held back no test range records none.
+        let test = recorded
+            .test
+            .as_ref()
+            .map(|r| (r.start.clone(), r.end.clone()));
         let market = Self::prepare_with(config, |frame| {
             Splits::at_dates(
                 frame,
                 (&train.0, &train.1),
                 (&validation.0, &validation.1),
-                (&test.0, &test.1),
+                test.as_ref()
+                    .map(|(first, last)| (first.as_str(), last.as_str())),
             )
             .with_context(|| {
                 format!(
@@ -102,16 +107,18 @@ impl Market {
             unverified: None,
         };
         let segments = [
-            ("train", &recorded.train, &market.splits.train),
+            ("train", &recorded.train, Some(&market.splits.train)),
             (
                 "validation",
                 &recorded.validation,
-                &market.splits.validation,
+                Some(&market.splits.validation),
             ),
-            ("test", &recorded.test, &market.splits.test),
+            ("test", &recorded.test, market.splits.test.as_ref()),
         ];
         for (name, range, segment) in segments {
-            let Some(range) = range else { continue };
+            let (Some(range), Some(segment)) = (range, segment) else {
+                continue;
+            };
             match &range.bars_sha256 {
                 Some(digest) if *digest != market.digest(segment) => check.changed.push((
                     name,
@@ -153,9 +160,13 @@ impl Market {
             Self::of_bars(config, loaded, &cache_key, &outside, split_frame)?;
         let last_bar = market.loaded.bars.timestamps.last().copied().unwrap_or(0);
         market.outside = outside_records(&outside, last_bar);
-        let (train, test) = (&market.splits.train, &market.splits.test);
+        let train = &market.splits.train;
+        let test = match &market.splits.test {
+            Some(test) => format!("test {} .. {}", test.first_date, test.last_date),
+            None => "no test range held back".to_string(),
+        };
         eprintln!(
-            "data {}: {} bars; features {} ({}, {} warm-up bars dropped); train {} .. {}, test {} .. {}",
+            "data {}: {} bars; features {} ({}, {} warm-up bars dropped); train {} .. {}, {test}",
             file.display(),
             market.loaded.bars.len(),
             config.features.short_hash(),
@@ -163,8 +174,6 @@ impl Market {
             market.frame.first_bar,
             train.first_date,
             train.last_date,
-            test.first_date,
-            test.last_date,
         );
         Ok(market)
     }
@@ -206,6 +215,18 @@ impl Market {
         self.loaded
             .bars
             .digest(first_bar..first_bar + segment.len())
+    }
+
+    /// The test range, or an error saying none was held back (a dates split without
+    /// `validation_end`, as `[retrain] test_bars = 0` makes).
+    pub fn test_range(&self) -> Result<&Segment> {
+        self.splits.test.as_ref().with_context(|| {
+            format!(
+                "no test range of {} was held back (a dates split without validation_end, or \
+                 [retrain] test_bars = 0): name the bars with --from/--to",
+                self.loaded.path.display()
+            )
+        })
     }
 
     /// Prices of feature rows `range`, for the backtester.

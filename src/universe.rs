@@ -141,12 +141,13 @@ impl Universe {
             let fits = split(&frame, &dates)
                 .map_err(|e| e.to_string())
                 .and_then(|splits| {
+                    let test = splits.test.as_ref().map(|t| ("test", t.len(), 2));
                     let short = [
                         ("training", splits.train.len(), window + 1),
                         ("validation", splits.validation.len(), 2),
-                        ("test", splits.test.len(), 2),
                     ]
                     .into_iter()
+                    .chain(test)
                     .find(|(_, bars, needed)| bars < needed);
                     match short {
                         Some((name, bars, needed)) => Err(format!(
@@ -188,17 +189,20 @@ impl Universe {
                 Ok(Member { symbol, market })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (train_end, validation_end) = match &dates {
+        let cut = match &dates {
             SplitSpec::Dates {
                 train_end,
-                validation_end,
+                validation_end: Some(validation_end),
                 ..
-            } => (train_end.as_str(), validation_end.as_str()),
-            SplitSpec::Fraction { .. } => ("?", "?"),
+            } => format!("train .. {train_end}, validation .. {validation_end}, test after"),
+            SplitSpec::Dates { train_end, .. } => {
+                format!("train .. {train_end}, validation after, no test range")
+            }
+            SplitSpec::Fraction { .. } => "?".to_string(),
         };
         let names: Vec<&str> = members.iter().map(|m| m.symbol.as_str()).collect();
         eprintln!(
-            "universe {}: {} symbols ({}); features {}; every symbol split at train .. {train_end}, validation .. {validation_end}, test after",
+            "universe {}: {} symbols ({}); features {}; every symbol split at {cut}",
             config.data.files.join(", "),
             names.len(),
             names.join(", "),
@@ -247,20 +251,28 @@ impl Universe {
             let (train, validation, test) = (
                 range(&source.train),
                 range(&source.validation),
-                range(&source.test),
+                source.test.as_ref().map(range),
             );
             let splits = Splits::at_dates(
                 &frame,
                 (&train.0, &train.1),
                 (&validation.0, &validation.1),
-                (&test.0, &test.1),
+                test.as_ref()
+                    .map(|(first, last)| (first.as_str(), last.as_str())),
             )
             .with_context(|| format!("finding the ranges of {version} for symbol {symbol}"))?;
             let market = Market::assemble(bars, frame, splits)?;
             for (name, range, segment) in [
-                ("validation", &source.validation, &market.splits.validation),
-                ("test", &source.test, &market.splits.test),
+                (
+                    "validation",
+                    Some(&source.validation),
+                    Some(&market.splits.validation),
+                ),
+                ("test", source.test.as_ref(), market.splits.test.as_ref()),
             ] {
+                let (Some(range), Some(segment)) = (range, segment) else {
+                    continue;
+                };
                 if range
                     .bars_sha256
                     .as_deref()

@@ -124,7 +124,8 @@ fn a_source_that_starts_after_the_bars_is_refused_naming_it() {
 }
 
 /// `ratchet retrain` over an outside source that grew with the bars: the new rows are taken;
-/// a changed row the source version joined is reported and nothing is registered.
+/// a changed row the source version joined is reported and nothing is registered; the
+/// retrain's key covers the rows known by the last bar, and only those.
 #[test]
 fn retrain_reads_a_grown_source_and_reports_changed_history() {
     let sb = Sandbox::new();
@@ -194,4 +195,24 @@ fn retrain_reads_a_grown_source_and_reports_changed_history() {
     );
     let shown = sb.json(&["models", "show", "models:/r/2", "--json"]);
     assert_eq!(shown["data"]["outside"][0]["until"], "2018-08-29T00:00:00Z");
+
+    // A row stamped after the last bar changes no feature: nothing new.
+    let mut text = std::fs::read_to_string(&vix).unwrap();
+    text.push_str("2018-08-30,17.0000\n");
+    std::fs::write(&vix, &text).unwrap();
+    assert_eq!(retrain(&sb).status.code(), Some(3));
+    // A value restated within the new bars is new input: a second candidate is trained.
+    let last = text.lines().rev().nth(1).unwrap().to_string();
+    let date = last.split(',').next().unwrap();
+    assert_eq!(date, "2018-08-28", "the newest row before the appended one");
+    std::fs::write(&vix, text.replace(&last, &format!("{date},30.0000"))).unwrap();
+    let out = retrain(&sb);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = sb.json(&["models", "show", "models:/r/3", "--json"]);
+    assert_eq!(shown["parent"]["version"], 1);
 }

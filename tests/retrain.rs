@@ -255,6 +255,75 @@ fn a_rolling_window_trains_on_the_bars_just_before_validation() {
     assert_eq!(shown["parent"]["version"], 1);
 }
 
+/// `test_bars = 0`: the newest bars validate and no test range is held back; a backtest of
+/// the version then names its bars, and the next retrain waits for bars after validation.
+#[test]
+fn test_bars_0_holds_back_no_test_range() {
+    let sb = trained_on_first_part("");
+    std::fs::write(
+        sb.path("retrain.toml"),
+        "[retrain]\nvalidation_bars = 200\ntest_bars = 0\nbeat_champion_by = -100.0\n",
+    )
+    .unwrap();
+    let (code, out) = outcome(&retrain(&sb, 2048));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["version"], "models:/g/2");
+    // 2335 bars: the newest 200 validated on, training on everything before.
+    let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
+    let data = &shown["data"];
+    assert_eq!(data["train"]["end"], date_of_bar(2134));
+    assert_eq!(data["validation"]["start"], date_of_bar(2135));
+    assert_eq!(data["validation"]["end"], date_of_bar(2334));
+    assert_eq!(data["test"], Value::Null);
+    assert_eq!(out["challenger"]["range"], out["champion"]["range"]);
+    assert_eq!(
+        out["challenger"]["range"],
+        serde_json::json!([date_of_bar(2135), date_of_bar(2334)])
+    );
+    let text = String::from_utf8(sb.run(&["models", "show", "models:/g/2"]).stdout).unwrap();
+    assert!(
+        text.contains("\n  test          none held back\n"),
+        "{text}"
+    );
+
+    // No test range to backtest by default: the error says how to name bars.
+    let out = sb.run(&["backtest", "models:/g/2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("models:/g/2 has no bars to backtest by default: no test range of")
+            && stderr.contains("name the bars with --from/--to"),
+        "{stderr}"
+    );
+    // Named bars backtest, and count no test look (there is none to spend).
+    let report = sb.json(&[
+        "backtest",
+        "models:/g/2",
+        "--from",
+        &date_of_bar(2135),
+        "--json",
+    ]);
+    assert_eq!(report["test_range"], false);
+    assert_eq!(report["test_looks"], Value::Null);
+    let shown = sb.json(&["models", "show", "models:/g/2", "--json"]);
+    assert_eq!(shown["test_looks"], 0);
+
+    // The version was judged up to the file's last bar: nothing new for it.
+    let mut args = retrain_args(&sb, 2048);
+    args[1] = "models:/g/2".into();
+    let out = sb.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, nothing) = outcome(&out);
+    assert_eq!(code, 3, "{nothing}");
+    assert_eq!(
+        nothing["reason"],
+        format!(
+            "{} holds no bar after {}, the last bar of models:/g/2",
+            sb.path("whole.csv").display(),
+            date_of_bar(2334)
+        )
+    );
+}
+
 #[test]
 fn a_gate_the_challenger_fails_leaves_the_aliases_untouched() {
     let sb = trained_on_first_part("min_val_sharpe = 100.0\n");

@@ -71,7 +71,10 @@ pub fn backtest(
         Market::prepare_recorded(&config, &version.metadata.training.data, &version.uri)?;
     let whole_test_split = args.from.is_none() && args.to.is_none();
     let range = match (&args.from, &args.to) {
-        (None, None) => market.splits.test.range(),
+        (None, None) => market
+            .test_range()
+            .with_context(|| format!("{} has no bars to backtest by default", version.uri))?
+            .range(),
         (from, to) => {
             let ts = &market.frame.timestamps;
             let start = match from {
@@ -108,11 +111,11 @@ pub fn backtest(
     let overlaps =
         |segment: &ratchet_data::Segment| range.start < segment.end && segment.start < range.end;
     let judged: Vec<&str> = [
-        ("validation", &market.splits.validation),
-        ("test", &market.splits.test),
+        ("validation", Some(&market.splits.validation)),
+        ("test", market.splits.test.as_ref()),
     ]
     .into_iter()
-    .filter(|(_, segment)| overlaps(segment))
+    .filter(|(_, segment)| segment.is_some_and(overlaps))
     .map(|(name, _)| name)
     .collect();
     check.require_unchanged(&judged)?;

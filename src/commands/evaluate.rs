@@ -202,7 +202,8 @@ fn instrument_folds(
     let (config, market) = prepare(version, &["validation", "test"])?;
     let train = market.splits.train.range();
     // The folds cover the recorded validation and test ranges, never bars appended since.
-    let after = train.end..market.splits.test.end;
+    let test = market.splits.test.as_ref();
+    let after = train.end..market.splits.judged_end();
     // A fold needs a full observation window behind its first decision and two bars to act.
     let window = config.trading.window;
     if after.len() / k < 2 {
@@ -286,7 +287,7 @@ fn instrument_folds(
         folds: out_folds,
         returns: pooled,
         periods_per_year: periods_per_year.unwrap_or(1.0),
-        reaches_test: after.end > market.splits.test.range().start,
+        reaches_test: test.is_some_and(|t| after.end > t.start),
     })
 }
 

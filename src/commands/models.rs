@@ -263,8 +263,13 @@ fn show(registry: &Registry, args: VersionArgs) -> Result<()> {
         ("validation", &t.data.validation),
         ("test", &t.data.test),
     ] {
-        if let Some(r) = range {
-            println!("  {label:<13} {} .. {}", r.start, r.end);
+        match range {
+            Some(r) => println!("  {label:<13} {} .. {}", r.start, r.end),
+            // A version retrained with `[retrain] test_bars = 0`.
+            None if label == "test" && t.data.validation.is_some() => {
+                println!("  {label:<13} none held back")
+            }
+            None => {}
         }
     }
     if let Some(p) = &t.parent {

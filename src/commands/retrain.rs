@@ -244,25 +244,27 @@ pub fn run(tracking_uri: &str, args: RetrainArgs) -> Result<i32> {
                 );
             }
             let recorded = &metadata.training.data;
-            let (Some(train), Some(test)) = (&recorded.train, &recorded.test) else {
-                bail!("{} recorded no training or test range", metadata.name);
+            // The newest bar it was judged on: its test range's last, or its validation
+            // range's when it held back none.
+            let judged = recorded.test.as_ref().or(recorded.validation.as_ref());
+            let (Some(train), Some(judged)) = (&recorded.train, judged) else {
+                bail!("{} recorded no training or validation range", metadata.name);
             };
-            Some((config, train.end.clone(), test.end.clone()))
+            Some((config, train.end.clone(), judged.end.clone()))
         }
         None => None,
     };
-    let load_options = source_config
-        .as_ref()
-        .map_or(&requested, |(c, _, _)| c)
-        .data
-        .load_options();
+    let trained = source_config.as_ref().map_or(&requested, |(c, _, _)| c);
+    let load_options = trained.data.load_options();
     let deadline = args
         .wait_for_data
         .map(|s| Instant::now() + Duration::from_secs(s));
     let mut waiting = false;
     let (bars, key) = loop {
         let bars = load_bars(&args.data, &load_options)?;
-        let key = retrain_key(source_uri.as_deref(), &bars.sha256, &config_hash);
+        let last_bar = bars.bars.timestamps.last().copied().unwrap_or(i64::MIN);
+        let outside = outside_digests(&trained.features, last_bar)?;
+        let key = retrain_key(source_uri.as_deref(), &bars.sha256, &outside, &config_hash);
         if let Some(version) = registry.find_by_tag(&reference.name, KEY_TAG, &key)? {
             return done_before(
                 &registry,
@@ -510,10 +512,36 @@ fn resolved_hash(
     Ok(hex::encode(Sha256::digest(serde_json::to_vec(&resolved)?)))
 }
 
-/// The key of a retrain: its source version, the data file's sha256 and the resolved config.
-fn retrain_key(source: Option<&str>, data_sha256: &str, config_hash: &str) -> String {
-    let text = format!("{}\n{data_sha256}\n{config_hash}", source.unwrap_or("none"));
+/// The key of a retrain: its source version, the data file's sha256, the digest of each
+/// outside source's rows known by the data's last bar (`outside`; rows stamped later change
+/// no feature), and the resolved config.
+fn retrain_key(
+    source: Option<&str>,
+    data_sha256: &str,
+    outside: &[String],
+    config_hash: &str,
+) -> String {
+    let mut text = format!("{}\n{data_sha256}\n", source.unwrap_or("none"));
+    // Nothing added without outside sources: keys made before they existed still match.
+    for digest in outside {
+        text.push_str(digest);
+        text.push('\n');
+    }
+    text.push_str(config_hash);
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Per outside source of `features`, the digest of its rows known by `last_bar`.
+fn outside_digests(features: &ratchet_data::FeatureConfig, last_bar: i64) -> Result<Vec<String>> {
+    if features.external.is_empty() {
+        return Ok(Vec::new());
+    }
+    let outside = ratchet_data::OutsideSources::load(features)?;
+    Ok(outside
+        .sources()
+        .iter()
+        .map(|s| s.digest_until(last_bar))
+        .collect())
 }
 
 /// Whether a `--config` file sets anything outside `[retrain]` (hyperparameters that
@@ -560,7 +588,10 @@ fn new_split(
         // A rolling window starts later than the first bar.
         train_start: (cut.train.start > 0).then(|| format_timestamp(timestamps[cut.train.start])),
         train_end: format_timestamp(timestamps[cut.train.end - 1]),
-        validation_end: format_timestamp(timestamps[cut.validation.end - 1]),
+        validation_end: cut
+            .test
+            .is_some()
+            .then(|| format_timestamp(timestamps[cut.validation.end - 1])),
     })
 }
 

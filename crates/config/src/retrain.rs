@@ -43,8 +43,8 @@ pub struct RetrainConfig {
     /// where the challenger and the champion are judged side by side.
     pub validation_bars: usize,
     /// Length of the newest test range held back, in bars: never trained on and never
-    /// judged by the gates (`ratchet backtest` looks at it). Every version records a test
-    /// range, so at least 2 bars are held back.
+    /// judged by the gates (`ratchet backtest` looks at it). 0 holds back none: the newest
+    /// bars validate (a backtest of such a version names its bars with `--from`/`--to`).
     pub test_bars: usize,
     /// The challenger's validation Sharpe ratio must reach this.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,7 +119,8 @@ impl CompareOn {
 pub struct Cut {
     pub train: Range<usize>,
     pub validation: Range<usize>,
-    pub test: Range<usize>,
+    /// `None` when `test_bars` is 0.
+    pub test: Option<Range<usize>>,
 }
 
 /// What the gates look at in one policy's validation backtest.
@@ -171,11 +172,12 @@ impl RetrainConfig {
                 self.validation_bars
             ));
         }
-        if self.test_bars < 2 {
-            return invalid(format!(
-                "test_bars {} must be at least 2: every version holds back a test range",
-                self.test_bars
-            ));
+        if self.test_bars == 1 {
+            return invalid(
+                "test_bars 1 is too short to backtest: hold back at least 2 bars, or 0 for no \
+                 test range"
+                    .into(),
+            );
         }
         for (key, value) in [
             ("min_val_sharpe", self.min_val_sharpe),
@@ -197,7 +199,8 @@ impl RetrainConfig {
     }
 
     /// The ranges of the next version over `rows` rows of data (the newest last): the test
-    /// range is the last `test_bars`, the validation range the `validation_bars` before it,
+    /// range is the last `test_bars` (none when 0), the validation range the `validation_bars`
+    /// before it,
     /// the training range everything before that (`anchored`) or the `train_bars` before it
     /// (`rolling`). `None` when the rows are too few for a training range of at least 2 rows.
     pub fn cut(&self, rows: usize) -> Option<Cut> {
@@ -209,7 +212,7 @@ impl RetrainConfig {
         (validation_start >= train_start + 2).then(|| Cut {
             train: train_start..validation_start,
             validation: validation_start..validation_start + self.validation_bars,
-            test: rows - self.test_bars..rows,
+            test: (self.test_bars > 0).then(|| rows - self.test_bars..rows),
         })
     }
 
@@ -286,17 +289,26 @@ mod tests {
         let cut = anchored.cut(100).unwrap();
         assert_eq!(
             (cut.train, cut.validation, cut.test),
-            (0..85, 85..95, 95..100)
+            (0..85, 85..95, Some(95..100))
         );
         assert_eq!(anchored.cut(16), None, "one training row is too few");
         assert_eq!(anchored.cut(17).unwrap().train, 0..2);
         let rolling = RetrainConfig {
             window: Window::Rolling,
             train_bars: Some(30),
-            ..anchored
+            ..anchored.clone()
         };
         assert_eq!(rolling.cut(100).unwrap().train, 55..85);
         assert_eq!(rolling.cut(40), None, "no room for 30 training bars");
+        let no_test = RetrainConfig {
+            test_bars: 0,
+            ..anchored
+        };
+        let cut = no_test.cut(100).unwrap();
+        assert_eq!(
+            (cut.train, cut.validation, cut.test),
+            (0..90, 90..100, None)
+        );
     }
 
     #[test]
@@ -380,9 +392,11 @@ mod tests {
                 .starts_with("[retrain]: train_bars is the length of a rolling window")
         );
         assert_eq!(
-            check("[retrain]\ntest_bars = 0\n").unwrap_err(),
-            "[retrain]: test_bars 0 must be at least 2: every version holds back a test range"
+            check("[retrain]\ntest_bars = 1\n").unwrap_err(),
+            "[retrain]: test_bars 1 is too short to backtest: hold back at least 2 bars, or 0 \
+             for no test range"
         );
+        check("[retrain]\ntest_bars = 0\n").unwrap();
         assert_eq!(
             check("[retrain]\nmax_drawdown = 1.5\n").unwrap_err(),
             "[retrain]: max_drawdown 1.5 must be a fraction in 0 ..= 1"

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::timestamp::{format_date, format_timestamp, parse_boundary, parse_start};
 use crate::{DataError, FeatureFrame};
 
-/// How to split a frame into three consecutive segments: train, then validation, then test.
+/// How to split a frame into consecutive segments: train, then validation, then test (held
+/// back unless a dates split leaves out `validation_end`).
 ///
 /// In TOML: `split = { kind = "fraction", train = 0.7, validation = 0.15 }` or
 /// `split = { kind = "dates", train_end = "2015-12-31", validation_end = "2016-12-31" }`.
@@ -18,13 +19,16 @@ pub enum SplitSpec {
     Fraction { train: f64, validation: f64 },
     /// Rows up to and including `train_end`, then up to and including `validation_end`; the test
     /// segment is everything after. ISO dates (`2015-12-31`, the whole day, UTC) or date-times.
+    /// Without `validation_end`, every row after `train_end` validates and no test range is
+    /// held back (a model retrained on the newest bars; `backtest` then needs `--from`/`--to`).
     Dates {
         /// Rows from this date on are trained on (a rolling window); from the first row when
         /// absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         train_start: Option<String>,
         train_end: String,
-        validation_end: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        validation_end: Option<String>,
     },
 }
 
@@ -69,15 +73,22 @@ impl Segment {
     }
 }
 
-/// The three segments of a split.
+/// The segments of a split.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Splits {
     pub train: Segment,
     pub validation: Segment,
-    pub test: Segment,
+    /// `None` when the split holds back no test range.
+    pub test: Option<Segment>,
 }
 
 impl Splits {
+    /// One past the last row judged: the end of the test range, or of the validation range
+    /// when no test range is held back.
+    pub fn judged_end(&self) -> usize {
+        self.test.as_ref().map_or(self.validation.end, |t| t.end)
+    }
+
     /// The segments of `frame` inside recorded date ranges (inclusive `first .. last`, as a
     /// version records its [`Segment`]s' dates): how a registered version finds its own
     /// train, validation and test rows again in a data file that may have grown or changed.
@@ -86,7 +97,7 @@ impl Splits {
         frame: &FeatureFrame,
         train: (&str, &str),
         validation: (&str, &str),
-        test: (&str, &str),
+        test: Option<(&str, &str)>,
     ) -> Result<Splits, DataError> {
         let daily = is_daily(frame);
         let segment = |name: &str, (first, last): (&str, &str)| {
@@ -111,12 +122,13 @@ impl Splits {
         Ok(Splits {
             train: segment("train", train)?,
             validation: segment("validation", validation)?,
-            test: segment("test", test)?,
+            test: test.map(|test| segment("test", test)).transpose()?,
         })
     }
 }
 
-/// Splits `frame` into consecutive, non-empty train, validation and test segments.
+/// Splits `frame` into consecutive, non-empty train, validation and (unless `spec` holds back
+/// none) test segments.
 ///
 /// ```
 /// use ratchet_data::{split, FeatureFrame, SplitSpec};
@@ -127,10 +139,19 @@ impl Splits {
 ///     timestamps: (0..10).map(|d| d * 86_400_000).collect(), // 1970-01-01 .. 1970-01-10
 /// };
 /// let s = split(&frame, &SplitSpec::Fraction { train: 0.6, validation: 0.2 })?;
-/// assert_eq!((s.train.range(), s.validation.range(), s.test.range()), (0..6, 6..8, 8..10));
-/// assert_eq!(s.test.first_date, "1970-01-09");
-/// let s = split(&frame, &SplitSpec::Dates { train_start: None, train_end: "1970-01-05".into(), validation_end: "1970-01-07".into() })?;
-/// assert_eq!((s.train.end, s.validation.end), (5, 7));
+/// let test = s.test.unwrap();
+/// assert_eq!((s.train.range(), s.validation.range(), test.range()), (0..6, 6..8, 8..10));
+/// assert_eq!(test.first_date, "1970-01-09");
+/// let dates = |validation_end: Option<&str>| SplitSpec::Dates {
+///     train_start: None,
+///     train_end: "1970-01-05".into(),
+///     validation_end: validation_end.map(String::from),
+/// };
+/// let s = split(&frame, &dates(Some("1970-01-07")))?;
+/// assert_eq!((s.train.end, s.validation.end, s.test.map(|t| t.end)), (5, 7, Some(10)));
+/// // No validation end: the rest validates, and no test range is held back.
+/// let s = split(&frame, &dates(None))?;
+/// assert_eq!((s.validation.range(), s.test), (5..10, None));
 /// # Ok::<(), ratchet_data::DataError>(())
 /// ```
 pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError> {
@@ -146,7 +167,7 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
             }
             let train_end = (n as f64 * train).round() as usize;
             let validation_end = (n as f64 * (train + validation)).round() as usize;
-            (0, train_end, validation_end)
+            (0, train_end, Some(validation_end))
         }
         SplitSpec::Dates {
             train_start,
@@ -160,16 +181,20 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
                     ))
                 })
             };
-            let (t, v) = (
-                bound("train_end", train_end)?,
-                bound("validation_end", validation_end)?,
-            );
-            if t >= v {
-                return err(format!(
-                    "train_end {train_end} must be before validation_end {validation_end}"
-                ));
-            }
+            let t = bound("train_end", train_end)?;
             let rows_before = |limit: i64| frame.timestamps.partition_point(|&ts| ts < limit);
+            let validation_end = match validation_end {
+                None => None,
+                Some(validation_end) => {
+                    let v = bound("validation_end", validation_end)?;
+                    if t >= v {
+                        return err(format!(
+                            "train_end {train_end} must be before validation_end {validation_end}"
+                        ));
+                    }
+                    Some(rows_before(v))
+                }
+            };
             let start = match train_start {
                 None => 0,
                 Some(s) => {
@@ -181,15 +206,18 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
                     rows_before(start)
                 }
             };
-            (start, rows_before(t), rows_before(v))
+            (start, rows_before(t), validation_end)
         }
     };
+    let held_back = validation_end.is_some();
+    let validation_end = validation_end.unwrap_or(n);
     let bounds = [
         (train_start, train_end, "train"),
         (train_end, validation_end, "validation"),
-        (validation_end, n, "test"),
-    ];
-    if let Some((_, _, name)) = bounds.iter().find(|(s, e, _)| s >= e) {
+    ]
+    .into_iter()
+    .chain(held_back.then_some((validation_end, n, "test")));
+    if let Some((_, _, name)) = bounds.into_iter().find(|(s, e, _)| s >= e) {
         return err(format!(
             "the {name} segment would be empty ({n} feature rows covering {}); move the split boundaries",
             covered(frame)
@@ -200,7 +228,7 @@ pub fn split(frame: &FeatureFrame, spec: &SplitSpec) -> Result<Splits, DataError
     Ok(Splits {
         train: segment(train_start, train_end),
         validation: segment(train_end, validation_end),
-        test: segment(validation_end, n),
+        test: held_back.then(|| segment(validation_end, n)),
     })
 }
 
@@ -230,7 +258,7 @@ pub fn common_split(frames: &[&FeatureFrame], spec: &SplitSpec) -> Result<SplitS
     Ok(SplitSpec::Dates {
         train_start: None,
         train_end: format_timestamp(union[train_end - 1]),
-        validation_end: format_timestamp(union[validation_end - 1]),
+        validation_end: Some(format_timestamp(union[validation_end - 1])),
     })
 }
 

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use ratchet_data::{
-    DataError, FeatureConfig, FeatureFrame, LoadOptions, SplitSpec, Splits, compute_features,
-    load_bars, split,
+    DataError, FeatureConfig, FeatureFrame, LoadOptions, Segment, SplitSpec, Splits,
+    compute_features, load_bars, split,
 };
 
 fn frame(file: &str) -> FeatureFrame {
@@ -17,14 +17,18 @@ fn frame(file: &str) -> FeatureFrame {
     compute_features(&loaded.bars, &FeatureConfig::default()).unwrap()
 }
 
-fn assert_partition(s: &Splits, rows: usize) {
+/// The three segments of `s` (which must hold back a test range), checked to cover `rows`
+/// end to end.
+fn assert_partition(s: &Splits, rows: usize) -> &Segment {
+    let test = s.test.as_ref().unwrap();
     assert_eq!(s.train.start, 0);
     assert_eq!(s.train.end, s.validation.start);
-    assert_eq!(s.validation.end, s.test.start);
-    assert_eq!(s.test.end, rows);
-    assert!(!s.train.is_empty() && !s.validation.is_empty() && !s.test.is_empty());
+    assert_eq!(s.validation.end, test.start);
+    assert_eq!(test.end, rows);
+    assert!(!s.train.is_empty() && !s.validation.is_empty() && !test.is_empty());
     assert!(s.train.last_date < s.validation.first_date);
-    assert!(s.validation.last_date < s.test.first_date);
+    assert!(s.validation.last_date < test.first_date);
+    test
 }
 
 #[test]
@@ -32,11 +36,11 @@ fn by_fraction() {
     let f = frame("STOCKS_GOOGL.csv");
     let n = f.rows();
     let s = split(&f, &SplitSpec::default()).unwrap();
-    assert_partition(&s, n);
+    let test = assert_partition(&s, n);
     assert_eq!(s.train.len(), (n as f64 * 0.7).round() as usize);
     assert_eq!(s.validation.end, (n as f64 * 0.85).round() as usize);
     // Daily data: plain dates; the test segment ends at the last bar.
-    assert_eq!(s.test.last_date, "2018-08-29");
+    assert_eq!(test.last_date, "2018-08-29");
     assert_eq!(s.train.first_date.len(), 10);
     assert_eq!(
         s.train.first_date,
@@ -50,14 +54,14 @@ fn by_date() {
     let spec = SplitSpec::Dates {
         train_start: None,
         train_end: "2015-12-31".into(),
-        validation_end: "2016-12-31".into(),
+        validation_end: Some("2016-12-31".into()),
     };
     let s = split(&f, &spec).unwrap();
-    assert_partition(&s, f.rows());
+    let test = assert_partition(&s, f.rows());
     assert_eq!(s.train.last_date, "2015-12-31");
     assert_eq!(s.validation.first_date, "2016-01-04"); // first trading day of 2016
     assert_eq!(s.validation.last_date, "2016-12-30");
-    assert_eq!(s.test.first_date, "2017-01-03");
+    assert_eq!(test.first_date, "2017-01-03");
 
     // Intraday data: date-times, and a date-time boundary is inclusive.
     let f = frame("FOREX_EURUSD_1H_ASK.csv");
@@ -66,11 +70,11 @@ fn by_date() {
         &SplitSpec::Dates {
             train_start: None,
             train_end: "2017-09-29T12:00:00Z".into(),
-            validation_end: "2017-11-30".into(),
+            validation_end: Some("2017-11-30".into()),
         },
     )
     .unwrap();
-    assert_partition(&s, f.rows());
+    let test = assert_partition(&s, f.rows());
     assert_eq!(s.train.last_date, "2017-09-29T12:00:00Z");
     assert_eq!(s.validation.first_date, "2017-09-29T13:00:00Z");
     assert!(
@@ -79,11 +83,11 @@ fn by_date() {
         s.validation.last_date
     );
     assert!(
-        s.test.first_date.starts_with("2017-12-"),
+        test.first_date.starts_with("2017-12-"),
         "{}",
-        s.test.first_date
+        test.first_date
     );
-    assert_eq!(s.test.last_date, "2017-12-29T21:00:00Z");
+    assert_eq!(test.last_date, "2017-12-29T21:00:00Z");
 }
 
 #[test]
@@ -97,7 +101,7 @@ fn spec_from_toml_and_json() {
         SplitSpec::Dates {
             train_start: None,
             train_end: "2015-12-31".into(),
-            validation_end: "2016-12-31".into()
+            validation_end: Some("2016-12-31".into())
         }
     );
     let spec: SplitSpec =
@@ -127,7 +131,7 @@ fn impossible_splits_are_errors() {
     let dates = |t: &str, v: &str| SplitSpec::Dates {
         train_start: None,
         train_end: t.into(),
-        validation_end: v.into(),
+        validation_end: Some(v.into()),
     };
     assert!(split_error(frac(0.9, 0.1)).contains("sum below 1"));
     assert!(split_error(frac(-0.1, 0.5)).contains("positive"));
@@ -149,7 +153,7 @@ fn train_start_cuts_a_rolling_window() {
     let dates = |start: &str| SplitSpec::Dates {
         train_start: Some(start.into()),
         train_end: "2015-12-31".into(),
-        validation_end: "2016-12-31".into(),
+        validation_end: Some("2016-12-31".into()),
     };
     let s = split(&f, &dates("2014-01-01")).unwrap();
     assert_eq!(s.train.first_date, "2014-01-02"); // first trading day of 2014
@@ -167,5 +171,36 @@ fn train_start_cuts_a_rolling_window() {
             .unwrap_err()
             .to_string()
             .contains("the train segment would be empty"),
+    );
+}
+
+#[test]
+fn no_validation_end_holds_back_no_test_range() {
+    let f = frame("STOCKS_GOOGL.csv");
+    let spec: SplitSpec = toml::from_str("kind = \"dates\"\ntrain_end = \"2015-12-31\"\n").unwrap();
+    let s = split(&f, &spec).unwrap();
+    assert_eq!(s.test, None);
+    assert_eq!(s.train.last_date, "2015-12-31");
+    assert_eq!(s.validation.first_date, "2016-01-04");
+    assert_eq!(
+        (s.validation.end, s.validation.last_date.as_str()),
+        (f.rows(), "2018-08-29")
+    );
+    // Recorded without a validation end, so old configs and their hashes are unchanged.
+    assert_eq!(
+        toml::to_string(&spec).unwrap(),
+        "kind = \"dates\"\ntrain_end = \"2015-12-31\"\n"
+    );
+    // A train_end at the last row leaves nothing to validate.
+    let at_end = SplitSpec::Dates {
+        train_start: None,
+        train_end: "2018-08-29".into(),
+        validation_end: None,
+    };
+    assert!(
+        split(&f, &at_end)
+            .unwrap_err()
+            .to_string()
+            .contains("the validation segment would be empty"),
     );
 }

@@ -119,7 +119,9 @@ pub struct SymbolSource {
     pub sha256: String,
     pub train: DateRange,
     pub validation: DateRange,
-    pub test: DateRange,
+    /// `None` when no test range was held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<DateRange>,
 }
 
 /// The version a continue-training started from.

@@ -37,7 +37,10 @@ pub fn backtest(
     for member in &universe.members {
         let market = &member.market;
         let range = match (from, to) {
-            (None, None) => market.splits.test.range(),
+            (None, None) => market
+                .test_range()
+                .with_context(|| format!("{} has no bars to backtest by default", version.uri))?
+                .range(),
             (from, to) => {
                 let ts = &market.frame.timestamps;
                 let start = from.map_or(0, |f| ts.partition_point(|&t| t < f));
@@ -89,7 +92,9 @@ pub fn backtest(
         .iter()
         .zip(&runs)
         .any(|(member, (_, prices, _))| {
-            let test = &member.market.splits.test;
+            let Some(test) = &member.market.splits.test else {
+                return false;
+            };
             let (first, last) = (
                 prices.timestamps()[0],
                 prices.timestamps()[prices.len() - 1],

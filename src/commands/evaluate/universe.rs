@@ -28,16 +28,16 @@ pub(super) fn walk_forward_folds(
     let universe =
         Universe::prepare_recorded(&config, &version.metadata.training.data, &version.uri)?;
     let members = &universe.members;
-    // Each symbol's rows up to its recorded test end, end to end as training laid them out:
-    // the version's saved episodes stand at the same rows.
-    let (data, offsets) = universe.end_to_end(|m| m.splits.test.end)?;
+    // Each symbol's rows up to its recorded test end (validation end without one), end to end
+    // as training laid them out: the version's saved episodes stand at the same rows.
+    let (data, offsets) = universe.end_to_end(|m| m.splits.judged_end())?;
 
     // The folds: the timestamps after every symbol's training range, in k equal groups.
     let mut after: Vec<i64> = members
         .iter()
         .flat_map(|m| {
             let s = &m.market.splits;
-            m.market.frame.timestamps[s.train.end..s.test.end]
+            m.market.frame.timestamps[s.train.end..s.judged_end()]
                 .iter()
                 .copied()
         })
