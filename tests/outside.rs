@@ -158,8 +158,9 @@ fn retrain_reads_a_grown_source_and_reports_changed_history() {
         "[retrain]\nvalidation_bars = 200\ntest_bars = 100\ncompare_on = \"none\"\n",
     )
     .unwrap();
+    // The exit code of a retrain, and its stderr.
     let retrain = |sb: &Sandbox| {
-        sb.run(&[
+        let out = sb.run(&[
             "retrain",
             "models:/r@production",
             "--data",
@@ -169,13 +170,14 @@ fn retrain_reads_a_grown_source_and_reports_changed_history() {
             "--steps",
             "2048",
             "--json",
-        ])
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code().unwrap(), stderr)
     };
     // The source changed before the version's last bar: reported, nothing registered.
     write_vix(&sb, "vix.csv", None, true);
-    let out = retrain(&sb);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = retrain(&sb);
+    assert_eq!(code, 1);
     assert!(stderr.contains("outside source vix ("), "{stderr}");
     assert_eq!(
         sb.json(&["models", "list", "r", "--json"])
@@ -186,13 +188,8 @@ fn retrain_reads_a_grown_source_and_reports_changed_history() {
     );
     // Only grown: the retrain registers the candidate.
     write_vix(&sb, "vix.csv", None, false);
-    let out = retrain(&sb);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stderr) = retrain(&sb);
+    assert_eq!(code, 0, "{stderr}");
     let shown = sb.json(&["models", "show", "models:/r/2", "--json"]);
     assert_eq!(shown["data"]["outside"][0]["until"], "2018-08-29T00:00:00Z");
 
@@ -200,19 +197,14 @@ fn retrain_reads_a_grown_source_and_reports_changed_history() {
     let mut text = std::fs::read_to_string(&vix).unwrap();
     text.push_str("2018-08-30,17.0000\n");
     std::fs::write(&vix, &text).unwrap();
-    assert_eq!(retrain(&sb).status.code(), Some(3));
+    assert_eq!(retrain(&sb).0, 3);
     // A value restated within the new bars is new input: a second candidate is trained.
     let last = text.lines().rev().nth(1).unwrap().to_string();
     let date = last.split(',').next().unwrap();
     assert_eq!(date, "2018-08-28", "the newest row before the appended one");
     std::fs::write(&vix, text.replace(&last, &format!("{date},30.0000"))).unwrap();
-    let out = retrain(&sb);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stderr) = retrain(&sb);
+    assert_eq!(code, 0, "{stderr}");
     let shown = sb.json(&["models", "show", "models:/r/3", "--json"]);
     assert_eq!(shown["parent"]["version"], 1);
 }
