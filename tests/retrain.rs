@@ -68,12 +68,14 @@ fn train_on_first_part(sb: &Sandbox, extra: &str) {
     sb.succeeds(&["models", "promote", "models:/g/1"]);
 }
 
-fn retrain_args(sb: &Sandbox, steps: u64) -> Vec<String> {
-    [
+/// `ratchet retrain MODEL --data DATA --config retrain.toml --steps STEPS --json` and
+/// `extra`, with DATA a file of the sandbox.
+fn retrain_of(sb: &Sandbox, model: &str, data: &str, steps: u64, extra: &[&str]) -> Vec<String> {
+    let mut args = [
         "retrain",
-        "models:/g@production",
+        model,
         "--data",
-        sb.path("whole.csv").to_str().unwrap(),
+        sb.path(data).to_str().unwrap(),
         "--config",
         sb.path("retrain.toml").to_str().unwrap(),
         "--steps",
@@ -81,12 +83,32 @@ fn retrain_args(sb: &Sandbox, steps: u64) -> Vec<String> {
         "--json",
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// The retrain of production over the whole file.
+fn retrain_args(sb: &Sandbox, steps: u64) -> Vec<String> {
+    retrain_of(sb, "models:/g@production", "whole.csv", steps, &[])
+}
+
+fn run(sb: &Sandbox, args: &[String]) -> Output {
+    sb.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// [`retrain_args`] started in the background, its output discarded.
+fn spawn_retrain(sb: &Sandbox, steps: u64) -> Child {
+    let args = retrain_args(sb, steps);
+    sb.command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn retrain(sb: &Sandbox, steps: u64) -> Output {
-    let args = retrain_args(sb, steps);
-    sb.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    run(sb, &retrain_args(sb, steps))
 }
 
 /// The exit code and JSON of a retrain.
@@ -208,19 +230,14 @@ fn retrain_moves_the_ranges_and_judges_both_versions_on_the_same_bars() {
 
     // The data the source was trained on holds nothing new.
     let part = sb.path("part.csv");
-    let config = sb.path("retrain.toml");
-    let out = sb.run(&[
-        "retrain",
+    let args = retrain_of(
+        &sb,
         "models:/g/1",
-        "--data",
-        part.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--wait-for-data",
-        "1",
-        "--json",
-    ]);
-    let (code, nothing) = outcome(&out);
+        "part.csv",
+        2048,
+        &["--wait-for-data", "1"],
+    );
+    let (code, nothing) = outcome(&run(&sb, &args));
     assert_eq!(code, 3);
     assert_eq!(
         nothing["reason"],
@@ -309,10 +326,8 @@ fn test_bars_0_holds_back_no_test_range() {
     assert_eq!(shown["test_looks"], 0);
 
     // The version was judged up to the file's last bar: nothing new for it.
-    let mut args = retrain_args(&sb, 2048);
-    args[1] = "models:/g/2".into();
-    let out = sb.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let (code, nothing) = outcome(&out);
+    let args = retrain_of(&sb, "models:/g/2", "whole.csv", 2048, &[]);
+    let (code, nothing) = outcome(&run(&sb, &args));
     assert_eq!(code, 3, "{nothing}");
     assert_eq!(
         nothing["reason"],
@@ -356,20 +371,8 @@ fn a_gate_the_challenger_fails_leaves_the_aliases_untouched() {
 #[test]
 fn with_no_version_behind_the_alias_the_first_candidate_is_trained() {
     let sb = trained_on_first_part("");
-    let whole = sb.path("whole.csv");
-    let config = sb.path("retrain.toml");
-    let out = sb.run(&[
-        "retrain",
-        "models:/fresh@production",
-        "--data",
-        whole.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--steps",
-        "2048",
-        "--json",
-    ]);
-    let (code, out) = outcome(&out);
+    let args = retrain_of(&sb, "models:/fresh@production", "whole.csv", 2048, &[]);
+    let (code, out) = outcome(&run(&sb, &args));
     assert_eq!(code, 0, "{out}");
     assert_eq!(out["version"], "models:/fresh/1");
     assert_eq!(out["source"], Value::Null);
@@ -426,14 +429,7 @@ fn a_killed_retrain_is_finished_by_the_next_call_bit_for_bit() {
     let mut steps = 40_960;
     let (killed, steps) = loop {
         let sb = trained_on_first_part(&extra);
-        let args = retrain_args(&sb, steps);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = sb
-            .command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_retrain(&sb, steps);
         if wait_for_checkpoints(&sb, &mut child, 2) {
             signal(&child, "-KILL");
             child.wait().unwrap();
@@ -477,21 +473,15 @@ fn wait_for_data_retrains_once_the_new_bars_arrive() {
     let sb = trained_on_first_part("beat_champion_by = -100.0\n");
     let feed = sb.path("feed.csv");
     std::fs::copy(sb.path("part.csv"), &feed).unwrap();
-    let config = sb.path("retrain.toml");
+    let args = retrain_of(
+        &sb,
+        "models:/g@production",
+        "feed.csv",
+        2048,
+        &["--wait-for-data", "600"],
+    );
     let mut child = sb
-        .command(&[
-            "retrain",
-            "models:/g@production",
-            "--data",
-            feed.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--steps",
-            "2048",
-            "--wait-for-data",
-            "600",
-            "--json",
-        ])
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -635,14 +625,7 @@ fn a_retrain_killed_before_its_first_checkpoint_is_started_afresh() {
     let mut steps = 204_800;
     let (sb, orphan) = loop {
         let sb = trained_on_first_part(extra);
-        let args = retrain_args(&sb, steps);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = sb
-            .command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_retrain(&sb, steps);
         let started = loop {
             let runs = sb.json(&["runs", "list", "--json"]);
             if runs.as_array().unwrap().len() == 2 {
@@ -699,14 +682,7 @@ fn a_killed_retrain_on_a_server_is_finished_by_the_next_call() {
         let server = MlflowServer::start(Backend::Sqlite);
         let sb = Sandbox::remote(&server.url);
         train_on_first_part(&sb, &extra);
-        let args = retrain_args(&sb, steps);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = sb
-            .command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_retrain(&sb, steps);
         // A run checkpoint is uploaded to `checkpoint.<n>/` (n = 1, 2, …), and the run's tag
         // points at it once it is whole: the retrain's second upload means its first counts.
         // (The source's run, checkpointed once, holds `checkpoint.1`.)

@@ -23,6 +23,34 @@ fn write_config(sb: &Sandbox, name: &str, files: &[String], extra: &str) -> Stri
     path.display().to_string()
 }
 
+/// `ratchet train --config CONFIG --steps STEPS --model-name NAME --json`.
+fn train_with(sb: &Sandbox, config: &str, steps: &str, name: &str) -> Value {
+    sb.json(&[
+        "train",
+        "--config",
+        config,
+        "--steps",
+        steps,
+        "--model-name",
+        name,
+        "--json",
+    ])
+}
+
+/// Trains `config` `steps` steps as model `half` and continues it `steps` more (version 2),
+/// and trains `2 * steps` at once as model `whole`: the two end in the same state, bit for bit.
+fn continues_bit_for_bit(sb: &Sandbox, config: &str, steps: u64, half: &str, whole: &str) {
+    train_with(sb, config, &steps.to_string(), half);
+    let from = format!("models:/{half}/1");
+    let steps_text = steps.to_string();
+    sb.json(&["train", "--from", &from, "--steps", &steps_text, "--json"]);
+    train_with(sb, config, &(2 * steps).to_string(), whole);
+    assert_same_training_state(
+        &sb.checkpoint_dir(&format!("models:/{half}/2")),
+        &sb.checkpoint_dir(&format!("models:/{whole}/1")),
+    );
+}
+
 /// The bundled GOOGL bars under another file name (so another symbol), optionally cut to
 /// its first `rows` bars.
 fn googl_as(sb: &Sandbox, symbol: &str, rows: Option<usize>) -> String {
@@ -66,33 +94,8 @@ fn a_universe_trains_and_continues_bit_for_bit() {
         &["data/UNIVERSE_DEMO.csv".to_string()],
         "",
     );
-    let train = |steps: &str, name: &str| {
-        sb.json(&[
-            "train",
-            "--config",
-            &config,
-            "--steps",
-            steps,
-            "--model-name",
-            name,
-            "--json",
-        ])
-    };
-    train("3000", "half");
-    sb.json(&[
-        "train",
-        "--from",
-        "models:/half/1",
-        "--steps",
-        "3000",
-        "--json",
-    ]);
-    train("6000", "whole");
-    train("6000", "again");
-    assert_same_training_state(
-        &sb.checkpoint_dir("models:/half/2"),
-        &sb.checkpoint_dir("models:/whole/1"),
-    );
+    continues_bit_for_bit(&sb, &config, 3000, "half", "whole");
+    train_with(&sb, &config, "6000", "again");
     assert_same_training_state(
         &sb.checkpoint_dir("models:/whole/1"),
         &sb.checkpoint_dir("models:/again/1"),
@@ -105,29 +108,12 @@ fn a_universe_trains_and_continues_bit_for_bit() {
     assert_eq!(shown["data"]["symbols"][0]["train"]["start"], "2018-07-04");
 
     // The bundled example, with its cross-sectional features, continues bit for bit too.
-    let example = |steps: &str, name: &str| {
-        let args = [
-            "train",
-            "--config",
-            "configs/universe-ppo.toml",
-            "--steps",
-            steps,
-        ];
-        sb.json(&[&args[..], &["--model-name", name, "--json"]].concat())
-    };
-    example("8192", "example-half");
-    sb.json(&[
-        "train",
-        "--from",
-        "models:/example-half/1",
-        "--steps",
-        "8192",
-        "--json",
-    ]);
-    example("16384", "example-whole");
-    assert_same_training_state(
-        &sb.checkpoint_dir("models:/example-half/2"),
-        &sb.checkpoint_dir("models:/example-whole/1"),
+    continues_bit_for_bit(
+        &sb,
+        "configs/universe-ppo.toml",
+        8192,
+        "example-half",
+        "example-whole",
     );
 
     // Round-robin over the symbols continues bit for bit too (its cursor is saved).
@@ -137,32 +123,7 @@ fn a_universe_trains_and_continues_bit_for_bit() {
         &["data/UNIVERSE_DEMO.csv".to_string()],
         "\n[trading]\nsymbol_sampling = \"round_robin\"\n",
     );
-    let train_rr = |steps: &str, name: &str| {
-        sb.json(&[
-            "train",
-            "--config",
-            &round_robin,
-            "--steps",
-            steps,
-            "--model-name",
-            name,
-            "--json",
-        ])
-    };
-    train_rr("3000", "rr-half");
-    sb.json(&[
-        "train",
-        "--from",
-        "models:/rr-half/1",
-        "--steps",
-        "3000",
-        "--json",
-    ]);
-    train_rr("6000", "rr-whole");
-    assert_same_training_state(
-        &sb.checkpoint_dir("models:/rr-half/2"),
-        &sb.checkpoint_dir("models:/rr-whole/1"),
-    );
+    continues_bit_for_bit(&sb, &round_robin, 3000, "rr-half", "rr-whole");
     let by_bars = sb.json(&["models", "show", "models:/whole/1", "--json"]);
     let rr = sb.json(&["models", "show", "models:/rr-whole/1", "--json"]);
     assert_ne!(by_bars["weights_sha256"], rr["weights_sha256"]);
@@ -274,16 +235,7 @@ fn a_universe_backtest_writes_one_report_and_counts_one_look() {
         &["data/UNIVERSE_DEMO.csv".to_string()],
         "",
     );
-    sb.json(&[
-        "train",
-        "--config",
-        &config,
-        "--steps",
-        "2048",
-        "--model-name",
-        "u",
-        "--json",
-    ]);
+    train_with(&sb, &config, "2048", "u");
     let out = sb.path("report");
     let out = out.to_str().unwrap();
     let first = sb.json(&["backtest", "models:/u/1", "--out", out, "--json"]);
@@ -514,16 +466,7 @@ fn a_universe_works_against_an_mlflow_server() {
         &["data/UNIVERSE_DEMO.csv".to_string()],
         "",
     );
-    sb.json(&[
-        "train",
-        "--config",
-        &config,
-        "--steps",
-        "2048",
-        "--model-name",
-        "ru",
-        "--json",
-    ]);
+    train_with(&sb, &config, "2048", "ru");
     let second = sb.json(&[
         "train",
         "--from",
