@@ -58,7 +58,8 @@ if [ -z "${RATCHET_PYTHON:-}" ]; then
 fi
 "$RATCHET_PYTHON" -c 'import mlflow; print("mlflow", mlflow.__version__)'
 
-# Real Feast for the Feast tests (tests/feast.rs, tests/feast_consume.rs), in its own pinned
+# Real Feast for the Feast tests (tests/feast.rs, tests/feast_consume.rs, and `feast serve` for
+# --feast-online in tests/serve.rs), in its own pinned
 # venv: Feast pins another pandas than MLflow (scripts/feast_venv.sh; about a minute on first
 # use).
 if [ -z "${RATCHET_FEAST_PYTHON:-}" ]; then

@@ -238,6 +238,7 @@ the aliases now.
 Endpoints:
   POST /v1/bars        {\"symbol\": \"GOOGL\", \"bars\": [{\"timestamp\": ..., \"open\": ..., \"high\": ...,
                        \"low\": ..., \"close\": ..., \"volume\": ...}]} (or a list of such objects)
+                       and, for a version with outside features, \"external\": {\"vix\": 13.2}
   GET  /v1/deployment  what is live, and the history of swaps and rollbacks
   POST /v1/reload      check the aliases now
   GET  /healthz, /readyz, /metrics (Prometheus)
@@ -252,8 +253,17 @@ AFTER, a canary that has served for AFTER and answered --auto-promote-decisions 
 without breaking one becomes production: the production alias moves to it (in the alias
 history, as `ratchet models promote` moves it) and production swaps to it.
 
+With --feast-online URL, a bar that does not carry a Feast source's values (the version's
+[[features.feast]]) gets the row Feast's feature server holds for its symbol, in the same
+point-in-time join: a row stamped after the bar is not used for it, a row already joined is
+not joined again, and a failed, late (--feast-timeout) or empty answer adds nothing, so the
+version's max_staleness and missing rule decide. Each bar Feast gave nothing usable is counted
+in ratchet_feast_online_missing_total{source, reason}; a 503 answers only where the version's
+rule makes the missing value an error.
+
 Examples:
   ratchet serve models:/googl-ppo@production
+  ratchet serve models:/googl-feast@production --feast-online http://localhost:6566
   ratchet serve models:/googl-ppo@production --canary models:/googl-ppo@candidate \\
       --canary-percent 10 --shadow models:/googl-ppo@challenger --slo configs/slo.toml
   ratchet serve models:/googl-ppo@production --canary models:/googl-ppo@candidate \\
@@ -320,6 +330,15 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A Feast feature server (`feast serve`, e.g. http://localhost:6566) to read the values
+    /// of the version's Feast sources ([[features.feast]]) from, for bars that do not carry
+    /// them in "external".
+    #[arg(long, value_name = "URL")]
+    pub feast_online: Option<String>,
+    /// How long a request waits for --feast-online's answer ("200ms", "2s"); past it, the
+    /// bars get no new Feast values.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = humantime::parse_duration, requires = "feast_online")]
+    pub feast_timeout: std::time::Duration,
 }
 
 const SWEEP_HELP: &str = "\

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ratchet_data::{ExternalFeature, ExternalSource, FeastFeatures, MissingRule, Transform};
+use ratchet_data::{
+    ExternalFeature, ExternalSource, FeastFeatures, FeastView, MissingRule, Transform,
+};
 use serde_json::Value;
 
 mod sandbox;
@@ -165,6 +167,13 @@ fn feast_repository_features_join_as_feast_gives_them() {
         missing: MissingRule::Drop,
         transform: Transform::Raw,
         window: None,
+        // What a feature server is asked for it: Feast's names, not the file's.
+        feast: Some(FeastView {
+            view: "prices".into(),
+            features: vec!["close".into(), "volume".into()],
+            join_key: "symbol".into(),
+            integer_key: false,
+        }),
     };
     let rates = ExternalFeature {
         name: "rates".into(),
@@ -173,6 +182,12 @@ fn feast_repository_features_join_as_feast_gives_them() {
         created: None,
         columns: vec!["ten_y".into()],
         max_staleness: ExternalFeature::NEVER_STALE,
+        feast: Some(FeastView {
+            view: "rates".into(),
+            features: vec!["ten_year".into()],
+            join_key: "symbol".into(),
+            integer_key: false,
+        }),
         ..prices.clone()
     };
     assert_eq!(features, [prices.clone(), rates.clone()]);
@@ -199,6 +214,10 @@ fn feast_repository_features_join_as_feast_gives_them() {
     let features = listed.resolve(dir.path()).unwrap();
     let close_only = ExternalFeature {
         columns: vec!["close".into()],
+        feast: Some(FeastView {
+            features: vec!["close".into()],
+            ..prices.feast.clone().unwrap()
+        }),
         ..prices
     };
     assert_eq!(features, [close_only, rates]);
@@ -245,6 +264,12 @@ fn feast_repository_features_join_as_feast_gives_them() {
             missing: MissingRule::Drop,
             transform: Transform::Raw,
             window: None,
+            feast: Some(FeastView {
+                view: "balances".into(),
+                features: vec!["balance".into()],
+                join_key: "account_id".into(),
+                integer_key: true,
+            }),
         }]
     );
     let accounts: Vec<String> = feast["account_ids"]

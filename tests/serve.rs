@@ -14,8 +14,12 @@ use serde_json::{Value, json};
 
 #[path = "../crates/mlflow/tests/support/mod.rs"]
 mod support;
+use support::closed_port::ClosedPort;
 use support::fault_proxy::FaultProxy;
 use support::mlflow_server::{Backend, MlflowServer};
+
+mod sandbox;
+use sandbox::feast_python;
 
 const DATA: &str = "data/STOCKS_GOOGL.csv";
 
@@ -679,6 +683,381 @@ fn serving_with_outside_values_gives_the_backtest_positions() {
         report["trades"].as_array().unwrap().len() > 2,
         "a policy that trades"
     );
+}
+
+/// `feast serve` of a repository on a free loopback port; stopped when dropped.
+struct FeastServer {
+    child: Child,
+    url: String,
+    agent: ureq::Agent,
+}
+
+impl FeastServer {
+    /// Starts it from the Feast venv and waits until `/health` answers 200.
+    fn start(python: &Path, repo: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(python.with_file_name("feast"))
+            .args(["serve", "-p", &port.to_string(), "--no-access-log"])
+            .current_dir(repo)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut server = FeastServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !server.healthy() {
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "feast serve exited"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "feast serve never became healthy"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn healthy(&self) -> bool {
+        self.agent
+            .get(&format!("{}/health", self.url))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    }
+
+    /// Writes one row of `view` to the online store through the feature server.
+    fn write(&self, view: &str, row: &FeastRow) {
+        let iso = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let mut response = self
+            .agent
+            .post(&format!("{}/write-to-online-store", self.url))
+            .send_json(json!({"feature_view_name": view, "df": {
+                "symbol": [FEAST_SYMBOL], "event_timestamp": [iso(row.event)],
+                "created": [iso(row.created)], "score": [row.score],
+            }}))
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+
+    /// SIGTERM (gunicorn stops its worker) and waits until nothing answers on its port.
+    fn stop(mut self) {
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .agent
+            .get(&format!("{}/health", self.url))
+            .call()
+            .is_ok()
+        {
+            assert!(Instant::now() < deadline, "feast serve still answers");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn terminate(&mut self) {
+        if self.child.try_wait().unwrap().is_some() {
+            return;
+        }
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FeastServer {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The symbol training gives the bundled data (its file's name), and the Feast entity key.
+const FEAST_SYMBOL: &str = "STOCKS_GOOGL";
+
+/// A row of the Feast source of the `--feast-online` test.
+struct FeastRow {
+    event: i64,
+    created: i64,
+    score: f64,
+    /// The bar before which the test writes it to the online store.
+    write_before: usize,
+}
+
+/// The value of the sample of `name` whose labels include `labels`, in a metrics text.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|l| l == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().unwrap())
+    })
+}
+
+/// `serve --feast-online` against a real `feast serve`: a version trained on a Feast view
+/// (TTL 10 days, missing = "last") serves bit for bit as its backtest while the test writes
+/// each source row to Feast's online store before the bar it becomes known at (restatements
+/// included; a row written before its event time is not used for the bar it was written
+/// before, and that bar is counted `after_bar`). With Feast stopped, every bar is counted
+/// `unreachable`, carries the last value once it is older than the TTL, and is answered. A
+/// version whose rule is "error" gets a 503 with a JSON error when Feast cannot be reached,
+/// and the server goes on (a bar carrying the value in "external" is taken). Skipped only
+/// without the Feast venv.
+#[test]
+fn serving_with_feast_online_gives_the_backtest_positions() {
+    let Some(python) = feast_python() else {
+        eprintln!(
+            "skipped: no Feast venv at ~/.cache/ratchet/feast-venv (or $RATCHET_FEAST_PYTHON); make it with scripts/feast_venv.sh (scripts/test.sh does)"
+        );
+        return;
+    };
+    let store = Store::new();
+    let all = bars();
+    let time = |i: usize| all[i]["timestamp"].as_i64().unwrap();
+    let score = |i: usize| ((i as f64) * 0.37).sin();
+    let mut rows: Vec<FeastRow> = Vec::new();
+    for i in 0..all.len() {
+        let gap = (40..=60).contains(&(i % 70));
+        if i % 5 == 0 && !gap {
+            rows.push(FeastRow {
+                event: time(i),
+                created: time(i),
+                score: score(i),
+                write_before: i,
+            });
+        } else if i % 5 == 2 && rows.last().is_some_and(|r| r.event == time(i - 2)) {
+            // Restated two bars later.
+            rows.push(FeastRow {
+                event: time(i - 2),
+                created: time(i),
+                score: score(i) + 0.5,
+                write_before: i,
+            });
+        } else if i % 50 == 28 && i + 1 < all.len() {
+            // Written a bar before its event time: known from the next bar.
+            rows.push(FeastRow {
+                event: time(i + 1),
+                created: time(i),
+                score: score(i) - 0.25,
+                write_before: i,
+            });
+        }
+    }
+    let written_early = rows.iter().filter(|r| r.created < r.event).count();
+    let mut csv = String::from("symbol,event_ms,created_ms,score\n");
+    for r in &rows {
+        csv.push_str(&format!(
+            "{FEAST_SYMBOL},{},{},{}\n",
+            r.event, r.created, r.score
+        ));
+    }
+    let rows_csv = store.dir.path().join("rows.csv");
+    std::fs::write(&rows_csv, csv).unwrap();
+    let repo = store.dir.path().join("feature_repo");
+    let made = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/feast/online.py"))
+        .arg(&repo)
+        .arg(&rows_csv)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "online.py failed:\n{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let train = |name: &str, view: &str, missing: &str| {
+        let config = store.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[run]\nn_envs = 1\nseed = 3\n\n[[features.feast]]\nrepo = \"{}\"\n\
+                 views = [\"{view}:score\"]\nmissing = \"{missing}\"\n",
+                repo.display()
+            ),
+        )
+        .unwrap();
+        store.run(&[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--steps",
+            "2048",
+            "--model-name",
+            name,
+        ]);
+        store.promote(name, 1, "production");
+    };
+    train("fo", "signal", "last");
+
+    let feast = FeastServer::start(&python, &repo);
+    let server = store.serve(
+        &[
+            "models:/fo@production",
+            "--feast-online",
+            feast.url.as_str(),
+            "--feast-timeout",
+            "60s",
+        ],
+        &[],
+    );
+    let mut decisions = Vec::new();
+    let mut first = None;
+    for (i, bar) in all.iter().enumerate() {
+        for row in rows.iter().filter(|r| r.write_before == i) {
+            feast.write("signal", row);
+        }
+        let answer = server.bars(&json!({"symbol": FEAST_SYMBOL, "bars": [bar]}));
+        let d = &answer["decisions"][0];
+        if d["warming_up"] != true {
+            first.get_or_insert(i);
+            decisions.push(d["position"].as_f64().unwrap());
+        }
+    }
+    let missing = |metrics: &str, source: &str, reason: &str| {
+        sample(
+            metrics,
+            "ratchet_feast_online_missing_total",
+            &[("source", source), ("reason", reason)],
+        )
+    };
+    let metrics = server.metrics();
+    assert_eq!(
+        missing(&metrics, "signal", "after_bar"),
+        Some(written_early as f64),
+        "{metrics}"
+    );
+    for reason in ["unreachable", "timeout", "error", "not_found"] {
+        assert_eq!(missing(&metrics, "signal", reason), None, "{metrics}");
+    }
+    let carried = |metrics: &str| {
+        sample(
+            metrics,
+            "ratchet_outside_carried_total",
+            &[("source", "signal")],
+        )
+        .unwrap_or(0.0)
+    };
+    let carried_before = carried(&metrics);
+    assert!(
+        carried_before > 0.0,
+        "the gaps in the source outlast the TTL: {metrics}"
+    );
+
+    // Feast goes away: every bar is counted and answered, the last value carried once it is
+    // older than the view's TTL (10 days).
+    feast.stop();
+    let last = all.last().unwrap();
+    let latest_event = rows.iter().map(|r| r.event).max().unwrap();
+    let outage: Vec<i64> = (1..=12)
+        .map(|d| time(all.len() - 1) + d * 86_400_000)
+        .collect();
+    for &t in &outage {
+        let mut bar = last.clone();
+        bar["timestamp"] = json!(t);
+        let answer = server.bars(&json!({"symbol": FEAST_SYMBOL, "bars": [bar]}));
+        assert!(answer["decisions"][0]["position"].is_f64(), "{answer}");
+    }
+    let metrics = server.metrics();
+    assert_eq!(
+        missing(&metrics, "signal", "unreachable"),
+        Some(outage.len() as f64),
+        "{metrics}"
+    );
+    let stale = outage
+        .iter()
+        .filter(|&&t| t - latest_event > 10 * 86_400_000)
+        .count();
+    assert!(stale > 0 && stale < outage.len());
+    assert_eq!(
+        carried(&metrics) - carried_before,
+        stale as f64,
+        "{metrics}"
+    );
+    server.stop();
+
+    let first = first.unwrap();
+    let from = chrono::DateTime::from_timestamp_millis(time(first))
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = store.dir.path().join("report");
+    store.run(&[
+        "backtest",
+        "models:/fo/1",
+        "--from",
+        &from,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let held = held_positions(&report);
+    assert_eq!(held.len(), all.len() - first);
+    assert_eq!(
+        decisions[..held.len() - 1],
+        held[1..],
+        "serve and backtest disagree"
+    );
+    assert!(
+        report["trades"].as_array().unwrap().len() > 2,
+        "a policy that trades"
+    );
+
+    // missing = "error", and no Feast to reach.
+    train("fe", "level", "error");
+    let closed = ClosedPort::reserve();
+    let url = format!("http://127.0.0.1:{}", closed.port);
+    let server = store.serve(
+        &["models:/fe@production", "--feast-online", url.as_str()],
+        &[],
+    );
+    let (status, answer) = server.post_bars(&json!({"symbol": FEAST_SYMBOL, "bars": [all[0]]}));
+    assert_eq!(status, 503, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("STOCKS_GOOGL: outside feature level: no value for the bar at ")
+            && error.ends_with("(from the Feast feature server: level: unreachable)"),
+        "{error}"
+    );
+    let mut bar = all[0].clone();
+    bar["external"] = json!({"level": 0.5});
+    let answer = server.bars(&json!({"symbol": FEAST_SYMBOL, "bars": [bar]}));
+    assert_eq!(answer["decisions"][0]["bars_accepted"], 1);
+    let metrics = server.metrics();
+    assert_eq!(
+        missing(&metrics, "level", "unreachable"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ratchet_errors_total{kind=\"outside_missing\"} 1\n"),
+        "{metrics}"
+    );
+    server.stop();
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ratchet_registry::{ModelRef, Registry};
-use ratchet_serve::{AutoPromote, ServeOptions, Slo, Targets};
+use ratchet_serve::{AutoPromote, FeastOnline, ServeOptions, Slo, Targets};
 
 use crate::cli::ServeArgs;
 
@@ -60,6 +60,11 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
                 }
             );
         }
+        let feast_online = args
+            .feast_online
+            .as_deref()
+            .map(|url| FeastOnline::new(url, args.feast_timeout))
+            .transpose()?;
         let options = ServeOptions {
             targets,
             canary_percent: if args.canary.is_some() {
@@ -77,6 +82,7 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             any_symbol: args.any_symbol,
             token,
             max_sessions: args.max_sessions,
+            feast_online,
         };
         let state = tokio::task::spawn_blocking({
             let server = address.to_string();
@@ -90,6 +96,21 @@ pub fn run(tracking_uri: &str, args: ServeArgs) -> Result<()> {
             live.production.version_id,
             state.targets.production
         );
+        if let Some(feast) = &state.feast {
+            let sources: Vec<&str> = live
+                .production
+                .features
+                .external
+                .iter()
+                .filter(|f| f.feast.is_some())
+                .map(|f| f.name.as_str())
+                .collect();
+            eprintln!(
+                "bars without {} in \"external\" get them from the Feast feature server at {}",
+                sources.join(", "),
+                feast.url()
+            );
+        }
         tokio::spawn(reload_on_sighup(state.clone()));
         match tls {
             Some(config) => {

@@ -25,7 +25,7 @@ mod feast;
 mod join;
 mod source;
 
-pub use feast::{FeastFeatures, external_feature};
+pub use feast::{FeastFeatures, FeastView, external_feature};
 pub use join::{ExternalColumns, ExternalState, ExternalStream};
 pub use source::{ExternalSource, SourceRow, SourceSeries};
 
@@ -86,6 +86,10 @@ pub struct ExternalFeature {
     /// Rows the `zscore` transform covers (the current one included); only with `zscore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<usize>,
+    /// The Feast feature view that serves this source's latest values online (`ratchet serve
+    /// --feast-online`); `[[features.feast]]` records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feast: Option<FeastView>,
 }
 
 /// The outside sources of a config's `[[features.external]]`, loaded and validated, in the
@@ -241,6 +245,11 @@ impl ExternalFeature {
         if self.max_staleness.is_zero() {
             return err("max_staleness is 0, so every value would be stale; give how long a value stays usable, e.g. \"5d\" or \"12h\"".into());
         }
+        if let Some(feast) = &self.feast
+            && let Some(problem) = feast.problem(&self.columns)
+        {
+            return err(problem);
+        }
         match (self.transform, self.window) {
             (Transform::Zscore, None) => err(
                 "transform = \"zscore\" needs window, the number of source rows its mean and standard deviation cover (e.g. window = 20)".into(),
@@ -390,7 +399,7 @@ mod tests {
         let with = |extra: &str| parse(&format!("{BASE}\n{extra}")).unwrap_err();
         assert_eq!(
             with("colour = 1"),
-            "unknown field `colour`, expected one of `name`, `source`, `timestamp`, `symbol`, `created`, `timestamp_format`, `columns`, `max_staleness`, `missing`, `transform`, `window`"
+            "unknown field `colour`, expected one of `name`, `source`, `timestamp`, `symbol`, `created`, `timestamp_format`, `columns`, `max_staleness`, `missing`, `transform`, `window`, `feast`"
         );
         assert_eq!(
             with("transform = \"zscore\""),
@@ -407,6 +416,10 @@ mod tests {
         assert_eq!(
             with("symbol = \"Close\""),
             "feature config: [[features.external]] \"vix\": \"Close\" is the symbol column and a value column; a value column holds the feature's numbers"
+        );
+        assert_eq!(
+            with("feast = { view = \"vix\", features = [\"close\"], join_key = \"symbol\" }"),
+            "feature config: [[features.external]] \"vix\": feast names 1 features for 2 columns; name one Feast feature per column"
         );
         let bad_duration = parse(&BASE.replace("\"36h\"", "\"soon\"")).unwrap_err();
         assert!(

@@ -44,7 +44,7 @@ pub use cross_section::CrossSection;
 pub use error::DataError;
 pub use external::{
     ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, FeastFeatures,
-    MissingRule, OutsideSources, SourceRow, SourceSeries, Transform, external_feature,
+    FeastView, MissingRule, OutsideSources, SourceRow, SourceSeries, Transform, external_feature,
 };
 pub use feast::{FeastRepo, FeastTarget, write_feast_repo};
 pub use features::{FeatureFrame, compute_features, compute_universe_features};

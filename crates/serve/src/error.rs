@@ -50,6 +50,9 @@ pub enum ServeError {
     /// rustls refused the certificate and key (`what` says which step).
     #[error("{what}: {error}")]
     Tls { what: String, error: rustls::Error },
+    /// `--feast-online` cannot be used as given.
+    #[error("{0}")]
+    FeastOnline(String),
     /// The HTTP server stopped on an I/O error.
     #[error("serving HTTP: {0}")]
     Http(std::io::Error),

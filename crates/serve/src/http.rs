@@ -18,6 +18,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::deployment::{Live, Role};
+use crate::feast::{FeastOnline, Fetched, Missing as FeastMissing};
 use crate::model::ServedModel;
 use crate::session::{PaperReturn, Session};
 use crate::state::AppState;
@@ -358,8 +359,48 @@ async fn bars(
     })?;
     let requests = parse_bars(&body)?;
     let live = state.live();
-    let answers = take_request(&state, &live, &requests, options.every_bar)?;
+    let feast = match &state.feast {
+        Some(feast) => fetch_from_feast(feast.clone(), &live.production, &requests).await,
+        None => Vec::new(),
+    };
+    let answers = take_request(&state, &live, &requests, &feast, options.every_bar)?;
     Ok(axum::Json(json!({ "decisions": answers })).into_response())
+}
+
+/// Feast's rows (`--feast-online`) for the request's symbols: per symbol, per outside source,
+/// for the Feast sources that some of its bars do not carry in `"external"` (empty when none
+/// does). The blocking client runs off the async workers.
+async fn fetch_from_feast(
+    feast: Arc<FeastOnline>,
+    model: &Arc<ServedModel>,
+    requests: &[SymbolBars],
+) -> Vec<Vec<Option<Fetched>>> {
+    let external = &model.features.external;
+    let wanted: Vec<(String, Vec<bool>)> = requests
+        .iter()
+        .map(|r| {
+            let want = external
+                .iter()
+                .map(|f| f.feast.is_some() && r.bars.iter().any(|b| !b.external.has(&f.name)))
+                .collect();
+            (r.symbol.clone(), want)
+        })
+        .collect();
+    if !wanted.iter().any(|(_, w)| w.contains(&true)) {
+        return Vec::new();
+    }
+    let model = model.clone();
+    let asked = wanted.clone();
+    tokio::task::spawn_blocking(move || feast.fetch(&model.features, &asked))
+        .await
+        .unwrap_or_else(|_| {
+            // The fetch panicked: every value it was to give is missing.
+            let error = Fetched::Missing(FeastMissing::Error);
+            wanted
+                .iter()
+                .map(|(_, w)| w.iter().map(|&want| want.then(|| error.clone())).collect())
+                .collect()
+        })
 }
 
 fn parse_bars(body: &[u8]) -> Result<Vec<SymbolBars>, ApiError> {

@@ -19,11 +19,13 @@
 //! - [`deployment`]: what is live, canary routing, the history;
 //! - [`http`]: the endpoints; [`state`]: what they share;
 //! - [`watch`]: alias polling, swaps and SLO rollbacks; [`slo`]: the limits;
+//! - [`feast`]: outside values from a Feast feature server (`--feast-online`);
 //! - [`metrics`]: the Prometheus exposition; [`tls`]: HTTPS;
 //! - [`error`]: why a server cannot be set up ([`ServeError`]).
 
 pub mod deployment;
 pub mod error;
+pub mod feast;
 pub mod http;
 pub mod metrics;
 pub mod model;
@@ -41,6 +43,7 @@ use ratchet_registry::{ModelRef, Registry, VersionSelector};
 
 pub use deployment::{Live, Role, Targets};
 pub use error::ServeError;
+pub use feast::FeastOnline;
 pub use model::{ServedModel, SessionFeatures};
 pub use slo::{AutoPromote, Slo};
 pub use state::AppState;
@@ -62,6 +65,8 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// Most symbols with a session.
     pub max_sessions: usize,
+    /// Where the outside values of Feast sources that a bar does not carry are read.
+    pub feast_online: Option<FeastOnline>,
 }
 
 /// [`ServeOptions::max_sessions`] unless set.
@@ -112,6 +117,20 @@ pub fn prepare(
             version: production.uri(),
             feature,
         });
+    }
+    if let Some(feast) = &options.feast_online
+        && !production
+            .features
+            .external
+            .iter()
+            .any(|f| f.feast.is_some())
+    {
+        return Err(ServeError::FeastOnline(format!(
+            "--feast-online {}: {} reads no outside source from Feast (its features declare \
+             no [[features.feast]]); serve it without --feast-online",
+            feast.url(),
+            production.uri()
+        )));
     }
     let sessions = production.session_features();
     // A canary or shadow alias that names no version yet is followed from the start: the

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub promotions: IntCounter,
     /// Bars whose outside value was missing or stale and carried, by source.
     pub outside_carried: IntCounterVec,
+    /// Bars that got no row of a Feast source from `--feast-online`, by source and reason
+    /// (`unreachable`, `timeout`, `error`, `not_found`, `after_bar`).
+    pub feast_missing: IntCounterVec,
     /// Decisions of the canary or shadow that differ from production's on the same bar.
     pub disagreements: IntCounterVec,
     /// Cumulative paper log return of each version's positions, over every symbol.
@@ -112,6 +115,11 @@ impl Metrics {
                 "ratchet_outside_carried_total",
                 "Bars whose outside value was missing or stale and was carried from an earlier bar (missing = \"last\").",
                 &["source"],
+            ),
+            feast_missing: counter_vec(
+                "ratchet_feast_online_missing_total",
+                "Bars that got no row of a Feast source from the feature server (--feast-online), by source and reason: unreachable, timeout, error, not_found, after_bar (stamped after the bar).",
+                &["source", "reason"],
             ),
             disagreements: counter_vec(
                 "ratchet_disagreements_total",

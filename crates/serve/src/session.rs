@@ -101,6 +101,9 @@ pub struct Session {
     pub served: Track,
     pub shadow: Track,
     scratch: Scratch,
+    /// Per outside source (by its index in the config), the row last taken in from Feast
+    /// (`--feast-online`): its event timestamp and values.
+    feast_rows: Vec<Option<(i64, Vec<f64>)>>,
 }
 
 impl Session {
@@ -115,6 +118,7 @@ impl Session {
             served: Track::default(),
             shadow: Track::default(),
             scratch: model.policy.scratch(),
+            feast_rows: Vec::new(),
         })
     }
 
@@ -191,6 +195,31 @@ impl Session {
             .outside_mut(source)
             .ok_or_else(|| DataError::Features(format!("no outside source {source:?}")))?;
         state.observe(timestamp, created, values)?;
+        Ok(())
+    }
+
+    /// Takes in the row Feast holds for the outside source `source` (number `index` of the
+    /// config's), read for the bar at `now`: the row taken in last is not taken in again, and
+    /// one that changes the values of that row's timestamp (restated in Feast since) replaces
+    /// it as of `now`, as a restatement with a created time does in training.
+    pub fn observe_feast(
+        &mut self,
+        index: usize,
+        source: &str,
+        timestamp: i64,
+        values: &[f64],
+        now: i64,
+    ) -> Result<(), DataError> {
+        if self.feast_rows.len() <= index {
+            self.feast_rows.resize(index + 1, None);
+        }
+        let created = match &self.feast_rows[index] {
+            Some((t, v)) if *t == timestamp && v == values => return Ok(()),
+            Some((t, _)) if *t == timestamp => Some(now),
+            _ => None,
+        };
+        self.observe_outside(source, timestamp, created, values)?;
+        self.feast_rows[index] = Some((timestamp, values.to_vec()));
         Ok(())
     }
 

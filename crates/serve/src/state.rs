@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::ServeOptions;
 use crate::deployment::{DeploymentView, Event, Live, Role, RoleView, Targets};
+use crate::feast::FeastOnline;
 use crate::metrics::Metrics;
 use crate::model::ServedModel;
 use crate::session::Session;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub token: Option<String>,
     /// Most symbols with a session.
     pub max_sessions: usize,
+    /// The Feast feature server of `--feast-online`.
+    pub feast: Option<Arc<FeastOnline>>,
     pub slo: Option<Slo>,
     /// When a canary keeping the SLO becomes production.
     pub auto_promote: Option<AutoPromote>,
@@ -86,6 +89,7 @@ impl AppState {
             any_symbol,
             token,
             max_sessions,
+            feast_online,
         } = options;
         Self {
             registry,
@@ -95,6 +99,7 @@ impl AppState {
             any_symbol,
             token,
             max_sessions,
+            feast: feast_online.map(Arc::new),
             slo,
             auto_promote,
             server,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ratchet_feast::{FeatureRepo, ViewFeatures};
+use ratchet_feast::{FeatureRepo, ValueType, ViewFeatures};
 use serde::{Deserialize, Serialize};
 
 use super::{ExternalFeature, MissingRule, Transform};
@@ -67,8 +67,55 @@ impl FeastFeatures {
     }
 }
 
+/// Where Feast serves an outside source online: what `POST /get-online-features` of a
+/// feature server (`feast serve`) is asked for it.
+///
+/// ```toml
+/// feast = { view = "prices", features = ["close", "volume"], join_key = "symbol" }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeastView {
+    /// The feature view's name in the registry.
+    pub view: String,
+    /// Feast's names of the features, one per value column of the source, in its order.
+    pub features: Vec<String>,
+    /// The entity's join key; a symbol is its value.
+    pub join_key: String,
+    /// The key's values are integers (an INT64 or INT32 entity): a symbol is sent as the
+    /// number it spells.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub integer_key: bool,
+}
+
+impl FeastView {
+    /// What is wrong with it for a source with `columns`, if anything.
+    pub(super) fn problem(&self, columns: &[String]) -> Option<String> {
+        if self.features.len() != columns.len() {
+            return Some(format!(
+                "feast names {} features for {} columns; name one Feast feature per column",
+                self.features.len(),
+                columns.len()
+            ));
+        }
+        [&self.view, &self.join_key]
+            .into_iter()
+            .chain(&self.features)
+            .any(|name| name.trim().is_empty())
+            .then(|| {
+                "feast holds an empty name; give the view, its features and the join key".into()
+            })
+    }
+
+    /// The `view:feature` references a feature server is asked for.
+    pub fn references(&self) -> impl Iterator<Item = String> + '_ {
+        self.features.iter().map(|f| format!("{}:{f}", self.view))
+    }
+}
+
 /// The outside feature that joins `view` as Feast does: file columns are the view's after
-/// `field_mapping` undone; a TTL of 0 is no limit.
+/// `field_mapping` undone; a TTL of 0 is no limit. It records the view as Feast serves it
+/// online.
 pub fn external_feature(view: &ViewFeatures<'_>, missing: MissingRule) -> ExternalFeature {
     let source = view.source;
     let column = |name: &str| source.source_column(name).to_string();
@@ -84,6 +131,15 @@ pub fn external_feature(view: &ViewFeatures<'_>, missing: MissingRule) -> Extern
         missing,
         transform: Transform::Raw,
         window: None,
+        feast: Some(FeastView {
+            view: view.view.name.clone(),
+            features: view.features.iter().map(|f| f.name.clone()).collect(),
+            join_key: view.join_key.name.clone(),
+            integer_key: matches!(
+                view.join_key.value_type,
+                ValueType::Int64 | ValueType::Int32
+            ),
+        }),
     }
 }
 

@@ -110,6 +110,11 @@ pub(crate) struct KnownRow<'a> {
 }
 
 impl Outside {
+    /// Whether the bar carries rows of the source `name`.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
     /// Each row sent, the bar's `timestamp` standing in for a row's own when it has none.
     /// Errors name what does not fit `features`' declarations.
     pub(crate) fn rows<'a>(

@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use ratchet_data::CrossSection;
+use ratchet_data::{CrossSection, DataError};
 
 use super::*;
 
@@ -21,6 +21,7 @@ pub(super) fn take_request(
     state: &AppState,
     live: &Live,
     requests: &[SymbolBars],
+    feast: &[Vec<Option<Fetched>>],
     every_bar: bool,
 ) -> Result<Vec<SymbolDecision>, ApiError> {
     let symbols: Vec<&str> = requests.iter().map(|r| r.symbol.as_str()).collect();
@@ -102,6 +103,7 @@ pub(super) fn take_request(
             routes[r],
             &requests[r],
             b,
+            feast.get(r).map(Vec::as_slice),
             &mut work[r],
             member,
             &mut effects,
@@ -250,7 +252,9 @@ impl Answer {
 }
 
 /// Feeds bar `b` of a symbol's request to (a copy of) its session and decides after it as a
-/// backtest does.
+/// backtest does. `feast` holds, per outside source, Feast's row for the symbol
+/// (`--feast-online`), taken in before the bar when the bar does not carry the source and
+/// the row is stamped at or before it.
 #[allow(clippy::too_many_arguments)] // the request's state, threaded through one bar
 fn take_bar(
     state: &AppState,
@@ -258,6 +262,7 @@ fn take_bar(
     route: (Role, &Arc<ServedModel>),
     request: &SymbolBars,
     b: usize,
+    feast: Option<&[Option<Fetched>]>,
     session: &mut Session,
     cross: Option<(&mut CrossSection, usize)>,
     effects: &mut Effects,
@@ -276,9 +281,29 @@ fn take_bar(
             .observe_outside(row.source, row.timestamp, row.created, &row.values)
             .map_err(|e| ApiError::bad_request(format!("{symbol} bar {b}: {e}")))?;
     }
-    let filled = session
-        .push(&as_bar(bar), cross)
-        .map_err(|e| ApiError::bad_request(format!("{symbol}: {e}")))?;
+    let from_feast = take_from_feast(state, live, bar, feast.unwrap_or_default(), session)
+        .map_err(|e| ApiError::bad_request(format!("{symbol} bar {b}: {e}")))?;
+    let filled = session.push(&as_bar(bar), cross).map_err(|e| match e {
+        // A value Feast was to give is missing, and the version's rule makes that an error:
+        // the server's source failed, not the request.
+        DataError::External { .. } | DataError::Features(_) if !from_feast.is_empty() => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "outside_missing",
+            message: format!(
+                "{symbol}: {e} (from the Feast feature server: {})",
+                from_feast
+                    .iter()
+                    .map(|(source, gave)| match gave {
+                        Ok(timestamp) =>
+                            format!("{source}: a row of {}", format_timestamp(*timestamp)),
+                        Err(why) => format!("{source}: {}", why.as_str()),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        e => ApiError::bad_request(format!("{symbol}: {e}")),
+    })?;
     effects
         .paper
         .extend([filled.served, filled.shadow].into_iter().flatten());
@@ -298,6 +323,50 @@ fn take_bar(
         });
     }
     Ok(())
+}
+
+/// Per Feast source asked for a bar: the timestamp of the row Feast gave, or why it gave none.
+type FromFeast<'a> = Vec<(&'a str, Result<i64, FeastMissing>)>;
+
+/// Takes Feast's rows for the bar into the session, for the Feast sources the bar does not
+/// carry; counts each it got none of (or one stamped after it, which it must not see).
+fn take_from_feast<'a>(
+    state: &AppState,
+    live: &'a Live,
+    bar: &WireBar,
+    feast: &[Option<Fetched>],
+    session: &mut Session,
+) -> Result<FromFeast<'a>, DataError> {
+    let mut gave = Vec::new();
+    for (index, (fetched, feature)) in feast
+        .iter()
+        .zip(&live.production.features.external)
+        .enumerate()
+    {
+        let Some(fetched) = fetched else { continue };
+        let source = feature.name.as_str();
+        if bar.external.has(source) {
+            continue;
+        }
+        let missing = match fetched {
+            Fetched::Row { timestamp, .. } if *timestamp > bar.timestamp.ms => {
+                FeastMissing::AfterBar
+            }
+            Fetched::Row { timestamp, values } => {
+                session.observe_feast(index, source, *timestamp, values, bar.timestamp.ms)?;
+                gave.push((source, Ok(*timestamp)));
+                continue;
+            }
+            Fetched::Missing(why) => *why,
+        };
+        state
+            .metrics
+            .feast_missing
+            .with_label_values(&[source, missing.as_str()])
+            .inc();
+        gave.push((source, Err(missing)));
+    }
+    Ok(gave)
 }
 
 /// The answering model's decision at the session's last bar, with the canary falling back to
