@@ -233,7 +233,9 @@ urllib.request.urlopen(urllib.request.Request(url + "/write-to-online-store", bo
 PY
     model=models:/bench-feast@production start_server feast --feast-online "http://127.0.0.1:$fport" --feast-timeout 5s
     single_load feast
-    # One connection: a request's own time, without the queue in front of Feast.
+    # One connection: a request's own time, without the queue in front of Feast. bars.lua
+    # stamps bars from the second it starts, so it starts in the next one.
+    sleep 1
     SYMBOLS=200 "${load_cpu[@]}" wrk -t1 -c1 -d10s --latency -s scripts/serve_bench/bars.lua "$url" > "$work/feast_c1.txt"
     kill "$server_pid"
     # Feast alone: the question --feast-online asks for one bar (one symbol, one feature).
