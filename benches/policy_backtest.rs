@@ -3,7 +3,9 @@
 //! plus buy-and-hold and every metric.
 //!
 //! Also one live decision of `ratchet serve`: a bar pushed into a symbol's session (online
-//! features, window) and the served network's decision, the work of `POST /v1/bars` minus HTTP;
+//! features, window) and the served network's decision, the work of `POST /v1/bars` minus HTTP
+//! (`serve/one_decision_default_features`; `serve/one_decision_with_outside_value` takes an
+//! outside value into the session's join before each bar, as `"external"` gives it);
 //! and `inference/forward_one_row_112x64x64x3`, the network alone on one observation of the
 //! default trading features (`InferenceMlp::forward`).
 //!
@@ -26,7 +28,12 @@ const WIDTH: usize = 11;
 const WINDOW: usize = 10;
 
 fn network(rng: &mut Rng) -> InferenceMlp {
-    let sizes = [WINDOW * WIDTH + 2, 64, 64, 3];
+    network_of(rng, WINDOW * WIDTH + 2)
+}
+
+/// A 64x64 tanh network with `inputs` inputs and 3 outputs.
+fn network_of(rng: &mut Rng, inputs: usize) -> InferenceMlp {
+    let sizes = [inputs, 64, 64, 3];
     let tensors: Vec<NamedTensor> = sizes
         .windows(2)
         .enumerate()
@@ -85,60 +92,83 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    serve_decision(c, net);
+    serve_decision(c, net, &mut rng);
 }
 
 /// One bar through a served session with the default feature config (11 features, window 10:
-/// the same 112-input network), then the decision.
-fn serve_decision(c: &mut Criterion, net: InferenceMlp) {
-    let features = ratchet_data::FeatureConfig::default();
-    assert_eq!(
-        features.window * features.column_names().len(),
-        WINDOW * WIDTH
+/// the same 112-input network), then the decision; and the same with one outside value taken
+/// in before each bar (a market-wide source with `missing = "last"`: 2 more columns, a
+/// 132-input network), as `"external": {"vix": 13.2}` gives it.
+fn serve_decision(c: &mut Criterion, net: InferenceMlp, rng: &mut Rng) {
+    let plain = ratchet_data::FeatureConfig::default();
+    assert_eq!(plain.window * plain.column_names().len(), WINDOW * WIDTH);
+    let mut outside = plain.clone();
+    outside.external.push(
+        toml::from_str(
+            "name = \"vix\"\nsource = \"vix.csv\"\ntimestamp = \"ts\"\ncolumns = [\"close\"]\n\
+             max_staleness = \"5d\"\nmissing = \"last\"",
+        )
+        .unwrap(),
     );
-    let model = ratchet_serve::ServedModel {
-        name: "bench".into(),
-        version: 1,
-        version_id: "v2026-01-01--00h00".into(),
-        status: ratchet_registry::VersionStatus::Production,
-        feature_hash: features.hash(),
-        costs: Costs::default(),
-        policy: ratchet_agents::TradingPolicy::new(net, true).unwrap(),
-        symbols: Vec::new(),
-        loaded_at: chrono::Utc::now(),
-        features,
-    };
-    let model = std::sync::Arc::new(model);
-    let mut session = ratchet_serve::session::Session::new(&model).unwrap();
-    let mut rng = Rng::seed_from(2);
-    let mut price = 100.0;
-    let mut t = 0i64;
-    let mut next_bar = move || {
-        let open = price;
-        price *= 1.0 + 0.01 * rng.normal();
-        t += 60_000;
-        ratchet_data::Bar {
-            timestamp: t,
-            open,
-            high: open.max(price) * 1.001,
-            low: open.min(price) * 0.999,
-            close: price,
-            volume: 1e4,
-        }
-    };
-    while !session.ready() {
-        session.push(&next_bar(), None).unwrap();
-    }
+    let outside_net = network_of(rng, outside.window * outside.column_names().len() + 2);
     let mut group = c.benchmark_group("serve");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("one_decision_default_features", |b| {
-        b.iter(|| {
-            session.push(&next_bar(), None).unwrap();
-            let target = session.decide(&model, false);
-            session.commit(target, model.clone(), ratchet_serve::Role::Production);
-            black_box(target)
-        })
-    });
+    for (name, features, net, vix) in [
+        ("one_decision_default_features", plain, net, false),
+        (
+            "one_decision_with_outside_value",
+            outside,
+            outside_net,
+            true,
+        ),
+    ] {
+        let model = std::sync::Arc::new(ratchet_serve::ServedModel {
+            name: "bench".into(),
+            version: 1,
+            version_id: "v2026-01-01--00h00".into(),
+            status: ratchet_registry::VersionStatus::Production,
+            feature_hash: features.hash(),
+            costs: Costs::default(),
+            policy: ratchet_agents::TradingPolicy::new(net, true).unwrap(),
+            symbols: Vec::new(),
+            loaded_at: chrono::Utc::now(),
+            features,
+        });
+        let mut session = ratchet_serve::session::Session::new(&model).unwrap();
+        let mut bars = Rng::seed_from(2);
+        let mut price = 100.0;
+        let mut t = 0i64;
+        let mut take_bar = move |session: &mut ratchet_serve::session::Session| {
+            let open = price;
+            price *= 1.0 + 0.01 * bars.normal();
+            t += 60_000;
+            if vix {
+                session
+                    .observe_outside("vix", t, None, &[15.0 + bars.normal()])
+                    .unwrap();
+            }
+            let bar = ratchet_data::Bar {
+                timestamp: t,
+                open,
+                high: open.max(price) * 1.001,
+                low: open.min(price) * 0.999,
+                close: price,
+                volume: 1e4,
+            };
+            session.push(&bar, None).unwrap();
+        };
+        while !session.ready() {
+            take_bar(&mut session);
+        }
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                take_bar(&mut session);
+                let target = session.decide(&model, false);
+                session.commit(target, model.clone(), ratchet_serve::Role::Production);
+                black_box(target)
+            })
+        });
+    }
     group.finish();
 }
 

@@ -17,7 +17,15 @@
 #            about 250 with the default features), per session;
 #   mlflow   `mlflow models serve` (its default single uvicorn worker) with an equivalent
 #            pyfunc model (112 -> 64 -> 64 -> 3 MLP in numpy, scripts/serve_bench/mlp_model.py)
-#            at 64 connections, one observation per request.
+#            at 64 connections, one observation per request;
+#   outside  `single` again on a version whose features also join an outside source (`vix`,
+#            one column, market-wide, missing = "last"), each bar carrying its value in
+#            `"external"`;
+#   feast    `single` again on a version over a Feast view (`[[features.feast]]`) served with
+#            --feast-online from a local `feast serve` (one worker, its default; not pinned)
+#            that holds a row for every symbol, so every request asks Feast; then Feast's own
+#            /get-online-features alone at the same load. Needs the Feast venv
+#            (scripts/feast_venv.sh); skipped without it.
 #
 #   scripts/serve_bench.sh    # DURATION=20 CONNECTIONS=64 BATCH_SYMBOLS=100 RSS_EVERY=5
 #   SECTIONS="single slo" DURATION=300 scripts/serve_bench.sh    # RSS over 5 minutes
@@ -47,7 +55,7 @@ free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0
 store="$work/mlruns"
 r() { RUST_LOG=warn "$ratchet" --tracking-uri "$store" "$@"; }
 
-sections=" ${SECTIONS:-single batch swap slo sessions mlflow} "
+sections=" ${SECTIONS:-single batch swap slo sessions mlflow outside feast} "
 has() { [[ "$sections" == *" $1 "* ]]; }
 rss_every="${RSS_EVERY:-5}"
 
@@ -60,7 +68,7 @@ start_server() { # LABEL ARGS...: starts `ratchet serve` on core 0; sets $url an
     local label="$1" port
     shift
     port="$(free_port)"
-    RUST_LOG=warn "${server_cpu[@]}" "$ratchet" --tracking-uri "$store" serve models:/bench@production \
+    RUST_LOG=warn "${server_cpu[@]}" "$ratchet" --tracking-uri "$store" serve "${model:-models:/bench@production}" \
         --listen "127.0.0.1:$port" --poll-seconds 1 "$@" > "$work/$label.out" 2> "$work/$label.log" &
     server_pid=$!
     pids+=("$server_pid")
@@ -177,12 +185,83 @@ if has mlflow; then
     load -d"${duration}s" --latency -s scripts/serve_bench/invocations.lua "http://127.0.0.1:$mport" > "$work/mlflow.txt"
 fi
 
+if has outside; then
+    echo "outside values: a version over a market-wide daily source, each bar carrying its value ..."
+    awk 'BEGIN { print "timestamp,close"
+                 for (d = 0; d < 3653; d++) printf "%d,%.4f\n", 1230768000 + d * 86400, 15 + 3 * sin(d / 20) }' > "$work/vix.csv"
+    printf '[[features.external]]\nname = "vix"\nsource = "%s"\ntimestamp = "timestamp"\ncolumns = ["close"]\nmax_staleness = "5d"\nmissing = "last"\n' \
+        "$work/vix.csv" > "$work/outside.toml"
+    r train --config "$work/outside.toml" --steps 2048 --seed 1 --model-name bench-outside --json > /dev/null 2>&1
+    r models promote models:/bench-outside/1 --alias production > /dev/null
+    model=models:/bench-outside@production start_server outside
+    export EXTERNAL=1
+    single_load outside
+    unset EXTERNAL
+    kill "$server_pid"
+fi
+
+feast_python="${RATCHET_FEAST_PYTHON:-$HOME/.cache/ratchet/feast-venv/bin/python}"
+if has feast && [ ! -x "$feast_python" ]; then
+    echo "feast: skipped, no Feast venv at $feast_python (scripts/feast_venv.sh makes it)"
+    sections="${sections/ feast / }"
+fi
+if has feast; then
+    echo "--feast-online: a Feast repository, a version over its view, feast serve ..."
+    awk 'BEGIN { print "symbol,event_ms,created_ms,score"
+                 for (d = 0; d < 3653; d++) { t = (1230768000 + d * 86400) * 1000; printf "STOCKS_GOOGL,%.0f,%.0f,%.4f\n", t, t, sin(d / 20) } }' \
+        > "$work/feast_rows.csv"
+    "$feast_python" tests/feast/online.py "$work/feature_repo" "$work/feast_rows.csv"
+    printf '[[features.feast]]\nrepo = "%s"\nviews = ["level:score"]\nmissing = "last"\n' "$work/feature_repo" > "$work/feast.toml"
+    r train --config "$work/feast.toml" --steps 2048 --seed 1 --model-name bench-feast --json > /dev/null 2>&1
+    r models promote models:/bench-feast/1 --alias production > /dev/null
+    fport="$(free_port)"
+    (cd "$work/feature_repo" && exec "$(dirname "$feast_python")/feast" serve -p "$fport" --no-access-log) > "$work/feast.log" 2>&1 &
+    pids+=($!)
+    until curl -sf "http://127.0.0.1:$fport/health" > /dev/null; do
+        kill -0 "${pids[-1]}" 2>/dev/null || { tail "$work/feast.log" >&2; exit 1; }
+        sleep 0.5
+    done
+    # A row for every symbol the load sends (T<thread>-<n>), stamped before its first bar.
+    "$feast_python" - "http://127.0.0.1:$fport" "$threads" <<'PY'
+import json, sys, urllib.request
+url, threads = sys.argv[1], int(sys.argv[2])
+symbols = [f"T{t}-{n}" for t in range(threads) for n in range(200)]
+stamp = ["2020-01-01T00:00:00Z"] * len(symbols)
+df = {"symbol": symbols, "event_timestamp": stamp, "created": stamp, "score": [0.5] * len(symbols)}
+body = json.dumps({"feature_view_name": "level", "df": df}).encode()
+urllib.request.urlopen(urllib.request.Request(url + "/write-to-online-store", body, {"Content-Type": "application/json"})).read()
+PY
+    model=models:/bench-feast@production start_server feast --feast-online "http://127.0.0.1:$fport" --feast-timeout 5s
+    single_load feast
+    # One connection: a request's own time, without the queue in front of Feast. bars.lua
+    # stamps bars from the second it starts, so it starts in the next one.
+    sleep 1
+    SYMBOLS=200 "${load_cpu[@]}" wrk -t1 -c1 -d10s --latency -s scripts/serve_bench/bars.lua "$url" > "$work/feast_c1.txt"
+    kill "$server_pid"
+    # Feast alone: the question --feast-online asks for one bar (one symbol, one feature).
+    printf '%s\n' 'wrk.method = "POST"' 'wrk.headers["Content-Type"] = "application/json"' \
+        "wrk.body = '{\"features\":[\"level:score\"],\"entities\":{\"symbol\":[\"T0-1\"]},\"full_feature_names\":true}'" \
+        > "$work/feast.lua"
+    load -d5s -s "$work/feast.lua" "http://127.0.0.1:$fport/get-online-features" > /dev/null
+    load -d"${duration}s" --latency -s "$work/feast.lua" "http://127.0.0.1:$fport/get-online-features" > "$work/feast_alone.txt"
+    "${load_cpu[@]}" wrk -t1 -c1 -d10s --latency -s "$work/feast.lua" "http://127.0.0.1:$fport/get-online-features" > "$work/feast_alone_c1.txt"
+fi
+
 echo
 echo "$(nproc) cores (pinned: ${PIN:-1}), $connections connections, ${duration}s each; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 has single && report "ratchet serve, 1 bar per request" 1 "$work/single.txt"
 has slo && report "ratchet serve, 1 bar per request, with SLO" 1 "$work/slo.txt"
 has batch && report "ratchet serve, $batch symbols per request" "$batch" "$work/batch.txt"
 has mlflow && report "mlflow models serve, 1 observation/request" 1 "$work/mlflow.txt"
+has outside && report "ratchet serve, 1 bar + \"external\" value/request" 1 "$work/outside.txt"
+has feast && report "ratchet serve --feast-online, 1 bar/request" 1 "$work/feast.txt"
+has feast && report "feast serve alone, 1 symbol x 1 feature/req" 1 "$work/feast_alone.txt"
+has feast && report "ratchet serve --feast-online, 1 connection" 1 "$work/feast_c1.txt"
+has feast && report "feast serve alone, 1 connection" 1 "$work/feast_alone_c1.txt"
+if has single && has outside; then
+    printf 'with "external" / plain: %.3f of the decisions/s\n' \
+        "$(echo "$(awk '/Requests\/sec/ {print $2}' "$work/outside.txt") / $(awk '/Requests\/sec/ {print $2}' "$work/single.txt")" | bc -l)"
+fi
 has single && echo "RSS MB every ${rss_every}s, no SLO:   $(tr '\n' ' ' < "$work/single.rss")"
 has slo && echo "RSS MB every ${rss_every}s, with SLO: $(tr '\n' ' ' < "$work/slo.rss")"
 if has single && has slo; then

@@ -335,8 +335,8 @@ pub struct ServeArgs {
     /// them in "external".
     #[arg(long, value_name = "URL")]
     pub feast_online: Option<String>,
-    /// How long a request waits for --feast-online's answer ("200ms", "2s"); past it, the
-    /// bars get no new Feast values.
+    /// How long each call to --feast-online may take ("200ms", "2s"; one call per request
+    /// and join key); past it, the request's bars get no new Feast values.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = humantime::parse_duration, requires = "feast_online")]
     pub feast_timeout: std::time::Duration,
 }

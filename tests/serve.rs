@@ -1058,6 +1058,30 @@ fn serving_with_feast_online_gives_the_backtest_positions() {
         "{metrics}"
     );
     server.stop();
+
+    // A version that reads nothing from Feast is refused with --feast-online, naming why.
+    let plain = store.train("plain", "ppo", 3);
+    store.promote("plain", plain, "production");
+    let out = store
+        .command(&[
+            "serve",
+            "models:/plain@production",
+            "--listen",
+            "127.0.0.1:0",
+            "--feast-online",
+            url.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.trim_end().ends_with(&format!(
+            "error: --feast-online {url}: models:/plain/1 reads no outside source from Feast (its \
+             features declare no [[features.feast]]); serve it without --feast-online"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

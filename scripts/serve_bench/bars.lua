@@ -4,8 +4,11 @@
 -- answered before its next one is sent. Timestamps are epoch milliseconds from this run's start
 -- time, one millisecond per bar of a symbol (so at most 1,000 bars a second per symbol), and
 -- later runs continue the same sessions. BATCH > 1 sends that many symbols per request.
+-- EXTERNAL=1 gives each bar an outside value, `"external":{"vix":...}` (a version whose
+-- features join the outside source `vix`).
 local symbols = tonumber(os.getenv("SYMBOLS") or "1000")
 local batch = tonumber(os.getenv("BATCH") or "1")
+local external = os.getenv("EXTERNAL") == "1"
 local threads = 0
 local counter = 0
 local base = os.time() * 1000
@@ -17,9 +20,10 @@ end
 
 local function bar(symbol_index, t)
   local price = 100 + 10 * math.sin(t / 50 + symbol_index)
+  local outside = external and string.format(',"external":{"vix":%.4f}', 15 + 3 * math.sin(t / 20)) or ""
   return string.format(
-    '{"symbol":"T%d-%d","bars":[{"timestamp":%d,"open":%.4f,"high":%.4f,"low":%.4f,"close":%.4f,"volume":1000}]}',
-    id, symbol_index, base + t, price, price + 1, price - 1, price + 0.5)
+    '{"symbol":"T%d-%d","bars":[{"timestamp":%d,"open":%.4f,"high":%.4f,"low":%.4f,"close":%.4f,"volume":1000%s}]}',
+    id, symbol_index, base + t, price, price + 1, price - 1, price + 0.5, outside)
 end
 
 function request()

@@ -18,7 +18,7 @@ pub struct Metrics {
     /// By version, role and outcome (`decided`, `warming_up`, `failed`, `fallback`).
     pub decisions: IntCounterVec,
     /// By kind (`bad_request`, `unauthorized`, `not_found`, `too_large`, `model_output`,
-    /// `load_failed`, `rollback_failed`, `promote_failed`).
+    /// `outside_missing`, `load_failed`, `rollback_failed`, `promote_failed`).
     pub errors: IntCounterVec,
     /// 1 for each served version, labelled with its identity.
     pub model_info: IntGaugeVec,
