@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ratchet_data::{ExternalFeature, ExternalSource, FeastFeatures, MissingRule, Transform};
+use ratchet_data::{
+    ExternalFeature, ExternalSource, FeastFeatures, FeastOrigin, MissingRule, Transform,
+};
 use serde_json::Value;
 
 mod sandbox;
@@ -153,6 +155,14 @@ fn feast_repository_features_join_as_feast_gives_them() {
         missing: MissingRule::Drop,
     };
     let features = service.resolve(dir.path()).unwrap();
+    // Each keeps its Feast names: what a version's `feast.*` tags are made of.
+    let origin = |service: Option<&str>, refs: &[&str]| {
+        Some(FeastOrigin {
+            project: "consume".into(),
+            service: service.map(String::from),
+            refs: refs.iter().map(|r| r.to_string()).collect(),
+        })
+    };
     let prices = ExternalFeature {
         name: "prices".into(),
         source: repo.join("data/prices.parquet"),
@@ -165,6 +175,7 @@ fn feast_repository_features_join_as_feast_gives_them() {
         missing: MissingRule::Drop,
         transform: Transform::Raw,
         window: None,
+        feast: origin(Some("both"), &["prices:close", "prices:volume"]),
     };
     let rates = ExternalFeature {
         name: "rates".into(),
@@ -173,6 +184,7 @@ fn feast_repository_features_join_as_feast_gives_them() {
         created: None,
         columns: vec!["ten_y".into()],
         max_staleness: ExternalFeature::NEVER_STALE,
+        feast: origin(Some("both"), &["rates:ten_year"]),
         ..prices.clone()
     };
     assert_eq!(features, [prices.clone(), rates.clone()]);
@@ -199,7 +211,12 @@ fn feast_repository_features_join_as_feast_gives_them() {
     let features = listed.resolve(dir.path()).unwrap();
     let close_only = ExternalFeature {
         columns: vec!["close".into()],
+        feast: origin(None, &["prices:close"]),
         ..prices
+    };
+    let rates = ExternalFeature {
+        feast: origin(None, &["rates:ten_year"]),
+        ..rates
     };
     assert_eq!(features, [close_only, rates]);
     let counts = compare(
@@ -245,6 +262,7 @@ fn feast_repository_features_join_as_feast_gives_them() {
             missing: MissingRule::Drop,
             transform: Transform::Raw,
             window: None,
+            feast: origin(None, &["balances:balance"]),
         }]
     );
     let accounts: Vec<String> = feast["account_ids"]

@@ -35,6 +35,7 @@ fn feature(by_symbol: bool) -> ExternalFeature {
         missing: MissingRule::Drop,
         transform: Transform::Raw,
         window: None,
+        feast: None,
     }
 }
 

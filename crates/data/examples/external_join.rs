@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         missing: MissingRule::Drop,
         transform: Transform::Raw,
         window: None,
+        feast: None,
     };
     feature.validate()?;
 

@@ -25,7 +25,7 @@ mod feast;
 mod join;
 mod source;
 
-pub use feast::{FeastFeatures, external_feature};
+pub use feast::{FeastFeatures, FeastOrigin, external_feature};
 pub use join::{ExternalColumns, ExternalState, ExternalStream};
 pub use source::{ExternalSource, SourceRow, SourceSeries};
 
@@ -86,6 +86,10 @@ pub struct ExternalFeature {
     /// Rows the `zscore` transform covers (the current one included); only with `zscore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<usize>,
+    /// Set when the declaration was read from a Feast repository (`[[features.feast]]`):
+    /// the Feast names of its columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feast: Option<FeastOrigin>,
 }
 
 /// The outside sources of a config's `[[features.external]]`, loaded and validated, in the
@@ -237,6 +241,15 @@ impl ExternalFeature {
                     ));
                 }
             }
+        }
+        if let Some(origin) = &self.feast
+            && origin.refs.len() != self.columns.len()
+        {
+            return err(format!(
+                "feast.refs names {} features for {} columns; give one \"view:feature\" per column",
+                origin.refs.len(),
+                self.columns.len()
+            ));
         }
         if self.max_staleness.is_zero() {
             return err("max_staleness is 0, so every value would be stale; give how long a value stays usable, e.g. \"5d\" or \"12h\"".into());

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ratchet_data::{
-    ExternalColumns, ExternalFeature, ExternalSource, FeastFeatures, parse_timestamp,
+    ExportNames, ExternalColumns, ExternalFeature, ExternalSource, FeastFeatures, FeastLineage,
+    FeatureConfig, parse_timestamp, write_entity_frame,
 };
 
 const DAY: i64 = 86_400_000;
@@ -171,4 +172,157 @@ fn integer_symbols_read_as_decimal_text() {
     };
     let err = ExternalSource::load(&feature).unwrap_err().to_string();
     assert!(err.contains("text or integer symbols"), "{err}");
+}
+
+/// The default feature config with the `[[features.feast]]` tables `feast` (each `service =
+/// …` or `views = […]`) on the fixture repository, read.
+fn config_reading(feast: &[&str]) -> FeatureConfig {
+    let repo = fixtures().join("feature_repo");
+    let mut config = FeatureConfig {
+        feast: feast
+            .iter()
+            .map(|entry| {
+                toml::from_str(&format!(
+                    "repo = {:?}\nmissing = \"drop\"\n{entry}",
+                    repo.display().to_string()
+                ))
+                .unwrap()
+            })
+            .collect(),
+        ..FeatureConfig::default()
+    };
+    config.resolve_feast().unwrap();
+    config.validate().unwrap();
+    config
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_model_names_the_feast_service_it_read_and_its_refs() {
+    let lineage = FeastLineage::of(&config_reading(&["service = \"both\""]));
+    assert_eq!(
+        lineage.tags(),
+        tags(&[
+            ("feast.project", "consume"),
+            ("feast.feature_service", "both"),
+            (
+                "feast.feature_refs",
+                "prices:close,prices:volume,rates:ten_year"
+            ),
+        ])
+    );
+    assert_eq!(
+        lineage.features_json(),
+        r#"["prices:close","prices:volume","rates:ten_year"]"#
+    );
+
+    // Features listed as view:feature came through no service: refs and project only.
+    let listed = FeastLineage::of(&config_reading(&["views = [\"rates:ten_year\"]"]));
+    assert_eq!(
+        listed.tags(),
+        tags(&[
+            ("feast.project", "consume"),
+            ("feast.feature_refs", "rates:ten_year"),
+        ])
+    );
+
+    // A service and listed features: every ref, no service (it would not cover them all).
+    let both = FeastLineage::of(&config_reading(&[
+        "service = \"both\"",
+        "views = [\"balances:balance\"]",
+    ]));
+    assert_eq!(both.feature_service, None);
+    assert_eq!(both.project.as_deref(), Some("consume"));
+    assert_eq!(
+        both.feature_refs,
+        [
+            "prices:close",
+            "prices:volume",
+            "rates:ten_year",
+            "balances:balance"
+        ]
+    );
+}
+
+#[test]
+fn a_model_without_feast_sources_names_what_features_export_writes() {
+    let config = FeatureConfig::from_toml_str(
+        "[features]\nfeatures = [{ kind = \"log_return\", k = 1 }, { kind = \"rsi\", period = 14 }]\n",
+    )
+    .unwrap();
+    let names = ExportNames::of(&config);
+    let short = config.short_hash();
+    assert_eq!(names.project, format!("ratchet_{short}"));
+    assert_eq!(names.feature_service, format!("ratchet_{short}"));
+    assert_eq!(names.feature_view, format!("ratchet_{short}_bars"));
+    assert_eq!(
+        FeastLineage::of(&config).tags(),
+        tags(&[
+            ("feast.project", &names.project),
+            ("feast.feature_service", &names.feature_service),
+            (
+                "feast.feature_refs",
+                &format!(
+                    "{view}:log_return_1,{view}:rsi_14",
+                    view = names.feature_view
+                )
+            ),
+        ])
+    );
+}
+
+#[test]
+fn long_refs_are_cut_in_the_tag_as_feast_cuts_them_and_kept_whole_in_the_json() {
+    let lineage = FeastLineage {
+        project: None,
+        feature_service: None,
+        feature_refs: (0..500).map(|i| format!("view:feature_{i:04}")).collect(),
+    };
+    let refs = &lineage.tags()[0].1;
+    assert_eq!(refs.chars().count(), 4990);
+    assert!(refs.ends_with("..."), "{refs}");
+    assert!(refs.starts_with("view:feature_0000,view:feature_0001,"));
+    let json: Vec<String> = serde_json::from_str(&lineage.features_json()).unwrap();
+    assert_eq!(json, lineage.feature_refs);
+}
+
+#[test]
+fn the_entity_frame_holds_each_symbol_s_bars_as_utc_nanoseconds() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("entity_df.parquet");
+    write_entity_frame(
+        &path,
+        &[("AAA", &[day(1), day(2)][..]), ("BBB", &[day(3)][..])],
+    )
+    .unwrap();
+    let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.get_column_names(), ["symbol", "event_timestamp"]);
+    let symbols: Vec<Option<&str>> = df.column("symbol").unwrap().str().unwrap().iter().collect();
+    assert_eq!(symbols, [Some("AAA"), Some("AAA"), Some("BBB")]);
+    let time = df.column("event_timestamp").unwrap();
+    assert_eq!(
+        time.dtype(),
+        &DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC))
+    );
+    let nanos: Vec<Option<i64>> = time.datetime().unwrap().physical().iter().collect();
+    assert_eq!(
+        nanos,
+        [day(1), day(2), day(3)].map(|ms| Some(ms * 1_000_000))
+    );
+    // A time beyond what nanoseconds hold is refused naming the symbol, nothing written.
+    let late = dir.path().join("late.parquet");
+    let err = write_entity_frame(&late, &[("CCC", &[i64::MAX / 1000])])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CCC's bar at"), "{err}");
+    assert!(!late.exists());
 }

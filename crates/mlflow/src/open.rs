@@ -26,6 +26,17 @@ pub fn resolve_tracking_uri(flag: Option<&str>) -> String {
     }
 }
 
+/// The tracking URI as another process reaches the same store from any directory: a
+/// server's URL as it is, a local store as the `file://` URI of its absolute path.
+pub fn absolute_tracking_uri(tracking_uri: &str) -> Result<String> {
+    let uri = tracking_uri.trim();
+    let lower = uri.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(uri.to_string());
+    }
+    Ok(crate::uri::file_uri(&path_from_uri(uri)?))
+}
+
 /// Opens the store a tracking URI names: a plain path or `file:` URI → the local file
 /// store (created if missing); `http://` / `https://` → an MLflow tracking server.
 pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
@@ -65,6 +76,23 @@ fn open(tracking_uri: &str, create: bool) -> Result<Box<dyn TrackingStore>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_tracking_uris_name_a_local_store_from_anywhere() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            absolute_tracking_uri("mlruns").unwrap(),
+            crate::uri::file_uri(&here.join("mlruns"))
+        );
+        assert_eq!(
+            absolute_tracking_uri("file:///tmp/a b").unwrap(),
+            "file:///tmp/a%20b"
+        );
+        assert_eq!(
+            absolute_tracking_uri("http://127.0.0.1:5000").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+    }
 
     #[test]
     fn tracking_uri_flag_wins() {

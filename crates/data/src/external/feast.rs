@@ -60,11 +60,38 @@ impl FeastFeatures {
         };
         let features: Vec<ExternalFeature> = views
             .iter()
-            .map(|view| external_feature(view, self.missing))
+            .map(|view| ExternalFeature {
+                feast: Some(FeastOrigin {
+                    project: repo.project.clone(),
+                    service: self.service.clone(),
+                    refs: view
+                        .features
+                        .iter()
+                        .map(|f| format!("{}:{}", view.name, f.name))
+                        .collect(),
+                }),
+                ..external_feature(view, self.missing)
+            })
             .collect();
         ExternalFeature::validate_all(&features, &[])?;
         Ok(features)
     }
+}
+
+/// Where the features of an outside source resolved from `[[features.feast]]` come from in
+/// Feast: what Feast's MLflow integration names a model's features by (the `feast.*` tags of a
+/// version). Part of the declaration, so a version records it and its feature hash covers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeastOrigin {
+    /// The repository's Feast project.
+    pub project: String,
+    /// The feature service asked for; `None` for features listed as `view:feature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Feast's reference of each value column, in order: `view:feature`, the view named as
+    /// the service names it (its alias when it has one).
+    pub refs: Vec<String>,
 }
 
 /// The outside feature that joins `view` as Feast does: file columns are the view's after
@@ -84,6 +111,7 @@ pub fn external_feature(view: &ViewFeatures<'_>, missing: MissingRule) -> Extern
         missing,
         transform: Transform::Raw,
         window: None,
+        feast: None,
     }
 }
 
