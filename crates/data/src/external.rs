@@ -403,8 +403,17 @@ mod tests {
         let with = |extra: &str| parse(&format!("{BASE}\n{extra}")).unwrap_err();
         assert_eq!(
             with("colour = 1"),
-            "unknown field `colour`, expected one of `name`, `source`, `timestamp`, `symbol`, `created`, `timestamp_format`, `columns`, `max_staleness`, `missing`, `transform`, `window`"
+            "unknown field `colour`, expected one of `name`, `source`, `timestamp`, `symbol`, `created`, `timestamp_format`, `columns`, `max_staleness`, `missing`, `transform`, `window`, `feast`"
         );
+        assert_eq!(
+            with("feast = { project = \"p\", refs = [\"prices:close\"] }"),
+            "feature config: [[features.external]] \"vix\": feast.refs names 1 features for 2 columns; give one \"view:feature\" per column"
+        );
+        let read = parse(&format!(
+            "{BASE}\nfeast = {{ project = \"p\", refs = [\"prices:close\", \"prices:adj\"] }}"
+        ))
+        .unwrap();
+        assert_eq!(read.feast.unwrap().service, None);
         assert_eq!(
             with("transform = \"zscore\""),
             "feature config: [[features.external]] \"vix\": transform = \"zscore\" needs window, the number of source rows its mean and standard deviation cover (e.g. window = 20)"
