@@ -27,6 +27,12 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
+try:
+    import mlflow  # noqa: F401  (what FeatureStore.mlflow imports)
+except ImportError:
+    sys.exit(f"{sys.executable} has Feast but not MLflow's client: remake the venv with "
+             "scripts/feast_venv.sh (scripts/requirements-feast.txt pins mlflow-skinny)")
+
 repo, model_uri, ranges_path, out_path = sys.argv[1:5]
 with open(ranges_path) as f:
     ranges = json.load(f)
@@ -36,8 +42,8 @@ subprocess.run([feast_cli, "apply"], cwd=repo, check=True, stdout=subprocess.DEV
 store = FeatureStore(repo_path=repo)
 integration = store.mlflow
 if integration is None:
-    sys.exit(f"{repo}/feature_store.yaml does not turn the MLflow integration on "
-             "(or mlflow is not installed beside feast)")
+    sys.exit(f"{repo}/feature_store.yaml does not turn Feast's MLflow integration on "
+             "(an `mlflow:` section with `enabled: true`)")
 service = integration.resolve_features(model_uri)
 name, version = re.match(r"^models:/([^/]+)/(\d+)$", model_uri).groups()
 client = integration.client
