@@ -160,6 +160,8 @@ fn feast_repository_features_join_as_feast_gives_them() {
         Some(FeastOrigin {
             project: "consume".into(),
             service: service.map(String::from),
+            join_key: "symbol".into(),
+            join_key_int64: false,
             refs: refs.iter().map(|r| r.to_string()).collect(),
         })
     };
@@ -262,7 +264,11 @@ fn feast_repository_features_join_as_feast_gives_them() {
             missing: MissingRule::Drop,
             transform: Transform::Raw,
             window: None,
-            feast: origin(None, &["balances:balance"]),
+            feast: Some(FeastOrigin {
+                join_key: "account_id".into(),
+                join_key_int64: true,
+                ..origin(None, &["balances:balance"]).unwrap()
+            }),
         }]
     );
     let accounts: Vec<String> = feast["account_ids"]

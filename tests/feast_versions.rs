@@ -237,6 +237,13 @@ fn a_feast_service_is_re_pulled_for_new_bars_and_its_history_is_held() {
     assert_eq!(got["version_tags"], tags);
     assert_eq!(got["run_tags"], tags);
     assert_eq!(got["features_json"], json!(["signals:momentum"]));
+    // The entity frame names the symbol by the view's join key; Feast joins every training
+    // bar with it.
+    assert_eq!(got["entity_columns"], json!(["ticker", "event_timestamp"]));
+    let bars = got["entity_rows"].as_u64().unwrap();
+    assert!(bars > 1000, "{bars} training bars");
+    assert_eq!(got["historical_rows"], bars);
+    assert_eq!(got["historical_missing"], 0);
 
     let source = repo.join("data/signals.parquet");
     let shown = sb.json(&["models", "show", "models:/desk/1", "--json"]);

@@ -14,7 +14,8 @@ compared with its values bit for bit as float32.
 
 OUT_JSON gets what Feast returned: the service, the version's and the run's `feast.*` tags,
 feast_features.json, the entity frame's columns and dtypes, whether its rows are the training
-bars (and the first that differs), and the historical rows and values that differ.
+bars (and the first that differs), and the historical rows and values that differ (without
+an export: the historical rows and how many values are missing).
 """
 
 import json
@@ -73,7 +74,13 @@ out = {
 }
 
 exported_path = os.path.join(repo, "data/features.parquet")
-if os.path.exists(exported_path):
+if not os.path.exists(exported_path):
+    historical = store.get_historical_features(
+        entity_df=entity, features=store.get_feature_service(service)).to_df()
+    names = [ref.split(":", 1)[1] for ref in features_json]
+    out["historical_rows"] = len(historical)
+    out["historical_missing"] = int(historical[names].isna().sum().sum())
+else:
     exported = pd.read_parquet(exported_path)
     keep = np.zeros(len(exported), dtype=bool)
     for symbol, (first, last) in ranges.items():

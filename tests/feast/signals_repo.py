@@ -4,11 +4,11 @@
     python signals_repo.py REPO BARS_CSV SYMBOL TRACKING_URI [--restate ROW]
 
 The offline source REPO/data/signals.parquet gets one row per date of BARS_CSV (its first
-column): `symbol` (SYMBOL), `event_timestamp` (the date, UTC), `created` (the same) and
+column): `ticker` (SYMBOL), `event_timestamp` (the date, UTC), `created` (the same) and
 `momentum` (float32, a function of the row's number, so a longer file only appends rows).
 `--restate ROW` changes the value of row ROW. The first call also writes feature_store.yaml
 (the MLflow integration on, for the store at TRACKING_URI) and the definitions (entity
-`symbol`, view `signals` with a 5-day TTL, service `desk`) and runs `feast apply`; later calls
+`instrument` with join key `ticker`, view `signals` with a 5-day TTL, service `desk`) and runs `feast apply`; later calls
 only rewrite the source, as a desk appending its new days would.
 """
 
@@ -36,7 +36,7 @@ if args.restate is not None:
     values[args.restate] += np.float32(0.5)
 os.makedirs(os.path.join(args.repo, "data"), exist_ok=True)
 pd.DataFrame({
-    "symbol": [args.symbol] * len(times),
+    "ticker": [args.symbol] * len(times),
     "event_timestamp": times,
     "created": times,
     "momentum": values,
@@ -65,10 +65,10 @@ with open(os.path.join(args.repo, "definitions.py"), "w") as f:
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float32
 
-symbol = Entity(name="symbol", join_keys=["symbol"], value_type=ValueType.STRING)
+instrument = Entity(name="instrument", join_keys=["ticker"], value_type=ValueType.STRING)
 signals = FeatureView(
     name="signals",
-    entities=[symbol],
+    entities=[instrument],
     ttl=timedelta(days=5),
     schema=[Field(name="momentum", dtype=Float32)],
     source=FileSource(

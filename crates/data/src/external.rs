@@ -406,14 +406,15 @@ mod tests {
             "unknown field `colour`, expected one of `name`, `source`, `timestamp`, `symbol`, `created`, `timestamp_format`, `columns`, `max_staleness`, `missing`, `transform`, `window`, `feast`"
         );
         assert_eq!(
-            with("feast = { project = \"p\", refs = [\"prices:close\"] }"),
+            with("feast = { project = \"p\", join_key = \"symbol\", refs = [\"prices:close\"] }"),
             "feature config: [[features.external]] \"vix\": feast.refs names 1 features for 2 columns; give one \"view:feature\" per column"
         );
         let read = parse(&format!(
-            "{BASE}\nfeast = {{ project = \"p\", refs = [\"prices:close\", \"prices:adj\"] }}"
+            "{BASE}\nfeast = {{ project = \"p\", join_key = \"symbol\", refs = [\"prices:close\", \"prices:adj\"] }}"
         ))
         .unwrap();
-        assert_eq!(read.feast.unwrap().service, None);
+        let origin = read.feast.unwrap();
+        assert_eq!((origin.service, origin.join_key_int64), (None, false));
         assert_eq!(
             with("transform = \"zscore\""),
             "feature config: [[features.external]] \"vix\": transform = \"zscore\" needs window, the number of source rows its mean and standard deviation cover (e.g. window = 20)"

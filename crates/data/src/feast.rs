@@ -51,6 +51,17 @@ pub struct FeastLineage {
     pub feature_service: Option<String>,
     /// `view:feature`, in column order.
     pub feature_refs: Vec<String>,
+    /// The entity frame's key columns: the export's `symbol`, or the join keys of the Feast
+    /// views read (each distinct one once, in column order), each holding the symbols.
+    pub entity_keys: Vec<EntityKey>,
+}
+
+/// A key column of an entity frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntityKey {
+    pub name: String,
+    /// Feast `INT64` values (the symbols parsed as integers); else strings.
+    pub int64: bool,
 }
 
 /// Feast's cap on a tag it writes: longer values are cut to this many characters less 3, and
@@ -74,8 +85,21 @@ impl FeastLineage {
                     .collect(),
                 project: Some(names.project),
                 feature_service: Some(names.feature_service),
+                entity_keys: vec![EntityKey {
+                    name: "symbol".into(),
+                    int64: false,
+                }],
             };
         };
+        let mut entity_keys: Vec<EntityKey> = Vec::new();
+        for origin in &origins {
+            if !entity_keys.iter().any(|k| k.name == origin.join_key) {
+                entity_keys.push(EntityKey {
+                    name: origin.join_key.clone(),
+                    int64: origin.join_key_int64,
+                });
+            }
+        }
         let project = origins
             .iter()
             .all(|o| o.project == first.project)
@@ -91,6 +115,7 @@ impl FeastLineage {
                 .iter()
                 .flat_map(|o| o.refs.iter().cloned())
                 .collect(),
+            entity_keys,
         }
     }
 
@@ -119,9 +144,14 @@ impl FeastLineage {
 }
 
 /// Writes Feast's training entity frame to `path` (Parquet): per symbol, one row for each of
-/// its `timestamps` (epoch ms), as columns `symbol` (string) and `event_timestamp` (UTC,
-/// nanoseconds: pandas' own unit, which Feast's file offline store joins against any source).
-pub fn write_entity_frame(path: &Path, rows: &[(&str, &[i64])]) -> Result<(), DataError> {
+/// its `timestamps` (epoch ms), as the `keys` columns (each holding the symbol: a string, or
+/// an `INT64` key's integer) and `event_timestamp` (UTC, nanoseconds: pandas' own unit, which
+/// Feast's file offline store joins against any source).
+pub fn write_entity_frame(
+    path: &Path,
+    keys: &[EntityKey],
+    rows: &[(&str, &[i64])],
+) -> Result<(), DataError> {
     let fail = |message: String| DataError::Feast {
         path: path.to_path_buf(),
         message,
@@ -141,15 +171,35 @@ pub fn write_entity_frame(path: &Path, rows: &[(&str, &[i64])]) -> Result<(), Da
             })?);
         }
     }
-    let time: Column = Int64Chunked::new("event_timestamp".into(), &nanos)
-        .into_datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC))
-        .into_series()
-        .into();
-    let mut df = DataFrame::new(
-        count,
-        vec![Series::new("symbol".into(), symbols).into(), time],
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let mut columns: Vec<Column> = Vec::with_capacity(keys.len() + 1);
+    for key in keys {
+        let column: Column = if key.int64 {
+            let ids = rows
+                .iter()
+                .map(|(symbol, timestamps)| {
+                    let id = symbol.parse::<i64>().map_err(|_| {
+                        fail(format!(
+                            "symbol {symbol:?} is not an integer, and the Feast join key {} is INT64",
+                            key.name
+                        ))
+                    })?;
+                    Ok(std::iter::repeat_n(id, timestamps.len()))
+                })
+                .collect::<Result<Vec<_>, DataError>>()?;
+            let ids: Vec<i64> = ids.into_iter().flatten().collect();
+            Series::new(key.name.as_str().into(), ids).into()
+        } else {
+            Series::new(key.name.as_str().into(), &symbols).into()
+        };
+        columns.push(column);
+    }
+    columns.push(
+        Int64Chunked::new("event_timestamp".into(), &nanos)
+            .into_datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC))
+            .into_series()
+            .into(),
+    );
+    let mut df = DataFrame::new(count, columns).map_err(|e| fail(e.to_string()))?;
     let mut file = std::fs::File::create(path).map_err(|e| fail(e.to_string()))?;
     ParquetWriter::new(&mut file)
         .finish(&mut df)

@@ -47,7 +47,8 @@ pub use external::{
     FeastOrigin, MissingRule, OutsideSources, SourceRow, SourceSeries, Transform, external_feature,
 };
 pub use feast::{
-    ExportNames, FeastLineage, FeastRepo, FeastTarget, write_entity_frame, write_feast_repo,
+    EntityKey, ExportNames, FeastLineage, FeastRepo, FeastTarget, write_entity_frame,
+    write_feast_repo,
 };
 pub use features::{FeatureFrame, compute_features, compute_universe_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ratchet_data::{
-    ExportNames, ExternalColumns, ExternalFeature, ExternalSource, FeastFeatures, FeastLineage,
-    FeatureConfig, parse_timestamp, write_entity_frame,
+    EntityKey, ExportNames, ExternalColumns, ExternalFeature, ExternalSource, FeastFeatures,
+    FeastLineage, FeatureConfig, parse_timestamp, write_entity_frame,
 };
 
 const DAY: i64 = 86_400_000;
@@ -232,12 +232,26 @@ fn a_model_names_the_feast_service_it_read_and_its_refs() {
         ])
     );
 
-    // A service and listed features: every ref, no service (it would not cover them all).
+    // A service and listed features: every ref, no service (it would not cover them all),
+    // and the entity frame holds each view's join key.
     let both = FeastLineage::of(&config_reading(&[
         "service = \"both\"",
         "views = [\"balances:balance\"]",
     ]));
     assert_eq!(both.feature_service, None);
+    assert_eq!(
+        both.entity_keys,
+        [
+            EntityKey {
+                name: "symbol".into(),
+                int64: false
+            },
+            EntityKey {
+                name: "account_id".into(),
+                int64: true
+            }
+        ]
+    );
     assert_eq!(both.project.as_deref(), Some("consume"));
     assert_eq!(
         both.feature_refs,
@@ -261,8 +275,16 @@ fn a_model_without_feast_sources_names_what_features_export_writes() {
     assert_eq!(names.project, format!("ratchet_{short}"));
     assert_eq!(names.feature_service, format!("ratchet_{short}"));
     assert_eq!(names.feature_view, format!("ratchet_{short}_bars"));
+    let lineage = FeastLineage::of(&config);
     assert_eq!(
-        FeastLineage::of(&config).tags(),
+        lineage.entity_keys,
+        [EntityKey {
+            name: "symbol".into(),
+            int64: false
+        }]
+    );
+    assert_eq!(
+        lineage.tags(),
         tags(&[
             ("feast.project", &names.project),
             ("feast.feature_service", &names.feature_service),
@@ -283,6 +305,7 @@ fn long_refs_are_cut_in_the_tag_as_feast_cuts_them_and_kept_whole_in_the_json() 
         project: None,
         feature_service: None,
         feature_refs: (0..500).map(|i| format!("view:feature_{i:04}")).collect(),
+        entity_keys: Vec::new(),
     };
     let refs = &lineage.tags()[0].1;
     assert_eq!(refs.chars().count(), 4990);
@@ -297,17 +320,34 @@ fn the_entity_frame_holds_each_symbol_s_bars_as_utc_nanoseconds() {
     use polars::prelude::*;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("entity_df.parquet");
+    let key = |name: &str, int64: bool| EntityKey {
+        name: name.into(),
+        int64,
+    };
+    let keys = [key("symbol", false), key("account_id", true)];
     write_entity_frame(
         &path,
-        &[("AAA", &[day(1), day(2)][..]), ("BBB", &[day(3)][..])],
+        &keys,
+        &[("1001", &[day(1), day(2)][..]), ("-7", &[day(3)][..])],
     )
     .unwrap();
     let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
         .finish()
         .unwrap();
-    assert_eq!(df.get_column_names(), ["symbol", "event_timestamp"]);
+    assert_eq!(
+        df.get_column_names(),
+        ["symbol", "account_id", "event_timestamp"]
+    );
     let symbols: Vec<Option<&str>> = df.column("symbol").unwrap().str().unwrap().iter().collect();
-    assert_eq!(symbols, [Some("AAA"), Some("AAA"), Some("BBB")]);
+    assert_eq!(symbols, [Some("1001"), Some("1001"), Some("-7")]);
+    let ids: Vec<Option<i64>> = df
+        .column("account_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(ids, [Some(1001), Some(1001), Some(-7)]);
     let time = df.column("event_timestamp").unwrap();
     assert_eq!(
         time.dtype(),
@@ -318,11 +358,21 @@ fn the_entity_frame_holds_each_symbol_s_bars_as_utc_nanoseconds() {
         nanos,
         [day(1), day(2), day(3)].map(|ms| Some(ms * 1_000_000))
     );
-    // A time beyond what nanoseconds hold is refused naming the symbol, nothing written.
-    let late = dir.path().join("late.parquet");
-    let err = write_entity_frame(&late, &[("CCC", &[i64::MAX / 1000])])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("CCC's bar at"), "{err}");
-    assert!(!late.exists());
+    // Refused, naming the symbol, with nothing written: a time beyond what nanoseconds hold,
+    // and a symbol that is no integer for an INT64 key.
+    let refused = dir.path().join("refused.parquet");
+    let err = |keys: &[EntityKey], rows: &[(&str, &[i64])]| {
+        let message = write_entity_frame(&refused, keys, rows)
+            .unwrap_err()
+            .to_string();
+        assert!(!refused.exists());
+        message
+    };
+    assert!(
+        err(&keys[..1], &[("CCC", &[i64::MAX / 1000])]).contains("CCC's bar at"),
+        "too late"
+    );
+    assert!(err(&keys, &[("GOOGL", &[day(1)])]).ends_with(
+        "symbol \"GOOGL\" is not an integer, and the Feast join key account_id is INT64"
+    ));
 }

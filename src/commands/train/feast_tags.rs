@@ -16,8 +16,8 @@ pub const FEATURES_ARTIFACT: &str = "feast_features.json";
 pub const ENTITY_ARTIFACT: &str = "entity_df.parquet";
 
 /// Uploads both artifacts to `run_id` and sets the `feast.*` tags on it; returns the tags,
-/// for the version. The entity frame holds every instrument's training bars (symbol, bar
-/// time).
+/// for the version. The entity frame holds every instrument's training bars (its symbol in
+/// each entity key column, the bar's time).
 pub(super) fn record(
     store: &dyn TrackingStore,
     run_id: &str,
@@ -39,7 +39,7 @@ pub(super) fn record(
             )
         })
         .collect();
-    write_entity_frame(&entities, &rows)?;
+    write_entity_frame(&entities, &lineage.entity_keys, &rows)?;
     for file in [&refs, &entities] {
         store
             .upload_artifacts(run_id, file, "")

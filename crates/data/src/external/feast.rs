@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ratchet_feast::{FeatureRepo, ViewFeatures};
+use ratchet_feast::{FeatureRepo, ValueType, ViewFeatures};
 use serde::{Deserialize, Serialize};
 
 use super::{ExternalFeature, MissingRule, Transform};
@@ -64,6 +64,8 @@ impl FeastFeatures {
                 feast: Some(FeastOrigin {
                     project: repo.project.clone(),
                     service: self.service.clone(),
+                    join_key: view.join_key.name.clone(),
+                    join_key_int64: view.join_key.value_type == ValueType::Int64,
                     refs: view
                         .features
                         .iter()
@@ -89,6 +91,12 @@ pub struct FeastOrigin {
     /// The feature service asked for; `None` for features listed as `view:feature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The view's entity join key: the entity frame's column of the symbols.
+    pub join_key: String,
+    /// Whether the key is a Feast `INT64` (the symbols are its values in decimal); else a
+    /// string.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub join_key_int64: bool,
     /// Feast's reference of each value column, in order: `view:feature`, the view named as
     /// the service names it (its alias when it has one).
     pub refs: Vec<String>,
