@@ -1,11 +1,13 @@
-//! Feast's MLflow integration finds what a Ratchet version was trained on, against real Feast
-//! (0.67) and MLflow's own client (from the venv scripts/feast_venv.sh makes): a version is
-//! trained, `ratchet features export` writes its Feast repository, and tests/feast/resolve.py,
-//! through `FeatureStore(repo).mlflow` alone, resolves `models:/NAME/VERSION` to the exported
-//! feature service, reads back the training entity frame (exactly the training bars) and gets
-//! Ratchet's own values from `get_historical_features` on it. Once over a local `mlruns`
-//! store, once over a real `mlflow server`. Skipped, with a message, only when that venv is
-//! missing.
+//! A version's Feast features, against real Feast (0.67) and MLflow's own client (from the
+//! venv scripts/feast_venv.sh makes). Feast's MLflow integration finds what a version was
+//! trained on: a version is trained, `ratchet features export` writes its Feast repository,
+//! and tests/feast/resolve.py, through `FeatureStore(repo).mlflow` alone, resolves
+//! `models:/NAME/VERSION` to the exported feature service, reads back the training entity
+//! frame (exactly the training bars) and gets Ratchet's own values from
+//! `get_historical_features` on it; once over a local `mlruns` store, once over a real `mlflow
+//! server`. And a model of a Feast service (`[[features.feast]]`) names that service, and
+//! `train --from` joins the rows the desk appended for new bars but refuses a restated day.
+//! Skipped, with a message, only when that venv is missing.
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the value it did not expect
 
