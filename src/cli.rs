@@ -602,8 +602,9 @@ pub enum FeaturesCommand {
     /// Write the features of a version's (or a training config's) bars as a Feast repository:
     /// a Parquet offline source (entity `symbol`, `event_timestamp`, `created`, the features
     /// as float32), feature_store.yaml (local provider, file offline store, SQLite online
-    /// store) and the definitions (entity, file source, feature view, feature service named
-    /// by the feature hash). Then `feast apply` in DIR.
+    /// store, Feast's MLflow integration on for this store, so that its resolve_features
+    /// finds the versions) and the definitions (entity, file source, feature view, feature
+    /// service named by the feature hash). Then `feast apply` in DIR.
     Export(ExportArgs),
 }
 

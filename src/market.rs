@@ -297,10 +297,22 @@ pub fn check_outside_history(
         let (until, _) = ratchet_data::parse_timestamp(&record.until)
             .map_err(|e| anyhow::anyhow!("{version} recorded {:?}: {e}", record.until))?;
         if source.digest_until(until) != record.rows_sha256 {
+            // A Feast view's file is named with the features it holds, as the desk knows them.
+            let feast = source
+                .feature
+                .feast
+                .as_ref()
+                .map_or_else(String::new, |origin| {
+                    format!(
+                        ", the file of Feast features {} of project {}",
+                        origin.service_references().collect::<Vec<_>>().join(", "),
+                        origin.project
+                    )
+                });
             anyhow::bail!(
-                "outside source {} ({}) changed at or before {}, the last bar {version} saw: rows it \
-                 joined were restated, removed or added; continue only over rows appended after \
-                 it, or train a new model",
+                "outside source {} ({}{feast}) changed at or before {}, the last bar {version} saw: \
+                 rows it joined were restated, removed or added; continue only over rows appended \
+                 after it, or train a new model",
                 record.name,
                 source.feature.source.display(),
                 record.until

@@ -48,6 +48,20 @@ impl TrainingData {
         })
     }
 
+    /// Each instrument with its symbol: one named by its file, or a universe's members.
+    pub fn instruments(&self) -> Vec<(String, &Market)> {
+        match self {
+            TrainingData::Instrument(market) => {
+                vec![(ratchet_data::symbol_of_file(&market.loaded.path), market)]
+            }
+            TrainingData::Universe(universe) => universe
+                .members
+                .iter()
+                .map(|m| (m.symbol.clone(), &m.market))
+                .collect(),
+        }
+    }
+
     /// The rows training environments run on: the training range of each instrument.
     pub fn training_rows(&self) -> Result<TrainingRows> {
         Ok(match self {

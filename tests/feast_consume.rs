@@ -155,6 +155,18 @@ fn feast_repository_features_join_as_feast_gives_them() {
         missing: MissingRule::Drop,
     };
     let features = service.resolve(dir.path()).unwrap();
+    // Each keeps its Feast names: what a version's `feast.*` tags are made of.
+    let in_feast = |service: Option<&str>, view: &str, features: &[&str]| {
+        Some(FeastView {
+            project: "consume".into(),
+            service: service.map(String::from),
+            view: view.into(),
+            alias: None,
+            features: features.iter().map(|f| f.to_string()).collect(),
+            join_key: "symbol".into(),
+            integer_key: false,
+        })
+    };
     let prices = ExternalFeature {
         name: "prices".into(),
         source: repo.join("data/prices.parquet"),
@@ -167,13 +179,8 @@ fn feast_repository_features_join_as_feast_gives_them() {
         missing: MissingRule::Drop,
         transform: Transform::Raw,
         window: None,
-        // What a feature server is asked for it: Feast's names, not the file's.
-        feast: Some(FeastView {
-            view: "prices".into(),
-            features: vec!["close".into(), "volume".into()],
-            join_key: "symbol".into(),
-            integer_key: false,
-        }),
+        // Where Feast names it: what a feature server is asked for, what a version's tags say.
+        feast: in_feast(Some("both"), "prices", &["close", "volume"]),
     };
     let rates = ExternalFeature {
         name: "rates".into(),
@@ -182,12 +189,7 @@ fn feast_repository_features_join_as_feast_gives_them() {
         created: None,
         columns: vec!["ten_y".into()],
         max_staleness: ExternalFeature::NEVER_STALE,
-        feast: Some(FeastView {
-            view: "rates".into(),
-            features: vec!["ten_year".into()],
-            join_key: "symbol".into(),
-            integer_key: false,
-        }),
+        feast: in_feast(Some("both"), "rates", &["ten_year"]),
         ..prices.clone()
     };
     assert_eq!(features, [prices.clone(), rates.clone()]);
@@ -214,11 +216,12 @@ fn feast_repository_features_join_as_feast_gives_them() {
     let features = listed.resolve(dir.path()).unwrap();
     let close_only = ExternalFeature {
         columns: vec!["close".into()],
-        feast: Some(FeastView {
-            features: vec!["close".into()],
-            ..prices.feast.clone().unwrap()
-        }),
+        feast: in_feast(None, "prices", &["close"]),
         ..prices
+    };
+    let rates = ExternalFeature {
+        feast: in_feast(None, "rates", &["ten_year"]),
+        ..rates
     };
     assert_eq!(features, [close_only, rates]);
     let counts = compare(
@@ -265,10 +268,9 @@ fn feast_repository_features_join_as_feast_gives_them() {
             transform: Transform::Raw,
             window: None,
             feast: Some(FeastView {
-                view: "balances".into(),
-                features: vec!["balance".into()],
                 join_key: "account_id".into(),
                 integer_key: true,
+                ..in_feast(None, "balances", &["balance"]).unwrap()
             }),
         }]
     );

@@ -34,19 +34,16 @@ fn export(tracking_uri: &str, args: ExportArgs) -> Result<()> {
         bail!("{what} is for CartPole and has no market features to export");
     }
     let data = TrainingData::prepare(&config)?;
-    let frames: Vec<(String, &FeatureFrame)> = match &data {
-        TrainingData::Instrument(market) => {
-            // One instrument is named by its file, as in a universe.
-            let symbol = ratchet_data::symbol_of_file(&config.data.file);
-            vec![(symbol, &market.frame)]
-        }
-        TrainingData::Universe(universe) => universe
-            .members
-            .iter()
-            .map(|m| (m.symbol.clone(), &m.market.frame))
-            .collect(),
-    };
-    let repo = target.write(&config.features, &frames)?;
+    let frames: Vec<(String, &FeatureFrame)> = data
+        .instruments()
+        .into_iter()
+        .map(|(symbol, market)| (symbol, &market.frame))
+        .collect();
+    let repo = target.write(
+        &config.features,
+        &frames,
+        &ratchet_mlflow::absolute_tracking_uri(tracking_uri)?,
+    )?;
     if args.json {
         return print_json(&repo);
     }

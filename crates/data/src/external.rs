@@ -86,8 +86,9 @@ pub struct ExternalFeature {
     /// Rows the `zscore` transform covers (the current one included); only with `zscore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<usize>,
-    /// The Feast feature view that serves this source's latest values online (`ratchet serve
-    /// --feast-online`); `[[features.feast]]` records it.
+    /// Where the source comes from in Feast, when `[[features.feast]]` declared it: what
+    /// `ratchet serve --feast-online` asks a feature server for, and what a version's
+    /// `feast.*` tags name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feast: Option<FeastView>,
 }
@@ -401,6 +402,15 @@ mod tests {
             with("colour = 1"),
             "unknown field `colour`, expected one of `name`, `source`, `timestamp`, `symbol`, `created`, `timestamp_format`, `columns`, `max_staleness`, `missing`, `transform`, `window`, `feast`"
         );
+        let read = parse(&format!(
+            "{BASE}\nfeast = {{ project = \"p\", view = \"prices\", features = [\"close\", \"adj\"], join_key = \"symbol\" }}"
+        ))
+        .unwrap();
+        let view = read.feast.unwrap();
+        assert_eq!(
+            (view.service, view.alias, view.integer_key),
+            (None, None, false)
+        );
         assert_eq!(
             with("transform = \"zscore\""),
             "feature config: [[features.external]] \"vix\": transform = \"zscore\" needs window, the number of source rows its mean and standard deviation cover (e.g. window = 20)"
@@ -418,7 +428,9 @@ mod tests {
             "feature config: [[features.external]] \"vix\": \"Close\" is the symbol column and a value column; a value column holds the feature's numbers"
         );
         assert_eq!(
-            with("feast = { view = \"vix\", features = [\"close\"], join_key = \"symbol\" }"),
+            with(
+                "feast = { project = \"p\", view = \"vix\", features = [\"close\"], join_key = \"symbol\" }"
+            ),
             "feature config: [[features.external]] \"vix\": feast names 1 features for 2 columns; name one Feast feature per column"
         );
         let bad_duration = parse(&BASE.replace("\"36h\"", "\"soon\"")).unwrap_err();

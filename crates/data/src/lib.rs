@@ -46,7 +46,10 @@ pub use external::{
     ExternalColumns, ExternalFeature, ExternalSource, ExternalState, ExternalStream, FeastFeatures,
     FeastView, MissingRule, OutsideSources, SourceRow, SourceSeries, Transform, external_feature,
 };
-pub use feast::{FeastRepo, FeastTarget, write_feast_repo};
+pub use feast::{
+    EntityKey, ExportNames, FeastLineage, FeastRepo, FeastTarget, write_entity_frame,
+    write_feast_repo,
+};
 pub use features::{FeatureFrame, compute_features, compute_universe_features};
 pub use load::{FileFormat, LoadOptions, LoadedBars, load_bars, parse_bars};
 pub use split::{Segment, SplitSpec, Splits, common_split, split};

@@ -52,7 +52,7 @@ pub use checked::Checked;
 pub use error::{Error, Result};
 pub use file_store::FileStore;
 pub use metric_value::MetricValue;
-pub use open::{open_existing_store, open_store, resolve_tracking_uri};
+pub use open::{absolute_tracking_uri, open_existing_store, open_store, resolve_tracking_uri};
 pub use rest::RestStore;
 pub use run_end::{Replayed, RunEndJournal};
 pub use store::{

@@ -26,6 +26,40 @@ pub fn resolve_tracking_uri(flag: Option<&str>) -> String {
     }
 }
 
+/// Where a tracking URI points.
+enum Target<'a> {
+    /// An MLflow tracking server's URL.
+    Server(&'a str),
+    /// A local store's directory, absolute.
+    Local(std::path::PathBuf),
+}
+
+fn target(tracking_uri: &str) -> Result<Target<'_>> {
+    let uri = tracking_uri.trim();
+    let lower = uri.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(Target::Server(uri));
+    }
+    if let Some((scheme, _)) = uri.split_once("://")
+        && scheme != "file"
+    {
+        return Err(Error::Unsupported(format!(
+            "tracking URI {uri}: scheme {scheme:?} is not supported; use a path, a file: URI, \
+             or an http(s):// MLflow server"
+        )));
+    }
+    Ok(Target::Local(path_from_uri(uri)?))
+}
+
+/// The tracking URI as another process reaches the same store from any directory: a
+/// server's URL as it is, a local store as the `file://` URI of its absolute path.
+pub fn absolute_tracking_uri(tracking_uri: &str) -> Result<String> {
+    Ok(match target(tracking_uri)? {
+        Target::Server(url) => url.to_string(),
+        Target::Local(path) => crate::uri::file_uri(&path),
+    })
+}
+
 /// Opens the store a tracking URI names: a plain path or `file:` URI → the local file
 /// store (created if missing); `http://` / `https://` → an MLflow tracking server.
 pub fn open_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>> {
@@ -39,24 +73,15 @@ pub fn open_existing_store(tracking_uri: &str) -> Result<Box<dyn TrackingStore>>
 }
 
 fn open(tracking_uri: &str, create: bool) -> Result<Box<dyn TrackingStore>> {
-    let uri = tracking_uri.trim();
-    let lower = uri.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(Box::new(RestStore::open(uri)?));
-    }
-    if let Some((scheme, _)) = uri.split_once("://")
-        && scheme != "file"
-    {
-        return Err(Error::Unsupported(format!(
-            "tracking URI {uri}: scheme {scheme:?} is not supported; use a path, a file: URI, \
-             or an http(s):// MLflow server"
-        )));
-    }
-    let path = path_from_uri(uri)?;
+    let path = match target(tracking_uri)? {
+        Target::Server(url) => return Ok(Box::new(RestStore::open(url)?)),
+        Target::Local(path) => path,
+    };
     if !create && !path.exists() {
         return Err(Error::InvalidArgument(format!(
-            "there is no MLflow store at {uri} (no such directory); `ratchet train` creates one, \
-             or point --tracking-uri or MLFLOW_TRACKING_URI at an existing store"
+            "there is no MLflow store at {} (no such directory); `ratchet train` creates one, \
+             or point --tracking-uri or MLFLOW_TRACKING_URI at an existing store",
+            tracking_uri.trim()
         )));
     }
     Ok(Box::new(FileStore::open(path)?))
@@ -65,6 +90,29 @@ fn open(tracking_uri: &str, create: bool) -> Result<Box<dyn TrackingStore>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_tracking_uris_name_a_local_store_from_anywhere() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            absolute_tracking_uri("mlruns").unwrap(),
+            crate::uri::file_uri(&here.join("mlruns"))
+        );
+        assert_eq!(
+            absolute_tracking_uri("file:///tmp/a b").unwrap(),
+            "file:///tmp/a%20b"
+        );
+        assert_eq!(
+            absolute_tracking_uri("http://127.0.0.1:5000").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            absolute_tracking_uri("ftp://host/x")
+                .unwrap_err()
+                .to_string(),
+            open_store("ftp://host/x").err().unwrap().to_string()
+        );
+    }
 
     #[test]
     fn tracking_uri_flag_wins() {

@@ -320,7 +320,10 @@ mod tests {
             transform: ratchet_data::Transform::Raw,
             window: None,
             feast: Some(FeastView {
+                project: "p".into(),
+                service: None,
                 view: view.into(),
+                alias: None,
                 features: columns,
                 join_key: "symbol".into(),
                 integer_key: false,

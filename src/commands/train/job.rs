@@ -12,6 +12,7 @@ use ratchet_config::{Device, EnvKind, Select, TrainConfig};
 use ratchet_mlflow::{Metric, RunStatus, TrackingStore};
 use ratchet_registry::{ParentRef, Registry};
 
+use super::feast_tags;
 use super::open_run::{Interrupted, OpenRun};
 use super::*;
 use crate::checkpoint::{self, Best, LoadedVersion};
@@ -253,10 +254,18 @@ impl Job {
             upload_returns(self.store.as_ref(), run_id, returns)?;
         }
         let wall_time = started.elapsed().as_secs_f64();
-        let extra_tags = match &self.version_tags {
+        let mut extra_tags = match &self.version_tags {
             Some(make) => make(&evaluation)?,
             None => Vec::new(),
         };
+        if let Some(data) = &self.market {
+            extra_tags.extend(feast_tags::record(
+                self.store.as_ref(),
+                run_id,
+                &self.config.features,
+                data,
+            )?);
+        }
         let registered = checkpoint::register(
             &self.registry,
             run_id,

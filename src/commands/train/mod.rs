@@ -22,6 +22,7 @@ use crate::cli::TrainArgs;
 use crate::judge::Evaluation;
 use crate::universe::TrainingData;
 
+mod feast_tags;
 mod job;
 mod open_run;
 

@@ -60,24 +60,36 @@ impl FeastFeatures {
         };
         let features: Vec<ExternalFeature> = views
             .iter()
-            .map(|view| external_feature(view, self.missing))
+            .map(|view| {
+                external_feature(view, self.missing, &repo.project, self.service.as_deref())
+            })
             .collect();
         ExternalFeature::validate_all(&features, &[])?;
         Ok(features)
     }
 }
 
-/// Where Feast serves an outside source online: what `POST /get-online-features` of a
-/// feature server (`feast serve`) is asked for it.
+/// Where an outside source read from `[[features.feast]]` comes from in Feast: what a feature
+/// server (`feast serve`, `POST /get-online-features`) is asked for it, and what Feast's MLflow
+/// integration names a model's features by (the `feast.*` tags of a version). Part of the
+/// declaration, so a version records it and its feature hash covers it.
 ///
 /// ```toml
-/// feast = { view = "prices", features = ["close", "volume"], join_key = "symbol" }
+/// feast = { project = "desk", view = "prices", features = ["close", "volume"], join_key = "symbol" }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeastView {
+    /// The repository's Feast project.
+    pub project: String,
+    /// The feature service asked for; `None` for features listed as `view:feature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The feature view's name in the registry.
     pub view: String,
+    /// The name the service gives the view, where it differs (`with_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
     /// Feast's names of the features, one per value column of the source, in its order.
     pub features: Vec<String>,
     /// The entity's join key; a symbol is its value.
@@ -111,12 +123,24 @@ impl FeastView {
     pub fn references(&self) -> impl Iterator<Item = String> + '_ {
         self.features.iter().map(|f| format!("{}:{f}", self.view))
     }
+
+    /// The references as the service names them (`alias:feature` where the view has an
+    /// alias): what Feast's MLflow integration compares a version's features with.
+    pub fn service_references(&self) -> impl Iterator<Item = String> + '_ {
+        let name = self.alias.as_deref().unwrap_or(&self.view);
+        self.features.iter().map(move |f| format!("{name}:{f}"))
+    }
 }
 
 /// The outside feature that joins `view` as Feast does: file columns are the view's after
-/// `field_mapping` undone; a TTL of 0 is no limit. It records the view as Feast serves it
-/// online.
-pub fn external_feature(view: &ViewFeatures<'_>, missing: MissingRule) -> ExternalFeature {
+/// `field_mapping` undone; a TTL of 0 is no limit. It records where the view comes from in
+/// Feast: `project`, and `service` when it was asked for through one.
+pub fn external_feature(
+    view: &ViewFeatures<'_>,
+    missing: MissingRule,
+    project: &str,
+    service: Option<&str>,
+) -> ExternalFeature {
     let source = view.source;
     let column = |name: &str| source.source_column(name).to_string();
     ExternalFeature {
@@ -132,7 +156,10 @@ pub fn external_feature(view: &ViewFeatures<'_>, missing: MissingRule) -> Extern
         transform: Transform::Raw,
         window: None,
         feast: Some(FeastView {
+            project: project.to_string(),
+            service: service.map(str::to_string),
             view: view.view.name.clone(),
+            alias: (view.name != view.view.name).then(|| view.name.clone()),
             features: view.features.iter().map(|f| f.name.clone()).collect(),
             join_key: view.join_key.name.clone(),
             integer_key: matches!(
