@@ -11,7 +11,7 @@
 //! let retrain = &config.retrain;
 //! // 1000 bars: train on the first 880, validate on the next 100, hold back the last 20.
 //! let cut = retrain.cut(1000).unwrap();
-//! assert_eq!((cut.train, cut.validation, cut.test), (0..880, 880..980, 980..1000));
+//! assert_eq!((cut.train, cut.validation, cut.test), (0..880, 880..980, Some(980..1000)));
 //! let champion = Figures { sharpe: Some(0.4), psr: None, max_drawdown: 0.2 };
 //! let challenger = Figures { sharpe: Some(0.45), psr: None, max_drawdown: 0.1 };
 //! assert_eq!(
