@@ -160,7 +160,11 @@ pub fn compute_universe_features(
             }
             frame_of(bars, cfg, values)
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .enumerate()
+        // In member order: the error named is the first failing symbol's, whichever thread
+        // failed first.
         .map(|(m, frame)| frame.map_err(in_symbol(m)))
         .collect()
 }
