@@ -305,6 +305,49 @@ fn held_positions(report: &Value) -> Vec<f64> {
     held
 }
 
+/// Backtests `model` from the bar `first_ms` (the first the server decided at) and checks that
+/// `decisions`, the server's positions from that bar on, are exactly the backtest's: the
+/// decision after bar t is the position held through bar t + 1. `bars` is how many bars the
+/// backtest covers.
+fn assert_backtest_holds(
+    store: &Store,
+    model: &str,
+    first_ms: i64,
+    bars: usize,
+    decisions: &[f64],
+) {
+    let from = chrono::DateTime::from_timestamp_millis(first_ms)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = store.dir.path().join("report");
+    store.run(&[
+        "backtest",
+        model,
+        "--from",
+        &from,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let held = held_positions(&report);
+    assert_eq!(
+        held.len(),
+        bars,
+        "the backtest starts at the first decision"
+    );
+    assert_eq!(
+        decisions[..held.len() - 1],
+        held[1..],
+        "serve and backtest disagree"
+    );
+    assert!(
+        report["trades"].as_array().unwrap().len() > 2,
+        "a policy that trades"
+    );
+}
+
 /// Streams the whole data file bar by bar through the server and checks that, from the first
 /// decision on, the positions are exactly those of `ratchet backtest` over the same bars.
 fn check_serving_matches_the_backtest(algo: &str) {
@@ -331,36 +374,12 @@ fn check_serving_matches_the_backtest(algo: &str) {
         decisions.push(d["position"].as_f64().unwrap());
     }
     let first = first_decision.expect("the server decided");
-    let from = chrono::DateTime::from_timestamp_millis(all[first]["timestamp"].as_i64().unwrap())
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string();
-    let out = store.dir.path().join("report");
-    store.run(&[
-        "backtest",
+    assert_backtest_holds(
+        &store,
         &format!("models:/{name}/{v}"),
-        "--from",
-        &from,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    let held = held_positions(&report);
-    assert_eq!(
-        held.len(),
+        all[first]["timestamp"].as_i64().unwrap(),
         all.len() - first,
-        "the backtest starts at the first decision"
-    );
-    // The decision after bar t is the position held through bar t + 1.
-    assert_eq!(
-        decisions[..held.len() - 1],
-        held[1..],
-        "serve and backtest disagree"
-    );
-    assert!(
-        report["trades"].as_array().unwrap().len() > 2,
-        "a policy that trades"
+        &decisions,
     );
     server.stop();
 }
@@ -657,31 +676,12 @@ fn serving_with_outside_values_gives_the_backtest_positions() {
     server.stop();
 
     let first = first.unwrap();
-    let from = chrono::DateTime::from_timestamp_millis(all[first]["timestamp"].as_i64().unwrap())
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string();
-    let out = store.dir.path().join("report");
-    store.run(&[
-        "backtest",
+    assert_backtest_holds(
+        &store,
         "models:/ov/1",
-        "--from",
-        &from,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    let held = held_positions(&report);
-    assert_eq!(held.len(), all.len() - first);
-    assert_eq!(
-        decisions[..held.len() - 1],
-        held[1..],
-        "serve and backtest disagree"
-    );
-    assert!(
-        report["trades"].as_array().unwrap().len() > 2,
-        "a policy that trades"
+        all[first]["timestamp"].as_i64().unwrap(),
+        all.len() - first,
+        &decisions,
     );
 }
 
@@ -1000,31 +1000,12 @@ fn serving_with_feast_online_gives_the_backtest_positions() {
     server.stop();
 
     let first = first.unwrap();
-    let from = chrono::DateTime::from_timestamp_millis(time(first))
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string();
-    let out = store.dir.path().join("report");
-    store.run(&[
-        "backtest",
+    assert_backtest_holds(
+        &store,
         "models:/fo/1",
-        "--from",
-        &from,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    let held = held_positions(&report);
-    assert_eq!(held.len(), all.len() - first);
-    assert_eq!(
-        decisions[..held.len() - 1],
-        held[1..],
-        "serve and backtest disagree"
-    );
-    assert!(
-        report["trades"].as_array().unwrap().len() > 2,
-        "a policy that trades"
+        time(first),
+        all.len() - first,
+        &decisions,
     );
 
     // missing = "error", and no Feast to reach.

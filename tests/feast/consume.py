@@ -21,12 +21,12 @@ days (`account_ids`, `account_timestamps`).
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
+from local_repo import feast, write_store_yaml
 
 repo, out_path = sys.argv[1], sys.argv[2]
 os.makedirs(os.path.join(repo, "data"))
@@ -74,17 +74,7 @@ pd.DataFrame({
     "balance": np.asarray([b[2] for b in balances], dtype=np.float64),
 }).to_parquet(os.path.join(repo, "data/balances.parquet"), index=False)
 
-with open(os.path.join(repo, "feature_store.yaml"), "w") as f:
-    f.write("""project: consume
-provider: local
-registry: data/registry.db
-online_store:
-  type: sqlite
-  path: data/online.db
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-""")
+write_store_yaml(repo, "consume")
 with open(os.path.join(repo, "definitions.py"), "w") as f:
     f.write('''from datetime import timedelta
 
@@ -125,8 +115,7 @@ balances = FeatureView(
 )
 ''')
 
-feast_cli = os.path.join(os.path.dirname(sys.executable), "feast")
-subprocess.run([feast_cli, "apply"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
+feast(repo, "apply")
 
 store = FeatureStore(repo_path=repo)
 symbols, times = [], []

@@ -12,11 +12,11 @@ the feature server.
 
 import csv
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
+from local_repo import feast, write_store_yaml
 
 repo, rows_path = sys.argv[1], sys.argv[2]
 os.makedirs(os.path.join(repo, "data"))
@@ -36,17 +36,7 @@ pd.DataFrame({
     "score": np.asarray([float(r["score"]) for r in rows], dtype=np.float64),
 }).to_parquet(os.path.join(repo, "data/signal.parquet"), index=False)
 
-with open(os.path.join(repo, "feature_store.yaml"), "w") as f:
-    f.write("""project: online
-provider: local
-registry: data/registry.db
-online_store:
-  type: sqlite
-  path: data/online.db
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-""")
+write_store_yaml(repo, "online")
 
 with open(os.path.join(repo, "definitions.py"), "w") as f:
     f.write('''from datetime import timedelta
@@ -77,9 +67,4 @@ level = FeatureView(
 )
 ''')
 
-subprocess.run(
-    [os.path.join(os.path.dirname(sys.executable), "feast"), "apply"],
-    cwd=repo,
-    check=True,
-    stdout=subprocess.DEVNULL,
-)
+feast(repo, "apply")

@@ -15,11 +15,11 @@ only rewrite the source, as a desk appending its new days would.
 import argparse
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
+from local_repo import feast, write_store_yaml
 
 parser = argparse.ArgumentParser()
 parser.add_argument("repo")
@@ -45,20 +45,8 @@ pd.DataFrame({
 store_yaml = os.path.join(args.repo, "feature_store.yaml")
 if os.path.exists(store_yaml):
     sys.exit(0)
-with open(store_yaml, "w") as f:
-    f.write(f"""project: desk_signals
-provider: local
-registry: data/registry.db
-online_store:
-  type: sqlite
-  path: data/online.db
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-mlflow:
-  enabled: true
-  tracking_uri: "{args.tracking_uri}"
-""")
+write_store_yaml(args.repo, "desk_signals",
+                 f'mlflow:\n  enabled: true\n  tracking_uri: "{args.tracking_uri}"\n')
 with open(os.path.join(args.repo, "definitions.py"), "w") as f:
     f.write('''from datetime import timedelta
 
@@ -79,5 +67,4 @@ signals = FeatureView(
 )
 desk = FeatureService(name="desk", features=[signals])
 ''')
-feast_cli = os.path.join(os.path.dirname(sys.executable), "feast")
-subprocess.run([feast_cli, "apply"], cwd=args.repo, check=True, stdout=subprocess.DEVNULL)
+feast(args.repo, "apply")
