@@ -58,10 +58,10 @@ if [ -z "${RATCHET_PYTHON:-}" ]; then
 fi
 "$RATCHET_PYTHON" -c 'import mlflow; print("mlflow", mlflow.__version__)'
 
-# Real Feast for the Feast tests (tests/feast.rs, tests/feast_consume.rs, and `feast serve` for
-# --feast-online in tests/serve.rs), in its own pinned
-# venv: Feast pins another pandas than MLflow (scripts/feast_venv.sh; about a minute on first
-# use).
+# Real Feast for the Feast tests (tests/feast.rs, tests/feast_consume.rs, tests/feast_versions.rs
+# with MLflow's client for Feast's MLflow integration, and `feast serve` for --feast-online in
+# tests/serve.rs), in its own pinned venv: Feast pins another pandas than MLflow
+# (scripts/feast_venv.sh; about a minute on first use).
 if [ -z "${RATCHET_FEAST_PYTHON:-}" ]; then
     RATCHET_FEAST_PYTHON="$(bash scripts/feast_venv.sh)"
     export RATCHET_FEAST_PYTHON
